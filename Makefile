@@ -1,0 +1,93 @@
+# Herald -- one GNU make for the daemon, its tests, fuzzers and benchmarks.
+#
+#   make            build build/herald
+#   make run        install what is missing, build, start Herald with its demo
+#   make test       install, build, run every suite (plain, then ASan+UBSan),
+#                   ending with one line "N passed, N failed"
+#   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
+#   make SANITIZE=address,undefined   a sanitized build in build-san/
+
+CC      ?= cc
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD   ?= build
+SANFLAGS =
+else
+BUILD   ?= build-san
+SANFLAGS = -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+WARN    = -Wall -Wextra -Wstrict-prototypes -Wshadow -Wno-unused-parameter
+ifneq ($(CI),)
+WARN   += -Werror
+endif
+OPT     ?= -O2
+CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -Idaemon -Ifcgi $(SANFLAGS)
+LDFLAGS += $(SANFLAGS) -pthread
+LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
+
+# Debian packages every target needs; `make deps` installs the missing ones.
+PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
+       libinih-dev uthash-dev libcmocka-dev php-cli php-fpm nginx-light \
+       python3 python3-websockets python3-pytest phpunit clang \
+       libclang-rt-14-dev curl procps psmisc
+
+CORE_SRC = $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard fcgi/*.c)
+CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+HEADERS  = $(wildcard daemon/*.h fcgi/*.h)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test test-plain test-san unit fuzz bench clean format
+
+all: $(BUILD)/herald
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libherald.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/herald: $(BUILD)/obj/daemon/main.o $(BUILD)/libherald.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libherald.a $(LIBS) -lcmocka $(LDFLAGS)
+
+unit: $(UNIT_BIN)
+
+deps:
+	@./tests/lib/install-deps.sh $(PKGS)
+
+# The plain suite, then the same suite against an ASan+UBSan build.
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined all unit
+	@./tests/run.sh build build-san
+
+test-plain: deps
+	@$(MAKE) --no-print-directory all unit
+	@./tests/run.sh build
+
+run: deps all
+	@./tests/lib/run-demo.sh $(BUILD)/herald
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Idaemon -fsanitize=fuzzer,address,undefined
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(HEADERS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(filter daemon/%,$(CORE_SRC)) $(LIBS) -pthread
+
+fuzz: deps $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean:
+	rm -rf build build-san build-fuzz
+
+format:
+	clang-format -i daemon/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c

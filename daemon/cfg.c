@@ -1,0 +1,1160 @@
+/*
+ * cfg.c -- configuration: one table of settings, cfg_defs[], drives the
+ * built-in defaults, the INI file, the command-line flags, validation and
+ * --help, in the manner of Redis src/config.c static_configs[]. The key
+ * reference in docs/config.md and herald.ini.example are written from the
+ * same table, and test_cfg.c checks that both still name every key.
+ *
+ * Owns:       the table, and the building of one struct cfg snapshot.
+ * Called by:  main.c at startup (later, SIGHUP builds a new snapshot).
+ * Invariants: main thread only, before other threads exist: getopt's
+ *             globals are reset (optind = 0) and opterr is restored on
+ *             every call. Every value, defaults included, goes through the
+ *             same parser, so a default is written as a user would write it.
+ *             Settings apply in order: defaults, then -c FILE, then flags.
+ * Errors:     cfg_load returns -1 with *cause set to one malloc'd line,
+ *             "FILE:LINE: key: what is wrong" for the file and
+ *             "--flag: what is wrong" for flags. Secrets are never echoed.
+ *             Nothing is printed and exit() is never called; only --help
+ *             and --version write to stdout.
+ * Spec notes: the file is read through a line reader of our own, so that
+ *             (1) errors carry the line of the setting that caused them,
+ *             (2) leading blanks are stripped, which defeats inih's
+ *             multi-line values: an indented key is a key, not the
+ *             continuation of the previous value, and (3) an empty
+ *             [section] of the wrong name is still reported.
+ * Tests:      tests/unit/test_cfg.c.
+ */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+#ifndef HERALD_VERSION
+#define HERALD_VERSION "0.1.0"
+#endif
+
+#define CFG_SECTION "herald"
+#define CFG_SECRET_MIN 16          /* bytes, for any secret but the development one */
+#define CFG_SECRET_FILE_MAX 65536  /* a larger secret file is a mistake */
+#define CFG_WORKERS_MAX 256
+#define CFG_MAX_DEFS 32            /* room in the per-setting arrays of struct cfg_build */
+
+#define CFG_K 1024LL
+#define CFG_SECOND 1000LL          /* durations are kept in milliseconds */
+#define CFG_MINUTE (60 * CFG_SECOND)
+#define CFG_HOUR (60 * CFG_MINUTE)
+
+enum cfg_type {
+    CFG_STRING,  /* char *; "" stores NULL */
+    CFG_BOOL,    /* int 0/1: yes/no, true/false, on/off, 1/0 */
+    CFG_INT,     /* decimal integer, min..max */
+    CFG_SIZE,    /* bytes with k, M, G suffixes; size_t or uint64_t field */
+    CFG_MSEC,    /* duration, stored in milliseconds in an int */
+    CFG_SECONDS, /* duration in whole seconds, stored in seconds in an int */
+    CFG_MODE,    /* octal permission bits, mode_t */
+    CFG_LIST,    /* char ** plus a size_t count at .aux; split on blanks and commas */
+    CFG_LEVEL,   /* log level name, int */
+};
+
+#define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
+#define CFG_FLAG 0x2    /* also a command-line flag, --name with '_' as '-' */
+#define CFG_ZERO_OK 0x4 /* 0 ("off") is allowed below min */
+#define CFG_ONE_OF 0x8  /* at most one setting with this mark per source */
+
+/* Where a setting's current value came from, in order of precedence. */
+enum cfg_src {
+    SRC_DEFAULT,
+    SRC_FILE,
+    SRC_FLAG,
+};
+
+/* The snapshot under construction, the values that never reach it, and the reader's state. */
+struct cfg_build {
+    struct cfg c;           /* the snapshot; handed to the caller on success */
+    char *secret_file;      /* owned: path from secret_file or --secret-file */
+    const char *file;       /* borrowed: the -c path, for messages */
+    int src[CFG_MAX_DEFS];  /* enum cfg_src of each setting */
+    int line[CFG_MAX_DEFS]; /* line in the file of each setting read from it */
+    FILE *fp;               /* owned while the file is read */
+    char *buf;              /* owned: getline buffer */
+    size_t bufsz;
+    int lineno;             /* line the reader handed to inih last */
+    int indented;           /* that line began with blanks */
+    int err_line;           /* line of the error in err */
+    char *err;              /* owned: the first error found, "FILE:LINE: ..." */
+};
+
+/* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
+struct cfg_def {
+    const char *name;    /* INI key */
+    enum cfg_type type;
+    long long min, max;
+    const char *def;     /* default, as written in the file; "" = unset */
+    size_t off;          /* offsetof(struct cfg_build, field) */
+    size_t width;        /* sizeof field */
+    size_t aux;          /* CFG_LIST: offsetof the count */
+    unsigned flags;      /* CFG_RELOAD, CFG_FLAG, CFG_ZERO_OK, CFG_ONE_OF */
+    const char *metavar; /* argument name in --help, for CFG_FLAG */
+    int (*check)(const char *value, char **why); /* CFG_STRING, CFG_LIST item */
+    const char *help;    /* one line for --help, docs/config.md and the example */
+};
+
+#define CFG_AT(f) .off = offsetof(struct cfg_build, f), .width = sizeof(((struct cfg_build *)0)->f)
+
+static int check_listen(const char *v, char **why);
+static int check_ws_path(const char *v, char **why);
+static int check_socket_path(const char *v, char **why);
+static int check_origin(const char *v, char **why);
+
+static const struct cfg_def cfg_defs[] = {
+    {.name = "listen", .type = CFG_STRING, .def = "127.0.0.1:9601", CFG_AT(c.listen),
+     .flags = CFG_FLAG, .metavar = "HOST:PORT|unix:PATH", .check = check_listen,
+     .help = "WebSocket listen address: HOST:PORT, [IPv6]:PORT or unix:/path"},
+    {.name = "listen_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0666",
+     CFG_AT(c.listen_mode), .help = "permissions of a unix: listen socket"},
+    {.name = "ws_path", .type = CFG_STRING, .def = "/ws", CFG_AT(c.ws_path),
+     .check = check_ws_path, .help = "URL path of the WebSocket endpoint"},
+    {.name = "workers", .type = CFG_INT, .min = 0, .max = CFG_WORKERS_MAX, .def = "0",
+     CFG_AT(c.workers), .flags = CFG_FLAG, .metavar = "N",
+     .help = "worker threads; 0 = one per CPU core"},
+    {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(c.secret),
+     .flags = CFG_FLAG | CFG_ONE_OF | CFG_RELOAD, .metavar = "SECRET",
+     .help = "HS256 key for connection tokens, at least 16 bytes"},
+    {.name = "secret_file", .type = CFG_STRING, .def = "", CFG_AT(secret_file),
+     .flags = CFG_FLAG | CFG_ONE_OF | CFG_RELOAD, .metavar = "FILE",
+     .help = "read the secret from this file (one trailing newline stripped)"},
+    {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no", CFG_AT(c.allow_anonymous),
+     .flags = CFG_RELOAD, .help = "accept connections without a token (broadcasts only)"},
+    {.name = "allowed_origins", .type = CFG_LIST, .def = "", CFG_AT(c.origins),
+     .aux = offsetof(struct cfg_build, c.norigins), .flags = CFG_RELOAD,
+     .check = check_origin, .help = "exact Origin values, space/comma separated; empty = any"},
+    {.name = "token_leeway", .type = CFG_SECONDS, .min = 0, .max = 10 * CFG_MINUTE,
+     .def = "30s", CFG_AT(c.token_leeway), .flags = CFG_RELOAD,
+     .help = "clock skew allowed on a token's exp and nbf"},
+    {.name = "max_header_size", .type = CFG_SIZE, .min = CFG_K, .max = 64 * CFG_K,
+     .def = "8k", CFG_AT(c.max_header_size), .flags = CFG_RELOAD,
+     .help = "largest handshake request head; over it -> 431"},
+    {.name = "handshake_timeout", .type = CFG_MSEC, .min = 100, .max = 10 * CFG_MINUTE,
+     .def = "10s", CFG_AT(c.handshake_timeout_ms), .flags = CFG_RELOAD,
+     .help = "time allowed for the handshake; then 408 and close"},
+    {.name = "max_message_size", .type = CFG_SIZE, .min = 125, .max = CFG_K * CFG_K * CFG_K,
+     .def = "1M", CFG_AT(c.max_message_size), .flags = CFG_RELOAD,
+     .help = "largest frame or reassembled message; over it -> close 1009"},
+    {.name = "ping_interval", .type = CFG_MSEC, .min = CFG_SECOND, .max = CFG_HOUR,
+     .def = "30s", CFG_AT(c.ping_interval_ms), .flags = CFG_RELOAD | CFG_ZERO_OK,
+     .help = "server ping period; 2 silent periods close; 0 = no pings"},
+    {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", CFG_AT(c.api_socket),
+     .flags = CFG_FLAG, .metavar = "PATH", .check = check_socket_path,
+     .help = "Unix socket of the FastCGI publish API"},
+    {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
+     CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
+    {.name = "api_socket_group", .type = CFG_STRING, .def = "", CFG_AT(c.api_socket_group),
+     .help = "group name for the api socket; empty = the daemon's group"},
+    {.name = "api_threads", .type = CFG_INT, .min = 1, .max = 64, .def = "4",
+     CFG_AT(c.api_threads), .help = "FastCGI request threads"},
+    {.name = "api_max_body", .type = CFG_SIZE, .min = CFG_K, .max = 64 * CFG_K * CFG_K,
+     .def = "1M", CFG_AT(c.api_max_body), .flags = CFG_RELOAD,
+     .help = "largest API request body; over it -> 413"},
+    {.name = "log_level", .type = CFG_LEVEL, .def = "info", CFG_AT(c.log_level),
+     .flags = CFG_FLAG | CFG_RELOAD, .metavar = "LEVEL",
+     .help = "lowest level logged: debug, info, warn or error"},
+    {.name = "shutdown_timeout", .type = CFG_MSEC, .min = 0, .max = 60 * CFG_SECOND,
+     .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
+     .help = "how long shutdown waits for connections to close"},
+};
+
+#define CFG_NDEFS (sizeof cfg_defs / sizeof cfg_defs[0])
+_Static_assert(CFG_NDEFS <= CFG_MAX_DEFS, "raise CFG_MAX_DEFS");
+
+const char *cfg_key_name(size_t i)
+{
+    return i < CFG_NDEFS ? cfg_defs[i].name : NULL;
+}
+
+/* The table entry for an INI key, or NULL. */
+static const struct cfg_def *find_def(const char *name)
+{
+    for (size_t i = 0; i < CFG_NDEFS; i++)
+        if (strcmp(cfg_defs[i].name, name) == 0)
+            return &cfg_defs[i];
+    return NULL;
+}
+
+/* Write "--name" with '_' as '-' into buf. */
+static const char *flag_name(const struct cfg_def *d, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "--%s", d->name);
+
+    for (size_t i = 2; i < n && i < size; i++)
+        if (buf[i] == '_')
+            buf[i] = '-';
+    return buf;
+}
+
+/* ---- Value parsers ---------------------------------------------------- */
+
+/* Accumulate decimal digits; return the first non-digit, or NULL if none or on overflow. */
+static const char *parse_digits(const char *s, uint64_t limit, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+
+        if (v > (limit - d) / 10)
+            return NULL;
+        v = v * 10 + d;
+    }
+    if (p == s)
+        return NULL;
+    *out = v;
+    return p;
+}
+
+int cfg_parse_size(const char *s, uint64_t *out)
+{
+    static const char suffixes[] = "kKmMgG";
+    const char *u;
+    unsigned shift = 0;
+    uint64_t v;
+    const char *p = parse_digits(s, UINT64_MAX, &v);
+
+    if (p == NULL)
+        return -1;
+    if (*p != '\0') {
+        u = strchr(suffixes, *p);
+        if (u == NULL || p[1] != '\0')
+            return -1;
+        shift = 10 * (unsigned)(1 + (u - suffixes) / 2);
+    }
+    if (v > UINT64_MAX >> shift)
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+int cfg_parse_duration_ms(const char *s, int64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        int64_t ms;
+    } units[] = {{"", CFG_SECOND}, {"ms", 1}, {"s", CFG_SECOND}, {"m", CFG_MINUTE},
+                 {"h", CFG_HOUR}};
+    uint64_t v;
+    const char *p = parse_digits(s, INT64_MAX, &v);
+
+    if (p == NULL)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(p, units[i].suffix) != 0)
+            continue;
+        if (v > (uint64_t)(INT64_MAX / units[i].ms))
+            return -1;
+        *out = (int64_t)v * units[i].ms;
+        return 0;
+    }
+    return -1;
+}
+
+/* Parse a decimal integer with an optional '-'; -1 when malformed or outside long long. */
+static int parse_int(const char *s, long long *out)
+{
+    int neg = *s == '-';
+    uint64_t v;
+    const char *p = parse_digits(s + neg, (uint64_t)LLONG_MAX, &v);
+
+    if (p == NULL || *p != '\0')
+        return -1;
+    *out = neg ? -(long long)v : (long long)v;
+    return 0;
+}
+
+/* Parse octal permission digits such as 0660. */
+static int parse_mode(const char *s, long long *out)
+{
+    long long v = 0;
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 6 || strspn(s, "01234567") != n)
+        return -1;
+    for (; *s != '\0'; s++)
+        v = v * 8 + (*s - '0');
+    *out = v;
+    return 0;
+}
+
+/* Parse yes/no, true/false, on/off, 1/0, in any case. */
+static int parse_bool(const char *s, long long *out)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+            *out = strcasecmp(s, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Size and duration parsers with the signature of the others, for cfg_types[]. */
+static int parse_size_ll(const char *s, long long *out)
+{
+    uint64_t v;
+
+    if (cfg_parse_size(s, &v) < 0)
+        return -1;
+    *out = v > (uint64_t)LLONG_MAX ? LLONG_MAX : (long long)v;
+    return 0;
+}
+
+static int parse_ms_ll(const char *s, long long *out)
+{
+    int64_t v;
+
+    if (cfg_parse_duration_ms(s, &v) < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_level(const char *s, long long *out)
+{
+    *out = log_level_parse(s);
+    return *out < 0 ? -1 : 0;
+}
+
+/* How each numeric type is parsed, what a malformed value is told, and whether min..max apply. */
+static const struct {
+    int (*parse)(const char *s, long long *out);
+    const char *expected;
+    int ranged;
+} cfg_types[] = {
+    [CFG_BOOL] = {parse_bool, "expected yes or no (true/false, on/off, 1/0)", 0},
+    [CFG_INT] = {parse_int, "expected an integer", 1},
+    [CFG_SIZE] = {parse_size_ll, "expected a size such as 64k or 1M", 1},
+    [CFG_MSEC] = {parse_ms_ll, "expected a duration such as 500ms, 30s, 5m or 1h", 1},
+    [CFG_SECONDS] = {parse_ms_ll, "expected a duration such as 30s or 2m", 1},
+    [CFG_MODE] = {parse_mode, "expected an octal mode such as 0660", 1},
+    [CFG_LEVEL] = {parse_level, "expected debug, info, warn or error", 0},
+};
+
+/* Write a number in the type's unit the way a user would: "64k", "1M", "10s", "0660". */
+static void fmt_value(const struct cfg_def *d, long long v, char *buf, size_t size)
+{
+    static const char *const suffix[2][4] = {{"G", "M", "k", ""}, {"h", "m", "s", "ms"}};
+    static const long long unit[2][4] = {{CFG_K * CFG_K * CFG_K, CFG_K * CFG_K, CFG_K, 1},
+                                         {CFG_HOUR, CFG_MINUTE, CFG_SECOND, 1}};
+    int t = d->type == CFG_SIZE ? 0 : 1;
+    size_t i = 0;
+
+    if (d->type == CFG_MODE) {
+        snprintf(buf, size, "0%llo", v);
+        return;
+    }
+    if (v == 0 || (d->type != CFG_SIZE && d->type != CFG_MSEC && d->type != CFG_SECONDS)) {
+        snprintf(buf, size, "%lld", v);
+        return;
+    }
+    while (v % unit[t][i] != 0)
+        i++;
+    snprintf(buf, size, "%lld%s", v / unit[t][i], suffix[t][i]);
+}
+
+/* ---- Validators for strings ------------------------------------------- */
+
+/*
+ * Split "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port.
+ * Returns 0, or -1 with *why set. Does not look at "unix:".
+ */
+static int split_host_port(const char *s, char *host, size_t size, int *v6, int *port, char **why)
+{
+    const char *colon = strrchr(s, ':');
+    const char *h = s, *hend = colon;
+    uint64_t p;
+    const char *end;
+
+    *v6 = 0;
+    if (colon == NULL || colon == s) {
+        *why = xasprintf("expected HOST:PORT or unix:/path, got '%s'", s);
+        return -1;
+    }
+    if (*s == '[') {
+        if (colon[-1] != ']' || colon - s < 3) {
+            *why = xasprintf("expected [IPv6]:PORT, got '%s'", s);
+            return -1;
+        }
+        h = s + 1;
+        hend = colon - 1;
+        *v6 = 1;
+    }
+    end = parse_digits(colon + 1, 99999, &p);
+    if (end == NULL || *end != '\0' || p < 1 || p > 65535) {
+        *why = xasprintf("port must be from 1 to 65535, got '%s'", s);
+        return -1;
+    }
+    if ((size_t)(hend - h) >= size) {
+        *why = xasprintf("host name too long in '%s'", s);
+        return -1;
+    }
+    memcpy(host, h, (size_t)(hend - h));
+    host[hend - h] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* A host is an IPv4 address, a bracketed IPv6 address or a DNS name. */
+static int check_host(const char *host, int v6, const char *s, char **why)
+{
+    unsigned char addr[16];
+    size_t n = strlen(host);
+
+    if (v6) {
+        if (inet_pton(AF_INET6, host, addr) == 1)
+            return 0;
+        *why = xasprintf("'%s' is not an IPv6 address", host);
+        return -1;
+    }
+    if (strspn(host, "0123456789.") == n) {
+        if (inet_pton(AF_INET, host, addr) == 1)
+            return 0;
+        *why = xasprintf("'%s' is not an IPv4 address", host);
+        return -1;
+    }
+    if (n > 253 || host[0] == '-' || host[0] == '.' ||
+        strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != n) {
+        *why = xasprintf("expected HOST:PORT with an IP address or host name, got '%s'", s);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_listen(const char *v, char **why)
+{
+    char host[256];
+    int v6, port;
+
+    if (strncmp(v, "unix:", 5) == 0)
+        return check_socket_path(v + 5, why);
+    if (split_host_port(v, host, sizeof host, &v6, &port, why) < 0)
+        return -1;
+    return check_host(host, v6, v, why);
+}
+
+static int check_socket_path(const char *v, char **why)
+{
+    struct sockaddr_un sun;
+
+    if (v[0] != '/') {
+        *why = xasprintf("expected an absolute socket path, got '%s'", v);
+        return -1;
+    }
+    if (strlen(v) >= sizeof sun.sun_path) {
+        *why = xasprintf("socket path longer than %zu bytes", sizeof sun.sun_path - 1);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_ws_path(const char *v, char **why)
+{
+    if (v[0] != '/') {
+        *why = xasprintf("expected a path starting with '/', got '%s'", v);
+        return -1;
+    }
+    for (const char *p = v; *p != '\0'; p++) {
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#') {
+            *why = xasprintf("expected a plain path without blanks, '?' or '#', got '%s'", v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An origin is scheme://host[:port] with no path, or the literal "null". */
+static int check_origin(const char *v, char **why)
+{
+    const char *sep = strstr(v, "://");
+
+    if (strcmp(v, "null") == 0)
+        return 0;
+    if (sep == NULL || sep == v || sep[3] == '\0' || strchr(sep + 3, '/') != NULL) {
+        *why = xasprintf("expected origins such as https://example.com (no path), got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Storing values --------------------------------------------------- */
+
+/* Store a non-negative number in an unsigned or int field of the given width. */
+static void store_num(void *p, size_t width, unsigned long long v)
+{
+    if (width == sizeof(uint64_t)) {
+        uint64_t t = v;
+
+        memcpy(p, &t, sizeof t);
+    } else {
+        uint32_t t = (uint32_t)v;
+
+        memcpy(p, &t, sizeof t);
+    }
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* Split on blanks and commas, check each item, and store the list. */
+static int store_list(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
+{
+    char ***listp = (char ***)((char *)b + d->off);
+    size_t *np = (size_t *)((char *)b + d->aux);
+    char **list = NULL;
+    size_t n = 0;
+
+    while (*v != '\0') {
+        size_t len;
+        char *item;
+
+        v += strspn(v, " \t,");
+        len = strcspn(v, " \t,");
+        if (len == 0)
+            break;
+        item = xstrndup(v, len);
+        v += len;
+        if (d->check != NULL && d->check(item, why) < 0) {
+            free(item);
+            free_list(list, n);
+            return -1;
+        }
+        list = xrealloc(list, (n + 1) * sizeof *list);
+        list[n++] = item;
+    }
+    free_list(*listp, *np);
+    *listp = list;
+    *np = n;
+    return 0;
+}
+
+/* Is v allowed by the entry's range? */
+static int in_range(const struct cfg_def *d, long long v)
+{
+    if (v == 0 && (d->flags & CFG_ZERO_OK))
+        return 1;
+    return v >= d->min && v <= d->max;
+}
+
+/*
+ * Parse v for setting d and store it in b. Returns 0, or -1 with *why set
+ * to "expected ..., got 'v'" (never echoing a secret).
+ */
+static int set_value(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
+{
+    char *field = (char *)b + d->off;
+    char lo[32], hi[32];
+    long long n;
+
+    if (d->type == CFG_STRING) {
+        if (d->check != NULL && d->check(v, why) < 0)
+            return -1;
+        free(*(char **)field);
+        *(char **)field = *v != '\0' ? xstrdup(v) : NULL;
+        return 0;
+    }
+    if (d->type == CFG_LIST)
+        return store_list(b, d, v, why);
+    if (cfg_types[d->type].parse(v, &n) < 0) {
+        *why = xasprintf("%s, got '%s'", cfg_types[d->type].expected, v);
+        return -1;
+    }
+    if (cfg_types[d->type].ranged && !in_range(d, n)) {
+        fmt_value(d, d->min, lo, sizeof lo);
+        fmt_value(d, d->max, hi, sizeof hi);
+        *why = xasprintf("must be %sfrom %s to %s, got '%s'",
+                         d->flags & CFG_ZERO_OK ? "0 (off) or " : "", lo, hi, v);
+        return -1;
+    }
+    if (d->type == CFG_SECONDS) {
+        if (n % CFG_SECOND != 0) {
+            *why = xasprintf("must be whole seconds, got '%s'", v);
+            return -1;
+        }
+        n /= CFG_SECOND;
+    }
+    store_num(field, d->width, (unsigned long long)n);
+    return 0;
+}
+
+/* ---- The INI file ----------------------------------------------------- */
+
+/* Record the first error at line lineno: "FILE:LINE: message". */
+static void __attribute__((format(printf, 3, 4)))
+note_error(struct cfg_build *b, int lineno, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    if (b->err != NULL)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        log_fatal("cfg", "out of memory formatting an error");
+    va_end(ap);
+    b->err = xasprintf("%s:%d: %s", b->file, lineno, msg);
+    b->err_line = lineno;
+    free(msg);
+}
+
+/* Report a "[name]" line whose name is not ours; inih itself reports a missing ']'. */
+static void check_section_line(struct cfg_build *b, const char *s)
+{
+    const char *end = strchr(s + 1, ']');
+
+    if (end == NULL)
+        return;
+    if ((size_t)(end - s - 1) != strlen(CFG_SECTION) ||
+        strncmp(s + 1, CFG_SECTION, strlen(CFG_SECTION)) != 0)
+        note_error(b, b->lineno, "unknown section [%.*s] (only [%s] is read)",
+                   (int)(end - s - 1), s + 1, CFG_SECTION);
+}
+
+/*
+ * inih's reader: hand over one whole line, without a BOM or leading blanks,
+ * counting lines so the handler knows where it is. An overlong line is
+ * reported here and replaced by a blank one, so inih never splits it.
+ */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct cfg_build *b = stream;
+    ssize_t got = getline(&b->buf, &b->bufsz, b->fp);
+    char *s = b->buf;
+    size_t len;
+
+    if (got < 0)
+        return NULL;
+    b->lineno++;
+    if (b->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3;
+    b->indented = *s == ' ' || *s == '\t';
+    s += strspn(s, " \t");
+    len = strlen(s);
+    if (len >= (size_t)num) {
+        note_error(b, b->lineno, "line longer than %d bytes", num - 2);
+        s = "\n";
+        len = 1;
+    } else if (*s == '[') {
+        check_section_line(b, s);
+    }
+    memcpy(str, s, len + 1);
+    return str;
+}
+
+/* Is another CFG_ONE_OF setting than d already set (non-empty) from src? */
+static const struct cfg_def *one_of_conflict(const struct cfg_build *b, const struct cfg_def *d,
+                                             int src)
+{
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        const struct cfg_def *o = &cfg_defs[i];
+
+        if (o != d && (o->flags & CFG_ONE_OF) && b->src[i] == src &&
+            *(char *const *)((const char *)b + o->off) != NULL)
+            return o;
+    }
+    return NULL;
+}
+
+/* inih's handler: one "key = value" line of the file. Returns 1, or 0 on error. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct cfg_build *b = user;
+    const struct cfg_def *d, *other;
+    char *why;
+    size_t i;
+
+    if (b->err != NULL)
+        return 0;
+    if (strcmp(section, CFG_SECTION) != 0) {
+        if (*section == '\0')
+            note_error(b, b->lineno, "'%s' is outside a section; put it under [%s]", name,
+                       CFG_SECTION);
+        else
+            note_error(b, b->lineno, "unknown section [%s]", section);
+        return 0;
+    }
+    d = find_def(name);
+    if (d == NULL) {
+        note_error(b, b->lineno, "unknown key '%s'%s", name,
+                   b->indented ? " (a value cannot continue on the next line)" : "");
+        return 0;
+    }
+    i = (size_t)(d - cfg_defs);
+    if (b->src[i] == SRC_FILE) {
+        note_error(b, b->lineno, "repeated key '%s' (first set on line %d)", name, b->line[i]);
+        return 0;
+    }
+    if ((d->flags & CFG_ONE_OF) && *value != '\0' &&
+        (other = one_of_conflict(b, d, SRC_FILE)) != NULL) {
+        note_error(b, b->lineno, "%s: %s is already set on line %d; use one of them", name,
+                   other->name, b->line[other - cfg_defs]);
+        return 0;
+    }
+    if (set_value(b, d, value, &why) < 0) {
+        note_error(b, b->lineno, "%s: %s", name, why);
+        free(why);
+        return 0;
+    }
+    b->src[i] = SRC_FILE;
+    b->line[i] = b->lineno;
+    return 1;
+}
+
+/* Read the -c file into b. Returns 0, or -1 with *cause set. */
+static int load_file(struct cfg_build *b, char **cause)
+{
+    int r;
+
+    b->fp = fopen(b->file, "re");
+    if (b->fp == NULL) {
+        *cause = xasprintf("cannot open config file %s: %s", b->file, strerror(errno));
+        return -1;
+    }
+    r = ini_parse_stream(read_line, b, on_key, b);
+    if (ferror(b->fp)) {
+        *cause = xasprintf("cannot read config file %s: %s", b->file, strerror(errno));
+        return -1;
+    }
+    if (r > 0 && (b->err == NULL || r < b->err_line)) {
+        free(b->err);
+        b->err = NULL;
+        note_error(b, r, "expected 'key = value', '[%s]' or a comment", CFG_SECTION);
+    } else if (r < 0 && b->err == NULL) {
+        note_error(b, b->lineno, "the INI parser failed (%d)", r);
+    }
+    if (b->err != NULL) {
+        *cause = b->err;
+        b->err = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- Flags ------------------------------------------------------------ */
+
+enum {
+    OPT_CHECK = 1,
+    OPT_VERSION,
+    OPT_HELP,
+    OPT_DEF = 0x100, /* + index into cfg_defs */
+};
+
+/* One table flag seen on the command line, applied after the file. */
+struct cfg_pending {
+    const struct cfg_def *d;
+    const char *value; /* borrowed from argv */
+};
+
+/* The long options: the fixed ones, then every CFG_FLAG setting. Names are malloc'd. */
+static struct option *build_options(void)
+{
+    static const struct option fixed[] = {
+        {.name = "config", .has_arg = required_argument, .val = 'c'},
+        {.name = "check-config", .has_arg = no_argument, .val = OPT_CHECK},
+        {.name = "version", .has_arg = no_argument, .val = OPT_VERSION},
+        {.name = "help", .has_arg = no_argument, .val = OPT_HELP},
+    };
+    size_t nfixed = sizeof fixed / sizeof fixed[0], n = nfixed;
+    struct option *opts = xcalloc(nfixed + CFG_NDEFS + 1, sizeof *opts);
+    char name[64];
+
+    for (size_t i = 0; i < nfixed; i++)
+        opts[i] = fixed[i];
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        if (!(cfg_defs[i].flags & CFG_FLAG))
+            continue;
+        opts[n].name = xstrdup(flag_name(&cfg_defs[i], name, sizeof name) + 2);
+        opts[n].has_arg = required_argument;
+        opts[n].val = OPT_DEF + (int)i;
+        n++;
+    }
+    return opts;
+}
+
+static void free_options(struct option *opts)
+{
+    for (struct option *o = opts; o->name != NULL; o++)
+        if (o->val >= OPT_DEF)
+            free((char *)o->name);
+    free(opts);
+}
+
+/* Print --help, built from the table, on stdout. */
+static void print_usage(void)
+{
+    char name[64], left[128];
+
+    printf("usage: herald [-c FILE] [options]\n\n");
+    printf("  %-30s %s\n", "-c, --config FILE", "read settings from an INI file");
+    printf("  %-30s %s\n", "", "(every key: docs/config.md, herald.ini.example)");
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        const struct cfg_def *d = &cfg_defs[i];
+
+        if (!(d->flags & CFG_FLAG))
+            continue;
+        snprintf(left, sizeof left, "    %s %s", flag_name(d, name, sizeof name), d->metavar);
+        if (strlen(left) > 30)
+            printf("  %s\n  %-30s %s\n", left, "", d->help);
+        else
+            printf("  %-30s %s\n", left, d->help);
+    }
+    printf("  %-30s %s\n", "    --check-config", "validate the configuration and exit");
+    printf("  %-30s %s\n", "    --version", "print the version and exit");
+    printf("  %-30s %s\n", "    --help", "print this help and exit");
+    printf("\nSettings apply in order: built-in defaults, then the -c file, then flags.\n"
+           "Without -c Herald runs with development defaults (listen 127.0.0.1:9601,\n"
+           "api socket /tmp/herald.sock) and a public development secret, which is\n"
+           "refused with -c or off loopback: then set secret or secret_file.\n");
+}
+
+/*
+ * Scan argv: -c, --check-config, --help, --version, and table flags into
+ * pend[]. Returns 0, 1 when --help or --version was printed, or -1.
+ */
+static int scan_flags(int argc, char **argv, const char **file, struct cfg_pending *pend,
+                      size_t *npend, enum cfg_action *action, char **cause)
+{
+    struct option *opts = build_options();
+    int saved_opterr = opterr, ch, r = 0;
+
+    optind = 0; /* GNU: reinitialise fully, the previous call may have left state */
+    opterr = 0;
+    while (r == 0 && (ch = getopt_long(argc, argv, "+:c:", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            *file = optarg;
+            break;
+        case OPT_CHECK:
+            *action = CFG_CHECK;
+            break;
+        case OPT_VERSION:
+            printf("herald %s\n", HERALD_VERSION);
+            r = 1;
+            break;
+        case OPT_HELP:
+            print_usage();
+            r = 1;
+            break;
+        case ':':
+            *cause = xasprintf("option '%s' requires an argument", argv[optind - 1]);
+            r = -1;
+            break;
+        case '?':
+            /* optopt names a bad short option; a bad long one is the last argv read */
+            if (strncmp(argv[optind - 1], "--", 2) != 0 && optopt > ' ' && optopt < 0x7f)
+                *cause = xasprintf("unknown option '-%c' (see --help)", optopt);
+            else
+                *cause = xasprintf("unknown option '%s' (see --help)", argv[optind - 1]);
+            r = -1;
+            break;
+        default:
+            pend[*npend].d = &cfg_defs[ch - OPT_DEF];
+            pend[(*npend)++].value = optarg;
+            break;
+        }
+    }
+    if (r == 0 && optind < argc) {
+        *cause = xasprintf("unexpected argument '%s' (see --help)", argv[optind]);
+        r = -1;
+    }
+    opterr = saved_opterr;
+    free_options(opts);
+    return r;
+}
+
+/* Apply the flags in order, after the file. Returns 0, or -1 with *cause set. */
+static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size_t npend,
+                       char **cause)
+{
+    char name[64], oname[64];
+
+    for (size_t k = 0; k < npend; k++) {
+        const struct cfg_def *d = pend[k].d, *other;
+        size_t i = (size_t)(d - cfg_defs);
+        char *why;
+
+        if ((d->flags & CFG_ONE_OF) && *pend[k].value != '\0' &&
+            (other = one_of_conflict(b, d, SRC_FLAG)) != NULL) {
+            *cause = xasprintf("%s and %s cannot be used together",
+                               flag_name(other, oname, sizeof oname),
+                               flag_name(d, name, sizeof name));
+            return -1;
+        }
+        if (set_value(b, d, pend[k].value, &why) < 0) {
+            *cause = xasprintf("%s: %s", flag_name(d, name, sizeof name), why);
+            free(why);
+            return -1;
+        }
+        b->src[i] = SRC_FLAG;
+    }
+    return 0;
+}
+
+/* ---- Resolution ------------------------------------------------------- */
+
+/* Where setting i came from, for messages: "FILE:LINE: key", "--flag" or "key". */
+static char *origin_of(const struct cfg_build *b, size_t i)
+{
+    char name[64];
+
+    if (b->src[i] == SRC_FILE)
+        return xasprintf("%s:%d: %s", b->file, b->line[i], cfg_defs[i].name);
+    if (b->src[i] == SRC_FLAG)
+        return xstrdup(flag_name(&cfg_defs[i], name, sizeof name));
+    return xstrdup(cfg_defs[i].name);
+}
+
+static size_t def_index(const char *name)
+{
+    return (size_t)(find_def(name) - cfg_defs);
+}
+
+/* Read the secret file: one trailing "\n" or "\r\n" is dropped. Returns 0 or -1 with *cause. */
+static int read_secret_file(struct cfg_build *b, char **cause)
+{
+    char *where = origin_of(b, def_index("secret_file"));
+    char *data = xmalloc(CFG_SECRET_FILE_MAX + 1);
+    size_t len = 0;
+    ssize_t n = 1;
+    int fd = open(b->secret_file, O_RDONLY | O_CLOEXEC);
+
+    while (fd >= 0 && len <= CFG_SECRET_FILE_MAX && n != 0) {
+        n = read(fd, data + len, CFG_SECRET_FILE_MAX + 1 - len);
+        if (n < 0 && errno != EINTR)
+            break;
+        len += n > 0 ? (size_t)n : 0;
+    }
+    if (fd < 0 || n < 0) {
+        *cause = xasprintf("%s: cannot read %s: %s", where, b->secret_file, strerror(errno));
+        goto fail;
+    }
+    if (len > CFG_SECRET_FILE_MAX) {
+        *cause = xasprintf("%s: %s is larger than 64k", where, b->secret_file);
+        goto fail;
+    }
+    if (len > 0 && data[len - 1] == '\n')
+        len--;
+    if (len > 0 && data[len - 1] == '\r')
+        len--;
+    if (len == 0) {
+        *cause = xasprintf("%s: %s is empty", where, b->secret_file);
+        goto fail;
+    }
+    close(fd);
+    data[len] = '\0';
+    free(b->c.secret);
+    b->c.secret = data;
+    b->c.secret_len = len;
+    free(where);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    explicit_bzero(data, CFG_SECRET_FILE_MAX + 1);
+    free(data);
+    free(where);
+    return -1;
+}
+
+/*
+ * Settle the secret: a flag overrides the other source from the file, the
+ * file is read, and the development secret is used or refused.
+ */
+static int resolve_secret(struct cfg_build *b, char **cause)
+{
+    size_t is = def_index("secret"), isf = def_index("secret_file");
+    size_t from = b->secret_file != NULL ? isf : is;
+    char *where;
+
+    if (b->src[is] == SRC_FLAG && b->c.secret != NULL && b->src[isf] != SRC_FLAG) {
+        free(b->secret_file);
+        b->secret_file = NULL;
+        from = is;
+    } else if (b->src[isf] == SRC_FLAG && b->secret_file != NULL && b->src[is] != SRC_FLAG) {
+        explicit_bzero(b->c.secret, b->c.secret != NULL ? strlen(b->c.secret) : 0);
+        free(b->c.secret);
+        b->c.secret = NULL;
+    }
+    if (b->secret_file != NULL && read_secret_file(b, cause) < 0)
+        return -1;
+    if (b->c.secret == NULL) {
+        if (b->file == NULL && cfg_listen_is_local(b->c.listen)) {
+            b->c.secret = xstrdup(CFG_DEV_SECRET);
+            b->c.secret_len = strlen(CFG_DEV_SECRET);
+            b->c.dev_secret = 1;
+            return 0;
+        }
+        *cause = b->file != NULL
+                     ? xasprintf("%s: no secret configured: set secret or secret_file", b->file)
+                     : xasprintf("no secret configured: set secret or secret_file "
+                                 "(--secret, --secret-file) to listen on %s", b->c.listen);
+        return -1;
+    }
+    if (b->secret_file == NULL)
+        b->c.secret_len = strlen(b->c.secret);
+    where = origin_of(b, from);
+    if (b->c.secret_len == strlen(CFG_DEV_SECRET) &&
+        memcmp(b->c.secret, CFG_DEV_SECRET, b->c.secret_len) == 0) {
+        if (b->file != NULL)
+            *cause = xasprintf("%s: the development secret is public; set one of your own",
+                               where);
+        else if (!cfg_listen_is_local(b->c.listen))
+            *cause = xasprintf("%s: the development secret is public and only accepted on "
+                               "a loopback listen address", where);
+        b->c.dev_secret = 1;
+    } else if (b->c.secret_len < CFG_SECRET_MIN) {
+        *cause = xasprintf("%s: secret must be at least %d bytes", where, CFG_SECRET_MIN);
+    }
+    free(where);
+    return *cause == NULL ? 0 : -1;
+}
+
+/* Resolve values that depend on the machine or on other settings. */
+static int resolve(struct cfg_build *b, char **cause)
+{
+    if (resolve_secret(b, cause) < 0)
+        return -1;
+    if (b->c.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        b->c.workers = n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
+    }
+    return 0;
+}
+
+/* Set every setting to its default, through the same parser as the file. */
+static int load_defaults(struct cfg_build *b, char **cause)
+{
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        char *why;
+
+        if (set_value(b, &cfg_defs[i], cfg_defs[i].def, &why) < 0) {
+            *cause = xasprintf("built-in default of %s: %s", cfg_defs[i].name, why);
+            free(why);
+            return -1;
+        }
+        b->src[i] = SRC_DEFAULT;
+    }
+    return 0;
+}
+
+static void build_free(struct cfg_build *b)
+{
+    cfg_free(&b->c);
+    free(b->secret_file);
+    free(b->buf);
+    free(b->err);
+    if (b->fp != NULL)
+        fclose(b->fp);
+    memset(b, 0, sizeof *b);
+}
+
+int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause)
+{
+    struct cfg_build b = {0};
+    struct cfg_pending *pend = xcalloc((size_t)argc + 1, sizeof *pend);
+    size_t npend = 0;
+    const char *file = NULL;
+    int r;
+
+    memset(out, 0, sizeof *out);
+    *action = CFG_RUN;
+    *cause = NULL;
+    r = scan_flags(argc, argv, &file, pend, &npend, action, cause);
+    if (r != 0) {
+        free(pend);
+        if (r > 0)
+            *action = CFG_EXIT_OK;
+        return r > 0 ? 0 : -1;
+    }
+    b.file = file;
+    if (load_defaults(&b, cause) < 0 || (file != NULL && load_file(&b, cause) < 0) ||
+        apply_flags(&b, pend, npend, cause) < 0 || resolve(&b, cause) < 0)
+        goto fail;
+    if (file != NULL)
+        b.c.file = xstrdup(file);
+    *out = b.c;
+    memset(&b.c, 0, sizeof b.c);
+    build_free(&b);
+    free(pend);
+    return 0;
+fail:
+    build_free(&b);
+    free(pend);
+    return -1;
+}
+
+void cfg_free(struct cfg *c)
+{
+    if (c == NULL)
+        return;
+    free(c->listen);
+    free(c->ws_path);
+    if (c->secret != NULL)
+        explicit_bzero(c->secret, c->secret_len);
+    free(c->secret);
+    free_list(c->origins, c->norigins);
+    free(c->api_socket);
+    free(c->api_socket_group);
+    free(c->file);
+    memset(c, 0, sizeof *c);
+}
+
+int cfg_listen_is_local(const char *listen)
+{
+    char host[256], *why = NULL;
+    unsigned char a[16];
+    int v6, port;
+
+    if (listen == NULL)
+        return 0;
+    if (strncmp(listen, "unix:", 5) == 0)
+        return 1;
+    if (split_host_port(listen, host, sizeof host, &v6, &port, &why) < 0) {
+        free(why);
+        return 0;
+    }
+    if (v6) {
+        if (inet_pton(AF_INET6, host, a) != 1)
+            return 0;
+        if (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0)
+            return 1;
+        /* ::ffff:127.x.y.z, IPv4-mapped loopback */
+        return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && a[12] == 127;
+    }
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    return strcasecmp(host, "localhost") == 0;
+}

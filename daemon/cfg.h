@@ -1,0 +1,80 @@
+/*
+ * cfg.h -- configuration: one table of settings drives the embedded
+ * defaults, the INI file (inih), the command-line flags, validation and
+ * --check-config.
+ *
+ * Owns:       struct cfg, an immutable snapshot once cfg_load returns.
+ * Called by:  main.c at startup; every other module reads the snapshot.
+ * Invariants: built on the main thread before any other thread starts;
+ *             read-only afterwards (a reload builds a new snapshot).
+ * Errors:     cfg_load returns -1 with *cause set to one line (malloc'd)
+ *             naming the file, line, key and what is wrong.
+ * Tests:      tests/unit/test_cfg.c.
+ */
+#ifndef HERALD_CFG_H
+#define HERALD_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CFG_DEV_SECRET "herald-dev-secret"
+
+struct cfg {
+    char *listen;             /* owned: "HOST:PORT" or "unix:PATH" */
+    mode_t listen_mode;       /* for a unix: listener */
+    char *ws_path;            /* owned: e.g. "/ws" */
+    int workers;              /* resolved: 0 in the file means the number of cores */
+    char *secret;             /* owned: HS256 key (from secret or secret_file) */
+    size_t secret_len;
+    int dev_secret;           /* 1 when the embedded development secret is in use */
+    int allow_anonymous;
+    char **origins;           /* owned: allowed Origin values */
+    size_t norigins;          /* 0 = any origin */
+    int token_leeway;         /* seconds */
+    size_t max_header_size;   /* bytes */
+    int handshake_timeout_ms;
+    uint64_t max_message_size;
+    int ping_interval_ms;     /* 0 = no pings */
+    char *api_socket;         /* owned: path */
+    mode_t api_socket_mode;
+    char *api_socket_group;   /* owned: group name, or NULL */
+    int api_threads;
+    size_t api_max_body;
+    int log_level;            /* LOG_DEBUG..LOG_ERROR from log.h */
+    int shutdown_timeout_ms;
+    char *file;               /* owned: the config file's path, or NULL */
+};
+
+enum cfg_action {
+    CFG_RUN,          /* start the daemon */
+    CFG_CHECK,        /* --check-config: validate, print, exit */
+    CFG_EXIT_OK,      /* --help or --version printed: exit 0 */
+};
+
+/*
+ * Build the configuration from defaults, then -c FILE, then flags, and
+ * validate it. Returns 0 with *out filled and *action set, or -1 with
+ * *cause set (the caller prints it, frees it, and exits 1).
+ */
+int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause);
+
+/* Release everything cfg_load stored in *c. */
+void cfg_free(struct cfg *c);
+
+/* The INI key of the i-th setting in the table, or NULL past the end: lets
+ * tests and tools enumerate every key (docs/config.md, herald.ini.example). */
+const char *cfg_key_name(size_t i);
+
+/* Is this listen address on loopback (127.0.0.0/8, ::1, localhost) or a unix: path? */
+int cfg_listen_is_local(const char *listen);
+
+/*
+ * Parse a size ("512", "8k", "1M", "2G") or a duration ("250ms", "10s",
+ * "2m", "1h"; a bare number is seconds). Return 0, or -1 when malformed
+ * or out of range.
+ */
+int cfg_parse_size(const char *s, uint64_t *out);
+int cfg_parse_duration_ms(const char *s, int64_t *out);
+
+#endif

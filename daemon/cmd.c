@@ -1,0 +1,133 @@
+/*
+ * cmd.c -- jobs from the API and main threads to the workers.
+ *
+ * Owns:       struct cmd_job and struct cmd_queue mechanics.
+ * Called by:  fcgi/routes.c, main.c (submit, wait, free) on their threads;
+ *             worker.c (take, done) on each worker's thread.
+ * Invariants: a job is pushed to every worker through that worker's queue
+ *             and ev_async (h2o's multithread receivers): one lock round
+ *             and one wakeup per worker per API request, however many
+ *             items or recipients it holds. The sender waits on a condition
+ *             variable; the last worker to finish signals it.
+ */
+#include "cmd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "xmalloc.h"
+
+struct cmd_job *cmd_job_new(enum cmd_type type, int nworkers, size_t nitems)
+{
+    struct cmd_job *job = xcalloc(1, sizeof *job + (size_t)nworkers * sizeof job->nodes[0]);
+
+    job->type = type;
+    pthread_mutex_init(&job->lock, NULL);
+    pthread_cond_init(&job->done, NULL);
+    job->nnodes = nworkers;
+    if (nitems > 0) {
+        job->items = xcalloc(nitems, sizeof *job->items);
+        job->delivered = xcalloc(nitems, sizeof *job->delivered);
+        job->nitems = nitems;
+    }
+    return job;
+}
+
+void cmd_job_free(struct cmd_job *job)
+{
+    struct cmd_user *u, *tmp;
+
+    if (job == NULL)
+        return;
+    for (size_t i = 0; i < job->nitems; i++) {
+        msg_unref(job->items[i].msg);
+        for (size_t j = 0; j < job->items[i].nusers; j++)
+            free(job->items[i].users[j]);
+        free(job->items[i].users);
+    }
+    free(job->items);
+    free(job->delivered);
+    HASH_ITER(hh, job->users, u, tmp) {
+        HASH_DEL(job->users, u);
+        free(u);
+    }
+    pthread_mutex_destroy(&job->lock);
+    pthread_cond_destroy(&job->done);
+    free(job);
+}
+
+void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job)
+{
+    job->pending = hub->nqueues;
+    for (int i = 0; i < hub->nqueues; i++) {
+        struct cmd_queue *q = hub->queues[i];
+        struct cmd_node *node = &job->nodes[i];
+
+        node->job = job;
+        node->next = NULL;
+        pthread_mutex_lock(&q->lock);
+        if (q->tail != NULL)
+            q->tail->next = node;
+        else
+            q->head = node;
+        q->tail = node;
+        pthread_mutex_unlock(&q->lock);
+        ev_async_send(q->loop, &q->wake);
+    }
+}
+
+void cmd_job_wait(struct cmd_job *job)
+{
+    pthread_mutex_lock(&job->lock);
+    while (job->pending > 0)
+        pthread_cond_wait(&job->done, &job->lock);
+    pthread_mutex_unlock(&job->lock);
+}
+
+void cmd_job_done(struct cmd_job *job)
+{
+    pthread_mutex_lock(&job->lock);
+    if (--job->pending == 0)
+        pthread_cond_signal(&job->done);
+    pthread_mutex_unlock(&job->lock);
+}
+
+void cmd_job_add_user(struct cmd_job *job, const char *id)
+{
+    struct cmd_user *u;
+    size_t len = strlen(id);
+
+    HASH_FIND(hh, job->users, id, len, u);
+    if (u != NULL)
+        return;
+    u = xmalloc(sizeof *u + len + 1);
+    memset(&u->hh, 0, sizeof u->hh);
+    memcpy(u->id, id, len + 1);
+    HASH_ADD_KEYPTR(hh, job->users, u->id, len, u);
+}
+
+void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop,
+                    void (*cb)(struct ev_loop *, ev_async *, int))
+{
+    pthread_mutex_init(&q->lock, NULL);
+    q->head = q->tail = NULL;
+    q->loop = loop;
+    ev_async_init(&q->wake, cb);
+}
+
+void cmd_queue_destroy(struct cmd_queue *q)
+{
+    pthread_mutex_destroy(&q->lock);
+}
+
+struct cmd_node *cmd_queue_take(struct cmd_queue *q)
+{
+    struct cmd_node *head;
+
+    pthread_mutex_lock(&q->lock);
+    head = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->lock);
+    return head;
+}

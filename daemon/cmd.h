@@ -1,0 +1,113 @@
+/*
+ * cmd.h -- commands from other threads to the workers: the only header
+ * the FastCGI API and the workers share.
+ *
+ * Owns:       struct cmd_job (one request's work, sent to every worker and
+ *             waited on by its sender), struct cmd_queue (one per worker),
+ *             struct cmd_hub (all the queues, handed to the API at start).
+ * Called by:  fcgi/routes.c and main.c submit and wait; worker.c takes
+ *             jobs off its queue in its ev_async callback and finishes them.
+ * Invariants: a job's inputs are read-only once submitted; its results are
+ *             written only under job->lock. The sender owns the job and
+ *             frees it after cmd_job_wait returns, when no worker holds it.
+ */
+#ifndef HERALD_CMD_H
+#define HERALD_CMD_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <uthash.h>
+
+#include "stats.h"
+
+struct msg;
+
+enum cmd_type {
+    CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
+    CMD_STATS,     /* add this worker's counters and user ids */
+    CMD_SHUTDOWN,  /* close every connection with 1001 and stop */
+};
+
+/* One publish: a shared frame and its targets. */
+struct cmd_item {
+    struct msg *msg;       /* ref: owned by the job */
+    int broadcast;         /* every open connection */
+    char **users;          /* owned: NUL-terminated ids, deduplicated */
+    size_t nusers;
+};
+
+/* A user id seen by a stats job (the set makes "users" distinct). */
+struct cmd_user {
+    UT_hash_handle hh;
+    char id[];
+};
+
+struct cmd_job;
+
+/* A job's place in one worker's queue. */
+struct cmd_node {
+    struct cmd_node *next;   /* borrowed: next in the queue */
+    struct cmd_job *job;     /* borrowed */
+};
+
+struct cmd_job {
+    enum cmd_type type;
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int pending;                 /* workers that have not finished */
+    /* CMD_PUBLISH */
+    struct cmd_item *items;      /* owned */
+    size_t nitems;
+    uint64_t *delivered;         /* owned: per item, summed over workers */
+    /* CMD_STATS */
+    struct stats stats;          /* summed over workers */
+    struct cmd_user *users;      /* owned: distinct user ids */
+    int nnodes;
+    struct cmd_node nodes[];     /* one per worker */
+};
+
+struct cmd_queue {
+    pthread_mutex_t lock;
+    struct cmd_node *head;       /* borrowed */
+    struct cmd_node *tail;       /* borrowed */
+    ev_async wake;               /* fired after each push */
+    struct ev_loop *loop;        /* borrowed: the worker's loop */
+};
+
+struct cmd_hub {
+    struct cmd_queue **queues;   /* borrowed: one per worker */
+    int nqueues;
+};
+
+/* A job of this type for nworkers workers, with nitems empty items. */
+struct cmd_job *cmd_job_new(enum cmd_type type, int nworkers, size_t nitems);
+
+/* Free a job and what it owns (item frames unref'd). NULL is a no-op. */
+void cmd_job_free(struct cmd_job *job);
+
+/* Send the job to every worker of the hub. */
+void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job);
+
+/* Block until every worker has finished the job. */
+void cmd_job_wait(struct cmd_job *job);
+
+/* A worker is finished with the job: its node is no longer used. */
+void cmd_job_done(struct cmd_job *job);
+
+/* Add one worker's user id to a stats job (caller holds job->lock). */
+void cmd_job_add_user(struct cmd_job *job, const char *id);
+
+/* Prepare a queue for the worker whose loop will run cb on wakeups. */
+void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop, void (*cb)(struct ev_loop *,
+                    ev_async *, int));
+
+/* Release a queue's lock (its watcher must be stopped by the worker). */
+void cmd_queue_destroy(struct cmd_queue *q);
+
+/* Take every queued node, oldest first; the worker runs them in order. */
+struct cmd_node *cmd_queue_take(struct cmd_queue *q);
+
+#endif

@@ -1,0 +1,542 @@
+/*
+ * conn.c -- one client connection, from accept to free.
+ *
+ * Owns:       struct conn and everything it points to (see conn.h).
+ * Called by:  worker.c, on the owning worker's thread only.
+ * Invariants: reads of an upgraded conn go into the worker's shared buffer
+ *             and are decoded there, in place: an idle conn holds no read
+ *             buffer, and a split frame keeps only its header bytes (hdr)
+ *             and, for control frames, at most 125 payload bytes. Writes
+ *             are queued (one msg ref each) and written with writev from
+ *             the worker's prepare watcher, once per loop iteration. Every
+ *             close we start counts in stats exactly once, where it starts.
+ *
+ * Closing: a close frame (or an HTTP refusal) is queued, the conn leaves
+ * the registry (CLOSING), the queue drains, writing is shut down, and the
+ * conn lingers until the peer closes or the linger deadline passes. Closing
+ * the socket with unread input would send a RST that can destroy the close
+ * frame before the peer reads it.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "handshake.h"
+#include "http.h"
+#include "log.h"
+#include "msg.h"
+#include "tok.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define CONN_LINGER 2.0     /* seconds a closing conn waits for the peer */
+#define CONN_IOV_MAX 64
+
+static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
+
+struct conn *conn_from_link(struct reg_link *l)
+{
+    return (struct conn *)((char *)l - offsetof(struct conn, link));
+}
+
+void conn_accept(struct worker *w, int fd)
+{
+    struct conn *c = xcalloc(1, sizeof *c);
+
+    c->w = w;
+    c->fd = fd;
+    c->id = ++w->next_conn_id;
+    c->state = CONN_HANDSHAKE;
+    c->head = xmalloc(w->cfg->max_header_size);
+    ev_io_init(&c->io, conn_on_io, fd, EV_READ);
+    ev_io_start(w->loop, &c->io);
+    worker_timer_add(w, c, CONN_TIMER_HANDSHAKE,
+                     ev_now(w->loop) + w->cfg->handshake_timeout_ms / 1000.0);
+    w->nconns++;
+}
+
+/* Watch for writability too, or stop watching it. */
+static void conn_want_write(struct conn *c, int want)
+{
+    if (c->want_write == want)
+        return;
+    c->want_write = want;
+    ev_io_stop(c->w->loop, &c->io);
+    ev_io_set(&c->io, c->fd, want ? EV_READ | EV_WRITE : EV_READ);
+    ev_io_start(c->w->loop, &c->io);
+}
+
+void conn_send(struct conn *c, struct msg *m)
+{
+    struct conn_out *o = worker_out_get(c->w);
+
+    o->msg = msg_ref(m);
+    o->next = NULL;
+    if (c->out_tail != NULL)
+        c->out_tail->next = o;
+    else
+        c->out_head = o;
+    c->out_tail = o;
+    c->out_bytes += m->len;
+    if (!c->want_write)
+        worker_pending_add(c->w, c);
+}
+
+/* Drop written bytes from the front of the queue. */
+static void conn_consume(struct conn *c, size_t n)
+{
+    while (n > 0 && c->out_head != NULL) {
+        struct conn_out *o = c->out_head;
+        size_t left = o->msg->len - c->out_off;
+
+        if (n < left) {
+            c->out_off += (uint32_t)n;
+            c->out_bytes -= n;
+            return;
+        }
+        n -= left;
+        c->out_bytes -= left;
+        c->out_off = 0;
+        c->out_head = o->next;
+        if (c->out_head == NULL)
+            c->out_tail = NULL;
+        msg_unref(o->msg);
+        worker_out_put(c->w, o);
+    }
+}
+
+/* The queue is empty: after a close or refusal, shut down our side. */
+static void conn_drained(struct conn *c)
+{
+    conn_want_write(c, 0);
+    if (c->state == CONN_CLOSING && c->close_queued && !c->write_shut) {
+        c->write_shut = 1;
+        if (shutdown(c->fd, SHUT_WR) != 0)
+            conn_kill(c);
+    }
+}
+
+void conn_flush(struct conn *c)
+{
+    struct iovec iov[CONN_IOV_MAX];
+
+    while (c->out_head != NULL) {
+        struct conn_out *o = c->out_head;
+        size_t off = c->out_off;
+        int n = 0;
+        ssize_t r;
+
+        for (; o != NULL && n < CONN_IOV_MAX; o = o->next, n++) {
+            iov[n].iov_base = o->msg->data + off;
+            iov[n].iov_len = o->msg->len - off;
+            off = 0;
+        }
+        r = writev(c->fd, iov, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                conn_want_write(c, 1);
+                return;
+            }
+            log_msg(LOG_DEBUG, "conn", "conn=%llu write: %s", (unsigned long long)c->id,
+                    strerror(errno));
+            conn_kill(c);
+            return;
+        }
+        conn_consume(c, (size_t)r);
+    }
+    conn_drained(c);
+}
+
+/* Leave OPEN: out of the registry and the open array. */
+static void conn_leave_open(struct conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    reg_remove(&c->w->reg, &c->link);
+    worker_open_remove(c->w, c);
+    c->w->stats.connections--;
+}
+
+/* Queue a final message, then linger until the peer closes. */
+static void conn_begin_closing(struct conn *c, struct msg *m)
+{
+    conn_leave_open(c);
+    worker_timer_remove(c->w, c);
+    c->state = CONN_CLOSING;
+    c->close_queued = 1;
+    conn_send(c, m);
+    msg_unref(m);
+    worker_timer_add(c->w, c, CONN_TIMER_CLOSING, ev_now(c->w->loop) + CONN_LINGER);
+}
+
+void conn_close(struct conn *c, int code)
+{
+    if (c->state == CONN_OPEN) {
+        log_msg(LOG_DEBUG, "conn", "conn=%llu closing with %d", (unsigned long long)c->id, code);
+        conn_begin_closing(c, msg_new_close(code));
+    } else if (c->state == CONN_HANDSHAKE) {
+        conn_kill(c);
+    }
+}
+
+/* A protocol violation: count it and close with its code. */
+static void conn_fail(struct conn *c, int code)
+{
+    stats_count_protocol_error(&c->w->stats, code);
+    conn_close(c, code);
+}
+
+void conn_kill(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    conn_leave_open(c);
+    worker_timer_remove(c->w, c);
+    c->state = CONN_DEAD;
+    ev_io_stop(c->w->loop, &c->io);
+    worker_pending_add(c->w, c);
+}
+
+void conn_free(struct conn *c)
+{
+    if (c == NULL)
+        return;
+    ev_io_stop(c->w->loop, &c->io);
+    worker_timer_remove(c->w, c);
+    conn_consume(c, UINT64_MAX > SIZE_MAX ? SIZE_MAX : (size_t)UINT64_MAX);
+    close(c->fd);
+    c->w->nconns--;
+    free(c->head);
+    free(c->ctrl);
+    free(c->mbuf);
+    free(c);
+}
+
+/* Refuse the handshake with the HTTP status for reason r. */
+static void conn_refuse(struct conn *c, enum hs_reason r)
+{
+    char buf[512];
+    size_t n = hs_write_refusal(buf, sizeof buf, r);
+
+    c->w->stats.handshakes_refused[r]++;
+    log_msg(LOG_DEBUG, "hs", "conn=%llu refused: %s (%d)", (unsigned long long)c->id,
+            hs_reason_name(r), hs_status(r));
+    free(c->head);
+    c->head = NULL;
+    conn_begin_closing(c, msg_new_raw(buf, n));
+}
+
+void conn_expire(struct conn *c)
+{
+    if (c->state == CONN_HANDSHAKE)
+        conn_refuse(c, HS_TIMEOUT);
+    else
+        conn_kill(c);
+}
+
+/* Verify the offered token, if any. Fills *claims on success. */
+static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
+                                        struct tok_claims *claims)
+{
+    const struct cfg *cfg = c->w->cfg;
+    char decoded[TOK_MAX_LEN];
+    const char *tok = res->token.p;
+    size_t len = res->token.len;
+    int r;
+
+    if (len == 0)
+        return cfg->allow_anonymous ? HS_OK : HS_NO_TOKEN;
+    if (res->token_in_query) {
+        r = http_percent_decode(res->token, decoded, sizeof decoded);
+        if (r < 0)
+            return HS_BAD_TOKEN;
+        tok = decoded;
+        len = (size_t)r;
+    }
+    r = tok_verify(tok, len, (const unsigned char *)cfg->secret, cfg->secret_len, time(NULL),
+                   cfg->token_leeway, claims);
+    if (r != 0) {
+        log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
+                tok_strerror(r));
+        return HS_BAD_TOKEN;
+    }
+    return HS_OK;
+}
+
+static void conn_feed(struct conn *c, uint8_t *p, size_t n);
+
+/* The head is complete: check it, answer 101 or refuse, then read frames. */
+static void conn_upgrade(struct conn *c, const struct http_request *req, size_t head_len)
+{
+    struct tok_claims claims;
+    struct hs_result res;
+    enum hs_reason r;
+    char buf[256];
+    struct msg *m;
+
+    memset(&claims, 0, sizeof claims);
+    r = hs_check(req, &c->w->policy, &res);
+    if (r == HS_OK)
+        r = conn_authenticate(c, &res, &claims);
+    if (r != HS_OK) {
+        conn_refuse(c, r);
+        return;
+    }
+    m = msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res));
+    conn_send(c, m);
+    msg_unref(m);
+    worker_timer_remove(c->w, c);
+    c->state = CONN_OPEN;
+    worker_open_add(c->w, c);
+    c->w->stats.connections++;
+    c->w->stats.connections_total++;
+    if (claims.sub[0] != '\0')
+        reg_add(&c->w->reg, &c->link, claims.sub, strlen(claims.sub));
+    log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
+            claims.sub[0] ? claims.sub : "(anonymous)");
+    tok_claims_free(&claims);
+    /* Frames the client sent right behind its head are not lost. */
+    if (c->head_len > head_len)
+        conn_feed(c, (uint8_t *)c->head + head_len, c->head_len - head_len);
+    free(c->head);
+    c->head = NULL;
+}
+
+/* Read more of the request head and act once it is complete. */
+static void conn_read_handshake(struct conn *c)
+{
+    size_t cap = c->w->cfg->max_header_size;
+    struct http_request req;
+    ssize_t n;
+    int r;
+
+    n = read(c->fd, c->head + c->head_len, cap - c->head_len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_kill(c);
+        return;
+    }
+    c->head_len += (uint32_t)n;
+    r = http_parse_request(c->head, c->head_len, &req);
+    if (r == HTTP_NEED_MORE) {
+        if (c->head_len == cap)
+            conn_refuse(c, HS_TOO_LARGE);
+        return;
+    }
+    if (r == HTTP_TOO_MANY_HEADERS)
+        conn_refuse(c, HS_TOO_LARGE);
+    else if (r < 0)
+        conn_refuse(c, HS_BAD_REQUEST);
+    else
+        conn_upgrade(c, &req, (size_t)r);
+}
+
+/* A whole data message has arrived. Client commands come in a later version. */
+static void conn_message_end(struct conn *c)
+{
+    if (c->mtext && !utf8_complete(&c->utf8)) {
+        conn_fail(c, WS_CLOSE_BAD_DATA);
+        return;
+    }
+    log_msg(LOG_DEBUG, "conn", "conn=%llu message of %llu bytes ignored",
+            (unsigned long long)c->id, (unsigned long long)c->mlen);
+    free(c->mbuf);
+    c->mbuf = NULL;
+    c->mlen = c->mcap = 0;
+}
+
+/* The peer sent CLOSE: check it and echo its code. */
+static void conn_close_received(struct conn *c)
+{
+    int code, close_code;
+
+    if (ws_parse_close(c->ctrl, c->ctrl_len, &code, &close_code) != 0) {
+        conn_fail(c, close_code);
+        return;
+    }
+    if (code == WS_CLOSE_NO_STATUS)
+        conn_begin_closing(c, msg_new(WS_OP_CLOSE, NULL, 0));
+    else
+        conn_begin_closing(c, msg_new_close(code));
+}
+
+/* A frame's payload is complete. */
+static void conn_frame_end(struct conn *c)
+{
+    struct msg *m;
+
+    c->in_frame = 0;
+    switch (c->frame.opcode) {
+    case WS_OP_PING:
+        m = msg_new(WS_OP_PONG, c->ctrl, c->ctrl_len);
+        conn_send(c, m);
+        msg_unref(m);
+        break;
+    case WS_OP_PONG:
+        c->ping_out = 0;
+        break;
+    case WS_OP_CLOSE:
+        conn_close_received(c);
+        break;
+    default:
+        if (c->frame.fin)
+            conn_message_end(c);
+        break;
+    }
+}
+
+/* A frame header has been read: set up for its payload. Returns 0 on failure. */
+static int conn_frame_start(struct conn *c)
+{
+    const struct ws_frame *f = &c->frame;
+
+    c->in_frame = 1;
+    c->frame_left = f->payload_len;
+    c->frame_off = 0;
+    if (f->opcode >= WS_OP_CLOSE) {
+        if (c->ctrl == NULL)
+            c->ctrl = xmalloc(125);
+        c->ctrl_len = 0;
+    } else {
+        if (f->opcode != WS_OP_CONT) {
+            c->mtext = f->opcode == WS_OP_TEXT;
+            c->mlen = 0;
+            utf8_init(&c->utf8);
+        }
+        if (c->mlen + f->payload_len > c->w->cfg->max_message_size) {
+            conn_fail(c, WS_CLOSE_TOO_BIG);
+            return 0;
+        }
+    }
+    if (c->frame_left == 0)
+        conn_frame_end(c);
+    return 1;
+}
+
+/* Parse a frame header from p (completing a split one). Returns bytes used. */
+static size_t conn_header(struct conn *c, const uint8_t *p, size_t n)
+{
+    size_t old = c->hdr_len, hn = n;
+    const uint8_t *h = p;
+    int r, code;
+
+    if (old > 0) {
+        size_t take = n < sizeof c->hdr - old ? n : sizeof c->hdr - old;
+
+        memcpy(c->hdr + old, p, take);
+        h = c->hdr;
+        hn = old + take;
+    }
+    r = ws_parse_header(h, hn, c->w->cfg->max_message_size, &c->frame, &code);
+    if (r == WS_NEED_MORE) {
+        if (old == 0)
+            memcpy(c->hdr, p, n);
+        c->hdr_len = (uint8_t)hn;
+        return n;
+    }
+    c->hdr_len = 0;
+    if (r < 0 || ws_seq_next(&c->seq, &c->frame, &code) != 0) {
+        conn_fail(c, code);
+        return n;
+    }
+    if (!conn_frame_start(c))
+        return n;
+    return (size_t)r - old;
+}
+
+/* Append payload bytes to the message being reassembled. */
+static void conn_append(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->mlen + n > c->mcap) {
+        uint64_t cap = c->mcap ? c->mcap : 256;
+
+        while (cap < c->mlen + n)
+            cap *= 2;
+        if (cap > c->w->cfg->max_message_size)
+            cap = c->w->cfg->max_message_size;
+        c->mbuf = xrealloc(c->mbuf, cap);
+        c->mcap = cap;
+    }
+    memcpy(c->mbuf + c->mlen, p, n);
+    c->mlen += n;
+}
+
+/* Unmask and take payload bytes of the current frame. Returns bytes used. */
+static size_t conn_payload(struct conn *c, uint8_t *p, size_t n)
+{
+    size_t take = n < c->frame_left ? n : (size_t)c->frame_left;
+
+    ws_unmask(p, take, c->frame.mask, c->frame_off);
+    if (c->frame.opcode >= WS_OP_CLOSE) {
+        memcpy(c->ctrl + c->ctrl_len, p, take);
+        c->ctrl_len += (uint8_t)take;
+    } else {
+        if (c->mtext && utf8_feed(&c->utf8, p, take) != 0) {
+            conn_fail(c, WS_CLOSE_BAD_DATA);
+            return n;
+        }
+        conn_append(c, p, take);
+    }
+    c->frame_left -= take;
+    c->frame_off += take;
+    if (c->frame_left == 0)
+        conn_frame_end(c);
+    return take;
+}
+
+/* Decode frames from p[0..n), in place, while the conn stays open. */
+static void conn_feed(struct conn *c, uint8_t *p, size_t n)
+{
+    while (n > 0 && c->state == CONN_OPEN) {
+        size_t used = c->in_frame ? conn_payload(c, p, n) : conn_header(c, p, n);
+
+        p += used;
+        n -= used;
+    }
+}
+
+/* Read into the worker's shared buffer and decode there. */
+static void conn_read_frames(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = read(c->fd, w->rbuf, w->rbuf_size);
+
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_kill(c);
+        return;
+    }
+    c->got_rx = 1;
+    if (c->state == CONN_OPEN)
+        conn_feed(c, w->rbuf, (size_t)n);
+}
+
+/* The socket is readable or writable. */
+static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = (struct conn *)((char *)io - offsetof(struct conn, io));
+
+    if (revents & EV_WRITE) {
+        conn_flush(c);
+        if (c->state == CONN_DEAD)
+            return;
+    }
+    if (revents & EV_READ) {
+        if (c->state == CONN_HANDSHAKE)
+            conn_read_handshake(c);
+        else
+            conn_read_frames(c);
+    }
+}

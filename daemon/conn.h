@@ -1,0 +1,114 @@
+/*
+ * conn.h -- one client connection: handshake, frame reading, out-queue.
+ *
+ * Owns:       struct conn, its socket, its handshake buffer, the message
+ *             being reassembled, and one msg reference per queued frame.
+ * Called by:  worker.c (accept, publish, timers, flush, free).
+ * Invariants: only the owning worker's thread touches a conn. A conn is
+ *             never freed inside its own callback: conn_kill marks it dead
+ *             and puts it on the worker's pending list; the worker frees it
+ *             from its prepare watcher, after every callback has returned.
+ *             An OPEN conn is in the registry and in worker->open; leaving
+ *             OPEN takes it out of both, so publishes only reach OPEN conns.
+ */
+#ifndef HERALD_CONN_H
+#define HERALD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "reg.h"
+#include "utf8.h"
+#include "ws.h"
+
+struct worker;
+struct msg;
+
+enum conn_state {
+    CONN_HANDSHAKE,  /* reading the request head */
+    CONN_OPEN,       /* upgraded: frames both ways */
+    CONN_CLOSING,    /* close frame or refusal queued: flush, then shut down */
+    CONN_DEAD,       /* waiting on the pending list to be freed */
+};
+
+/* Which timed list a conn is on (each is FIFO by deadline). */
+enum conn_timer {
+    CONN_TIMER_NONE,
+    CONN_TIMER_HANDSHAKE,
+    CONN_TIMER_CLOSING,
+};
+
+/* One queued frame: a reference to a shared msg. */
+struct conn_out {
+    struct conn_out *next;   /* owned by the queue */
+    struct msg *msg;         /* ref */
+};
+
+struct conn {
+    ev_io io;                    /* read, plus write while the queue is blocked */
+    struct worker *w;            /* borrowed: owning worker */
+    struct conn *tnext;          /* borrowed: next on the timed list */
+    struct conn *tprev;          /* borrowed */
+    struct conn *pnext;          /* borrowed: next on the pending list */
+    ev_tstamp deadline;          /* for the timed list */
+    uint64_t id;
+    int fd;
+    uint32_t slot;               /* index in w->open while OPEN */
+    uint8_t state;               /* enum conn_state */
+    uint8_t timer;               /* enum conn_timer */
+    unsigned in_pending : 1;     /* on w->pending */
+    unsigned want_write : 1;     /* io watches EV_WRITE */
+    unsigned close_queued : 1;   /* shut down writing once the queue drains */
+    unsigned write_shut : 1;
+    unsigned got_rx : 1;         /* bytes arrived since the last ping round */
+    unsigned ping_out : 1;       /* a ping round is unanswered */
+    unsigned in_frame : 1;       /* reading a payload */
+    unsigned mtext : 1;          /* the message being read is TEXT */
+    uint8_t hdr_len;             /* bytes of a split frame header in hdr */
+    uint8_t hdr[WS_MAX_CLIENT_HEADER];
+    uint8_t ctrl_len;
+    char *head;                  /* owned: request head (handshake only) */
+    uint32_t head_len;
+    struct ws_frame frame;       /* the frame being read */
+    uint64_t frame_left;         /* payload bytes still to come */
+    uint64_t frame_off;          /* payload bytes read (mask offset) */
+    struct ws_seq seq;
+    struct utf8_state utf8;      /* of the text message being read */
+    uint8_t *ctrl;               /* owned: control payload (125 bytes), while reading one */
+    uint8_t *mbuf;               /* owned: data message being reassembled */
+    uint64_t mlen;
+    uint64_t mcap;
+    struct conn_out *out_head;   /* owned */
+    struct conn_out *out_tail;   /* borrowed */
+    uint32_t out_off;            /* bytes of out_head already written */
+    uint64_t out_bytes;          /* bytes queued, for backpressure */
+    struct reg_link link;        /* registry entry, when a user is known */
+};
+
+/* Take over an accepted socket and start reading its handshake. */
+void conn_accept(struct worker *w, int fd);
+
+/* Queue a frame (takes a new reference); the worker flushes before polling. */
+void conn_send(struct conn *c, struct msg *m);
+
+/* Write what is queued; on a full socket, wait for EV_WRITE. */
+void conn_flush(struct conn *c);
+
+/* Start a close handshake with this code (OPEN), or drop the conn otherwise. */
+void conn_close(struct conn *c, int code);
+
+/* Give up on the conn now: unregister it and put it on the pending list. */
+void conn_kill(struct conn *c);
+
+/* A timed list deadline passed (handshake timeout or closing linger). */
+void conn_expire(struct conn *c);
+
+/* Free a dead conn: stop its watcher, close its socket, drop its queue. */
+void conn_free(struct conn *c);
+
+/* The connection that embeds this registry link. */
+struct conn *conn_from_link(struct reg_link *l);
+
+#endif

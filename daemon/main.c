@@ -1,0 +1,180 @@
+/*
+ * main.c -- process lifecycle: configuration, startup order, signals,
+ * shutdown.
+ *
+ * Owns:       the config snapshot, the workers, the API endpoint.
+ * Called by:  the C runtime.
+ * Invariants: signals are blocked in every thread and taken here with
+ *             sigwaitinfo, so no handler runs inside a worker. Startup:
+ *             config, listeners, workers, API, "ready". Shutdown (SIGTERM or
+ *             SIGINT): the API stops first so no publish is half-done, then
+ *             every worker closes its connections with 1001 and ends, then
+ *             socket files are removed and the process exits 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cfg.h"
+#include "cmd.h"
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+struct herald {
+    struct cfg cfg;
+    int shared_lfd;              /* owned: unix listener shared by workers, or -1 */
+    struct worker **workers;     /* owned */
+    int nworkers;
+    struct cmd_queue **queues;   /* owned array; queues live in the workers */
+    struct cmd_hub hub;
+    struct api *api;             /* owned */
+};
+
+/* Create and start the workers (and the shared unix listener, if any). */
+static int start_workers(struct herald *h, char **cause)
+{
+    const struct cfg *cfg = &h->cfg;
+
+    h->shared_lfd = -1;
+    if (net_is_unix(cfg->listen)) {
+        h->shared_lfd = net_listen(cfg->listen, cfg->listen_mode, 0, cause);
+        if (h->shared_lfd < 0)
+            return -1;
+    }
+    h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
+    h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
+    for (int i = 0; i < cfg->workers; i++) {
+        struct worker *w = worker_new(i, cfg, h->shared_lfd, cause);
+
+        if (w == NULL)
+            return -1;
+        h->workers[h->nworkers++] = w;
+        h->queues[i] = &w->queue;
+    }
+    h->hub.queues = h->queues;
+    h->hub.nqueues = h->nworkers;
+    for (int i = 0; i < h->nworkers; i++)
+        if (worker_start(h->workers[i], cause) != 0)
+            return -1;
+    return 0;
+}
+
+/* Ask every worker to close its connections with 1001, and wait for them. */
+static void stop_workers(struct herald *h)
+{
+    struct cmd_job *job = cmd_job_new(CMD_SHUTDOWN, h->nworkers, 0);
+
+    cmd_submit(&h->hub, job);
+    cmd_job_wait(job);
+    cmd_job_free(job);
+    for (int i = 0; i < h->nworkers; i++)
+        worker_join(h->workers[i]);
+}
+
+/* Free what start_workers made; the threads must have ended. */
+static void free_workers(struct herald *h)
+{
+    for (int i = 0; i < h->nworkers; i++)
+        worker_free(h->workers[i]);
+    free(h->workers);
+    free(h->queues);
+    if (h->shared_lfd >= 0) {
+        close(h->shared_lfd);
+        net_unlink(h->cfg.listen);
+    }
+}
+
+/* Wait for SIGTERM or SIGINT; SIGHUP is logged (reload comes later). */
+static void wait_for_stop(const sigset_t *set)
+{
+    siginfo_t si;
+
+    for (;;) {
+        int sig = sigwaitinfo(set, &si);
+
+        if (sig < 0) {
+            if (errno != EINTR)
+                log_fatal("main", "sigwaitinfo: %s", strerror(errno));
+            continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_msg(LOG_INFO, "main", "%s received: closing connections",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
+        }
+        log_msg(LOG_WARN, "main", "SIGHUP: configuration reload is not supported yet");
+    }
+}
+
+/* Log what we listen on and the settings an admin checks first. */
+static void log_startup(const struct herald *h, long fdlimit)
+{
+    const struct cfg *cfg = &h->cfg;
+
+    log_msg(LOG_INFO, "main", "herald starting: %d workers, %d api threads, file limit %ld",
+            cfg->workers, cfg->api_threads, fdlimit);
+    if (cfg->dev_secret)
+        log_msg(LOG_WARN, "main", "using the built-in development secret: anyone can make "
+                "tokens for it; set secret or secret_file in a config file for production");
+    log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen, cfg->ws_path);
+    log_msg(LOG_INFO, "main", "listening on api %s", cfg->api_socket);
+}
+
+int main(int argc, char **argv)
+{
+    struct herald h;
+    enum cfg_action action;
+    char *cause = NULL;
+    sigset_t set;
+    long fdlimit;
+
+    memset(&h, 0, sizeof h);
+    if (cfg_load(argc, argv, &h.cfg, &action, &cause) != 0) {
+        fprintf(stderr, "herald: %s\n", cause);
+        free(cause);
+        return 1;
+    }
+    if (action != CFG_RUN) {
+        if (action == CFG_CHECK)
+            printf("config ok\n");
+        cfg_free(&h.cfg);
+        return 0;
+    }
+    log_set_level(h.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    fdlimit = net_raise_fd_limit();
+
+    if (start_workers(&h, &cause) != 0)
+        goto fail;
+    h.api = api_start(&h.cfg, &h.hub, &cause);
+    if (h.api == NULL)
+        goto fail;
+    log_startup(&h, fdlimit);
+    log_msg(LOG_INFO, "main", "ready");
+
+    wait_for_stop(&set);
+    api_stop(h.api);
+    stop_workers(&h);
+    free_workers(&h);
+    log_msg(LOG_INFO, "main", "stopped");
+    cfg_free(&h.cfg);
+    return 0;
+fail:
+    log_msg(LOG_ERROR, "main", "%s", cause);
+    free(cause);
+    /* Threads may be running: leave without tearing down what they use. */
+    if (h.shared_lfd >= 0)
+        net_unlink(h.cfg.listen);
+    return 1;
+}

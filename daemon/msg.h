@@ -1,0 +1,43 @@
+/*
+ * msg.h -- a shared outgoing frame: encoded once, sent to many.
+ *
+ * Owns:       struct msg, an immutable WebSocket frame (header + payload)
+ *             with an atomic reference count.
+ * Called by:  fcgi/routes.c (creates one per publish, on an API thread),
+ *             conn.c (each out-queue entry holds one reference).
+ * Invariants: the bytes never change after msg_new*; only refs is touched
+ *             by more than one thread, atomically. The last msg_unref frees.
+ */
+#ifndef HERALD_MSG_H
+#define HERALD_MSG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg {
+    atomic_uint refs;
+    uint32_t len;       /* bytes in data[]: the whole frame */
+    uint8_t data[];     /* frame header followed by the payload */
+};
+
+/* Encode a FIN frame of the given opcode around payload; refs starts at 1. */
+struct msg *msg_new(int opcode, const void *payload, size_t len);
+
+/* Bytes sent as they are (an HTTP response before the upgrade). */
+struct msg *msg_new_raw(const void *data, size_t len);
+
+/* A CLOSE frame carrying code (and no reason). */
+struct msg *msg_new_close(int code);
+
+/* Take one more reference. */
+static inline struct msg *msg_ref(struct msg *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+/* Drop a reference; frees the frame when it was the last. NULL is a no-op. */
+void msg_unref(struct msg *m);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * net.c -- bind, listen and accept for TCP and unix sockets (Redis anet.c).
+ *
+ * Owns:       nothing; returns fds to its callers.
+ * Called by:  main.c at startup, worker.c for TCP listeners and accepts.
+ * Invariants: all fds non-blocking and close-on-exec; an existing socket
+ *             file is replaced only if nothing answers on it, so a second
+ *             Herald cannot silently steal a running one's socket.
+ */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "xmalloc.h"
+
+int net_is_unix(const char *addr)
+{
+    return strncmp(addr, "unix:", 5) == 0;
+}
+
+/* Is something listening on this unix socket path? */
+static int unix_in_use(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int used;
+
+    if (fd < 0)
+        return 0;
+    used = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0;
+    close(fd);
+    return used;
+}
+
+/* Bind a unix socket at path, replacing a stale socket file. */
+static int listen_unix(const char *path, mode_t mode, char **cause)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    int fd;
+
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        *cause = xasprintf("socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            *cause = xasprintf("%s exists and is not a socket", path);
+            return -1;
+        }
+        if (unix_in_use(&sun)) {
+            *cause = xasprintf("%s is in use by another process", path);
+            return -1;
+        }
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *cause = xasprintf("socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || chmod(path, mode) != 0 ||
+        listen(fd, 1024) != 0) {
+        *cause = xasprintf("%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Split "HOST:PORT" or "[V6]:PORT" into host and port strings. */
+static int split_host_port(const char *addr, char *host, size_t hostlen, const char **port)
+{
+    const char *colon;
+    size_t n;
+
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+
+        if (end == NULL || end[1] != ':')
+            return -1;
+        n = (size_t)(end - addr - 1);
+        if (n >= hostlen)
+            return -1;
+        memcpy(host, addr + 1, n);
+        host[n] = '\0';
+        *port = end + 2;
+        return 0;
+    }
+    colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= hostlen)
+        return -1;
+    n = (size_t)(colon - addr);
+    memcpy(host, addr, n);
+    host[n] = '\0';
+    *port = colon + 1;
+    return 0;
+}
+
+/* Bind a TCP socket to the first address HOST resolves to. */
+static int listen_tcp(const char *addr, int reuseport, char **cause)
+{
+    struct addrinfo hints, *res;
+    char host[256];
+    const char *port;
+    int fd, one = 1, r;
+
+    if (split_host_port(addr, host, sizeof host, &port) != 0) {
+        *cause = xasprintf("bad listen address: %s", addr);
+        return -1;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (r != 0) {
+        *cause = xasprintf("%s: %s", addr, gai_strerror(r));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *cause = xasprintf("socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        *cause = xasprintf("%s: %s", addr, strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int net_listen(const char *addr, mode_t mode, int reuseport, char **cause)
+{
+    if (net_is_unix(addr))
+        return listen_unix(addr + 5, mode, cause);
+    return listen_tcp(addr, reuseport, cause);
+}
+
+int net_accept(int lfd)
+{
+    int fd, one = 1;
+
+    do
+        fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    /* Fails harmlessly (EOPNOTSUPP) on unix sockets. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+void net_unlink(const char *addr)
+{
+    if (net_is_unix(addr))
+        addr += 5;
+    unlink(addr);
+}
+
+long net_raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return -1;
+    }
+    return (long)rl.rlim_cur;
+}

@@ -1,0 +1,48 @@
+/*
+ * stats.c -- counter helpers for /stats.
+ *
+ * Owns:       the tables of counted close codes and API statuses.
+ * Called by:  conn.c (worker thread), fcgi/routes.c (API threads).
+ * Invariants: struct stats is touched by its worker only; struct stats_api
+ *             only through atomics.
+ */
+#include "stats.h"
+
+#include <stddef.h>
+
+const int stats_proto_codes[STATS_NPROTO] = {1002, 1007, 1009};
+const int stats_api_statuses[STATS_NAPI] = {400, 404, 405, 413};
+
+void stats_count_protocol_error(struct stats *st, int code)
+{
+    for (size_t i = 0; i < STATS_NPROTO; i++) {
+        if (stats_proto_codes[i] == code) {
+            st->protocol_errors[i]++;
+            return;
+        }
+    }
+}
+
+void stats_count_api_status(struct stats_api *st, int status)
+{
+    atomic_fetch_add(&st->requests, 1);
+    for (size_t i = 0; i < STATS_NAPI; i++) {
+        if (stats_api_statuses[i] == status) {
+            atomic_fetch_add(&st->errors[i], 1);
+            return;
+        }
+    }
+}
+
+void stats_add(struct stats *dst, const struct stats *src)
+{
+    dst->connections += src->connections;
+    dst->connections_total += src->connections_total;
+    dst->users += src->users;
+    dst->delivered += src->delivered;
+    dst->accept_errors += src->accept_errors;
+    for (size_t i = 0; i < HS_REASON_COUNT; i++)
+        dst->handshakes_refused[i] += src->handshakes_refused[i];
+    for (size_t i = 0; i < STATS_NPROTO; i++)
+        dst->protocol_errors[i] += src->protocol_errors[i];
+}

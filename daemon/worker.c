@@ -1,0 +1,423 @@
+/*
+ * worker.c -- event-loop threads that own the connections.
+ *
+ * Owns:       struct worker: its loop, listener watcher, timers, open
+ *             array, timed lists, pending list, registry, stats, recycled
+ *             out-queue entries and shared read buffer.
+ * Called by:  main.c (lifecycle); conn.c (lists, on the same thread); other
+ *             threads only through the command queue.
+ * Invariants: one libev loop per thread, and only that thread touches the
+ *             worker or its conns. Publishes only queue frames; the prepare
+ *             watcher writes every touched conn once per loop iteration
+ *             (gathering a burst of publishes into one writev) and frees
+ *             dead conns, outside of any conn's own callback.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "net.h"
+#include "ws.h"
+#include "xmalloc.h"
+
+#define WORKER_RBUF_SIZE (64 * 1024)
+#define WORKER_TICK 0.1           /* seconds between timed-list checks */
+#define WORKER_ACCEPT_PAUSE 0.1   /* seconds to stop accepting after EMFILE */
+#define WORKER_OUT_FREE_MAX 4096  /* recycled out-queue entries kept */
+
+static void *worker_main(void *arg);
+static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
+static void worker_on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents);
+static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents);
+static void worker_on_tick(struct ev_loop *loop, ev_timer *t, int revents);
+static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents);
+static void worker_on_wake(struct ev_loop *loop, ev_async *a, int revents);
+
+#define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr) - offsetof(struct worker, field)))
+
+struct worker *worker_new(int id, const struct cfg *cfg, int lfd, char **cause)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+
+    w->id = id;
+    w->cfg = cfg;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w->loop == NULL) {
+        *cause = xasprintf("worker %d: cannot create an event loop", id);
+        free(w);
+        return NULL;
+    }
+    w->own_lfd = lfd < 0;
+    w->lfd = lfd >= 0 ? lfd : net_listen(cfg->listen, cfg->listen_mode, 1, cause);
+    if (w->lfd < 0) {
+        ev_loop_destroy(w->loop);
+        free(w);
+        return NULL;
+    }
+    w->policy.path = cfg->ws_path;
+    w->policy.origins = (const char *const *)cfg->origins;
+    w->policy.norigins = cfg->norigins;
+    w->rbuf_size = WORKER_RBUF_SIZE;
+    w->rbuf = xmalloc(w->rbuf_size);
+    w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
+    reg_init(&w->reg);
+    ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
+    ev_io_start(w->loop, &w->accept_io);
+    ev_init(&w->accept_pause, worker_on_accept_pause);
+    ev_prepare_init(&w->prepare, worker_on_prepare);
+    ev_prepare_start(w->loop, &w->prepare);
+    ev_timer_init(&w->tick, worker_on_tick, WORKER_TICK, WORKER_TICK);
+    ev_timer_start(w->loop, &w->tick);
+    if (cfg->ping_interval_ms > 0) {
+        double iv = cfg->ping_interval_ms / 1000.0;
+
+        ev_timer_init(&w->ping, worker_on_ping, iv, iv);
+        ev_timer_start(w->loop, &w->ping);
+    }
+    cmd_queue_init(&w->queue, w->loop, worker_on_wake);
+    ev_async_start(w->loop, &w->queue.wake);
+    return w;
+}
+
+int worker_start(struct worker *w, char **cause)
+{
+    int r = pthread_create(&w->thread, NULL, worker_main, w);
+
+    if (r != 0) {
+        *cause = xasprintf("worker %d: pthread_create: %s", w->id, strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+/* Free every conn still held, whatever its state. */
+static void worker_free_conns(struct worker *w)
+{
+    while (w->nopen > 0)
+        conn_kill(w->open[w->nopen - 1]);
+    while (w->handshaking.head != NULL)
+        conn_kill(w->handshaking.head);
+    while (w->closing.head != NULL)
+        conn_kill(w->closing.head);
+    while (w->pending != NULL) {
+        struct conn *c = w->pending;
+
+        w->pending = c->pnext;
+        c->in_pending = 0;
+        if (c->state == CONN_DEAD)
+            conn_free(c);
+    }
+}
+
+void worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    worker_free_conns(w);
+    ev_io_stop(w->loop, &w->accept_io);
+    ev_timer_stop(w->loop, &w->accept_pause);
+    ev_prepare_stop(w->loop, &w->prepare);
+    ev_timer_stop(w->loop, &w->tick);
+    ev_timer_stop(w->loop, &w->ping);
+    ev_async_stop(w->loop, &w->queue.wake);
+    cmd_queue_destroy(&w->queue);
+    if (w->own_lfd)
+        close(w->lfd);
+    while (w->out_free != NULL) {
+        struct conn_out *o = w->out_free;
+
+        w->out_free = o->next;
+        free(o);
+    }
+    reg_free(&w->reg);
+    msg_unref(w->ping_msg);
+    free(w->open);
+    free(w->rbuf);
+    ev_loop_destroy(w->loop);
+    free(w);
+}
+
+/* The thread: run the loop until shutdown has finished. */
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+void worker_timer_add(struct worker *w, struct conn *c, int which, ev_tstamp deadline)
+{
+    struct conn_list *l = which == CONN_TIMER_HANDSHAKE ? &w->handshaking : &w->closing;
+
+    c->timer = (uint8_t)which;
+    c->deadline = deadline;
+    c->tnext = NULL;
+    c->tprev = l->tail;
+    if (l->tail != NULL)
+        l->tail->tnext = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
+void worker_timer_remove(struct worker *w, struct conn *c)
+{
+    struct conn_list *l;
+
+    if (c->timer == CONN_TIMER_NONE)
+        return;
+    l = c->timer == CONN_TIMER_HANDSHAKE ? &w->handshaking : &w->closing;
+    if (c->tprev != NULL)
+        c->tprev->tnext = c->tnext;
+    else
+        l->head = c->tnext;
+    if (c->tnext != NULL)
+        c->tnext->tprev = c->tprev;
+    else
+        l->tail = c->tprev;
+    c->tnext = c->tprev = NULL;
+    c->timer = CONN_TIMER_NONE;
+}
+
+void worker_open_add(struct worker *w, struct conn *c)
+{
+    if (w->nopen == w->capopen) {
+        w->capopen = w->capopen ? w->capopen * 2 : 64;
+        w->open = xrealloc(w->open, w->capopen * sizeof *w->open);
+    }
+    c->slot = (uint32_t)w->nopen;
+    w->open[w->nopen++] = c;
+}
+
+void worker_open_remove(struct worker *w, struct conn *c)
+{
+    struct conn *last = w->open[--w->nopen];
+
+    w->open[c->slot] = last;
+    last->slot = c->slot;
+}
+
+void worker_pending_add(struct worker *w, struct conn *c)
+{
+    if (c->in_pending)
+        return;
+    c->in_pending = 1;
+    c->pnext = w->pending;
+    w->pending = c;
+}
+
+struct conn_out *worker_out_get(struct worker *w)
+{
+    struct conn_out *o = w->out_free;
+
+    if (o == NULL)
+        return xmalloc(sizeof *o);
+    w->out_free = o->next;
+    w->nout_free--;
+    return o;
+}
+
+void worker_out_put(struct worker *w, struct conn_out *o)
+{
+    if (w->nout_free >= WORKER_OUT_FREE_MAX) {
+        free(o);
+        return;
+    }
+    o->next = w->out_free;
+    w->out_free = o;
+    w->nout_free++;
+}
+
+/* Accept what is waiting; on EMFILE, pause accepting briefly. */
+static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = WORKER_OF(io, accept_io);
+
+    for (int i = 0; i < 64 && !w->shutting_down; i++) {
+        int fd = net_accept(w->lfd);
+
+        if (fd >= 0) {
+            conn_accept(w, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        w->stats.accept_errors++;
+        if (errno == EMFILE || errno == ENFILE) {
+            log_msg(LOG_WARN, "net", "worker %d: accept: %s; pausing accepts", w->id,
+                    strerror(errno));
+            ev_io_stop(loop, &w->accept_io);
+            ev_timer_set(&w->accept_pause, WORKER_ACCEPT_PAUSE, 0);
+            ev_timer_start(loop, &w->accept_pause);
+        } else if (errno != ECONNABORTED) {
+            log_msg(LOG_WARN, "net", "worker %d: accept: %s", w->id, strerror(errno));
+        }
+        return;
+    }
+}
+
+/* Resume accepting after an EMFILE pause. */
+static void worker_on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = WORKER_OF(t, accept_pause);
+
+    if (!w->shutting_down)
+        ev_io_start(loop, &w->accept_io);
+}
+
+/* Before polling: write every conn with queued frames, free dead ones. */
+static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct worker *w = WORKER_OF(p, prepare);
+    struct conn *c;
+
+    while ((c = w->pending) != NULL) {
+        w->pending = c->pnext;
+        c->in_pending = 0;
+        if (c->state == CONN_DEAD)
+            conn_free(c);
+        else
+            conn_flush(c);
+    }
+    if (w->shutting_down && w->nconns == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+/* Expire the heads of a timed list whose deadlines have passed. */
+static void worker_expire(struct conn_list *l, ev_tstamp now)
+{
+    while (l->head != NULL && l->head->deadline <= now)
+        conn_expire(l->head);
+}
+
+/* Timed lists, and the end of a shutdown that took too long. */
+static void worker_on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = WORKER_OF(t, tick);
+    ev_tstamp now = ev_now(loop);
+
+    worker_expire(&w->handshaking, now);
+    worker_expire(&w->closing, now);
+    if (w->shutting_down && now >= w->shutdown_deadline) {
+        log_msg(LOG_WARN, "worker", "worker %d: shutdown timeout, dropping %zu connections",
+                w->id, w->nconns);
+        worker_free_conns(w);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* A ping round: drop conns silent since the last round, ping the rest. */
+static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = WORKER_OF(t, ping);
+
+    for (size_t i = 0; i < w->nopen;) {
+        struct conn *c = w->open[i];
+
+        if (c->ping_out && !c->got_rx) {
+            log_msg(LOG_DEBUG, "conn", "conn=%llu no answer to ping", (unsigned long long)c->id);
+            conn_kill(c); /* moves the last conn into slot i */
+            continue;
+        }
+        c->got_rx = 0;
+        c->ping_out = 1;
+        conn_send(c, w->ping_msg);
+        i++;
+    }
+}
+
+/* Queue one publish item to its targets; returns the conns it reached. */
+static uint64_t worker_publish(struct worker *w, const struct cmd_item *it)
+{
+    uint64_t n = 0;
+
+    if (it->broadcast) {
+        for (size_t i = 0; i < w->nopen; i++)
+            conn_send(w->open[i], it->msg);
+        return w->nopen;
+    }
+    for (size_t u = 0; u < it->nusers; u++) {
+        struct reg_user *user = reg_find(&w->reg, it->users[u], strlen(it->users[u]));
+
+        if (user == NULL)
+            continue;
+        for (struct reg_link *l = user->links; l != NULL; l = l->next) {
+            conn_send(conn_from_link(l), it->msg);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Close every conn with 1001 and stop accepting; the loop ends when all are gone. */
+static void worker_shutdown(struct worker *w)
+{
+    w->shutting_down = 1;
+    w->shutdown_deadline = ev_now(w->loop) + w->cfg->shutdown_timeout_ms / 1000.0;
+    ev_io_stop(w->loop, &w->accept_io);
+    ev_timer_stop(w->loop, &w->accept_pause);
+    ev_timer_stop(w->loop, &w->ping);
+    while (w->handshaking.head != NULL)
+        conn_kill(w->handshaking.head);
+    while (w->nopen > 0)
+        conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
+}
+
+/* Run one job for this worker and report it done. */
+static void worker_run(struct worker *w, struct cmd_job *job)
+{
+    struct reg_user *u, *tmp;
+
+    switch (job->type) {
+    case CMD_PUBLISH:
+        for (size_t i = 0; i < job->nitems; i++) {
+            uint64_t n = worker_publish(w, &job->items[i]);
+
+            w->stats.delivered += n;
+            pthread_mutex_lock(&job->lock);
+            job->delivered[i] += n;
+            pthread_mutex_unlock(&job->lock);
+        }
+        break;
+    case CMD_STATS:
+        w->stats.users = w->reg.nusers;
+        pthread_mutex_lock(&job->lock);
+        stats_add(&job->stats, &w->stats);
+        HASH_ITER(hh, w->reg.users, u, tmp)
+            cmd_job_add_user(job, u->id);
+        pthread_mutex_unlock(&job->lock);
+        break;
+    case CMD_SHUTDOWN:
+        worker_shutdown(w);
+        break;
+    }
+    cmd_job_done(job);
+}
+
+/* Jobs arrived from another thread. */
+static void worker_on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = WORKER_OF(a, queue.wake);
+    struct cmd_node *node = cmd_queue_take(&w->queue);
+
+    while (node != NULL) {
+        /* The node lives in the job, which its sender frees once done. */
+        struct cmd_node *next = node->next;
+
+        worker_run(w, node->job);
+        node = next;
+    }
+}

@@ -1,0 +1,101 @@
+/*
+ * worker.h -- an event-loop thread that owns connections.
+ *
+ * Owns:       one ev_loop, its listener watcher, its connections (through
+ *             the open array, the timed lists and the pending list), its
+ *             registry, its stats, and its command queue.
+ * Called by:  main.c (create, start, shut down, join, free); conn.c uses
+ *             the fields below from the same thread.
+ * Invariants: everything here is touched only by the worker's thread,
+ *             except `queue` (locked) which other threads push jobs onto.
+ */
+#ifndef HERALD_WORKER_H
+#define HERALD_WORKER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "cmd.h"
+#include "handshake.h"
+#include "reg.h"
+#include "stats.h"
+
+struct cfg;
+struct conn;
+struct conn_out;
+struct msg;
+
+/* A FIFO of conns with deadlines, linked through conn->tnext/tprev. */
+struct conn_list {
+    struct conn *head;  /* borrowed: earliest deadline */
+    struct conn *tail;  /* borrowed */
+};
+
+struct worker {
+    int id;
+    pthread_t thread;
+    struct ev_loop *loop;        /* owned */
+    const struct cfg *cfg;       /* borrowed: the config snapshot */
+    struct hs_policy policy;     /* views into cfg */
+    int lfd;                     /* listener: owned when own_lfd */
+    int own_lfd;
+    ev_io accept_io;
+    ev_timer accept_pause;       /* backs off after EMFILE */
+    ev_prepare prepare;          /* flushes and frees, before each poll */
+    ev_timer tick;               /* timed lists, shutdown progress */
+    ev_timer ping;               /* ping rounds */
+    struct cmd_queue queue;
+    struct reg reg;
+    struct stats stats;
+    struct conn **open;          /* owned array; conns borrowed */
+    size_t nopen;
+    size_t capopen;
+    size_t nconns;               /* conns in any state */
+    struct conn_list handshaking;
+    struct conn_list closing;
+    struct conn *pending;        /* borrowed: conns to flush or free */
+    struct conn_out *out_free;   /* owned: recycled out-queue entries */
+    size_t nout_free;
+    uint8_t *rbuf;               /* owned: shared read buffer */
+    size_t rbuf_size;
+    struct msg *ping_msg;        /* ref */
+    uint64_t next_conn_id;
+    int shutting_down;
+    ev_tstamp shutdown_deadline;
+};
+
+/*
+ * Create worker `id` with its loop. lfd >= 0 is a shared listener (unix
+ * socket) to watch; lfd < 0 makes the worker bind its own SO_REUSEPORT
+ * TCP listener. Returns NULL with *cause set.
+ */
+struct worker *worker_new(int id, const struct cfg *cfg, int lfd, char **cause);
+
+/* Start the worker's thread. Returns 0 or -1 with *cause set. */
+int worker_start(struct worker *w, char **cause);
+
+/* Wait for the thread to end (after a CMD_SHUTDOWN job). */
+void worker_join(struct worker *w);
+
+/* Free a worker whose thread has ended (or never started). NULL is a no-op. */
+void worker_free(struct worker *w);
+
+/* Timed lists: append with a deadline, or remove. */
+void worker_timer_add(struct worker *w, struct conn *c, int which, ev_tstamp deadline);
+void worker_timer_remove(struct worker *w, struct conn *c);
+
+/* The open array: add an upgraded conn, remove one leaving OPEN. */
+void worker_open_add(struct worker *w, struct conn *c);
+void worker_open_remove(struct worker *w, struct conn *c);
+
+/* Put a conn on the pending list (flush or free before the next poll). */
+void worker_pending_add(struct worker *w, struct conn *c);
+
+/* Out-queue entries, recycled per worker: no malloc per delivery. */
+struct conn_out *worker_out_get(struct worker *w);
+void worker_out_put(struct worker *w, struct conn_out *o);
+
+#endif

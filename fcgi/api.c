@@ -1,0 +1,255 @@
+/*
+ * api.c -- the FastCGI endpoint's socket, threads and request I/O.
+ *
+ * Owns:       struct api (see api.h).
+ * Called by:  main.c; its threads call routes.c.
+ * Invariants: each thread accepts connections itself and hands the fd to
+ *             libfcgi (FCGX_Request.ipcFd) instead of letting FCGX_Accept_r
+ *             accept: that lets us poll with a timeout (so the threads see
+ *             a shutdown), and set read and write timeouts on the socket
+ *             before libfcgi reads from it, so a caller that stalls or sends
+ *             half a record costs one thread a few seconds, not forever.
+ *             A malformed record makes FCGX_Accept_r drop that connection
+ *             and return an error; the thread simply accepts the next one.
+ */
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "net.h"
+#include "xmalloc.h"
+
+#define API_IO_TIMEOUT 5      /* seconds a caller may stall mid-request */
+#define API_POLL_MS 200       /* how often idle threads look at `stopping` */
+#define API_DRAIN_MAX (16u << 20) /* read and drop at most this much of a refused body */
+
+static const char *api_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Write the CGI response: Status line, headers, JSON body. */
+static void api_write(FCGX_Request *req, const struct api_response *resp)
+{
+    size_t len = strlen(resp->body);
+
+    FCGX_FPrintF(req->out, "Status: %d %s\r\nContent-Type: application/json\r\n", resp->status,
+                 api_reason(resp->status));
+    if (resp->allow != NULL)
+        FCGX_FPrintF(req->out, "Allow: %s\r\n", resp->allow);
+    FCGX_FPrintF(req->out, "Content-Length: %zu\r\n\r\n", len + 1);
+    FCGX_PutStr(resp->body, (int)len, req->out);
+    FCGX_PutChar('\n', req->out);
+}
+
+/* The route: SCRIPT_NAME, or else REQUEST_URI without its query. */
+static char *api_path(FCGX_Request *req)
+{
+    const char *s = FCGX_GetParam("SCRIPT_NAME", req->envp);
+    const char *q;
+
+    if (s != NULL && s[0] != '\0')
+        return xstrdup(s);
+    s = FCGX_GetParam("REQUEST_URI", req->envp);
+    if (s == NULL)
+        return xstrdup("");
+    q = strchr(s, '?');
+    return q ? xstrndup(s, (size_t)(q - s)) : xstrdup(s);
+}
+
+/*
+ * Read the body, up to limit bytes. Returns it NUL-terminated with *len
+ * set, or NULL when it is over the limit (the rest read and dropped, up to
+ * API_DRAIN_MAX, so the caller sees our answer rather than a broken pipe).
+ */
+static char *api_read_body(FCGX_Request *req, size_t limit, size_t *len)
+{
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", req->envp);
+    size_t cap = 4096, n = 0;
+    char *buf, drop[4096];
+    int r;
+
+    if (cl != NULL && cl[0] != '\0' && strtoull(cl, NULL, 10) > limit) {
+        for (size_t total = 0; total < API_DRAIN_MAX; total += (size_t)r)
+            if ((r = FCGX_GetStr(drop, sizeof drop, req->in)) <= 0)
+                break;
+        return NULL;
+    }
+    buf = xmalloc(cap + 1);
+    while ((r = FCGX_GetStr(buf + n, (int)(cap - n), req->in)) > 0) {
+        n += (size_t)r;
+        if (n > limit) {
+            free(buf);
+            return NULL;
+        }
+        if (n == cap) {
+            cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Answer one request. */
+static void api_handle(struct api *a, FCGX_Request *req)
+{
+    const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+    char *path = api_path(req);
+    struct api_response resp = {0};
+    size_t len = 0;
+    char *body = api_read_body(req, a->cfg->api_max_body, &len);
+
+    if (body == NULL)
+        api_error(&resp, 413, "body over the limit of %zu bytes", a->cfg->api_max_body);
+    else
+        api_route(a, method ? method : "", path, body, len, &resp);
+    stats_count_api_status(&a->stats, resp.status);
+    if (resp.status >= 400)
+        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
+    api_write(req, &resp);
+    free(resp.body);
+    free(body);
+    free(path);
+}
+
+/* Wait for and accept one caller; -1 when there is none yet. */
+static int api_accept(struct api *a)
+{
+    struct timeval tv = {.tv_sec = API_IO_TIMEOUT};
+    struct pollfd pfd = {.fd = a->lfd, .events = POLLIN};
+    int fd;
+
+    if (poll(&pfd, 1, API_POLL_MS) <= 0)
+        return -1;
+    fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+            log_msg(LOG_WARN, "api", "accept: %s; pausing", strerror(errno));
+            usleep(100 * 1000);
+        }
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
+        log_msg(LOG_WARN, "api", "setsockopt: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A thread: accept, let libfcgi read the request, answer, repeat. */
+static void *api_thread(void *arg)
+{
+    struct api *a = arg;
+    FCGX_Request req;
+
+    /* listen_sock -1: should libfcgi ever try to accept, it fails at once. */
+    FCGX_InitRequest(&req, -1, 0);
+    while (!atomic_load(&a->stopping)) {
+        if (req.ipcFd < 0) {
+            req.ipcFd = api_accept(a);
+            if (req.ipcFd < 0)
+                continue;
+            /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
+            req.keepConnection = 1;
+        }
+        if (FCGX_Accept_r(&req) < 0)
+            continue;
+        api_handle(a, &req);
+        FCGX_Finish_r(&req);
+    }
+    FCGX_Free(&req, 1);
+    return NULL;
+}
+
+/* Give the socket file to the configured group. */
+static int api_chgrp(const char *path, const char *group, char **cause)
+{
+    struct group *gr = getgrnam(group);
+
+    if (gr == NULL) {
+        *cause = xasprintf("api_socket_group: no group named %s", group);
+        return -1;
+    }
+    if (chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+        *cause = xasprintf("chown %s to group %s: %s", path, group, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause)
+{
+    struct api *a = xcalloc(1, sizeof *a);
+    char *addr = xasprintf("unix:%s", cfg->api_socket);
+
+    a->cfg = cfg;
+    a->hub = hub;
+    a->started = time(NULL);
+    a->lfd = net_listen(addr, cfg->api_socket_mode, 0, cause);
+    free(addr);
+    if (a->lfd < 0)
+        goto fail;
+    if (cfg->api_socket_group != NULL && api_chgrp(cfg->api_socket, cfg->api_socket_group,
+                                                   cause) != 0)
+        goto fail;
+    if (FCGX_Init() != 0) {
+        *cause = xasprintf("FCGX_Init failed");
+        goto fail;
+    }
+    a->threads = xcalloc((size_t)cfg->api_threads, sizeof *a->threads);
+    for (; a->nthreads < cfg->api_threads; a->nthreads++) {
+        int r = pthread_create(&a->threads[a->nthreads], NULL, api_thread, a);
+
+        if (r != 0) {
+            *cause = xasprintf("api thread: %s", strerror(r));
+            api_stop(a);
+            return NULL;
+        }
+    }
+    return a;
+fail:
+    if (a->lfd >= 0) {
+        close(a->lfd);
+        net_unlink(cfg->api_socket);
+    }
+    free(a);
+    return NULL;
+}
+
+void api_stop(struct api *a)
+{
+    if (a == NULL)
+        return;
+    atomic_store(&a->stopping, 1);
+    for (int i = 0; i < a->nthreads; i++)
+        pthread_join(a->threads[i], NULL);
+    close(a->lfd);
+    net_unlink(a->cfg->api_socket);
+    free(a->threads);
+    free(a);
+}

@@ -1,0 +1,64 @@
+/*
+ * api.h -- the FastCGI API endpoint: a Unix socket served by a small pool
+ * of threads (libfcgi), answering /publish, /health and /stats.
+ *
+ * Owns:       struct api: the listening socket, the threads, the API
+ *             counters.
+ * Called by:  main.c (start after the workers, stop before them);
+ *             routes.c (request handling, on the API threads).
+ * Invariants: never touches a connection: publishes become cmd jobs, and
+ *             cmd.h is the only header shared with the workers. Each thread
+ *             owns its FCGX_Request; the counters are atomic.
+ */
+#ifndef HERALD_API_H
+#define HERALD_API_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "cmd.h"
+#include "stats.h"
+
+struct cfg;
+
+struct api {
+    const struct cfg *cfg;        /* borrowed: the config snapshot */
+    const struct cmd_hub *hub;    /* borrowed: the workers' queues */
+    int lfd;                      /* owned: listening unix socket */
+    int nthreads;
+    pthread_t *threads;           /* owned */
+    atomic_int stopping;
+    struct stats_api stats;
+    time_t started;
+};
+
+/* One answer: an HTTP status and a JSON body. */
+struct api_response {
+    int status;
+    const char *allow;  /* static: Allow header for 405, or NULL */
+    char *body;         /* owned: JSON text */
+};
+
+/*
+ * Bind the API socket (mode and group from the config) and start the
+ * threads. Returns NULL with *cause set.
+ */
+struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause);
+
+/* Stop accepting, wait for the threads, remove the socket file, free. */
+void api_stop(struct api *a);
+
+/*
+ * Route one request (routes.c). body is NUL-terminated at body[len].
+ * Fills *resp; the caller frees resp->body.
+ */
+void api_route(struct api *a, const char *method, const char *path, const char *body,
+               size_t len, struct api_response *resp);
+
+/* A JSON error body {"ok":false,"error":msg} with this status (routes.c). */
+void api_error(struct api_response *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * routes.c -- the API's routes: POST /publish, GET /health, GET /stats.
+ *
+ * Owns:       request validation and the JSON answers.
+ * Called by:  api.c, on an API thread, once per request.
+ * Invariants: a publish is validated whole before anything is sent (a batch
+ *             with one bad message publishes nothing), encoded into one
+ *             shared frame per message, and handed to every worker as one
+ *             job; the answer waits for the workers' counts. Every refusal
+ *             is a 4xx with {"ok":false,"error":...}, made in api_error.
+ */
+#include "api.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cfg.h"
+#include "msg.h"
+#include "tok.h"
+#include "ws.h"
+#include "xmalloc.h"
+
+#define ROUTES_MAX_EVENT 200
+#define ROUTES_MAX_BATCH 1000
+#define ROUTES_MAX_USERS 10000
+
+void api_error(struct api_response *resp, int status, const char *fmt, ...)
+{
+    char msg[512];
+    json_t *o;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    o = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+    resp->status = status;
+    resp->body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+}
+
+/* A 200 answer with this JSON object (reference stolen). */
+static void routes_ok(struct api_response *resp, json_t *o)
+{
+    json_object_set_new(o, "ok", json_true());
+    resp->status = 200;
+    resp->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+}
+
+/* Is s a user id we accept: 1..TOK_MAX_SUB bytes, no control characters? */
+static int routes_valid_user(const char *s, size_t len)
+{
+    if (len == 0 || len > TOK_MAX_SUB)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int routes_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read "users" into it->users, deduplicated. Returns 0, or -1 with *err set. */
+static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t errlen)
+{
+    size_t n = json_array_size(users), i, j;
+    json_t *u;
+
+    if (!json_is_array(users) || n == 0 || n > ROUTES_MAX_USERS) {
+        snprintf(err, errlen, "users must be a non-empty array of at most %d user ids",
+                 ROUTES_MAX_USERS);
+        return -1;
+    }
+    it->users = xcalloc(n, sizeof *it->users);
+    json_array_foreach(users, i, u) {
+        if (json_is_integer(u)) {
+            it->users[it->nusers++] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(u));
+        } else if (json_is_string(u) &&
+                   routes_valid_user(json_string_value(u), json_string_length(u))) {
+            it->users[it->nusers++] = xstrdup(json_string_value(u));
+        } else {
+            snprintf(err, errlen, "users[%zu]: a user id is a string of 1 to %d bytes "
+                     "without control characters, or an integer", i, TOK_MAX_SUB);
+            return -1;
+        }
+    }
+    qsort(it->users, it->nusers, sizeof *it->users, routes_cmp_str);
+    for (i = j = 0; i < it->nusers; i++) {
+        if (j > 0 && strcmp(it->users[j - 1], it->users[i]) == 0)
+            free(it->users[i]);
+        else
+            it->users[j++] = it->users[i];
+    }
+    it->nusers = j;
+    return 0;
+}
+
+/* Validate one message object and encode its frame into *it. */
+static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
+{
+    json_t *event, *data, *users, *bc, *env;
+    char *text;
+
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "a message must be a JSON object");
+        return -1;
+    }
+    event = json_object_get(o, "event");
+    data = json_object_get(o, "data");
+    users = json_object_get(o, "users");
+    bc = json_object_get(o, "broadcast");
+    if (!json_is_string(event) || json_string_length(event) == 0 ||
+        json_string_length(event) > ROUTES_MAX_EVENT) {
+        snprintf(err, errlen, "event must be a string of 1 to %d bytes", ROUTES_MAX_EVENT);
+        return -1;
+    }
+    if (users != NULL && bc != NULL) {
+        snprintf(err, errlen, "give users or broadcast, not both");
+        return -1;
+    }
+    if (bc != NULL && !json_is_true(bc)) {
+        snprintf(err, errlen, "broadcast must be true");
+        return -1;
+    }
+    if (users == NULL && bc == NULL) {
+        snprintf(err, errlen, "missing users (or broadcast: true)");
+        return -1;
+    }
+    if (bc != NULL)
+        it->broadcast = 1;
+    else if (routes_users(users, it, err, errlen) != 0)
+        return -1;
+    env = json_pack("{s:O, s:O}", "event", event, "data", data ? data : json_null());
+    text = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(env);
+    it->msg = msg_new(WS_OP_TEXT, text, strlen(text));
+    free(text);
+    return 0;
+}
+
+/* POST /publish: one message object, or an array of them. */
+static void routes_publish(struct api *a, const char *body, size_t len,
+                           struct api_response *resp)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *o, *counts;
+    struct cmd_job *job;
+    size_t n, i;
+    char err[256];
+    int batch;
+
+    if (root == NULL) {
+        api_error(resp, 400, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                  jerr.column);
+        return;
+    }
+    batch = json_is_array(root);
+    n = batch ? json_array_size(root) : 1;
+    if (batch && (n == 0 || n > ROUTES_MAX_BATCH)) {
+        api_error(resp, 400, "a batch holds 1 to %d messages", ROUTES_MAX_BATCH);
+        json_decref(root);
+        return;
+    }
+    job = cmd_job_new(CMD_PUBLISH, a->hub->nqueues, n);
+    for (i = 0; i < n; i++) {
+        o = batch ? json_array_get(root, i) : root;
+        if (routes_item(o, &job->items[i], err, sizeof err) != 0) {
+            if (batch)
+                api_error(resp, 400, "message %zu: %s", i, err);
+            else
+                api_error(resp, 400, "%s", err);
+            goto done;
+        }
+    }
+    cmd_submit(a->hub, job);
+    cmd_job_wait(job);
+    atomic_fetch_add(&a->stats.published, n);
+    counts = json_array();
+    for (i = 0; i < n; i++)
+        json_array_append_new(counts, json_integer((json_int_t)job->delivered[i]));
+    if (batch) {
+        routes_ok(resp, json_pack("{s:o}", "delivered", counts));
+    } else {
+        routes_ok(resp, json_pack("{s:O}", "delivered", json_array_get(counts, 0)));
+        json_decref(counts);
+    }
+done:
+    cmd_job_free(job);
+    json_decref(root);
+}
+
+/* GET /health. */
+static void routes_health(struct api *a, struct api_response *resp)
+{
+    routes_ok(resp, json_pack("{s:I, s:i}", "uptime", (json_int_t)(time(NULL) - a->started),
+                              "workers", a->hub->nqueues));
+}
+
+/* {"name": count, ...} for the handshake refusal counters. */
+static json_t *routes_refusals(const struct stats *st)
+{
+    json_t *o = json_object();
+
+    for (int r = 1; r < HS_REASON_COUNT; r++)
+        json_object_set_new(o, hs_reason_name((enum hs_reason)r),
+                            json_integer((json_int_t)st->handshakes_refused[r]));
+    return o;
+}
+
+/* {"code": count, ...} for counters indexed by a table of codes. */
+static json_t *routes_by_code(const int *codes, size_t n, const uint64_t *counts)
+{
+    json_t *o = json_object();
+    char key[16];
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "%d", codes[i]);
+        json_object_set_new(o, key, json_integer((json_int_t)counts[i]));
+    }
+    return o;
+}
+
+/* GET /stats: every worker's counters, added up. */
+static void routes_stats(struct api *a, struct api_response *resp)
+{
+    struct cmd_job *job = cmd_job_new(CMD_STATS, a->hub->nqueues, 0);
+    uint64_t api_errors[STATS_NAPI];
+    const struct stats *st = &job->stats;
+
+    cmd_submit(a->hub, job);
+    cmd_job_wait(job);
+    for (size_t i = 0; i < STATS_NAPI; i++)
+        api_errors[i] = atomic_load(&a->stats.errors[i]);
+    routes_ok(resp, json_pack(
+        "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
+        "uptime", (json_int_t)(time(NULL) - a->started),
+        "workers", a->hub->nqueues,
+        "connections", (json_int_t)st->connections,
+        "users", (json_int_t)HASH_COUNT(job->users),
+        "published", (json_int_t)atomic_load(&a->stats.published),
+        "delivered", (json_int_t)st->delivered,
+        "connections_total", (json_int_t)st->connections_total,
+        "accept_errors", (json_int_t)st->accept_errors,
+        "handshakes_refused", routes_refusals(st),
+        "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
+        "api_requests", (json_int_t)atomic_load(&a->stats.requests),
+        "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors)));
+    cmd_job_free(job);
+}
+
+void api_route(struct api *a, const char *method, const char *path, const char *body,
+               size_t len, struct api_response *resp)
+{
+    if (strcmp(path, "/publish") == 0) {
+        if (strcmp(method, "POST") != 0) {
+            resp->allow = "POST";
+            api_error(resp, 405, "use POST for /publish");
+            return;
+        }
+        routes_publish(a, body, len, resp);
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0) {
+        if (strcmp(method, "GET") != 0) {
+            resp->allow = "GET";
+            api_error(resp, 405, "use GET for %s", path);
+            return;
+        }
+        if (path[1] == 'h')
+            routes_health(a, resp);
+        else
+            routes_stats(a, resp);
+    } else {
+        api_error(resp, 404, "no such endpoint: %.100s", path);
+    }
+}

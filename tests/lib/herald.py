@@ -1,0 +1,441 @@
+"""
+herald.py -- start a real Herald for a test, talk to it, and check how it ended.
+
+    with Herald(config={"allow_anonymous": "yes"}) as h:
+        tok = h.token("42")
+        async with h.connect(tok) as ws:
+            assert h.publish(["42"], "order.shipped", {"id": 1}) == 1
+            assert await recv_json(ws) == {"event": "order.shipped", "data": {"id": 1}}
+
+Each instance gets its own temp dir holding herald.ini, the API socket and the
+daemon's stderr, a free loopback port, and a random secret. stop() (and
+leaving the with block) sends SIGTERM, expects exit status 0, and fails the
+test if stderr shows a sanitizer report, or any token made by token(), or the
+secret. The daemon is started with PR_SET_PDEATHSIG, so it dies with the test
+process even if the test runner is killed.
+
+The binary is $HERALD_BIN (absolute, or relative to the current directory or
+the repository root), by default build/herald in this repository.
+"""
+
+import asyncio
+import base64
+import ctypes
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import websockets.client
+
+import fcgi
+import rawws
+
+REPO = Path(__file__).resolve().parents[2]
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                     "ERROR: ThreadSanitizer", "WARNING: ThreadSanitizer")
+
+HS_REASONS = ("bad_request", "not_found", "bad_method", "timeout", "no_upgrade", "bad_key",
+              "bad_version", "origin", "too_large", "no_token", "bad_token")
+
+
+def herald_bin():
+    """The daemon binary to test, from $HERALD_BIN or build/herald."""
+    b = os.environ.get("HERALD_BIN")
+    if not b:
+        return str(REPO / "build" / "herald")
+    p = Path(b)
+    if p.is_absolute():
+        return str(p)
+    if p.exists():
+        return str(p.resolve())
+    return str(REPO / p)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64url(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def make_token(secret, sub, ttl=3600, alg="HS256", header=None, **claims):
+    """
+    A compact JWS. sub=None or ttl=None leaves that claim out; a claim given
+    as None is left out too. `alg` picks both the header's alg (unless a raw
+    `header` dict is given) and how it is signed: HS256/HS384/HS512 with
+    HMAC, anything else (e.g. "none") with an empty signature.
+    """
+    hdr = header if header is not None else {"alg": alg, "typ": "JWT"}
+    payload = {}
+    if sub is not None:
+        payload["sub"] = sub
+    if ttl is not None:
+        payload["exp"] = int(time.time()) + ttl
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    signing_input = b64url(json.dumps(hdr, separators=(",", ":"))) + "." + \
+        b64url(json.dumps(payload, separators=(",", ":")))
+    if alg in _HASHES:
+        key = secret.encode() if isinstance(secret, str) else secret
+        sig = b64url(hmac.new(key, signing_input.encode(), _HASHES[alg]).digest())
+    else:
+        sig = ""
+    return signing_input + "." + sig
+
+
+def _pdeathsig():
+    """In the child before exec: die with SIGKILL when the test process dies."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Herald:
+    def __init__(self, config=None, workers=2, args=None, use_config_file=True, env=None):
+        self.config = dict(config or {})
+        self.workers = workers
+        self.args = list(args or [])
+        self.use_config_file = use_config_file
+        self.env = env
+        self.proc = None
+        self.dir = None
+        self.port = None
+        self.secret = None
+        self.api_socket = None
+        self.ws_url = None
+        self.listen = None
+        self.returncode = None
+        self._tokens = []
+        self._final_log = None
+
+    # -- lifecycle -----------------------------------------------------
+
+    def start(self, ready_timeout=10.0):
+        """Write herald.ini into a fresh temp dir, start the daemon, wait for "ready"."""
+        if not os.access(herald_bin(), os.X_OK):
+            raise RuntimeError("no Herald binary at %s (build it, or set HERALD_BIN)"
+                               % herald_bin())
+        self.dir = tempfile.mkdtemp(prefix="herald-t%d-" % os.getpid())
+        self.secret = "".join(secrets.choice(string.ascii_letters + string.digits)
+                              for _ in range(32))
+        self.api_socket = os.path.join(self.dir, "api.sock")
+        for attempt in range(3):
+            self.port = free_port()
+            self.listen = "127.0.0.1:%d" % self.port
+            if self._spawn(ready_timeout):
+                break
+            # The free port was taken between our probe and the bind: retry.
+            if attempt == 2 or "in use" not in self.log_text():
+                raise RuntimeError("herald did not become ready:\n" + self.log_text())
+        self.ws_url = "ws://127.0.0.1:%d/ws" % self.port
+        return self
+
+    def _settings(self):
+        s = {
+            "listen": self.listen,
+            "api_socket": self.api_socket,
+            "secret": self.secret,
+            "workers": str(self.workers),
+        }
+        # "{dir}" in a value stands for this instance's temp dir.
+        s.update({k: str(v).replace("{dir}", self.dir) for k, v in self.config.items()})
+        self.api_socket = s["api_socket"]
+        self.listen = s["listen"]
+        return s
+
+    def _spawn(self, ready_timeout):
+        settings = self._settings()
+        if self.use_config_file:
+            ini = os.path.join(self.dir, "herald.ini")
+            with open(ini, "w") as f:
+                f.write("[herald]\n")
+                for k, v in settings.items():
+                    f.write("%s = %s\n" % (k, v))
+            argv = [herald_bin(), "-c", ini] + self.args
+        else:
+            if self.config:
+                raise ValueError("config keys need use_config_file=True")
+            argv = [herald_bin(), "--listen", settings["listen"], "--api-socket",
+                    settings["api_socket"], "--secret", settings["secret"], "--workers",
+                    settings["workers"]] + self.args
+        env = dict(os.environ)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.env or {})
+        self.log_path = os.path.join(self.dir, "herald.log")
+        self._log = open(self.log_path, "wb")
+        self._out = open(os.path.join(self.dir, "stdout.log"), "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._log, cwd=self.dir, env=env,
+                                     preexec_fn=_pdeathsig)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if re.search(r"\bready\b", self.log_text()):
+                return True
+            if self.proc.poll() is not None:
+                self._close_logs()
+                return False
+            time.sleep(0.02)
+        self.proc.kill()
+        self.proc.wait(5)
+        self._close_logs()
+        raise RuntimeError("herald did not log 'ready' within %.0fs:\n%s"
+                           % (ready_timeout, self.log_text()))
+
+    def _close_logs(self):
+        for f in (getattr(self, "_log", None), getattr(self, "_out", None)):
+            if f is not None and not f.closed:
+                f.close()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        """Everything the daemon wrote to stderr so far."""
+        if self._final_log is not None:
+            return self._final_log
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, AttributeError):
+            return ""
+
+    def check_log(self):
+        """Assert stderr has no sanitizer report, no token and no secret."""
+        text = self.log_text()
+        for m in SANITIZER_MARKERS:
+            assert m not in text, "sanitizer report in herald's stderr:\n" + text[-6000:]
+        for tok in self._tokens:
+            sig = tok.rsplit(".", 1)[-1]
+            assert tok not in text, "a token appears in herald's log:\n" + text[-3000:]
+            assert len(sig) < 20 or sig not in text, \
+                "a token signature appears in herald's log:\n" + text[-3000:]
+        assert self.secret not in text, "the secret appears in herald's log"
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0, expect_rc=None):
+        """
+        Signal the daemon and wait for it. For SIGTERM/SIGINT the exit status
+        must be 0 (or expect_rc). Always checks the log. Returns the status.
+        """
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                self._close_logs()
+                self._final_log = self.log_text()
+                raise AssertionError("herald did not exit within %.0fs of signal %d:\n%s"
+                                     % (timeout, sig, self._final_log[-4000:]))
+        else:
+            sig = None  # it was already gone: that is a crash unless expected
+        self.returncode = self.proc.returncode
+        self._close_logs()
+        self._final_log = self.log_text()
+        self.proc = None
+        if expect_rc is None and sig in (signal.SIGTERM, signal.SIGINT, None):
+            expect_rc = 0
+        if expect_rc is not None:
+            assert self.returncode == expect_rc, \
+                "herald exited with status %s (expected %s)%s:\n%s" % (
+                    self.returncode, expect_rc,
+                    " before it was stopped" if sig is None else "", self._final_log[-6000:])
+        self.check_log()
+        return self.returncode
+
+    def cleanup(self):
+        """Kill the daemon if still running (by its PID) and remove the temp dir."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._close_logs()
+        if self._final_log is None and self.dir:
+            self._final_log = self.log_text()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.stop()
+            else:
+                try:
+                    self.stop()
+                except AssertionError as e:
+                    print("also, on stopping herald: %s" % e)
+        finally:
+            self.cleanup()
+        return False
+
+    # -- tokens --------------------------------------------------------
+
+    def token(self, sub, ttl=3600, alg="HS256", secret=None, header=None, **claims):
+        """A JWT for this daemon's secret (or `secret`); remembered for the log check."""
+        t = make_token(self.secret if secret is None else secret, sub, ttl, alg, header,
+                       **claims)
+        self._tokens.append(t)
+        return t
+
+    # -- API -----------------------------------------------------------
+
+    def api(self, method, path, body=None, extra_params=None, timeout=5.0):
+        """
+        One FastCGI request. body: bytes/str sent as is, anything else as
+        JSON. Returns (status, headers, parsed JSON or None).
+        """
+        if body is None:
+            raw = b""
+        elif isinstance(body, (bytes, bytearray)):
+            raw = bytes(body)
+        elif isinstance(body, str):
+            raw = body.encode()
+        else:
+            raw = json.dumps(body).encode()
+        r = fcgi.request(self.api_socket, method, path, raw, extra_params, timeout)
+        try:
+            parsed = json.loads(r.body) if r.body else None
+        except ValueError:
+            parsed = None
+        return r.status, r.headers, parsed
+
+    def api_ok(self, method, path, body=None, extra_params=None):
+        status, headers, j = self.api(method, path, body, extra_params)
+        assert status == 200, "%s %s -> %d %r" % (method, path, status, j)
+        assert headers.get("Content-Type", "").startswith("application/json"), headers
+        assert isinstance(j, dict) and j.get("ok") is True, j
+        return j
+
+    def publish(self, users, event, data=None):
+        """POST /publish to users; asserts 200 and returns "delivered"."""
+        j = self.api_ok("POST", "/publish", {"users": users, "event": event, "data": data})
+        return j["delivered"]
+
+    def broadcast(self, event, data=None):
+        j = self.api_ok("POST", "/publish", {"broadcast": True, "event": event, "data": data})
+        return j["delivered"]
+
+    def stats(self):
+        return self.api_ok("GET", "/stats")
+
+    def wait_stat(self, path, expected, timeout=3.0):
+        """Poll /stats until the value at "a.b" equals expected; return the last stats."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.stats()
+            if stat(s, path) == expected or time.monotonic() > deadline:
+                return s
+            time.sleep(0.05)
+
+    # -- WebSocket -----------------------------------------------------
+
+    def connect(self, token=None, via="query", origin=None, path="/ws", **kw):
+        """
+        A websockets client connect() (use with `async with`). via="query"
+        puts the token in ?token=, via="protocol" offers the subprotocols
+        "herald" and "herald.token.<token>". token=None connects without one.
+        """
+        url = "ws://127.0.0.1:%d%s" % (self.port, path)
+        subprotocols = None
+        if token is not None:
+            if via == "query":
+                url += "?token=" + token
+            elif via == "protocol":
+                subprotocols = ["herald", "herald.token." + token]
+            else:
+                raise ValueError("via must be 'query' or 'protocol'")
+        kw.setdefault("open_timeout", 5)
+        kw.setdefault("close_timeout", 2)
+        return websockets.client.connect(url, subprotocols=subprotocols, origin=origin, **kw)
+
+    def raw(self, timeout=3.0):
+        """A rawws.RawWS connected to the WebSocket port (no handshake yet)."""
+        return rawws.RawWS(("127.0.0.1", self.port), timeout)
+
+    def raw_ws(self, user=None, token=None, timeout=3.0):
+        """A rawws.RawWS with the handshake done, as `user` (a token is made)."""
+        if token is None and user is not None:
+            token = self.token(user)
+        path = "/ws" if token is None else "/ws?token=" + token
+        return rawws.open_ws(("127.0.0.1", self.port), path, timeout=timeout)
+
+
+def stat(s, path):
+    """Value at a dotted path in a /stats dict ("handshakes_refused.bad_key")."""
+    for part in path.split("."):
+        s = s[part]
+    return s
+
+
+async def recv_json(ws, timeout=2.0):
+    """The next message on a websockets client, decoded from JSON."""
+    msg = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(msg, str), "expected a text frame, got %r" % (msg,)
+    return json.loads(msg)
+
+
+async def expect_nothing(ws, timeout=0.3):
+    """Assert no message arrives on ws within timeout."""
+    try:
+        msg = await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError("expected no message, got %r" % (msg,))
+
+
+class Bystander:
+    """
+    An innocent client, connected before a test does something bad, that must
+    still receive a publish afterwards: proof that the bad input hurt no one
+    else. Uses a raw socket so it works from plain (non-async) tests.
+    """
+
+    def __init__(self, herald):
+        self.h = herald
+        self.user = "bystander-" + uuid.uuid4().hex[:12]
+        self.ws = herald.raw_ws(self.user)
+        self.n = 0
+
+    def check(self):
+        assert self.h.running(), "herald is no longer running:\n" + self.h.log_text()[-4000:]
+        self.n += 1
+        data = {"n": self.n, "text": "still here"}
+        delivered = self.h.publish([self.user], "bystander.check", data)
+        assert delivered == 1, "publish to the bystander delivered %r" % delivered
+        f = self.ws.recv_data(timeout=3)
+        assert f.opcode == rawws.OP_TEXT and f.fin and not f.masked, f
+        assert json.loads(f.payload) == {"event": "bystander.check", "data": data}
+
+    def close(self):
+        self.ws.close()
