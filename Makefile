@@ -73,7 +73,7 @@ test-plain: deps
 	@./tests/run.sh build
 
 run: deps all
-	@./tests/lib/run-demo.sh $(BUILD)/herald
+	@./php-client/demo/run.sh $(BUILD)/herald
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))

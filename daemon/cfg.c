@@ -75,9 +75,8 @@ enum cfg_type {
 };
 
 #define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
-#define CFG_FLAG 0x2    /* also a command-line flag, --name with '_' as '-' */
-#define CFG_ZERO_OK 0x4 /* 0 ("off") is allowed below min */
-#define CFG_ONE_OF 0x8  /* at most one setting with this mark per source */
+#define CFG_ZERO_OK 0x2 /* 0 ("off") is allowed below min */
+#define CFG_ONE_OF 0x4  /* at most one setting with this mark per source */
 
 /* Where a setting's current value came from, in order of precedence. */
 enum cfg_src {
@@ -111,8 +110,9 @@ struct cfg_def {
     size_t off;          /* offsetof(struct cfg_build, field) */
     size_t width;        /* sizeof field */
     size_t aux;          /* CFG_LIST: offsetof the count */
-    unsigned flags;      /* CFG_RELOAD, CFG_FLAG, CFG_ZERO_OK, CFG_ONE_OF */
-    const char *metavar; /* argument name in --help, for CFG_FLAG */
+    unsigned flags;      /* CFG_RELOAD, CFG_ZERO_OK, CFG_ONE_OF */
+    const char *flag;    /* long option without "--", or NULL: file only */
+    const char *metavar; /* the flag's argument in --help */
     int (*check)(const char *value, char **why); /* CFG_STRING, CFG_LIST item */
     const char *help;    /* one line for --help, docs/config.md and the example */
 };
@@ -126,20 +126,20 @@ static int check_origin(const char *v, char **why);
 
 static const struct cfg_def cfg_defs[] = {
     {.name = "listen", .type = CFG_STRING, .def = "127.0.0.1:9601", CFG_AT(c.listen),
-     .flags = CFG_FLAG, .metavar = "HOST:PORT|unix:PATH", .check = check_listen,
+     .flag = "listen", .metavar = "HOST:PORT|unix:PATH", .check = check_listen,
      .help = "WebSocket listen address: HOST:PORT, [IPv6]:PORT or unix:/path"},
     {.name = "listen_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0666",
      CFG_AT(c.listen_mode), .help = "permissions of a unix: listen socket"},
     {.name = "ws_path", .type = CFG_STRING, .def = "/ws", CFG_AT(c.ws_path),
      .check = check_ws_path, .help = "URL path of the WebSocket endpoint"},
     {.name = "workers", .type = CFG_INT, .min = 0, .max = CFG_WORKERS_MAX, .def = "0",
-     CFG_AT(c.workers), .flags = CFG_FLAG, .metavar = "N",
+     CFG_AT(c.workers), .flag = "workers", .metavar = "N",
      .help = "worker threads; 0 = one per CPU core"},
     {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(c.secret),
-     .flags = CFG_FLAG | CFG_ONE_OF | CFG_RELOAD, .metavar = "SECRET",
+     .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret", .metavar = "SECRET",
      .help = "HS256 key for connection tokens, at least 16 bytes"},
     {.name = "secret_file", .type = CFG_STRING, .def = "", CFG_AT(secret_file),
-     .flags = CFG_FLAG | CFG_ONE_OF | CFG_RELOAD, .metavar = "FILE",
+     .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret-file", .metavar = "FILE",
      .help = "read the secret from this file (one trailing newline stripped)"},
     {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no", CFG_AT(c.allow_anonymous),
      .flags = CFG_RELOAD, .help = "accept connections without a token (broadcasts only)"},
@@ -162,7 +162,7 @@ static const struct cfg_def cfg_defs[] = {
      .def = "30s", CFG_AT(c.ping_interval_ms), .flags = CFG_RELOAD | CFG_ZERO_OK,
      .help = "server ping period; 2 silent periods close; 0 = no pings"},
     {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", CFG_AT(c.api_socket),
-     .flags = CFG_FLAG, .metavar = "PATH", .check = check_socket_path,
+     .flag = "api-socket", .metavar = "PATH", .check = check_socket_path,
      .help = "Unix socket of the FastCGI publish API"},
     {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
      CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
@@ -174,7 +174,7 @@ static const struct cfg_def cfg_defs[] = {
      .def = "1M", CFG_AT(c.api_max_body), .flags = CFG_RELOAD,
      .help = "largest API request body; over it -> 413"},
     {.name = "log_level", .type = CFG_LEVEL, .def = "info", CFG_AT(c.log_level),
-     .flags = CFG_FLAG | CFG_RELOAD, .metavar = "LEVEL",
+     .flags = CFG_RELOAD, .flag = "log-level", .metavar = "LEVEL",
      .help = "lowest level logged: debug, info, warn or error"},
     {.name = "shutdown_timeout", .type = CFG_MSEC, .min = 0, .max = 60 * CFG_SECOND,
      .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
@@ -196,17 +196,6 @@ static const struct cfg_def *find_def(const char *name)
         if (strcmp(cfg_defs[i].name, name) == 0)
             return &cfg_defs[i];
     return NULL;
-}
-
-/* Write "--name" with '_' as '-' into buf. */
-static const char *flag_name(const struct cfg_def *d, char *buf, size_t size)
-{
-    size_t n = (size_t)snprintf(buf, size, "--%s", d->name);
-
-    for (size_t i = 2; i < n && i < size; i++)
-        if (buf[i] == '_')
-            buf[i] = '-';
-    return buf;
 }
 
 /* ---- Value parsers ---------------------------------------------------- */
@@ -368,7 +357,7 @@ static void fmt_value(const struct cfg_def *d, long long v, char *buf, size_t si
     int t = d->type == CFG_SIZE ? 0 : 1;
     size_t i = 0;
 
-    if (d->type == CFG_MODE) {
+    if (v != 0 && d->type == CFG_MODE) {
         snprintf(buf, size, "0%llo", v);
         return;
     }
@@ -507,18 +496,13 @@ static int check_origin(const char *v, char **why)
 
 /* ---- Storing values --------------------------------------------------- */
 
-/* Store a non-negative number in an unsigned or int field of the given width. */
+/* Store a non-negative number in an int, mode_t, size_t or uint64_t field. */
 static void store_num(void *p, size_t width, unsigned long long v)
 {
-    if (width == sizeof(uint64_t)) {
-        uint64_t t = v;
+    uint64_t v64 = v;
+    uint32_t v32 = (uint32_t)v;
 
-        memcpy(p, &t, sizeof t);
-    } else {
-        uint32_t t = (uint32_t)v;
-
-        memcpy(p, &t, sizeof t);
-    }
+    memcpy(p, width == sizeof v64 ? (void *)&v64 : (void *)&v32, width);
 }
 
 static void free_list(char **list, size_t n)
@@ -777,7 +761,7 @@ struct cfg_pending {
     const char *value; /* borrowed from argv */
 };
 
-/* The long options: the fixed ones, then every CFG_FLAG setting. Names are malloc'd. */
+/* The long options: the fixed ones, then every setting that has a flag. */
 static struct option *build_options(void)
 {
     static const struct option fixed[] = {
@@ -786,35 +770,24 @@ static struct option *build_options(void)
         {.name = "version", .has_arg = no_argument, .val = OPT_VERSION},
         {.name = "help", .has_arg = no_argument, .val = OPT_HELP},
     };
-    size_t nfixed = sizeof fixed / sizeof fixed[0], n = nfixed;
-    struct option *opts = xcalloc(nfixed + CFG_NDEFS + 1, sizeof *opts);
-    char name[64];
+    size_t n = sizeof fixed / sizeof fixed[0];
+    struct option *opts = xcalloc(n + CFG_NDEFS + 1, sizeof *opts);
 
-    for (size_t i = 0; i < nfixed; i++)
-        opts[i] = fixed[i];
+    memcpy(opts, fixed, sizeof fixed);
     for (size_t i = 0; i < CFG_NDEFS; i++) {
-        if (!(cfg_defs[i].flags & CFG_FLAG))
+        if (cfg_defs[i].flag == NULL)
             continue;
-        opts[n].name = xstrdup(flag_name(&cfg_defs[i], name, sizeof name) + 2);
+        opts[n].name = cfg_defs[i].flag;
         opts[n].has_arg = required_argument;
-        opts[n].val = OPT_DEF + (int)i;
-        n++;
+        opts[n++].val = OPT_DEF + (int)i;
     }
     return opts;
-}
-
-static void free_options(struct option *opts)
-{
-    for (struct option *o = opts; o->name != NULL; o++)
-        if (o->val >= OPT_DEF)
-            free((char *)o->name);
-    free(opts);
 }
 
 /* Print --help, built from the table, on stdout. */
 static void print_usage(void)
 {
-    char name[64], left[128];
+    char left[128];
 
     printf("usage: herald [-c FILE] [options]\n\n");
     printf("  %-30s %s\n", "-c, --config FILE", "read settings from an INI file");
@@ -822,9 +795,9 @@ static void print_usage(void)
     for (size_t i = 0; i < CFG_NDEFS; i++) {
         const struct cfg_def *d = &cfg_defs[i];
 
-        if (!(d->flags & CFG_FLAG))
+        if (d->flag == NULL)
             continue;
-        snprintf(left, sizeof left, "    %s %s", flag_name(d, name, sizeof name), d->metavar);
+        snprintf(left, sizeof left, "    --%s %s", d->flag, d->metavar);
         if (strlen(left) > 30)
             printf("  %s\n  %-30s %s\n", left, "", d->help);
         else
@@ -890,7 +863,7 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
         r = -1;
     }
     opterr = saved_opterr;
-    free_options(opts);
+    free(opts);
     return r;
 }
 
@@ -898,8 +871,6 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
 static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size_t npend,
                        char **cause)
 {
-    char name[64], oname[64];
-
     for (size_t k = 0; k < npend; k++) {
         const struct cfg_def *d = pend[k].d, *other;
         size_t i = (size_t)(d - cfg_defs);
@@ -907,13 +878,11 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
 
         if ((d->flags & CFG_ONE_OF) && *pend[k].value != '\0' &&
             (other = one_of_conflict(b, d, SRC_FLAG)) != NULL) {
-            *cause = xasprintf("%s and %s cannot be used together",
-                               flag_name(other, oname, sizeof oname),
-                               flag_name(d, name, sizeof name));
+            *cause = xasprintf("--%s and --%s cannot be used together", other->flag, d->flag);
             return -1;
         }
         if (set_value(b, d, pend[k].value, &why) < 0) {
-            *cause = xasprintf("%s: %s", flag_name(d, name, sizeof name), why);
+            *cause = xasprintf("--%s: %s", d->flag, why);
             free(why);
             return -1;
         }
@@ -927,12 +896,10 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
 /* Where setting i came from, for messages: "FILE:LINE: key", "--flag" or "key". */
 static char *origin_of(const struct cfg_build *b, size_t i)
 {
-    char name[64];
-
     if (b->src[i] == SRC_FILE)
         return xasprintf("%s:%d: %s", b->file, b->line[i], cfg_defs[i].name);
     if (b->src[i] == SRC_FLAG)
-        return xstrdup(flag_name(&cfg_defs[i], name, sizeof name));
+        return xasprintf("--%s", cfg_defs[i].flag);
     return xstrdup(cfg_defs[i].name);
 }
 

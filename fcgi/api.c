@@ -49,16 +49,22 @@ static const char *api_reason(int status)
     }
 }
 
-/* Write the CGI response: Status line, headers, JSON body. */
+/*
+ * Write the CGI response: Status line, headers, JSON body. The head is
+ * formatted here, not with FCGX_FPrintF, whose printf knows no %zu.
+ */
 static void api_write(FCGX_Request *req, const struct api_response *resp)
 {
     size_t len = strlen(resp->body);
+    char head[256];
+    int n;
 
-    FCGX_FPrintF(req->out, "Status: %d %s\r\nContent-Type: application/json\r\n", resp->status,
-                 api_reason(resp->status));
-    if (resp->allow != NULL)
-        FCGX_FPrintF(req->out, "Allow: %s\r\n", resp->allow);
-    FCGX_FPrintF(req->out, "Content-Length: %zu\r\n\r\n", len + 1);
+    n = snprintf(head, sizeof head,
+                 "Status: %d %s\r\nContent-Type: application/json\r\n%s%s%s"
+                 "Content-Length: %zu\r\n\r\n",
+                 resp->status, api_reason(resp->status), resp->allow ? "Allow: " : "",
+                 resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "", len + 1);
+    FCGX_PutStr(head, n, req->out);
     FCGX_PutStr(resp->body, (int)len, req->out);
     FCGX_PutChar('\n', req->out);
 }

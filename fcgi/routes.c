@@ -43,13 +43,16 @@ void api_error(struct api_response *resp, int status, const char *fmt, ...)
     json_decref(o);
 }
 
-/* A 200 answer with this JSON object (reference stolen). */
+/* A 200 answer: {"ok":true} followed by the fields of o (reference stolen). */
 static void routes_ok(struct api_response *resp, json_t *o)
 {
-    json_object_set_new(o, "ok", json_true());
-    resp->status = 200;
-    resp->body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_t *answer = json_pack("{s:b}", "ok", 1);
+
+    json_object_update(answer, o);
     json_decref(o);
+    resp->status = 200;
+    resp->body = json_dumps(answer, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(answer);
 }
 
 /* Is s a user id we accept: 1..TOK_MAX_SUB bytes, no control characters? */

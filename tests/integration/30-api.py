@@ -1,0 +1,566 @@
+"""
+30-api.py -- the FastCGI API as PHP (through the client) or nginx would use
+it: publish to users' tabs across workers, broadcast, batches, /health and
+/stats, every error answer (status, JSON body, Allow header, /stats counter),
+routing by SCRIPT_NAME or REQUEST_URI, malformed FastCGI records, keep-conn,
+and the SIGTERM shutdown (close 1001 to every client, sockets removed, exit 0).
+"""
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+import websockets.exceptions
+
+import fcgi
+import rawws
+from herald import Herald, expect_nothing, recv_json
+
+HERALD_CONFIG = {"allow_anonymous": "yes", "api_max_body": "1k"}
+HERALD_WORKERS = 2
+
+
+def uid(prefix="u"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def wait_connections(h, n, timeout=3):
+    s = h.wait_stat("connections", n, timeout)
+    assert s["connections"] == n, "connections is %d, expected %d" % (s["connections"], n)
+    return s
+
+
+# -- publish --------------------------------------------------------------
+
+def test_publish_reaches_every_tab_of_the_user_and_nobody_else(herald, run):
+    alice, bob = uid("alice"), uid("bob")
+
+    async def go():
+        async with herald.connect(herald.token(alice)) as t1, \
+                herald.connect(herald.token(alice), via="protocol") as t2, \
+                herald.connect(herald.token(alice)) as t3, \
+                herald.connect(herald.token(bob)) as other, \
+                herald.connect() as anon:
+            data = {"order": 42, "items": ["a", "b"], "total": 9.5}
+            assert herald.publish([alice], "order.shipped", data) == 3
+            for t in (t1, t2, t3):
+                assert await recv_json(t) == {"event": "order.shipped", "data": data}
+            for t in (t1, t2, t3, other, anon):
+                await expect_nothing(t, 0.3)
+    run(go())
+
+
+def test_integer_and_string_user_ids_are_the_same_user(herald, run):
+    n = int(uuid.uuid4().int % 10 ** 9)
+
+    async def go():
+        async with herald.connect(herald.token(n)) as by_int, \
+                herald.connect(herald.token(str(n + 1))) as by_str:
+            assert herald.publish([n], "e1", 1) == 1
+            assert await recv_json(by_int) == {"event": "e1", "data": 1}
+            assert herald.publish([str(n)], "e2", 2) == 1
+            assert await recv_json(by_int) == {"event": "e2", "data": 2}
+            assert herald.publish([n + 1], "e3", 3) == 1
+            assert await recv_json(by_str) == {"event": "e3", "data": 3}
+            await expect_nothing(by_int)
+    run(go())
+
+
+def test_publish_to_several_users_counts_all_their_connections(herald, run):
+    a, b, c = uid("a"), uid("b"), uid("c")
+
+    async def go():
+        async with herald.connect(herald.token(a)) as a1, herald.connect(herald.token(a)) as a2, \
+                herald.connect(herald.token(b)) as b1, herald.connect(herald.token(c)) as c1:
+            assert herald.publish([a, b, uid("nobody")], "multi", {"x": True}) == 3
+            for t in (a1, a2, b1):
+                assert await recv_json(t) == {"event": "multi", "data": {"x": True}}
+            await expect_nothing(c1)
+    run(go())
+
+
+def test_unknown_user_delivers_zero(herald):
+    assert herald.publish([uid("nobody")], "lost", 1) == 0
+    assert herald.publish([987654321012], "lost", 1) == 0
+
+
+def test_data_types_round_trip_and_absent_data_is_null(herald, run):
+    u = uid()
+    values = [None, "str ✓ \"quoted\" \\ 😀", 0, -17, 3.25, True, [1, [2, {"k": None}]],
+              {"nested": {"deep": [1, 2, 3]}, "empty": {}}]
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            for v in values:
+                assert herald.publish([u], "types", v) == 1
+                assert await recv_json(ws) == {"event": "types", "data": v}
+            j = herald.api_ok("POST", "/publish", {"users": [u], "event": "no.data"})
+            assert j["delivered"] == 1
+            assert await recv_json(ws) == {"event": "no.data", "data": None}
+            odd = "ordre.expédié \"q\" ✓"
+            assert herald.publish([u], odd, 1) == 1
+            assert await recv_json(ws) == {"event": odd, "data": 1}
+    run(go())
+
+
+def test_many_publishes_arrive_in_order(herald, run):
+    u = uid()
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            for i in range(50):
+                assert herald.publish([u], "seq", i) == 1
+            got = [(await recv_json(ws))["data"] for _ in range(50)]
+            assert got == list(range(50))
+    run(go())
+
+
+def test_longest_user_id_and_event_are_accepted(herald, run):
+    u = "u" * 128
+    ev = "e" * 200
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            assert herald.publish([u], ev, None) == 1
+            assert await recv_json(ws) == {"event": ev, "data": None}
+    run(go())
+
+
+def test_body_of_exactly_api_max_body_is_accepted(herald):
+    base = {"users": [uid()], "event": "edge", "data": ""}
+    pad = 1024 - len(json.dumps(base).encode())
+    base["data"] = "p" * pad
+    body = json.dumps(base).encode()
+    assert len(body) == 1024
+    status, _, j = herald.api("POST", "/publish", body)
+    assert status == 200 and j == {"ok": True, "delivered": 0}
+
+
+# -- broadcast and batch (fresh daemons, for exact counts) ----------------
+
+def test_broadcast_reaches_everyone_including_anonymous(run):
+    with Herald(config={"allow_anonymous": "yes"}, workers=2) as h:
+        async def go():
+            async with h.connect(h.token("x")) as x1, h.connect(h.token("x")) as x2, \
+                    h.connect(h.token("y"), via="protocol") as y, h.connect() as anon:
+                assert h.broadcast("all.hands", {"m": "hi"}) == 4
+                for t in (x1, x2, y, anon):
+                    assert await recv_json(t) == {"event": "all.hands", "data": {"m": "hi"}}
+                    await expect_nothing(t, 0.2)
+        run(go())
+
+
+def test_batch_answers_counts_in_order_and_delivers_in_order(run):
+    with Herald(config={"allow_anonymous": "yes"}, workers=2) as h:
+        async def go():
+            async with h.connect(h.token("a")) as a, h.connect(h.token("b")) as b, \
+                    h.connect() as anon:
+                batch = [
+                    {"users": ["a"], "event": "one", "data": 1},
+                    {"broadcast": True, "event": "two", "data": 2},
+                    {"users": ["nobody"], "event": "three", "data": 3},
+                    {"users": ["a", "b"], "event": "four"},
+                ]
+                j = h.api_ok("POST", "/publish", batch)
+                assert j == {"ok": True, "delivered": [1, 3, 0, 2]}
+                assert [await recv_json(a) for _ in range(3)] == [
+                    {"event": "one", "data": 1}, {"event": "two", "data": 2},
+                    {"event": "four", "data": None}]
+                assert [await recv_json(b) for _ in range(2)] == [
+                    {"event": "two", "data": 2}, {"event": "four", "data": None}]
+                assert await recv_json(anon) == {"event": "two", "data": 2}
+                for t in (a, b, anon):
+                    await expect_nothing(t, 0.2)
+        run(go())
+
+
+def test_batch_with_one_bad_element_is_refused_whole(herald, run):
+    u = uid()
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            before = herald.stats()
+            batch = [{"users": [u], "event": "good", "data": 1},
+                     {"users": [u], "event": ""},
+                     {"broadcast": True, "event": "good.too"}]
+            status, headers, j = herald.api("POST", "/publish", batch)
+            assert status == 400, j
+            assert j["ok"] is False and isinstance(j["error"], str) and j["error"]
+            await expect_nothing(ws, 0.5)
+            after = herald.stats()
+            assert after["published"] == before["published"]
+            assert after["delivered"] == before["delivered"]
+    run(go())
+
+
+# -- /health and /stats ---------------------------------------------------
+
+def test_health(herald):
+    status, headers, j = herald.api("GET", "/health")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    assert j["ok"] is True and j["workers"] == 2
+    assert isinstance(j["uptime"], int) and 0 <= j["uptime"] < 3600
+
+
+def test_stats_shape(herald):
+    s = herald.stats()
+    for k in ("uptime", "workers", "connections", "users", "published", "delivered",
+              "connections_total", "api_requests"):
+        assert isinstance(s[k], int) and s[k] >= 0, (k, s.get(k))
+    assert s["workers"] == 2
+    assert set(s["handshakes_refused"]) >= {
+        "bad_request", "not_found", "bad_method", "timeout", "no_upgrade", "bad_key",
+        "bad_version", "origin", "too_large", "no_token", "bad_token"}
+    assert set(s["protocol_errors"]) >= {"1002", "1007", "1009"}
+    assert set(s["api_errors"]) >= {"400", "404", "405", "413"}
+    for group in ("handshakes_refused", "protocol_errors", "api_errors"):
+        assert all(isinstance(v, int) and v >= 0 for v in s[group].values()), s[group]
+
+
+def test_stats_counts_connections_users_published_delivered(run):
+    with Herald(config={"allow_anonymous": "yes"}, workers=2) as h:
+        s0 = h.stats()
+        assert (s0["connections"], s0["users"], s0["published"], s0["delivered"]) == (0, 0, 0, 0)
+
+        async def go():
+            tabs = [h.connect(h.token("alice")) for _ in range(3)]
+            async with tabs[0] as a1, tabs[1] as a2, tabs[2] as a3, \
+                    h.connect(h.token("bob")) as b, h.connect() as anon:
+                s = wait_connections(h, 5)
+                assert s["users"] == 2, "3 tabs of alice + bob (+1 anonymous) over 2 workers"
+                assert s["connections_total"] >= 5
+                assert h.publish(["alice"], "e", 1) == 3
+                assert h.publish(["alice", "bob", "carol"], "e", 2) == 4
+                assert h.broadcast("e", 3) == 5
+                s = h.stats()
+                assert s["published"] == 3
+                assert s["delivered"] == 12
+                await a3.close()
+                s = wait_connections(h, 4)
+                assert s["users"] == 2
+                await a1.close()
+                await a2.close()
+                s = wait_connections(h, 2)
+                assert s["users"] == 1
+        run(go())
+        s = wait_connections(h, 0)
+        assert s["users"] == 0
+        assert s["connections_total"] == 5
+
+
+def test_stats_counts_api_requests(herald):
+    s1 = herald.stats()
+    herald.api("GET", "/health")
+    herald.api("POST", "/publish", {"users": ["x"], "event": "e"})
+    herald.api("GET", "/nope")
+    s2 = herald.stats()
+    assert s2["api_requests"] - s1["api_requests"] == 4
+
+
+# -- errors ---------------------------------------------------------------
+
+def assert_api_error(h, status, method, path, body=None, extra_params=None):
+    before = h.stats()["api_errors"][str(status)]
+    st, headers, j = h.api(method, path, body, extra_params)
+    assert st == status, "expected %d, got %d %r" % (status, st, j)
+    assert headers.get("Content-Type", "").startswith("application/json"), dict(headers)
+    assert isinstance(j, dict) and set(j) == {"ok", "error"}, j
+    assert j["ok"] is False and isinstance(j["error"], str) and j["error"].strip(), j
+    s = h.wait_stat("api_errors.%d" % status, before + 1)
+    assert s["api_errors"][str(status)] == before + 1
+    return headers
+
+
+P = {"users": ["someone"], "event": "e", "data": 1}
+
+
+def pub(**kw):
+    d = dict(P)
+    d.update(kw)
+    return {k: v for k, v in d.items() if v is not ...}
+
+
+API_ERRORS = [
+    ("malformed-json", b'{"users": ["a"], "event": ', 400),
+    ("empty-body", b"", 400),
+    ("not-json", b"users=a&event=e", 400),
+    ("trailing-garbage", b'{"broadcast": true, "event": "e"} x', 400),
+    ("json-string", b'"publish"', 400),
+    ("json-number", b"42", 400),
+    ("json-null", b"null", 400),
+    ("users-not-array", pub(users="someone"), 400),
+    ("users-empty", pub(users=[]), 400),
+    ("user-too-long", pub(users=["u" * 129]), 400),
+    ("user-empty-string", pub(users=[""]), 400),
+    ("user-control-char", pub(users=["a\nb"]), 400),
+    ("user-nul", pub(users=["a\u0000b"]), 400),
+    ("user-float", pub(users=[1.5]), 400),
+    ("user-null", pub(users=[None]), 400),
+    ("user-bool", pub(users=[True]), 400),
+    ("user-nested-array", pub(users=[["a"]]), 400),
+    ("user-object", pub(users=[{"id": 1}]), 400),
+    ("one-bad-user-among-good", pub(users=["ok", None]), 400),
+    ("event-missing", pub(event=...), 400),
+    ("event-empty", pub(event=""), 400),
+    ("event-not-string", pub(event=5), 400),
+    ("event-null", pub(event=None), 400),
+    ("event-too-long", pub(event="e" * 201), 400),
+    ("users-and-broadcast", pub(broadcast=True), 400),
+    ("neither-users-nor-broadcast", pub(users=...), 400),
+    ("broadcast-false", pub(users=..., broadcast=False), 400),
+    ("broadcast-not-bool", pub(users=..., broadcast="yes"), 400),
+    ("batch-with-non-object", [P, 1], 400),
+    ("batch-nested", [[P]], 400),
+    ("batch-one-bad", [P, pub(event="")], 400),
+]
+
+
+@pytest.mark.parametrize("name,body,status", API_ERRORS, ids=[e[0] for e in API_ERRORS])
+def test_publish_error(herald, bystander, name, body, status):
+    assert_api_error(herald, status, "POST", "/publish", body)
+    bystander.check()
+
+
+def test_unknown_path_is_404(herald, bystander):
+    assert_api_error(herald, 404, "POST", "/nope", P)
+    assert_api_error(herald, 404, "GET", "/")
+    assert_api_error(herald, 404, "GET", "/publish/extra")
+    bystander.check()
+
+
+@pytest.mark.parametrize("method,path,allowed", [
+    ("GET", "/publish", "POST"), ("PUT", "/publish", "POST"), ("DELETE", "/publish", "POST"),
+    ("POST", "/health", "GET"), ("POST", "/stats", "GET")])
+def test_wrong_method_is_405_with_allow(herald, bystander, method, path, allowed):
+    headers = assert_api_error(herald, 405, method, path, b"{}" if method == "POST" else None)
+    assert "Allow" in headers, dict(headers)
+    assert allowed in [m.strip() for m in headers["Allow"].split(",")], headers["Allow"]
+    bystander.check()
+
+
+def test_body_over_api_max_body_is_413(herald, bystander):
+    body = json.dumps(pub(data="x" * 2000)).encode()
+    assert_api_error(herald, 413, "POST", "/publish", body)
+    bystander.check()
+
+
+def test_body_of_one_byte_over_api_max_body_is_413(herald, bystander):
+    base = {"users": ["x"], "event": "edge", "data": ""}
+    base["data"] = "p" * (1025 - len(json.dumps(base).encode()))
+    body = json.dumps(base).encode()
+    assert len(body) == 1025
+    assert_api_error(herald, 413, "POST", "/publish", body)
+    bystander.check()
+
+
+def test_huge_body_is_413_and_api_keeps_working(herald, bystander):
+    body = b'{"users":["x"],"event":"e","data":"' + b"h" * (4 * 1024 * 1024) + b'"}'
+    assert_api_error(herald, 413, "POST", "/publish", body)
+    bystander.check()
+
+
+# -- routing --------------------------------------------------------------
+
+NO_SCRIPT = {"SCRIPT_NAME": None, "DOCUMENT_URI": None}
+
+
+@pytest.mark.parametrize("extra", [NO_SCRIPT, {"SCRIPT_NAME": "", "DOCUMENT_URI": None}],
+                         ids=["absent", "empty"])
+def test_routed_by_request_uri_without_script_name(herald, run, extra):
+    u = uid()
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            status, _, j = herald.api("POST", "/publish?debug=1&x=/health",
+                                      {"users": [u], "event": "via.uri"}, extra)
+            assert (status, j) == (200, {"ok": True, "delivered": 1})
+            assert await recv_json(ws) == {"event": "via.uri", "data": None}
+    run(go())
+    status, _, j = herald.api("GET", "/health?verbose=1", None, extra)
+    assert status == 200 and j["ok"] is True and "uptime" in j
+    status, _, j = herald.api("GET", "/stats?x=1", None, extra)
+    assert status == 200 and "api_errors" in j
+    status, _, j = herald.api("GET", "/nope?to=/health", None, extra)
+    assert status == 404 and j["ok"] is False
+
+
+def test_script_name_wins_over_request_uri(herald):
+    status, _, j = herald.api("GET", "/elsewhere", None,
+                              {"SCRIPT_NAME": "/health", "DOCUMENT_URI": "/health"})
+    assert status == 200 and j["ok"] is True and "uptime" in j
+
+
+# -- FastCGI transport ----------------------------------------------------
+
+def test_response_is_well_formed_fastcgi(herald):
+    r = fcgi.request(herald.api_socket, "GET", "/health")
+    assert r.protocol_status == fcgi.FCGI_REQUEST_COMPLETE
+    assert r.headers["Status"].startswith("200")
+    assert r.headers["Content-Type"].startswith("application/json")
+    r = fcgi.request(herald.api_socket, "GET", "/nope")
+    assert r.headers["Status"].startswith("404")
+
+
+def test_without_keep_conn_the_server_closes_after_the_answer(herald):
+    data, closed = fcgi.raw_exchange(herald.api_socket,
+                                     fcgi.encode_request("GET", "/health"), timeout=3)
+    assert closed, "connection still open 3s after END_REQUEST without FCGI_KEEP_CONN"
+    types = [r[1] for r in fcgi.parse_records(data)]
+    assert fcgi.FCGI_STDOUT in types and types[-1] == fcgi.FCGI_END_REQUEST
+
+
+def test_keep_conn_serves_several_requests_on_one_connection(herald, run):
+    u = uid()
+
+    async def go():
+        async with herald.connect(herald.token(u)) as ws:
+            with fcgi.Connection(herald.api_socket, keep_conn=True) as c:
+                sock = c.sock
+                r = c.request("GET", "/health")
+                assert r.status == 200 and json.loads(r.body)["ok"] is True
+                for i in range(3):
+                    r = c.request("POST", "/publish", json.dumps(
+                        {"users": [u], "event": "kc", "data": i}), request_id=i + 1)
+                    assert (r.status, json.loads(r.body)) == (200, {"ok": True, "delivered": 1})
+                    assert await recv_json(ws) == {"event": "kc", "data": i}
+                r = c.request("GET", "/nope")
+                assert r.status == 404
+                r = c.request("GET", "/stats")
+                assert r.status == 200 and "connections" in json.loads(r.body)
+                assert c.sock is sock and c.requests == 6
+                assert not c.server_closed(0.3), "server closed a FCGI_KEEP_CONN connection"
+    run(go())
+
+
+def publish_still_works(h, bystander):
+    assert h.running(), h.log_text()[-3000:]
+    status, _, j = h.api("GET", "/health")
+    assert status == 200 and j["ok"] is True
+    bystander.check()
+
+
+MALFORMED = {
+    "garbage": b"GET /publish HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(64),
+    "wrong-version": fcgi.record(fcgi.FCGI_BEGIN_REQUEST, 1, b"\0\1\0\0\0\0\0\0", version=2)
+    + fcgi.stream_records(fcgi.FCGI_PARAMS, 1, fcgi.encode_params(
+        fcgi.build_params("GET", "/health"))) + fcgi.record(fcgi.FCGI_STDIN, 1),
+    "truncated-header": fcgi.begin_request()[:5],
+    "truncated-params": fcgi.begin_request() + fcgi.record(
+        fcgi.FCGI_PARAMS, 1, fcgi.encode_params({"REQUEST_METHOD": "GET"}))[:13],
+    "huge-content-length": fcgi.begin_request() + fcgi.record(
+        fcgi.FCGI_PARAMS, 1, b"\x0e\x03REQUEST_METHODGET", content_length=0xFFFF),
+    "param-length-past-record": fcgi.begin_request() + fcgi.record(
+        fcgi.FCGI_PARAMS, 1, b"\x7f\x7fab") + fcgi.record(fcgi.FCGI_PARAMS, 1)
+    + fcgi.record(fcgi.FCGI_STDIN, 1),
+    "four-byte-length-huge": fcgi.begin_request() + fcgi.record(
+        fcgi.FCGI_PARAMS, 1, b"\xff\xff\xff\xff\x01ab") + fcgi.record(fcgi.FCGI_PARAMS, 1)
+    + fcgi.record(fcgi.FCGI_STDIN, 1),
+    "stdin-before-params": fcgi.begin_request() + fcgi.record(fcgi.FCGI_STDIN, 1, b"{}"),
+    "unknown-record-type": fcgi.record(99, 1, b"whatever") + fcgi.encode_request("GET", "/health"),
+    "authorizer-role": fcgi.begin_request(role=2) + fcgi.record(fcgi.FCGI_PARAMS, 1)
+    + fcgi.record(fcgi.FCGI_STDIN, 1),
+    "stdin-longer-than-content-length": fcgi.begin_request() + fcgi.stream_records(
+        fcgi.FCGI_PARAMS, 1, fcgi.encode_params(fcgi.build_params(
+            "POST", "/publish", b"{}"))) + fcgi.stream_records(
+        fcgi.FCGI_STDIN, 1, b'{"broadcast":true,"event":"e"}' + b" " * 5000),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_fastcgi_does_not_stop_the_api(herald, bystander, name):
+    for _ in range(6):  # more than api_threads (4)
+        fcgi.raw_exchange(herald.api_socket, MALFORMED[name], timeout=2, close_after=0.3)
+    publish_still_works(herald, bystander)
+
+
+def test_half_sent_request_held_open_does_not_block_other_requests(herald, bystander):
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(herald.api_socket)
+        s.sendall(fcgi.begin_request() + fcgi.record(fcgi.FCGI_PARAMS, 1, b"\x0e")[:10])
+        publish_still_works(herald, bystander)
+    finally:
+        s.close()
+    publish_still_works(herald, bystander)
+
+
+# -- shutdown -------------------------------------------------------------
+
+def test_sigterm_closes_clients_with_1001_removes_sockets_and_exits_0(run):
+    h = Herald(config={"listen": "unix:{dir}/ws.sock", "shutdown_timeout": "3s"}, workers=2)
+    h.start()
+    try:
+        ws_sock = os.path.join(h.dir, "ws.sock")
+        assert os.path.exists(ws_sock) and os.path.exists(h.api_socket)
+        clients = []
+        for i in range(4):
+            ws = rawws.open_ws(ws_sock, "/ws?token=" + h.token("u%d" % (i % 2)))
+            clients.append(ws)
+        assert h.publish(["u0"], "before", None) == 2
+        for ws in clients[0::2]:
+            assert json.loads(ws.recv_data().payload) == {"event": "before", "data": None}
+        t0 = time.monotonic()
+        h.proc.send_signal(signal.SIGTERM)
+        for ws in clients:
+            code, _ = ws.wait_close(5)
+            assert code == 1001
+            ws.close_frame(1001)
+        for ws in clients:
+            assert ws.wait_eof(5)
+            ws.close()
+        h.proc.wait(10)
+        assert time.monotonic() - t0 < 5
+        assert h.stop() == 0
+        assert not os.path.exists(ws_sock), "ws unix socket left behind"
+        assert not os.path.exists(h.api_socket), "api socket left behind"
+    finally:
+        h.cleanup()
+
+
+def test_sigterm_with_websockets_clients_tcp(run):
+    with Herald(workers=2) as h:
+        async def go():
+            async with h.connect(h.token("a")) as a, h.connect(h.token("b"), via="protocol") as b:
+                h.proc.send_signal(signal.SIGTERM)
+                for ws in (a, b):
+                    with pytest.raises(websockets.exceptions.ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 5)
+                    assert ws.close_code == 1001
+        run(go())
+        h.proc.wait(10)
+        assert h.stop() == 0
+        assert not os.path.exists(h.api_socket)
+
+
+def test_shutdown_does_not_wait_forever_for_clients_that_never_answer(run):
+    h = Herald(config={"shutdown_timeout": "1s"}, workers=2)
+    h.start()
+    try:
+        mute = [h.raw_ws("mute%d" % i) for i in range(3)]
+        t0 = time.monotonic()
+        h.proc.send_signal(signal.SIGTERM)
+        h.proc.wait(8)
+        assert time.monotonic() - t0 < 4, "exit took %.1fs with shutdown_timeout=1s" % (
+            time.monotonic() - t0)
+        assert h.stop() == 0
+        for ws in mute:
+            code, _ = ws.wait_close(2)
+            assert code == 1001
+            ws.close()
+    finally:
+        h.cleanup()
+
+
+def test_sigint_also_shuts_down_cleanly():
+    with Herald(workers=1) as h:
+        with h.raw_ws("int") as ws:
+            assert h.stop(signal.SIGINT) == 0
+            code, _ = ws.wait_close(3)
+            assert code == 1001

@@ -1,0 +1,86 @@
+#!/bin/sh
+# run.sh -- run every test suite against one or more builds and print one summary.
+#
+#   tests/run.sh BUILDDIR [BUILDDIR...]        e.g. tests/run.sh build build-san
+#
+# For each BUILDDIR: every unit test binary BUILDDIR/tests/test_* (cmocka, JUnit
+# XML via CMOCKA_MESSAGE_OUTPUT=xml), then the integration suite with
+# HERALD_BIN=BUILDDIR/herald. Then the PHP unit suite once, if
+# php-client/phpunit.xml.dist exists. tests/lib/summary.py reads the result
+# files and prints one line per suite, then "N passed, N failed"; the exit
+# status is non-zero if anything failed, was skipped, crashed or timed out,
+# or if no test ran at all.
+#
+# Results go to $HERALD_TEST_OUT (default build/test-results). Every step runs
+# under timeout(1), so a hang fails its suite instead of stalling CI:
+# HERALD_UNIT_TIMEOUT (120 s per binary), HERALD_SUITE_TIMEOUT (1200 s for
+# the integration suite and for phpunit).
+set -u
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 BUILDDIR [BUILDDIR...]" >&2
+    exit 2
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+OUT=${HERALD_TEST_OUT:-$ROOT/build/test-results}
+UNIT_TIMEOUT=${HERALD_UNIT_TIMEOUT:-120}
+SUITE_TIMEOUT=${HERALD_SUITE_TIMEOUT:-1200}
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+MANIFEST=$OUT/manifest.tsv
+: > "$MANIFEST"
+
+# record SUITE COMPONENT RESULT_FILE EXIT_STATUS: one line for summary.py.
+record() {
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$MANIFEST"
+}
+
+for b in "$@"; do
+    case "$b" in
+        /*) bdir=$b ;;
+        *) bdir=$ROOT/$b ;;
+    esac
+    name=$(basename "$b")
+    out=$OUT/$name
+    rm -rf "$out"
+    mkdir -p "$out"
+
+    # Unit tests. cmocka will not overwrite an existing XML file (it writes
+    # to stderr instead), hence the fresh directory above.
+    found=0
+    for t in "$bdir"/tests/test_*; do
+        [ -f "$t" ] && [ -x "$t" ] || continue
+        found=1
+        tn=$(basename "$t")
+        echo "== unit $name: $tn"
+        CMOCKA_MESSAGE_OUTPUT=xml CMOCKA_XML_FILE="$out/unit-$tn-%g.xml" \
+            timeout -k 10 "$UNIT_TIMEOUT" "$t" > "$out/unit-$tn.log" 2>&1
+        rc=$?
+        [ $rc -eq 0 ] || tail -n 40 "$out/unit-$tn.log"
+        record "unit $name" "$tn" "$out/unit-$tn-*.xml" $rc
+    done
+    [ $found -eq 1 ] || record "unit $name" "(no test binaries in $bdir/tests)" "" 127
+
+    # Integration tests against this build's daemon.
+    echo "== integration $name: HERALD_BIN=$bdir/herald"
+    (cd "$ROOT" && HERALD_BIN="$bdir/herald" timeout -k 20 "$SUITE_TIMEOUT" \
+        $PY -m pytest -p no:cacheprovider tests/integration \
+        --junitxml="$out/integration.xml" -q)
+    record "integration $name" "pytest" "$out/integration.xml" $?
+done
+
+# The PHP client's own unit tests, once.
+if [ -f "$ROOT/php-client/phpunit.xml.dist" ]; then
+    echo "== php-client: phpunit"
+    rm -f "$OUT/php.xml"
+    phpunit=phpunit
+    [ -x "$ROOT/php-client/vendor/bin/phpunit" ] && phpunit=vendor/bin/phpunit
+    (cd "$ROOT/php-client" && timeout -k 10 "$SUITE_TIMEOUT" $phpunit --log-junit "$OUT/php.xml")
+    record "php" "phpunit" "$OUT/php.xml" $?
+fi
+
+echo
+exec $PY "$ROOT/tests/lib/summary.py" "$MANIFEST"
