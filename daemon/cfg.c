@@ -1,9 +1,12 @@
 /*
  * cfg.c -- configuration: one table of settings, cfg_defs[], drives the
  * built-in defaults, the INI file, the command-line flags, validation and
- * --help, in the manner of Redis src/config.c static_configs[]. The key
- * reference in docs/config.md and herald.ini.example are written from the
- * same table, and test_cfg.c checks that both still name every key.
+ * --help, in the manner of Redis src/config.c static_configs[].
+ * docs/config.md and herald.ini.example document the same table; test_cfg.c
+ * checks that both name every key and that the example holds the defaults.
+ * What a single value means ("8k", "30s", "0660", a listen address) is
+ * decided by the parsers and validators of cfg_value.c, which the table
+ * points at; this file decides which setting uses which, and where it came from.
  *
  * Owns:       the table, and the building of one struct cfg snapshot.
  * Called by:  main.c at startup (later, SIGHUP builds a new snapshot).
@@ -23,11 +26,11 @@
  *             multi-line values: an indented key is a key, not the
  *             continuation of the previous value, and (3) an empty
  *             [section] of the wrong name is still reported.
- * Tests:      tests/unit/test_cfg.c.
+ * Tests:      tests/unit/test_cfg.c (loading), tests/unit/test_cfg_value.c
+ *             (each parser and validator, and its message through cfg_load).
  */
 #include "cfg.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -37,13 +40,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
 
+#include "cfg_value.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -52,15 +53,10 @@
 #endif
 
 #define CFG_SECTION "herald"
-#define CFG_SECRET_MIN 16          /* bytes, for any secret but the development one */
-#define CFG_SECRET_FILE_MAX 65536  /* a larger secret file is a mistake */
+#define CFG_SECRET_MIN 16         /* bytes, for any secret but the development one */
+#define CFG_SECRET_FILE_MAX 65536 /* a larger secret file is a mistake */
 #define CFG_WORKERS_MAX 256
-#define CFG_MAX_DEFS 32            /* room in the per-setting arrays of struct cfg_build */
-
-#define CFG_K 1024LL
-#define CFG_SECOND 1000LL          /* durations are kept in milliseconds */
-#define CFG_MINUTE (60 * CFG_SECOND)
-#define CFG_HOUR (60 * CFG_MINUTE)
+#define CFG_MAX_DEFS 32 /* room in the per-setting arrays of struct cfg_build */
 
 enum cfg_type {
     CFG_STRING,  /* char *; "" stores NULL */
@@ -80,9 +76,9 @@ enum cfg_type {
 
 /* Where a setting's current value came from, in order of precedence. */
 enum cfg_src {
-    SRC_DEFAULT,
-    SRC_FILE,
-    SRC_FLAG,
+    CFG_SRC_DEFAULT,
+    CFG_SRC_FILE,
+    CFG_SRC_FLAG,
 };
 
 /* The snapshot under construction, the values that never reach it, and the reader's state. */
@@ -94,7 +90,7 @@ struct cfg_build {
     int line[CFG_MAX_DEFS]; /* line in the file of each setting read from it */
     FILE *fp;               /* owned while the file is read */
     char *buf;              /* owned: getline buffer */
-    size_t bufsz;
+    size_t bufsz;           /* its size */
     int lineno;             /* line the reader handed to inih last */
     int indented;           /* that line began with blanks */
     int err_line;           /* line of the error in err */
@@ -103,7 +99,7 @@ struct cfg_build {
 
 /* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
 struct cfg_def {
-    const char *name;    /* INI key */
+    const char *name; /* INI key */
     enum cfg_type type;
     long long min, max;
     const char *def;     /* default, as written in the file; "" = unset */
@@ -113,39 +109,36 @@ struct cfg_def {
     unsigned flags;      /* CFG_RELOAD, CFG_ZERO_OK, CFG_ONE_OF */
     const char *flag;    /* long option without "--", or NULL: file only */
     const char *metavar; /* the flag's argument in --help */
-    int (*check)(const char *value, char **why); /* CFG_STRING, CFG_LIST item */
-    const char *help;    /* one line for --help, docs/config.md and the example */
+    /* CFG_STRING, and each CFG_LIST item: 0, or -1 with *why set */
+    int (*check)(const char *value, char **why);
+    const char *help; /* one line for --help, docs/config.md and the example */
 };
 
 #define CFG_AT(f) .off = offsetof(struct cfg_build, f), .width = sizeof(((struct cfg_build *)0)->f)
 
-static int check_listen(const char *v, char **why);
-static int check_ws_path(const char *v, char **why);
-static int check_socket_path(const char *v, char **why);
-static int check_origin(const char *v, char **why);
-
+/* clang-format off */
 static const struct cfg_def cfg_defs[] = {
     {.name = "listen", .type = CFG_STRING, .def = "127.0.0.1:9601", CFG_AT(c.listen),
-     .flag = "listen", .metavar = "HOST:PORT|unix:PATH", .check = check_listen,
-     .help = "WebSocket listen address: HOST:PORT, [IPv6]:PORT or unix:/path"},
+     .flag = "listen", .metavar = "HOST:PORT|unix:PATH", .check = cfg_check_listen,
+     .help = "WebSocket address: HOST:PORT or unix:/path"},
     {.name = "listen_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0666",
      CFG_AT(c.listen_mode), .help = "permissions of a unix: listen socket"},
     {.name = "ws_path", .type = CFG_STRING, .def = "/ws", CFG_AT(c.ws_path),
-     .check = check_ws_path, .help = "URL path of the WebSocket endpoint"},
+     .check = cfg_check_ws_path, .help = "URL path of the WebSocket endpoint"},
     {.name = "workers", .type = CFG_INT, .min = 0, .max = CFG_WORKERS_MAX, .def = "0",
      CFG_AT(c.workers), .flag = "workers", .metavar = "N",
      .help = "worker threads; 0 = one per CPU core"},
     {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(c.secret),
      .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret", .metavar = "SECRET",
-     .help = "HS256 key for connection tokens, at least 16 bytes"},
+     .help = "HS256 key for tokens, at least 16 bytes"},
     {.name = "secret_file", .type = CFG_STRING, .def = "", CFG_AT(secret_file),
      .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret-file", .metavar = "FILE",
-     .help = "read the secret from this file (one trailing newline stripped)"},
+     .help = "read the secret from this file"},
     {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no", CFG_AT(c.allow_anonymous),
      .flags = CFG_RELOAD, .help = "accept connections without a token (broadcasts only)"},
     {.name = "allowed_origins", .type = CFG_LIST, .def = "", CFG_AT(c.origins),
      .aux = offsetof(struct cfg_build, c.norigins), .flags = CFG_RELOAD,
-     .check = check_origin, .help = "exact Origin values, space/comma separated; empty = any"},
+     .check = cfg_check_origin, .help = "exact Origin values, space/comma separated; empty = any"},
     {.name = "token_leeway", .type = CFG_SECONDS, .min = 0, .max = 10 * CFG_MINUTE,
      .def = "30s", CFG_AT(c.token_leeway), .flags = CFG_RELOAD,
      .help = "clock skew allowed on a token's exp and nbf"},
@@ -162,7 +155,7 @@ static const struct cfg_def cfg_defs[] = {
      .def = "30s", CFG_AT(c.ping_interval_ms), .flags = CFG_RELOAD | CFG_ZERO_OK,
      .help = "server ping period; 2 silent periods close; 0 = no pings"},
     {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", CFG_AT(c.api_socket),
-     .flag = "api-socket", .metavar = "PATH", .check = check_socket_path,
+     .flag = "api-socket", .metavar = "PATH", .check = cfg_check_socket_path,
      .help = "Unix socket of the FastCGI publish API"},
     {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
      CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
@@ -180,6 +173,7 @@ static const struct cfg_def cfg_defs[] = {
      .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
      .help = "how long shutdown waits for connections to close"},
 };
+/* clang-format on */
 
 #define CFG_NDEFS (sizeof cfg_defs / sizeof cfg_defs[0])
 _Static_assert(CFG_NDEFS <= CFG_MAX_DEFS, "raise CFG_MAX_DEFS");
@@ -200,113 +194,10 @@ static const struct cfg_def *find_def(const char *name)
 
 /* ---- Value parsers ---------------------------------------------------- */
 
-/* Accumulate decimal digits; return the first non-digit, or NULL if none or on overflow. */
-static const char *parse_digits(const char *s, uint64_t limit, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *p = s;
-
-    for (; *p >= '0' && *p <= '9'; p++) {
-        unsigned d = (unsigned)(*p - '0');
-
-        if (v > (limit - d) / 10)
-            return NULL;
-        v = v * 10 + d;
-    }
-    if (p == s)
-        return NULL;
-    *out = v;
-    return p;
-}
-
-int cfg_parse_size(const char *s, uint64_t *out)
-{
-    static const char suffixes[] = "kKmMgG";
-    const char *u;
-    unsigned shift = 0;
-    uint64_t v;
-    const char *p = parse_digits(s, UINT64_MAX, &v);
-
-    if (p == NULL)
-        return -1;
-    if (*p != '\0') {
-        u = strchr(suffixes, *p);
-        if (u == NULL || p[1] != '\0')
-            return -1;
-        shift = 10 * (unsigned)(1 + (u - suffixes) / 2);
-    }
-    if (v > UINT64_MAX >> shift)
-        return -1;
-    *out = v << shift;
-    return 0;
-}
-
-int cfg_parse_duration_ms(const char *s, int64_t *out)
-{
-    static const struct {
-        const char *suffix;
-        int64_t ms;
-    } units[] = {{"", CFG_SECOND}, {"ms", 1}, {"s", CFG_SECOND}, {"m", CFG_MINUTE},
-                 {"h", CFG_HOUR}};
-    uint64_t v;
-    const char *p = parse_digits(s, INT64_MAX, &v);
-
-    if (p == NULL)
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(p, units[i].suffix) != 0)
-            continue;
-        if (v > (uint64_t)(INT64_MAX / units[i].ms))
-            return -1;
-        *out = (int64_t)v * units[i].ms;
-        return 0;
-    }
-    return -1;
-}
-
-/* Parse a decimal integer with an optional '-'; -1 when malformed or outside long long. */
-static int parse_int(const char *s, long long *out)
-{
-    int neg = *s == '-';
-    uint64_t v;
-    const char *p = parse_digits(s + neg, (uint64_t)LLONG_MAX, &v);
-
-    if (p == NULL || *p != '\0')
-        return -1;
-    *out = neg ? -(long long)v : (long long)v;
-    return 0;
-}
-
-/* Parse octal permission digits such as 0660. */
-static int parse_mode(const char *s, long long *out)
-{
-    long long v = 0;
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 6 || strspn(s, "01234567") != n)
-        return -1;
-    for (; *s != '\0'; s++)
-        v = v * 8 + (*s - '0');
-    *out = v;
-    return 0;
-}
-
-/* Parse yes/no, true/false, on/off, 1/0, in any case. */
-static int parse_bool(const char *s, long long *out)
-{
-    static const char *const yes[] = {"yes", "true", "on", "1"};
-    static const char *const no[] = {"no", "false", "off", "0"};
-
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
-            *out = strcasecmp(s, yes[i]) == 0;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Size and duration parsers with the signature of the others, for cfg_types[]. */
+/*
+ * The parsers are in cfg_value.c. These three give the size, duration and
+ * log level parsers the signature of the others, for cfg_types[].
+ */
 static int parse_size_ll(const char *s, long long *out)
 {
     uint64_t v;
@@ -339,12 +230,12 @@ static const struct {
     const char *expected;
     int ranged;
 } cfg_types[] = {
-    [CFG_BOOL] = {parse_bool, "expected yes or no (true/false, on/off, 1/0)", 0},
-    [CFG_INT] = {parse_int, "expected an integer", 1},
+    [CFG_BOOL] = {cfg_parse_bool, "expected yes or no (true/false, on/off, 1/0)", 0},
+    [CFG_INT] = {cfg_parse_int, "expected an integer", 1},
     [CFG_SIZE] = {parse_size_ll, "expected a size such as 64k or 1M", 1},
     [CFG_MSEC] = {parse_ms_ll, "expected a duration such as 500ms, 30s, 5m or 1h", 1},
     [CFG_SECONDS] = {parse_ms_ll, "expected a duration such as 30s or 2m", 1},
-    [CFG_MODE] = {parse_mode, "expected an octal mode such as 0660", 1},
+    [CFG_MODE] = {cfg_parse_mode, "expected an octal mode such as 0660", 1},
     [CFG_LEVEL] = {parse_level, "expected debug, info, warn or error", 0},
 };
 
@@ -370,130 +261,6 @@ static void fmt_value(const struct cfg_def *d, long long v, char *buf, size_t si
     snprintf(buf, size, "%lld%s", v / unit[t][i], suffix[t][i]);
 }
 
-/* ---- Validators for strings ------------------------------------------- */
-
-/*
- * Split "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port.
- * Returns 0, or -1 with *why set. Does not look at "unix:".
- */
-static int split_host_port(const char *s, char *host, size_t size, int *v6, int *port, char **why)
-{
-    const char *colon = strrchr(s, ':');
-    const char *h = s, *hend = colon;
-    uint64_t p;
-    const char *end;
-
-    *v6 = 0;
-    if (colon == NULL || colon == s) {
-        *why = xasprintf("expected HOST:PORT or unix:/path, got '%s'", s);
-        return -1;
-    }
-    if (*s == '[') {
-        if (colon[-1] != ']' || colon - s < 3) {
-            *why = xasprintf("expected [IPv6]:PORT, got '%s'", s);
-            return -1;
-        }
-        h = s + 1;
-        hend = colon - 1;
-        *v6 = 1;
-    }
-    end = parse_digits(colon + 1, 99999, &p);
-    if (end == NULL || *end != '\0' || p < 1 || p > 65535) {
-        *why = xasprintf("port must be from 1 to 65535, got '%s'", s);
-        return -1;
-    }
-    if ((size_t)(hend - h) >= size) {
-        *why = xasprintf("host name too long in '%s'", s);
-        return -1;
-    }
-    memcpy(host, h, (size_t)(hend - h));
-    host[hend - h] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
-/* A host is an IPv4 address, a bracketed IPv6 address or a DNS name. */
-static int check_host(const char *host, int v6, const char *s, char **why)
-{
-    unsigned char addr[16];
-    size_t n = strlen(host);
-
-    if (v6) {
-        if (inet_pton(AF_INET6, host, addr) == 1)
-            return 0;
-        *why = xasprintf("'%s' is not an IPv6 address", host);
-        return -1;
-    }
-    if (strspn(host, "0123456789.") == n) {
-        if (inet_pton(AF_INET, host, addr) == 1)
-            return 0;
-        *why = xasprintf("'%s' is not an IPv4 address", host);
-        return -1;
-    }
-    if (n > 253 || host[0] == '-' || host[0] == '.' ||
-        strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != n) {
-        *why = xasprintf("expected HOST:PORT with an IP address or host name, got '%s'", s);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_listen(const char *v, char **why)
-{
-    char host[256];
-    int v6, port;
-
-    if (strncmp(v, "unix:", 5) == 0)
-        return check_socket_path(v + 5, why);
-    if (split_host_port(v, host, sizeof host, &v6, &port, why) < 0)
-        return -1;
-    return check_host(host, v6, v, why);
-}
-
-static int check_socket_path(const char *v, char **why)
-{
-    struct sockaddr_un sun;
-
-    if (v[0] != '/') {
-        *why = xasprintf("expected an absolute socket path, got '%s'", v);
-        return -1;
-    }
-    if (strlen(v) >= sizeof sun.sun_path) {
-        *why = xasprintf("socket path longer than %zu bytes", sizeof sun.sun_path - 1);
-        return -1;
-    }
-    return 0;
-}
-
-static int check_ws_path(const char *v, char **why)
-{
-    if (v[0] != '/') {
-        *why = xasprintf("expected a path starting with '/', got '%s'", v);
-        return -1;
-    }
-    for (const char *p = v; *p != '\0'; p++) {
-        if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#') {
-            *why = xasprintf("expected a plain path without blanks, '?' or '#', got '%s'", v);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* An origin is scheme://host[:port] with no path, or the literal "null". */
-static int check_origin(const char *v, char **why)
-{
-    const char *sep = strstr(v, "://");
-
-    if (strcmp(v, "null") == 0)
-        return 0;
-    if (sep == NULL || sep == v || sep[3] == '\0' || strchr(sep + 3, '/') != NULL) {
-        *why = xasprintf("expected origins such as https://example.com (no path), got '%s'", v);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- Storing values --------------------------------------------------- */
 
 /* Store a non-negative number in an int, mode_t, size_t or uint64_t field. */
@@ -505,40 +272,17 @@ static void store_num(void *p, size_t width, unsigned long long v)
     memcpy(p, width == sizeof v64 ? (void *)&v64 : (void *)&v32, width);
 }
 
-static void free_list(char **list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-}
-
-/* Split on blanks and commas, check each item, and store the list. */
+/* Split on blanks and commas, check each item, and store the list in place of the old one. */
 static int store_list(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
 {
     char ***listp = (char ***)((char *)b + d->off);
     size_t *np = (size_t *)((char *)b + d->aux);
-    char **list = NULL;
-    size_t n = 0;
+    char **list;
+    size_t n;
 
-    while (*v != '\0') {
-        size_t len;
-        char *item;
-
-        v += strspn(v, " \t,");
-        len = strcspn(v, " \t,");
-        if (len == 0)
-            break;
-        item = xstrndup(v, len);
-        v += len;
-        if (d->check != NULL && d->check(item, why) < 0) {
-            free(item);
-            free_list(list, n);
-            return -1;
-        }
-        list = xrealloc(list, (n + 1) * sizeof *list);
-        list[n++] = item;
-    }
-    free_list(*listp, *np);
+    if (cfg_parse_list(v, d->check, &list, &n, why) < 0)
+        return -1;
+    cfg_free_list(*listp, *np);
     *listp = list;
     *np = n;
     return 0;
@@ -622,14 +366,15 @@ static void check_section_line(struct cfg_build *b, const char *s)
         return;
     if ((size_t)(end - s - 1) != strlen(CFG_SECTION) ||
         strncmp(s + 1, CFG_SECTION, strlen(CFG_SECTION)) != 0)
-        note_error(b, b->lineno, "unknown section [%.*s] (only [%s] is read)",
-                   (int)(end - s - 1), s + 1, CFG_SECTION);
+        note_error(b, b->lineno, "unknown section [%.*s] (only [%s] is read)", (int)(end - s - 1),
+                   s + 1, CFG_SECTION);
 }
 
 /*
  * inih's reader: hand over one whole line, without a BOM or leading blanks,
  * counting lines so the handler knows where it is. An overlong line is
- * reported here and replaced by a blank one, so inih never splits it.
+ * reported here and replaced by a blank one, so inih never splits it; an
+ * overlong comment is simply dropped.
  */
 static char *read_line(char *str, int num, void *stream)
 {
@@ -646,7 +391,10 @@ static char *read_line(char *str, int num, void *stream)
     b->indented = *s == ' ' || *s == '\t';
     s += strspn(s, " \t");
     len = strlen(s);
-    if (len >= (size_t)num) {
+    if (len >= (size_t)num && (*s == ';' || *s == '#')) {
+        s = "\n";
+        len = 1;
+    } else if (len >= (size_t)num) {
         note_error(b, b->lineno, "line longer than %d bytes", num - 2);
         s = "\n";
         len = 1;
@@ -696,12 +444,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 0;
     }
     i = (size_t)(d - cfg_defs);
-    if (b->src[i] == SRC_FILE) {
+    if (b->src[i] == CFG_SRC_FILE) {
         note_error(b, b->lineno, "repeated key '%s' (first set on line %d)", name, b->line[i]);
         return 0;
     }
     if ((d->flags & CFG_ONE_OF) && *value != '\0' &&
-        (other = one_of_conflict(b, d, SRC_FILE)) != NULL) {
+        (other = one_of_conflict(b, d, CFG_SRC_FILE)) != NULL) {
         note_error(b, b->lineno, "%s: %s is already set on line %d; use one of them", name,
                    other->name, b->line[other - cfg_defs]);
         return 0;
@@ -711,7 +459,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         free(why);
         return 0;
     }
-    b->src[i] = SRC_FILE;
+    b->src[i] = CFG_SRC_FILE;
     b->line[i] = b->lineno;
     return 1;
 }
@@ -749,10 +497,10 @@ static int load_file(struct cfg_build *b, char **cause)
 /* ---- Flags ------------------------------------------------------------ */
 
 enum {
-    OPT_CHECK = 1,
-    OPT_VERSION,
-    OPT_HELP,
-    OPT_DEF = 0x100, /* + index into cfg_defs */
+    CFG_OPT_CHECK = 1,
+    CFG_OPT_VERSION,
+    CFG_OPT_HELP,
+    CFG_OPT_DEF = 0x100, /* + index into cfg_defs */
 };
 
 /* One table flag seen on the command line, applied after the file. */
@@ -766,9 +514,9 @@ static struct option *build_options(void)
 {
     static const struct option fixed[] = {
         {.name = "config", .has_arg = required_argument, .val = 'c'},
-        {.name = "check-config", .has_arg = no_argument, .val = OPT_CHECK},
-        {.name = "version", .has_arg = no_argument, .val = OPT_VERSION},
-        {.name = "help", .has_arg = no_argument, .val = OPT_HELP},
+        {.name = "check-config", .has_arg = no_argument, .val = CFG_OPT_CHECK},
+        {.name = "version", .has_arg = no_argument, .val = CFG_OPT_VERSION},
+        {.name = "help", .has_arg = no_argument, .val = CFG_OPT_HELP},
     };
     size_t n = sizeof fixed / sizeof fixed[0];
     struct option *opts = xcalloc(n + CFG_NDEFS + 1, sizeof *opts);
@@ -779,7 +527,7 @@ static struct option *build_options(void)
             continue;
         opts[n].name = cfg_defs[i].flag;
         opts[n].has_arg = required_argument;
-        opts[n++].val = OPT_DEF + (int)i;
+        opts[n++].val = CFG_OPT_DEF + (int)i;
     }
     return opts;
 }
@@ -829,14 +577,14 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
         case 'c':
             *file = optarg;
             break;
-        case OPT_CHECK:
+        case CFG_OPT_CHECK:
             *action = CFG_CHECK;
             break;
-        case OPT_VERSION:
+        case CFG_OPT_VERSION:
             printf("herald %s\n", HERALD_VERSION);
             r = 1;
             break;
-        case OPT_HELP:
+        case CFG_OPT_HELP:
             print_usage();
             r = 1;
             break;
@@ -853,7 +601,7 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
             r = -1;
             break;
         default:
-            pend[*npend].d = &cfg_defs[ch - OPT_DEF];
+            pend[*npend].d = &cfg_defs[ch - CFG_OPT_DEF];
             pend[(*npend)++].value = optarg;
             break;
         }
@@ -877,7 +625,7 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
         char *why;
 
         if ((d->flags & CFG_ONE_OF) && *pend[k].value != '\0' &&
-            (other = one_of_conflict(b, d, SRC_FLAG)) != NULL) {
+            (other = one_of_conflict(b, d, CFG_SRC_FLAG)) != NULL) {
             *cause = xasprintf("--%s and --%s cannot be used together", other->flag, d->flag);
             return -1;
         }
@@ -886,7 +634,7 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
             free(why);
             return -1;
         }
-        b->src[i] = SRC_FLAG;
+        b->src[i] = CFG_SRC_FLAG;
     }
     return 0;
 }
@@ -896,9 +644,9 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
 /* Where setting i came from, for messages: "FILE:LINE: key", "--flag" or "key". */
 static char *origin_of(const struct cfg_build *b, size_t i)
 {
-    if (b->src[i] == SRC_FILE)
+    if (b->src[i] == CFG_SRC_FILE)
         return xasprintf("%s:%d: %s", b->file, b->line[i], cfg_defs[i].name);
-    if (b->src[i] == SRC_FLAG)
+    if (b->src[i] == CFG_SRC_FLAG)
         return xasprintf("--%s", cfg_defs[i].flag);
     return xstrdup(cfg_defs[i].name);
 }
@@ -965,12 +713,13 @@ static int resolve_secret(struct cfg_build *b, char **cause)
     size_t from = b->secret_file != NULL ? isf : is;
     char *where;
 
-    if (b->src[is] == SRC_FLAG && b->c.secret != NULL && b->src[isf] != SRC_FLAG) {
+    if (b->src[is] == CFG_SRC_FLAG && b->c.secret != NULL && b->src[isf] != CFG_SRC_FLAG) {
         free(b->secret_file);
         b->secret_file = NULL;
         from = is;
-    } else if (b->src[isf] == SRC_FLAG && b->secret_file != NULL && b->src[is] != SRC_FLAG) {
-        explicit_bzero(b->c.secret, b->c.secret != NULL ? strlen(b->c.secret) : 0);
+    } else if (b->src[isf] == CFG_SRC_FLAG && b->secret_file != NULL &&
+               b->src[is] != CFG_SRC_FLAG && b->c.secret != NULL) {
+        explicit_bzero(b->c.secret, strlen(b->c.secret));
         free(b->c.secret);
         b->c.secret = NULL;
     }
@@ -986,7 +735,8 @@ static int resolve_secret(struct cfg_build *b, char **cause)
         *cause = b->file != NULL
                      ? xasprintf("%s: no secret configured: set secret or secret_file", b->file)
                      : xasprintf("no secret configured: set secret or secret_file "
-                                 "(--secret, --secret-file) to listen on %s", b->c.listen);
+                                 "(--secret, --secret-file) to listen on %s",
+                                 b->c.listen);
         return -1;
     }
     if (b->secret_file == NULL)
@@ -995,11 +745,11 @@ static int resolve_secret(struct cfg_build *b, char **cause)
     if (b->c.secret_len == strlen(CFG_DEV_SECRET) &&
         memcmp(b->c.secret, CFG_DEV_SECRET, b->c.secret_len) == 0) {
         if (b->file != NULL)
-            *cause = xasprintf("%s: the development secret is public; set one of your own",
-                               where);
+            *cause = xasprintf("%s: the development secret is public; set one of your own", where);
         else if (!cfg_listen_is_local(b->c.listen))
             *cause = xasprintf("%s: the development secret is public and only accepted on "
-                               "a loopback listen address", where);
+                               "a loopback listen address",
+                               where);
         b->c.dev_secret = 1;
     } else if (b->c.secret_len < CFG_SECRET_MIN) {
         *cause = xasprintf("%s: secret must be at least %d bytes", where, CFG_SECRET_MIN);
@@ -1032,7 +782,7 @@ static int load_defaults(struct cfg_build *b, char **cause)
             free(why);
             return -1;
         }
-        b->src[i] = SRC_DEFAULT;
+        b->src[i] = CFG_SRC_DEFAULT;
     }
     return 0;
 }
@@ -1092,36 +842,9 @@ void cfg_free(struct cfg *c)
     if (c->secret != NULL)
         explicit_bzero(c->secret, c->secret_len);
     free(c->secret);
-    free_list(c->origins, c->norigins);
+    cfg_free_list(c->origins, c->norigins);
     free(c->api_socket);
     free(c->api_socket_group);
     free(c->file);
     memset(c, 0, sizeof *c);
-}
-
-int cfg_listen_is_local(const char *listen)
-{
-    char host[256], *why = NULL;
-    unsigned char a[16];
-    int v6, port;
-
-    if (listen == NULL)
-        return 0;
-    if (strncmp(listen, "unix:", 5) == 0)
-        return 1;
-    if (split_host_port(listen, host, sizeof host, &v6, &port, &why) < 0) {
-        free(why);
-        return 0;
-    }
-    if (v6) {
-        if (inet_pton(AF_INET6, host, a) != 1)
-            return 0;
-        if (memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0)
-            return 1;
-        /* ::ffff:127.x.y.z, IPv4-mapped loopback */
-        return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && a[12] == 127;
-    }
-    if (inet_pton(AF_INET, host, a) == 1)
-        return a[0] == 127;
-    return strcasecmp(host, "localhost") == 0;
 }

@@ -9,7 +9,8 @@
  *             read-only afterwards (a reload builds a new snapshot).
  * Errors:     cfg_load returns -1 with *cause set to one line (malloc'd)
  *             naming the file, line, key and what is wrong.
- * Tests:      tests/unit/test_cfg.c.
+ * Tests:      tests/unit/test_cfg.c, and tests/unit/test_cfg_value.c for
+ *             the last three functions, which are defined in cfg_value.c.
  */
 #ifndef HERALD_CFG_H
 #define HERALD_CFG_H
@@ -62,8 +63,10 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
 /* Release everything cfg_load stored in *c. */
 void cfg_free(struct cfg *c);
 
-/* The INI key of the i-th setting in the table, or NULL past the end: lets
- * tests and tools enumerate every key (docs/config.md, herald.ini.example). */
+/*
+ * The INI key of the i-th setting in the table, or NULL past the end: lets
+ * tests and tools enumerate every key (docs/config.md, herald.ini.example).
+ */
 const char *cfg_key_name(size_t i);
 
 /* Is this listen address on loopback (127.0.0.0/8, ::1, localhost) or a unix: path? */

@@ -116,6 +116,7 @@ static void scan_protocols(const struct http_request *req, struct hs_result *res
     }
 }
 
+/* Run the checks in their fixed order, then find the token and subprotocol. */
 enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *pol,
                         struct hs_result *res)
 {
@@ -154,11 +155,13 @@ enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *
     return HS_OK;
 }
 
+/* From the reasons table; 500 for a value outside the enum. */
 int hs_status(enum hs_reason r)
 {
     return reason_known(r) ? reasons[r].status : 500;
 }
 
+/* From the reasons table; "unknown" for a value outside the enum. */
 const char *hs_reason_name(enum hs_reason r)
 {
     return reason_known(r) ? reasons[r].name : "unknown";
@@ -180,6 +183,7 @@ void hs_accept_key(const char *key, size_t keylen, char out[HS_ACCEPT_LEN + 1])
     EVP_EncodeBlock((unsigned char *)out, md, 20);
 }
 
+/* The 101 answer, with the subprotocol line when "herald" was offered. */
 size_t hs_write_accept(char *out, size_t outlen, const struct hs_result *res)
 {
     char accept[HS_ACCEPT_LEN + 1];
@@ -199,6 +203,7 @@ size_t hs_write_accept(char *out, size_t outlen, const struct hs_result *res)
     return (size_t)n;
 }
 
+/* Status line, fixed headers, the per-status extra header, JSON body. */
 size_t hs_write_refusal(char *out, size_t outlen, enum hs_reason r)
 {
     const char *name;

@@ -35,13 +35,7 @@ static int is_tchar(unsigned char c)
 {
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
         return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 /* May c appear in a request target? Anything but blanks and controls. */
@@ -171,6 +165,7 @@ static int parse_header(const char **pp, const char *end, struct http_header *h)
     return 0;
 }
 
+/* Request line, then header lines until the empty line; see the file header. */
 int http_parse_request(const char *buf, size_t len, struct http_request *req)
 {
     const char *p = buf;
@@ -207,6 +202,7 @@ int http_parse_request(const char *buf, size_t len, struct http_request *req)
     return (int)(p - buf);
 }
 
+/* Linear scan: a handshake head has a dozen headers. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -216,11 +212,13 @@ const struct http_header *http_find_header(const struct http_request *req, const
     return NULL;
 }
 
+/* Length first, then an ASCII case-insensitive compare. */
 int http_str_eq(struct http_str s, const char *cstr)
 {
     return strlen(cstr) == s.len && mem_case_eq(s.p, cstr, s.len);
 }
 
+/* Split on commas; quoted strings are not special (no token we look for has one). */
 int http_list_next(struct http_str *list, struct http_str *elem)
 {
     const char *p, *end, *start, *last;
@@ -249,6 +247,7 @@ int http_list_next(struct http_str *list, struct http_str *elem)
     return 0;
 }
 
+/* Walk every header of that name, element by element. */
 int http_header_has_token(const struct http_request *req, const char *name, const char *token)
 {
     struct http_str list, elem;
@@ -265,6 +264,7 @@ int http_header_has_token(const struct http_request *req, const char *name, cons
     return 0;
 }
 
+/* The path part of an origin-form target. */
 struct http_str http_target_path(struct http_str target)
 {
     const char *q = target.len ? memchr(target.p, '?', target.len) : NULL;
@@ -273,6 +273,7 @@ struct http_str http_target_path(struct http_str target)
     return path;
 }
 
+/* Split the query on '&', compare each key byte for byte with name. */
 int http_query_param(struct http_str target, const char *name, struct http_str *value)
 {
     struct http_str path = http_target_path(target);
@@ -312,6 +313,7 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
+/* Decode %XX escapes (either case); no NUL is written after the output. */
 int http_percent_decode(struct http_str in, char *out, size_t outlen)
 {
     size_t n = 0;

@@ -57,6 +57,7 @@ enum {
 };
 
 /* The class of every byte value, 16 to a row. */
+/* clang-format off */
 static const uint8_t byte_class[256] = {
     /* 00-7F */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -84,18 +85,19 @@ static const uint8_t byte_class[256] = {
 /* next_state[state][class]; X marks a byte that cannot come next in that state. */
 #define X S_BAD
 static const uint8_t next_state[S_COUNT][C_COUNT] = {
-    /*       ASCII 80    90    A0    NEVER LEAD2 E0    LEAD3 ED    F0    LEAD4 F4 */
-    [S_OK] = {S_OK, X,    X,    X,    X,    S_C1, S_E0, S_C2, S_ED, S_F0, S_C3, S_F4},
-    [S_BAD] = {X,   X,    X,    X,    X,    X,    X,    X,    X,    X,    X,    X},
-    [S_C1] = {X,    S_OK, S_OK, S_OK, X,    X,    X,    X,    X,    X,    X,    X},
-    [S_C2] = {X,    S_C1, S_C1, S_C1, X,    X,    X,    X,    X,    X,    X,    X},
-    [S_C3] = {X,    S_C2, S_C2, S_C2, X,    X,    X,    X,    X,    X,    X,    X},
-    [S_E0] = {X,    X,    X,    S_C1, X,    X,    X,    X,    X,    X,    X,    X},
-    [S_ED] = {X,    S_C1, S_C1, X,    X,    X,    X,    X,    X,    X,    X,    X},
-    [S_F0] = {X,    X,    S_C2, S_C2, X,    X,    X,    X,    X,    X,    X,    X},
-    [S_F4] = {X,    S_C2, X,    X,    X,    X,    X,    X,    X,    X,    X,    X},
+    /*         ASCII 80    90    A0    NEVER LEAD2 E0    LEAD3 ED    F0    LEAD4 F4 */
+    [S_OK]  = {S_OK, X,    X,    X,    X,    S_C1, S_E0, S_C2, S_ED, S_F0, S_C3, S_F4},
+    [S_BAD] = {X,    X,    X,    X,    X,    X,    X,    X,    X,    X,    X,    X},
+    [S_C1]  = {X,    S_OK, S_OK, S_OK, X,    X,    X,    X,    X,    X,    X,    X},
+    [S_C2]  = {X,    S_C1, S_C1, S_C1, X,    X,    X,    X,    X,    X,    X,    X},
+    [S_C3]  = {X,    S_C2, S_C2, S_C2, X,    X,    X,    X,    X,    X,    X,    X},
+    [S_E0]  = {X,    X,    X,    S_C1, X,    X,    X,    X,    X,    X,    X,    X},
+    [S_ED]  = {X,    S_C1, S_C1, X,    X,    X,    X,    X,    X,    X,    X,    X},
+    [S_F0]  = {X,    X,    S_C2, S_C2, X,    X,    X,    X,    X,    X,    X,    X},
+    [S_F4]  = {X,    S_C2, X,    X,    X,    X,    X,    X,    X,    X,    X,    X},
 };
 #undef X
+/* clang-format on */
 
 #define HIGH_BITS 0x8080808080808080ULL
 
@@ -122,11 +124,13 @@ static const uint8_t *skip_ascii(const uint8_t *p, const uint8_t *end)
     return p;
 }
 
+/* Start a new message: no bytes seen, so on a code point boundary. */
 void utf8_init(struct utf8_state *s)
 {
     s->state = S_OK;
 }
 
+/* Run the DFA over p[0..n), skipping ASCII runs while between code points. */
 int utf8_feed(struct utf8_state *s, const uint8_t *p, size_t n)
 {
     const uint8_t *end;
@@ -149,11 +153,13 @@ int utf8_feed(struct utf8_state *s, const uint8_t *p, size_t n)
     return st == S_BAD ? -1 : 0;
 }
 
+/* A message may only end between code points. */
 int utf8_complete(const struct utf8_state *s)
 {
     return s->state == S_OK;
 }
 
+/* One-shot check of a whole buffer (close reasons, tests). */
 int utf8_valid(const uint8_t *p, size_t n)
 {
     struct utf8_state s;

@@ -66,6 +66,7 @@ static uint64_t read_be64(const uint8_t *p)
     return v;
 }
 
+/* Decode one client frame header; refuse as early as the bytes allow. */
 int ws_parse_header(const uint8_t *buf, size_t len, uint64_t max_payload, struct ws_frame *f,
                     int *close_code)
 {
@@ -118,6 +119,7 @@ fail:
     return WS_INVALID;
 }
 
+/* Apply RFC 6455 5.4: data frames start or continue messages, controls pass. */
 int ws_seq_next(struct ws_seq *seq, const struct ws_frame *f, int *close_code)
 {
     if (f->opcode & WS_OP_CONTROL)
@@ -195,6 +197,7 @@ void ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
     }
 }
 
+/* Write the shortest header for len (RFC 6455 5.2), never masked. */
 size_t ws_encode_header(uint8_t *out, int fin, int opcode, uint64_t len)
 {
     out[0] = (uint8_t)((fin ? WS_FIN : 0) | (opcode & WS_OPCODE));
@@ -214,6 +217,7 @@ size_t ws_encode_header(uint8_t *out, int fin, int opcode, uint64_t len)
     return 10;
 }
 
+/* Check a close payload: empty, or a sendable code plus a UTF-8 reason. */
 int ws_parse_close(const uint8_t *payload, size_t len, int *code, int *close_code)
 {
     int c;
@@ -239,6 +243,7 @@ fail:
     return WS_INVALID;
 }
 
+/* The codes RFC 6455 7.4 lets an endpoint put on the wire (ws.h list). */
 int ws_close_code_valid(int code)
 {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||

@@ -55,10 +55,10 @@ static void routes_ok(struct api_response *resp, json_t *o)
     json_decref(answer);
 }
 
-/* Is s a user id we accept: 1..TOK_MAX_SUB bytes, no control characters? */
-static int routes_valid_user(const char *s, size_t len)
+/* Is s 1..max bytes with no control characters (NUL included)? */
+static int routes_valid_name(const char *s, size_t len, size_t max)
 {
-    if (len == 0 || len > TOK_MAX_SUB)
+    if (len == 0 || len > max)
         return 0;
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -87,7 +87,7 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
         if (json_is_integer(u)) {
             it->users[it->nusers++] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(u));
         } else if (json_is_string(u) &&
-                   routes_valid_user(json_string_value(u), json_string_length(u))) {
+                   routes_valid_name(json_string_value(u), json_string_length(u), TOK_MAX_SUB)) {
             it->users[it->nusers++] = xstrdup(json_string_value(u));
         } else {
             snprintf(err, errlen, "users[%zu]: a user id is a string of 1 to %d bytes "
@@ -120,9 +120,11 @@ static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
     data = json_object_get(o, "data");
     users = json_object_get(o, "users");
     bc = json_object_get(o, "broadcast");
-    if (!json_is_string(event) || json_string_length(event) == 0 ||
-        json_string_length(event) > ROUTES_MAX_EVENT) {
-        snprintf(err, errlen, "event must be a string of 1 to %d bytes", ROUTES_MAX_EVENT);
+    if (!json_is_string(event) ||
+        !routes_valid_name(json_string_value(event), json_string_length(event),
+                           ROUTES_MAX_EVENT)) {
+        snprintf(err, errlen, "event must be a string of 1 to %d bytes without control "
+                 "characters", ROUTES_MAX_EVENT);
         return -1;
     }
     if (users != NULL && bc != NULL) {
@@ -154,7 +156,9 @@ static void routes_publish(struct api *a, const char *body, size_t len,
                            struct api_response *resp)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *o, *counts;
+    /* "\u0000" inside data is valid JSON; names are checked for it separately. */
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    json_t *o, *counts;
     struct cmd_job *job;
     size_t n, i;
     char err[256];

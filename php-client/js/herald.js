@@ -15,6 +15,7 @@
  *     h.off('order.shipped', fn);
  *     h.onState((state, info) => { ... });               // lifecycle, see below
  *     h.close();                                         // for good: no reconnect
+ *     h.state;                     // 'connecting', 'open', or 'closed' once close() was called
  *
  * Options:    token        a connection token (a JWT from herald_token() in PHP), or
  *             getToken     a function returning a token or a Promise of one. It is called
@@ -34,8 +35,9 @@
  *               'connecting'  info {retry}          a connection attempt starts; retry is null
  *                             for the first one, else the backoff step n it waited for
  *               'open'        info {}               the WebSocket is open
- *               'close'       info {code, reason, retryIn}   the WebSocket closed; retryIn is
- *                             the delay before the next attempt in ms, or null after close()
+ *               'close'       info {code, reason, retryIn}   the WebSocket closed (code is
+ *                             null if none was opened); retryIn is the delay before the next
+ *                             attempt in ms, or null after close()
  *               'error'       info {error}          getToken() failed, the WebSocket could not
  *                             be created, or the socket reported an error (a 'close' follows).
  *

@@ -274,7 +274,7 @@ final class FastCgi
             $content = $this->readExactly($stream, $h['length'] + $h['padding'], $deadline);
             $content = substr($content, 0, $h['length']);
             if ($h['id'] !== self::REQUEST_ID) {
-                continue; /* management records (id 0) are not ours */
+                continue; /* another request, or a management record (id 0) */
             }
             if ($h['type'] === self::END_REQUEST) {
                 $end = unpack('NappStatus/CprotocolStatus', str_pad($content, 8, "\0"));

@@ -76,6 +76,7 @@ static void check_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t cut
     free(pieces);
 }
 
+/* Decode frames until the input runs out or a frame is refused. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct ws_seq seq = {0, 0};

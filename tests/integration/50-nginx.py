@@ -10,7 +10,8 @@ log path. Everything else is the file as shipped.
 Checks what a site owner would see: a browser-style client reaches Herald through nginx's /ws
 with ?token= and with the subprotocol token, a publish arrives, a bad token comes back as 401
 with Herald's JSON body, a quiet connection survives several ping intervals, and the access
-log records the request without the token.
+log records the request without the token. One test puts a recorder in Herald's place to show
+the request head Herald receives (HTTP/1.1, Upgrade, Connection, X-Forwarded-For, X-Real-IP).
 """
 
 import asyncio
@@ -21,17 +22,18 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
 import websockets
 
-from herald import Herald
+from herald import Herald, recv_json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NGINX = "/usr/sbin/nginx"
-SNIPPET_SOCKET = "unix:/run/herald/ws.sock"
-SNIPPET_LOG = "/var/log/nginx/herald-ws.access.log"
+SNIPPET_UPSTREAM = "server unix:/run/herald/ws.sock;"
+SNIPPET_LOG = "access_log /var/log/nginx/herald-ws.access.log "
 
 NGINX_CONF = """\
 daemon off;
@@ -86,12 +88,24 @@ class Nginx:
         self.access_log = os.path.join(self.tmp, "herald-ws.access.log")
         self.site_log = os.path.join(self.tmp, "site-access.log")
         self.error_log = os.path.join(self.tmp, "error.log")
-        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.mkdir(os.path.join(self.tmp, d))
-        copy_snippet("herald-map.conf", SNIPPET_SOCKET, upstream, self.tmp)
-        copy_snippet("herald.conf", SNIPPET_LOG, self.access_log, self.tmp)
+        try:
+            for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                os.mkdir(os.path.join(self.tmp, d))
+            copy_snippet("herald-map.conf", SNIPPET_UPSTREAM, "server %s;" % upstream, self.tmp)
+            copy_snippet("herald.conf", SNIPPET_LOG, "access_log %s " % self.access_log,
+                         self.tmp)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
     def __enter__(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self):
         for _ in range(5):          # a port picked by free_port() can be taken in between
             self.port = free_port()
             conf = os.path.join(self.tmp, "nginx.conf")
@@ -134,6 +148,7 @@ class Nginx:
 
     def __exit__(self, *exc):
         self._kill()
+        self.proc = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
@@ -162,15 +177,6 @@ def wait_for(predicate, timeout, what):
     pytest.fail("timed out waiting for " + what)
 
 
-async def receive_json(ws, timeout=5.0):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-def run(coro, timeout=30.0):
-    """Run one test coroutine with an upper bound on its time."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
 @pytest.fixture
 def sock_dir():
     d = tempfile.mkdtemp(prefix="herald-ws-%d-" % os.getpid())
@@ -178,23 +184,22 @@ def sock_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_unix_socket_query_and_subprotocol_token_publish_and_clean_access_log(sock_dir):
+def test_unix_socket_query_and_subprotocol_token_publish_and_clean_access_log(sock_dir, run):
     ws_sock = os.path.join(sock_dir, "ws.sock")
     with Herald(config={"listen": "unix:" + ws_sock}, workers=2) as h, \
             Nginx("unix:" + ws_sock) as ngx:
         token = h.token("42")
 
         async def scenario():
-            by_query = await websockets.connect(ngx.ws_url + "?token=" + token, open_timeout=5)
-            by_proto = await websockets.connect(
-                ngx.ws_url, subprotocols=["herald", "herald.token." + token], open_timeout=5)
-            assert by_proto.subprotocol == "herald"
-            delivered = h.publish(["42"], "order.shipped", {"id": 7})
-            assert delivered == 2
-            for ws in (by_query, by_proto):
-                assert await receive_json(ws) == {"event": "order.shipped", "data": {"id": 7}}
-            await by_query.close()
-            await by_proto.close()
+            async with websockets.connect(ngx.ws_url + "?token=" + token,
+                                          open_timeout=5) as by_query, \
+                    websockets.connect(ngx.ws_url, open_timeout=5,
+                                       subprotocols=["herald", "herald.token." + token]) \
+                    as by_proto:
+                assert by_proto.subprotocol == "herald"
+                assert h.publish(["42"], "order.shipped", {"id": 7}) == 2
+                for ws in (by_query, by_proto):
+                    assert await recv_json(ws) == {"event": "order.shipped", "data": {"id": 7}}
 
         run(scenario())
 
@@ -212,22 +217,20 @@ def test_unix_socket_query_and_subprotocol_token_publish_and_clean_access_log(so
         assert read(ngx.site_log) == "", "the /ws location must use its own access log"
 
 
-def test_tcp_upstream_publish_and_broadcast():
+def test_tcp_upstream_publish_and_broadcast(run):
     with Herald(workers=2) as h, Nginx("127.0.0.1:%d" % h.port) as ngx:
         async def scenario():
-            alice = await websockets.connect(ngx.ws_url + "?token=" + h.token("alice"),
-                                             open_timeout=5)
-            bob = await websockets.connect(
-                ngx.ws_url, subprotocols=["herald", "herald.token." + h.token("bob")],
-                open_timeout=5)
-            assert h.publish(["alice"], "note", {"text": "for alice"}) == 1
-            assert await receive_json(alice) == {"event": "note", "data": {"text": "for alice"}}
-            assert h.broadcast("news", [1, 2, 3]) == 2
-            assert await receive_json(alice) == {"event": "news", "data": [1, 2, 3]}
-            # bob got nothing before the broadcast.
-            assert await receive_json(bob) == {"event": "news", "data": [1, 2, 3]}
-            await alice.close()
-            await bob.close()
+            async with websockets.connect(ngx.ws_url + "?token=" + h.token("alice"),
+                                          open_timeout=5) as alice, \
+                    websockets.connect(ngx.ws_url, open_timeout=5, subprotocols=[
+                        "herald", "herald.token." + h.token("bob")]) as bob:
+                assert h.publish(["alice"], "note", {"text": "for alice"}) == 1
+                assert await recv_json(alice) == {"event": "note",
+                                                  "data": {"text": "for alice"}}
+                assert h.broadcast("news", [1, 2, 3]) == 2
+                assert await recv_json(alice) == {"event": "news", "data": [1, 2, 3]}
+                # The broadcast is the first thing bob sees: the note was alice's only.
+                assert await recv_json(bob) == {"event": "news", "data": [1, 2, 3]}
 
         run(scenario())
 
@@ -259,7 +262,7 @@ def raw_upgrade(port, path):
     return status, headers, body
 
 
-def test_bad_token_through_nginx_is_401_for_the_client(sock_dir):
+def test_bad_token_through_nginx_is_401_for_the_client(sock_dir, run):
     ws_sock = os.path.join(sock_dir, "ws.sock")
     with Herald(config={"listen": "unix:" + ws_sock}, workers=2) as h, \
             Nginx("unix:" + ws_sock) as ngx:
@@ -284,21 +287,100 @@ def test_bad_token_through_nginx_is_401_for_the_client(sock_dir):
         assert bad not in read(ngx.access_log) + read(ngx.error_log)
 
 
-def test_quiet_connection_survives_several_ping_intervals(sock_dir):
+def test_quiet_connection_survives_several_ping_intervals(sock_dir, run):
     # With a 1 s ping interval Herald closes a connection that is silent for 2 s; the pings
     # and the client's pongs must cross nginx for this one to stay open.
     ws_sock = os.path.join(sock_dir, "ws.sock")
     with Herald(config={"listen": "unix:" + ws_sock, "ping_interval": "1s"}, workers=2) as h, \
             Nginx("unix:" + ws_sock) as ngx:
         async def scenario():
-            ws = await websockets.connect(
-                ngx.ws_url, subprotocols=["herald", "herald.token." + h.token("7")],
-                open_timeout=5, ping_interval=None)
-            await asyncio.sleep(4.5)
-            assert ws.open, "connection closed while idle: %s %s" % (ws.close_code,
-                                                                     ws.close_reason)
-            assert h.publish(["7"], "still.here", None) == 1
-            assert await receive_json(ws) == {"event": "still.here", "data": None}
-            await ws.close()
+            async with websockets.connect(
+                    ngx.ws_url, subprotocols=["herald", "herald.token." + h.token("7")],
+                    open_timeout=5, ping_interval=None) as ws:
+                await asyncio.sleep(4.5)
+                assert ws.open, "connection closed while idle: %s %s" % (ws.close_code,
+                                                                         ws.close_reason)
+                assert h.publish(["7"], "still.here", None) == 1
+                assert await recv_json(ws) == {"event": "still.here", "data": None}
 
         run(scenario())
+
+
+class Recorder:
+    """Stands in for Herald on a unix socket: records each request head, answers 401."""
+
+    def __init__(self, path):
+        self.heads = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                self.heads.append(head.decode("latin-1"))
+                body = b'{"ok":false,"error":"bad_token"}'
+                c.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def header_map(head):
+    lines = head.split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            fields[k.strip().lower()] = v.strip()
+    return lines[0], fields
+
+
+def test_request_head_herald_receives_through_nginx(sock_dir):
+    ws_sock = os.path.join(sock_dir, "ws.sock")
+    rec = Recorder(ws_sock)
+    try:
+        with Nginx("unix:" + ws_sock) as ngx:
+            status, _, _ = raw_upgrade(ngx.port, "/ws?token=abc")
+            assert status == 401
+            with socket.create_connection(("127.0.0.1", ngx.port), timeout=5) as s:
+                s.sendall(b"GET /ws HTTP/1.1\r\nHost: example.test\r\n\r\n")
+                assert s.recv(100).startswith(b"HTTP/1.1 401")
+        assert len(rec.heads) == 2, rec.heads
+        line, f = header_map(rec.heads[0])
+        assert line == "GET /ws?token=abc HTTP/1.1"
+        assert f["upgrade"] == "websocket"
+        assert f["connection"] == "upgrade"
+        assert f["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+        assert f["sec-websocket-version"] == "13"
+        assert f["host"] == "127.0.0.1"
+        assert f["x-real-ip"] == "127.0.0.1"
+        assert f["x-forwarded-for"] == "127.0.0.1"
+        assert f["x-forwarded-proto"] == "http"
+        # A plain GET is passed on without an upgrade, so Herald answers it (400 no_upgrade).
+        line, f = header_map(rec.heads[1])
+        assert line == "GET /ws HTTP/1.1"
+        assert f["connection"] == "close" and "upgrade" not in f
+        assert f["host"] == "example.test"
+    finally:
+        rec.close()

@@ -21,7 +21,8 @@
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const readline = require('node:readline');
-const Herald = require(path.join(__dirname, '..', '..', 'php-client', 'js', 'herald.js'));
+const HERALD_JS = path.join(__dirname, '..', '..', 'php-client', 'js', 'herald.js');
+const Herald = require(HERALD_JS);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -79,6 +80,19 @@ async function capture(method, fn) {
 
 const unitTests = [];
 const test = (name, fn) => unitTests.push({ name, fn });
+
+test('as a classic script it defines the global Herald', () => {
+    const fs = require('node:fs');
+    const vm = require('node:vm');
+    const src = fs.readFileSync(HERALD_JS, 'utf8');
+    const plain = vm.createContext({});
+    vm.runInContext(src, plain);
+    assert.equal(typeof plain.Herald, 'function');
+    const browserish = vm.createContext({});
+    browserish.self = browserish;
+    vm.runInContext(src, browserish);
+    assert.equal(typeof browserish.Herald._backoff, 'function');
+});
 
 test('backoff ceiling doubles from 500 ms and stops at 30 s', () => {
     const max = () => 1 - Number.EPSILON;

@@ -73,7 +73,10 @@ def main(manifest):
         for b in broken:
             s[1] += 1
             s[2].append(b)
-        if not files:
+        if not pattern:
+            s[1] += 1
+            s[2].append(component)
+        elif not files:
             s[1] += 1
             why = "timed out" if rc in (124, 137) else "crashed or never ran"
             s[2].append("%s: no result file, %s (exit status %d)" % (component, why, rc))

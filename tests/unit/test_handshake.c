@@ -55,124 +55,122 @@ struct check_case {
     int select_protocol;
 };
 
+/* A refusal under the LIST policy; an acceptance with no token; one with a token or protocol. */
+#define REFUSED(what, head, reason) {what, head, LIST, reason, NULL, 0, 0}
+#define ACCEPTED(what, head, policy) {what, head, policy, HS_OK, NULL, 0, 0}
+#define TOKEN(what, head, token, in_query, sel) {what, head, LIST, HS_OK, token, in_query, sel}
+#define KEY_IS(k) GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: " k "\r\n" VERSION "\r\n"
+#define VERSION_IS(v) GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version:" v "\r\n\r\n"
+#define ORIGIN_IS(o) GET GOOD "Origin:" o "\r\n\r\n"
+#define PROTOCOL_IS(p) GET GOOD "Sec-WebSocket-Protocol: " p "\r\n\r\n"
+
 static const struct check_case check_cases[] = {
     /* the plain upgrade request */
-    {"good", GET GOOD "\r\n", LIST, HS_OK, NULL, 0, 0},
+    ACCEPTED("good", GET GOOD "\r\n", LIST),
     /* tokens are case-insensitive, lists are lists, values are trimmed */
-    {"mixed case tokens", GET HOST "upgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\n" KEY
-     VERSION "\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"connection over two lines", GET HOST UPGRADE "Connection: keep-alive\r\nConnection: upgrade\r\n"
-     KEY VERSION "\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"version with blanks", GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version:  13 \r\n\r\n",
-     LIST, HS_OK, NULL, 0, 0},
-    {"query on the path", "GET /ws?x=1 HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_OK, NULL, 0, 0},
+    ACCEPTED("mixed case tokens",
+             GET HOST "upgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\n" KEY VERSION
+             "\r\n",
+             LIST),
+    ACCEPTED("connection over two lines",
+             GET HOST UPGRADE "Connection: keep-alive\r\nConnection: upgrade\r\n" KEY VERSION
+             "\r\n",
+             LIST),
+    ACCEPTED("version with blanks", VERSION_IS("  13 "), LIST),
+    ACCEPTED("query on the path", "GET /ws?x=1 HTTP/1.1\r\n" GOOD "\r\n", LIST),
 
     /* 405: not GET (methods are case-sensitive) */
-    {"post", "POST /ws HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_BAD_METHOD, NULL, 0, 0},
-    {"lower-case get", "get /ws HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_BAD_METHOD, NULL, 0, 0},
-    {"head", "HEAD /ws HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_BAD_METHOD, NULL, 0, 0},
-    {"gets", "GETS /ws HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_BAD_METHOD, NULL, 0, 0},
+    REFUSED("post", "POST /ws HTTP/1.1\r\n" GOOD "\r\n", HS_BAD_METHOD),
+    REFUSED("lower-case get", "get /ws HTTP/1.1\r\n" GOOD "\r\n", HS_BAD_METHOD),
+    REFUSED("head", "HEAD /ws HTTP/1.1\r\n" GOOD "\r\n", HS_BAD_METHOD),
+    REFUSED("gets", "GETS /ws HTTP/1.1\r\n" GOOD "\r\n", HS_BAD_METHOD),
     /* 400: not HTTP/1.1 */
-    {"http/1.0", "GET /ws HTTP/1.0\r\n" GOOD "\r\n", LIST, HS_BAD_REQUEST, NULL, 0, 0},
-    {"http/1.2", "GET /ws HTTP/1.2\r\n" GOOD "\r\n", LIST, HS_BAD_REQUEST, NULL, 0, 0},
+    REFUSED("http/1.0", "GET /ws HTTP/1.0\r\n" GOOD "\r\n", HS_BAD_REQUEST),
+    REFUSED("http/1.2", "GET /ws HTTP/1.2\r\n" GOOD "\r\n", HS_BAD_REQUEST),
     /* 404: another path (exact, case-sensitive) */
-    {"root", "GET / HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
-    {"trailing slash", "GET /ws/ HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
-    {"path case", "GET /WS HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
-    {"longer path", "GET /wsx HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
-    {"absolute form", "GET http://example.com/ws HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
+    REFUSED("root", "GET / HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
+    REFUSED("trailing slash", "GET /ws/ HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
+    REFUSED("path case", "GET /WS HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
+    REFUSED("longer path", "GET /wsx HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
+    REFUSED("absolute form", "GET http://example.com/ws HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
     /* 400 no_upgrade: Upgrade or Connection missing or without the token */
-    {"no upgrade", GET HOST CONNECTION KEY VERSION "\r\n", LIST, HS_NO_UPGRADE, NULL, 0, 0},
-    {"upgrade h2c", GET HOST "Upgrade: h2c\r\n" CONNECTION KEY VERSION "\r\n", LIST, HS_NO_UPGRADE, NULL, 0, 0},
-    {"upgrade lookalike", GET HOST "Upgrade: websocket2\r\n" CONNECTION KEY VERSION "\r\n", LIST,
-     HS_NO_UPGRADE, NULL, 0, 0},
-    {"no connection", GET HOST UPGRADE KEY VERSION "\r\n", LIST, HS_NO_UPGRADE, NULL, 0, 0},
-    {"keep-alive only", GET HOST UPGRADE "Connection: keep-alive\r\n" KEY VERSION "\r\n", LIST,
-     HS_NO_UPGRADE, NULL, 0, 0},
-    {"upgrade in wrong header", GET HOST "Upgrade: upgrade\r\nConnection: websocket\r\n" KEY VERSION
-     "\r\n", LIST, HS_NO_UPGRADE, NULL, 0, 0},
+    REFUSED("no upgrade", GET HOST CONNECTION KEY VERSION "\r\n", HS_NO_UPGRADE),
+    REFUSED("upgrade h2c", GET HOST "Upgrade: h2c\r\n" CONNECTION KEY VERSION "\r\n",
+            HS_NO_UPGRADE),
+    REFUSED("upgrade lookalike", GET HOST "Upgrade: websocket2\r\n" CONNECTION KEY VERSION "\r\n",
+            HS_NO_UPGRADE),
+    REFUSED("no connection", GET HOST UPGRADE KEY VERSION "\r\n", HS_NO_UPGRADE),
+    REFUSED("keep-alive only", GET HOST UPGRADE "Connection: keep-alive\r\n" KEY VERSION "\r\n",
+            HS_NO_UPGRADE),
+    REFUSED("tokens swapped",
+            GET HOST "Upgrade: upgrade\r\nConnection: websocket\r\n" KEY VERSION "\r\n",
+            HS_NO_UPGRADE),
     /* 426: Sec-WebSocket-Version not exactly 13 */
-    {"no version", GET HOST UPGRADE CONNECTION KEY "\r\n", LIST, HS_BAD_VERSION, NULL, 0, 0},
-    {"version 8", GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version: 8\r\n\r\n", LIST,
-     HS_BAD_VERSION, NULL, 0, 0},
-    {"version list", GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version: 13, 8\r\n\r\n", LIST,
-     HS_BAD_VERSION, NULL, 0, 0},
-    {"version 013", GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version: 013\r\n\r\n", LIST,
-     HS_BAD_VERSION, NULL, 0, 0},
-    {"empty version", GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version:\r\n\r\n", LIST,
-     HS_BAD_VERSION, NULL, 0, 0},
+    REFUSED("no version", GET HOST UPGRADE CONNECTION KEY "\r\n", HS_BAD_VERSION),
+    REFUSED("version 8", VERSION_IS(" 8"), HS_BAD_VERSION),
+    REFUSED("version list", VERSION_IS(" 13, 8"), HS_BAD_VERSION),
+    REFUSED("version 013", VERSION_IS(" 013"), HS_BAD_VERSION),
+    REFUSED("empty version", VERSION_IS(""), HS_BAD_VERSION),
     /* 400 bad_key: not 24 characters of base64 for 16 bytes */
-    {"no key", GET HOST UPGRADE CONNECTION VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"empty key", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key:\r\n" VERSION "\r\n", LIST,
-     HS_BAD_KEY, NULL, 0, 0},
-    {"key 23 chars", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: GhlIHNhbXBsZSBub25jZQ==\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"key 25 chars", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==A\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"key of 17 bytes", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQA=\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"key of 18 bytes", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQAA\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"url-safe key", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ-==\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"padding inside", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXB=ZSBub25jZQ==\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
-    {"space inside key", GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: dGhlIHNhbXB ZSBub25jZQ==\r\n"
-     VERSION "\r\n", LIST, HS_BAD_KEY, NULL, 0, 0},
+    REFUSED("no key", GET HOST UPGRADE CONNECTION VERSION "\r\n", HS_BAD_KEY),
+    REFUSED("empty key", KEY_IS(""), HS_BAD_KEY),
+    REFUSED("key 23 chars", KEY_IS("GhlIHNhbXBsZSBub25jZQ=="), HS_BAD_KEY),
+    REFUSED("key 25 chars", KEY_IS("dGhlIHNhbXBsZSBub25jZQ==A"), HS_BAD_KEY),
+    REFUSED("key of 17 bytes", KEY_IS("dGhlIHNhbXBsZSBub25jZQA="), HS_BAD_KEY),
+    REFUSED("key of 18 bytes", KEY_IS("dGhlIHNhbXBsZSBub25jZQAA"), HS_BAD_KEY),
+    REFUSED("url-safe key", KEY_IS("dGhlIHNhbXBsZSBub25jZ-=="), HS_BAD_KEY),
+    REFUSED("padding inside", KEY_IS("dGhlIHNhbXB=ZSBub25jZQ=="), HS_BAD_KEY),
+    REFUSED("space inside key", KEY_IS("dGhlIHNhbXB ZSBub25jZQ=="), HS_BAD_KEY),
     /* 403: Origin not in the list; exact match but for case */
-    {"origin listed", GET GOOD "Origin: https://example.com\r\n\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"second origin", GET GOOD "Origin: http://localhost:8080\r\n\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"origin case", GET GOOD "Origin: HTTPS://Example.COM\r\n\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"origin not listed", GET GOOD "Origin: https://evil.example\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
-    {"origin suffix", GET GOOD "Origin: https://example.com.evil.org\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
-    {"origin slash", GET GOOD "Origin: https://example.com/\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
-    {"origin other port", GET GOOD "Origin: http://localhost:8081\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
-    {"origin null", GET GOOD "Origin: null\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
-    {"origin empty", GET GOOD "Origin:\r\n\r\n", LIST, HS_ORIGIN, NULL, 0, 0},
+    ACCEPTED("origin listed", ORIGIN_IS(" https://example.com"), LIST),
+    ACCEPTED("second origin", ORIGIN_IS(" http://localhost:8080"), LIST),
+    ACCEPTED("origin case", ORIGIN_IS(" HTTPS://Example.COM"), LIST),
+    REFUSED("origin not listed", ORIGIN_IS(" https://evil.example"), HS_ORIGIN),
+    REFUSED("origin suffix", ORIGIN_IS(" https://example.com.evil.org"), HS_ORIGIN),
+    REFUSED("origin slash", ORIGIN_IS(" https://example.com/"), HS_ORIGIN),
+    REFUSED("origin other port", ORIGIN_IS(" http://localhost:8081"), HS_ORIGIN),
+    REFUSED("origin null", ORIGIN_IS(" null"), HS_ORIGIN),
+    REFUSED("origin empty", ORIGIN_IS(""), HS_ORIGIN),
     /* no Origin: a program, not a browser page */
-    {"no origin with a list", GET GOOD "\r\n", LIST, HS_OK, NULL, 0, 0},
+    ACCEPTED("no origin with a list", GET GOOD "\r\n", LIST),
     /* no list, or "*" in it: any origin */
-    {"any origin", GET GOOD "Origin: https://evil.example\r\n\r\n", ANY, HS_OK, NULL, 0, 0},
-    {"star origin", GET GOOD "Origin: https://evil.example\r\n\r\n", STAR, HS_OK, NULL, 0, 0},
+    ACCEPTED("any origin", ORIGIN_IS(" https://evil.example"), ANY),
+    ACCEPTED("star origin", ORIGIN_IS(" https://evil.example"), STAR),
 
     /* the order of the checks: method, version, path, upgrade, ws version, key, origin */
-    {"method before version", "POST /ws HTTP/1.0\r\n\r\n", LIST, HS_BAD_METHOD, NULL, 0, 0},
-    {"version before path", "GET /x HTTP/1.0\r\n\r\n", LIST, HS_BAD_REQUEST, NULL, 0, 0},
-    {"path before upgrade", "GET /x HTTP/1.1\r\n\r\n", LIST, HS_NOT_FOUND, NULL, 0, 0},
-    {"upgrade before ws version", GET HOST "\r\n", LIST, HS_NO_UPGRADE, NULL, 0, 0},
-    {"ws version before key", GET HOST UPGRADE CONNECTION "\r\n", LIST, HS_BAD_VERSION, NULL, 0, 0},
-    {"key before origin", GET HOST UPGRADE CONNECTION VERSION "Origin: https://evil.example\r\n\r\n",
-     LIST, HS_BAD_KEY, NULL, 0, 0},
+    REFUSED("method before version", "POST /ws HTTP/1.0\r\n\r\n", HS_BAD_METHOD),
+    REFUSED("version before path", "GET /x HTTP/1.0\r\n\r\n", HS_BAD_REQUEST),
+    REFUSED("path before upgrade", "GET /x HTTP/1.1\r\n\r\n", HS_NOT_FOUND),
+    REFUSED("upgrade before ws version", GET HOST "\r\n", HS_NO_UPGRADE),
+    REFUSED("ws version before key", GET HOST UPGRADE CONNECTION "\r\n", HS_BAD_VERSION),
+    REFUSED("key before origin",
+            GET HOST UPGRADE CONNECTION VERSION "Origin: https://evil.example\r\n\r\n", HS_BAD_KEY),
 
     /* tokens: in the query */
-    {"query token", "GET /ws?token=abc.def.ghi HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_OK, "abc.def.ghi",
-     1, 0},
-    {"query token kept encoded", "GET /ws?a=1&token=a%2Eb HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_OK,
-     "a%2Eb", 1, 0},
-    {"empty query token", "GET /ws?token= HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_OK, NULL, 0, 0},
-    {"lookalike query key", "GET /ws?xtoken=abc HTTP/1.1\r\n" GOOD "\r\n", LIST, HS_OK, NULL, 0, 0},
+    TOKEN("query token", "GET /ws?token=abc.def.ghi HTTP/1.1\r\n" GOOD "\r\n", "abc.def.ghi", 1, 0),
+    TOKEN("query token kept encoded", "GET /ws?a=1&token=a%2Eb HTTP/1.1\r\n" GOOD "\r\n",
+          "a%2Eb", 1, 0),
+    TOKEN("empty query token", "GET /ws?token= HTTP/1.1\r\n" GOOD "\r\n", NULL, 0, 0),
+    TOKEN("lookalike query key", "GET /ws?xtoken=abc HTTP/1.1\r\n" GOOD "\r\n", NULL, 0, 0),
     /* tokens: as a subprotocol, with "herald" echoed when offered */
-    {"protocol token", GET GOOD "Sec-WebSocket-Protocol: herald, herald.token.eyJ.x.y\r\n\r\n",
-     LIST, HS_OK, "eyJ.x.y", 0, 1},
-    {"protocol token first", GET GOOD "Sec-WebSocket-Protocol: herald.token.T,herald\r\n\r\n", LIST,
-     HS_OK, "T", 0, 1},
-    {"protocol over two lines", GET GOOD "Sec-WebSocket-Protocol: herald\r\n"
-     "Sec-WebSocket-Protocol: herald.token.T2\r\n\r\n", LIST, HS_OK, "T2", 0, 1},
-    {"herald only", GET GOOD "Sec-WebSocket-Protocol: chat, herald\r\n\r\n", LIST, HS_OK, NULL, 0, 1},
-    {"token protocol only", GET GOOD "Sec-WebSocket-Protocol: herald.token.T\r\n\r\n", LIST, HS_OK,
-     "T", 0, 0},
-    {"protocol case", GET GOOD "Sec-WebSocket-Protocol: Herald, HERALD.TOKEN.T\r\n\r\n", LIST, HS_OK,
-     NULL, 0, 0},
-    {"empty protocol token", GET GOOD "Sec-WebSocket-Protocol: herald, herald.token.\r\n\r\n", LIST,
-     HS_OK, NULL, 0, 1},
-    {"other protocols", GET GOOD "Sec-WebSocket-Protocol: chat, heraldx\r\n\r\n", LIST, HS_OK, NULL, 0,
-     0},
+    TOKEN("protocol token", PROTOCOL_IS("herald, herald.token.eyJ.x.y"), "eyJ.x.y", 0, 1),
+    TOKEN("protocol token first", PROTOCOL_IS("herald.token.T,herald"), "T", 0, 1),
+    TOKEN("protocol over two lines",
+          PROTOCOL_IS("herald\r\nSec-WebSocket-Protocol: herald.token.T2"), "T2", 0, 1),
+    TOKEN("herald only", PROTOCOL_IS("chat, herald"), NULL, 0, 1),
+    TOKEN("token protocol only", PROTOCOL_IS("herald.token.T"), "T", 0, 0),
+    TOKEN("protocol case", PROTOCOL_IS("Herald, HERALD.TOKEN.T"), NULL, 0, 0),
+    TOKEN("empty protocol token", PROTOCOL_IS("herald, herald.token."), NULL, 0, 1),
+    TOKEN("other protocols", PROTOCOL_IS("chat, heraldx"), NULL, 0, 0),
     /* both: the query wins, the protocol is still echoed */
-    {"query and protocol", "GET /ws?token=Q HTTP/1.1\r\n" GOOD
-     "Sec-WebSocket-Protocol: herald, herald.token.P\r\n\r\n", LIST, HS_OK, "Q", 1, 1},
+    TOKEN("query and protocol",
+          "GET /ws?token=Q HTTP/1.1\r\n" GOOD
+          "Sec-WebSocket-Protocol: herald, herald.token.P\r\n\r\n",
+          "Q", 1, 1),
     /* an empty query token falls back to the protocol */
-    {"empty query then protocol", "GET /ws?token= HTTP/1.1\r\n" GOOD
-     "Sec-WebSocket-Protocol: herald.token.P\r\n\r\n", LIST, HS_OK, "P", 0, 0},
+    TOKEN("empty query then protocol",
+          "GET /ws?token= HTTP/1.1\r\n" GOOD "Sec-WebSocket-Protocol: herald.token.P\r\n\r\n",
+          "P", 0, 0),
 };
 
 /* Fail with the case name and the two values. */
@@ -368,6 +366,7 @@ static void test_handshake_status_and_names(void **state)
     assert_string_equal(hs_reason_name((enum hs_reason)-1), "unknown");
 }
 
+/* Run the handshake suite. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {

@@ -536,6 +536,7 @@ static void test_http_percent_decode(void **state)
     }
 }
 
+/* Run the http suite. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {

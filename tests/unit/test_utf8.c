@@ -129,7 +129,8 @@ static const struct vector vectors[] = {
     /* long runs, so the fast path and the DFA take turns */
     V("ascii run then 4-byte", "0123456789abcdef0123456789abcdef\xf0\x9f\x98\x80" "tail", VALID),
     V("ascii run then bad", "0123456789abcdef0123456789abcdef0123456789\xc0\xaf", INVALID),
-    V("mixed", "caf\xc3\xa9 \xe2\x82\xac 10 \xf0\x9f\x8d\x95 pizza, \xe6\x97\xa5\xe6\x9c\xac", VALID),
+    V("mixed", "caf\xc3\xa9 \xe2\x82\xac 10 \xf0\x9f\x8d\x95 pizza, \xe6\x97\xa5\xe6\x9c\xac",
+      VALID),
 };
 
 /* Feed v in pieces cut at the given points; returns the expectation it met. */
@@ -156,6 +157,7 @@ static void fail_case(const char *what, const char *how, int got, int want)
     fail();
 }
 
+/* Every vector fed in one piece, and through utf8_valid. */
 static void test_utf8_vectors_whole(void **state)
 {
     for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
@@ -171,6 +173,7 @@ static void test_utf8_vectors_whole(void **state)
     }
 }
 
+/* Every short vector fed one byte per call. */
 static void test_utf8_vectors_byte_by_byte(void **state)
 {
     size_t cuts[16];
@@ -191,6 +194,7 @@ static void test_utf8_vectors_byte_by_byte(void **state)
     }
 }
 
+/* Every vector split in two at every position. */
 static void test_utf8_vectors_split_everywhere(void **state)
 {
     for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
@@ -208,6 +212,7 @@ static void test_utf8_vectors_split_everywhere(void **state)
     }
 }
 
+/* Bad input is refused before the sequence is complete. */
 static void test_utf8_invalid_refused_at_first_bad_byte(void **state)
 {
     /* A surrogate is refused at its second byte, before the third arrives. */
@@ -226,6 +231,7 @@ static void test_utf8_invalid_refused_at_first_bad_byte(void **state)
     assert_int_equal(utf8_feed(&s, overlong, sizeof(overlong)), -1);
 }
 
+/* After -1, utf8_feed keeps returning -1 until utf8_init. */
 static void test_utf8_reject_is_sticky(void **state)
 {
     struct utf8_state s;
@@ -242,6 +248,7 @@ static void test_utf8_reject_is_sticky(void **state)
     assert_int_equal(utf8_complete(&s), 1);
 }
 
+/* An empty feed inside a code point changes nothing. */
 static void test_utf8_empty_feed_keeps_state(void **state)
 {
     struct utf8_state s;
@@ -278,6 +285,7 @@ static void check_ascii_with(size_t len, size_t pos, const char *ins, size_t ins
     }
 }
 
+/* A non-ASCII byte or character at every position, length and alignment. */
 static void test_utf8_ascii_fast_path_every_position(void **state)
 {
     for (size_t len = 1; len <= 72; len++) {
@@ -337,9 +345,11 @@ static int reference_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* All 2-byte strings, 3-byte ones with a lead >= C0, and a 4-byte sample. */
 static void test_utf8_exhaustive_against_reference(void **state)
 {
-    static const uint8_t tails[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff};
+    static const uint8_t tails[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90,
+                                    0x9f, 0xa0, 0xbf, 0xc0, 0xff};
     uint8_t b[4];
 
     for (unsigned x = 0; x < 0x10000; x++) {
@@ -371,6 +381,7 @@ static void test_utf8_exhaustive_against_reference(void **state)
     }
 }
 
+/* Run the utf8 suite. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {

@@ -33,9 +33,9 @@ struct header_case {
     uint8_t bytes[16];
     size_t len;
     uint64_t max_payload;
-    int ret;           /* header length, WS_NEED_MORE or WS_INVALID */
-    int close_code;    /* for WS_INVALID */
-    int fin, opcode;   /* for a header length */
+    int ret;         /* header length, WS_NEED_MORE or WS_INVALID */
+    int close_code;  /* for WS_INVALID */
+    int fin, opcode; /* for a header length */
     uint64_t payload_len;
 };
 
@@ -98,7 +98,8 @@ static const struct header_case header_cases[] = {
     {"16-bit 125", {0x82, 0xfe, 0x00, 0x7d}, 4, BIG, WS_INVALID, 1002, 0, 0, 0},
     {"16-bit 0", {0x82, 0xfe, 0x00, 0x00}, 4, BIG, WS_INVALID, 1002, 0, 0, 0},
     /* non-minimal 64-bit lengths */
-    {"64-bit 65535", {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 10, BIG, WS_INVALID, 1002, 0, 0, 0},
+    {"64-bit 65535", {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 10, BIG, WS_INVALID, 1002, 0, 0,
+     0},
     {"64-bit 5", {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5}, 10, BIG, WS_INVALID, 1002, 0, 0, 0},
     /* 64-bit length with the top bit set */
     {"64-bit top bit", {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0}, 10, BIG, WS_INVALID, 1002, 0, 0, 0},
@@ -293,7 +294,8 @@ static const struct seq_case seq_cases[] = {
     {"cont first", {{1, WS_OP_CONT, WS_INVALID, 0}}, 1},
     {"cont without fin first", {{0, WS_OP_CONT, WS_INVALID, 0}}, 1},
     /* a continuation after the message ended */
-    {"cont after end", {{0, WS_OP_TEXT, 0, 1}, {1, WS_OP_CONT, 0, 0}, {1, WS_OP_CONT, WS_INVALID, 0}},
+    {"cont after end",
+     {{0, WS_OP_TEXT, 0, 1}, {1, WS_OP_CONT, 0, 0}, {1, WS_OP_CONT, WS_INVALID, 0}},
      3},
     /* a new data frame while a message is open */
     {"text inside text", {{0, WS_OP_TEXT, 0, 1}, {1, WS_OP_TEXT, WS_INVALID, 1}}, 2},
@@ -342,7 +344,8 @@ static void unmask_slow(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t of
 /* RFC 6455 5.7: the masked "Hello" unmasks to "Hello". */
 static void test_ws_unmask_rfc_hello(void **state)
 {
-    static const uint8_t frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t frame[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                    0x7f, 0x9f, 0x4d, 0x51, 0x58};
     uint8_t *p = guard_place(frame, sizeof(frame));
     struct ws_frame f;
     int code = NONE;
@@ -470,8 +473,8 @@ static void test_ws_encode_header_table(void **state)
 
         memset(out, 0xee, sizeof(out));
         if (ws_encode_header(out, c->fin, c->opcode, c->len) != c->n)
-            fail_case(c->what, "length", (long long)ws_encode_header(out, c->fin, c->opcode, c->len),
-                      (long long)c->n);
+            fail_case(c->what, "length",
+                      (long long)ws_encode_header(out, c->fin, c->opcode, c->len), (long long)c->n);
         assert_memory_equal(out, c->bytes, c->n);
         assert_int_equal(out[WS_MAX_SERVER_HEADER], 0xee);
     }
@@ -480,7 +483,8 @@ static void test_ws_encode_header_table(void **state)
 /* An encoded header with a mask added parses back to the same frame. */
 static void test_ws_encode_header_round_trip(void **state)
 {
-    static const uint64_t lens[] = {0, 1, 125, 126, 127, 65535, 65536, 1u << 20, 0x7fffffffffffffffULL};
+    static const uint64_t lens[] = {
+        0, 1, 125, 126, 127, 65535, 65536, 1u << 20, 0x7fffffffffffffffULL};
 
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         for (int fin = 0; fin <= 1; fin++) {
@@ -504,7 +508,7 @@ struct close_case {
     const char *payload;
     size_t len;
     int ret;
-    int code;       /* *code on success, *close_code on failure */
+    int code; /* *code on success, *close_code on failure */
 };
 
 #define C(what, s, ret, code) {what, s, sizeof(s) - 1, ret, code}
@@ -584,6 +588,7 @@ static void test_ws_close_code_valid_ranges(void **state)
     }
 }
 
+/* Run the ws suite. */
 int main(void)
 {
     const struct CMUnitTest tests[] = {

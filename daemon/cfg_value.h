@@ -1,0 +1,75 @@
+/*
+ * cfg_value.h -- the value parsers and string validators behind the
+ * settings table of cfg.c: numbers, sizes, durations, modes, booleans,
+ * lists, listen addresses, socket and URL paths, origins.
+ *
+ * Owns:       nothing; these are pure functions of their arguments.
+ * Called by:  cfg.c, whose table points at them; tests/unit/test_cfg_value.c.
+ * Invariants: no I/O, no global state, safe on any thread. Only the
+ *             validators' messages and cfg_parse_list's items are allocated.
+ * Errors:     parsers return 0, or -1 with *out untouched; validators and
+ *             cfg_parse_list return 0, or -1 with *why set to one malloc'd
+ *             line such as "expected ..., got 'VALUE'" for the caller to free.
+ * Spec notes: cfg_parse_size, cfg_parse_duration_ms and cfg_listen_is_local
+ *             are public API and stay declared in cfg.h; they are defined in
+ *             cfg_value.c with the rest.
+ * Tests:      tests/unit/test_cfg_value.c.
+ */
+#ifndef HERALD_CFG_VALUE_H
+#define HERALD_CFG_VALUE_H
+
+#include <stddef.h>
+
+/* Units of the values: sizes are in bytes, durations in milliseconds. */
+#define CFG_K 1024LL
+#define CFG_SECOND 1000LL
+#define CFG_MINUTE (60 * CFG_SECOND)
+#define CFG_HOUR (60 * CFG_MINUTE)
+
+/*
+ * Parse a decimal integer with an optional leading '-' and nothing else
+ * (no blanks, no '+'). Returns 0, or -1 when malformed or outside long long.
+ */
+int cfg_parse_int(const char *s, long long *out);
+
+/* Parse one to six octal digits, such as "0660", into mode bits. Returns 0 or -1. */
+int cfg_parse_mode(const char *s, long long *out);
+
+/* Parse yes/no, true/false, on/off or 1/0, in any case, into 1 or 0. Returns 0 or -1. */
+int cfg_parse_bool(const char *s, long long *out);
+
+/*
+ * Split v on blanks, tabs and commas into items, passing each to check
+ * (if not NULL). Returns 0 with *out a new list of *nout malloc'd items
+ * (NULL and 0 when v holds none), or -1 with *why set by check and nothing
+ * stored. Free the list with cfg_free_list.
+ */
+int cfg_parse_list(const char *v, int (*check)(const char *item, char **why), char ***out,
+                   size_t *nout, char **why);
+
+/* Free a list from cfg_parse_list: its n items, then the array. NULL, 0 is a no-op. */
+void cfg_free_list(char **list, size_t n);
+
+/*
+ * A listen address: "HOST:PORT" with an IPv4 address or a DNS name,
+ * "[IPv6]:PORT", or "unix:" followed by a valid socket path (see below).
+ * The port is 1 to 65535. Returns 0, or -1 with *why set.
+ */
+int cfg_check_listen(const char *v, char **why);
+
+/* An absolute path short enough for sockaddr_un. Returns 0, or -1 with *why set. */
+int cfg_check_socket_path(const char *v, char **why);
+
+/*
+ * A URL path: starts with '/', and has no control characters, blanks, DEL,
+ * '?' or '#'. Returns 0, or -1 with *why set.
+ */
+int cfg_check_ws_path(const char *v, char **why);
+
+/*
+ * An Origin value: "scheme://host[:port]" with no path, or the literal
+ * "null". Returns 0, or -1 with *why set.
+ */
+int cfg_check_origin(const char *v, char **why);
+
+#endif

@@ -1,0 +1,22 @@
+<?php
+
+/**
+ * bootstrap.php -- loads the client for the unit suite.
+ *
+ * Uses Composer's autoloader when vendor/ exists, else herald.php, which
+ * requires the classes itself; the environment is cleared so that tests see
+ * the documented defaults.
+ */
+
+declare(strict_types=1);
+
+$autoload = __DIR__ . '/../vendor/autoload.php';
+if (is_file($autoload)) {
+    require $autoload;
+} else {
+    require_once __DIR__ . '/../herald.php';
+}
+require_once __DIR__ . '/Support/FakeHerald.php';
+
+putenv('HERALD_SOCKET');
+putenv('HERALD_SECRET');

@@ -1,0 +1,65 @@
+#!/bin/sh
+# run.sh -- run libFuzzer targets for a while each, on a scratch copy of
+# their committed corpus, and report one line per target.
+#
+#   usage: tests/fuzz/run.sh SECONDS target...    (target: ws, utf8, http, ...)
+#
+# Each target is build-fuzz/fuzz_<target> (built by `make fuzz`). It runs on
+# build-fuzz/corpus-<target>/, a fresh copy of tests/fuzz/corpus/<target>/, so
+# the inputs it finds never land in the committed corpus; it uses
+# tests/fuzz/fuzz_<target>.dict when there is one. Crash inputs go to
+# build-fuzz/artifacts-<target>/ and the full log to build-fuzz/fuzz_<target>.log.
+# Prints "fuzz_<target>: N execs, ok" per target; exits 1 if any target
+# crashed, leaked, timed out on an input, or could not run.
+set -u
+
+usage() {
+    echo "usage: $0 SECONDS target..." >&2
+    exit 2
+}
+
+[ $# -ge 2 ] || usage
+secs=$1
+shift
+case $secs in
+'' | *[!0-9]*) usage ;;
+esac
+
+cd "$(dirname "$0")/../.." || exit 1
+out=build-fuzz
+mkdir -p "$out" || exit 1
+failed=0
+
+for t in "$@"; do
+    bin=$out/fuzz_$t
+    corpus=tests/fuzz/corpus/$t
+    scratch=$out/corpus-$t
+    artifacts=$out/artifacts-$t
+    log=$out/fuzz_$t.log
+    dict=tests/fuzz/fuzz_$t.dict
+
+    if [ ! -x "$bin" ]; then
+        echo "fuzz_$t: $bin not built (run make fuzz), FAILED"
+        failed=1
+        continue
+    fi
+    rm -rf "$scratch" "$artifacts"
+    mkdir -p "$scratch" "$artifacts" || exit 1
+    if [ -d "$corpus" ]; then
+        cp -R "$corpus"/. "$scratch"/ || exit 1
+    fi
+    dictarg=
+    [ -f "$dict" ] && dictarg=-dict=$dict
+    "$bin" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="$artifacts/" ${dictarg:+"$dictarg"} "$scratch" >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    if [ $rc -eq 0 ] && [ -n "$execs" ]; then
+        echo "fuzz_$t: $execs execs, ok"
+    else
+        echo "fuzz_$t: FAILED (exit $rc), log in $log, inputs in $artifacts/:"
+        tail -n 40 "$log" | sed 's/^/    /'
+        failed=1
+    fi
+done
+exit $failed

@@ -1,0 +1,602 @@
+/*
+ * test_cfg.c -- unit tests for cfg.c, loading a configuration: defaults,
+ * INI syntax and errors with their file:line, flags and their precedence,
+ * the secret rules, --check-config, --help and --version, and the sync of
+ * herald.ini.example and docs/config.md with the settings table. Values and
+ * their messages are tested in test_cfg_value.c; temporary files are made by
+ * cfg_helpers.h (mkstemp in /tmp) and removed by the test that made them.
+ *
+ * herald.ini.example and docs/config.md are looked for under HERALD_SRCDIR
+ * if defined, else in the working directory, else two directories above the
+ * test binary (build/tests/test_cfg -> the repository root).
+ */
+#include "cfg.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cfg_helpers.h"
+#include "log.h"
+#include "xmalloc.h"
+
+/* ---- Helpers ---------------------------------------------------------- */
+
+/* Expect a failure whose cause is exactly want. */
+static void expect_cause(char *cause, const char *want)
+{
+    if (strcmp(cause, want) != 0)
+        fail_msg("want: %s\ngot:  %s", want, cause);
+    free(cause);
+}
+
+/* Read a whole file into a malloc'd string. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *s = NULL;
+    size_t n = 0;
+
+    if (f == NULL)
+        fail_msg("cannot open %s: %s", path, strerror(errno));
+    assert_true(getdelim(&s, &n, '\0', f) >= 0);
+    fclose(f);
+    return s;
+}
+
+/* Run cfg_load with stdout sent to a file; returns what was printed. */
+static char *load_capture(int *r, enum cfg_action *action, const char *arg)
+{
+    char *argv[] = {"herald", (char *)arg, NULL};
+    char *path = tmp_ini(""), *out, *cause = NULL;
+    struct cfg c;
+    int saved, fd;
+
+    fflush(stdout);
+    saved = dup(STDOUT_FILENO);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
+    *r = cfg_load(2, argv, &c, action, &cause);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    assert_null(cause);
+    assert_null(c.listen);
+    cfg_free(&c);
+    out = slurp(path);
+    tmp_remove(path);
+    return out;
+}
+
+/* The path of a file of the repository, as described at the top; malloc'd. */
+static char *repo_file(const char *rel)
+{
+    char exe[4096];
+    ssize_t n;
+    char *p;
+
+#ifdef HERALD_SRCDIR
+    return xasprintf("%s/%s", HERALD_SRCDIR, rel);
+#endif
+    if (access(rel, R_OK) == 0)
+        return strdup(rel);
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    for (int up = 0; up < 3 && (p = strrchr(exe, '/')) != NULL; up++)
+        *p = '\0';
+    return xasprintf("%s/%s", exe, rel);
+}
+
+static int nprocs(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+/* ---- Defaults, file, flags -------------------------------------------- */
+
+static void test_cfg_defaults(void **state)
+{
+    struct cfg c;
+
+    load_ok(&c, NULL);
+    assert_string_equal(c.listen, "127.0.0.1:9601");
+    assert_int_equal(c.listen_mode, 0666);
+    assert_string_equal(c.ws_path, "/ws");
+    assert_int_equal(c.workers, nprocs());
+    assert_string_equal(c.secret, CFG_DEV_SECRET);
+    assert_int_equal(c.secret_len, strlen(CFG_DEV_SECRET));
+    assert_int_equal(c.dev_secret, 1);
+    assert_int_equal(c.allow_anonymous, 0);
+    assert_null(c.origins);
+    assert_int_equal(c.norigins, 0);
+    assert_int_equal(c.token_leeway, 30);
+    assert_int_equal(c.max_header_size, 8192);
+    assert_int_equal(c.handshake_timeout_ms, 10000);
+    assert_int_equal(c.max_message_size, 1048576);
+    assert_int_equal(c.ping_interval_ms, 30000);
+    assert_string_equal(c.api_socket, "/tmp/herald.sock");
+    assert_int_equal(c.api_socket_mode, 0660);
+    assert_null(c.api_socket_group);
+    assert_int_equal(c.api_threads, 4);
+    assert_int_equal(c.api_max_body, 1048576);
+    assert_int_equal(c.log_level, LOG_INFO);
+    assert_int_equal(c.shutdown_timeout_ms, 5000);
+    assert_null(c.file);
+    cfg_free(&c);
+    assert_null(c.listen);
+    cfg_free(&c); /* a freed (zeroed) cfg may be freed again */
+    cfg_free(NULL);
+}
+
+/* BOM, CRLF, indented keys, ';' and '#' comments, inline comments, "key: value". */
+static void test_cfg_file_syntax(void **state)
+{
+    static const char ini[] = "\xEF\xBB\xBF; comment\r\n"
+                              "# another comment\r\n"
+                              "\r\n"
+                              "[herald]\r\n"
+                              "    workers = 2 ; inline comment\r\n"
+                              "\tsecret = " GOOD_SECRET "\r\n"
+                              "  # indented comment\r\n"
+                              "api_socket_group = a#b\r\n"
+                              "api_threads: 7\r\n";
+    char *path = tmp_write(ini, sizeof ini - 1);
+    struct cfg c;
+
+    load_ok(&c, "-c", path, NULL);
+    assert_int_equal(c.workers, 2);
+    assert_string_equal(c.secret, GOOD_SECRET);
+    assert_string_equal(c.api_socket_group, "a#b"); /* '#' only starts a line comment */
+    assert_int_equal(c.api_threads, 7);
+    cfg_free(&c);
+    tmp_remove(path);
+}
+
+static void test_cfg_flags_override_file(void **state)
+{
+    char *path = tmp_ini("[herald]\n"
+                         "listen = 127.0.0.1:7000\n"
+                         "workers = 2\n"
+                         "log_level = warn\n"
+                         "api_socket = /tmp/file.sock\n"
+                         "api_threads = 9\n"
+                         "secret_file = /nonexistent/secret\n");
+    struct cfg c;
+    char *cause;
+
+    /* --secret replaces the file's secret_file, which is then never read */
+    load_ok(&c, "--listen=0.0.0.0:7001", "-c", path, "--workers", "5", "--log-level", "error",
+            "--api-socket", "/tmp/flag.sock", "--secret", GOOD_SECRET, NULL);
+    assert_string_equal(c.listen, "0.0.0.0:7001");
+    assert_int_equal(c.workers, 5);
+    assert_int_equal(c.log_level, LOG_ERROR);
+    assert_string_equal(c.api_socket, "/tmp/flag.sock");
+    assert_int_equal(c.api_threads, 9); /* from the file: no flag */
+    assert_string_equal(c.secret, GOOD_SECRET);
+    assert_int_equal(c.dev_secret, 0);
+    cfg_free(&c);
+
+    /* the last of a repeated flag wins */
+    load_ok(&c, "-c", path, "--secret", GOOD_SECRET, "--workers", "1", "--workers", "4", NULL);
+    assert_int_equal(c.workers, 4);
+    assert_int_equal(c.log_level, LOG_WARN);
+    cfg_free(&c);
+
+    /* without the flag, the file's secret_file is read and fails */
+    cause = load_err("-c", path, NULL);
+    rename_file(cause, path);
+    expect_cause(cause, "herald.ini:7: secret_file: cannot read /nonexistent/secret: "
+                        "No such file or directory");
+    tmp_remove(path);
+}
+
+static void test_cfg_workers_zero_is_cores(void **state)
+{
+    struct cfg c;
+
+    load_ok(&c, "--workers", "0", NULL);
+    assert_int_equal(c.workers, nprocs());
+    assert_true(c.workers >= 1);
+    cfg_free(&c);
+    load_ok(&c, "--workers", "256", NULL);
+    assert_int_equal(c.workers, 256);
+    cfg_free(&c);
+}
+
+/* ---- Errors ----------------------------------------------------------- */
+
+/* Unknown keys and sections, repeats, syntax: each named with its line. */
+static void test_cfg_file_errors(void **state)
+{
+    static const struct {
+        const char *ini;
+        const char *cause;
+    } cases[] = {
+        {"workers = 2\n", "herald.ini:1: 'workers' is outside a section; put it under [herald]"},
+        {"[herald]\nworkerz = 2\n", "herald.ini:2: unknown key 'workerz'"},
+        {"[herald]\nWorkers = 2\n", "herald.ini:2: unknown key 'Workers'"},
+        {"[herald]\nworkers = 1\n\n[foo]\n",
+         "herald.ini:4: unknown section [foo] (only [herald] is read)"},
+        {"[foo]\nbar = 1\n", "herald.ini:1: unknown section [foo] (only [herald] is read)"},
+        {"[herald]\n[Herald]\n", "herald.ini:2: unknown section [Herald] (only [herald] is read)"},
+        {"[herald]\nworkers = 1\n; again\nworkers = 2\n",
+         "herald.ini:4: repeated key 'workers' (first set on line 2)"},
+        {"[herald]\nworkers = 1\n[herald]\nworkers = 1\n",
+         "herald.ini:4: repeated key 'workers' (first set on line 2)"},
+        {"[herald]\nsecret = " GOOD_SECRET "\nsecret_file = /etc/herald/secret\n",
+         "herald.ini:3: secret_file: secret is already set on line 2; use one of them"},
+        {"[herald]\nsecret_file = /etc/herald/secret\nsecret = " GOOD_SECRET "\n",
+         "herald.ini:3: secret: secret_file is already set on line 2; use one of them"},
+        {"[herald]\njunk\n", "herald.ini:2: expected 'key = value', '[herald]' or a comment"},
+        {"[herald\nworkers = 1\n", "herald.ini:1: expected 'key = value', '[herald]' or a comment"},
+        /* the first error wins, whichever kind it is */
+        {"[herald]\njunk\nworkers = x\n",
+         "herald.ini:2: expected 'key = value', '[herald]' or a comment"},
+        {"[herald]\nworkers = x\njunk\n", "herald.ini:2: workers: expected an integer, got 'x'"},
+        {"[herald]\nworkers = x\n[foo]\n", "herald.ini:2: workers: expected an integer, got 'x'"},
+        /* inih would read an indented line as the previous value's continuation */
+        {"[herald]\nallowed_origins = https://a.example\n    https://b.example\n",
+         "herald.ini:3: unknown key 'https' (a value cannot continue on the next line)"},
+    };
+    char line[800];
+    struct cfg c;
+    char *path;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_ini_error(cases[i].ini, NULL, cases[i].cause);
+
+    /* an overlong setting is refused, not split into several lines; a comment may be long */
+    snprintf(line, sizeof line, "[herald]\n\nsecret = %0300d\n", 0);
+    expect_ini_error(line, NULL, "herald.ini:3: line longer than 198 bytes");
+    snprintf(line, sizeof line, "[herald]\n; %0300d\n # %0300d\nworkers = 1\n", 0, 0);
+    path = tmp_ini(line);
+    load_ok(&c, "-c", path, "--secret", GOOD_SECRET, NULL);
+    assert_int_equal(c.workers, 1);
+    cfg_free(&c);
+    tmp_remove(path);
+
+    expect_cause(load_err("-c", "/nonexistent/herald.ini", NULL),
+                 "cannot open config file /nonexistent/herald.ini: No such file or directory");
+}
+
+static void test_cfg_flag_errors(void **state)
+{
+    expect_cause(load_err("--bogus", NULL), "unknown option '--bogus' (see --help)");
+    expect_cause(load_err("-x", NULL), "unknown option '-x' (see --help)");
+    expect_cause(load_err("--version=2", NULL), "unknown option '--version=2' (see --help)");
+    expect_cause(load_err("--listen", NULL), "option '--listen' requires an argument");
+    expect_cause(load_err("-c", NULL), "option '-c' requires an argument");
+    expect_cause(load_err("--workers", "2", "extra", NULL),
+                 "unexpected argument 'extra' (see --help)");
+    expect_cause(load_err("--workers", "lots", NULL), "--workers: expected an integer, got 'lots'");
+    expect_cause(load_err("--log-level", "trace", NULL),
+                 "--log-level: expected debug, info, warn or error, got 'trace'");
+    expect_cause(load_err("--api-socket", "x.sock", NULL),
+                 "--api-socket: expected an absolute socket path, got 'x.sock'");
+    expect_cause(load_err("--listen", "localhost", NULL),
+                 "--listen: expected HOST:PORT or unix:/path, got 'localhost'");
+    expect_cause(load_err("--secret", GOOD_SECRET, "--secret-file", "/x", NULL),
+                 "--secret and --secret-file cannot be used together");
+}
+
+/* getopt keeps global state: a failed parse must not affect the next one. */
+static void test_cfg_getopt_reset(void **state)
+{
+    struct cfg c;
+
+    free(load_err("-xc", "/nonexistent", NULL));
+    free(load_err("--workers", "2", "stray", NULL));
+    load_ok(&c, "--workers", "3", NULL);
+    assert_int_equal(c.workers, 3);
+    cfg_free(&c);
+    load_ok(&c, "--workers", "5", NULL);
+    assert_int_equal(c.workers, 5);
+    cfg_free(&c);
+}
+
+/* ---- Secret ----------------------------------------------------------- */
+
+static void test_cfg_secret_dev_on_loopback(void **state)
+{
+    static const char *const listens[] = {"127.0.0.1:9601", "127.1.2.3:80", "[::1]:9601",
+                                          "localhost:9601", "unix:/tmp/herald-ws.sock"};
+    struct cfg c;
+
+    for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++) {
+        load_ok(&c, "--listen", listens[i], NULL);
+        assert_int_equal(c.dev_secret, 1);
+        assert_string_equal(c.secret, CFG_DEV_SECRET);
+        cfg_free(&c);
+    }
+    /* naming the dev secret explicitly, on loopback without -c, is the same thing */
+    load_ok(&c, "--secret", CFG_DEV_SECRET, NULL);
+    assert_int_equal(c.dev_secret, 1);
+    cfg_free(&c);
+    /* a real secret is not the dev secret */
+    load_ok(&c, "--secret", GOOD_SECRET, NULL);
+    assert_int_equal(c.dev_secret, 0);
+    assert_string_equal(c.secret, GOOD_SECRET);
+    cfg_free(&c);
+}
+
+static void test_cfg_secret_dev_refused_off_loopback(void **state)
+{
+    struct cfg c;
+
+    expect_cause(load_err("--listen", "0.0.0.0:9601", NULL),
+                 "no secret configured: set secret or secret_file (--secret, --secret-file) "
+                 "to listen on 0.0.0.0:9601");
+    expect_cause(load_err("--listen", "[::]:9601", NULL),
+                 "no secret configured: set secret or secret_file (--secret, --secret-file) "
+                 "to listen on [::]:9601");
+    expect_cause(load_err("--listen", "10.0.0.1:9601", "--secret", CFG_DEV_SECRET, NULL),
+                 "--secret: the development secret is public and only accepted on a loopback "
+                 "listen address");
+    load_ok(&c, "--listen", "0.0.0.0:9601", "--secret", GOOD_SECRET, NULL);
+    assert_int_equal(c.dev_secret, 0);
+    cfg_free(&c);
+}
+
+static void test_cfg_secret_dev_refused_with_file(void **state)
+{
+    char *empty = tmp_ini("[herald]\n");
+    char *dev = tmp_ini("[herald]\nsecret = " CFG_DEV_SECRET "\n");
+    char *cause;
+
+    cause = load_err("-c", empty, NULL);
+    rename_file(cause, empty);
+    expect_cause(cause, "herald.ini: no secret configured: set secret or secret_file");
+    cause = load_err("-c", dev, NULL);
+    rename_file(cause, dev);
+    expect_cause(cause, "herald.ini:2: secret: the development secret is public; "
+                        "set one of your own");
+    cause = load_err("-c", empty, "--secret", CFG_DEV_SECRET, NULL);
+    expect_cause(cause, "--secret: the development secret is public; set one of your own");
+    tmp_remove(empty);
+    tmp_remove(dev);
+}
+
+static void test_cfg_secret_short(void **state)
+{
+    char *path = tmp_ini("[herald]\n\nsecret = 0123456789abcde\n");
+    char *cause;
+    struct cfg c;
+
+    expect_cause(load_err("--secret", "short", NULL), "--secret: secret must be at least 16 bytes");
+    cause = load_err("-c", path, NULL);
+    rename_file(cause, path);
+    expect_cause(cause, "herald.ini:3: secret: secret must be at least 16 bytes");
+    load_ok(&c, "-c", path, "--secret", "0123456789abcdef", NULL); /* 16 bytes is enough */
+    assert_int_equal(c.secret_len, 16);
+    cfg_free(&c);
+    tmp_remove(path);
+}
+
+static void test_cfg_secret_file(void **state)
+{
+    static const struct {
+        const char *content;
+        size_t len;
+        const char *secret;
+    } ok[] = {
+        {GOOD_SECRET "\n", sizeof GOOD_SECRET, GOOD_SECRET},
+        {GOOD_SECRET "\r\n", sizeof GOOD_SECRET + 1, GOOD_SECRET},
+        {GOOD_SECRET, sizeof GOOD_SECRET - 1, GOOD_SECRET},
+        {GOOD_SECRET "\n\n", sizeof GOOD_SECRET + 1, GOOD_SECRET "\n"}, /* only one newline */
+        {" " GOOD_SECRET " \n", sizeof GOOD_SECRET + 2, " " GOOD_SECRET " "},
+    };
+    struct cfg c;
+    char *cause, *ini;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *sf = tmp_write(ok[i].content, ok[i].len);
+
+        load_ok(&c, "--secret-file", sf, NULL);
+        assert_int_equal(c.secret_len, strlen(ok[i].secret));
+        assert_memory_equal(c.secret, ok[i].secret, c.secret_len);
+        assert_int_equal(c.dev_secret, 0);
+        cfg_free(&c);
+        tmp_remove(sf);
+    }
+
+    /* from the file, and a flag's --secret-file replacing the file's secret */
+    {
+        char *sf = tmp_ini(GOOD_SECRET "\n");
+        char buf[256];
+
+        snprintf(buf, sizeof buf, "[herald]\nsecret_file = %s\n", sf);
+        ini = tmp_ini(buf);
+        load_ok(&c, "-c", ini, NULL);
+        assert_string_equal(c.secret, GOOD_SECRET);
+        cfg_free(&c);
+        tmp_remove(ini);
+        ini = tmp_ini("[herald]\nsecret = short\n");
+        load_ok(&c, "-c", ini, "--secret-file", sf, NULL);
+        assert_string_equal(c.secret, GOOD_SECRET);
+        cfg_free(&c);
+        tmp_remove(ini);
+        tmp_remove(sf);
+    }
+
+    {
+        char *sf = tmp_ini("\n");
+
+        cause = load_err("--secret-file", sf, NULL);
+        rename_file(cause, sf);
+        expect_cause(cause, "--secret-file: herald.ini is empty");
+        tmp_remove(sf);
+        sf = tmp_ini("");
+        cause = load_err("--secret-file", sf, NULL);
+        rename_file(cause, sf);
+        expect_cause(cause, "--secret-file: herald.ini is empty");
+        tmp_remove(sf);
+        sf = tmp_ini("tooshort\n");
+        expect_cause(load_err("--secret-file", sf, NULL),
+                     "--secret-file: secret must be at least 16 bytes");
+        tmp_remove(sf);
+    }
+    expect_cause(load_err("--secret-file", "/nonexistent/secret", NULL),
+                 "--secret-file: cannot read /nonexistent/secret: No such file or directory");
+    ini = tmp_ini("[herald]\nsecret_file = /nonexistent/secret\n");
+    cause = load_err("-c", ini, NULL);
+    rename_file(cause, ini);
+    expect_cause(cause, "herald.ini:2: secret_file: cannot read /nonexistent/secret: "
+                        "No such file or directory");
+    tmp_remove(ini);
+}
+
+/* ---- Actions ---------------------------------------------------------- */
+
+static void test_cfg_check_config(void **state)
+{
+    char *argv[] = {"herald", "--check-config", "--workers", "2", NULL};
+    char *bad = tmp_ini("[herald]\nworkers = many\n");
+    enum cfg_action action = CFG_RUN;
+    char *cause = NULL;
+    struct cfg c;
+
+    assert_int_equal(cfg_load(4, argv, &c, &action, &cause), 0);
+    assert_int_equal(action, CFG_CHECK);
+    assert_null(cause);
+    assert_int_equal(c.workers, 2);
+    cfg_free(&c);
+    cause = load_err("--check-config", "-c", bad, NULL);
+    assert_non_null(strstr(cause, ":2: workers: expected an integer, got 'many'"));
+    free(cause);
+    tmp_remove(bad);
+}
+
+static void test_cfg_version_help(void **state)
+{
+    static const char *const flags[] = {"-c, --config FILE",  "--listen HOST:PORT|unix:PATH",
+                                        "--api-socket PATH",  "--secret SECRET",
+                                        "--secret-file FILE", "--workers N",
+                                        "--log-level LEVEL",  "--check-config",
+                                        "--version",          "--help",
+                                        "docs/config.md",     "herald.ini.example"};
+    enum cfg_action action = CFG_RUN;
+    char *out;
+    int r;
+
+    out = load_capture(&r, &action, "--version");
+    assert_int_equal(r, 0);
+    assert_int_equal(action, CFG_EXIT_OK);
+    assert_string_equal(out, "herald 0.1.0\n");
+    free(out);
+
+    action = CFG_RUN;
+    out = load_capture(&r, &action, "--help");
+    assert_int_equal(r, 0);
+    assert_int_equal(action, CFG_EXIT_OK);
+    assert_true(strncmp(out, "usage: herald", 13) == 0);
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strstr(out, flags[i]) == NULL)
+            fail_msg("--help does not mention '%s':\n%s", flags[i], out);
+    free(out);
+}
+
+/* ---- Documentation in sync with the table ----------------------------- */
+
+/* Is key set as "key =" at the start of a line of text? */
+static int names_key(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+
+    for (const char *p = text; (p = strstr(p, key)) != NULL; p += n)
+        if ((p == text || p[-1] == '\n') && strncmp(p + n, " =", 2) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_cfg_example_file(void **state)
+{
+    char *path = repo_file("herald.ini.example");
+    char *text = slurp(path);
+    struct cfg ex, def;
+    size_t i;
+
+    for (i = 0; cfg_key_name(i) != NULL; i++)
+        if (!names_key(text, cfg_key_name(i)))
+            fail_msg("herald.ini.example does not set '%s'", cfg_key_name(i));
+    assert_true(i >= 20);
+    free(text);
+
+    /* it loads, and every value in it is the built-in default */
+    load_ok(&ex, "-c", path, "--secret", GOOD_SECRET, NULL);
+    load_ok(&def, "--secret", GOOD_SECRET, NULL);
+    assert_string_equal(ex.listen, def.listen);
+    assert_int_equal(ex.listen_mode, def.listen_mode);
+    assert_string_equal(ex.ws_path, def.ws_path);
+    assert_int_equal(ex.workers, def.workers);
+    assert_string_equal(ex.secret, def.secret);
+    assert_int_equal(ex.allow_anonymous, def.allow_anonymous);
+    assert_int_equal(ex.norigins, def.norigins);
+    assert_int_equal(ex.token_leeway, def.token_leeway);
+    assert_int_equal(ex.max_header_size, def.max_header_size);
+    assert_int_equal(ex.handshake_timeout_ms, def.handshake_timeout_ms);
+    assert_int_equal(ex.max_message_size, def.max_message_size);
+    assert_int_equal(ex.ping_interval_ms, def.ping_interval_ms);
+    assert_string_equal(ex.api_socket, def.api_socket);
+    assert_int_equal(ex.api_socket_mode, def.api_socket_mode);
+    assert_null(ex.api_socket_group);
+    assert_int_equal(ex.api_threads, def.api_threads);
+    assert_int_equal(ex.api_max_body, def.api_max_body);
+    assert_int_equal(ex.log_level, def.log_level);
+    assert_int_equal(ex.shutdown_timeout_ms, def.shutdown_timeout_ms);
+    cfg_free(&ex);
+    cfg_free(&def);
+    free(path);
+}
+
+static void test_cfg_docs_name_every_key(void **state)
+{
+    char *path = repo_file("docs/config.md");
+    char *text = slurp(path);
+    char row[64];
+
+    for (size_t i = 0; cfg_key_name(i) != NULL; i++) {
+        snprintf(row, sizeof row, "| `%s` |", cfg_key_name(i));
+        if (strstr(text, row) == NULL)
+            fail_msg("docs/config.md has no row for '%s'", cfg_key_name(i));
+    }
+    free(text);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cfg_defaults),
+        cmocka_unit_test(test_cfg_file_syntax),
+        cmocka_unit_test(test_cfg_flags_override_file),
+        cmocka_unit_test(test_cfg_workers_zero_is_cores),
+        cmocka_unit_test(test_cfg_file_errors),
+        cmocka_unit_test(test_cfg_flag_errors),
+        cmocka_unit_test(test_cfg_getopt_reset),
+        cmocka_unit_test(test_cfg_secret_dev_on_loopback),
+        cmocka_unit_test(test_cfg_secret_dev_refused_off_loopback),
+        cmocka_unit_test(test_cfg_secret_dev_refused_with_file),
+        cmocka_unit_test(test_cfg_secret_short),
+        cmocka_unit_test(test_cfg_secret_file),
+        cmocka_unit_test(test_cfg_check_config),
+        cmocka_unit_test(test_cfg_version_help),
+        cmocka_unit_test(test_cfg_example_file),
+        cmocka_unit_test(test_cfg_docs_name_every_key),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
