@@ -59,8 +59,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
 
 unit: $(UNIT_BIN)
 
+# Node runs herald.js's tests with npm's ws package. Debian's nodejs and npm
+# are installed only where no node is on the PATH (a NodeSource node bundles
+# its own npm, and Debian's npm package would conflict with it).
 deps:
 	@./tests/lib/install-deps.sh $(PKGS)
+	@command -v npm >/dev/null 2>&1 || ./tests/lib/install-deps.sh nodejs npm
+	@[ -d tests/js/node_modules/ws ] || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 # The plain suite, then the same suite against an ASan+UBSan build.
 test: deps

@@ -165,6 +165,11 @@ static void routes_publish(struct api *a, const char *body, size_t len,
     int batch;
 
     if (root == NULL) {
+        /* jansson quotes the body ("near '...'"); keep that out of callers' logs. */
+        char *near = strstr(jerr.text, " near '");
+
+        if (near != NULL)
+            *near = '\0';
         api_error(resp, 400, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                   jerr.column);
         return;

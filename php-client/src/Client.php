@@ -193,8 +193,9 @@ final class Client
             }
         }
         $event = $message['event'] ?? null;
-        if (!is_string($event) || $event === '' || strlen($event) > self::MAX_EVENT || !preg_match('//u', $event)) {
-            throw new Exception('event must be a UTF-8 string of 1 to 200 bytes');
+        if (!is_string($event) || $event === '' || strlen($event) > self::MAX_EVENT
+            || !preg_match('//u', $event) || preg_match('/[\x00-\x1f\x7f]/', $event)) {
+            throw new Exception('event must be a UTF-8 string of 1 to 200 bytes without control characters');
         }
         $out = [];
         if (array_key_exists('broadcast', $message)) {

@@ -174,6 +174,46 @@ def test_established_connection_outlives_handshake_timeout(herald):
         assert json.loads(f.payload) == {"event": "late", "data": None}
 
 
+def test_head_arriving_byte_by_byte_is_accepted(herald):
+    with herald.raw() as ws:
+        tok = herald.token("dribble")
+        key = rawws.new_key()
+        head = ("GET /ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n" % (tok, key)).encode()
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.monotonic()
+        for i in range(len(head)):
+            assert ws.send(head[i:i + 1])
+            if i % 8 == 0:
+                time.sleep(0.003)
+        assert time.monotonic() - t0 < 0.8, "too slow to test: handshake_timeout is 1s"
+        st, hdrs, body = ws.read_response()
+        assert st == 101, body
+        assert hdrs["Sec-WebSocket-Accept"] == rawws.accept_key(key)
+        assert ws.alive()
+
+
+def test_percent_encoded_token_and_other_query_params_are_accepted(herald):
+    with herald.raw() as ws:
+        tok = herald.token("pct").replace(".", "%2E").replace("-", "%2D")
+        st, _, body = ws.handshake("/ws?v=2&token=" + tok + "&lang=fr")
+        assert st == 101, body
+        assert herald.publish(["pct"], "pct", None) == 1
+        assert json.loads(ws.recv_data().payload) == {"event": "pct", "data": None}
+
+
+def test_token_subprotocol_without_herald_selects_no_protocol(herald):
+    """RFC 6455 4.2.2: the server may only select a subprotocol the client offered."""
+    with herald.raw() as ws:
+        st, hdrs, body = ws.handshake("/ws", {"Sec-WebSocket-Protocol":
+                                              "herald.token." + herald.token("solo")})
+        if st == 101:
+            assert "Sec-WebSocket-Protocol" not in hdrs, hdrs["Sec-WebSocket-Protocol"]
+        else:
+            assert st == 401, body
+
+
 # -- refused --------------------------------------------------------------
 
 def bad_sig(h):

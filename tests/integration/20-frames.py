@@ -17,6 +17,7 @@ import time
 import pytest
 
 import rawws
+from herald import Herald
 from rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, build_frame
 
 MAX = 100 * 1024
@@ -61,6 +62,30 @@ def assert_stays_open(h, frames, user="frames-ok"):
             assert ws.send(f), "server hung up"
         assert ws.alive(3)
     assert total_protocol_errors(h) == before
+
+
+# -- transport ------------------------------------------------------------
+
+def test_frames_arriving_byte_by_byte_are_reassembled(herald):
+    with herald.raw_ws("dribble") as ws:
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = fr(OP_TEXT, "fragmenté ✓".encode(), fin=False) + fr(OP_CONT, b" end") + \
+            fr(OP_PING, b"tiny steps") + fr(OP_BINARY, b"x" * 300)
+        for i in range(len(data)):
+            assert ws.send(data[i:i + 1])
+            if i % 16 == 0:
+                time.sleep(0.002)
+        f = ws.recv_frame(3)
+        assert (f.opcode, f.payload) == (OP_PONG, b"tiny steps")
+        assert ws.alive()
+
+
+def test_a_thousand_pings_in_one_write_get_a_thousand_pongs(herald):
+    with herald.raw_ws("burst") as ws:
+        ws.send(b"".join(fr(OP_PING, b"%d" % i) for i in range(1000)))
+        got = [ws.recv_frame(5).payload for _ in range(1000)]
+        assert got == [b"%d" % i for i in range(1000)]
+        assert ws.alive()
 
 
 # -- control frames -------------------------------------------------------
@@ -298,3 +323,27 @@ def test_publishing_to_a_reset_connection_does_not_hurt_the_daemon(herald, bysta
     wait_connections(herald, base)
     assert herald.publish(["vanished"], "gone", None) == 0
     bystander.check()
+
+
+# -- keepalive ------------------------------------------------------------
+
+def test_server_pings_and_drops_a_client_that_never_answers():
+    with Herald(config={"ping_interval": "1s"}, workers=1) as h:
+        with h.raw_ws("answers") as good, h.raw_ws("mute") as mute:
+            pinged = False
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 5:
+                try:
+                    f = good.recv_frame(0.2)
+                except rawws.Timeout:
+                    continue
+                assert f.opcode == OP_PING, f
+                assert not f.masked and len(f.payload) <= 125
+                good.send_frame(OP_PONG, f.payload)
+                pinged = True
+            assert pinged, "no ping from the server in 5s with ping_interval=1s"
+            # the mute client read nothing and answered nothing: it must be gone
+            assert mute.wait_eof(3), "client silent for 5 intervals still connected"
+            assert good.alive(), "a client answering pings was dropped"
+            assert h.publish(["answers"], "still", 1) == 1
+            assert h.publish(["mute"], "gone", 1) == 0

@@ -54,6 +54,18 @@ def test_publish_reaches_every_tab_of_the_user_and_nobody_else(herald, run):
     run(go())
 
 
+def test_publish_reaches_eight_tabs_spread_over_both_workers(herald):
+    u = uid("many")
+    tabs = [herald.raw_ws(u) for _ in range(8)]  # SO_REUSEPORT: 2^-7 chance all on one
+    try:
+        assert herald.publish([u], "fan.out", {"n": 8}) == 8
+        for t in tabs:
+            assert json.loads(t.recv_data().payload) == {"event": "fan.out", "data": {"n": 8}}
+    finally:
+        for t in tabs:
+            t.close()
+
+
 def test_integer_and_string_user_ids_are_the_same_user(herald, run):
     n = int(uuid.uuid4().int % 10 ** 9)
 
@@ -195,6 +207,43 @@ def test_batch_with_one_bad_element_is_refused_whole(herald, run):
             assert after["published"] == before["published"]
             assert after["delivered"] == before["delivered"]
     run(go())
+
+
+def test_broadcast_to_three_hundred_clients(run):
+    with Herald(config={"allow_anonymous": "yes"}, workers=2) as h:
+        clients = [h.raw_ws() for _ in range(300)]
+        try:
+            wait_connections(h, 300, timeout=5)
+            assert h.broadcast("crowd", {"big": True}) == 300
+            for c in clients:
+                f = c.recv_data(5)
+                assert json.loads(f.payload) == {"event": "crowd", "data": {"big": True}}
+        finally:
+            for c in clients:
+                c.close()
+        wait_connections(h, 0, timeout=5)
+
+
+def test_a_client_that_never_reads_does_not_hold_up_the_others():
+    import socket
+    with Herald(workers=1) as h:
+        slow = h.raw_ws("slow")
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        fast = h.raw_ws("fast")
+        try:
+            payload = {"blob": "s" * 60000}
+            t0 = time.monotonic()
+            for i in range(300):  # ~18 MB queued towards a reader that never reads
+                assert h.publish(["slow"], "flood", payload) in (0, 1)
+                if i % 50 == 0:
+                    assert h.publish(["fast"], "tick", i) == 1
+                    f = fast.recv_data(3)
+                    assert json.loads(f.payload) == {"event": "tick", "data": i}
+            assert time.monotonic() - t0 < 20
+            assert h.running()
+        finally:
+            slow.close()
+            fast.close()
 
 
 # -- /health and /stats ---------------------------------------------------

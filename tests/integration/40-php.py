@@ -271,6 +271,16 @@ def test_refused_input_returns_false_with_one_log_line(herald, tmp_path):
     assert herald.stats()["published"] == before
 
 
+def test_event_name_with_a_control_character_returns_false_with_one_log_line(herald, tmp_path):
+    # Herald refuses control characters in event names (400); the client may catch it first.
+    before = herald.stats()["published"]
+    r = php(tmp_path, r"""var_export(herald_publish('42', "order\nshipped", 1)); echo ' page';""",
+            herald)
+    assert r.stdout == "false page", r
+    assert_one_herald_line(r)
+    assert herald.stats()["published"] == before
+
+
 def test_daemon_error_answer_returns_false_with_one_log_line(herald, tmp_path):
     # api_max_body is 4k in HERALD_CONFIG: Herald answers 413.
     r = php(tmp_path, "var_export(herald_publish('42', 'big', str_repeat('x', 8000)));"

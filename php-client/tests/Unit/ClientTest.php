@@ -159,6 +159,7 @@ final class ClientTest extends TestCase
             'event not a string' => [['users' => 1, 'event' => 5], 'event must be'],
             'event missing' => [['users' => 1], 'event must be'],
             'event not UTF-8' => [['users' => 1, 'event' => "\xff"], 'event must be'],
+            'event with a newline' => [['users' => 1, 'event' => "a\nb"], 'without control characters'],
             'users and broadcast' => [['users' => 1, 'broadcast' => true, 'event' => 'e'], 'not both'],
             'broadcast false' => [['broadcast' => false, 'event' => 'e'], 'not both'],
             'unknown key' => [['users' => 1, 'event' => 'e', 'channel' => 'x'], 'unknown message key "channel"'],

@@ -80,7 +80,7 @@ final class FunctionsTest extends TestCase
         self::assertFalse(herald_publish('u', 'e', NAN));
         self::assertSame([
             'herald: publish failed: users must be a user id or a non-empty list of them',
-            'herald: publish failed: event must be a UTF-8 string of 1 to 200 bytes',
+            'herald: publish failed: event must be a UTF-8 string of 1 to 200 bytes without control characters',
             'herald: publish failed: data cannot be encoded as JSON: Inf and NaN cannot be JSON encoded',
         ], $this->logLines());
         self::assertSame([], $this->fake->connects);
