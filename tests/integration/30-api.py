@@ -102,7 +102,8 @@ def test_unknown_user_delivers_zero(herald):
 
 def test_data_types_round_trip_and_absent_data_is_null(herald, run):
     u = uid()
-    values = [None, "str ✓ \"quoted\" \\ 😀", 0, -17, 3.25, True, [1, [2, {"k": None}]],
+    values = [None, "str ✓ \"quoted\" \\ 😀", "nul \u0000 inside", 0, -17, 3.25, True,
+              [1, [2, {"k": None}]],
               {"nested": {"deep": [1, 2, 3]}, "empty": {}}]
 
     async def go():
@@ -280,6 +281,7 @@ def test_stats_counts_connections_users_published_delivered(run):
             tabs = [h.connect(h.token("alice")) for _ in range(3)]
             async with tabs[0] as a1, tabs[1] as a2, tabs[2] as a3, \
                     h.connect(h.token("bob")) as b, h.connect() as anon:
+                assert b.open and anon.open
                 s = wait_connections(h, 5)
                 assert s["users"] == 2, "3 tabs of alice + bob (+1 anonymous) over 2 workers"
                 assert s["connections_total"] >= 5
@@ -359,6 +361,8 @@ API_ERRORS = [
     ("event-not-string", pub(event=5), 400),
     ("event-null", pub(event=None), 400),
     ("event-too-long", pub(event="e" * 201), 400),
+    ("event-201-bytes-of-utf8", pub(event="é" * 100 + "e"), 400),
+    ("event-control-char", pub(event="order\nshipped"), 400),
     ("users-and-broadcast", pub(broadcast=True), 400),
     ("neither-users-nor-broadcast", pub(users=...), 400),
     ("broadcast-false", pub(users=..., broadcast=False), 400),

@@ -381,7 +381,7 @@ def raw_exchange(address, data, timeout=2.0, close_after=None, chunks=None):
 
 
 def parse_records(data):
-    """Split raw bytes into complete records [(version, type, request_id, content)]; ignores a tail."""
+    """Split bytes into complete records [(version, type, request_id, content)], tail ignored."""
     out = []
     off = 0
     while off + HEADER.size <= len(data):

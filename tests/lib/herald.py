@@ -143,14 +143,19 @@ class Herald:
         self.secret = "".join(secrets.choice(string.ascii_letters + string.digits)
                               for _ in range(32))
         self.api_socket = os.path.join(self.dir, "api.sock")
-        for attempt in range(3):
-            self.port = free_port()
-            self.listen = "127.0.0.1:%d" % self.port
-            if self._spawn(ready_timeout):
-                break
-            # The free port was taken between our probe and the bind: retry.
-            if attempt == 2 or "in use" not in self.log_text():
-                raise RuntimeError("herald did not become ready:\n" + self.log_text())
+        try:
+            for attempt in range(3):
+                self.port = free_port()
+                self.listen = "127.0.0.1:%d" % self.port
+                if self._spawn(ready_timeout):
+                    break
+                # The free port was taken between our probe and the bind: retry.
+                if attempt == 2 or "in use" not in self.log_text():
+                    raise RuntimeError("herald did not become ready (exit status %s):\n%s"
+                                       % (self.proc.returncode, self.log_text()))
+        except BaseException:
+            self.cleanup()
+            raise
         self.ws_url = "ws://127.0.0.1:%d/ws" % self.port
         return self
 

@@ -82,8 +82,11 @@ def main(manifest):
             s[2].append("%s: no result file, %s (exit status %d)" % (component, why, rc))
         elif rc != 0 and failed_here == 0 and not broken:
             s[1] += 1
-            s[2].append("%s: exit status %d although its results show no failure"
-                        " (sanitizer report, leak or timeout?)" % (component, rc))
+            if rc in (124, 137):
+                s[2].append("%s: timed out (exit status %d)" % (component, rc))
+            else:
+                s[2].append("%s: exit status %d although its results show no failure"
+                            " (sanitizer report or leak at exit?)" % (component, rc))
 
     total_pass = sum(s[0] for s in suites.values())
     total_fail = sum(s[1] for s in suites.values())
