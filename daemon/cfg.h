@@ -36,6 +36,7 @@ struct cfg {
     size_t max_header_size;   /* bytes */
     int handshake_timeout_ms;
     uint64_t max_message_size;
+    uint64_t max_queued_bytes; /* per connection; a slower reader is closed with 1008 */
     int ping_interval_ms;     /* 0 = no pings */
     char *api_socket;         /* owned: path */
     mode_t api_socket_mode;

@@ -74,10 +74,18 @@ static void conn_want_write(struct conn *c, int want)
     ev_io_start(c->w->loop, &c->io);
 }
 
-void conn_send(struct conn *c, struct msg *m)
-{
-    struct conn_out *o = worker_out_get(c->w);
+static void conn_overflow(struct conn *c);
 
+int conn_send(struct conn *c, struct msg *m)
+{
+    struct conn_out *o;
+
+    if (c->state == CONN_OPEN &&
+        (c->overflow || c->out_bytes + m->len > c->w->cfg->max_queued_bytes)) {
+        conn_overflow(c);
+        return 0;
+    }
+    o = worker_out_get(c->w);
     o->msg = msg_ref(m);
     o->next = NULL;
     if (c->out_tail != NULL)
@@ -88,6 +96,7 @@ void conn_send(struct conn *c, struct msg *m)
     c->out_bytes += m->len;
     if (!c->want_write)
         worker_pending_add(c->w, c);
+    return 1;
 }
 
 /* Drop written bytes from the front of the queue. */
@@ -187,6 +196,53 @@ void conn_close(struct conn *c, int code)
     } else if (c->state == CONN_HANDSHAKE) {
         conn_kill(c);
     }
+}
+
+/*
+ * Drop every queued frame but one already partly written (cutting it would
+ * corrupt the stream), so a close frame can follow it.
+ */
+static void conn_truncate_queue(struct conn *c)
+{
+    struct conn_out *keep = c->out_off > 0 ? c->out_head : NULL;
+    struct conn_out *o = keep != NULL ? keep->next : c->out_head;
+
+    while (o != NULL) {
+        struct conn_out *next = o->next;
+
+        msg_unref(o->msg);
+        worker_out_put(c->w, o);
+        o = next;
+    }
+    if (keep != NULL) {
+        keep->next = NULL;
+        c->out_tail = keep;
+        c->out_bytes = keep->msg->len - c->out_off;
+    } else {
+        c->out_head = c->out_tail = NULL;
+        c->out_bytes = 0;
+    }
+}
+
+/* A reader too slow for what it is sent: drop its backlog; conn_service closes it. */
+static void conn_overflow(struct conn *c)
+{
+    if (c->overflow)
+        return;
+    log_msg(LOG_INFO, "conn", "conn=%llu slow consumer: %llu bytes unsent, closing with 1008",
+            (unsigned long long)c->id, (unsigned long long)c->out_bytes);
+    c->overflow = 1;
+    c->w->stats.slow_consumers++;
+    conn_truncate_queue(c);
+    worker_pending_add(c->w, c);
+}
+
+void conn_service(struct conn *c)
+{
+    if (c->overflow && c->state == CONN_OPEN)
+        conn_close(c, WS_CLOSE_POLICY);
+    if (c->state != CONN_DEAD)
+        conn_flush(c);
 }
 
 /* A protocol violation: count it and close with its code. */

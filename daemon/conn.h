@@ -66,6 +66,7 @@ struct conn {
     unsigned ping_out : 1;       /* a ping round is unanswered */
     unsigned in_frame : 1;       /* reading a payload */
     unsigned mtext : 1;          /* the message being read is TEXT */
+    unsigned overflow : 1;       /* over max_queued_bytes: close 1008 before the next poll */
     uint8_t hdr_len;             /* bytes of a split frame header in hdr */
     uint8_t hdr[WS_MAX_CLIENT_HEADER];
     uint8_t ctrl_len;
@@ -90,8 +91,16 @@ struct conn {
 /* Take over an accepted socket and start reading its handshake. */
 void conn_accept(struct worker *w, int fd);
 
-/* Queue a frame (takes a new reference); the worker flushes before polling. */
-void conn_send(struct conn *c, struct msg *m);
+/*
+ * Queue a frame (takes a new reference); the worker flushes before polling.
+ * Returns 1, or 0 when the conn is over max_queued_bytes: then its backlog
+ * is dropped and it is closed with 1008 from the prepare watcher, not here,
+ * so publish loops over the registry are never disturbed.
+ */
+int conn_send(struct conn *c, struct msg *m);
+
+/* Run deferred work (the 1008 close of an overflowed conn), then flush. */
+void conn_service(struct conn *c);
 
 /* Write what is queued; on a full socket, wait for EV_WRITE. */
 void conn_flush(struct conn *c);

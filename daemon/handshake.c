@@ -13,7 +13,7 @@
  *             hs_accept_key calls OpenSSL, whose digest context is the only
  *             allocation here.
  * Errors:     hs_check returns HS_OK or the first failed check, in this
- *             order: method, HTTP version, path, Upgrade/Connection,
+ *             order: method, HTTP version and Host, path, Upgrade/Connection,
  *             Sec-WebSocket-Version, Sec-WebSocket-Key, Origin. The writers
  *             return 0 when out is too small.
  * Spec notes: the key must be 22 base64 characters and "==", which is every
@@ -23,8 +23,10 @@
  *             allowed even with an allow-list: only browsers send Origin,
  *             and the list exists to stop other sites' pages, not programs.
  *             Origin is compared case-insensitively as a whole (scheme and
- *             host are case-insensitive; a port has no case). Host is not
- *             checked: the path and the token decide.
+ *             host are case-insensitive; a port has no case). Host must be
+ *             present (RFC 6455 4.1, RFC 9112 3.2) but its value is not
+ *             checked: the path and the token decide. An absolute-form
+ *             target ("http://host/ws") is read by its path (RFC 9112 3.2.2).
  * Tests:      tests/unit/test_handshake.c, tests/fuzz/fuzz_http.c.
  */
 #include "handshake.h"
@@ -117,6 +119,23 @@ static void scan_protocols(const struct http_request *req, struct hs_result *res
 }
 
 /* Run the checks in their fixed order, then find the token and subprotocol. */
+/* The path of a target, skipping "scheme://authority" in the absolute form. */
+static struct http_str target_path(struct http_str target)
+{
+    struct http_str path = http_target_path(target);
+    const char *p = memchr(path.p, ':', path.len);
+    const char *end = path.p + path.len;
+
+    if (path.len == 0 || path.p[0] == '/' || p == NULL || end - p < 3 || p[1] != '/' ||
+        p[2] != '/')
+        return path;
+    for (p += 3; p < end && *p != '/';)
+        p++;
+    path.len = (size_t)(end - p);
+    path.p = p;
+    return path;
+}
+
 enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *pol,
                         struct hs_result *res)
 {
@@ -126,9 +145,9 @@ enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *
     memset(res, 0, sizeof(*res));
     if (req->method.len != 3 || memcmp(req->method.p, "GET", 3) != 0)
         return HS_BAD_METHOD;
-    if (req->minor_version != 1)
+    if (req->minor_version != 1 || http_find_header(req, "Host") == NULL)
         return HS_BAD_REQUEST;
-    path = http_target_path(req->target);
+    path = target_path(req->target);
     if (path.len != strlen(pol->path) || memcmp(path.p, pol->path, path.len) != 0)
         return HS_NOT_FOUND;
     if (!http_header_has_token(req, "Upgrade", "websocket") ||

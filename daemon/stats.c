@@ -41,6 +41,7 @@ void stats_add(struct stats *dst, const struct stats *src)
     dst->users += src->users;
     dst->delivered += src->delivered;
     dst->accept_errors += src->accept_errors;
+    dst->slow_consumers += src->slow_consumers;
     for (size_t i = 0; i < HS_REASON_COUNT; i++)
         dst->handshakes_refused[i] += src->handshakes_refused[i];
     for (size_t i = 0; i < STATS_NPROTO; i++)

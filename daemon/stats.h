@@ -29,6 +29,7 @@ struct stats {
     uint64_t handshakes_refused[HS_REASON_COUNT]; /* by reason */
     uint64_t protocol_errors[STATS_NPROTO];       /* connections we closed, by code */
     uint64_t accept_errors;        /* accept() failures other than EAGAIN */
+    uint64_t slow_consumers;       /* closed for exceeding max_queued_bytes */
 };
 
 /* HTTP statuses counted as API errors, in this order. */

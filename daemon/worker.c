@@ -290,7 +290,7 @@ static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         if (c->state == CONN_DEAD)
             conn_free(c);
         else
-            conn_flush(c);
+            conn_service(c);
     }
     if (w->shutting_down && w->nconns == 0)
         ev_break(loop, EVBREAK_ALL);
@@ -346,18 +346,16 @@ static uint64_t worker_publish(struct worker *w, const struct cmd_item *it)
 
     if (it->broadcast) {
         for (size_t i = 0; i < w->nopen; i++)
-            conn_send(w->open[i], it->msg);
-        return w->nopen;
+            n += (uint64_t)conn_send(w->open[i], it->msg);
+        return n;
     }
     for (size_t u = 0; u < it->nusers; u++) {
         struct reg_user *user = reg_find(&w->reg, it->users[u], strlen(it->users[u]));
 
         if (user == NULL)
             continue;
-        for (struct reg_link *l = user->links; l != NULL; l = l->next) {
-            conn_send(conn_from_link(l), it->msg);
-            n++;
-        }
+        for (struct reg_link *l = user->links; l != NULL; l = l->next)
+            n += (uint64_t)conn_send(conn_from_link(l), it->msg);
     }
     return n;
 }

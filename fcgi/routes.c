@@ -252,7 +252,7 @@ static void routes_stats(struct api *a, struct api_response *resp)
     for (size_t i = 0; i < STATS_NAPI; i++)
         api_errors[i] = atomic_load(&a->stats.errors[i]);
     routes_ok(resp, json_pack(
-        "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
+        "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
         "uptime", (json_int_t)(time(NULL) - a->started),
         "workers", a->hub->nqueues,
         "connections", (json_int_t)st->connections,
@@ -261,6 +261,7 @@ static void routes_stats(struct api *a, struct api_response *resp)
         "delivered", (json_int_t)st->delivered,
         "connections_total", (json_int_t)st->connections_total,
         "accept_errors", (json_int_t)st->accept_errors,
+        "slow_consumers", (json_int_t)st->slow_consumers,
         "handshakes_refused", routes_refusals(st),
         "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
         "api_requests", (json_int_t)atomic_load(&a->stats.requests),

@@ -155,6 +155,16 @@ def test_token_without_exp_is_accepted(herald):
         assert st == 101, body
 
 
+def test_absolute_form_target_is_read_by_its_path(herald, bystander):
+    """RFC 9112 3.2.2: a server accepts "GET http://host/ws"; the path decides."""
+    with herald.raw() as ws:
+        st, _, body = ws.handshake("http://127.0.0.1/ws?token=" + herald.token("abs-user"))
+        assert st == 101, body
+        assert herald.publish(["abs-user"], "abs", 1) == 1
+        assert json.loads(ws.recv_data(3).payload) == {"event": "abs", "data": 1}
+    bystander.check()
+
+
 def test_pipelined_ping_in_the_same_write_as_the_head_gets_its_pong(herald, bystander):
     with herald.raw() as ws:
         ping = rawws.build_frame(rawws.OP_PING, b"right-behind")
@@ -233,6 +243,7 @@ REFUSALS = [
     ("post", 405, "bad_method", None, dict(method="POST")),
     ("put", 405, "bad_method", None, dict(method="PUT")),
     ("http-1.0", 400, "bad_request", None, dict(version="HTTP/1.0")),
+    ("no-host-header", 400, "bad_request", None, dict(headers={"Host": None})),
     ("garbage-request-line", 400, "bad_request", None,
      dict(raw=b"THIS IS NOT HTTP\r\n\r\n")),
     ("header-without-colon", 400, "bad_request", None,

@@ -247,6 +247,50 @@ def test_a_client_that_never_reads_does_not_hold_up_the_others():
             fast.close()
 
 
+def test_a_reader_over_max_queued_bytes_is_closed_with_1008_and_counted():
+    """
+    A stalled reader's backlog is capped: past max_queued_bytes its queued
+    frames are dropped and it gets close 1008 (after whatever frame was half
+    written), /stats counts it, and the other tabs of the same user and other
+    users keep receiving every message.
+    """
+    with Herald(workers=1, config={"max_queued_bytes": "256k"}) as h:
+        slow = h.raw_ws("shared")
+        other_tab = h.raw_ws("shared")
+        other_user = h.raw_ws("someone-else")
+        try:
+            payload = {"blob": "s" * 30000}
+            counts = []
+            # up to 18 MB: loopback socket buffers take several MB before Herald queues
+            for i in range(600):
+                counts.append(h.publish(["shared"], "flood", payload))
+                f = other_tab.recv_data(3)
+                assert json.loads(f.payload)["event"] == "flood"
+                if counts[-1] == 1:
+                    break
+            # both tabs got it until the slow one overflowed; then only the other
+            assert counts[0] == 2 and counts[-1] == 1, counts
+            # the slow reader, once it reads (within the 2 s close linger), finds
+            # whole frames and then 1008
+            while True:
+                f = slow.recv_frame(5)
+                if f.opcode == 0x8:
+                    assert f.close_code == 1008
+                    break
+                assert json.loads(f.payload)["event"] == "flood"
+            assert h.wait_stat("slow_consumers", 1)["slow_consumers"] == 1
+            assert h.wait_stat("connections", 2)["connections"] == 2
+            assert h.publish(["shared"], "after", 1) == 1
+            assert json.loads(other_tab.recv_data(3).payload) == {"event": "after", "data": 1}
+            assert h.publish(["someone-else"], "still", "here") == 1
+            assert json.loads(other_user.recv_data(3).payload) == {"event": "still",
+                                                                   "data": "here"}
+        finally:
+            slow.close()
+            other_tab.close()
+            other_user.close()
+
+
 # -- /health and /stats ---------------------------------------------------
 
 def test_health(herald):
@@ -260,7 +304,7 @@ def test_health(herald):
 def test_stats_shape(herald):
     s = herald.stats()
     for k in ("uptime", "workers", "connections", "users", "published", "delivered",
-              "connections_total", "api_requests"):
+              "connections_total", "api_requests", "slow_consumers"):
         assert isinstance(s[k], int) and s[k] >= 0, (k, s.get(k))
     assert s["workers"] == 2
     assert set(s["handshakes_refused"]) >= {

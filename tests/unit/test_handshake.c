@@ -92,7 +92,17 @@ static const struct check_case check_cases[] = {
     REFUSED("trailing slash", "GET /ws/ HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
     REFUSED("path case", "GET /WS HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
     REFUSED("longer path", "GET /wsx HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
-    REFUSED("absolute form", "GET http://example.com/ws HTTP/1.1\r\n" GOOD "\r\n", HS_NOT_FOUND),
+    /* absolute form (RFC 9112 3.2.2): the path inside decides */
+    ACCEPTED("absolute form", "GET http://example.com/ws HTTP/1.1\r\n" GOOD "\r\n", LIST),
+    ACCEPTED("absolute form with port and query",
+             "GET https://example.com:8443/ws?x=1 HTTP/1.1\r\n" GOOD "\r\n", LIST),
+    REFUSED("absolute form, other path", "GET http://example.com/wsx HTTP/1.1\r\n" GOOD "\r\n",
+            HS_NOT_FOUND),
+    REFUSED("absolute form, no path", "GET http://example.com HTTP/1.1\r\n" GOOD "\r\n",
+            HS_NOT_FOUND),
+    /* 400: HTTP/1.1 without Host (RFC 9112 3.2) */
+    REFUSED("no host", "GET /ws HTTP/1.1\r\n" UPGRADE CONNECTION KEY VERSION "\r\n",
+            HS_BAD_REQUEST),
     /* 400 no_upgrade: Upgrade or Connection missing or without the token */
     REFUSED("no upgrade", GET HOST CONNECTION KEY VERSION "\r\n", HS_NO_UPGRADE),
     REFUSED("upgrade h2c", GET HOST "Upgrade: h2c\r\n" CONNECTION KEY VERSION "\r\n",
@@ -140,7 +150,8 @@ static const struct check_case check_cases[] = {
     /* the order of the checks: method, version, path, upgrade, ws version, key, origin */
     REFUSED("method before version", "POST /ws HTTP/1.0\r\n\r\n", HS_BAD_METHOD),
     REFUSED("version before path", "GET /x HTTP/1.0\r\n\r\n", HS_BAD_REQUEST),
-    REFUSED("path before upgrade", "GET /x HTTP/1.1\r\n\r\n", HS_NOT_FOUND),
+    REFUSED("host before path", "GET /x HTTP/1.1\r\n\r\n", HS_BAD_REQUEST),
+    REFUSED("path before upgrade", "GET /x HTTP/1.1\r\n" HOST "\r\n", HS_NOT_FOUND),
     REFUSED("upgrade before ws version", GET HOST "\r\n", HS_NO_UPGRADE),
     REFUSED("ws version before key", GET HOST UPGRADE CONNECTION "\r\n", HS_BAD_VERSION),
     REFUSED("key before origin",
