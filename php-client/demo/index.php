@@ -42,7 +42,7 @@ $h = fn (string $s): string => htmlspecialchars($s, ENT_QUOTES);
 <script>
   const state = document.getElementById('state');
   const log = document.getElementById('log');
-  const herald = new Herald(<?= json_encode($wsUrl) ?>, { token: <?= json_encode($token) ?> });
+  const herald = new Herald(<?= json_encode($wsUrl, JSON_UNESCAPED_SLASHES) ?>, { token: <?= json_encode($token) ?> });
   herald.onState((s) => { state.textContent = s; });
   herald.on('*', (data, event) => {
     const li = document.createElement('li');
