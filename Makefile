@@ -38,7 +38,7 @@ HEADERS  = $(wildcard daemon/*.h fcgi/*.h)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-plain test-san unit fuzz bench clean format
+.PHONY: all deps run test test-plain unit fuzz fuzz-build bench clean format
 
 all: $(BUILD)/herald
 
@@ -67,11 +67,14 @@ deps:
 	@command -v npm >/dev/null 2>&1 || ./tests/lib/install-deps.sh nodejs npm
 	@[ -d tests/js/node_modules/ws ] || npm ci --prefix tests/js --no-audit --no-fund --silent
 
-# The plain suite, then the same suite against an ASan+UBSan build.
+# The plain suite, then the same suite against an ASan+UBSan build, then
+# every fuzz target for TEST_FUZZ_SECONDS on its committed corpus.
+TEST_FUZZ_SECONDS ?= 10
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined all unit
-	@./tests/run.sh build build-san
+	@$(MAKE) --no-print-directory fuzz-build
+	@HERALD_FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) ./tests/run.sh build build-san
 
 test-plain: deps
 	@$(MAKE) --no-print-directory all unit
@@ -88,7 +91,9 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(filter daemon/%,$(CORE_SRC)) $(LIBS) -pthread
 
-fuzz: deps $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+fuzz: deps fuzz-build
 	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:

@@ -14,7 +14,8 @@
 # Results go to $HERALD_TEST_OUT (default build/test-results). Every step runs
 # under timeout(1), so a hang fails its suite instead of stalling CI:
 # HERALD_UNIT_TIMEOUT (120 s per binary), HERALD_SUITE_TIMEOUT (1200 s for
-# the integration suite and for phpunit).
+# the integration suite and for phpunit). With HERALD_FUZZ_SECONDS set, every
+# built fuzz target in build-fuzz/ also runs that long (`make test` sets it).
 set -u
 
 if [ $# -lt 1 ]; then
@@ -80,6 +81,18 @@ if [ -f "$ROOT/php-client/phpunit.xml.dist" ]; then
     [ -x "$ROOT/php-client/vendor/bin/phpunit" ] && phpunit=vendor/bin/phpunit
     (cd "$ROOT/php-client" && timeout -k 10 "$SUITE_TIMEOUT" $phpunit --log-junit "$OUT/php.xml")
     record "php" "phpunit" "$OUT/php.xml" $?
+fi
+
+# The libFuzzer targets `make fuzz-build` made, each briefly on its corpus.
+if [ -n "${HERALD_FUZZ_SECONDS:-}" ]; then
+    targets=$(cd "$ROOT/build-fuzz" 2>/dev/null && ls fuzz_* 2>/dev/null |
+        grep -v '\.' | sed 's/^fuzz_//')
+    echo "== fuzz: $HERALD_FUZZ_SECONDS s each: $targets"
+    rm -f "$OUT/fuzz.xml"
+    # shellcheck disable=SC2086
+    FUZZ_JUNIT="$OUT/fuzz.xml" timeout -k 10 "$SUITE_TIMEOUT" \
+        "$ROOT/tests/fuzz/run.sh" "$HERALD_FUZZ_SECONDS" $targets
+    record "fuzz" "libFuzzer" "$OUT/fuzz.xml" $?
 fi
 
 echo

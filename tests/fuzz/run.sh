@@ -10,7 +10,9 @@
 # tests/fuzz/fuzz_<target>.dict when there is one. Crash inputs go to
 # build-fuzz/artifacts-<target>/ and the full log to build-fuzz/fuzz_<target>.log.
 # Prints "fuzz_<target>: N execs, ok" per target; exits 1 if any target
-# crashed, leaked, timed out on an input, or could not run.
+# crashed, leaked, timed out on an input, or could not run. With FUZZ_JUNIT
+# set to a path, also writes JUnit XML there, one testcase per target, for
+# tests/run.sh's summary.
 set -u
 
 usage() {
@@ -29,6 +31,16 @@ cd "$(dirname "$0")/../.." || exit 1
 out=build-fuzz
 mkdir -p "$out" || exit 1
 failed=0
+cases=""
+
+# case_xml NAME FAILURE_MESSAGE: one JUnit testcase (message empty: passed).
+case_xml() {
+    if [ -z "$2" ]; then
+        cases="$cases<testcase classname=\"fuzz\" name=\"$1\"/>"
+    else
+        cases="$cases<testcase classname=\"fuzz\" name=\"$1\"><failure message=\"$2\"/></testcase>"
+    fi
+}
 
 for t in "$@"; do
     bin=$out/fuzz_$t
@@ -40,6 +52,7 @@ for t in "$@"; do
 
     if [ ! -x "$bin" ]; then
         echo "fuzz_$t: $bin not built (run make fuzz), FAILED"
+        case_xml "fuzz_$t" "not built"
         failed=1
         continue
     fi
@@ -56,10 +69,16 @@ for t in "$@"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     if [ $rc -eq 0 ] && [ -n "$execs" ]; then
         echo "fuzz_$t: $execs execs, ok"
+        case_xml "fuzz_$t ($execs execs)" ""
     else
+        case_xml "fuzz_$t" "exit $rc: see $log and $artifacts"
         echo "fuzz_$t: FAILED (exit $rc), log in $log, inputs in $artifacts/:"
         tail -n 40 "$log" | sed 's/^/    /'
         failed=1
     fi
 done
+if [ -n "${FUZZ_JUNIT:-}" ]; then
+    printf '<?xml version="1.0"?>\n<testsuite name="fuzz">%s</testsuite>\n' "$cases" \
+        >"$FUZZ_JUNIT"
+fi
 exit $failed
