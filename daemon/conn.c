@@ -269,7 +269,7 @@ void conn_free(struct conn *c)
         return;
     ev_io_stop(c->w->loop, &c->io);
     worker_timer_remove(c->w, c);
-    conn_consume(c, UINT64_MAX > SIZE_MAX ? SIZE_MAX : (size_t)UINT64_MAX);
+    conn_consume(c, SIZE_MAX);
     close(c->fd);
     c->w->nconns--;
     free(c->head);

@@ -21,13 +21,13 @@ import os
 import socket
 import struct
 import subprocess
-import threading
 import time
 import uuid
 
 import pytest
 
 import fcgi
+from standin import UnixStandIn
 from herald import expect_nothing, recv_json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -304,36 +304,22 @@ def test_client_raises_api_exception_with_the_http_status(herald, tmp_path):
     assert out == "Herald\\ApiException 413 base\ntrue"
 
 
-class FakeApi:
+class FakeApi(UnixStandIn):
     """
     A FastCGI responder on a unix socket in place of Herald. answer=None accepts and never
     answers; otherwise every request gets (status, body).
     """
 
     def __init__(self, path, answer=None):
-        self.path = path
         self.answer = answer
         self.conns = []
         self.requests = 0
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(path)
 
-    def _serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            if self.answer is not None:
-                self._respond(c)
+    def handle(self, c):
+        self.conns.append(c)
+        if self.answer is not None:
+            self._respond(c)
 
     def _respond(self, c):
         c.settimeout(5)
@@ -358,11 +344,9 @@ class FakeApi:
             c.close()
 
     def close(self):
-        self.stopping = True
-        self.thread.join(2)
+        super().close()
         for c in self.conns:
             c.close()
-        self.sock.close()
 
 
 def test_read_timeout_is_honored_against_a_daemon_that_never_answers(tmp_path):

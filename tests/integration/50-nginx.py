@@ -22,13 +22,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 import websockets
 
 from herald import Herald, recv_json
+from standin import UnixStandIn
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NGINX = "/usr/sbin/nginx"
@@ -306,44 +306,26 @@ def test_quiet_connection_survives_several_ping_intervals(sock_dir, run):
         run(scenario())
 
 
-class Recorder:
+class Recorder(UnixStandIn):
     """Stands in for Herald on a unix socket: records each request head, answers 401."""
 
     def __init__(self, path):
         self.heads = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(path, backlog=8)
 
-    def _serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with c:
-                c.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        break
-                    head += chunk
-                self.heads.append(head.decode("latin-1"))
-                body = b'{"ok":false,"error":"bad_token"}'
-                c.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-
-    def close(self):
-        self.stopping = True
-        self.thread.join(2)
-        self.sock.close()
+    def handle(self, c):
+        with c:
+            c.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+            self.heads.append(head.decode("latin-1"))
+            body = b'{"ok":false,"error":"bad_token"}'
+            c.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
 
 def header_map(head):
