@@ -661,3 +661,33 @@ def test_sigint_also_shuts_down_cleanly():
             assert h.stop(signal.SIGINT) == 0
             code, _ = ws.wait_close(3)
             assert code == 1001
+
+
+# -- the API socket's file: mode and group ----------------------------------
+
+def test_api_socket_is_0660_by_default():
+    import stat as st
+    with Herald(workers=1) as h:
+        mode = st.S_IMODE(os.stat(h.api_socket).st_mode)
+        assert mode == 0o660, oct(mode)
+
+
+def test_api_socket_mode_and_group_are_configurable():
+    """Only the configured group (a site's PHP user) may publish: the file says so."""
+    import grp
+    import stat as st
+    group = grp.getgrnam("nogroup")
+    with Herald(workers=1, config={"api_socket_mode": "0600",
+                                   "api_socket_group": "nogroup"}) as h:
+        info = os.stat(h.api_socket)
+        assert st.S_IMODE(info.st_mode) == 0o600, oct(info.st_mode)
+        assert info.st_gid == group.gr_gid
+        assert h.api("GET", "/health")[0] == 200
+
+
+def test_an_unknown_api_socket_group_stops_startup_with_a_clear_error():
+    h = Herald(workers=1, config={"api_socket_group": "no-such-group-herald"})
+    with pytest.raises(RuntimeError) as e:
+        h.start()
+    assert "api_socket_group: no group named no-such-group-herald" in str(e.value)
+    assert "(exit status 1)" in str(e.value)
