@@ -5,6 +5,8 @@
 #   make test       install, build, run every suite (plain, then ASan+UBSan),
 #                   ending with one line "N passed, N failed"
 #   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
+#   make bench      Herald beside Nchan and Node ws, the raw-write ceiling, and
+#                   the micro-benchmarks (docs/performance.md)
 #   make SANITIZE=address,undefined   a sanitized build in build-san/
 
 CC      ?= cc
@@ -38,7 +40,7 @@ HEADERS  = $(wildcard daemon/*.h fcgi/*.h)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-plain unit fuzz fuzz-build bench clean format
+.PHONY: all deps run test test-plain unit fuzz fuzz-build bench bench-build clean format
 
 all: $(BUILD)/herald
 
@@ -95,6 +97,36 @@ fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 
 fuzz: deps fuzz-build
 	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Benchmarks: never part of `make test`. Herald beside Nchan (Debian's
+# libnginx-mod-nchan) and a Node ws server, plus the raw-write ceiling and
+# the micro-benchmarks; bench/run.py prints the table (BENCH_QUICK=1: a
+# short smoke run).
+BENCH_PKGS   = libnginx-mod-nchan
+BENCH_MICRO  = $(patsubst bench/%.c,build/bench/%,$(wildcard bench/bench_*.c))
+BENCH_FLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -pthread
+LOADGEN_SRC  = bench/loadgen.c $(wildcard bench/lg_*.c)
+
+build/bench/bench_%: bench/bench_%.c build/libherald.a $(HEADERS) $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_FLAGS) -Idaemon -Ifcgi -o $@ $< build/libherald.a $(LIBS) -pthread
+
+build/bench/loadgen: $(LOADGEN_SRC) $(wildcard bench/lg_*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_FLAGS) -o $@ $(LOADGEN_SRC) -lssl -lcrypto
+
+build/bench/rawsrv: bench/rawsrv.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_FLAGS) -o $@ $< -lcrypto
+
+bench-build: build/herald $(BENCH_MICRO) build/bench/loadgen build/bench/rawsrv
+
+bench: deps
+	@./tests/lib/install-deps.sh $(BENCH_PKGS)
+	@[ -d bench/peers/node/node_modules/ws ] || \
+		npm ci --prefix bench/peers/node --no-audit --no-fund --silent
+	@$(MAKE) --no-print-directory BUILD=build bench-build
+	@/usr/bin/python3 bench/run.py
 
 clean:
 	rm -rf build build-san build-fuzz
