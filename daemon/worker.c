@@ -287,22 +287,30 @@ static void worker_on_accept_pause(struct ev_loop *loop, ev_timer *t, int revent
         ev_io_start(loop, &w->accept_io);
 }
 
-/* Before polling: write every conn with queued frames, free dead ones. */
+/*
+ * Before polling: write every conn with queued frames, free dead ones. The
+ * list is taken whole and worked through in rounds: a conn that a publish
+ * run mid-flush puts back goes to the next round, behind the conns still
+ * waiting in this one, so none is starved while publishes keep coming.
+ */
 static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct worker *w = WORKER_OF(p, prepare);
     unsigned n = 0;
-    struct conn *c;
+    struct conn *c, *round;
 
-    while ((c = w->pending) != NULL) {
-        w->pending = c->pnext;
-        c->in_pending = 0;
-        if (c->state == CONN_DEAD)
-            conn_free(c);
-        else
-            conn_service(c);
-        if (++n % WORKER_FLUSH_CHUNK == 0)
-            worker_run_queued(w);
+    while ((round = w->pending) != NULL) {
+        w->pending = NULL;
+        while ((c = round) != NULL) {
+            round = c->pnext;
+            c->in_pending = 0;
+            if (c->state == CONN_DEAD)
+                conn_free(c);
+            else
+                conn_service(c);
+            if (++n % WORKER_FLUSH_CHUNK == 0)
+                worker_run_queued(w);
+        }
     }
     if (w->shutting_down && w->nconns == 0)
         ev_break(loop, EVBREAK_ALL);
