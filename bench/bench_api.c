@@ -425,12 +425,18 @@ static void bench_route(const struct cfg *cfg)
     struct fake_worker w;
     struct cmd_queue *qs[1];
     struct cmd_hub hub, none = {.queues = NULL, .nqueues = 0};
+    struct dir dir;
     struct api a;
     char name[128];
 
     memset(&w, 0, sizeof w);
     memset(&a, 0, sizeof a);
+    /* The target user is online at worker 0, so the publish wakes it. */
+    dir_init(&dir);
+    dir_add(&dir, "user-48213", strlen("user-48213"), 0);
     worker_start(&w, qs, &hub);
+    hub.dir = &dir;
+    none.dir = &dir;
     a.cfg = cfg;
     a.hub = &hub;
     a.lfd = -1;
@@ -449,6 +455,14 @@ static void bench_route(const struct cfg *cfg)
     snprintf(name, sizeof name, "api_route POST /publish (1 user, %zu B body, 0 workers)",
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
+    /* The user offline: the directory says so and no worker is woken. */
+    dir_remove(&dir, "user-48213", strlen("user-48213"), 0);
+    a.hub = &hub;
+    check_route(&a, "{\"ok\":true,\"delivered\":0}");
+    snprintf(name, sizeof name, "api_route POST /publish (1 offline user, %zu B body)",
+             sizeof body - 1);
+    bench_run(name, run_route, &a, 0);
+    dir_free(&dir);
 }
 
 int main(void)

@@ -59,10 +59,23 @@ void cmd_job_free(struct cmd_job *job)
 
 void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job)
 {
-    job->pending = hub->nqueues;
+    struct dir_mask all;
+
+    dir_mask_all(&all, hub->nqueues);
+    cmd_submit_to(hub, job, &all);
+}
+
+void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct dir_mask *mask)
+{
+    job->pending = 0;
+    for (int i = 0; i < hub->nqueues; i++)
+        job->pending += dir_mask_has(mask, i);
     for (int i = 0; i < hub->nqueues; i++) {
         struct cmd_queue *q = hub->queues[i];
         struct cmd_node *node = &job->nodes[i];
+
+        if (!dir_mask_has(mask, i))
+            continue;
 
         node->job = job;
         node->next = NULL;

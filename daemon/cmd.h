@@ -21,6 +21,7 @@
 #include <ev.h>
 #include <uthash.h>
 
+#include "dir.h"
 #include "stats.h"
 
 struct msg;
@@ -80,6 +81,7 @@ struct cmd_queue {
 struct cmd_hub {
     struct cmd_queue **queues;   /* borrowed: one per worker */
     int nqueues;
+    struct dir *dir;             /* borrowed: which workers hold which users */
 };
 
 /* A job of this type for nworkers workers, with nitems empty items. */
@@ -90,6 +92,12 @@ void cmd_job_free(struct cmd_job *job);
 
 /* Send the job to every worker of the hub. */
 void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job);
+
+/*
+ * Send the job only to the workers in mask (none: the job is done at once,
+ * and cmd_job_wait returns without waiting).
+ */
+void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct dir_mask *mask);
 
 /* Block until every worker has finished the job. */
 void cmd_job_wait(struct cmd_job *job);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "dir.h"
 #include "handshake.h"
 #include "http.h"
 #include "log.h"
@@ -171,6 +172,8 @@ static void conn_leave_open(struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
+    if (c->link.user != NULL && c->link.user->nlinks == 1)
+        dir_remove(c->w->dir, c->link.user->id, strlen(c->link.user->id), c->w->id);
     reg_remove(&c->w->reg, &c->link);
     worker_open_remove(c->w, c);
     c->w->stats.connections--;
@@ -356,8 +359,11 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     worker_open_add(c->w, c);
     c->w->stats.connections++;
     c->w->stats.connections_total++;
-    if (claims.sub[0] != '\0')
+    if (claims.sub[0] != '\0') {
         reg_add(&c->w->reg, &c->link, claims.sub, strlen(claims.sub));
+        if (c->link.user->nlinks == 1)
+            dir_add(c->w->dir, claims.sub, strlen(claims.sub), c->w->id);
+    }
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");
     tok_claims_free(&claims);

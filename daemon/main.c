@@ -33,6 +33,7 @@ struct herald {
     int nworkers;
     struct cmd_queue **queues;   /* owned array; queues live in the workers */
     struct cmd_hub hub;
+    struct dir dir;              /* which workers hold which users */
     struct api *api;             /* owned */
 };
 
@@ -47,10 +48,11 @@ static int start_workers(struct herald *h, char **cause)
         if (h->shared_lfd < 0)
             return -1;
     }
+    dir_init(&h->dir);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = worker_new(i, cfg, h->shared_lfd, cause);
+        struct worker *w = worker_new(i, cfg, &h->dir, h->shared_lfd, cause);
 
         if (w == NULL)
             return -1;
@@ -59,6 +61,7 @@ static int start_workers(struct herald *h, char **cause)
     }
     h->hub.queues = h->queues;
     h->hub.nqueues = h->nworkers;
+    h->hub.dir = &h->dir;
     for (int i = 0; i < h->nworkers; i++)
         if (worker_start(h->workers[i], cause) != 0)
             return -1;
@@ -84,6 +87,7 @@ static void free_workers(struct herald *h)
         worker_free(h->workers[i]);
     free(h->workers);
     free(h->queues);
+    dir_free(&h->dir);
     if (h->shared_lfd >= 0) {
         close(h->shared_lfd);
         net_unlink(h->cfg.listen);

@@ -51,12 +51,14 @@ static void worker_run_queued(struct worker *w);
 
 #define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr) - offsetof(struct worker, field)))
 
-struct worker *worker_new(int id, const struct cfg *cfg, int lfd, char **cause)
+struct worker *worker_new(int id, const struct cfg *cfg, struct dir *dir, int lfd,
+                          char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
     w->id = id;
     w->cfg = cfg;
+    w->dir = dir;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (w->loop == NULL) {
         *cause = xasprintf("worker %d: cannot create an event loop", id);

@@ -19,6 +19,7 @@
 #include <ev.h>
 
 #include "cmd.h"
+#include "dir.h"
 #include "handshake.h"
 #include "reg.h"
 #include "stats.h"
@@ -39,6 +40,7 @@ struct worker {
     pthread_t thread;
     struct ev_loop *loop;        /* owned */
     const struct cfg *cfg;       /* borrowed: the config snapshot */
+    struct dir *dir;             /* borrowed: shared directory of users */
     struct hs_policy policy;     /* views into cfg */
     int lfd;                     /* listener: owned when own_lfd */
     int own_lfd;
@@ -72,7 +74,8 @@ struct worker {
  * socket) to watch; lfd < 0 makes the worker bind its own SO_REUSEPORT
  * TCP listener. Returns NULL with *cause set.
  */
-struct worker *worker_new(int id, const struct cfg *cfg, int lfd, char **cause);
+struct worker *worker_new(int id, const struct cfg *cfg, struct dir *dir, int lfd,
+                          char **cause);
 
 /* Start the worker's thread. Returns 0 or -1 with *cause set. */
 int worker_start(struct worker *w, char **cause);

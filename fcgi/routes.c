@@ -151,6 +151,23 @@ static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
     return 0;
 }
 
+/* Hand a publish job only to the workers that hold one of its targets. */
+static void routes_submit(struct api *a, struct cmd_job *job)
+{
+    struct dir_mask mask;
+
+    memset(&mask, 0, sizeof mask);
+    for (size_t i = 0; i < job->nitems; i++) {
+        if (job->items[i].broadcast) {
+            cmd_submit(a->hub, job);
+            return;
+        }
+        for (size_t u = 0; u < job->items[i].nusers; u++)
+            dir_lookup(a->hub->dir, job->items[i].users[u], &mask);
+    }
+    cmd_submit_to(a->hub, job, &mask);
+}
+
 /* POST /publish: one message object, or an array of them. */
 static void routes_publish(struct api *a, const char *body, size_t len,
                            struct api_response *resp)
@@ -192,7 +209,7 @@ static void routes_publish(struct api *a, const char *body, size_t len,
             goto done;
         }
     }
-    cmd_submit(a->hub, job);
+    routes_submit(a, job);
     cmd_job_wait(job);
     atomic_fetch_add(&a->stats.published, n);
     counts = json_array();

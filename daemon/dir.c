@@ -1,0 +1,118 @@
+/*
+ * dir.c -- the directory of which workers hold each user (see dir.h).
+ *
+ * Owns:       struct dir_entry allocations.
+ * Called by:  conn.c (worker threads) and cmd.c (API threads).
+ * Invariants: an entry exists exactly while its mask is non-empty; each
+ *             stripe's table is touched only under that stripe's mutex.
+ */
+#include "dir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmalloc.h"
+
+struct dir_entry {
+    UT_hash_handle hh;
+    struct dir_mask mask;
+    char id[];              /* NUL-terminated user id */
+};
+
+/* FNV-1a: picks the stripe; uthash hashes again inside it. */
+static unsigned dir_stripe(const char *id, size_t len)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)id[i]) * 16777619u;
+    return h % DIR_STRIPES;
+}
+
+void dir_init(struct dir *d)
+{
+    for (int i = 0; i < DIR_STRIPES; i++) {
+        pthread_mutex_init(&d->lock[i], NULL);
+        d->table[i] = NULL;
+    }
+}
+
+void dir_free(struct dir *d)
+{
+    struct dir_entry *e, *tmp;
+
+    for (int i = 0; i < DIR_STRIPES; i++) {
+        HASH_ITER(hh, d->table[i], e, tmp) {
+            HASH_DEL(d->table[i], e);
+            free(e);
+        }
+        pthread_mutex_destroy(&d->lock[i]);
+    }
+}
+
+void dir_add(struct dir *d, const char *id, size_t len, int worker)
+{
+    unsigned s = dir_stripe(id, len);
+    struct dir_entry *e;
+
+    pthread_mutex_lock(&d->lock[s]);
+    HASH_FIND(hh, d->table[s], id, len, e);
+    if (e == NULL) {
+        e = xcalloc(1, sizeof *e + len + 1);
+        memcpy(e->id, id, len);
+        HASH_ADD_KEYPTR(hh, d->table[s], e->id, len, e);
+    }
+    e->mask.bits[worker / 64] |= UINT64_C(1) << (worker % 64);
+    pthread_mutex_unlock(&d->lock[s]);
+}
+
+void dir_remove(struct dir *d, const char *id, size_t len, int worker)
+{
+    unsigned s = dir_stripe(id, len);
+    struct dir_entry *e;
+
+    pthread_mutex_lock(&d->lock[s]);
+    HASH_FIND(hh, d->table[s], id, len, e);
+    if (e != NULL) {
+        e->mask.bits[worker / 64] &= ~(UINT64_C(1) << (worker % 64));
+        if (dir_mask_empty(&e->mask)) {
+            HASH_DEL(d->table[s], e);
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&d->lock[s]);
+}
+
+void dir_lookup(struct dir *d, const char *id, struct dir_mask *mask)
+{
+    size_t len = strlen(id);
+    unsigned s = dir_stripe(id, len);
+    struct dir_entry *e;
+
+    pthread_mutex_lock(&d->lock[s]);
+    HASH_FIND(hh, d->table[s], id, len, e);
+    if (e != NULL)
+        for (size_t i = 0; i < DIR_MAX_WORKERS / 64; i++)
+            mask->bits[i] |= e->mask.bits[i];
+    pthread_mutex_unlock(&d->lock[s]);
+}
+
+void dir_mask_all(struct dir_mask *mask, int n)
+{
+    memset(mask, 0, sizeof *mask);
+    for (int i = 0; i < n && i < DIR_MAX_WORKERS; i++)
+        mask->bits[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+int dir_mask_empty(const struct dir_mask *mask)
+{
+    for (size_t i = 0; i < DIR_MAX_WORKERS / 64; i++)
+        if (mask->bits[i] != 0)
+            return 0;
+    return 1;
+}
+
+int dir_mask_has(const struct dir_mask *mask, int worker)
+{
+    return (mask->bits[worker / 64] >> (worker % 64)) & 1;
+}
