@@ -5,22 +5,28 @@
  * Called by:  main.c; its threads call routes.c.
  * Invariants: each thread accepts connections itself and hands the fd to
  *             libfcgi (FCGX_Request.ipcFd) instead of letting FCGX_Accept_r
- *             accept: that lets us poll with a timeout (so the threads see
+ *             accept: that lets us wait with a timeout (so the threads see
  *             a shutdown), and set read and write timeouts on the socket
  *             before libfcgi reads from it, so a caller that stalls or sends
  *             half a record costs one thread a few seconds, not forever.
  *             A malformed record makes FCGX_Accept_r drop that connection
- *             and return an error; the thread simply accepts the next one.
+ *             and return an error; the thread simply serves the next one.
+ *
+ * All threads wait on one epoll set: the listener (EPOLLEXCLUSIVE, so one
+ * thread wakes per caller) and every kept connection (FCGI_KEEP_CONN, as
+ * nginx's fastcgi_keep_conn sends) between its requests (EPOLLONESHOT, so
+ * one thread takes its next request). An idle kept connection costs an fd,
+ * never a thread.
  */
 #include "api.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -141,15 +147,12 @@ static void api_handle(struct api *a, FCGX_Request *req)
     free(path);
 }
 
-/* Wait for and accept one caller; -1 when there is none yet. */
+/* Accept one caller; -1 when another thread was faster. */
 static int api_accept(struct api *a)
 {
     struct timeval tv = {.tv_sec = API_IO_TIMEOUT};
-    struct pollfd pfd = {.fd = a->lfd, .events = POLLIN};
     int fd;
 
-    if (poll(&pfd, 1, API_POLL_MS) <= 0)
-        return -1;
     fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
@@ -167,26 +170,52 @@ static int api_accept(struct api *a)
     return fd;
 }
 
-/* A thread: accept, let libfcgi read the request, answer, repeat. */
+/*
+ * Serve one request on fd. A connection the caller keeps goes (back) into
+ * the epoll set for its next request; libfcgi closes any other, and any
+ * connection that ends or sends a bad record.
+ */
+static void api_serve(struct api *a, FCGX_Request *req, int fd, int registered)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd};
+
+    req->ipcFd = fd;
+    /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
+    req->keepConnection = 1;
+    if (FCGX_Accept_r(req) < 0)
+        return;
+    api_handle(a, req);
+    FCGX_Finish_r(req);
+    if (req->ipcFd < 0)
+        return;
+    req->ipcFd = -1;
+    if (epoll_ctl(a->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a kept connection", strerror(errno));
+        close(fd);
+    }
+}
+
+/* A thread: wait for a new caller or a kept connection's next request. */
 static void *api_thread(void *arg)
 {
     struct api *a = arg;
+    struct epoll_event ev;
     FCGX_Request req;
 
     /* listen_sock -1: should libfcgi ever try to accept, it fails at once. */
     FCGX_InitRequest(&req, -1, 0);
     while (!atomic_load(&a->stopping)) {
-        if (req.ipcFd < 0) {
-            req.ipcFd = api_accept(a);
-            if (req.ipcFd < 0)
-                continue;
-            /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
-            req.keepConnection = 1;
-        }
-        if (FCGX_Accept_r(&req) < 0)
+        int fd;
+
+        if (epoll_wait(a->epfd, &ev, 1, API_POLL_MS) <= 0)
             continue;
-        api_handle(a, &req);
-        FCGX_Finish_r(&req);
+        if (ev.data.fd != a->lfd) {
+            api_serve(a, &req, ev.data.fd, 1);
+            continue;
+        }
+        fd = api_accept(a);
+        if (fd >= 0)
+            api_serve(a, &req, fd, 0);
     }
     FCGX_Free(&req, 1);
     return NULL;
@@ -215,6 +244,7 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
 
     a->cfg = cfg;
     a->hub = hub;
+    a->epfd = -1;
     a->started = time(NULL);
     a->lfd = net_listen(addr, cfg->api_socket_mode, 0, cause);
     free(addr);
@@ -225,6 +255,12 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
         goto fail;
     if (FCGX_Init() != 0) {
         *cause = xasprintf("FCGX_Init failed");
+        goto fail;
+    }
+    a->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (a->epfd < 0 || epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->lfd, &(struct epoll_event){
+                                     .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = a->lfd}) != 0) {
+        *cause = xasprintf("api epoll: %s", strerror(errno));
         goto fail;
     }
     a->threads = xcalloc((size_t)cfg->api_threads, sizeof *a->threads);
@@ -239,6 +275,8 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
     }
     return a;
 fail:
+    if (a->epfd >= 0)
+        close(a->epfd);
     if (a->lfd >= 0) {
         close(a->lfd);
         net_unlink(cfg->api_socket);
@@ -254,6 +292,7 @@ void api_stop(struct api *a)
     atomic_store(&a->stopping, 1);
     for (int i = 0; i < a->nthreads; i++)
         pthread_join(a->threads[i], NULL);
+    close(a->epfd);
     close(a->lfd);
     net_unlink(a->cfg->api_socket);
     free(a->threads);

@@ -27,6 +27,7 @@ struct api {
     const struct cfg *cfg;        /* borrowed: the config snapshot */
     const struct cmd_hub *hub;    /* borrowed: the workers' queues */
     int lfd;                      /* owned: listening unix socket */
+    int epfd;                     /* owned: the listener and idle kept connections */
     int nthreads;
     pthread_t *threads;           /* owned */
     atomic_int stopping;

@@ -534,6 +534,30 @@ def test_keep_conn_serves_several_requests_on_one_connection(herald, run):
     run(go())
 
 
+def test_idle_kept_connections_do_not_hold_the_api_threads():
+    """
+    More idle FCGI_KEEP_CONN connections (nginx's fastcgi_keep_conn) than API
+    threads: new callers are still answered at once, and so is each kept
+    connection's next request.
+    """
+    with Herald(workers=1, config={"api_threads": 2}) as h:
+        kept = [fcgi.Connection(h.api_socket, keep_conn=True, timeout=2) for _ in range(6)]
+        try:
+            for c in kept:
+                assert c.request("GET", "/health").status == 200
+            t0 = time.monotonic()
+            status, _, j = h.api("GET", "/health", timeout=2)
+            assert status == 200 and j["ok"] is True
+            for i, c in enumerate(reversed(kept)):
+                r = c.request("GET", "/health", request_id=2)
+                assert r.status == 200, (i, r)
+            # all answered without waiting out the 5 s read timeout of an idle connection
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            for c in kept:
+                c.close()
+
+
 def publish_still_works(h, bystander):
     assert h.running(), h.log_text()[-3000:]
     status, _, j = h.api("GET", "/health")
