@@ -4,35 +4,44 @@
  *
  *     rawsrv --listen 127.0.0.1:PORT --threads W [--sync]
  *
- * Owns:       W threads, each with its own SO_REUSEPORT listener on PORT, its
- *             own epoll set, an eventfd, a job queue, and an array of the
- *             connections it upgraded. Nothing is shared between threads but
- *             the jobs (one struct pub per publish, with atomic counters).
+ * Owns:       W worker threads, each with its own SO_REUSEPORT listener on
+ *             PORT, its own epoll set, an eventfd, a job queue, and an array of
+ *             the connections it upgraded; and one publish thread (the same
+ *             struct, without listener) that serves the publishers' HTTP
+ *             connections. Nothing is shared between threads but the jobs (one
+ *             struct pub per publish, with atomic counters).
  * Called by:  bench/run.py (make bench) only; the load comes from
  *             build/bench/loadgen. Contract: /work/spec/bench.md.
- * Invariants: a connection belongs to the thread that accepted it and is only
- *             touched by that thread. Frames to one connection leave in
+ * Invariants: a connection belongs to one thread at a time and is only
+ *             touched by it: the worker that accepted it, or the publish thread
+ *             once the worker handed it over. Frames to one connection leave in
  *             publish order: once a write is short, later frames are appended
  *             to that connection's queue instead of written. A connection is
  *             freed only after the epoll batch that closed it, and never while
  *             a publish it asked for is in flight.
  * Errors:     a failed write or read closes that one connection; a bad HTTP
- *             request gets 400/404/405/411/413/431 (the last four then close);
+ *             request gets 400/404/405/411/413/431 (all but 404 then close);
  *             setup errors print one line and exit 1.
  *
- * How a publish runs: a plain HTTP `POST /pub/all` (Content-Length body) may
- * arrive on any thread. That thread encodes the body once, as-is, into one
- * unmasked text frame (0x81, 7/16/64-bit length, payload), queues a fan-out job
- * on every thread (itself included) and wakes each through its eventfd. Each
- * thread write(2)s the frame to each of its connections in a tight loop. The
- * HTTP connection is kept alive. Two ways to answer:
+ * How a publish runs: a plain HTTP `POST /pub/all` (Content-Length body) is
+ * accepted by any worker, which hands the connection, with the request read so
+ * far, to the publish thread -- so a publisher never waits behind a worker's
+ * fan-out loop, as Herald's publishers never wait behind its workers (its API
+ * has threads of its own). The publish thread encodes the body once, as-is,
+ * into one unmasked text frame (0x81, 7/16/64-bit length, payload), queues a
+ * fan-out job on every worker and wakes each through its eventfd. Each worker
+ * write(2)s the frame to each of its connections in a tight loop. The HTTP
+ * connection is kept alive. Two ways to answer:
  *
  *   default   answer 200 {"delivered":N} at once, N = the upgraded connections
- *             of all threads. Frames queued on a thread while it was busy
- *             writing go out together: up to RAW_BATCH_MAX frames, concatenated,
- *             in one write(2) per connection. This is the ceiling for a server
- *             that, like Herald (a writev of up to 64 queued frames), answers
- *             the publisher before the fan-out ends and coalesces what piles up.
+ *             of all threads. Every frame queued on a thread while it was busy
+ *             writing goes out in its next round, concatenated, in one write(2)
+ *             per connection (up to RAW_BATCH_BYTES). This is the ceiling for a
+ *             server that, like Herald (a writev of queued frames), answers the
+ *             publisher before the fan-out ends and coalesces what piles up.
+ *             A round is not interrupted: a frame that arrives mid-round waits
+ *             for the next one (Herald looks at its queue every 64 conns, so
+ *             it may batch a little more, and beat this on a short run).
  *   --sync    one write(2) per frame per connection, and the answer only once
  *             every thread has written the frame (the thread that finishes last
  *             posts the publish back to the first, which answers with the count
@@ -79,11 +88,12 @@
 #define RAW_MAX_QUEUED (64u << 20)
 #define RAW_MAX_EVENTS 256
 #define RAW_MAX_THREADS 256
-#define RAW_BATCH_MAX 64 /* frames per write(2); Herald's writev takes up to 64 */
+#define RAW_BATCH_BYTES (64u << 10) /* queued frames coalesced into one write(2), at most */
 #define RAW_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum conn_state {
     CONN_HTTP,    /* reading a request: handshake or publish */
+    CONN_MOVING,  /* handed to the publish thread; the worker no longer touches it */
     CONN_WAITING, /* its publish is in flight; input is left unread */
     CONN_WS,      /* upgraded; in its worker's ws array */
     CONN_CLOSED,  /* fd closed; freed after the batch or when its publish ends */
@@ -114,12 +124,14 @@ struct pub {
 enum job_kind {
     JOB_FANOUT, /* write pub's frame to every connection of this thread */
     JOB_DONE,   /* every thread finished: answer pub's client (--sync) */
+    JOB_ADOPT,  /* a publisher's connection, handed to the publish thread */
 };
 
 struct job {
     enum job_kind kind;
-    struct pub *pub;  /* borrowed; freed by the origin on JOB_DONE */
-    struct job *next; /* owned by the queue */
+    struct pub *pub;   /* borrowed; freed by the origin on JOB_DONE */
+    struct conn *conn; /* owned; JOB_ADOPT: the connection handed over */
+    struct job *next;  /* owned by the queue */
 };
 
 struct worker {
@@ -138,6 +150,7 @@ struct worker {
 
 static char listen_tag, wake_tag; /* epoll data for the listener and eventfd */
 static struct worker *workers;    /* owned; the W workers */
+static struct worker pub_thread;  /* serves the publishers' connections */
 static int nworkers;
 static int sync_mode;             /* --sync: answer after the writes, one frame each */
 
@@ -343,10 +356,10 @@ static int upgrade(struct worker *w, struct conn *c, const char *head, size_t he
 }
 
 /* Puts a job on a worker's queue and wakes its loop. */
-static void post_job(struct worker *to, enum job_kind kind, struct pub *p)
+static void post_job(struct worker *to, enum job_kind kind, struct pub *p, struct conn *c)
 {
     struct job *j = xrealloc(NULL, sizeof *j);
-    *j = (struct job){ .kind = kind, .pub = p };
+    *j = (struct job){ .kind = kind, .pub = p, .conn = c };
     pthread_mutex_lock(&to->lock);
     if (to->tail != NULL)
         to->tail->next = j;
@@ -392,7 +405,7 @@ static int start_pub(struct worker *w, struct conn *c, const char *body, size_t 
     if (sync_mode)
         c->state = CONN_WAITING;
     for (int i = 0; i < nworkers; i++)
-        post_job(&workers[i], JOB_FANOUT, p);
+        post_job(&workers[i], JOB_FANOUT, p, NULL);
     if (sync_mode)
         return 0;
     size_t n = 0;
@@ -448,7 +461,19 @@ bad:
     return -1;
 }
 
-/* Handles every complete request in the input buffer; -1 = close it. */
+/* Gives a publisher's connection to the publish thread; the caller must not
+ * touch c again. */
+static int hand_over(struct worker *w, struct conn *c)
+{
+    if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+        return -1;
+    c->state = CONN_MOVING;
+    post_job(&pub_thread, JOB_ADOPT, NULL, c);
+    return 1;
+}
+
+/* Handles every complete request in the input buffer; -1 = close it, 1 = the
+ * connection went to the publish thread. */
 static int handle_http(struct worker *w, struct conn *c)
 {
     while (c->state == CONN_HTTP && c->in_len > 0) {
@@ -470,12 +495,14 @@ static int handle_http(struct worker *w, struct conn *c)
         const char *path = sp1 + 1;
         size_t path_len = (size_t)(sp2 - path);
         size_t mlen = (size_t)(sp1 - c->in);
-        if (mlen == 3 && memcmp(c->in, "GET", 3) == 0)
+        if (mlen == 3 && memcmp(c->in, "GET", 3) == 0 && w != &pub_thread)
             return upgrade(w, c, c->in, head_len);
         if (mlen != 4 || memcmp(c->in, "POST", 4) != 0) {
             http_reply(w, c, "405 Method Not Allowed", "{\"error\":\"method\"}");
             return -1;
         }
+        if (w != &pub_thread)
+            return hand_over(w, c);
         int r = handle_post(w, c, head_len, path, path_len);
         if (r != 0)
             return r < 0 ? -1 : 0;
@@ -483,7 +510,8 @@ static int handle_http(struct worker *w, struct conn *c)
     return 0;
 }
 
-/* Reads what the socket has: requests while CONN_HTTP, dropped bytes once CONN_WS. */
+/* Reads what the socket has: requests while CONN_HTTP, dropped bytes once CONN_WS;
+ * -1 = close it, 1 = handed to the publish thread. */
 static int conn_read(struct worker *w, struct conn *c)
 {
     for (;;) {
@@ -510,8 +538,9 @@ static int conn_read(struct worker *w, struct conn *c)
         if (c->state != CONN_HTTP)
             continue;
         c->in_len += (size_t)k;
-        if (handle_http(w, c) < 0)
-            return -1;
+        int r = handle_http(w, c);
+        if (r != 0)
+            return r; /* closed, or no longer ours */
         if (c->state != CONN_HTTP)
             break;
     }
@@ -550,15 +579,19 @@ static void finish_pub(struct worker *w, struct pub *p)
         conn_close(w, c);
 }
 
-/* Writes the frames of up to RAW_BATCH_MAX fan-out jobs from j on (1 with
- * --sync) to every connection, one write(2) each; returns the first job left. */
+/* Writes the frames of the fan-out jobs from j on (one with --sync, else as many
+ * as fit RAW_BATCH_BYTES) to every connection, one write(2) each; returns the
+ * first job left. */
 static struct job *run_fanouts(struct worker *w, struct job *j)
 {
-    int max = sync_mode ? 1 : RAW_BATCH_MAX, k = 0;
+    int k = 0;
     size_t total = 0;
     struct job *x;
-    for (x = j; x != NULL && x->kind == JOB_FANOUT && k < max; x = x->next, k++)
+    for (x = j; x != NULL && x->kind == JOB_FANOUT; x = x->next, k++) {
+        if (k > 0 && (sync_mode || total + x->pub->len > RAW_BATCH_BYTES))
+            break;
         total += x->pub->len;
+    }
     const char *frames = j->pub->frame;
     if (k > 1) {
         if (total > w->batch_cap) {
@@ -579,7 +612,7 @@ static struct job *run_fanouts(struct worker *w, struct job *j)
         atomic_fetch_add(&p->delivered, n);
         if (atomic_fetch_sub(&p->pending, 1) == 1) {
             if (p->client != NULL) {
-                post_job(p->origin, JOB_DONE, p);
+                post_job(p->origin, JOB_DONE, p, NULL);
             } else {
                 free(p->frame);
                 free(p);
@@ -589,6 +622,17 @@ static struct job *run_fanouts(struct worker *w, struct job *j)
         j = next;
     }
     return j;
+}
+
+/* Takes over a publisher's connection a worker handed over, with its request. */
+static void adopt(struct worker *w, struct conn *c)
+{
+    struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+    c->state = CONN_HTTP;
+    c->events = EPOLLIN;
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &e) < 0 || handle_http(w, c) < 0 ||
+        conn_want(w, c) < 0)
+        conn_close(w, c);
 }
 
 /* Runs the jobs other threads (or this one) posted. */
@@ -607,7 +651,10 @@ static void run_jobs(struct worker *w)
             continue;
         }
         struct job *next = j->next;
-        finish_pub(w, j->pub);
+        if (j->kind == JOB_DONE)
+            finish_pub(w, j->pub);
+        else
+            adopt(w, j->conn);
         free(j);
         j = next;
     }
@@ -687,14 +734,27 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Creates a worker's listener, epoll set and eventfd. */
-static void worker_init(struct worker *w, int id, const struct sockaddr_in *addr)
+/* Creates a thread's epoll set, eventfd and queue lock (and nothing to accept). */
+static void loop_init(struct worker *w, int id)
 {
-    int one = 1;
-    *w = (struct worker){ .id = id };
+    *w = (struct worker){ .id = id, .lfd = -1 };
     atomic_init(&w->nws_seen, 0);
     if (pthread_mutex_init(&w->lock, NULL) != 0)
         fail("pthread_mutex_init");
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->epfd < 0 || w->efd < 0)
+        fail("epoll_create1/eventfd");
+    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &wake_tag };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->efd, &ee) < 0)
+        fail("epoll_ctl");
+}
+
+/* Creates a worker: its loop and its SO_REUSEPORT listener. */
+static void worker_init(struct worker *w, int id, const struct sockaddr_in *addr)
+{
+    int one = 1;
+    loop_init(w, id);
     w->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (w->lfd < 0)
         fail("socket");
@@ -705,14 +765,8 @@ static void worker_init(struct worker *w, int id, const struct sockaddr_in *addr
         fail("bind");
     if (listen(w->lfd, 4096) < 0)
         fail("listen");
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->epfd < 0 || w->efd < 0)
-        fail("epoll_create1/eventfd");
     struct epoll_event le = { .events = EPOLLIN, .data.ptr = &listen_tag };
-    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &wake_tag };
-    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &le) < 0 ||
-        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->efd, &ee) < 0)
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &le) < 0)
         fail("epoll_ctl");
 }
 
@@ -779,12 +833,16 @@ int main(int argc, char **argv)
     workers = xrealloc(NULL, (size_t)nworkers * sizeof *workers);
     for (int i = 0; i < nworkers; i++)
         worker_init(&workers[i], i, &addr);
+    loop_init(&pub_thread, nworkers);
+    errno = pthread_create(&pub_thread.thread, NULL, worker_main, &pub_thread);
+    if (errno != 0)
+        fail("pthread_create");
     for (int i = 0; i < nworkers; i++) {
         errno = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
         if (errno != 0)
             fail("pthread_create");
     }
-    fprintf(stderr, "rawsrv: ready on %s with %d threads%s, file limit %llu\n", listen_at,
+    fprintf(stderr, "rawsrv: ready on %s with %d threads + 1%s, file limit %llu\n", listen_at,
             nworkers, sync_mode ? " (--sync)" : "", (unsigned long long)rl.rlim_cur);
     for (int i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);

@@ -24,6 +24,12 @@ Workloads (full run; BENCH_QUICK=1 scales every one down):
              5,000/s for 10 s, expecting no error at all.
 Then each build/bench/bench_* micro-benchmark, if built.
 
+Fairness between runs: every run gets a fresh server. The CPU time other
+processes used during a run (/proc/stat minus this script's and its children's
+rusage) is recorded; a run where it passed 5% of the machine is run again, up
+to twice, and flagged in the notes if it stays noisy. A broadcast that ends
+within 5 s is repeated 5 times and the median is shown.
+
 Results: a plain table on stdout, build/bench/results.md (markdown), and every
 raw figure in build/bench/results.json. Ratios are written so that > 1 always
 means Herald is better: throughput herald/peer, memory and latency peer/herald.
@@ -75,7 +81,7 @@ WORKLOADS = ("memory", "broadcast", "targeted", "api", "held", "micro")
 # Scale of each workload: the full run, and the BENCH_QUICK=1 smoke run.
 FULL = {
     "mem_conns": [10000, 19000], "mem_settle": 1.5, "mem_hold": 4.0,
-    "fan_conns": 10000, "fan_messages": 200, "fan_sizes": [100, 1024],
+    "fan_conns": 10000, "fan_messages": 200, "fan_sizes": [100, 1024], "fan_repeat": 5,
     "tgt_conns": 10000, "tgt_publishers": 8, "tgt_duration": 10, "tgt_rate": 10000,
     "api_publishes": 100000, "api_publishers": 8,
     "held_conns": 19000, "held_rate": 5000, "held_duration": 10,
@@ -83,7 +89,7 @@ FULL = {
 }
 SMALL = {
     "mem_conns": [2000], "mem_settle": 0.5, "mem_hold": 1.5,
-    "fan_conns": 1000, "fan_messages": 20, "fan_sizes": [100, 1024],
+    "fan_conns": 1000, "fan_messages": 20, "fan_sizes": [100, 1024], "fan_repeat": 1,
     "tgt_conns": 1000, "tgt_publishers": 8, "tgt_duration": 2, "tgt_rate": 2000,
     "api_publishes": 5000, "api_publishers": 8,
     "held_conns": 2000, "held_rate": 1000, "held_duration": 2,
@@ -93,7 +99,9 @@ SCALE = SMALL if QUICK else FULL
 
 START_TIMEOUT = 15.0  # a server must answer within this long
 STOP_TIMEOUT = 10.0   # SIGTERM, then SIGKILL after this long
-NOISY_SHARE = 0.05    # a run where others used more CPU than this is flagged
+NOISY_SHARE = 0.05    # a run where others used more CPU than this is run again,
+NOISY_RETRIES = 2     # at most this many times, then flagged in the notes
+FAN_SHORT_S = 5.0     # a broadcast over sooner than this is repeated (fan_repeat times)
 
 _live = {}  # pid -> (Popen, description): everything started and not yet reaped
 
@@ -425,12 +433,31 @@ class Bench:
         return int(min(wanted, left))
 
     def find(self, workload, server, variant):
-        for r in self.runs:
-            if (r["workload"], r["server"], r["variant"]) == (workload, server, variant):
-                return r
-        return None
+        """The run with these keys; of repeated runs, the median by deliveries/s."""
+        found = [r for r in self.runs if not r.get("discarded") and
+                 (r["workload"], r["server"], r["variant"]) == (workload, server, variant)]
+        good = sorted((r for r in found if r["result"] and not r["error"]),
+                      key=lambda r: r["result"].get("deliveries_per_s", 0))
+        if len(good) > 1:
+            return good[(len(good) - 1) // 2]
+        return found[0] if found else None
 
     def run(self, workload, server, variant, mode, opts, idle_hold=None):
+        """run_once, again (after a pause) while other processes took a share of the
+        CPU above NOISY_SHARE, at most NOISY_RETRIES times; earlier tries are kept
+        in results.json, marked discarded."""
+        for attempt in range(NOISY_RETRIES + 1):
+            rec = self.run_once(workload, server, variant, mode, opts, idle_hold)
+            if rec["error"] or rec.get("foreign_cpu_share", 0) <= NOISY_SHARE:
+                break
+            if attempt < NOISY_RETRIES:
+                rec["discarded"] = "other processes used %.0f%% of the CPU" % (
+                    100 * rec["foreign_cpu_share"])
+                log("%s %s %s: %s; again" % (workload, server, variant, rec["discarded"]))
+                time.sleep(5)
+        return rec
+
+    def run_once(self, workload, server, variant, mode, opts, idle_hold=None):
         """Start a fresh server, run one loadgen, stop the server; record everything."""
         rec = {"workload": workload, "server": server, "variant": variant, "mode": mode,
                "opts": opts, "result": None, "error": None}
@@ -485,12 +512,10 @@ class Bench:
         try:
             out = b""
             if idle_hold is not None:
-                out = self.wait_ready_line(p, timeout + 5)
-                if out is not None:
+                out, ready = self.wait_ready_line(p, timeout + 5)
+                if ready:
                     time.sleep(idle_hold)
                     rec["mem_held"] = srv.memory()
-                else:
-                    out = b""
             more, _ = p.communicate(timeout=timeout + 15)
             out += more
         except subprocess.TimeoutExpired:
@@ -514,7 +539,7 @@ class Bench:
 
     @staticmethod
     def wait_ready_line(p, timeout):
-        """Reads loadgen's stdout until its READY line; returns what it read, or None."""
+        """Reads loadgen's stdout until its READY line; returns (what it read, seen?)."""
         buf = b""
         sel = selectors.DefaultSelector()
         sel.register(p.stdout, selectors.EVENT_READ)
@@ -523,12 +548,12 @@ class Bench:
             while b"READY" not in buf:
                 left = end - time.monotonic()
                 if left <= 0 or not sel.select(left):
-                    return None
+                    return buf, False
                 chunk = os.read(p.stdout.fileno(), 4096)
                 if not chunk:
-                    return None
+                    return buf, False
                 buf += chunk
-            return buf
+            return buf, True
         finally:
             sel.close()
 
@@ -556,9 +581,12 @@ def wl_broadcast(b):
     s = SCALE
     for size in s["fan_sizes"]:
         for srv in b.servers + (["raw-sync"] if "raw" in b.servers else []):
-            b.run("broadcast", srv, str(size), "broadcast",
-                  {"conns": s["fan_conns"], "messages": s["fan_messages"], "size": size,
-                   "timeout": 2 * s["lg_timeout"]})
+            for _ in range(s["fan_repeat"]):
+                rec = b.run("broadcast", srv, str(size), "broadcast",
+                            {"conns": s["fan_conns"], "messages": s["fan_messages"],
+                             "size": size, "timeout": 2 * s["lg_timeout"]})
+                if not rec["result"] or rec["result"].get("seconds", 0) >= FAN_SHORT_S:
+                    break
 
 
 def wl_targeted(b):
@@ -777,11 +805,14 @@ def rows(b):
 
 
 def misdup(b, workload, server, variant):
-    r = b.find(workload, server, variant)
-    if not r or r["error"] or not r["result"]:
+    """Missing and duplicate deliveries, summed over every repeat of the run."""
+    done = [r["result"] for r in b.runs if (r["workload"], r["server"], r["variant"]) ==
+            (workload, server, variant) and r["result"] and not r["error"]
+            and not r.get("discarded")]
+    if not done:
         return None
-    res = r["result"]
-    return "%d / %d" % (res.get("missing", 0), res.get("duplicates", 0))
+    return "%d / %d" % (sum(x.get("missing", 0) for x in done),
+                        sum(x.get("duplicates", 0) for x in done))
 
 
 def held_errors(b, server, variant):
@@ -858,23 +889,29 @@ def notes(b, m):
         "Every server runs W=%d workers (Herald threads, nginx worker processes, rawsrv "
         "threads), except Node: one process, as most users run it." % W,
         "Ratios: > 1 means Herald is better (throughput herald/peer; memory and latency "
-        "peer/herald). Herald/Raw: Herald's fan-out as a share of raw write(2) speed.",
+        "peer/herald). Herald/Raw: Herald's deliveries/s as a share of rawsrv's.",
         "Publishing: Herald over FastCGI, one request per connection as the PHP helper "
         "does, unless marked [kept]; Nchan, Node and Raw over HTTP/1.1 keep-alive.",
-        "Raw: rawsrv answers each publish at once and writes the frames queued meanwhile "
-        "together, up to 64 per write(2) (Herald's writev takes up to 64 too): the "
-        "ceiling for a server that coalesces. Its --sync row writes each frame on its own "
-        "and answers after the writes: one write(2) per delivery.",
+        "Raw: rawsrv (W worker threads + 1 publish thread, as Herald has API threads) "
+        "answers each publish at once and writes all the frames queued meanwhile in one "
+        "write(2) per connection (up to 64 KiB): the ceiling for a server that coalesces "
+        "as Herald does. Its --sync row is the other bound: one write(2) per delivery, "
+        "the answer after the writes.",
         "Memory: server RSS while the connections are held minus before connecting, divided "
         "by the connections (nginx: master + workers summed; Pss in results.json).",
     ]
+    if s["fan_repeat"] > 1:
+        lines.append("Broadcast: a run that ends within %.0f s is run %d times; the table shows "
+                     "the median by deliveries/s (every run is in results.json)."
+                     % (FAN_SHORT_S, s["fan_repeat"]))
     if QUICK:
         lines.append("BENCH_QUICK=1: a smoke run at small scale; do not quote these figures.")
     for srv, why in b.skipped.items():
         lines.append("%s not run: %s" % (srv, why))
     noisy = ["%s %s %s (%.0f%%)" % (r["workload"], r["server"], r["variant"],
                                     100 * r["foreign_cpu_share"])
-             for r in b.runs if r.get("foreign_cpu_share", 0) > NOISY_SHARE]
+             for r in b.runs if r.get("foreign_cpu_share", 0) > NOISY_SHARE
+             and not r.get("discarded")]
     if noisy:
         lines.append("Other processes used more than %.0f%% of the CPU during: %s. Rerun on a "
                      "quiet machine before quoting those rows." % (100 * NOISY_SHARE,
