@@ -2,8 +2,8 @@
 """
 run.py -- Herald's benchmark driver, run by `make bench` (never by `make test`).
 
-    /usr/bin/python3 bench/run.py            full run (about 10 minutes on 2 cores)
-    BENCH_QUICK=1 /usr/bin/python3 bench/run.py   smoke run, about a minute
+    /usr/bin/python3 bench/run.py            full run (about 7 minutes on 2 cores)
+    BENCH_QUICK=1 /usr/bin/python3 bench/run.py   smoke run, about 75 seconds
 
 Starts each server under test in turn on loopback -- Herald, Nchan (Debian's
 nginx + libnginx-mod-nchan), a Node `ws` server (one process, as most users

@@ -39,7 +39,7 @@
 #include "xmalloc.h"
 
 #define CONN_LINGER 2.0     /* seconds a closing conn waits for the peer */
-#define CONN_IOV_MAX 64
+#define CONN_IOV_MAX 1024 /* IOV_MAX on Linux: a backlog of small frames goes out in few writes */
 
 static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
 
