@@ -414,7 +414,40 @@ API_ERRORS = [
     ("batch-with-non-object", [P, 1], 400),
     ("batch-nested", [[P]], 400),
     ("batch-one-bad", [P, pub(event="")], 400),
+    ("batch-empty", [], 400),
+    ("data-integer-over-64-bit", b'{"users":["a"],"event":"e","data":18446744073709551616}', 400),
 ]
+
+
+def test_user_and_batch_count_limits_hold_at_their_boundaries():
+    """
+    A message names at most 10,000 users and a batch holds at most 1,000
+    messages: one more is a 400 with a clear error, counted, and nothing from
+    the refused request is delivered.
+    """
+    with Herald(workers=2, config={"api_max_body": "1M"}) as h:
+        watcher = h.raw_ws("u-9999")
+        try:
+            many = [("u-%d" % i) for i in range(10000)]
+            assert h.publish(many, "ok", 1) == 1
+            assert json.loads(watcher.recv_data(3).payload) == {"event": "ok", "data": 1}
+            assert_api_error(h, 400, "POST", "/publish",
+                             pub(users=many + ["u-10000"], event="too.many"))
+            batch_ok = [pub(users=["u-9999"], event="b", data=i) for i in range(1000)]
+            st, _, j = h.api("POST", "/publish", batch_ok)
+            assert st == 200 and j["delivered"] == [1] * 1000
+            for i in range(1000):
+                assert json.loads(watcher.recv_data(3).payload)["data"] == i
+            assert_api_error(h, 400, "POST", "/publish", batch_ok + [P])
+            _, _, j = h.api("POST", "/publish", pub(users=many + ["u-10000"]))
+            assert "at most 10000" in j["error"], j
+            _, _, j = h.api("POST", "/publish", batch_ok + [P])
+            assert "1 to 1000" in j["error"], j
+            # nothing of the refused requests arrived
+            assert h.publish(["u-9999"], "last", 0) == 1
+            assert json.loads(watcher.recv_data(3).payload) == {"event": "last", "data": 0}
+        finally:
+            watcher.close()
 
 
 @pytest.mark.parametrize("name,body,status", API_ERRORS, ids=[e[0] for e in API_ERRORS])
