@@ -36,8 +36,6 @@ struct cmd_job *cmd_job_new(enum cmd_type type, int nworkers, size_t nitems)
 
 void cmd_job_free(struct cmd_job *job)
 {
-    struct cmd_user *u, *tmp;
-
     if (job == NULL)
         return;
     for (size_t i = 0; i < job->nitems; i++) {
@@ -48,10 +46,6 @@ void cmd_job_free(struct cmd_job *job)
     }
     free(job->items);
     free(job->delivered);
-    HASH_ITER(hh, job->users, u, tmp) {
-        HASH_DEL(job->users, u);
-        free(u);
-    }
     pthread_mutex_destroy(&job->lock);
     pthread_cond_destroy(&job->done);
     free(job);
@@ -104,20 +98,6 @@ void cmd_job_done(struct cmd_job *job)
     if (--job->pending == 0)
         pthread_cond_signal(&job->done);
     pthread_mutex_unlock(&job->lock);
-}
-
-void cmd_job_add_user(struct cmd_job *job, const char *id)
-{
-    struct cmd_user *u;
-    size_t len = strlen(id);
-
-    HASH_FIND(hh, job->users, id, len, u);
-    if (u != NULL)
-        return;
-    u = xmalloc(sizeof *u + len + 1);
-    memset(&u->hh, 0, sizeof u->hh);
-    memcpy(u->id, id, len + 1);
-    HASH_ADD_KEYPTR(hh, job->users, u->id, len, u);
 }
 
 void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop,

@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include <ev.h>
-#include <uthash.h>
 
 #include "dir.h"
 #include "stats.h"
@@ -28,7 +27,7 @@ struct msg;
 
 enum cmd_type {
     CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
-    CMD_STATS,     /* add this worker's counters and user ids */
+    CMD_STATS,     /* add this worker's counters */
     CMD_SHUTDOWN,  /* close every connection with 1001 and stop */
 };
 
@@ -38,12 +37,6 @@ struct cmd_item {
     int broadcast;         /* every open connection */
     char **users;          /* owned: NUL-terminated ids, deduplicated */
     size_t nusers;
-};
-
-/* A user id seen by a stats job (the set makes "users" distinct). */
-struct cmd_user {
-    UT_hash_handle hh;
-    char id[];
 };
 
 struct cmd_job;
@@ -65,7 +58,6 @@ struct cmd_job {
     uint64_t *delivered;         /* owned: per item, summed over workers */
     /* CMD_STATS */
     struct stats stats;          /* summed over workers */
-    struct cmd_user *users;      /* owned: distinct user ids */
     int nnodes;
     struct cmd_node nodes[];     /* one per worker */
 };
@@ -104,9 +96,6 @@ void cmd_job_wait(struct cmd_job *job);
 
 /* A worker is finished with the job: its node is no longer used. */
 void cmd_job_done(struct cmd_job *job);
-
-/* Add one worker's user id to a stats job (caller holds job->lock). */
-void cmd_job_add_user(struct cmd_job *job, const char *id);
 
 /* Prepare a queue for the worker whose loop will run cb on wakeups. */
 void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop, void (*cb)(struct ev_loop *,

@@ -83,6 +83,18 @@ void dir_remove(struct dir *d, const char *id, size_t len, int worker)
     pthread_mutex_unlock(&d->lock[s]);
 }
 
+size_t dir_count(struct dir *d)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < DIR_STRIPES; i++) {
+        pthread_mutex_lock(&d->lock[i]);
+        n += HASH_COUNT(d->table[i]);
+        pthread_mutex_unlock(&d->lock[i]);
+    }
+    return n;
+}
+
 void dir_lookup(struct dir *d, const char *id, struct dir_mask *mask)
 {
     size_t len = strlen(id);

@@ -4,12 +4,13 @@
  * Owns:       struct dir (striped hash tables of user id -> worker mask).
  * Called by:  conn.c on a worker's thread, when a user's first connection
  *             on that worker opens and when its last one closes; the API
- *             threads (through cmd_submit_users), once per publish.
+ *             threads, once per publish (routing) and per /stats (count).
  * Invariants: safe on any thread: each stripe has its own mutex, held only
- *             for one hash lookup. A worker updates its bit after its own
- *             registry, so a publish routed by a stale mask finds nothing
- *             (as if it came a moment earlier) and never misses a user
- *             whose connection was already open when the publish started.
+ *             for one hash lookup. A worker sets its bit after adding the
+ *             user to its own registry and clears it before removing, so a
+ *             publish routed by a stale mask at worst finds nothing (as if
+ *             it came a moment earlier or later) and never misses a user
+ *             whose connection was open for its whole routing.
  * Tests:      tests/unit/test_dir.c.
  *
  * Why: a publish to one user used to wake every worker, and a cross-thread
@@ -52,6 +53,9 @@ void dir_add(struct dir *d, const char *id, size_t len, int worker);
 
 /* Worker `worker` holds no connection of user id any more. */
 void dir_remove(struct dir *d, const char *id, size_t len, int worker);
+
+/* How many distinct users have a connection on some worker. */
+size_t dir_count(struct dir *d);
 
 /* OR into *mask the workers holding user id (a NUL-terminated string). */
 void dir_lookup(struct dir *d, const char *id, struct dir_mask *mask);

@@ -38,7 +38,6 @@ void stats_add(struct stats *dst, const struct stats *src)
 {
     dst->connections += src->connections;
     dst->connections_total += src->connections_total;
-    dst->users += src->users;
     dst->delivered += src->delivered;
     dst->accept_errors += src->accept_errors;
     dst->slow_consumers += src->slow_consumers;

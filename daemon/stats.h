@@ -24,7 +24,6 @@ extern const int stats_proto_codes[STATS_NPROTO]; /* 1002, 1007, 1009 */
 struct stats {
     uint64_t connections;          /* open WebSocket connections now */
     uint64_t connections_total;    /* upgrades since start */
-    uint64_t users;                /* distinct users with a connection (per worker) */
     uint64_t delivered;            /* frames queued to connections by publishes */
     uint64_t handshakes_refused[HS_REASON_COUNT]; /* by reason */
     uint64_t protocol_errors[STATS_NPROTO];       /* connections we closed, by code */

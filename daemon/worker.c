@@ -399,8 +399,6 @@ static void worker_shutdown(struct worker *w)
 /* Run one job for this worker and report it done. */
 static void worker_run(struct worker *w, struct cmd_job *job)
 {
-    struct reg_user *u, *tmp;
-
     switch (job->type) {
     case CMD_PUBLISH:
         for (size_t i = 0; i < job->nitems; i++) {
@@ -413,11 +411,8 @@ static void worker_run(struct worker *w, struct cmd_job *job)
         }
         break;
     case CMD_STATS:
-        w->stats.users = w->reg.nusers;
         pthread_mutex_lock(&job->lock);
         stats_add(&job->stats, &w->stats);
-        HASH_ITER(hh, w->reg.users, u, tmp)
-            cmd_job_add_user(job, u->id);
         pthread_mutex_unlock(&job->lock);
         break;
     case CMD_SHUTDOWN:

@@ -273,7 +273,7 @@ static void routes_stats(struct api *a, struct api_response *resp)
         "uptime", (json_int_t)(time(NULL) - a->started),
         "workers", a->hub->nqueues,
         "connections", (json_int_t)st->connections,
-        "users", (json_int_t)HASH_COUNT(job->users),
+        "users", (json_int_t)dir_count(a->hub->dir),
         "published", (json_int_t)atomic_load(&a->stats.published),
         "delivered", (json_int_t)st->delivered,
         "connections_total", (json_int_t)st->connections_total,

@@ -44,11 +44,10 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
             job->delivered[0] += (uint64_t)(w->id + 1);
             pthread_mutex_unlock(&job->lock);
         } else if (job->type == CMD_STATS) {
-            char id[8];
+            struct stats mine = {.connections = (uint64_t)(w->id + 1)};
 
-            snprintf(id, sizeof id, "u%d", w->id % 2);
             pthread_mutex_lock(&job->lock);
-            cmd_job_add_user(job, id);
+            stats_add(&job->stats, &mine);
             pthread_mutex_unlock(&job->lock);
         }
         if (job->type == CMD_SHUTDOWN)
@@ -118,7 +117,7 @@ static void test_cmd_publish_sums_every_worker(void **state)
         assert_int_equal(ws[i].ran[0], CMD_PUBLISH);
 }
 
-static void test_cmd_stats_users_are_distinct(void **state)
+static void test_cmd_stats_sums_every_worker(void **state)
 {
     struct fake_worker ws[NLOOPS];
     struct cmd_queue *qs[NLOOPS];
@@ -129,8 +128,8 @@ static void test_cmd_stats_users_are_distinct(void **state)
     job = cmd_job_new(CMD_STATS, NLOOPS, 0);
     cmd_submit(&hub, job);
     cmd_job_wait(job);
-    /* workers 0 and 2 both report "u0": counted once */
-    assert_int_equal(HASH_COUNT(job->users), 2);
+    /* workers report 1, 2 and 3 connections: all three are in the sum */
+    assert_int_equal(job->stats.connections, 6);
     cmd_job_free(job);
     stop(ws, &hub);
 }
@@ -164,7 +163,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_publish_sums_every_worker),
-        cmocka_unit_test(test_cmd_stats_users_are_distinct),
+        cmocka_unit_test(test_cmd_stats_sums_every_worker),
         cmocka_unit_test(test_cmd_jobs_run_in_order),
     };
 

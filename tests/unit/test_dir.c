@@ -77,6 +77,24 @@ static void test_dir_lookup_ors_into_the_mask(void **state)
     dir_free(&d);
 }
 
+static void test_dir_count_is_distinct_users(void **state)
+{
+    struct dir d;
+
+    dir_init(&d);
+    assert_int_equal(dir_count(&d), 0);
+    dir_add(&d, "u0", 2, 0);
+    dir_add(&d, "u0", 2, 2);
+    dir_add(&d, "u1", 2, 1);
+    /* workers 0 and 2 both hold "u0": counted once (what /stats "users" shows) */
+    assert_int_equal(dir_count(&d), 2);
+    dir_remove(&d, "u0", 2, 0);
+    assert_int_equal(dir_count(&d), 2);
+    dir_remove(&d, "u0", 2, 2);
+    assert_int_equal(dir_count(&d), 1);
+    dir_free(&d);
+}
+
 static void test_dir_mask_all(void **state)
 {
     struct dir_mask m;
@@ -143,6 +161,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dir_add_lookup_remove),
         cmocka_unit_test(test_dir_lookup_ors_into_the_mask),
+        cmocka_unit_test(test_dir_count_is_distinct_users),
         cmocka_unit_test(test_dir_mask_all),
         cmocka_unit_test(test_dir_threads_update_their_own_bits),
     };
