@@ -66,6 +66,9 @@
 #include "api.h"
 #include "cfg.h"
 #include "cmd.h"
+#include "dir.h"
+
+#include "../tests/lib/fake_worker.h"
 
 static const char body[] =
     "{\"users\":[\"user-48213\"],\"event\":\"order.shipped\",\"data\":{\"id\":7,\"status\":"
@@ -312,70 +315,15 @@ static void bench_fcgi(size_t max_body, double clock_cost)
     }
 }
 
-/* A minimal worker, as in tests/unit/test_cmd.c. */
-struct fake_worker {
-    struct ev_loop *loop; /* owned */
-    struct cmd_queue queue;
-    pthread_t thread;
-};
-
-/* Finish every queued job: one delivery per target user, stop on shutdown. */
-static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+/* The fake worker's job: one delivery per target user. */
+static void deliver_one_each(struct fake_worker *w, struct cmd_job *job)
 {
-    struct fake_worker *w =
-        (struct fake_worker *)((char *)a - offsetof(struct fake_worker, queue.wake));
-    struct cmd_node *node = cmd_queue_take(&w->queue);
-
-    while (node != NULL) {
-        struct cmd_node *next = node->next;
-        struct cmd_job *job = node->job;
-
-        if (job->type == CMD_PUBLISH) {
-            pthread_mutex_lock(&job->lock);
-            for (size_t i = 0; i < job->nitems; i++)
-                job->delivered[i] += job->items[i].nusers;
-            pthread_mutex_unlock(&job->lock);
-        } else if (job->type == CMD_SHUTDOWN) {
-            ev_break(loop, EVBREAK_ALL);
-        }
-        cmd_job_done(job);
-        node = next;
-    }
-}
-
-static void *run_loop(void *arg)
-{
-    struct fake_worker *w = arg;
-
-    ev_run(w->loop, 0);
-    return NULL;
-}
-
-static void worker_start(struct fake_worker *w, struct cmd_queue **qs, struct cmd_hub *hub)
-{
-    w->loop = ev_loop_new(EVFLAG_AUTO);
-    if (w->loop == NULL)
-        bench_fail("ev_loop_new failed");
-    cmd_queue_init(&w->queue, w->loop, on_wake);
-    ev_async_start(w->loop, &w->queue.wake);
-    qs[0] = &w->queue;
-    hub->queues = qs;
-    hub->nqueues = 1;
-    if (pthread_create(&w->thread, NULL, run_loop, w) != 0)
-        bench_fail("pthread_create failed");
-}
-
-static void worker_stop(struct fake_worker *w, struct cmd_hub *hub)
-{
-    struct cmd_job *job = cmd_job_new(CMD_SHUTDOWN, 1, 0);
-
-    cmd_submit(hub, job);
-    cmd_job_wait(job);
-    cmd_job_free(job);
-    pthread_join(w->thread, NULL);
-    ev_async_stop(w->loop, &w->queue.wake);
-    cmd_queue_destroy(&w->queue);
-    ev_loop_destroy(w->loop);
+    if (job->type != CMD_PUBLISH)
+        return;
+    pthread_mutex_lock(&job->lock);
+    for (size_t i = 0; i < job->nitems; i++)
+        job->delivered[i] += job->items[i].nusers;
+    pthread_mutex_unlock(&job->lock);
 }
 
 static void run_route(void *ctx, uint64_t n)
@@ -434,7 +382,7 @@ static void bench_route(const struct cfg *cfg)
     /* The target user is online at worker 0, so the publish wakes it. */
     dir_init(&dir);
     dir_add(&dir, "user-48213", strlen("user-48213"), 0);
-    worker_start(&w, qs, &hub);
+    fake_workers_start(&w, 1, qs, &hub, deliver_one_each);
     hub.dir = &dir;
     none.dir = &dir;
     a.cfg = cfg;
@@ -447,7 +395,7 @@ static void bench_route(const struct cfg *cfg)
     bench_run(name, run_route, &a, 0);
     bench_run("cmd_submit + cmd_job_wait (1 fake worker, empty publish job)", run_round_trip, &hub,
               0);
-    worker_stop(&w, &hub);
+    fake_workers_stop(&w, 1, &hub);
 
     /* No worker: the job is done as soon as it is submitted. */
     a.hub = &none;

@@ -15,85 +15,34 @@
 
 #include "cmd.h"
 
+#include "../lib/fake_worker.h"
+
 #define NLOOPS 3
 
-/* A minimal worker: a loop, a queue, and a record of what it ran. */
-struct fake_worker {
-    struct ev_loop *loop;
-    struct cmd_queue queue;
-    pthread_t thread;
-    int ran[16];
-    int nran;
-    int id;
-};
-
-static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+/* What each fake worker does: worker i adds i + 1 to a publish's count and to the stats. */
+static void add_my_share(struct fake_worker *w, struct cmd_job *job)
 {
-    struct fake_worker *w =
-        (struct fake_worker *)((char *)a - offsetof(struct fake_worker, queue.wake));
-    struct cmd_node *node = cmd_queue_take(&w->queue);
+    if (job->type == CMD_PUBLISH) {
+        pthread_mutex_lock(&job->lock);
+        job->delivered[0] += (uint64_t)(w->id + 1);
+        pthread_mutex_unlock(&job->lock);
+    } else if (job->type == CMD_STATS) {
+        struct stats mine = {.connections = (uint64_t)(w->id + 1)};
 
-    while (node != NULL) {
-        struct cmd_node *next = node->next;
-        struct cmd_job *job = node->job;
-
-        if (w->nran < 16)
-            w->ran[w->nran++] = (int)job->type;
-        if (job->type == CMD_PUBLISH) {
-            pthread_mutex_lock(&job->lock);
-            job->delivered[0] += (uint64_t)(w->id + 1);
-            pthread_mutex_unlock(&job->lock);
-        } else if (job->type == CMD_STATS) {
-            struct stats mine = {.connections = (uint64_t)(w->id + 1)};
-
-            pthread_mutex_lock(&job->lock);
-            stats_add(&job->stats, &mine);
-            pthread_mutex_unlock(&job->lock);
-        }
-        if (job->type == CMD_SHUTDOWN)
-            ev_break(loop, EVBREAK_ALL);
-        cmd_job_done(job);
-        node = next;
+        pthread_mutex_lock(&job->lock);
+        stats_add(&job->stats, &mine);
+        pthread_mutex_unlock(&job->lock);
     }
-}
-
-static void *run_loop(void *arg)
-{
-    struct fake_worker *w = arg;
-
-    ev_run(w->loop, 0);
-    return NULL;
 }
 
 static void start(struct fake_worker *ws, struct cmd_queue **qs, struct cmd_hub *hub)
 {
-    for (int i = 0; i < NLOOPS; i++) {
-        memset(&ws[i], 0, sizeof ws[i]);
-        ws[i].id = i;
-        ws[i].loop = ev_loop_new(EVFLAG_AUTO);
-        cmd_queue_init(&ws[i].queue, ws[i].loop, on_wake);
-        ev_async_start(ws[i].loop, &ws[i].queue.wake);
-        qs[i] = &ws[i].queue;
-    }
-    hub->queues = qs;
-    hub->nqueues = NLOOPS;
-    for (int i = 0; i < NLOOPS; i++)
-        pthread_create(&ws[i].thread, NULL, run_loop, &ws[i]);
+    fake_workers_start(ws, NLOOPS, qs, hub, add_my_share);
 }
 
 static void stop(struct fake_worker *ws, struct cmd_hub *hub)
 {
-    struct cmd_job *job = cmd_job_new(CMD_SHUTDOWN, NLOOPS, 0);
-
-    cmd_submit(hub, job);
-    cmd_job_wait(job);
-    cmd_job_free(job);
-    for (int i = 0; i < NLOOPS; i++) {
-        pthread_join(ws[i].thread, NULL);
-        ev_async_stop(ws[i].loop, &ws[i].queue.wake);
-        cmd_queue_destroy(&ws[i].queue);
-        ev_loop_destroy(ws[i].loop);
-    }
+    fake_workers_stop(ws, NLOOPS, hub);
 }
 
 static void test_cmd_publish_sums_every_worker(void **state)
