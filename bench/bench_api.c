@@ -334,7 +334,7 @@ static void run_route(void *ctx, uint64_t n)
     for (uint64_t i = 0; i < n; i++) {
         struct api_response resp = {0};
 
-        api_route(a, "POST", "/publish", body, sizeof body - 1, &resp);
+        api_route(a, "POST", "/publish", "", body, sizeof body - 1, &resp);
         acc += (uint64_t)resp.status + (unsigned char)resp.body[0];
         free(resp.body);
     }
@@ -362,7 +362,7 @@ static void check_route(struct api *a, const char *want)
 {
     struct api_response resp = {0};
 
-    api_route(a, "POST", "/publish", body, sizeof body - 1, &resp);
+    api_route(a, "POST", "/publish", "", body, sizeof body - 1, &resp);
     if (resp.status != 200 || strcmp(resp.body, want) != 0)
         bench_fail("api_route answered %d %s", resp.status, resp.body);
     free(resp.body);

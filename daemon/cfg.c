@@ -49,7 +49,6 @@
 #include "xmalloc.h"
 
 #ifndef HERALD_VERSION
-#define HERALD_VERSION "0.1.0"
 #endif
 
 #define CFG_SECTION "herald"
@@ -175,6 +174,34 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "shutdown_timeout", .type = CFG_MSEC, .min = 0, .max = 60 * CFG_SECOND,
      .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
      .help = "how long shutdown waits for connections to close"},
+    {.name = "public_channels", .type = CFG_LIST, .def = "", CFG_AT(c.public_channels),
+     .aux = offsetof(struct cfg_build, c.npublic_channels), .flags = CFG_RELOAD,
+     .check = cfg_check_pattern,
+     .help = "channels anyone may subscribe to: names or prefix* patterns"},
+    {.name = "client_publish", .type = CFG_LIST, .def = "", CFG_AT(c.client_publish),
+     .aux = offsetof(struct cfg_build, c.nclient_publish), .flags = CFG_RELOAD,
+     .check = cfg_check_pattern, .help = "channels whose subscribers may publish into them"},
+    {.name = "presence_channels", .type = CFG_LIST, .def = "", CFG_AT(c.presence_channels),
+     .aux = offsetof(struct cfg_build, c.npresence_channels), .check = cfg_check_pattern,
+     .help = "channels that track their members and send join/leave"},
+    {.name = "max_subscriptions", .type = CFG_INT, .min = 1, .max = 100000, .def = "100",
+     CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD, .help = "channels per connection"},
+    {.name = "rpc_socket", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_socket),
+     .check = cfg_check_rpc_socket, .help = "php-fpm for RPC and hooks: unix:/path or HOST:PORT"},
+    {.name = "rpc_script", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_script),
+     .flags = CFG_RELOAD, .check = cfg_check_script,
+     .help = "absolute path of the PHP script that answers RPC and hooks"},
+    {.name = "rpc_timeout", .type = CFG_MSEC, .min = 100, .max = 10 * CFG_MINUTE, .def = "10s",
+     CFG_AT(c.rpc_timeout_ms), .flags = CFG_RELOAD, .help = "time allowed for one PHP call"},
+    {.name = "rpc_max_per_conn", .type = CFG_INT, .min = 1, .max = 10000, .def = "8",
+     CFG_AT(c.rpc_max_per_conn), .flags = CFG_RELOAD,
+     .help = "RPC calls in flight per connection; more -> rpc_busy"},
+    {.name = "rpc_max_inflight", .type = CFG_INT, .min = 1, .max = 100000, .def = "256",
+     CFG_AT(c.rpc_max_inflight), .flags = CFG_RELOAD,
+     .help = "PHP calls in flight in the daemon, hooks included"},
+    {.name = "rpc_hooks", .type = CFG_LIST, .def = "", CFG_AT(c.rpc_hooks),
+     .aux = offsetof(struct cfg_build, c.nrpc_hooks), .flags = CFG_RELOAD,
+     .check = cfg_check_hook, .help = "PHP calls on events: connect, disconnect, subscribe"},
 };
 /* clang-format on */
 
@@ -761,10 +788,37 @@ static int resolve_secret(struct cfg_build *b, char **cause)
     return *cause == NULL ? 0 : -1;
 }
 
+/* Turn rpc_hooks into bits; hooks and RPC need both rpc_socket and rpc_script. */
+static int resolve_rpc(struct cfg_build *b, char **cause)
+{
+    struct cfg *c = &b->c;
+
+    c->hooks = 0;
+    for (size_t i = 0; i < c->nrpc_hooks; i++) {
+        if (strcmp(c->rpc_hooks[i], "connect") == 0)
+            c->hooks |= CFG_HOOK_CONNECT;
+        else if (strcmp(c->rpc_hooks[i], "disconnect") == 0)
+            c->hooks |= CFG_HOOK_DISCONNECT;
+        else
+            c->hooks |= CFG_HOOK_SUBSCRIBE;
+    }
+    if ((c->rpc_socket == NULL) != (c->rpc_script == NULL)) {
+        *cause = xasprintf("%s: rpc_socket and rpc_script go together: set both or neither",
+                           b->file != NULL ? b->file : "config");
+        return -1;
+    }
+    if (c->hooks != 0 && c->rpc_socket == NULL) {
+        *cause = xasprintf("%s: rpc_hooks needs rpc_socket and rpc_script",
+                           b->file != NULL ? b->file : "config");
+        return -1;
+    }
+    return 0;
+}
+
 /* Resolve values that depend on the machine or on other settings. */
 static int resolve(struct cfg_build *b, char **cause)
 {
-    if (resolve_secret(b, cause) < 0)
+    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0)
         return -1;
     if (b->c.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -848,6 +902,12 @@ void cfg_free(struct cfg *c)
     cfg_free_list(c->origins, c->norigins);
     free(c->api_socket);
     free(c->api_socket_group);
+    cfg_free_list(c->public_channels, c->npublic_channels);
+    cfg_free_list(c->client_publish, c->nclient_publish);
+    cfg_free_list(c->presence_channels, c->npresence_channels);
+    free(c->rpc_socket);
+    free(c->rpc_script);
+    cfg_free_list(c->rpc_hooks, c->nrpc_hooks);
     free(c->file);
     memset(c, 0, sizeof *c);
 }

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #define CFG_DEV_SECRET "herald-dev-secret"
+#define HERALD_VERSION "0.1.0"
 
 struct cfg {
     char *listen;             /* owned: "HOST:PORT" or "unix:PATH" */
@@ -45,8 +46,27 @@ struct cfg {
     size_t api_max_body;
     int log_level;            /* LOG_DEBUG..LOG_ERROR from log.h */
     int shutdown_timeout_ms;
+    char **public_channels;   /* owned: patterns anyone may subscribe to */
+    size_t npublic_channels;
+    char **client_publish;    /* owned: patterns subscribers may publish into */
+    size_t nclient_publish;
+    char **presence_channels; /* owned: patterns that track members */
+    size_t npresence_channels;
+    int max_subscriptions;    /* channels per connection */
+    char *rpc_socket;         /* owned: php-fpm, "unix:PATH" or "HOST:PORT"; NULL = RPC off */
+    char *rpc_script;         /* owned: absolute path of the PHP script */
+    int rpc_timeout_ms;
+    int rpc_max_per_conn;     /* calls in flight per connection */
+    int rpc_max_inflight;     /* calls in flight in the daemon, hooks included */
+    char **rpc_hooks;         /* owned: "connect", "disconnect", "subscribe" */
+    size_t nrpc_hooks;
+    unsigned hooks;           /* resolved: CFG_HOOK_* bits from rpc_hooks */
     char *file;               /* owned: the config file's path, or NULL */
 };
+
+#define CFG_HOOK_CONNECT 0x1
+#define CFG_HOOK_DISCONNECT 0x2
+#define CFG_HOOK_SUBSCRIBE 0x4
 
 enum cfg_action {
     CFG_RUN,          /* start the daemon */

@@ -31,6 +31,7 @@
 #include <sys/un.h>
 
 #include "cfg.h"
+#include "chan.h"
 #include "xmalloc.h"
 
 /* ---- Numbers ---------------------------------------------------------- */
@@ -257,6 +258,41 @@ int cfg_check_origin(const char *v, char **why)
         return 0;
     if (sep == NULL || sep == v || sep[3] == '\0' || strchr(sep + 3, '/') != NULL) {
         *why = xasprintf("expected origins such as https://example.com (no path), got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_check_pattern(const char *v, char **why)
+{
+    if (!chan_pattern_valid(v)) {
+        *why = xasprintf("expected channel names or prefix* patterns of A-Z a-z 0-9 _ . : @ / "
+                         "= + - (at most %d bytes), got '%s'",
+                         CHAN_MAX_NAME, v);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_check_rpc_socket(const char *v, char **why)
+{
+    return v[0] == '\0' ? 0 : cfg_check_listen(v, why);
+}
+
+int cfg_check_script(const char *v, char **why)
+{
+    if (v[0] != '\0' && v[0] != '/') {
+        *why = xasprintf("expected an absolute path to the PHP script, got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_check_hook(const char *v, char **why)
+{
+    if (strcmp(v, "connect") != 0 && strcmp(v, "disconnect") != 0 &&
+        strcmp(v, "subscribe") != 0) {
+        *why = xasprintf("expected connect, disconnect or subscribe, got '%s'", v);
         return -1;
     }
     return 0;

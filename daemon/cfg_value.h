@@ -72,4 +72,16 @@ int cfg_check_ws_path(const char *v, char **why);
  */
 int cfg_check_origin(const char *v, char **why);
 
+/* A channel name or prefix* pattern (chan.h). */
+int cfg_check_pattern(const char *v, char **why);
+
+/* Empty (RPC off), or an address as for listen. */
+int cfg_check_rpc_socket(const char *v, char **why);
+
+/* Empty, or an absolute path to the PHP script. */
+int cfg_check_script(const char *v, char **why);
+
+/* One of connect, disconnect, subscribe. */
+int cfg_check_hook(const char *v, char **why);
+
 #endif

@@ -8,7 +8,8 @@
  *             and ev_async (h2o's multithread receivers): one lock round
  *             and one wakeup per worker per API request, however many
  *             items or recipients it holds. The sender waits on a condition
- *             variable; the last worker to finish signals it.
+ *             variable; the last worker to finish signals it. A detached
+ *             job has no waiter: the last worker frees it instead.
  */
 #include "cmd.h"
 
@@ -43,6 +44,7 @@ void cmd_job_free(struct cmd_job *job)
         for (size_t j = 0; j < job->items[i].nusers; j++)
             free(job->items[i].users[j]);
         free(job->items[i].users);
+        free(job->items[i].channel);
     }
     free(job->items);
     free(job->delivered);
@@ -84,6 +86,17 @@ void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct 
     }
 }
 
+void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
+                         const struct dir_mask *mask)
+{
+    job->detached = 1;
+    if (dir_mask_empty(mask)) {
+        cmd_job_free(job);
+        return;
+    }
+    cmd_submit_to(hub, job, mask);
+}
+
 void cmd_job_wait(struct cmd_job *job)
 {
     pthread_mutex_lock(&job->lock);
@@ -94,10 +107,17 @@ void cmd_job_wait(struct cmd_job *job)
 
 void cmd_job_done(struct cmd_job *job)
 {
+    /* Read before unlocking: a waiting sender may free the job right after. */
+    int detached = job->detached;
+    int last;
+
     pthread_mutex_lock(&job->lock);
-    if (--job->pending == 0)
+    last = --job->pending == 0;
+    if (last && !detached)
         pthread_cond_signal(&job->done);
     pthread_mutex_unlock(&job->lock);
+    if (last && detached)
+        cmd_job_free(job);
 }
 
 void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop,

@@ -15,6 +15,7 @@
 #define HERALD_CMD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,19 +25,23 @@
 #include "stats.h"
 
 struct msg;
+struct pres;
 
 enum cmd_type {
     CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
     CMD_STATS,     /* add this worker's counters */
+    CMD_COUNT_USER, /* add items[0].users[0]'s connections here to delivered[0] */
     CMD_SHUTDOWN,  /* close every connection with 1001 and stop */
 };
 
-/* One publish: a shared frame and its targets. */
+/* One publish: a shared frame and its targets (broadcast, users or a channel). */
 struct cmd_item {
     struct msg *msg;       /* ref: owned by the job */
     int broadcast;         /* every open connection */
     char **users;          /* owned: NUL-terminated ids, deduplicated */
     size_t nusers;
+    char *channel;         /* owned: every subscriber of this channel, or NULL */
+    uint64_t skip_conn;    /* with channel: this connection id is left out; 0 = none */
 };
 
 struct cmd_job;
@@ -49,6 +54,7 @@ struct cmd_node {
 
 struct cmd_job {
     enum cmd_type type;
+    int detached;                /* nobody waits: the last worker frees the job */
     pthread_mutex_t lock;
     pthread_cond_t done;
     int pending;                 /* workers that have not finished */
@@ -70,10 +76,18 @@ struct cmd_queue {
     struct ev_loop *loop;        /* borrowed: the worker's loop */
 };
 
+/*
+ * What every thread shares: the workers' queues, and the tables that say
+ * where users, channels and presence members are. Each table has its own
+ * locks; the hub itself is filled before any thread starts.
+ */
 struct cmd_hub {
     struct cmd_queue **queues;   /* borrowed: one per worker */
     int nqueues;
     struct dir *dir;             /* borrowed: which workers hold which users */
+    struct dir *chans;           /* borrowed: which workers hold which channels */
+    struct pres *pres;           /* borrowed: presence members */
+    atomic_int rpc_inflight;     /* PHP calls in flight, every worker */
 };
 
 /* A job of this type for nworkers workers, with nitems empty items. */
@@ -90,6 +104,14 @@ void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job);
  * and cmd_job_wait returns without waiting).
  */
 void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct dir_mask *mask);
+
+/*
+ * Send the job to the workers in mask and forget it: nobody waits, and the
+ * last worker to finish frees it (at once, here, if mask is empty). For
+ * workers publishing to each other, which must never block.
+ */
+void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
+                         const struct dir_mask *mask);
 
 /* Block until every worker has finished the job. */
 void cmd_job_wait(struct cmd_job *job);

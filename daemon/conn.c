@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "client.h"
 #include "dir.h"
 #include "handshake.h"
 #include "http.h"
@@ -172,6 +173,7 @@ static void conn_leave_open(struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
+    client_closed(c);
     if (c->link.user != NULL && c->link.user->nlinks == 1)
         dir_remove(c->w->dir, c->link.user->id, strlen(c->link.user->id), c->w->id);
     reg_remove(&c->w->reg, &c->link);
@@ -278,6 +280,7 @@ void conn_free(struct conn *c)
     free(c->head);
     free(c->ctrl);
     free(c->mbuf);
+    client_free(c->client);
     free(c);
 }
 
@@ -309,6 +312,7 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
 {
     const struct cfg *cfg = c->w->cfg;
     char decoded[TOK_MAX_LEN];
+    const char *why = NULL;
     const char *tok = res->token.p;
     size_t len = res->token.len;
     int r;
@@ -327,6 +331,11 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
     if (r != 0) {
         log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
                 tok_strerror(r));
+        return HS_BAD_TOKEN;
+    }
+    if (client_claims(c, claims->payload, &why) != 0) {
+        log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
+                why);
         return HS_BAD_TOKEN;
     }
     return HS_OK;
@@ -367,6 +376,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");
     tok_claims_free(&claims);
+    client_opened(c);
     /* Frames the client sent right behind its head are not lost. */
     if (c->head_len > head_len)
         conn_feed(c, (uint8_t *)c->head + head_len, c->head_len - head_len);
@@ -404,15 +414,18 @@ static void conn_read_handshake(struct conn *c)
         conn_upgrade(c, &req, (size_t)r);
 }
 
-/* A whole data message has arrived. Client commands come in a later version. */
+/* A whole data message has arrived: text is a command, binary is ignored. */
 static void conn_message_end(struct conn *c)
 {
     if (c->mtext && !utf8_complete(&c->utf8)) {
         conn_fail(c, WS_CLOSE_BAD_DATA);
         return;
     }
-    log_msg(LOG_DEBUG, "conn", "conn=%llu message of %llu bytes ignored",
-            (unsigned long long)c->id, (unsigned long long)c->mlen);
+    if (c->mtext)
+        client_message(c, (const char *)c->mbuf, (size_t)c->mlen);
+    else
+        log_msg(LOG_DEBUG, "conn", "conn=%llu binary message of %llu bytes ignored",
+                (unsigned long long)c->id, (unsigned long long)c->mlen);
     free(c->mbuf);
     c->mbuf = NULL;
     c->mlen = c->mcap = 0;

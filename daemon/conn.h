@@ -25,6 +25,7 @@
 
 struct worker;
 struct msg;
+struct client;
 
 enum conn_state {
     CONN_HANDSHAKE,  /* reading the request head */
@@ -86,6 +87,7 @@ struct conn {
     uint32_t out_off;            /* bytes of out_head already written */
     uint64_t out_bytes;          /* bytes queued, for backpressure */
     struct reg_link link;        /* registry entry, when a user is known */
+    struct client *client;       /* owned: protocol state (client.h), or NULL */
 };
 
 /* Take over an accepted socket and start reading its handshake. */

@@ -23,6 +23,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "net.h"
+#include "pres.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -34,6 +35,8 @@ struct herald {
     struct cmd_queue **queues;   /* owned array; queues live in the workers */
     struct cmd_hub hub;
     struct dir dir;              /* which workers hold which users */
+    struct dir chans;            /* which workers hold which channels */
+    struct pres pres;            /* presence members */
     struct api *api;             /* owned */
 };
 
@@ -49,10 +52,16 @@ static int start_workers(struct herald *h, char **cause)
             return -1;
     }
     dir_init(&h->dir);
+    dir_init(&h->chans);
+    pres_init(&h->pres);
+    h->hub.dir = &h->dir;
+    h->hub.chans = &h->chans;
+    h->hub.pres = &h->pres;
+    atomic_init(&h->hub.rpc_inflight, 0);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = worker_new(i, cfg, &h->dir, h->shared_lfd, cause);
+        struct worker *w = worker_new(i, cfg, &h->hub, h->shared_lfd, cause);
 
         if (w == NULL)
             return -1;
@@ -61,7 +70,6 @@ static int start_workers(struct herald *h, char **cause)
     }
     h->hub.queues = h->queues;
     h->hub.nqueues = h->nworkers;
-    h->hub.dir = &h->dir;
     for (int i = 0; i < h->nworkers; i++)
         if (worker_start(h->workers[i], cause) != 0)
             return -1;
@@ -88,6 +96,8 @@ static void free_workers(struct herald *h)
     free(h->workers);
     free(h->queues);
     dir_free(&h->dir);
+    dir_free(&h->chans);
+    pres_free(&h->pres);
     if (h->shared_lfd >= 0) {
         close(h->shared_lfd);
         net_unlink(h->cfg.listen);

@@ -152,6 +152,73 @@ static int listen_tcp(const char *addr, int reuseport, char **cause)
     return fd;
 }
 
+/* Start a non-blocking TCP connect to numeric HOST:PORT ("localhost" is 127.0.0.1). */
+static int connect_tcp(const char *addr, char **cause)
+{
+    struct addrinfo hints, *res;
+    char host[256];
+    const char *port;
+    int fd, r;
+
+    if (split_host_port(addr, host, sizeof host, &port) != 0) {
+        *cause = xasprintf("bad address: %s", addr);
+        return -1;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    /* Numeric only: a DNS lookup would block the worker's loop. */
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    r = getaddrinfo(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port, &hints, &res);
+    if (r != 0) {
+        *cause = xasprintf("%s: %s", addr, gai_strerror(r));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        *cause = xasprintf("%s: %s", addr, strerror(errno));
+        close(fd);
+        fd = -1;
+    } else if (fd < 0) {
+        *cause = xasprintf("socket: %s", strerror(errno));
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Connect to a unix socket without blocking; a full backlog is a failure. */
+static int connect_unix(const char *path, char **cause)
+{
+    struct sockaddr_un sun;
+    int fd;
+
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        *cause = xasprintf("socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *cause = xasprintf("socket: %s", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0 && errno != EINPROGRESS) {
+        *cause = xasprintf("unix:%s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int net_connect(const char *addr, char **cause)
+{
+    if (net_is_unix(addr))
+        return connect_unix(addr + 5, cause);
+    return connect_tcp(addr, cause);
+}
+
 int net_listen(const char *addr, mode_t mode, int reuseport, char **cause)
 {
     if (net_is_unix(addr))

@@ -30,6 +30,13 @@ int net_listen(const char *addr, mode_t mode, int reuseport, char **cause);
  */
 int net_accept(int lfd);
 
+/*
+ * Start a non-blocking connect to "unix:PATH" or numeric "HOST:PORT".
+ * Returns the fd (connected, or connecting: wait for writability and read
+ * SO_ERROR), or -1 with *cause set (malloc'd).
+ */
+int net_connect(const char *addr, char **cause);
+
 /* Remove a unix socket file left by net_listen (addr may be unix:PATH or a path). */
 void net_unlink(const char *addr);
 

@@ -41,6 +41,14 @@ void stats_add(struct stats *dst, const struct stats *src)
     dst->delivered += src->delivered;
     dst->accept_errors += src->accept_errors;
     dst->slow_consumers += src->slow_consumers;
+    dst->subscriptions += src->subscriptions;
+    dst->rpc_calls += src->rpc_calls;
+    dst->rpc_replies += src->rpc_replies;
+    dst->rpc_app_errors += src->rpc_app_errors;
+    dst->rpc_failed += src->rpc_failed;
+    dst->rpc_dropped += src->rpc_dropped;
+    for (size_t i = 0; i < PROTO_NERR; i++)
+        dst->client_errors[i] += src->client_errors[i];
     for (size_t i = 0; i < HS_REASON_COUNT; i++)
         dst->handshakes_refused[i] += src->handshakes_refused[i];
     for (size_t i = 0; i < STATS_NPROTO; i++)

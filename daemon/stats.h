@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "handshake.h"
+#include "proto.h"
 
 /* Close codes counted as protocol errors, in this order. */
 #define STATS_NPROTO 3
@@ -29,6 +30,13 @@ struct stats {
     uint64_t protocol_errors[STATS_NPROTO];       /* connections we closed, by code */
     uint64_t accept_errors;        /* accept() failures other than EAGAIN */
     uint64_t slow_consumers;       /* closed for exceeding max_queued_bytes */
+    uint64_t subscriptions;        /* channel subscriptions now (filled for CMD_STATS) */
+    uint64_t client_errors[PROTO_NERR]; /* error answers to browser commands, by code */
+    uint64_t rpc_calls;            /* requests sent to PHP, hooks included */
+    uint64_t rpc_replies;          /* 2xx JSON answers */
+    uint64_t rpc_app_errors;       /* herald_rpc_error() answers */
+    uint64_t rpc_failed;           /* unavailable, timeout, failed, bad reply */
+    uint64_t rpc_dropped;          /* hooks not sent: over rpc_max_inflight or no socket */
 };
 
 /* HTTP statuses counted as API errors, in this order. */

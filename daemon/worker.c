@@ -31,6 +31,7 @@
 #include "log.h"
 #include "msg.h"
 #include "net.h"
+#include "rpc.h"
 #include "ws.h"
 #include "xmalloc.h"
 
@@ -51,14 +52,17 @@ static void worker_run_queued(struct worker *w);
 
 #define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr) - offsetof(struct worker, field)))
 
-struct worker *worker_new(int id, const struct cfg *cfg, struct dir *dir, int lfd,
+struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd,
                           char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
     w->id = id;
     w->cfg = cfg;
-    w->dir = dir;
+    w->hub = hub;
+    w->dir = hub->dir;
+    /* Connection ids are unique in the process: the worker in the top bits. */
+    w->next_conn_id = (uint64_t)id << 48;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (w->loop == NULL) {
         *cause = xasprintf("worker %d: cannot create an event loop", id);
@@ -79,6 +83,7 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct dir *dir, int lf
     w->rbuf = xmalloc(w->rbuf_size);
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
     reg_init(&w->reg);
+    sub_init(&w->subs);
     ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
     ev_io_start(w->loop, &w->accept_io);
     ev_init(&w->accept_pause, worker_on_accept_pause);
@@ -137,6 +142,7 @@ void worker_free(struct worker *w)
     if (w == NULL)
         return;
     worker_free_conns(w);
+    rpc_abort_all(w);
     ev_io_stop(w->loop, &w->accept_io);
     ev_timer_stop(w->loop, &w->accept_pause);
     ev_prepare_stop(w->loop, &w->prepare);
@@ -153,6 +159,7 @@ void worker_free(struct worker *w)
         free(o);
     }
     reg_free(&w->reg);
+    sub_free(&w->subs);
     msg_unref(w->ping_msg);
     free(w->open);
     free(w->rbuf);
@@ -361,11 +368,27 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+/* Queue a channel item to the channel's subscribers here. */
+static uint64_t worker_publish_channel(struct worker *w, const struct cmd_item *it)
+{
+    struct sub_chan *ch = sub_find(&w->subs, it->channel, strlen(it->channel));
+    uint64_t n = 0;
+
+    if (ch == NULL)
+        return 0;
+    for (struct sub *s = ch->subs; s != NULL; s = s->next)
+        if (s->conn->id != it->skip_conn)
+            n += (uint64_t)conn_send(s->conn, it->msg);
+    return n;
+}
+
 /* Queue one publish item to its targets; returns the conns it reached. */
 static uint64_t worker_publish(struct worker *w, const struct cmd_item *it)
 {
     uint64_t n = 0;
 
+    if (it->channel != NULL)
+        return worker_publish_channel(w, it);
     if (it->broadcast) {
         for (size_t i = 0; i < w->nopen; i++)
             n += (uint64_t)conn_send(w->open[i], it->msg);
@@ -411,10 +434,20 @@ static void worker_run(struct worker *w, struct cmd_job *job)
         }
         break;
     case CMD_STATS:
+        w->stats.subscriptions = w->subs.nsubs;
         pthread_mutex_lock(&job->lock);
         stats_add(&job->stats, &w->stats);
         pthread_mutex_unlock(&job->lock);
         break;
+    case CMD_COUNT_USER: {
+        const char *id = job->items[0].users[0];
+        struct reg_user *u = reg_find(&w->reg, id, strlen(id));
+
+        pthread_mutex_lock(&job->lock);
+        job->delivered[0] += u != NULL ? u->nlinks : 0;
+        pthread_mutex_unlock(&job->lock);
+        break;
+    }
     case CMD_SHUTDOWN:
         worker_shutdown(w);
         break;

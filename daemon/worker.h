@@ -23,11 +23,13 @@
 #include "handshake.h"
 #include "reg.h"
 #include "stats.h"
+#include "sub.h"
 
 struct cfg;
 struct conn;
 struct conn_out;
 struct msg;
+struct rpc_call;
 
 /* A FIFO of conns with deadlines, linked through conn->tnext/tprev. */
 struct conn_list {
@@ -40,7 +42,8 @@ struct worker {
     pthread_t thread;
     struct ev_loop *loop;        /* owned */
     const struct cfg *cfg;       /* borrowed: the config snapshot */
-    struct dir *dir;             /* borrowed: shared directory of users */
+    struct cmd_hub *hub;         /* borrowed: queues, directories, presence */
+    struct dir *dir;             /* borrowed: hub->dir, the directory of users */
     struct hs_policy policy;     /* views into cfg */
     int lfd;                     /* listener: owned when own_lfd */
     int own_lfd;
@@ -51,6 +54,8 @@ struct worker {
     ev_timer ping;               /* ping rounds */
     struct cmd_queue queue;
     struct reg reg;
+    struct sub_table subs;       /* channel subscriptions here */
+    struct rpc_call *calls;      /* owned through rpc.c: PHP calls in flight */
     struct stats stats;
     struct conn **open;          /* owned array; conns borrowed */
     size_t nopen;
@@ -64,7 +69,7 @@ struct worker {
     uint8_t *rbuf;               /* owned: shared read buffer */
     size_t rbuf_size;
     struct msg *ping_msg;        /* ref */
-    uint64_t next_conn_id;
+    uint64_t next_conn_id;       /* worker id << 48, then a counter */
     int shutting_down;
     ev_tstamp shutdown_deadline;
 };
@@ -74,7 +79,7 @@ struct worker {
  * socket) to watch; lfd < 0 makes the worker bind its own SO_REUSEPORT
  * TCP listener. Returns NULL with *cause set.
  */
-struct worker *worker_new(int id, const struct cfg *cfg, struct dir *dir, int lfd,
+struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd,
                           char **cause);
 
 /* Start the worker's thread. Returns 0 or -1 with *cause set. */

@@ -125,6 +125,18 @@ static char *api_read_body(FCGX_Request *req, size_t limit, size_t *len)
     return buf;
 }
 
+/* The query string: QUERY_STRING, or else what follows '?' in REQUEST_URI. */
+static const char *api_query(FCGX_Request *req)
+{
+    const char *q = FCGX_GetParam("QUERY_STRING", req->envp);
+
+    if (q != NULL && q[0] != '\0')
+        return q;
+    q = FCGX_GetParam("REQUEST_URI", req->envp);
+    q = q != NULL ? strchr(q, '?') : NULL;
+    return q != NULL ? q + 1 : "";
+}
+
 /* Answer one request. */
 static void api_handle(struct api *a, FCGX_Request *req)
 {
@@ -137,7 +149,7 @@ static void api_handle(struct api *a, FCGX_Request *req)
     if (body == NULL)
         api_error(&resp, 413, "body over the limit of %zu bytes", a->cfg->api_max_body);
     else
-        api_route(a, method ? method : "", path, body, len, &resp);
+        api_route(a, method ? method : "", path, api_query(req), body, len, &resp);
     stats_count_api_status(&a->stats, resp.status);
     if (resp.status >= 400)
         log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);

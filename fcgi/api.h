@@ -55,8 +55,8 @@ void api_stop(struct api *a);
  * Route one request (routes.c). body is NUL-terminated at body[len].
  * Fills *resp; the caller frees resp->body.
  */
-void api_route(struct api *a, const char *method, const char *path, const char *body,
-               size_t len, struct api_response *resp);
+void api_route(struct api *a, const char *method, const char *path, const char *query,
+               const char *body, size_t len, struct api_response *resp);
 
 /* A JSON error body {"ok":false,"error":msg} with this status (routes.c). */
 void api_error(struct api_response *resp, int status, const char *fmt, ...)

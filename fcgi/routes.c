@@ -19,7 +19,11 @@
 #include <jansson.h>
 
 #include "cfg.h"
+#include "chan.h"
+#include "http.h"
 #include "msg.h"
+#include "pres.h"
+#include "proto.h"
 #include "tok.h"
 #include "ws.h"
 #include "xmalloc.h"
@@ -106,10 +110,29 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
     return 0;
 }
 
+/* A publish to a channel: check the name and encode the channel envelope. */
+static int routes_channel_item(const json_t *chan, const json_t *event, const json_t *data,
+                               struct cmd_item *it, char *err, size_t errlen)
+{
+    if (!json_is_string(chan) ||
+        !chan_name_valid(json_string_value(chan), json_string_length(chan))) {
+        snprintf(err, errlen, "channel must be 1 to %d bytes of A-Z a-z 0-9 _ . : @ / = + -",
+                 CHAN_MAX_NAME);
+        return -1;
+    }
+    it->channel = xstrdup(json_string_value(chan));
+    it->msg = proto_channel_message(it->channel, json_string_value(event), data, NULL);
+    if (it->msg == NULL) {
+        snprintf(err, errlen, "data cannot be encoded");
+        return -1;
+    }
+    return 0;
+}
+
 /* Validate one message object and encode its frame into *it. */
 static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
 {
-    json_t *event, *data, *users, *bc, *env;
+    json_t *event, *data, *users, *bc, *chan, *env;
     char *text;
 
     if (!json_is_object(o)) {
@@ -120,6 +143,7 @@ static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
     data = json_object_get(o, "data");
     users = json_object_get(o, "users");
     bc = json_object_get(o, "broadcast");
+    chan = json_object_get(o, "channel");
     if (!json_is_string(event) ||
         !routes_valid_name(json_string_value(event), json_string_length(event),
                            ROUTES_MAX_EVENT)) {
@@ -127,18 +151,20 @@ static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
                  "characters", ROUTES_MAX_EVENT);
         return -1;
     }
-    if (users != NULL && bc != NULL) {
-        snprintf(err, errlen, "give users or broadcast, not both");
+    if ((users != NULL) + (bc != NULL) + (chan != NULL) > 1) {
+        snprintf(err, errlen, "give one of users, broadcast and channel");
         return -1;
     }
     if (bc != NULL && !json_is_true(bc)) {
         snprintf(err, errlen, "broadcast must be true");
         return -1;
     }
-    if (users == NULL && bc == NULL) {
-        snprintf(err, errlen, "missing users (or broadcast: true)");
+    if (users == NULL && bc == NULL && chan == NULL) {
+        snprintf(err, errlen, "missing users (or broadcast: true, or channel)");
         return -1;
     }
+    if (chan != NULL)
+        return routes_channel_item(chan, event, data, it, err, errlen);
     if (bc != NULL)
         it->broadcast = 1;
     else if (routes_users(users, it, err, errlen) != 0)
@@ -162,6 +188,8 @@ static void routes_submit(struct api *a, struct cmd_job *job)
             cmd_submit(a->hub, job);
             return;
         }
+        if (job->items[i].channel != NULL)
+            dir_lookup(a->hub->chans, job->items[i].channel, &mask);
         for (size_t u = 0; u < job->items[i].nusers; u++)
             dir_lookup(a->hub->dir, job->items[i].users[u], &mask);
     }
@@ -257,18 +285,125 @@ static json_t *routes_by_code(const int *codes, size_t n, const uint64_t *counts
     return o;
 }
 
+/* Percent-decoded query parameter name into out; 1 found, 0 absent, -1 malformed. */
+static int routes_param(const char *query, const char *name, char *out, size_t outlen)
+{
+    char target[4096];
+    struct http_str t, v;
+    int n;
+
+    n = snprintf(target, sizeof target, "?%s", query);
+    if (n < 0 || (size_t)n >= sizeof target)
+        return -1;
+    t.p = target;
+    t.len = (size_t)n;
+    if (!http_query_param(t, name, &v))
+        return 0;
+    n = http_percent_decode(v, out, outlen - 1);
+    if (n < 0)
+        return -1;
+    out[n] = '\0';
+    return strlen(out) == (size_t)n ? 1 : -1;
+}
+
+/* GET /presence?channel=C: the members of a presence channel. */
+static void routes_presence_channel(struct api *a, const char *channel,
+                                    struct api_response *resp)
+{
+    const struct cfg *cfg = a->cfg;
+    size_t len = strlen(channel);
+
+    if (!chan_name_valid(channel, len)) {
+        api_error(resp, 400, "channel must be 1 to %d bytes of A-Z a-z 0-9 _ . : @ / = + -",
+                  CHAN_MAX_NAME);
+        return;
+    }
+    if (!chan_match_any(cfg->presence_channels, cfg->npresence_channels, channel, len)) {
+        api_error(resp, 400, "%s is not a presence channel (see presence_channels)", channel);
+        return;
+    }
+    routes_ok(resp, json_pack("{s:s, s:o}", "channel", channel, "members",
+                              pres_members(a->hub->pres, channel, 1)));
+}
+
+/* GET /presence?user=U: is the user online here, and with how many connections. */
+static void routes_presence_user(struct api *a, const char *user, struct api_response *resp)
+{
+    struct cmd_job *job;
+    struct dir_mask mask;
+    uint64_t n;
+
+    if (!routes_valid_name(user, strlen(user), TOK_MAX_SUB)) {
+        api_error(resp, 400, "user must be 1 to %d bytes without control characters",
+                  TOK_MAX_SUB);
+        return;
+    }
+    memset(&mask, 0, sizeof mask);
+    dir_lookup(a->hub->dir, user, &mask);
+    job = cmd_job_new(CMD_COUNT_USER, a->hub->nqueues, 1);
+    job->items[0].users = xcalloc(1, sizeof *job->items[0].users);
+    job->items[0].users[0] = xstrdup(user);
+    job->items[0].nusers = 1;
+    cmd_submit_to(a->hub, job, &mask);
+    cmd_job_wait(job);
+    n = job->delivered[0];
+    cmd_job_free(job);
+    routes_ok(resp, json_pack("{s:s, s:b, s:I}", "user", user, "online", n > 0,
+                              "connections", (json_int_t)n));
+}
+
+/* GET /presence with channel= or user=. */
+static void routes_presence(struct api *a, const char *query, struct api_response *resp)
+{
+    char value[512];
+    int r;
+
+    if ((r = routes_param(query, "channel", value, sizeof value)) > 0) {
+        routes_presence_channel(a, value, resp);
+        return;
+    }
+    if (r == 0 && (r = routes_param(query, "user", value, sizeof value)) > 0) {
+        routes_presence_user(a, value, resp);
+        return;
+    }
+    api_error(resp, 400, r < 0 ? "malformed query string"
+                               : "give channel=NAME or user=ID in the query string");
+}
+
+/* {"code": count, ...} for the client error counters. */
+static json_t *routes_client_errors(const struct stats *st)
+{
+    json_t *o = json_object();
+
+    for (int e = 0; e < PROTO_NERR; e++)
+        json_object_set_new(o, proto_err_name((enum proto_err)e),
+                            json_integer((json_int_t)st->client_errors[e]));
+    return o;
+}
+
+/* The RPC counters. */
+static json_t *routes_rpc(struct api *a, const struct stats *st)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i}", "calls", (json_int_t)st->rpc_calls,
+                     "replies", (json_int_t)st->rpc_replies, "app_errors",
+                     (json_int_t)st->rpc_app_errors, "failed", (json_int_t)st->rpc_failed,
+                     "dropped", (json_int_t)st->rpc_dropped, "inflight",
+                     atomic_load(&a->hub->rpc_inflight));
+}
+
 /* GET /stats: every worker's counters, added up. */
 static void routes_stats(struct api *a, struct api_response *resp)
 {
     struct cmd_job *job = cmd_job_new(CMD_STATS, a->hub->nqueues, 0);
     uint64_t api_errors[STATS_NAPI];
     const struct stats *st = &job->stats;
+    json_t *o;
 
     cmd_submit(a->hub, job);
     cmd_job_wait(job);
     for (size_t i = 0; i < STATS_NAPI; i++)
         api_errors[i] = atomic_load(&a->stats.errors[i]);
-    routes_ok(resp, json_pack(
+    o = json_pack(
         "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
         "uptime", (json_int_t)(time(NULL) - a->started),
         "workers", a->hub->nqueues,
@@ -282,12 +417,17 @@ static void routes_stats(struct api *a, struct api_response *resp)
         "handshakes_refused", routes_refusals(st),
         "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
         "api_requests", (json_int_t)atomic_load(&a->stats.requests),
-        "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors)));
+        "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
+    json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(a->hub->chans)));
+    json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
+    json_object_set_new(o, "client_errors", routes_client_errors(st));
+    json_object_set_new(o, "rpc", routes_rpc(a, st));
+    routes_ok(resp, o);
     cmd_job_free(job);
 }
 
-void api_route(struct api *a, const char *method, const char *path, const char *body,
-               size_t len, struct api_response *resp)
+void api_route(struct api *a, const char *method, const char *path, const char *query,
+               const char *body, size_t len, struct api_response *resp)
 {
     if (strcmp(path, "/publish") == 0) {
         if (strcmp(method, "POST") != 0) {
@@ -296,7 +436,8 @@ void api_route(struct api *a, const char *method, const char *path, const char *
             return;
         }
         routes_publish(a, body, len, resp);
-    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0) {
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0 ||
+               strcmp(path, "/presence") == 0) {
         if (strcmp(method, "GET") != 0) {
             resp->allow = "GET";
             api_error(resp, 405, "use GET for %s", path);
@@ -304,6 +445,8 @@ void api_route(struct api *a, const char *method, const char *path, const char *
         }
         if (path[1] == 'h')
             routes_health(a, resp);
+        else if (path[1] == 'p')
+            routes_presence(a, query, resp);
         else
             routes_stats(a, resp);
     } else {

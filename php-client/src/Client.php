@@ -1,16 +1,20 @@
 <?php
 
 /**
- * Client.php -- publish to Herald's FastCGI API and sign connection tokens.
+ * Client.php -- Herald's FastCGI API (publish, presence) and the secret's
+ * local uses (connection and channel tokens, checking RPC requests).
  *
  * Every call validates its input before anything is sent, opens one
  * connection to the API socket, sends one request and closes. Errors are
  * Herald\Exception (bad input), ApiException (Herald answered with an error
  * status, which is the exception's code) or ConnectionException (socket,
- * timeout, framing).
+ * timeout, framing). Query strings are built with RFC 3986 percent-encoding
+ * (rawurlencode), so user ids with "&", "=", "%", spaces or UTF-8 survive.
  *
  *   $herald = new Herald\Client(['socket' => '/run/herald/api.sock']);
  *   $herald->publish([42, 'bob'], 'order.shipped', ['id' => 7]);
+ *   $herald->publishChannel('team:12', 'deploy', ['v' => 3]);
+ *   $members = $herald->presence('room:1');
  *   $token = $herald->token(42);
  */
 
@@ -21,7 +25,7 @@ namespace Herald;
 final class Client
 {
     private const OPTIONS = ['socket', 'secret', 'connect_timeout', 'timeout', 'connector'];
-    private const MESSAGE_KEYS = ['users', 'broadcast', 'event', 'data'];
+    private const MESSAGE_KEYS = ['users', 'broadcast', 'channel', 'event', 'data'];
     private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
     private const MAX_EVENT = 200;
 
@@ -100,10 +104,28 @@ final class Client
     }
 
     /**
+     * Send an event to every connection subscribed to a channel.
+     *
+     * @param string $channel the channel name: 1 to 128 bytes of A-Z a-z 0-9 _ - . : @ / = +
+     * @param string $event   the event name, 1 to 200 bytes
+     * @param mixed  $data    any JSON-encodable value
+     *
+     * @return int the number of connections the event was queued to
+     *
+     * @throws Exception on invalid input; ApiException or ConnectionException from the call
+     */
+    public function publishChannel(string $channel, string $event, mixed $data = null): int
+    {
+        $message = self::message(['channel' => $channel, 'event' => $event, 'data' => $data]);
+        return self::delivered($this->post($message)['delivered'] ?? null);
+    }
+
+    /**
      * Send several events in one request.
      *
      * @param array<array<string, mixed>> $messages a list of ['users' => ..., 'event' => ...,
-     *        'data' => ...] or ['broadcast' => true, 'event' => ..., 'data' => ...]
+     *        'data' => ...], ['broadcast' => true, 'event' => ..., 'data' => ...] or
+     *        ['channel' => ..., 'event' => ..., 'data' => ...]
      *
      * @return list<int> connections reached, one count per message, in order
      *
@@ -148,10 +170,91 @@ final class Client
      */
     public function token(string|int $userId, int $ttl = 3600, array $claims = []): string
     {
-        if ($this->secret === null) {
-            throw new Exception('no secret configured: pass the "secret" option or set HERALD_SECRET');
+        return Token::sign($this->secret(), $userId, $ttl, $claims);
+    }
+
+    /**
+     * Sign a channel token: it lets this user's connections subscribe to one
+     * channel (the subscribe command's "token"), whatever the connection
+     * token grants. See Token::signChannel().
+     *
+     * @param string|int $userId  the user id (must be the connection's user)
+     * @param string     $channel the channel name (not a pattern)
+     * @param int        $ttl     seconds until it expires
+     *
+     * @return string the token
+     *
+     * @throws Exception when no secret is configured or an argument is invalid
+     */
+    public function channelToken(string|int $userId, string $channel, int $ttl = 3600): string
+    {
+        return Token::signChannel($this->secret(), $userId, $channel, $ttl);
+    }
+
+    /**
+     * List the members of a presence channel.
+     *
+     * @param string $channel a channel matching presence_channels in Herald's config
+     *
+     * @return list<array{user: string, info: mixed, connections: int}> one entry per user;
+     *         info is the token's "info" claim, or null when it had none
+     *
+     * @throws Exception on an invalid name; ApiException (400 for a channel that is not a
+     *         presence channel) or ConnectionException from the call
+     */
+    public function presence(string $channel): array
+    {
+        $answer = $this->call('GET', '/presence?' . self::query(['channel' => Token::channel($channel)]), '');
+        $members = $answer['members'] ?? null;
+        if (!is_array($members) || !array_is_list($members)) {
+            throw new Exception('unexpected answer from herald: "members" is not a list');
         }
-        return Token::sign($this->secret, $userId, $ttl, $claims);
+        $out = [];
+        foreach ($members as $m) {
+            if (!is_array($m) || !is_string($m['user'] ?? null)
+                || !is_int($m['connections'] ?? null) || $m['connections'] < 0) {
+                throw new Exception('unexpected answer from herald: a member is not {user, info, connections}');
+            }
+            $out[] = ['user' => $m['user'], 'info' => $m['info'] ?? null, 'connections' => $m['connections']];
+        }
+        return $out;
+    }
+
+    /**
+     * Ask whether a user has at least one open connection.
+     *
+     * @param string|int $userId the user id
+     *
+     * @return array{online: bool, connections: int}
+     *
+     * @throws Exception on an invalid user id; ApiException or ConnectionException from the call
+     */
+    public function online(string|int $userId): array
+    {
+        $answer = $this->call('GET', '/presence?' . self::query(['user' => Token::userId($userId)]), '');
+        $online = $answer['online'] ?? null;
+        $connections = $answer['connections'] ?? null;
+        if (!is_bool($online) || !is_int($connections) || $connections < 0) {
+            throw new Exception('unexpected answer from herald: no "online" flag and "connections" count');
+        }
+        return ['online' => $online, 'connections' => $connections];
+    }
+
+    /**
+     * Check an RPC or hook request from Herald with this client's secret
+     * (see Rpc::request()) and return its body.
+     *
+     * @param string      $body      the raw request body
+     * @param string|null $signature HERALD_SIGNATURE, or null when absent
+     * @param int|null    $now       the current time (default: time())
+     *
+     * @return array<string, mixed> the decoded body: type, method, user, connection, data, time...
+     *
+     * @throws Exception when no secret is configured or the request is not Herald's
+     */
+    public function rpcRequest(string $body, ?string $signature, ?int $now = null): array
+    {
+        return Rpc::request($this->secret(), $body, $signature, $now);
     }
 
     /**
@@ -197,12 +300,22 @@ final class Client
             || !preg_match('//u', $event) || preg_match('/[\x00-\x1f\x7f]/', $event)) {
             throw new Exception('event must be a UTF-8 string of 1 to 200 bytes without control characters');
         }
+        $targets = array_intersect(['users', 'broadcast', 'channel'], array_keys($message));
+        if (count($targets) > 1) {
+            throw new Exception('give exactly one of "users", "broadcast" => true and "channel", not '
+                . implode(' and ', array_map(fn ($t) => "\"$t\"", $targets)));
+        }
         $out = [];
         if (array_key_exists('broadcast', $message)) {
-            if ($message['broadcast'] !== true || array_key_exists('users', $message)) {
-                throw new Exception('give either "users" or "broadcast" => true, not both');
+            if ($message['broadcast'] !== true) {
+                throw new Exception('"broadcast" must be true');
             }
             $out['broadcast'] = true;
+        } elseif (array_key_exists('channel', $message)) {
+            if (!is_string($message['channel'])) {
+                throw new Exception('channel must be a string, got ' . get_debug_type($message['channel']));
+            }
+            $out['channel'] = Token::channel($message['channel']);
         } else {
             $out['users'] = self::users($message['users'] ?? null);
         }
@@ -261,6 +374,25 @@ final class Client
             throw new Exception('unexpected answer from herald: ' . substr($response['body'], 0, 200));
         }
         return $answer;
+    }
+
+    /** The configured secret, or an Exception saying how to configure one. */
+    private function secret(): string
+    {
+        if ($this->secret === null) {
+            throw new Exception('no secret configured: pass the "secret" option or set HERALD_SECRET');
+        }
+        return $this->secret;
+    }
+
+    /**
+     * A query string, percent-encoded as RFC 3986 says ("a b&c" -> "a%20b%26c").
+     *
+     * @param array<string, string> $params
+     */
+    private static function query(array $params): string
+    {
+        return http_build_query($params, '', '&', PHP_QUERY_RFC3986);
     }
 
     /** A "delivered" count from the answer. */

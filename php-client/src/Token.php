@@ -10,6 +10,11 @@
  * known-answer vector is checked by tests/Unit/TokenTest.php here and by
  * tests/unit/test_tok.c in the daemon.
  *
+ * signChannel() makes a channel token: the same format with one more claim,
+ * "channel", which a connection sends in {"op":"subscribe","token":...} to
+ * join a channel its connection token does not grant. The daemon requires its
+ * "sub" to equal the connection's user and its "channel" to equal the channel.
+ *
  * verify() mirrors the daemon's checks, for tests and tools; the signature is
  * compared with hash_equals, never with ===.
  */
@@ -23,6 +28,7 @@ final class Token
     private const HEADER = '{"alg":"HS256","typ":"JWT"}';
     private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
     private const MAX_USER = 128;
+    private const MAX_CHANNEL = 128;
 
     /**
      * Sign a token for one user.
@@ -66,6 +72,29 @@ final class Token
         }
         $input = self::base64url(self::HEADER) . '.' . self::base64url($json);
         return $input . '.' . self::base64url(hash_hmac('sha256', $input, $secret, true));
+    }
+
+    /**
+     * Sign a channel token: claims "sub", "iat", "exp" and "channel".
+     *
+     * @param string     $secret  the daemon's secret (HERALD_SECRET)
+     * @param string|int $userId  the user the connection belongs to
+     * @param string     $channel the one channel it grants, a valid name (not a pattern)
+     * @param int        $ttl     seconds until the token expires (at least 1)
+     * @param int|null   $now     the issue time (default: time())
+     *
+     * @return string the compact token "header.claims.signature"
+     *
+     * @throws Exception when the secret is empty or an argument is invalid
+     */
+    public static function signChannel(
+        string $secret,
+        string|int $userId,
+        string $channel,
+        int $ttl = 3600,
+        ?int $now = null
+    ): string {
+        return self::sign($secret, $userId, $ttl, ['channel' => self::channel($channel)], $now);
     }
 
     /**
@@ -148,6 +177,36 @@ final class Token
             throw new Exception('a user id must be valid UTF-8');
         }
         return $userId;
+    }
+
+    /**
+     * Check a channel name the way the daemon does (chan.c) and return it.
+     *
+     * Valid names are 1 to 128 bytes of A-Z a-z 0-9 and _ - . : @ / = +.
+     * Shared with Client.
+     *
+     * @internal
+     *
+     * @param string $channel the candidate
+     *
+     * @return string
+     *
+     * @throws Exception when the name is not valid, naming the first bad byte
+     */
+    public static function channel(string $channel): string
+    {
+        $length = strlen($channel);
+        if ($length < 1 || $length > self::MAX_CHANNEL) {
+            throw new Exception("a channel name must be 1 to 128 bytes, got $length");
+        }
+        if (preg_match('~[^A-Za-z0-9_.:@/=+-]~', $channel, $m, PREG_OFFSET_CAPTURE)) {
+            $byte = $m[0][0];
+            $shown = ord($byte) > 0x20 && ord($byte) < 0x7f ? "\"$byte\"" : sprintf('0x%02x', ord($byte));
+            throw new Exception(
+                "a channel name may only contain A-Z a-z 0-9 _ - . : @ / = +, got $shown at byte {$m[0][1]}"
+            );
+        }
+        return $channel;
     }
 
     /** base64url without padding (RFC 7515). */

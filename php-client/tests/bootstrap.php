@@ -5,7 +5,8 @@
  *
  * Uses Composer's autoloader when vendor/ exists, else herald.php, which
  * requires the classes itself; the environment is cleared so that tests see
- * the documented defaults.
+ * the documented defaults. Support/ holds the stand-ins: FakeHerald (the API
+ * socket) and PhpFpm (a private php-fpm for RPC scripts).
  */
 
 declare(strict_types=1);
@@ -17,6 +18,7 @@ if (is_file($autoload)) {
     require_once __DIR__ . '/../herald.php';
 }
 require_once __DIR__ . '/Support/FakeHerald.php';
+require_once __DIR__ . '/Support/PhpFpm.php';
 
 putenv('HERALD_SOCKET');
 putenv('HERALD_SECRET');

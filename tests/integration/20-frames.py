@@ -10,6 +10,7 @@ Each accepted sequence must leave the connection usable (a ping gets its
 pong) and no protocol error counted.
 """
 
+import json
 import socket
 import struct
 import time
@@ -69,12 +70,18 @@ def assert_stays_open(h, frames, user="frames-ok"):
 def test_frames_arriving_byte_by_byte_are_reassembled(herald):
     with herald.raw_ws("dribble") as ws:
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        data = fr(OP_TEXT, "fragmenté ✓".encode(), fin=False) + fr(OP_CONT, b" end") + \
+        # A command split across two fragments, sent a byte at a time: the
+        # answer echoes its ref, so it shows the message was put together whole.
+        cmd = '{"op":"unsubscribe","channel":"a","ref":"fragmenté ✓'.encode()
+        data = fr(OP_TEXT, cmd, fin=False) + fr(OP_CONT, b' end"}') + \
             fr(OP_PING, b"tiny steps") + fr(OP_BINARY, b"x" * 300)
         for i in range(len(data)):
             assert ws.send(data[i:i + 1])
             if i % 16 == 0:
                 time.sleep(0.002)
+        f = ws.recv_frame(3)
+        assert f.opcode == OP_TEXT
+        assert json.loads(f.payload) == {"op": "ok", "ref": "fragmenté ✓ end"}
         f = ws.recv_frame(3)
         assert (f.opcode, f.payload) == (OP_PONG, b"tiny steps")
         assert ws.alive()

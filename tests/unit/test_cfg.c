@@ -220,6 +220,47 @@ static void test_cfg_workers_zero_is_cores(void **state)
 /* ---- Errors ----------------------------------------------------------- */
 
 /* Unknown keys and sections, repeats, syntax: each named with its line. */
+/* Channel patterns, RPC settings and hooks: parsed, resolved, and refused when inconsistent. */
+static void test_cfg_channels_and_rpc(void **state)
+{
+    static const struct {
+        const char *ini;
+        const char *cause;
+    } bad[] = {
+        {"[herald]\nsecret = " GOOD_SECRET "\npublic_channels = news:* a*b\n",
+         "herald.ini:3: public_channels: expected channel names or prefix* patterns of A-Z a-z "
+         "0-9 _ . : @ / = + - (at most 128 bytes), got 'a*b'"},
+        {"[herald]\nsecret = " GOOD_SECRET "\nrpc_hooks = connect leave\n",
+         "herald.ini:3: rpc_hooks: expected connect, disconnect or subscribe, got 'leave'"},
+        {"[herald]\nsecret = " GOOD_SECRET "\nrpc_script = rpc.php\n",
+         "herald.ini:3: rpc_script: expected an absolute path to the PHP script, got 'rpc.php'"},
+        {"[herald]\nsecret = " GOOD_SECRET "\nrpc_socket = unix:/run/php/fpm.sock\n",
+         "herald.ini: rpc_socket and rpc_script go together: set both or neither"},
+        {"[herald]\nsecret = " GOOD_SECRET "\nrpc_hooks = connect\n",
+         "herald.ini: rpc_hooks needs rpc_socket and rpc_script"},
+    };
+    char *path = tmp_ini("[herald]\nsecret = " GOOD_SECRET "\npublic_channels = news:*, lobby\n"
+                         "presence_channels = room:*\nrpc_socket = 127.0.0.1:9000\n"
+                         "rpc_script = /srv/app/rpc.php\nrpc_hooks = subscribe disconnect\n");
+    struct cfg c;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_ini_error(bad[i].ini, NULL, bad[i].cause);
+    load_ok(&c, "-c", path, NULL);
+    assert_int_equal(c.npublic_channels, 2);
+    assert_string_equal(c.public_channels[0], "news:*");
+    assert_string_equal(c.public_channels[1], "lobby");
+    assert_int_equal(c.npresence_channels, 1);
+    assert_int_equal(c.nclient_publish, 0);
+    assert_int_equal(c.max_subscriptions, 100);
+    assert_string_equal(c.rpc_socket, "127.0.0.1:9000");
+    assert_string_equal(c.rpc_script, "/srv/app/rpc.php");
+    assert_int_equal(c.rpc_timeout_ms, 10000);
+    assert_int_equal(c.hooks, CFG_HOOK_SUBSCRIBE | CFG_HOOK_DISCONNECT);
+    cfg_free(&c);
+    tmp_remove(path);
+}
+
 static void test_cfg_file_errors(void **state)
 {
     static const struct {
@@ -584,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_cfg_file_syntax),
         cmocka_unit_test(test_cfg_flags_override_file),
         cmocka_unit_test(test_cfg_workers_zero_is_cores),
+        cmocka_unit_test(test_cfg_channels_and_rpc),
         cmocka_unit_test(test_cfg_file_errors),
         cmocka_unit_test(test_cfg_flag_errors),
         cmocka_unit_test(test_cfg_getopt_reset),

@@ -3,7 +3,9 @@
 /**
  * ClientTest.php -- Herald\Client against canned FastCGI answers: what it
  * sends, how it validates input before sending, and how answers map to
- * return values and exceptions. No daemon involved.
+ * return values and exceptions. No daemon involved. Channel publish,
+ * presence and online (GET /presence with a percent-encoded query), channel
+ * tokens and RPC request checks with the client's secret are at the end.
  */
 
 declare(strict_types=1);
@@ -82,18 +84,19 @@ final class ClientTest extends TestCase
 
     public function testPublishBatch(): void
     {
-        $this->fake->queueAnswer(200, '{"ok":true,"delivered":[2,0,5]}');
+        $this->fake->queueAnswer(200, '{"ok":true,"delivered":[2,0,5,1]}');
 
         $counts = $this->client()->publishBatch([
             ['users' => 1, 'event' => 'a', 'data' => ['x' => 1]],
             ['users' => ['u', 2], 'event' => 'b'],
             ['broadcast' => true, 'event' => 'c', 'data' => null],
+            ['event' => 'd', 'channel' => 'team:12'],
         ]);
 
-        self::assertSame([2, 0, 5], $counts);
+        self::assertSame([2, 0, 5, 1], $counts);
         self::assertSame(
             '[{"users":["1"],"event":"a","data":{"x":1}},{"users":["u","2"],"event":"b","data":null},'
-            . '{"broadcast":true,"event":"c","data":null}]',
+            . '{"broadcast":true,"event":"c","data":null},{"channel":"team:12","event":"d","data":null}]',
             $this->fake->request()['stdin']
         );
     }
@@ -160,9 +163,16 @@ final class ClientTest extends TestCase
             'event missing' => [['users' => 1], 'event must be'],
             'event not UTF-8' => [['users' => 1, 'event' => "\xff"], 'event must be'],
             'event with a newline' => [['users' => 1, 'event' => "a\nb"], 'without control characters'],
-            'users and broadcast' => [['users' => 1, 'broadcast' => true, 'event' => 'e'], 'not both'],
-            'broadcast false' => [['broadcast' => false, 'event' => 'e'], 'not both'],
-            'unknown key' => [['users' => 1, 'event' => 'e', 'channel' => 'x'], 'unknown message key "channel"'],
+            'users and broadcast' => [['users' => 1, 'broadcast' => true, 'event' => 'e'],
+                'exactly one of "users", "broadcast" => true and "channel", not "users" and "broadcast"'],
+            'users and channel' => [['users' => 1, 'channel' => 'c', 'event' => 'e'], 'not "users" and "channel"'],
+            'all three' => [['users' => 1, 'broadcast' => true, 'channel' => 'c', 'event' => 'e'],
+                'not "users" and "broadcast" and "channel"'],
+            'broadcast false' => [['broadcast' => false, 'event' => 'e'], '"broadcast" must be true'],
+            'channel not a string' => [['channel' => 12, 'event' => 'e'], 'channel must be a string, got int'],
+            'channel invalid' => [['channel' => 'a b', 'event' => 'e'], 'got 0x20 at byte 1'],
+            'channel empty' => [['channel' => '', 'event' => 'e'], '1 to 128 bytes, got 0'],
+            'unknown key' => [['users' => 1, 'event' => 'e', 'channels' => 'x'], 'unknown message key "channels"'],
             'data not UTF-8' => [['users' => 1, 'event' => 'e', 'data' => "\xff"], 'data cannot be encoded as JSON'],
             'data NAN' => [['users' => 1, 'event' => 'e', 'data' => NAN], 'data cannot be encoded as JSON'],
         ];
@@ -350,5 +360,271 @@ final class ClientTest extends TestCase
             self::assertStringContainsString('did not answer within 0.2 s', $e->getMessage());
         }
         self::assertLessThan(1.0, microtime(true) - $start);
+    }
+
+    public function testPublishChannel(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"delivered":4}');
+
+        self::assertSame(4, $this->client()->publishChannel('team:12', 'deploy', ['v' => 3, 'by' => 'a/b']));
+        $sent = $this->fake->request();
+        self::assertSame('{"channel":"team:12","event":"deploy","data":{"v":3,"by":"a/b"}}', $sent['stdin']);
+        self::assertSame('POST', $sent['params']['REQUEST_METHOD']);
+        self::assertSame('/publish', $sent['params']['SCRIPT_NAME']);
+    }
+
+    public function testPublishChannelWithoutDataAndEveryAllowedCharacter(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"delivered":0}');
+        $name = 'AZaz09_-.:@/=+';
+
+        self::assertSame(0, $this->client()->publishChannel($name, 'e'));
+        self::assertSame('{"channel":"AZaz09_-.:@/=+","event":"e","data":null}', $this->fake->request()['stdin']);
+    }
+
+    public function testPublishChannelValidatesTheEvent(): void
+    {
+        try {
+            $this->client()->publishChannel('c', "a\nb");
+            self::fail('no exception');
+        } catch (Exception $e) {
+            self::assertStringContainsString('event must be', $e->getMessage());
+        }
+        self::assertSame([], $this->fake->connects);
+    }
+
+    /**
+     * @dataProvider invalidChannels
+     */
+    public function testInvalidChannelNamesAreRefusedBeforeSending(string $channel, string $error): void
+    {
+        $client = $this->client(['secret' => 'k']);
+        $calls = [
+            fn () => $client->publishChannel($channel, 'e'),
+            fn () => $client->presence($channel),
+            fn () => $client->channelToken('u', $channel),
+        ];
+        foreach ($calls as $i => $call) {
+            try {
+                $call();
+                self::fail("call $i: no exception");
+            } catch (Exception $e) {
+                self::assertNotInstanceOf(ApiException::class, $e);
+                self::assertStringContainsString($error, $e->getMessage(), "call $i");
+            }
+        }
+        self::assertSame([], $this->fake->connects);
+    }
+
+    /** @return array<string, array{string, string}> */
+    public function invalidChannels(): array
+    {
+        return [
+            'empty' => ['', 'must be 1 to 128 bytes, got 0'],
+            '129 bytes' => [str_repeat('c', 129), 'must be 1 to 128 bytes, got 129'],
+            'space' => ['team 12', 'got 0x20 at byte 4'],
+            'pattern' => ['team:*', 'got "*" at byte 5'],
+            'query characters' => ['a&b', 'got "&" at byte 1'],
+            'percent' => ['a%3A', 'got "%" at byte 1'],
+            'question mark' => ['a?b', 'got "?" at byte 1'],
+            'comma' => ['a,b', 'got "," at byte 1'],
+            'hash' => ['#news', 'got "#" at byte 0'],
+            'newline' => ["a\n", 'got 0x0a at byte 1'],
+            'NUL' => ["a\0b", 'got 0x00 at byte 1'],
+            'UTF-8' => ['café', 'got 0xc3 at byte 3'],
+        ];
+    }
+
+    public function testChannelNameLimitIsInclusive(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"delivered":0}');
+
+        self::assertSame(0, $this->client()->publishChannel(str_repeat('c', 128), 'e'));
+    }
+
+    public function testPresence(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"channel":"room:1","members":['
+            . '{"user":"42","info":{"name":"Ann"},"connections":2},{"user":"7","connections":1},'
+            . '{"user":"8","info":null,"connections":1}]}');
+
+        $members = $this->client()->presence('room:1');
+
+        self::assertSame([
+            ['user' => '42', 'info' => ['name' => 'Ann'], 'connections' => 2],
+            ['user' => '7', 'info' => null, 'connections' => 1],
+            ['user' => '8', 'info' => null, 'connections' => 1],
+        ], $members);
+        $sent = $this->fake->request();
+        self::assertSame('GET', $sent['params']['REQUEST_METHOD']);
+        self::assertSame('/presence', $sent['params']['SCRIPT_NAME']);
+        self::assertSame('channel=room%3A1', $sent['params']['QUERY_STRING']);
+        self::assertSame('/presence?channel=room%3A1', $sent['params']['REQUEST_URI']);
+        self::assertSame('0', $sent['params']['CONTENT_LENGTH']);
+        self::assertSame('', $sent['stdin']);
+    }
+
+    public function testPresenceQueryEncodesEveryReservedCharacter(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"channel":"x","members":[]}');
+
+        self::assertSame([], $this->client()->presence('a+b=c/d@e:f.g_h-i'));
+        self::assertSame(
+            'channel=a%2Bb%3Dc%2Fd%40e%3Af.g_h-i',
+            $this->fake->request()['params']['QUERY_STRING']
+        );
+    }
+
+    public function testPresenceOfAChannelThatIsNotOne(): void
+    {
+        $this->fake->queueAnswer(400, '{"ok":false,"error":"not a presence channel"}');
+
+        try {
+            $this->client()->presence('team:12');
+            self::fail('no exception');
+        } catch (ApiException $e) {
+            self::assertSame(400, $e->getCode());
+            self::assertSame('not a presence channel', $e->getMessage());
+        }
+    }
+
+    /**
+     * @dataProvider unexpectedPresenceAnswers
+     */
+    public function testUnexpectedPresenceAnswers(string $body): void
+    {
+        $this->fake->queueAnswer(200, $body);
+
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('unexpected answer from herald');
+        $this->client()->presence('room:1');
+    }
+
+    /** @return array<string, array{string}> */
+    public function unexpectedPresenceAnswers(): array
+    {
+        return [
+            'no members' => ['{"ok":true,"channel":"room:1"}'],
+            'members an object' => ['{"ok":true,"members":{"42":{"user":"42","connections":1}}}'],
+            'member a string' => ['{"ok":true,"members":["42"]}'],
+            'user an int' => ['{"ok":true,"members":[{"user":42,"connections":1}]}'],
+            'no connections' => ['{"ok":true,"members":[{"user":"42"}]}'],
+            'connections a string' => ['{"ok":true,"members":[{"user":"42","connections":"1"}]}'],
+            'connections negative' => ['{"ok":true,"members":[{"user":"42","connections":-1}]}'],
+            'ok false' => ['{"ok":false,"members":[]}'],
+        ];
+    }
+
+    public function testOnline(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"user":"42","online":true,"connections":2}');
+        $this->fake->queueAnswer(200, '{"ok":true,"user":"7","online":false,"connections":0}');
+        $client = $this->client();
+
+        self::assertSame(['online' => true, 'connections' => 2], $client->online(42));
+        $sent = $this->fake->request(0);
+        self::assertSame('GET', $sent['params']['REQUEST_METHOD']);
+        self::assertSame('/presence', $sent['params']['SCRIPT_NAME']);
+        self::assertSame('user=42', $sent['params']['QUERY_STRING']);
+        self::assertSame('/presence?user=42', $sent['params']['REQUEST_URI']);
+
+        self::assertSame(['online' => false, 'connections' => 0], $client->online('7'));
+    }
+
+    public function testOnlineQueryIsPercentEncoded(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"online":false,"connections":0}');
+
+        $this->client()->online('a b&c=d%/é+?#');
+
+        $params = $this->fake->request()['params'];
+        self::assertSame('user=a%20b%26c%3Dd%25%2F%C3%A9%2B%3F%23', $params['QUERY_STRING']);
+        self::assertSame('/presence?user=a%20b%26c%3Dd%25%2F%C3%A9%2B%3F%23', $params['REQUEST_URI']);
+        self::assertSame('/presence', $params['SCRIPT_NAME']);
+        parse_str($params['QUERY_STRING'], $decoded);
+        self::assertSame(['user' => 'a b&c=d%/é+?#'], $decoded);
+    }
+
+    public function testOnlineRefusesAnInvalidUserBeforeSending(): void
+    {
+        try {
+            $this->client()->online("a\tb");
+            self::fail('no exception');
+        } catch (Exception $e) {
+            self::assertStringContainsString('control characters', $e->getMessage());
+        }
+        self::assertSame([], $this->fake->connects);
+    }
+
+    /**
+     * @dataProvider unexpectedOnlineAnswers
+     */
+    public function testUnexpectedOnlineAnswers(string $body): void
+    {
+        $this->fake->queueAnswer(200, $body);
+
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('unexpected answer from herald');
+        $this->client()->online('42');
+    }
+
+    /** @return array<string, array{string}> */
+    public function unexpectedOnlineAnswers(): array
+    {
+        return [
+            'nothing' => ['{"ok":true}'],
+            'online an int' => ['{"ok":true,"online":1,"connections":1}'],
+            'no connections' => ['{"ok":true,"online":true}'],
+            'connections a float' => ['{"ok":true,"online":true,"connections":1.5}'],
+            'connections negative' => ['{"ok":true,"online":false,"connections":-1}'],
+        ];
+    }
+
+    public function testChannelToken(): void
+    {
+        $token = $this->client(['secret' => 'test-secret'])->channelToken(42, 'doc:7', 120);
+        $claims = Token::verify('test-secret', $token, 0);
+
+        self::assertSame(['sub', 'iat', 'exp', 'channel'], array_keys($claims));
+        self::assertSame('42', $claims['sub']);
+        self::assertSame('doc:7', $claims['channel']);
+        self::assertSame($claims['iat'] + 120, $claims['exp']);
+        self::assertEqualsWithDelta(time(), $claims['iat'], 5);
+    }
+
+    public function testChannelTokenWithoutSecret(): void
+    {
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('no secret configured');
+        $this->client()->channelToken('u', 'doc:7');
+    }
+
+    public function testChannelTokenTtl(): void
+    {
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('ttl must be at least 1 second, got 0');
+        $this->client(['secret' => 'k'])->channelToken('u', 'doc:7', 0);
+    }
+
+    public function testRpcRequestUsesTheClientsSecret(): void
+    {
+        $body = '{"type":"rpc","method":"m","user":null,"data":null,"time":' . time() . '}';
+        $client = $this->client(['secret' => 'site-secret']);
+
+        $request = $client->rpcRequest($body, hash_hmac('sha256', $body, 'site-secret'));
+        self::assertSame('m', $request['method']);
+
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('does not match');
+        $client->rpcRequest($body, hash_hmac('sha256', $body, 'other-secret'));
+    }
+
+    public function testRpcRequestWithoutSecret(): void
+    {
+        $body = '{"time":' . time() . '}';
+
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('no secret configured');
+        $this->client()->rpcRequest($body, hash_hmac('sha256', $body, 'k'));
     }
 }

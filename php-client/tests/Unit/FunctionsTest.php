@@ -2,8 +2,11 @@
 
 /**
  * FunctionsTest.php -- herald.php: the plain functions never throw (except
- * herald_token on a programming error), return false on failure and write
- * exactly one error_log line; the file loads with and without an autoloader.
+ * herald_token and herald_channel_token on a programming error), return false
+ * on failure and write exactly one error_log line; the file loads with and
+ * without an autoloader. The RPC functions' answers (status, headers, body)
+ * are checked under php-fpm in RpcScriptTest.php; here only the failures
+ * that print nothing.
  */
 
 declare(strict_types=1);
@@ -143,8 +146,10 @@ final class FunctionsTest extends TestCase
         $code = $prelude
             . 'require_once ' . var_export("$root/herald.php", true) . ';'
             . 'require_once ' . var_export("$root/herald.php", true) . ';'
+            . 'herald_rpc_error("Bad code", "m");'
             . 'echo json_encode([function_exists("herald_publish"), class_exists("Herald\\\\Client", false),'
-            . ' herald_publish("u", "e", null)]);';
+            . ' class_exists("Herald\\\\Rpc", false), herald_publish("u", "e", null),'
+            . ' herald_publish_channel("c", "e"), herald_presence("c"), herald_online("u")]);';
         $cmd = [PHP_BINARY, '-n', '-d', 'error_log=/dev/null', '-r', $code];
         $env = ['HERALD_SOCKET' => '/nonexistent/herald.sock'];
         $proc = proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes, null, $env);
@@ -152,7 +157,7 @@ final class FunctionsTest extends TestCase
         $out = stream_get_contents($pipes[1]);
         $err = stream_get_contents($pipes[2]);
         self::assertSame(0, proc_close($proc), $err);
-        self::assertSame('[true,true,false]', $out, $err);
+        self::assertSame('[true,true,true,false,false,false,false]', $out, $err);
     }
 
     /** @return array<string, array{string}> */
@@ -164,5 +169,116 @@ final class FunctionsTest extends TestCase
             'PSR-4 autoloader' => ['spl_autoload_register(function ($c) { if (str_starts_with($c, "Herald\\\\")) {'
                 . ' require ' . $src . ' . str_replace("\\\\", "/", substr($c, 7)) . ".php"; } });'],
         ];
+    }
+
+    public function testPublishChannel(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"delivered":3}');
+
+        self::assertSame(3, herald_publish_channel('team:12', 'deploy', ['v' => 3]));
+        self::assertSame('{"channel":"team:12","event":"deploy","data":{"v":3}}', $this->fake->request()['stdin']);
+        self::assertSame([], $this->logLines());
+    }
+
+    public function testPublishChannelFailuresAreOneLogLineEach(): void
+    {
+        $this->fake->queueAnswer(400, '{"ok":false,"error":"channel: not a valid name"}');
+
+        self::assertFalse(herald_publish_channel('team 12', 'e'));
+        self::assertFalse(herald_publish_channel('team:12', ''));
+        self::assertFalse(herald_publish_channel('team:12', 'e', 1));
+        self::assertSame([
+            'herald: publish failed: a channel name may only contain A-Z a-z 0-9 _ - . : @ / = +, got 0x20 at byte 4',
+            'herald: publish failed: event must be a UTF-8 string of 1 to 200 bytes without control characters',
+            'herald: publish failed: HTTP 400: channel: not a valid name',
+        ], $this->logLines());
+        self::assertCount(1, $this->fake->connects);
+    }
+
+    public function testPresence(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"channel":"room:1","members":'
+            . '[{"user":"42","info":{"name":"Ann"},"connections":2}]}');
+
+        self::assertSame(
+            [['user' => '42', 'info' => ['name' => 'Ann'], 'connections' => 2]],
+            herald_presence('room:1')
+        );
+        self::assertSame('channel=room%3A1', $this->fake->request()['params']['QUERY_STRING']);
+        self::assertSame([], $this->logLines());
+    }
+
+    public function testPresenceFailuresAreOneLogLineEach(): void
+    {
+        $this->fake->queueAnswer(400, '{"ok":false,"error":"not a presence channel"}');
+        $this->fake->queueAnswer(200, '{"ok":true,"members":"none"}');
+
+        self::assertFalse(herald_presence('team:12'));
+        self::assertFalse(herald_presence('team:12'));
+        self::assertFalse(herald_presence(''));
+        self::assertSame([
+            'herald: presence failed: HTTP 400: not a presence channel',
+            'herald: presence failed: unexpected answer from herald: "members" is not a list',
+            'herald: presence failed: a channel name must be 1 to 128 bytes, got 0',
+        ], $this->logLines());
+    }
+
+    public function testOnline(): void
+    {
+        $this->fake->queueAnswer(200, '{"ok":true,"user":"a b","online":true,"connections":2}');
+
+        self::assertSame(['online' => true, 'connections' => 2], herald_online('a b'));
+        self::assertSame('user=a%20b', $this->fake->request()['params']['QUERY_STRING']);
+        self::assertSame([], $this->logLines());
+    }
+
+    public function testOnlineFailuresAreOneLogLineEach(): void
+    {
+        herald_configure(['socket' => sys_get_temp_dir() . '/herald-none-' . getmypid() . '.sock']);
+
+        self::assertFalse(herald_online(42));
+        self::assertFalse(herald_online(''));
+        $lines = $this->logLines();
+        self::assertCount(2, $lines);
+        self::assertStringStartsWith('herald: presence failed: cannot connect to unix://', $lines[0]);
+        self::assertSame('herald: presence failed: a user id must be 1 to 128 bytes, got 0', $lines[1]);
+    }
+
+    public function testChannelToken(): void
+    {
+        herald_configure(['secret' => 'test-secret']);
+
+        $claims = Token::verify('test-secret', herald_channel_token(42, 'doc:7', 60), 0);
+        self::assertSame(['42', 'doc:7'], [$claims['sub'], $claims['channel']]);
+        self::assertSame($claims['iat'] + 60, $claims['exp']);
+        self::assertSame([], $this->logLines());
+    }
+
+    public function testChannelTokenProgrammingErrorsThrow(): void
+    {
+        try {
+            herald_channel_token('u', 'doc:7');
+            self::fail('no exception without a secret');
+        } catch (Exception $e) {
+            self::assertStringContainsString('no secret configured', $e->getMessage());
+        }
+        herald_configure(['secret' => 'k']);
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('got "*" at byte 4');
+        herald_channel_token('u', 'doc:*');
+    }
+
+    public function testRpcAnswerThatCannotBeGivenIsLoggedNotThrown(): void
+    {
+        $this->expectOutputString('');
+
+        herald_rpc_error('NotFound', 'm');
+        herald_rpc_error('x', 'm', 302);
+        herald_rpc_reply(NAN);
+        self::assertSame([
+            'herald: rpc answer failed: an error code must be 1 to 64 bytes of a-z 0-9 _ . -, got "NotFound"',
+            'herald: rpc answer failed: an error status must be 400 to 599, got 302',
+            'herald: rpc answer failed: data cannot be encoded as JSON: Inf and NaN cannot be JSON encoded',
+        ], $this->logLines());
     }
 }

@@ -1,10 +1,14 @@
 <?php
 
 /**
- * TokenTest.php -- HS256 token signing against known answers.
+ * TokenTest.php -- HS256 token signing against known answers, and channel
+ * names as the daemon's chan.c accepts them.
  *
  * KNOWN_ANSWER is also in the daemon's tests/unit/test_tok.c, which verifies
  * it (sub "42", exp 1700003600) at now = 1700000001: change both or neither.
+ * CHANNEL_KNOWN_ANSWER (sub "42", channel "team:12", same times and secret)
+ * was computed independently with Python's hmac and base64 modules; the
+ * daemon's channel-token tests may use it too.
  */
 
 declare(strict_types=1);
@@ -20,6 +24,10 @@ final class TokenTest extends TestCase
     private const KNOWN_ANSWER = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9'
         . '.eyJzdWIiOiI0MiIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ'
         . '.G4mieqaE7BMTnnEZPQKNYzSBHAo-7en-8ogbyDdi4mc';
+
+    private const CHANNEL_KNOWN_ANSWER = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9'
+        . '.eyJzdWIiOiI0MiIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwLCJjaGFubmVsIjoidGVhbToxMiJ9'
+        . '.Wj8a_SgG1p3Opo8MdH-__eGgdSL-Zp5ALk65onoh9jM';
 
     public function testKnownAnswer(): void
     {
@@ -167,5 +175,113 @@ final class TokenTest extends TestCase
             'not yet' => [Token::sign('test-secret', '42', 3600, ['nbf' => 1700000100], 1700000000), 'not_yet'],
             'exp not a number' => [Token::sign('test-secret', '42', 3600, ['exp' => 'soon'], 1700000000), 'format'],
         ];
+    }
+
+    public function testChannelKnownAnswer(): void
+    {
+        self::assertSame(
+            self::CHANNEL_KNOWN_ANSWER,
+            Token::signChannel('test-secret', '42', 'team:12', 3600, 1700000000)
+        );
+        self::assertSame(
+            self::CHANNEL_KNOWN_ANSWER,
+            Token::signChannel('test-secret', 42, 'team:12', 3600, 1700000000)
+        );
+
+        [$header, $claims, $signature] = explode('.', self::CHANNEL_KNOWN_ANSWER);
+        self::assertSame('{"alg":"HS256","typ":"JWT"}', base64_decode(strtr($header, '-_', '+/')));
+        self::assertSame(
+            '{"sub":"42","iat":1700000000,"exp":1700003600,"channel":"team:12"}',
+            base64_decode(strtr($claims, '-_', '+/'))
+        );
+        self::assertSame(
+            hash_hmac('sha256', "$header.$claims", 'test-secret', true),
+            base64_decode(strtr($signature, '-_', '+/'))
+        );
+    }
+
+    public function testChannelKnownAnswerVerifies(): void
+    {
+        self::assertSame(
+            ['sub' => '42', 'iat' => 1700000000, 'exp' => 1700003600, 'channel' => 'team:12'],
+            Token::verify('test-secret', self::CHANNEL_KNOWN_ANSWER, 30, 1700000001)
+        );
+    }
+
+    public function testChannelTokenExpiresAndIsBoundToItsSecret(): void
+    {
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('token: expired');
+        Token::verify('test-secret', self::CHANNEL_KNOWN_ANSWER, 0, 1700003600);
+    }
+
+    public function testChannelTokenWrongSecret(): void
+    {
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('token: signature');
+        Token::verify('test-secreT', self::CHANNEL_KNOWN_ANSWER, 30, 1700000001);
+    }
+
+    public function testChannelTokenValidatesItsArguments(): void
+    {
+        foreach ([['', 'u', 'c', 1, 'the secret is empty'], ['k', '', 'c', 1, 'user id'],
+                  ['k', 'u', 'c*', 1, 'got "*" at byte 1'], ['k', 'u', 'c', 0, 'ttl']] as [$k, $u, $c, $ttl, $msg]) {
+            try {
+                Token::signChannel($k, $u, $c, $ttl, 1000);
+                self::fail("no exception for $msg");
+            } catch (Exception $e) {
+                self::assertStringContainsString($msg, $e->getMessage());
+            }
+        }
+    }
+
+    /**
+     * @dataProvider validChannels
+     */
+    public function testValidChannelNames(string $name): void
+    {
+        self::assertSame($name, Token::channel($name));
+    }
+
+    /** @return array<string, array{string}> */
+    public function validChannels(): array
+    {
+        return [
+            'one byte' => ['a'],
+            '128 bytes' => [str_repeat('Z', 128)],
+            'every allowed character' => ['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:@/=+'],
+            'examples from the protocol' => ['team:12'],
+            'path-like' => ['orders/eu'],
+            'starts with punctuation' => ['-'],
+        ];
+    }
+
+    public function testEveryByteOutsideTheSetIsRefused(): void
+    {
+        $allowed = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:@/=+';
+        $accepted = '';
+        for ($b = 0; $b < 256; $b++) {
+            try {
+                Token::channel('ab' . chr($b) . 'c');
+                $accepted .= chr($b);
+            } catch (Exception $e) {
+                self::assertStringEndsWith('at byte 2', $e->getMessage(), sprintf('byte 0x%02x', $b));
+            }
+        }
+        self::assertSame(count_chars($allowed, 3), count_chars($accepted, 3));
+        self::assertSame(strlen($allowed), strlen($accepted));
+    }
+
+    public function testChannelNameLength(): void
+    {
+        try {
+            Token::channel(str_repeat('a', 129));
+            self::fail('no exception');
+        } catch (Exception $e) {
+            self::assertSame('a channel name must be 1 to 128 bytes, got 129', $e->getMessage());
+        }
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('a channel name must be 1 to 128 bytes, got 0');
+        Token::channel('');
     }
 }

@@ -1,0 +1,505 @@
+/*
+ * client.c -- browser commands: subscribe, unsubscribe, publish, rpc
+ * (see client.h and docs/protocol.md).
+ *
+ * Owns:       struct client; the worker's side of subscriptions (sub.c),
+ *             the channel directory and presence (dir.c, pres.c) for them.
+ * Called by:  conn.c and rpc.c on the owning worker's thread.
+ * Invariants: a subscription exists in the worker's table, on the
+ *             connection's list, in the directory (for its worker) and,
+ *             on presence channels, in the presence counts, or in none of
+ *             them. A publish from a browser goes to the channel's workers
+ *             as a detached job: a worker never waits for another.
+ */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "chan.h"
+#include "cmd.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "pres.h"
+#include "proto.h"
+#include "rpc.h"
+#include "sub.h"
+#include "tok.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define CLIENT_MAX_CLAIM_CHANNELS 1000
+
+/* The connection's verified user id, or NULL when anonymous. */
+static const char *client_user(const struct conn *c)
+{
+    return c->link.user != NULL ? c->link.user->id : NULL;
+}
+
+/* The connection's state, made on first need. */
+static struct client *client_get(struct conn *c)
+{
+    if (c->client == NULL)
+        c->client = xcalloc(1, sizeof *c->client);
+    return c->client;
+}
+
+/* Queue m (consumed) to c; a frame that failed to encode is logged. */
+static void client_send(struct conn *c, struct msg *m)
+{
+    if (m == NULL) {
+        log_msg(LOG_ERROR, "client", "conn=%llu: cannot encode an answer",
+                (unsigned long long)c->id);
+        return;
+    }
+    conn_send(c, m);
+    msg_unref(m);
+}
+
+/* Answer with an error of Herald's own, and count it. */
+static void client_fail(struct conn *c, const json_t *ref, enum proto_err e, const char *why)
+{
+    c->w->stats.client_errors[e]++;
+    log_msg(LOG_DEBUG, "client", "conn=%llu %s: %s", (unsigned long long)c->id,
+            proto_err_name(e), why);
+    client_send(c, proto_error(ref, proto_err_name(e), why));
+}
+
+int client_claims(struct conn *c, const json_t *payload, const char **why)
+{
+    const json_t *chans = json_object_get(payload, "channels");
+    const json_t *info = json_object_get(payload, "info");
+    struct client *cl;
+    size_t i;
+    json_t *v;
+
+    if (chans == NULL && info == NULL)
+        return 0;
+    if (chans != NULL && (!json_is_array(chans) ||
+                          json_array_size(chans) > CLIENT_MAX_CLAIM_CHANNELS)) {
+        *why = "the channels claim must be an array of at most 1000 patterns";
+        return -1;
+    }
+    json_array_foreach(chans, i, v) {
+        if (!json_is_string(v) || !chan_pattern_valid(json_string_value(v))) {
+            *why = "the channels claim holds something that is not a channel pattern";
+            return -1;
+        }
+    }
+    if (info != NULL && !json_is_object(info)) {
+        *why = "the info claim must be a JSON object";
+        return -1;
+    }
+    cl = client_get(c);
+    if (info != NULL) {
+        cl->info = json_dumps(info, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (cl->info == NULL || strlen(cl->info) > CLIENT_MAX_INFO) {
+            *why = "the info claim is over 1 KiB";
+            return -1;
+        }
+    }
+    cl->nchannels = json_array_size(chans);
+    cl->channels = cl->nchannels > 0 ? xcalloc(cl->nchannels, sizeof *cl->channels) : NULL;
+    json_array_foreach(chans, i, v)
+        cl->channels[i] = xstrdup(json_string_value(v));
+    return 0;
+}
+
+/* The request body every PHP call starts from: user and connection id. */
+static json_t *client_rpc_body(struct conn *c)
+{
+    char id[48];
+    const char *user = client_user(c);
+
+    snprintf(id, sizeof id, "%llx", (unsigned long long)c->id);
+    return json_pack("{s:o, s:s}", "user", user != NULL ? json_string(user) : json_null(),
+                     "connection", id);
+}
+
+/* Start a PHP call for c and put it on c's list. Returns 0, or the error to answer. */
+static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const json_t *ref,
+                       const char *channel)
+{
+    struct client *cl = client_get(c);
+    struct rpc_call *call;
+    int err;
+
+    if (kind != RPC_CONNECT && cl->ncalls >= (unsigned)c->w->cfg->rpc_max_per_conn) {
+        json_decref(body);
+        return PROTO_E_RPC_BUSY;
+    }
+    call = rpc_start(c->w, kind, c, body, &err);
+    if (call == NULL)
+        return err;
+    call->ref = ref != NULL ? json_deep_copy(ref) : NULL;
+    call->channel = channel != NULL ? xstrdup(channel) : NULL;
+    call->conn_next = cl->calls;
+    cl->calls = call;
+    cl->ncalls++;
+    return -1;
+}
+
+/* Does a static rule let c subscribe? 1 yes, 0 no, or an error to answer. */
+static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, const char **why)
+{
+    const struct cfg *cfg = c->w->cfg;
+    struct client *cl = c->client;
+    struct tok_claims claims;
+    const char *granted;
+    int r;
+
+    if (chan_match_any(cfg->public_channels, cfg->npublic_channels, cmd->channel,
+                       cmd->channel_len))
+        return 1;
+    if (cl != NULL && chan_match_any(cl->channels, cl->nchannels, cmd->channel,
+                                     cmd->channel_len))
+        return 1;
+    if (cmd->token == NULL)
+        return 0;
+    r = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret,
+                   cfg->secret_len, time(NULL), cfg->token_leeway, &claims);
+    if (r != 0) {
+        *why = tok_strerror(r);
+        return PROTO_E_BAD_TOKEN;
+    }
+    granted = json_string_value(json_object_get(claims.payload, "channel"));
+    r = PROTO_E_BAD_TOKEN;
+    if (claims.exp == 0)
+        *why = "a channel token needs exp";
+    else if (granted == NULL || strcmp(granted, cmd->channel) != 0)
+        *why = "the channel token is for another channel";
+    else if (client_user(c) == NULL || strcmp(claims.sub, client_user(c)) != 0)
+        *why = "the channel token is for another user";
+    else
+        r = 1;
+    tok_claims_free(&claims);
+    return r;
+}
+
+/* Subscribe c (allowed, not yet subscribed) and answer ok. */
+static void client_subscribe_now(struct conn *c, const json_t *ref, const char *channel)
+{
+    struct client *cl = client_get(c);
+    struct worker *w = c->w;
+    size_t len = strlen(channel);
+    json_t *members = NULL;
+    struct sub *s;
+    int appeared;
+
+    s = sub_add(&w->subs, &cl->subs, c, channel, len, &appeared);
+    cl->nsubs++;
+    if (appeared)
+        dir_add(w->hub->chans, channel, len, w->id);
+    if (client_user(c) != NULL && chan_match_any(w->cfg->presence_channels,
+                                                 w->cfg->npresence_channels, channel, len)) {
+        s->presence = 1;
+        pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
+                  &members);
+    }
+    client_send(c, proto_ok(ref, members));
+}
+
+/* Answer ok to a subscribe that is already in place (with members on presence channels). */
+static void client_subscribe_again(struct conn *c, const json_t *ref, const struct sub *s)
+{
+    json_t *members = NULL;
+
+    if (s->presence)
+        members = pres_members(c->w->hub->pres, s->chan->name, 0);
+    client_send(c, proto_ok(ref, members));
+}
+
+/* {"op":"subscribe"} */
+static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
+{
+    struct client *cl = c->client;
+    const char *why = "not allowed to subscribe to this channel";
+    struct sub *s = cl != NULL ? sub_of_conn(cl->subs, cmd->channel, cmd->channel_len) : NULL;
+    int r;
+
+    if (s != NULL) {
+        client_subscribe_again(c, cmd->ref, s);
+        return;
+    }
+    if (cl != NULL && cl->nsubs >= (size_t)c->w->cfg->max_subscriptions) {
+        client_fail(c, cmd->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
+                    "this connection holds max_subscriptions channels");
+        return;
+    }
+    r = client_may_subscribe(c, cmd, &why);
+    if (r == 1) {
+        client_subscribe_now(c, cmd->ref, cmd->channel);
+        return;
+    }
+    if (r == 0 && (c->w->cfg->hooks & CFG_HOOK_SUBSCRIBE)) {
+        json_t *body = client_rpc_body(c);
+
+        json_object_set_new(body, "channel", json_string(cmd->channel));
+        r = client_call(c, RPC_SUBSCRIBE, body, cmd->ref, cmd->channel);
+        if (r < 0)
+            return;
+        why = "PHP could not be asked";
+    }
+    client_fail(c, cmd->ref, r == 0 ? PROTO_E_FORBIDDEN : (enum proto_err)r, why);
+}
+
+/* Remove one subscription of c, with its presence and directory entries. */
+static void client_drop_sub(struct conn *c, struct sub *s)
+{
+    struct worker *w = c->w;
+    char *name = xstrdup(s->chan->name);
+
+    if (s->presence)
+        pres_leave(w->hub->pres, name, client_user(c), client_emit_presence, w);
+    if (sub_remove(&w->subs, &c->client->subs, s))
+        dir_remove(w->hub->chans, name, strlen(name), w->id);
+    c->client->nsubs--;
+    free(name);
+}
+
+/* {"op":"unsubscribe"} */
+static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
+{
+    struct sub *s = c->client != NULL ? sub_of_conn(c->client->subs, cmd->channel,
+                                                    cmd->channel_len)
+                                      : NULL;
+
+    if (s != NULL)
+        client_drop_sub(c, s);
+    client_send(c, proto_ok(cmd->ref, NULL));
+}
+
+/* Hand frame m (consumed) to every worker holding channel, leaving out skip_conn. */
+static void client_fan_out(struct worker *w, const char *channel, struct msg *m,
+                           uint64_t skip_conn)
+{
+    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, w->hub->nqueues, 1);
+    struct dir_mask mask;
+
+    job->items[0].msg = m;
+    job->items[0].channel = xstrdup(channel);
+    job->items[0].skip_conn = skip_conn;
+    memset(&mask, 0, sizeof mask);
+    dir_lookup(w->hub->chans, channel, &mask);
+    cmd_submit_detached(w->hub, job, &mask);
+}
+
+/* {"op":"publish"} */
+static void client_publish(struct conn *c, const struct proto_cmd *cmd)
+{
+    const struct cfg *cfg = c->w->cfg;
+    struct msg *m;
+
+    if (client_user(c) == NULL ||
+        !chan_match_any(cfg->client_publish, cfg->nclient_publish, cmd->channel,
+                        cmd->channel_len)) {
+        client_fail(c, cmd->ref, PROTO_E_FORBIDDEN, "not allowed to publish into this channel");
+        return;
+    }
+    if (c->client == NULL || sub_of_conn(c->client->subs, cmd->channel, cmd->channel_len) == NULL) {
+        client_fail(c, cmd->ref, PROTO_E_NOT_SUBSCRIBED, "subscribe to the channel first");
+        return;
+    }
+    m = proto_channel_message(cmd->channel, cmd->event, cmd->data, client_user(c));
+    if (m == NULL) {
+        client_fail(c, cmd->ref, PROTO_E_BAD_COMMAND, "data cannot be encoded");
+        return;
+    }
+    client_fan_out(c->w, cmd->channel, m, cmd->echo ? 0 : c->id);
+    client_send(c, proto_ok(cmd->ref, NULL));
+}
+
+/* {"op":"rpc"} */
+static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
+{
+    json_t *body;
+    int r;
+
+    if (c->w->cfg->rpc_socket == NULL) {
+        client_fail(c, cmd->ref, PROTO_E_RPC_DISABLED, "RPC is not configured on this server");
+        return;
+    }
+    body = client_rpc_body(c);
+    json_object_set_new(body, "method", json_string(cmd->method));
+    json_object_set(body, "data", cmd->data != NULL ? cmd->data : json_null());
+    r = client_call(c, RPC_CALL, body, cmd->ref, NULL);
+    if (r >= 0)
+        client_fail(c, cmd->ref, (enum proto_err)r,
+                    r == PROTO_E_RPC_BUSY ? "too many calls in flight" : "PHP cannot be reached");
+}
+
+void client_message(struct conn *c, const char *text, size_t len)
+{
+    struct proto_cmd cmd;
+    const char *why = NULL;
+    int r = proto_parse(text, len, &cmd, &why);
+
+    if (r >= 0) {
+        client_fail(c, cmd.ref, (enum proto_err)r, why);
+        proto_cmd_free(&cmd);
+        return;
+    }
+    switch (cmd.op) {
+    case PROTO_SUBSCRIBE:
+        client_subscribe(c, &cmd);
+        break;
+    case PROTO_UNSUBSCRIBE:
+        client_unsubscribe(c, &cmd);
+        break;
+    case PROTO_PUBLISH:
+        client_publish(c, &cmd);
+        break;
+    case PROTO_RPC:
+        client_rpc(c, &cmd);
+        break;
+    }
+    proto_cmd_free(&cmd);
+}
+
+void client_opened(struct conn *c)
+{
+    int r;
+
+    if (!(c->w->cfg->hooks & CFG_HOOK_CONNECT))
+        return;
+    r = client_call(c, RPC_CONNECT, client_rpc_body(c), NULL, NULL);
+    if (r >= 0)
+        c->w->stats.rpc_dropped++;
+}
+
+void client_closed(struct conn *c)
+{
+    struct client *cl = c->client;
+    json_t *body;
+    int err;
+
+    if (cl != NULL) {
+        while (cl->subs != NULL)
+            client_drop_sub(c, cl->subs);
+        for (struct rpc_call *call = cl->calls; call != NULL; call = call->conn_next)
+            call->conn = NULL;
+        cl->calls = NULL;
+        cl->ncalls = 0;
+    }
+    if (!(c->w->cfg->hooks & CFG_HOOK_DISCONNECT))
+        return;
+    body = client_rpc_body(c);
+    if (rpc_start(c->w, RPC_DISCONNECT, NULL, body, &err) == NULL)
+        c->w->stats.rpc_dropped++;
+}
+
+void client_free(struct client *cl)
+{
+    if (cl == NULL)
+        return;
+    for (size_t i = 0; i < cl->nchannels; i++)
+        free(cl->channels[i]);
+    free(cl->channels);
+    free(cl->info);
+    free(cl);
+}
+
+/* Take call off its connection's list. */
+static void client_unlink_call(struct conn *c, struct rpc_call *call)
+{
+    struct rpc_call **pp;
+
+    for (pp = &c->client->calls; *pp != NULL; pp = &(*pp)->conn_next) {
+        if (*pp == call) {
+            *pp = call->conn_next;
+            c->client->ncalls--;
+            return;
+        }
+    }
+}
+
+/* PHP's own error answer {"code","message"} (rpc.c checked the code) to the client. */
+static void client_app_error(struct conn *c, const struct rpc_call *call,
+                             const struct rpc_result *res)
+{
+    json_t *o = json_loadb(res->body, res->body_len, 0, NULL);
+    const char *code = json_string_value(json_object_get(o, "code"));
+    const char *message = json_string_value(json_object_get(o, "message"));
+
+    if (code != NULL)
+        client_send(c, proto_error(call->ref, code, message != NULL ? message : ""));
+    else
+        client_fail(c, call->ref, PROTO_E_RPC_FAILED, "the PHP script failed");
+    json_decref(o);
+}
+
+/* Does a subscribe hook's answer allow: true or {"allow": true}? */
+static int client_hook_allows(const struct rpc_result *res)
+{
+    json_t *o;
+    int yes;
+
+    if (res->err >= 0 || res->status / 100 != 2)
+        return 0;
+    o = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
+    yes = json_is_true(o) || json_is_true(json_object_get(o, "allow"));
+    json_decref(o);
+    return yes;
+}
+
+/* The subscribe hook answered. */
+static void client_hook_subscribed(struct conn *c, const struct rpc_call *call,
+                                   const struct rpc_result *res)
+{
+    struct client *cl = c->client;
+
+    if (res->err >= 0) {
+        client_fail(c, call->ref, (enum proto_err)res->err, res->why);
+        return;
+    }
+    if (!client_hook_allows(res)) {
+        client_fail(c, call->ref, PROTO_E_FORBIDDEN, "PHP did not allow this channel");
+        return;
+    }
+    if (sub_of_conn(cl->subs, call->channel, strlen(call->channel)) != NULL)
+        client_send(c, proto_ok(call->ref, NULL));
+    else if (cl->nsubs >= (size_t)c->w->cfg->max_subscriptions)
+        client_fail(c, call->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
+                    "this connection holds max_subscriptions channels");
+    else
+        client_subscribe_now(c, call->ref, call->channel);
+}
+
+void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)
+{
+    struct conn *c = call->conn;
+
+    if (c == NULL || call->kind == RPC_CONNECT || call->kind == RPC_DISCONNECT) {
+        if (c != NULL)
+            client_unlink_call(c, call);
+        return;
+    }
+    client_unlink_call(c, call);
+    if (call->kind == RPC_SUBSCRIBE) {
+        client_hook_subscribed(c, call, res);
+        return;
+    }
+    if (res->err >= 0)
+        client_fail(c, call->ref, (enum proto_err)res->err, res->why);
+    else if (res->status / 100 == 2)
+        client_send(c, proto_reply(call->ref, res->body, res->body_len));
+    else
+        client_app_error(c, call, res);
+}
+
+void client_emit_presence(void *arg, int join, const char *channel, const char *user,
+                          const char *info)
+{
+    struct worker *w = arg;
+    struct msg *m = proto_presence(join, channel, user, info);
+
+    if (m == NULL) {
+        log_msg(LOG_ERROR, "client", "cannot encode a presence event for %s", channel);
+        return;
+    }
+    client_fan_out(w, channel, m, 0);
+}

@@ -1,0 +1,303 @@
+/*
+ * proto.c -- the client protocol's JSON (see proto.h).
+ *
+ * Owns:       nothing beyond each command's document.
+ * Called by:  worker threads; no state.
+ * Invariants: a command is checked completely before anyone acts on it:
+ *             types, lengths and character sets. Outgoing frames are
+ *             encoded once and shared (struct msg); names inside them are
+ *             Herald-checked, so no client text reaches another client
+ *             except as a JSON string or the JSON value it sent.
+ */
+#include "proto.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chan.h"
+#include "msg.h"
+#include "ws.h"
+#include "xmalloc.h"
+
+/* JSON numbers are exact up to 2^53 in browsers. */
+#define PROTO_MAX_INT_REF ((json_int_t)9007199254740991LL)
+
+static const char *const proto_err_names[PROTO_NERR] = {
+    "bad_json",        "bad_command",     "bad_channel", "forbidden",   "bad_token",
+    "not_subscribed",  "too_many_subscriptions",         "rpc_disabled", "rpc_busy",
+    "rpc_unavailable", "rpc_timeout",     "rpc_failed",  "rpc_bad_reply",
+};
+
+const char *proto_err_name(enum proto_err e)
+{
+    return (unsigned)e < PROTO_NERR ? proto_err_names[e] : "internal";
+}
+
+int proto_event_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > PROTO_MAX_EVENT)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+int proto_code_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > PROTO_MAX_CODE)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Is s[0..len) a valid RPC method name? */
+static int proto_method_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > PROTO_MAX_METHOD)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Is v a usable ref: an integer 0..2^53-1 or a string of at most PROTO_MAX_REF bytes? */
+static int proto_ref_valid(const json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v) >= 0 && json_integer_value(v) <= PROTO_MAX_INT_REF;
+    if (json_is_string(v))
+        return json_string_length(v) <= PROTO_MAX_REF &&
+               strlen(json_string_value(v)) == json_string_length(v);
+    return 0;
+}
+
+/* Read "op" into cmd->op. */
+static int proto_read_op(const json_t *root, struct proto_cmd *cmd, const char **why)
+{
+    const char *op = json_string_value(json_object_get(root, "op"));
+
+    if (op == NULL) {
+        *why = "missing op";
+        return PROTO_E_BAD_COMMAND;
+    }
+    if (strcmp(op, "subscribe") == 0)
+        cmd->op = PROTO_SUBSCRIBE;
+    else if (strcmp(op, "unsubscribe") == 0)
+        cmd->op = PROTO_UNSUBSCRIBE;
+    else if (strcmp(op, "publish") == 0)
+        cmd->op = PROTO_PUBLISH;
+    else if (strcmp(op, "rpc") == 0)
+        cmd->op = PROTO_RPC;
+    else {
+        *why = "unknown op";
+        return PROTO_E_BAD_COMMAND;
+    }
+    return -1;
+}
+
+/* Read "channel" (required for every op but rpc). */
+static int proto_read_channel(const json_t *root, struct proto_cmd *cmd, const char **why)
+{
+    const json_t *ch = json_object_get(root, "channel");
+
+    if (!json_is_string(ch)) {
+        *why = "channel must be a string";
+        return PROTO_E_BAD_CHANNEL;
+    }
+    if (!chan_name_valid(json_string_value(ch), json_string_length(ch))) {
+        *why = "channel must be 1 to 128 bytes of A-Z a-z 0-9 _ . : @ / = + -";
+        return PROTO_E_BAD_CHANNEL;
+    }
+    cmd->channel = json_string_value(ch);
+    cmd->channel_len = json_string_length(ch);
+    return -1;
+}
+
+/* Read the members of subscribe and publish. */
+static int proto_read_channel_op(const json_t *root, struct proto_cmd *cmd, const char **why)
+{
+    const json_t *tok = json_object_get(root, "token");
+    const json_t *event = json_object_get(root, "event");
+    const json_t *echo = json_object_get(root, "echo");
+    int r = proto_read_channel(root, cmd, why);
+
+    if (r >= 0)
+        return r;
+    if (cmd->op == PROTO_SUBSCRIBE && tok != NULL) {
+        if (!json_is_string(tok)) {
+            *why = "token must be a string";
+            return PROTO_E_BAD_COMMAND;
+        }
+        cmd->token = json_string_value(tok);
+        cmd->token_len = json_string_length(tok);
+    }
+    if (cmd->op != PROTO_PUBLISH)
+        return -1;
+    if (event != NULL && (!json_is_string(event) ||
+                          !proto_event_valid(json_string_value(event), json_string_length(event)) ||
+                          strlen(json_string_value(event)) != json_string_length(event))) {
+        *why = "event must be a string of 1 to 200 bytes without control characters";
+        return PROTO_E_BAD_COMMAND;
+    }
+    if (echo != NULL && !json_is_boolean(echo)) {
+        *why = "echo must be true or false";
+        return PROTO_E_BAD_COMMAND;
+    }
+    cmd->event = event != NULL ? json_string_value(event) : "message";
+    cmd->echo = echo == NULL || json_is_true(echo);
+    cmd->data = json_object_get(root, "data");
+    return -1;
+}
+
+/* Read the members of rpc. */
+static int proto_read_rpc(const json_t *root, struct proto_cmd *cmd, const char **why)
+{
+    const json_t *method = json_object_get(root, "method");
+
+    if (!json_is_string(method) ||
+        !proto_method_valid(json_string_value(method), json_string_length(method))) {
+        *why = "method must be 1 to 100 bytes of A-Z a-z 0-9 _ . : -";
+        return PROTO_E_BAD_COMMAND;
+    }
+    cmd->method = json_string_value(method);
+    cmd->data = json_object_get(root, "data");
+    return -1;
+}
+
+int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why)
+{
+    json_t *ref;
+    int r;
+
+    memset(cmd, 0, sizeof *cmd);
+    cmd->root = json_loadb(text != NULL ? text : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(cmd->root)) {
+        *why = "a command is one JSON object";
+        return PROTO_E_BAD_JSON;
+    }
+    ref = json_object_get(cmd->root, "ref");
+    if (ref != NULL) {
+        if (!proto_ref_valid(ref)) {
+            *why = "ref must be an integer from 0 to 2^53-1 or a string of at most 64 bytes";
+            return PROTO_E_BAD_COMMAND;
+        }
+        cmd->ref = ref;
+    }
+    if ((r = proto_read_op(cmd->root, cmd, why)) >= 0)
+        return r;
+    if (cmd->op == PROTO_RPC)
+        return proto_read_rpc(cmd->root, cmd, why);
+    return proto_read_channel_op(cmd->root, cmd, why);
+}
+
+void proto_cmd_free(struct proto_cmd *cmd)
+{
+    json_decref(cmd->root);
+    memset(cmd, 0, sizeof *cmd);
+}
+
+/* Encode o (stolen) as one text frame. */
+static struct msg *proto_frame(json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    struct msg *m;
+
+    json_decref(o);
+    if (text == NULL)
+        return NULL;
+    m = msg_new(WS_OP_TEXT, text, strlen(text));
+    free(text);
+    return m;
+}
+
+/* A new object {"op":op} with "ref" copied when there is one. */
+static json_t *proto_answer(const char *op, const json_t *ref)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "op", json_string(op));
+    if (ref != NULL)
+        json_object_set_new(o, "ref", json_deep_copy(ref));
+    return o;
+}
+
+struct msg *proto_ok(const json_t *ref, json_t *members)
+{
+    json_t *o = proto_answer("ok", ref);
+
+    if (members != NULL)
+        json_object_set_new(o, "members", members);
+    return proto_frame(o);
+}
+
+struct msg *proto_error(const json_t *ref, const char *code, const char *message)
+{
+    json_t *o = proto_answer("error", ref);
+
+    json_object_set_new(o, "code", json_string(code));
+    json_object_set_new(o, "message", json_string(message));
+    return proto_frame(o);
+}
+
+struct msg *proto_reply(const json_t *ref, const char *data, size_t len)
+{
+    json_t *o = proto_answer("reply", ref);
+    char *head = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t hlen;
+    char *buf;
+    struct msg *m;
+
+    json_decref(o);
+    if (head == NULL)
+        return NULL;
+    /* {"op":"reply","ref":7} -> {"op":"reply","ref":7,"data":<data>} */
+    hlen = strlen(head) - 1;
+    buf = xmalloc(hlen + 8 + len + 1);
+    memcpy(buf, head, hlen);
+    memcpy(buf + hlen, ",\"data\":", 8);
+    memcpy(buf + hlen + 8, data, len);
+    buf[hlen + 8 + len] = '}';
+    m = msg_new(WS_OP_TEXT, buf, hlen + 8 + len + 1);
+    free(buf);
+    free(head);
+    return m;
+}
+
+struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
+                                  const char *from)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "channel", json_string(channel));
+    json_object_set_new(o, "event", json_string(event));
+    json_object_set_new(o, "data", data != NULL ? json_deep_copy(data) : json_null());
+    if (from != NULL)
+        json_object_set_new(o, "from", json_string(from));
+    return proto_frame(o);
+}
+
+struct msg *proto_presence(int join, const char *channel, const char *user, const char *info)
+{
+    json_t *o = json_object();
+    json_t *i = info != NULL ? json_loads(info, 0, NULL) : NULL;
+
+    json_object_set_new(o, "op", json_string(join ? "join" : "leave"));
+    json_object_set_new(o, "channel", json_string(channel));
+    json_object_set_new(o, "user", json_string(user));
+    if (i != NULL)
+        json_object_set_new(o, "info", i);
+    return proto_frame(o);
+}

@@ -1,0 +1,100 @@
+/*
+ * proto.h -- the client protocol's JSON: commands parsed from browsers,
+ * and the frames Herald sends back (docs/protocol.md, section 1).
+ *
+ * Owns:       struct proto_cmd (a parsed command and its JSON document).
+ * Called by:  client.c and rpc.c on worker threads; any thread may call
+ *             it (no state).
+ * Invariants: proto_parse only reads and checks: it never decides whether
+ *             a command is allowed. Every string it hands back points into
+ *             the command's own document and lives until proto_cmd_free.
+ */
+#ifndef HERALD_PROTO_H
+#define HERALD_PROTO_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+struct msg;
+
+#define PROTO_MAX_EVENT 200
+#define PROTO_MAX_METHOD 100
+#define PROTO_MAX_REF 64
+#define PROTO_MAX_CODE 64
+
+enum proto_op {
+    PROTO_SUBSCRIBE,
+    PROTO_UNSUBSCRIBE,
+    PROTO_PUBLISH,
+    PROTO_RPC,
+};
+
+/* Error codes Herald answers with, in the order of docs/protocol.md's table. */
+enum proto_err {
+    PROTO_E_BAD_JSON,
+    PROTO_E_BAD_COMMAND,
+    PROTO_E_BAD_CHANNEL,
+    PROTO_E_FORBIDDEN,
+    PROTO_E_BAD_TOKEN,
+    PROTO_E_NOT_SUBSCRIBED,
+    PROTO_E_TOO_MANY_SUBSCRIPTIONS,
+    PROTO_E_RPC_DISABLED,
+    PROTO_E_RPC_BUSY,
+    PROTO_E_RPC_UNAVAILABLE,
+    PROTO_E_RPC_TIMEOUT,
+    PROTO_E_RPC_FAILED,
+    PROTO_E_RPC_BAD_REPLY,
+    PROTO_NERR,
+};
+
+/* The code's name as sent to clients and shown in /stats. */
+const char *proto_err_name(enum proto_err e);
+
+struct proto_cmd {
+    enum proto_op op;
+    json_t *root;            /* owned: the whole message */
+    json_t *ref;             /* borrowed: NULL when absent or unusable */
+    const char *channel;     /* borrowed: NUL-terminated, or NULL */
+    size_t channel_len;
+    const char *token;       /* borrowed: subscribe's channel token, or NULL */
+    size_t token_len;
+    const char *event;       /* borrowed: publish's event ("message" if absent) */
+    const char *method;      /* borrowed: rpc's method */
+    json_t *data;            /* borrowed: publish and rpc data; NULL when absent */
+    int echo;                /* publish: the sender gets its own message */
+};
+
+/*
+ * Parse one text message. Returns -1 and fills *cmd, or the error to answer
+ * with *why set to a static explanation. On error cmd->ref may still be set
+ * (answer with it); either way the caller calls proto_cmd_free.
+ */
+int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why);
+
+/* Release the command's document. Safe on a zeroed or freed command. */
+void proto_cmd_free(struct proto_cmd *cmd);
+
+/* Is s a valid event name (1..PROTO_MAX_EVENT bytes, no control characters)? */
+int proto_event_valid(const char *s, size_t len);
+
+/* Is s a valid error code from PHP (1..PROTO_MAX_CODE bytes of a-z 0-9 _ . -)? */
+int proto_code_valid(const char *s, size_t len);
+
+/* {"op":"ok","ref":R[,"members":M]}; members is stolen (may be NULL). */
+struct msg *proto_ok(const json_t *ref, json_t *members);
+
+/* {"op":"error","ref":R,"code":C,"message":M}; ref may be NULL. */
+struct msg *proto_error(const json_t *ref, const char *code, const char *message);
+
+/* {"op":"reply","ref":R,"data":D} with D, already checked JSON text, spliced in. */
+struct msg *proto_reply(const json_t *ref, const char *data, size_t len);
+
+/* {"channel":C,"event":E,"data":D[,"from":F]}; data NULL means null, from may be NULL. */
+struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
+                                  const char *from);
+
+/* {"op":"join"|"leave","channel":C,"user":U[,"info":I]}; info is JSON text or NULL. */
+struct msg *proto_presence(int join, const char *channel, const char *user, const char *info);
+
+#endif

@@ -1,0 +1,345 @@
+/*
+ * rpc.c -- calls to PHP through php-fpm, without blocking (see rpc.h).
+ *
+ * Owns:       struct rpc_call and everything in it.
+ * Called by:  client.c (start) and worker.c (abort at exit), on the
+ *             owning worker's thread; the loop drives each call through
+ *             connect, write, read, and ends it on the answer, an error or
+ *             the timer.
+ * Invariants: one FastCGI request per connection (no keep-conn), so a
+ *             call owns its socket and a failure never touches another
+ *             call. rpc_end is the only way out: it stops the watchers,
+ *             closes the socket, settles the counters and hands the
+ *             result to client.c before freeing the call.
+ */
+#include "rpc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "cfg.h"
+#include "client.h"
+#include "cmd.h"
+#include "log.h"
+#include "net.h"
+#include "proto.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define RPC_REQUEST_ID 1
+#define RPC_READ_CHUNK 16384
+#define RPC_MAX_HEAD 8192     /* CGI header bytes allowed on top of the body */
+
+static const char *const rpc_kind_names[] = {"rpc", "connect", "disconnect", "subscribe"};
+
+static void rpc_on_io(struct ev_loop *loop, ev_io *io, int revents);
+static void rpc_on_timeout(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* Hex HMAC-SHA256 of body with the secret into hex (65 bytes). */
+static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char hex[65])
+{
+    unsigned char mac[32];
+    unsigned int mac_len = 0;
+
+    if (HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)body, len,
+             mac, &mac_len) == NULL ||
+        mac_len != sizeof mac)
+        return -1;
+    for (size_t i = 0; i < sizeof mac; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    return 0;
+}
+
+/* Encode the FastCGI request for body into call->req. Returns 0 or -1. */
+static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
+{
+    const struct cfg *cfg = call->w->cfg;
+    char sig[65], clen[24], uri[32];
+    struct fcgic_param p[12];
+    size_t n = 0;
+
+#define RPC_PARAM(k, v) \
+    (p[n].name = (k), p[n].name_len = strlen(k), p[n].value = (v), p[n].value_len = strlen(v), n++)
+    if (rpc_sign(cfg, body, len, sig) < 0)
+        return -1;
+    snprintf(clen, sizeof clen, "%zu", len);
+    snprintf(uri, sizeof uri, "/herald/%s", rpc_kind_names[call->kind]);
+    RPC_PARAM("SCRIPT_FILENAME", cfg->rpc_script);
+    RPC_PARAM("SCRIPT_NAME", uri);
+    RPC_PARAM("REQUEST_URI", uri);
+    RPC_PARAM("QUERY_STRING", "");
+    RPC_PARAM("REQUEST_METHOD", "POST");
+    RPC_PARAM("CONTENT_TYPE", "application/json");
+    RPC_PARAM("CONTENT_LENGTH", clen);
+    RPC_PARAM("SERVER_SOFTWARE", "herald/" HERALD_VERSION);
+    RPC_PARAM("GATEWAY_INTERFACE", "CGI/1.1");
+    RPC_PARAM("SERVER_PROTOCOL", "HTTP/1.1");
+    RPC_PARAM("REMOTE_ADDR", "127.0.0.1");
+    RPC_PARAM("HERALD_SIGNATURE", sig);
+#undef RPC_PARAM
+    return fcgic_encode(RPC_REQUEST_ID, p, n, body, len, &call->req, &call->req_len);
+}
+
+/* Link call onto the worker's list. */
+static void rpc_link(struct worker *w, struct rpc_call *call)
+{
+    call->wprev = NULL;
+    call->wnext = w->calls;
+    if (w->calls != NULL)
+        w->calls->wprev = call;
+    w->calls = call;
+}
+
+/* Take call off the worker's list. */
+static void rpc_unlink(struct worker *w, struct rpc_call *call)
+{
+    if (call->wprev != NULL)
+        call->wprev->wnext = call->wnext;
+    else
+        w->calls = call->wnext;
+    if (call->wnext != NULL)
+        call->wnext->wprev = call->wprev;
+}
+
+/* Stop, close and free call; no result is handed on. */
+static void rpc_free(struct rpc_call *call)
+{
+    struct worker *w = call->w;
+
+    ev_io_stop(w->loop, &call->io);
+    ev_timer_stop(w->loop, &call->timer);
+    if (call->fd >= 0)
+        close(call->fd);
+    rpc_unlink(w, call);
+    atomic_fetch_sub(&w->hub->rpc_inflight, 1);
+    fcgic_parser_free(&call->parser);
+    json_decref(call->ref);
+    free(call->channel);
+    free(call->req);
+    free(call);
+}
+
+/* End call with res: count it, hand it to client.c, free it. */
+static void rpc_end(struct rpc_call *call, struct rpc_result *res)
+{
+    struct stats *st = &call->w->stats;
+
+    if (res->err >= 0) {
+        st->rpc_failed++;
+        log_msg(LOG_WARN, "rpc", "%s call failed: %s: %s", rpc_kind_names[call->kind],
+                proto_err_name((enum proto_err)res->err), res->why);
+    } else if (res->status / 100 == 2) {
+        st->rpc_replies++;
+    } else {
+        st->rpc_app_errors++;
+    }
+    ev_io_stop(call->w->loop, &call->io);
+    ev_timer_stop(call->w->loop, &call->timer);
+    client_rpc_done(call, res);
+    rpc_free(call);
+}
+
+/* End call with a failure of Herald's own. */
+static void rpc_fail(struct rpc_call *call, enum proto_err e, const char *fmt, const char *arg)
+{
+    struct rpc_result res;
+
+    memset(&res, 0, sizeof res);
+    res.err = e;
+    snprintf(res.why, sizeof res.why, fmt, arg);
+    rpc_end(call, &res);
+}
+
+struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c, json_t *body,
+                           int *err)
+{
+    const struct cfg *cfg = w->cfg;
+    struct rpc_call *call;
+    char *text, *cause = NULL;
+    int r;
+
+    if (atomic_fetch_add(&w->hub->rpc_inflight, 1) >= cfg->rpc_max_inflight) {
+        atomic_fetch_sub(&w->hub->rpc_inflight, 1);
+        json_decref(body);
+        *err = PROTO_E_RPC_BUSY;
+        return NULL;
+    }
+    json_object_set_new(body, "type", json_string(rpc_kind_names[kind]));
+    json_object_set_new(body, "time", json_integer((json_int_t)time(NULL)));
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    call = xcalloc(1, sizeof *call);
+    call->w = w;
+    call->kind = kind;
+    call->conn = c;
+    call->fd = -1;
+    fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + RPC_MAX_HEAD);
+    rpc_link(w, call);
+    w->stats.rpc_calls++;
+    r = text != NULL ? rpc_encode(call, text, strlen(text)) : -1;
+    free(text);
+    if (r == 0)
+        call->fd = net_connect(cfg->rpc_socket, &cause);
+    if (call->fd < 0) {
+        log_msg(LOG_WARN, "rpc", "cannot reach php-fpm: %s", cause != NULL ? cause : "encode");
+        free(cause);
+        w->stats.rpc_failed++;
+        rpc_free(call);
+        *err = PROTO_E_RPC_UNAVAILABLE;
+        return NULL;
+    }
+    ev_io_init(&call->io, rpc_on_io, call->fd, EV_WRITE);
+    ev_io_start(w->loop, &call->io);
+    ev_timer_init(&call->timer, rpc_on_timeout, cfg->rpc_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &call->timer);
+    return call;
+}
+
+void rpc_abort_all(struct worker *w)
+{
+    while (w->calls != NULL)
+        rpc_free(w->calls);
+}
+
+/* The request is written: now wait for the answer. */
+static void rpc_write(struct rpc_call *call)
+{
+    while (call->req_off < call->req_len) {
+        ssize_t n = write(call->fd, call->req + call->req_off, call->req_len - call->req_off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "php-fpm: %s", strerror(errno));
+            return;
+        }
+        call->req_off += (size_t)n;
+    }
+    ev_io_stop(call->w->loop, &call->io);
+    ev_io_set(&call->io, call->fd, EV_READ);
+    ev_io_start(call->w->loop, &call->io);
+}
+
+/* Check a non-error answer (status >= 300) for a valid {"code": ...}. */
+static int rpc_app_error_ok(const struct fcgic_response *r)
+{
+    json_t *o = json_loadb(r->body, r->body_len, 0, NULL);
+    const char *code = json_string_value(json_object_get(o, "code"));
+    int ok = code != NULL && proto_code_valid(code, strlen(code));
+
+    json_decref(o);
+    return ok;
+}
+
+/* The answer is complete: check it and end the call. */
+static void rpc_answered(struct rpc_call *call)
+{
+    struct fcgic_parser *p = &call->parser;
+    struct fcgic_response r;
+    struct rpc_result res;
+    json_t *v;
+    char status[16];
+
+    if (p->err_len > 0)
+        log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s", call->w->cfg->rpc_script, p->err);
+    if (p->protocol_status != FCGIC_REQUEST_COMPLETE) {
+        rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "%s", "php-fpm refused the request (overloaded)");
+        return;
+    }
+    if (fcgic_parse_response(p->out != NULL ? p->out : "", p->out_len, &r) != 0) {
+        rpc_fail(call, PROTO_E_RPC_BAD_REPLY, "%s", "the answer is not a CGI response");
+        return;
+    }
+    memset(&res, 0, sizeof res);
+    res.err = -1;
+    res.status = r.status;
+    res.body = r.body;
+    res.body_len = r.body_len;
+    snprintf(status, sizeof status, "%d", r.status);
+    if (r.status / 100 != 2) {
+        if (!rpc_app_error_ok(&r))
+            rpc_fail(call, PROTO_E_RPC_FAILED, "the PHP script failed (HTTP %s)", status);
+        else
+            rpc_end(call, &res);
+        return;
+    }
+    v = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, NULL);
+    if (v == NULL) {
+        rpc_fail(call, PROTO_E_RPC_BAD_REPLY, "%s", "the PHP script's answer is not JSON");
+        return;
+    }
+    json_decref(v);
+    rpc_end(call, &res);
+}
+
+/* Read what php-fpm sent; end the call on a whole answer, an error or EOF. */
+static void rpc_read(struct rpc_call *call)
+{
+    char buf[RPC_READ_CHUNK];
+
+    for (;;) {
+        ssize_t n = read(call->fd, buf, sizeof buf);
+        int r;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            rpc_fail(call, PROTO_E_RPC_FAILED, "php-fpm closed the connection before "
+                     "answering%s", n < 0 ? " (reset)" : "");
+            return;
+        }
+        r = fcgic_parser_feed(&call->parser, buf, (size_t)n);
+        if (r == FCGIC_DONE) {
+            rpc_answered(call);
+            return;
+        }
+        if (r == FCGIC_E_TOO_LARGE) {
+            rpc_fail(call, PROTO_E_RPC_BAD_REPLY, "%s", "the answer is over max_message_size");
+            return;
+        }
+        if (r < 0) {
+            rpc_fail(call, PROTO_E_RPC_BAD_REPLY, "%s", "php-fpm broke the FastCGI protocol");
+            return;
+        }
+    }
+}
+
+/* The socket is ready: finish connecting, write, or read. */
+static void rpc_on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct rpc_call *call = (struct rpc_call *)((char *)io - offsetof(struct rpc_call, io));
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+
+    if (revents & EV_WRITE) {
+        if (call->req_off == 0 &&
+            (getsockopt(call->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)) {
+            rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "php-fpm: %s", strerror(soerr ? soerr : errno));
+            return;
+        }
+        rpc_write(call);
+        return;
+    }
+    rpc_read(call);
+}
+
+/* No whole answer in time. */
+static void rpc_on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rpc_call *call = (struct rpc_call *)((char *)t - offsetof(struct rpc_call, timer));
+
+    rpc_fail(call, PROTO_E_RPC_TIMEOUT, "no answer from PHP within %s",
+             call->req_off < call->req_len ? "rpc_timeout (still sending)" : "rpc_timeout");
+}

@@ -1,0 +1,80 @@
+/*
+ * rpc.h -- calls from Herald to PHP: a FastCGI client of php-fpm on the
+ * worker's libev loop (docs/protocol.md, section 3).
+ *
+ * Owns:       struct rpc_call: its socket, watchers, request and answer
+ *             buffers, from rpc_start until its result is handed on.
+ * Called by:  client.c on the owning worker's thread; the worker frees
+ *             what is left at exit with rpc_abort_all.
+ * Invariants: nothing here blocks: the connect, the writes and the reads
+ *             are all non-blocking and driven by the loop, and every call
+ *             ends within rpc_timeout. A call ends exactly once, through
+ *             client_rpc_done, and is freed right after it returns. The
+ *             hub's rpc_inflight counts calls between start and end.
+ */
+#ifndef HERALD_RPC_H
+#define HERALD_RPC_H
+
+#include <stddef.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "fcgi_client.h"
+
+struct worker;
+struct conn;
+
+enum rpc_kind {
+    RPC_CALL,        /* a client's {"op":"rpc"} */
+    RPC_CONNECT,     /* hooks */
+    RPC_DISCONNECT,
+    RPC_SUBSCRIBE,
+};
+
+struct rpc_call {
+    struct rpc_call *conn_next;   /* borrowed: the connection's next call */
+    struct rpc_call *wnext;       /* borrowed: the worker's list of calls */
+    struct rpc_call *wprev;       /* borrowed */
+    struct conn *conn;            /* borrowed: the caller; NULL once it is gone */
+    enum rpc_kind kind;
+    json_t *ref;                  /* owned: the command's ref, or NULL */
+    char *channel;                /* owned: RPC_SUBSCRIBE's channel */
+    struct worker *w;             /* borrowed */
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    char *req;                    /* owned: the encoded FastCGI request */
+    size_t req_len;
+    size_t req_off;               /* bytes written */
+    struct fcgic_parser parser;
+};
+
+/*
+ * How a call ended: err >= 0, a Herald failure (enum proto_err) explained
+ * by why; or err == -1 and PHP answered: a 2xx status with JSON text in
+ * body, or another status with {"code","message"} whose code is valid
+ * (herald_rpc_error). Any other answer is turned into PROTO_E_RPC_FAILED
+ * or PROTO_E_RPC_BAD_REPLY here.
+ */
+struct rpc_result {
+    int err;
+    char why[128];
+    int status;
+    const char *body;    /* borrowed: valid until client_rpc_done returns */
+    size_t body_len;
+};
+
+/*
+ * Start a call of this kind for conn c (NULL for a disconnect hook) with
+ * body (stolen: the request's JSON object, to which "type" and "time" are
+ * added). Returns the call, or NULL with *err set: PROTO_E_RPC_BUSY over
+ * rpc_max_inflight, PROTO_E_RPC_UNAVAILABLE when no socket can be made.
+ */
+struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c, json_t *body,
+                           int *err);
+
+/* End every call still in flight without a result (worker exit). */
+void rpc_abort_all(struct worker *w);
+
+#endif
