@@ -30,7 +30,7 @@ LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
 
 # Debian packages every target needs; `make deps` installs the missing ones.
 PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
-       libinih-dev uthash-dev libcmocka-dev php-cli php-fpm nginx-light \
+       libinih-dev uthash-dev libcmocka-dev php-cli php-fpm php-sqlite3 nginx-light \
        python3 python3-websockets python3-pytest phpunit clang \
        libclang-rt-14-dev curl procps psmisc
 

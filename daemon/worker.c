@@ -137,12 +137,29 @@ static void worker_free_conns(struct worker *w)
     }
 }
 
+/*
+ * Finish jobs that arrived after the loop ended (other workers' presence
+ * events while shutting down): detached ones are freed by their last worker.
+ */
+static void worker_drop_queued(struct worker *w)
+{
+    struct cmd_node *node = cmd_queue_take(&w->queue);
+
+    while (node != NULL) {
+        struct cmd_node *next = node->next;
+
+        cmd_job_done(node->job);
+        node = next;
+    }
+}
+
 void worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
     worker_free_conns(w);
     rpc_abort_all(w);
+    worker_drop_queued(w);
     ev_io_stop(w->loop, &w->accept_io);
     ev_timer_stop(w->loop, &w->accept_pause);
     ev_prepare_stop(w->loop, &w->prepare);
