@@ -60,6 +60,16 @@ static void client_send(struct conn *c, struct msg *m)
     msg_unref(m);
 }
 
+/* Answer ok, with members (stolen) on presence channels; a command without ref gets none. */
+static void client_ok(struct conn *c, const json_t *ref, json_t *members)
+{
+    if (ref == NULL) {
+        json_decref(members);
+        return;
+    }
+    client_send(c, proto_ok(ref, members));
+}
+
 /* Answer with an error of Herald's own, and count it. */
 static void client_fail(struct conn *c, const json_t *ref, enum proto_err e, const char *why)
 {
@@ -200,7 +210,7 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
         pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
                   &members);
     }
-    client_send(c, proto_ok(ref, members));
+    client_ok(c, ref, members);
 }
 
 /* Answer ok to a subscribe that is already in place (with members on presence channels). */
@@ -210,7 +220,7 @@ static void client_subscribe_again(struct conn *c, const json_t *ref, const stru
 
     if (s->presence)
         members = pres_members(c->w->hub->pres, s->chan->name, 0);
-    client_send(c, proto_ok(ref, members));
+    client_ok(c, ref, members);
 }
 
 /* {"op":"subscribe"} */
@@ -270,7 +280,7 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
 
     if (s != NULL)
         client_drop_sub(c, s);
-    client_send(c, proto_ok(cmd->ref, NULL));
+    client_ok(c, cmd->ref, NULL);
 }
 
 /* Hand frame m (consumed) to every worker holding channel, leaving out skip_conn. */
@@ -310,7 +320,7 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         return;
     }
     client_fan_out(c->w, cmd->channel, m, cmd->echo ? 0 : c->id);
-    client_send(c, proto_ok(cmd->ref, NULL));
+    client_ok(c, cmd->ref, NULL);
 }
 
 /* {"op":"rpc"} */
@@ -461,7 +471,7 @@ static void client_hook_subscribed(struct conn *c, const struct rpc_call *call,
         return;
     }
     if (sub_of_conn(cl->subs, call->channel, strlen(call->channel)) != NULL)
-        client_send(c, proto_ok(call->ref, NULL));
+        client_ok(c, call->ref, NULL);
     else if (cl->nsubs >= (size_t)c->w->cfg->max_subscriptions)
         client_fail(c, call->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
                     "this connection holds max_subscriptions channels");
