@@ -4,18 +4,32 @@
  * Loading:    a classic script. `<script src="herald.js"></script>` defines the global `Herald`;
  *             under CommonJS or a bundler (webpack, esbuild, Vite) `require('./herald.js')`
  *             returns the class and no global is set. It is deliberately not an ES module: an
- *             `export` statement is a syntax error in a classic script.
+ *             `export` statement is a syntax error in a classic script. It needs Promise and
+ *             nothing newer (no arrow functions, classes or async/await inside).
  *
  * Usage:
  *     const h = new Herald('wss://example.com/ws', {
  *         getToken: async () => (await fetch('/herald-token')).text(),  // or token: '...'
  *     });
- *     h.on('order.shipped', (data, event) => { ... });   // one event
- *     h.on('*', (data, event) => { ... });               // every event
+ *     h.on('order.shipped', (data, event, meta) => { ... });   // one event
+ *     h.on('*', (data, event, meta) => { ... });               // every event
  *     h.off('order.shipped', fn);
  *     h.onState((state, info) => { ... });               // lifecycle, see below
  *     h.close();                                         // for good: no reconnect
  *     h.state;                     // 'connecting', 'open', or 'closed' once close() was called
+ *
+ *   Channels, presence and RPC (docs/protocol.md, section 1):
+ *     await h.subscribe('team:12');                      // resolves {} ...
+ *     const {members} = await h.subscribe('room:1');     // ... or {members} on presence channels
+ *     await h.subscribe('doc:7', {token: channelJwt});   // herald_channel_token() in PHP
+ *     await h.unsubscribe('team:12');                    // and forget it
+ *     await h.publish('team:12', {text: 'hi'}, {event: 'chat', echo: false});
+ *     const tasks = await h.rpc('tasks.list', {done: false}, {timeout: 5000});
+ *     h.members('room:1');                               // [{user, info}, ...]
+ *     h.onPresence((kind, channel, member) => { ... });  // 'join' | 'leave', {user, info}
+ *     h.onError((err) => { ... });                       // errors no promise can take
+ *     h.offPresence(fn); h.offError(fn);
+ *     try { ... } catch (e) { e instanceof Herald.HeraldError; e.code; e.message; }
  *
  * Options:    token        a connection token (a JWT from herald_token() in PHP), or
  *             getToken     a function returning a token or a Promise of one. It is called
@@ -27,6 +41,7 @@
  *             backoffBase  first reconnect delay ceiling in ms (500).
  *             backoffMax   largest reconnect delay ceiling in ms (30000).
  *             stableAfter  ms a connection must stay open to reset the backoff (10000).
+ *             rpcTimeout   default rpc() timeout in ms (15000).
  *             WebSocket    the WebSocket class to use (default: the global one); lets Node
  *                          run this file with the `ws` package.
  *
@@ -34,7 +49,8 @@
  *             `onState(fn)` / `offState(fn)` register fn(state, info) with state one of
  *               'connecting'  info {retry}          a connection attempt starts; retry is null
  *                             for the first one, else the backoff step n it waited for
- *               'open'        info {}               the WebSocket is open
+ *               'open'        info {}               the WebSocket is open (remembered channels
+ *                             and queued commands have just been sent)
  *               'close'       info {code, reason, retryIn}   the WebSocket closed (code is
  *                             null if none was opened); retryIn is the delay before the next
  *                             attempt in ms, or null after close()
@@ -49,11 +65,63 @@
  *             failures simply keep backing off, ending at backoffMax per attempt; getToken()
  *             gets a chance to return a fresh token each time. Only close() stops it.
  *
- * Messages:   Herald sends text frames {"event": "<name>", "data": <any JSON>}. A frame that is
+ * Messages:   Herald sends text frames {"event": "<name>", "data": <any JSON>}, with "channel"
+ *             added for a channel publish and "from" (the sender's verified user id) for one
+ *             made by a client. on(event, fn) calls fn(data, event, meta), meta being
+ *             {channel, from} (undefined when the frame has none). Frames with an "op" are
+ *             answers and presence, handled below and never passed to on(). A frame that is
  *             not such JSON is ignored with a console.warn; an exception thrown by a handler
  *             is reported with console.error and does not stop the other handlers.
  *
- * Tests:      tests/js/herald-js.test.js, run by tests/integration/60-herald-js.py.
+ * Commands:   subscribe, unsubscribe, publish and rpc send one JSON command with a `ref` (an
+ *             integer counting from 1 on each connection) and return a Promise settled by the
+ *             answer with that ref. Rejections are HeraldError {name, code, message}, with
+ *             `channel` too for subscribe, unsubscribe and publish: a code from
+ *             docs/protocol.md ('forbidden', 'bad_token', 'not_subscribed', 'rpc_busy', PHP's
+ *             own codes, ...; 'bad_channel' and 'bad_command' also when the channel or method
+ *             is not a non-empty string, without asking Herald), or one the client makes:
+ *               'disconnected'  publish() or rpc() while not open; any command whose answer
+ *                               had not come when the connection closed; anything after
+ *                               close() (queued subscribe/unsubscribe included)
+ *               'timeout'       rpc() had no answer within its timeout; a late answer is
+ *                               dropped
+ *             subscribe(channel, {token}) resolves {} or, on a presence channel, {members}
+ *             (a copy, the subscriber included). unsubscribe(channel) resolves undefined;
+ *             publish(channel, data, {event = 'message', echo = true}) resolves undefined
+ *             once every worker holding the channel has the message queued (echo: false
+ *             skips this connection only, not the user's other tabs); rpc(method, data,
+ *             {timeout = rpcTimeout}) resolves the reply's data (timeout 0: wait for Herald,
+ *             whose own rpc_timeout answers 'rpc_timeout').
+ *
+ * Channels:   the client remembers every channel it was asked to subscribe to, with its
+ *             channel token, until unsubscribe() or a refusal. subscribe() and unsubscribe()
+ *             made while not open are queued and sent, in order, on the next open; on every
+ *             open after the first, the remembered channels are subscribed again (before the
+ *             queue). A refused resubscription (say the channel token expired) forgets that
+ *             channel and goes to onError as a HeraldError with `channel` set. The token is
+ *             sent as given each time: for channels that outlive a token's ttl, unsubscribe
+ *             and subscribe again with a fresh one.
+ *
+ * Presence:   members(channel) is the member list [{user, info}] of a subscribed presence
+ *             channel ([] otherwise): the subscribe answer's list, then every join (adds or
+ *             replaces by user) and leave (removes by user). onPresence(fn) registers
+ *             fn(kind, channel, member) for each join and leave Herald sends (a user's first
+ *             tab in a channel is announced to itself too); member is {user, info} (info null
+ *             when absent; on a leave, the info that user joined with). When a
+ *             resubscription after a reconnect answers, members() takes the new list and
+ *             onPresence gets a 'leave' for each member gone and a 'join' for each new one, so
+ *             a list kept from onPresence matches members() again. Until then (while
+ *             disconnected) members() keeps the last list it had. Presence frames for a
+ *             channel unsubscribe() was called for are ignored.
+ *
+ * Errors:     onError(fn) / offError(fn) register fn(err) for HeraldErrors no promise can
+ *             take: an "error" answer without a ref, and refused resubscriptions. With no
+ *             onError handler they go to console.warn. HeraldError is Herald.HeraldError (no
+ *             second global); it is an Error.
+ *
+ * Tests:      tests/js/herald-js.test.js (unit tests and the live mode of
+ *             tests/integration/60-herald-js.py); tests/js/herald-js-driver.js, driven by
+ *             tests/integration/62-herald-js-channels.py against the real daemon.
  */
 (function (root, factory) {
     'use strict';
@@ -71,6 +139,7 @@
         backoffBase: 500,
         backoffMax: 30000,
         stableAfter: 10000,
+        rpcTimeout: 15000,
     };
 
     /** Delay in ms before reconnect attempt `attempt` (0-based): full jitter. */
@@ -89,6 +158,58 @@
         } catch (e) {
             console.error('herald: handler failed:', e);
         }
+    }
+
+    /** Call every function in `list` (a copy is taken first) with `args`, via safeCall. */
+    function callAll(list, self, args) {
+        list = list.slice();
+        for (var i = 0; i < list.length; i++) {
+            safeCall(list[i], self, args);
+        }
+    }
+
+    /** Return `list` without `fn`, or an empty list when fn is not given. */
+    function without(list, fn) {
+        return fn ? list.filter(function (f) { return f !== fn; }) : [];
+    }
+
+    /**
+     * A refused or failed command: `code` is one of docs/protocol.md's error codes, PHP's own
+     * (herald_rpc_error()), or 'disconnected' / 'timeout' made by this client.
+     */
+    function HeraldError(code, message) {
+        this.name = 'HeraldError';
+        this.code = code;
+        this.message = message || code;
+        if (Error.captureStackTrace) {
+            Error.captureStackTrace(this, HeraldError);
+        } else {
+            this.stack = new Error(this.message).stack;
+        }
+    }
+    HeraldError.prototype = Object.create(Error.prototype);
+    HeraldError.prototype.constructor = HeraldError;
+    HeraldError.prototype.name = 'HeraldError';
+
+    /** The HeraldError for an {"op":"error"} frame. */
+    function errorFrom(msg) {
+        var code = typeof msg.code === 'string' ? msg.code : 'unknown';
+        return new HeraldError(code, typeof msg.message === 'string' ? msg.message : code);
+    }
+
+    /** A member as the API shows it, {user, info}, from a members entry or a join/leave frame. */
+    function member(m) {
+        return { user: String(m.user), info: m.info === undefined ? null : m.info };
+    }
+
+    /** Index of the member whose user is `user` in `list`, or -1. */
+    function findMember(list, user) {
+        for (var i = 0; i < list.length; i++) {
+            if (list[i].user === user) {
+                return i;
+            }
+        }
+        return -1;
     }
 
     /**
@@ -115,8 +236,15 @@
         if (!this._WebSocket) {
             throw new TypeError('Herald: no WebSocket implementation; pass options.WebSocket');
         }
-        this._handlers = {};        /* event name -> [fn] */
-        this._stateHandlers = [];   /* [fn] */
+        /* Maps keyed by names from the server have no prototype: "constructor" is a name too. */
+        this._handlers = Object.create(null);       /* event name -> [fn] */
+        this._stateHandlers = [];                   /* [fn] */
+        this._presenceHandlers = [];                /* [fn] */
+        this._errorHandlers = [];                   /* [fn] */
+        this._subs = Object.create(null);           /* channel -> {token, confirmed, members} */
+        this._queue = [];                           /* [{msg, pending}] made while not open */
+        this._pending = Object.create(null);        /* ref -> command awaiting its answer */
+        this._nextRef = 1;          /* next ref on the current connection */
         this._ws = null;            /* current WebSocket, or null */
         this._timer = null;         /* pending reconnect timeout, or null */
         this._attempt = 0;          /* consecutive failures since the last stable connection */
@@ -131,8 +259,12 @@
     }
 
     Herald._backoff = backoff;
+    Herald.HeraldError = HeraldError;
 
-    /** Call fn(data, event) for every message named `event`, or for all of them with '*'. */
+    /**
+     * Call fn(data, event, meta) for every message named `event`, or for all of them with '*';
+     * meta is {channel, from}.
+     */
     Herald.prototype.on = function (event, fn) {
         if (typeof fn !== 'function') {
             throw new TypeError('Herald.on: handler must be a function');
@@ -147,7 +279,7 @@
         if (!list) {
             return this;
         }
-        this._handlers[event] = fn ? list.filter(function (f) { return f !== fn; }) : [];
+        this._handlers[event] = without(list, fn);
         return this;
     };
 
@@ -162,8 +294,112 @@
 
     /** Remove a handler added with onState(fn). */
     Herald.prototype.offState = function (fn) {
-        this._stateHandlers = this._stateHandlers.filter(function (f) { return f !== fn; });
+        this._stateHandlers = without(this._stateHandlers, fn);
         return this;
+    };
+
+    /** Call fn(kind, channel, member) for every presence 'join' and 'leave'. */
+    Herald.prototype.onPresence = function (fn) {
+        if (typeof fn !== 'function') {
+            throw new TypeError('Herald.onPresence: handler must be a function');
+        }
+        this._presenceHandlers.push(fn);
+        return this;
+    };
+
+    /** Remove a handler added with onPresence(fn). */
+    Herald.prototype.offPresence = function (fn) {
+        this._presenceHandlers = without(this._presenceHandlers, fn);
+        return this;
+    };
+
+    /** Call fn(err) for every HeraldError that no promise can take (see the file header). */
+    Herald.prototype.onError = function (fn) {
+        if (typeof fn !== 'function') {
+            throw new TypeError('Herald.onError: handler must be a function');
+        }
+        this._errorHandlers.push(fn);
+        return this;
+    };
+
+    /** Remove a handler added with onError(fn). */
+    Herald.prototype.offError = function (fn) {
+        this._errorHandlers = without(this._errorHandlers, fn);
+        return this;
+    };
+
+    /**
+     * Subscribe to `channel`, with options.token (a channel token) if given, and remember it
+     * for every later connection. Resolves {} or {members}; queued while not open.
+     */
+    Herald.prototype.subscribe = function (channel, options) {
+        if (typeof channel !== 'string' || channel === '') {
+            return Promise.reject(new HeraldError('bad_channel', 'channel must be a string'));
+        }
+        if (this._closed) {
+            return Promise.reject(new HeraldError('disconnected', 'the client was closed'));
+        }
+        var token = options && options.token;
+        var entry = this._subs[channel];
+        if (!entry) {
+            entry = { token: token, confirmed: false, members: null };
+            this._subs[channel] = entry;
+        }
+        var msg = { op: 'subscribe', channel: channel };
+        if (token) {
+            msg.token = token;
+        }
+        return this._request(msg, { channel: channel, entry: entry, token: token }, true);
+    };
+
+    /** Unsubscribe from `channel` and forget it. Resolves undefined; queued while not open. */
+    Herald.prototype.unsubscribe = function (channel) {
+        if (typeof channel !== 'string' || channel === '') {
+            return Promise.reject(new HeraldError('bad_channel', 'channel must be a string'));
+        }
+        delete this._subs[channel];
+        return this._request({ op: 'unsubscribe', channel: channel }, { channel: channel }, true);
+    };
+
+    /**
+     * Publish `data` into `channel` (a client_publish channel this connection subscribed to),
+     * as options.event ('message'); options.echo false skips this connection.
+     */
+    Herald.prototype.publish = function (channel, data, options) {
+        if (typeof channel !== 'string' || channel === '') {
+            return Promise.reject(new HeraldError('bad_channel', 'channel must be a string'));
+        }
+        options = options || {};
+        var msg = {
+            op: 'publish',
+            channel: channel,
+            event: options.event === undefined ? 'message' : options.event,
+            data: data === undefined ? null : data,
+        };
+        if (options.echo === false) {
+            msg.echo = false;
+        }
+        return this._request(msg, { channel: channel }, false);
+    };
+
+    /**
+     * Call `method` in PHP with `data`; resolves the reply's data. Rejects with 'timeout' after
+     * options.timeout ms (rpcTimeout; 0: no limit here) without an answer.
+     */
+    Herald.prototype.rpc = function (method, data, options) {
+        if (typeof method !== 'string' || method === '') {
+            return Promise.reject(new HeraldError('bad_command', 'method must be a string'));
+        }
+        options = options || {};
+        var timeout = options.timeout === undefined ? this.options.rpcTimeout : options.timeout;
+        var msg = { op: 'rpc', method: method, data: data === undefined ? null : data };
+        return this._request(msg, { method: method, timeout: timeout }, false);
+    };
+
+    /** The members [{user, info}] of a subscribed presence channel (a copy), else []. */
+    Herald.prototype.members = function (channel) {
+        var entry = this._subs[channel];
+        return entry && entry.members ? entry.members.map(member) : [];
     };
 
     /** Close the connection with 1000 and stop reconnecting, for good. */
@@ -187,14 +423,217 @@
                 /* already closing */
             }
         }
+        this._failPending('the client was closed');
+        var queue = this._queue;
+        this._queue = [];
+        for (var i = 0; i < queue.length; i++) {
+            this._settle(queue[i].pending, null,
+                new HeraldError('disconnected', 'the client was closed'));
+        }
         this._emitState('close', { code: 1000, reason: '', retryIn: null });
     };
 
     Herald.prototype._emitState = function (state, info) {
-        var list = this._stateHandlers.slice();
-        for (var i = 0; i < list.length; i++) {
-            safeCall(list[i], this, [state, info]);
+        callAll(this._stateHandlers, this, [state, info]);
+    };
+
+    /** Report `err` (a HeraldError) to the onError handlers, or console.warn without any. */
+    Herald.prototype._emitError = function (err) {
+        if (this._errorHandlers.length === 0) {
+            console.warn('herald: ' + err.code + ': ' + err.message);
+            return;
         }
+        callAll(this._errorHandlers, this, [err]);
+    };
+
+    /**
+     * Send `msg` now if open, queue it if `queueable` and not closed, else reject with
+     * 'disconnected'. `pending` describes the command (channel, entry, token, method,
+     * timeout); its promise settles from the answer in _settle().
+     */
+    Herald.prototype._request = function (msg, pending, queueable) {
+        var self = this;
+        return new Promise(function (resolve, reject) {
+            pending.op = msg.op;
+            pending.resolve = resolve;
+            pending.reject = reject;
+            if (self.state === 'open' && self._ws) {
+                self._send(msg, pending);
+            } else if (queueable && !self._closed) {
+                self._queue.push({ msg: msg, pending: pending });
+            } else {
+                self._settle(pending, null, new HeraldError('disconnected',
+                    self._closed ? 'the client was closed' : 'not connected'));
+            }
+        });
+    };
+
+    /** Give `msg` the next ref, remember `pending` under it and send it on the open socket. */
+    Herald.prototype._send = function (msg, pending) {
+        var self = this;
+        var ref = this._nextRef++;
+        msg.ref = ref;
+        this._pending[ref] = pending;
+        try {
+            this._ws.send(JSON.stringify(msg));
+        } catch (e) {
+            delete this._pending[ref];
+            this._settle(pending, null, new HeraldError('disconnected', 'send failed: ' + e));
+            return;
+        }
+        if (pending.timeout > 0 && pending.timeout <= 0x7fffffff) {    /* setTimeout's range */
+            pending.timer = setTimeout(function () {
+                if (self._pending[ref] === pending) {
+                    delete self._pending[ref];
+                    self._settle(pending, null, new HeraldError('timeout',
+                        'no answer to rpc ' + pending.method + ' within ' +
+                        pending.timeout + ' ms'));
+                }
+            }, pending.timeout);
+        }
+    };
+
+    /** Reject every command sent on the connection that just ended with 'disconnected'. */
+    Herald.prototype._failPending = function (why) {
+        var pending = this._pending;
+        this._pending = Object.create(null);
+        for (var ref in pending) {
+            this._settle(pending[ref], null, new HeraldError('disconnected', why));
+        }
+    };
+
+    /** The socket opened: subscribe the remembered channels again, send the queue, report. */
+    Herald.prototype._opened = function () {
+        this._openedAt = Date.now();
+        this._nextRef = 1;
+        this.state = 'open';
+        for (var channel in this._subs) {
+            var entry = this._subs[channel];
+            if (entry.confirmed) {
+                var msg = { op: 'subscribe', channel: channel };
+                if (entry.token) {
+                    msg.token = entry.token;
+                }
+                this._send(msg, { op: 'subscribe', channel: channel, entry: entry,
+                    token: entry.token, resub: true });
+            }
+        }
+        var queue = this._queue;
+        this._queue = [];
+        for (var i = 0; i < queue.length; i++) {
+            if (this._ws) {
+                this._send(queue[i].msg, queue[i].pending);
+            } else {
+                this._queue.push(queue[i]);     /* an 'open' handler closed it: keep the rest */
+            }
+        }
+        this._emitState('open', {});
+    };
+
+    /**
+     * Settle a command from its answer `msg` (ok, reply or error) or a client-made `err`, and
+     * keep the remembered channels in step: a refused subscribe forgets its channel unless an
+     * earlier one is still in force on this connection.
+     */
+    Herald.prototype._settle = function (pending, msg, err) {
+        if (pending.timer) {
+            clearTimeout(pending.timer);
+        }
+        if (!err && msg.op === 'error') {
+            err = errorFrom(msg);
+        }
+        if (err && pending.channel !== undefined) {
+            err.channel = pending.channel;
+        }
+        if (pending.op === 'subscribe') {
+            this._settleSubscribe(pending, msg, err);
+        } else if (err) {
+            pending.reject(err);
+        } else if (pending.op === 'rpc') {
+            pending.resolve(msg.data === undefined ? null : msg.data);
+        } else {
+            pending.resolve(undefined);
+        }
+    };
+
+    /**
+     * The subscribe half of _settle(). A refusal forgets the channel unless an earlier
+     * subscribe of it is still in force; a refused resubscription forgets it and goes to
+     * onError; a resubscription cut short by a close is kept for the next connection.
+     */
+    Herald.prototype._settleSubscribe = function (pending, msg, err) {
+        var entry = pending.entry;
+        var current = this._subs[pending.channel] === entry;
+        if (err && pending.resub) {
+            if (err.code !== 'disconnected') {
+                if (current) {
+                    delete this._subs[pending.channel];
+                }
+                this._emitError(err);
+            }
+            return;
+        }
+        if (err) {
+            if (current && !entry.confirmed) {
+                delete this._subs[pending.channel];
+            }
+            pending.reject(err);
+            return;
+        }
+        var list = Array.isArray(msg.members) ? msg.members.map(member) : null;
+        if (current) {
+            var old = entry.members;
+            entry.confirmed = true;
+            entry.token = pending.token;
+            entry.members = list;
+            if (pending.resub && old && list) {
+                this._presenceDiff(pending.channel, old, list);
+            }
+        }
+        if (pending.resub) {
+            return;
+        }
+        pending.resolve(list ? { members: list.map(member) } : {});
+    };
+
+    /** After a resubscription: report who left and who joined while the client was away. */
+    Herald.prototype._presenceDiff = function (channel, old, list) {
+        var i;
+        for (i = 0; i < old.length; i++) {
+            if (findMember(list, old[i].user) < 0) {
+                callAll(this._presenceHandlers, this, ['leave', channel, member(old[i])]);
+            }
+        }
+        for (i = 0; i < list.length; i++) {
+            if (findMember(old, list[i].user) < 0) {
+                callAll(this._presenceHandlers, this, ['join', channel, member(list[i])]);
+            }
+        }
+    };
+
+    /** A join or leave frame: update members() of a remembered channel, then tell onPresence. */
+    Herald.prototype._presence = function (msg) {
+        var entry = typeof msg.channel === 'string' ? this._subs[msg.channel] : undefined;
+        if (!entry || msg.user === undefined || msg.user === null) {
+            return;     /* unsubscribed meanwhile, or malformed */
+        }
+        var m = member(msg);
+        if (entry.members) {
+            var i = findMember(entry.members, m.user);
+            if (msg.op === 'join') {
+                if (i < 0) {
+                    entry.members.push(m);
+                } else {
+                    entry.members[i] = m;
+                }
+            } else if (i >= 0) {
+                if (msg.info === undefined) {
+                    m.info = entry.members[i].info;
+                }
+                entry.members.splice(i, 1);
+            }
+        }
+        callAll(this._presenceHandlers, this, [msg.op, msg.channel, member(m)]);
     };
 
     /** Get a token (maybe asynchronously), then open a WebSocket with it. */
@@ -244,9 +683,7 @@
         }
         this._ws = ws;
         ws.onopen = function () {
-            self._openedAt = Date.now();
-            self.state = 'open';
-            self._emitState('open', {});
+            self._opened();
         };
         ws.onmessage = function (e) {
             self._dispatch(e.data);
@@ -264,6 +701,7 @@
                 self._attempt = 0;
             }
             self._openedAt = 0;
+            self._failPending('the connection closed before the answer');
             self._retry(e.code, e.reason);
         };
     };
@@ -278,7 +716,34 @@
         this._emitState('close', { code: code, reason: reason || '', retryIn: delay });
     };
 
-    /** Parse one frame and call the handlers for its event, then the '*' handlers. */
+    /** An answer or presence frame (it has an "op"): settle its command or apply it. */
+    Herald.prototype._operation = function (msg) {
+        if (msg.op === 'join' || msg.op === 'leave') {
+            this._presence(msg);
+            return;
+        }
+        if (msg.op !== 'ok' && msg.op !== 'error' && msg.op !== 'reply') {
+            console.warn('herald: ignoring a message with an unknown op:', msg.op);
+            return;
+        }
+        if (msg.ref === undefined || msg.ref === null) {
+            if (msg.op === 'error') {
+                this._emitError(errorFrom(msg));
+            }
+            return;
+        }
+        var pending = this._pending[msg.ref];
+        if (!pending) {
+            return;     /* the answer to an rpc that timed out here */
+        }
+        delete this._pending[msg.ref];
+        this._settle(pending, msg, null);
+    };
+
+    /**
+     * Parse one frame: an "op" goes to _operation(); otherwise call the handlers for its
+     * event, then the '*' handlers, with (data, event, {channel, from}).
+     */
     Herald.prototype._dispatch = function (raw) {
         var msg;
         try {
@@ -290,14 +755,19 @@
             console.warn('herald: ignoring a message that is not JSON:', e.message);
             return;
         }
+        if (msg && typeof msg === 'object' && typeof msg.op === 'string') {
+            this._operation(msg);
+            return;
+        }
         if (!msg || typeof msg !== 'object' || typeof msg.event !== 'string') {
             console.warn('herald: ignoring a message without an "event" string');
             return;
         }
         var data = msg.data === undefined ? null : msg.data;
+        var meta = { channel: msg.channel, from: msg.from };
         var list = (this._handlers[msg.event] || []).concat(this._handlers['*'] || []);
         for (var i = 0; i < list.length; i++) {
-            safeCall(list[i], this, [data, msg.event]);
+            safeCall(list[i], this, [data, msg.event, meta]);
         }
     };
 

@@ -3,8 +3,10 @@
  * WebSocket implementation (Node 20 has no global WebSocket).
  *
  * Usage:      node tests/js/herald-js.test.js
- *                 unit tests only, against a fake WebSocket: no server needed. Prints TAP
- *                 ("ok N - name" / "not ok N - name"), exits 1 on any failure.
+ *                 unit tests only, against a fake WebSocket: no server needed (connection and
+ *                 backoff, then the commands: refs, queueing, resubscription, HeraldError,
+ *                 rpc timeouts, presence). Prints TAP ("ok N - name" / "not ok N - name"),
+ *                 exits 1 on any failure.
  *             node tests/js/herald-js.test.js <ws_url> <token>
  *                 the unit tests, then live mode against a real Herald: two clients (token as
  *                 subprotocol, and as ?token=) print one JSON line per thing they see on stdout:
@@ -13,7 +15,9 @@
  *                   {"live":"event","client":"proto","event":"x","data":{...}}
  *                 and keep reconnecting until stdin says "close" or reaches EOF; then both
  *                 clients close and the process exits 0.
- * Driven by:  tests/integration/60-herald-js.py, which publishes and restarts Herald.
+ * Driven by:  tests/integration/60-herald-js.py, which publishes and restarts Herald. The
+ *             channel, presence and RPC commands against a real Herald are driven through
+ *             tests/js/herald-js-driver.js by tests/integration/62-herald-js-channels.py.
  * Needs:      `npm ci --prefix tests/js` (installs ws from tests/js/package-lock.json).
  */
 'use strict';
@@ -32,11 +36,21 @@ class FakeWebSocket {
         this.url = url;
         this.protocols = protocols;
         this.closedWith = null;
+        this.sent = [];             /* commands Herald sent, parsed */
         FakeWebSocket.instances.push(this);
     }
 
     close(code) {
         this.closedWith = code;
+    }
+
+    send(text) {
+        this.sent.push(JSON.parse(text));
+    }
+
+    /* Deliver a server frame given as an object. */
+    answer(obj) {
+        this.message(JSON.stringify(obj));
     }
 
     open() {
@@ -65,6 +79,34 @@ async function nthSocket(n, ms = 1000) {
     return FakeWebSocket.instances[n - 1];
 }
 
+/* Let pending promise callbacks run. */
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+/* Settle `promise` into ['ok', value] or ['err', error] without throwing. */
+const outcome = (promise) => promise.then((v) => ['ok', v], (e) => ['err', e]);
+
+/* A Herald on a FakeWebSocket that is already open; returns [h, ws]. */
+async function openClient(options = {}) {
+    FakeWebSocket.instances = [];
+    const h = new Herald('ws://h.test/ws', Object.assign({ WebSocket: FakeWebSocket, token: 't',
+        backoffBase: 1, backoffMax: 2 }, options));
+    const ws = await nthSocket(1);
+    ws.open();
+    return [h, ws];
+}
+
+/* Assert `err` is a HeraldError with `code` (and `channel` when given). */
+function assertHeraldError(err, code, channel) {
+    assert.ok(err instanceof Herald.HeraldError, `not a HeraldError: ${err && err.stack}`);
+    assert.ok(err instanceof Error);
+    assert.equal(err.name, 'HeraldError');
+    assert.equal(err.code, code, `code of ${err.message}`);
+    assert.equal(typeof err.message, 'string');
+    if (channel !== undefined) {
+        assert.equal(err.channel, channel);
+    }
+}
+
 /* Run fn with console[method] captured; return the captured argument lists. */
 async function capture(method, fn) {
     const saved = console[method];
@@ -88,10 +130,27 @@ test('as a classic script it defines the global Herald', () => {
     const plain = vm.createContext({});
     vm.runInContext(src, plain);
     assert.equal(typeof plain.Herald, 'function');
+    assert.equal(typeof plain.Herald.HeraldError, 'function');
+    assert.equal(plain.HeraldError, undefined, 'no second global');
     const browserish = vm.createContext({});
     browserish.self = browserish;
     vm.runInContext(src, browserish);
     assert.equal(typeof browserish.Herald._backoff, 'function');
+});
+
+test('herald.js uses no syntax newer than ES5 (plus Promise), for old browsers', () => {
+    const fs = require('node:fs');
+    const code = fs.readFileSync(HERALD_JS, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')         /* block comments */
+        .replace(/'(?:[^'\\\n]|\\.)*'/g, "''")     /* strings */
+        .replace(/"(?:[^"\\\n]|\\.)*"/g, '""')
+        .replace(/\/\/.*$/gm, '');                /* line comments */
+    for (const [what, re] of [['arrow function', /=>/], ['let', /\blet\b/],
+        ['const', /\bconst\b/], ['template literal', /`/], ['class', /\bclass\b/],
+        ['async/await', /\b(async|await)\b/], ['spread', /\.\.\./],
+        ['ES module', /^\s*(import|export)\b/m]]) {
+        assert.ok(!re.test(code), `herald.js uses ${what}`);
+    }
 });
 
 test('backoff ceiling doubles from 500 ms and stops at 30 s', () => {
@@ -319,6 +378,488 @@ test('a getToken() failure is reported as an error and retried', async () => {
 test('a bad url or a missing WebSocket is refused at once', () => {
     assert.throws(() => new Herald('http://h.test/ws', { WebSocket: FakeWebSocket }), TypeError);
     assert.throws(() => new Herald('ws://h.test/ws', {}), /no WebSocket implementation/);
+});
+
+/* -- channels, presence, RPC (docs/protocol.md section 1; spec issue 4) -- */
+
+test('HeraldError is an Error with name, code and message', () => {
+    const e = new Herald.HeraldError('forbidden', 'not allowed');
+    assertHeraldError(e, 'forbidden');
+    assert.equal(e.message, 'not allowed');
+    assert.equal(String(e), 'HeraldError: not allowed');
+    assert.ok(/HeraldError/.test(e.stack));
+    assert.equal(new Herald.HeraldError('timeout').message, 'timeout');
+});
+
+test('on() handlers get meta {channel, from}; frames with an op never reach on()', async () => {
+    const [h, ws] = await openClient();
+    const seen = [];
+    h.on('*', (data, event, meta) => seen.push([event, data, meta]));
+    ws.answer({ event: 'a', data: 1 });
+    ws.answer({ channel: 'team:1', event: 'deploy', data: { v: 3 } });
+    ws.answer({ channel: 'chat:1', event: 'chat', data: 'hi', from: '42' });
+    ws.answer({ op: 'ok', ref: 99 });
+    ws.answer({ op: 'join', channel: 'room:1', user: '7', event: 'x' });
+    assert.deepEqual(seen, [
+        ['a', 1, { channel: undefined, from: undefined }],
+        ['deploy', { v: 3 }, { channel: 'team:1', from: undefined }],
+        ['chat', 'hi', { channel: 'chat:1', from: '42' }],
+    ]);
+    h.close();
+});
+
+test('event names like "constructor" and "__proto__" are plain names', async () => {
+    const [h, ws] = await openClient();
+    const seen = [];
+    h.on('constructor', (d, e) => seen.push(e));
+    h.on('*', (d, e) => seen.push('*' + e));
+    ws.answer({ event: 'constructor' });
+    ws.answer({ event: 'toString' });
+    ws.answer({ event: '__proto__' });
+    assert.deepEqual(seen, ['constructor', '*constructor', '*toString', '*__proto__']);
+    h.close();
+});
+
+test('subscribe sends {op, channel, ref} with refs from 1 and resolves {} on ok', async () => {
+    const [h, ws] = await openClient();
+    const p1 = h.subscribe('team:12');
+    const p2 = h.subscribe('doc:7', { token: 'chan.jwt' });
+    assert.deepEqual(ws.sent, [
+        { op: 'subscribe', channel: 'team:12', ref: 1 },
+        { op: 'subscribe', channel: 'doc:7', token: 'chan.jwt', ref: 2 },
+    ]);
+    ws.answer({ op: 'ok', ref: 2 });
+    ws.answer({ op: 'ok', ref: 1 });
+    assert.deepEqual(await p1, {});
+    assert.deepEqual(await p2, {});
+    assert.deepEqual(h.members('team:12'), []);
+    h.close();
+});
+
+test('subscribe to a presence channel resolves {members}; members() is a copy', async () => {
+    const [h, ws] = await openClient();
+    const p = h.subscribe('room:1');
+    ws.answer({ op: 'ok', ref: 1, members: [{ user: '42', info: { name: 'Ann' } }, { user: 7 }] });
+    const got = await p;
+    const want = [{ user: '42', info: { name: 'Ann' } }, { user: '7', info: null }];
+    assert.deepEqual(got, { members: want });
+    assert.deepEqual(h.members('room:1'), want);
+    h.members('room:1').pop();
+    got.members.pop();
+    assert.deepEqual(h.members('room:1'), want, 'callers cannot change the kept list');
+    assert.deepEqual(h.members('room:2'), []);
+    h.close();
+});
+
+test('a refused subscribe rejects a HeraldError with its channel, and is forgotten', async () => {
+    const [h, ws] = await openClient();
+    const p = outcome(h.subscribe('secret:1'));
+    ws.answer({ op: 'error', ref: 1, code: 'forbidden',
+        message: 'not allowed to subscribe to secret:1' });
+    const [kind, err] = await p;
+    assert.equal(kind, 'err');
+    assertHeraldError(err, 'forbidden', 'secret:1');
+    assert.equal(err.message, 'not allowed to subscribe to secret:1');
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [], 'a refused channel is not subscribed again');
+    h.close();
+});
+
+test('subscribe/unsubscribe while connecting are queued, sent in order on open', async () => {
+    FakeWebSocket.instances = [];
+    const h = new Herald('ws://h.test/ws', { WebSocket: FakeWebSocket, token: 't' });
+    const states = [];
+    h.onState((state) => states.push([state, FakeWebSocket.instances.length &&
+        FakeWebSocket.instances[0].sent.length]));
+    const a = h.subscribe('a');
+    const b = h.subscribe('b', { token: 'tb' });
+    const ua = h.unsubscribe('a');
+    const ws = await nthSocket(1);
+    assert.deepEqual(ws.sent, []);
+    ws.open();
+    assert.deepEqual(ws.sent, [
+        { op: 'subscribe', channel: 'a', ref: 1 },
+        { op: 'subscribe', channel: 'b', token: 'tb', ref: 2 },
+        { op: 'unsubscribe', channel: 'a', ref: 3 },
+    ]);
+    assert.deepEqual(states[states.length - 1], ['open', 3], "sent before onState('open')");
+    ws.answer({ op: 'ok', ref: 1 });
+    ws.answer({ op: 'ok', ref: 2 });
+    ws.answer({ op: 'ok', ref: 3 });
+    assert.deepEqual(await a, {});
+    assert.deepEqual(await b, {});
+    assert.equal(await ua, undefined);
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [{ op: 'subscribe', channel: 'b', token: 'tb', ref: 1 }],
+        'only b is remembered: a was unsubscribed');
+    h.close();
+});
+
+test('publish and rpc while not open reject at once with "disconnected"', async () => {
+    FakeWebSocket.instances = [];
+    const h = new Herald('ws://h.test/ws', { WebSocket: FakeWebSocket, token: 't' });
+    const [k1, e1] = await outcome(h.publish('chat:1', 'hi'));
+    const [k2, e2] = await outcome(h.rpc('tasks.list'));
+    assert.equal(k1, 'err');
+    assertHeraldError(e1, 'disconnected', 'chat:1');
+    assert.equal(k2, 'err');
+    assertHeraldError(e2, 'disconnected');
+    const ws = await nthSocket(1);
+    ws.open();
+    assert.deepEqual(ws.sent, [], 'nothing of them was queued');
+    h.close();
+});
+
+test('commands awaiting an answer reject with "disconnected" when the socket closes', async () => {
+    const [h, ws] = await openClient();
+    const results = [h.subscribe('a'), h.unsubscribe('b'), h.publish('c', 1), h.rpc('m')]
+        .map(outcome);
+    ws.drop(1006);
+    for (const r of await Promise.all(results)) {
+        assert.equal(r[0], 'err');
+        assertHeraldError(r[1], 'disconnected');
+    }
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [], 'a subscribe that was never answered is not remembered');
+    ws.answer({ op: 'ok', ref: 1 });     /* a stray answer on the dead socket changes nothing */
+    h.close();
+});
+
+test('close() rejects queued and outstanding commands; later commands reject too', async () => {
+    FakeWebSocket.instances = [];
+    const h = new Herald('ws://h.test/ws', { WebSocket: FakeWebSocket, token: 't' });
+    const queued = outcome(h.subscribe('a'));
+    h.close();
+    const [k, e] = await queued;
+    assert.equal(k, 'err');
+    assertHeraldError(e, 'disconnected', 'a');
+    for (const p of [h.subscribe('b'), h.unsubscribe('b'), h.publish('b', 1), h.rpc('m')]) {
+        const [k2, e2] = await outcome(p);
+        assert.equal(k2, 'err');
+        assertHeraldError(e2, 'disconnected');
+    }
+    const [h2, ws] = await openClient();
+    const sent = outcome(h2.rpc('slow'));
+    h2.close();
+    const [k3, e3] = await sent;
+    assert.equal(k3, 'err');
+    assertHeraldError(e3, 'disconnected');
+    assert.equal(ws.closedWith, 1000);
+});
+
+test('after a reconnect every remembered channel is subscribed again, refs from 1', async () => {
+    const [h, ws] = await openClient();
+    const subs = [h.subscribe('pub'), h.subscribe('doc:7', { token: 'chan.jwt' }),
+        h.subscribe('gone')];
+    ws.answer({ op: 'ok', ref: 1 });
+    ws.answer({ op: 'ok', ref: 2 });
+    ws.answer({ op: 'ok', ref: 3 });
+    await Promise.all(subs);
+    const un = h.unsubscribe('gone');
+    ws.answer({ op: 'ok', ref: 4 });
+    await un;
+    ws.drop(1001);
+    const ws2 = await nthSocket(2);
+    const queued = h.subscribe('late');
+    ws2.open();
+    assert.deepEqual(ws2.sent, [
+        { op: 'subscribe', channel: 'pub', ref: 1 },
+        { op: 'subscribe', channel: 'doc:7', token: 'chan.jwt', ref: 2 },
+        { op: 'subscribe', channel: 'late', ref: 3 },
+    ]);
+    ws2.answer({ op: 'ok', ref: 3 });
+    assert.deepEqual(await queued, {});
+    ws2.answer({ op: 'ok', ref: 1 });
+    ws2.answer({ op: 'ok', ref: 2 });
+    ws2.drop(1006);              /* and again: all three are remembered */
+    const ws3 = await nthSocket(3);
+    ws3.open();
+    assert.deepEqual(ws3.sent.map((m) => m.channel), ['pub', 'doc:7', 'late']);
+    h.close();
+});
+
+test('a resubscription cut short by a close is tried again on the next connection', async () => {
+    const [h, ws] = await openClient();
+    const p = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 1 });
+    await p;
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [{ op: 'subscribe', channel: 'a', ref: 1 }]);
+    const errors = [];
+    h.onError((e) => errors.push(e));
+    ws2.drop(1006);
+    const ws3 = await nthSocket(3);
+    ws3.open();
+    assert.deepEqual(ws3.sent, [{ op: 'subscribe', channel: 'a', ref: 1 }]);
+    assert.deepEqual(errors, []);
+    h.close();
+});
+
+test('a refused resubscription goes to onError with its channel and is forgotten', async () => {
+    const [h, ws] = await openClient();
+    const p = h.subscribe('doc:7', { token: 'old.jwt' });
+    ws.answer({ op: 'ok', ref: 1 });
+    await p;
+    const errors = [];
+    h.onError((e) => errors.push(e));
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    ws2.answer({ op: 'error', ref: 1, code: 'bad_token', message: 'expired' });
+    assert.equal(errors.length, 1);
+    assertHeraldError(errors[0], 'bad_token', 'doc:7');
+    ws2.drop(1006);
+    const ws3 = await nthSocket(3);
+    ws3.open();
+    assert.deepEqual(ws3.sent, []);
+    h.close();
+});
+
+test('a second subscribe that is refused keeps the first one in force', async () => {
+    const [h, ws] = await openClient();
+    const p = h.subscribe('doc:7', { token: 'good' });
+    ws.answer({ op: 'ok', ref: 1 });
+    await p;
+    const again = outcome(h.subscribe('doc:7', { token: 'bad' }));
+    ws.answer({ op: 'error', ref: 2, code: 'bad_token', message: 'bad' });
+    assertHeraldError((await again)[1], 'bad_token', 'doc:7');
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [{ op: 'subscribe', channel: 'doc:7', token: 'good', ref: 1 }]);
+    h.close();
+});
+
+test('unsubscribe sends {op, channel, ref}, resolves undefined, rejects on error', async () => {
+    const [h, ws] = await openClient();
+    const p = h.unsubscribe('team:12');
+    const bad = outcome(h.unsubscribe('no good'));
+    assert.deepEqual(ws.sent, [{ op: 'unsubscribe', channel: 'team:12', ref: 1 },
+        { op: 'unsubscribe', channel: 'no good', ref: 2 }]);
+    ws.answer({ op: 'ok', ref: 1 });
+    ws.answer({ op: 'error', ref: 2, code: 'bad_channel', message: 'bad name' });
+    assert.equal(await p, undefined);
+    assertHeraldError((await bad)[1], 'bad_channel', 'no good');
+    h.close();
+});
+
+test('publish sends event "message" and data null by default, echo only when false', async () => {
+    const [h, ws] = await openClient();
+    const p1 = h.publish('chat:1', { text: 'hi' });
+    const p2 = h.publish('chat:1', undefined, { event: 'typing', echo: false });
+    const p3 = outcome(h.publish('chat:2', 1, { echo: true }));
+    assert.deepEqual(ws.sent, [
+        { op: 'publish', channel: 'chat:1', event: 'message', data: { text: 'hi' }, ref: 1 },
+        { op: 'publish', channel: 'chat:1', event: 'typing', data: null, echo: false, ref: 2 },
+        { op: 'publish', channel: 'chat:2', event: 'message', data: 1, ref: 3 },
+    ]);
+    ws.answer({ op: 'ok', ref: 1 });
+    ws.answer({ op: 'ok', ref: 2 });
+    ws.answer({ op: 'error', ref: 3, code: 'not_subscribed', message: 'subscribe first' });
+    assert.equal(await p1, undefined);
+    assert.equal(await p2, undefined);
+    const [k, e] = await p3;
+    assert.equal(k, 'err');
+    assertHeraldError(e, 'not_subscribed', 'chat:2');
+    assert.equal(e.message, 'subscribe first');
+    h.close();
+});
+
+test('rpc with timeout 0 waits for Herald\'s own answer', async () => {
+    const [h, ws] = await openClient({ rpcTimeout: 0 });
+    const p1 = outcome(h.rpc('slow'));
+    const p2 = outcome(h.rpc('slow', null, { timeout: 0 }));
+    await sleep(30);
+    ws.answer({ op: 'error', ref: 1, code: 'rpc_timeout', message: 'php-fpm was too slow' });
+    ws.answer({ op: 'reply', ref: 2, data: 'done' });
+    assertHeraldError((await p1)[1], 'rpc_timeout');
+    assert.deepEqual(await p2, ['ok', 'done']);
+    h.close();
+});
+
+test('rpc resolves the reply data and rejects PHP errors with their code and message', async () => {
+    const [h, ws] = await openClient();
+    const p1 = h.rpc('tasks.list', { done: false });
+    const p2 = outcome(h.rpc('tasks.add'));
+    const p3 = h.rpc('noop', 0);
+    assert.deepEqual(ws.sent, [
+        { op: 'rpc', method: 'tasks.list', data: { done: false }, ref: 1 },
+        { op: 'rpc', method: 'tasks.add', data: null, ref: 2 },
+        { op: 'rpc', method: 'noop', data: 0, ref: 3 },
+    ]);
+    ws.answer({ op: 'reply', ref: 2 + 1 });
+    ws.answer({ op: 'error', ref: 2, code: 'title_missing', message: 'a task needs a title' });
+    ws.answer({ op: 'reply', ref: 1, data: [{ id: 1, title: 'Call Bob' }] });
+    assert.deepEqual(await p1, [{ id: 1, title: 'Call Bob' }]);
+    const [k, e] = await p2;
+    assert.equal(k, 'err');
+    assertHeraldError(e, 'title_missing');
+    assert.equal(e.message, 'a task needs a title');
+    assert.equal(e.channel, undefined);
+    assert.equal(await p3, null);
+    h.close();
+});
+
+test('rpc rejects with "timeout" after its timeout; the late answer is dropped', async () => {
+    const [h, ws] = await openClient({ rpcTimeout: 30 });
+    const errors = [];
+    h.onError((e) => errors.push(e));
+    const t0 = Date.now();
+    const [k, e] = await outcome(h.rpc('slow', null, { timeout: 60 }));
+    const took = Date.now() - t0;
+    assert.equal(k, 'err');
+    assertHeraldError(e, 'timeout');
+    assert.ok(took >= 55 && took < 1000, `took ${took} ms`);
+    const [k2, e2] = await outcome(h.rpc('slow2'));
+    assert.equal(k2, 'err');
+    assertHeraldError(e2, 'timeout');
+    ws.answer({ op: 'reply', ref: 1, data: 'late' });
+    ws.answer({ op: 'error', ref: 2, code: 'rpc_timeout', message: 'late' });
+    const p = h.rpc('fast');
+    ws.answer({ op: 'reply', ref: 3, data: 'in time' });
+    assert.equal(await p, 'in time');
+    assert.deepEqual(errors, []);
+    h.close();
+});
+
+test('join and leave update members() as a set and reach onPresence', async () => {
+    const [h, ws] = await openClient();
+    const events = [];
+    const fn = (kind, channel, member) => events.push([kind, channel, member]);
+    h.onPresence(fn);
+    const p = h.subscribe('room:1');
+    ws.answer({ op: 'ok', ref: 1, members: [{ user: '42', info: { name: 'Ann' } }] });
+    await p;
+    ws.answer({ op: 'join', channel: 'room:1', user: '7', info: { name: 'Bob' } });
+    ws.answer({ op: 'join', channel: 'room:1', user: '7', info: { name: 'Bobby' } });
+    ws.answer({ op: 'join', channel: 'room:1', user: 9 });
+    assert.deepEqual(h.members('room:1'), [{ user: '42', info: { name: 'Ann' } },
+        { user: '7', info: { name: 'Bobby' } }, { user: '9', info: null }]);
+    ws.answer({ op: 'leave', channel: 'room:1', user: '7' });
+    ws.answer({ op: 'leave', channel: 'room:1', user: 'nobody' });
+    assert.deepEqual(h.members('room:1'), [{ user: '42', info: { name: 'Ann' } },
+        { user: '9', info: null }]);
+    assert.deepEqual(events, [
+        ['join', 'room:1', { user: '7', info: { name: 'Bob' } }],
+        ['join', 'room:1', { user: '7', info: { name: 'Bobby' } }],
+        ['join', 'room:1', { user: '9', info: null }],
+        ['leave', 'room:1', { user: '7', info: { name: 'Bobby' } }],
+        ['leave', 'room:1', { user: 'nobody', info: null }],
+    ]);
+    h.offPresence(fn);
+    ws.answer({ op: 'leave', channel: 'room:1', user: '9' });
+    assert.equal(events.length, 5);
+    assert.deepEqual(h.members('room:1'), [{ user: '42', info: { name: 'Ann' } }]);
+    h.close();
+});
+
+test('presence for a channel that was unsubscribed is ignored', async () => {
+    const [h, ws] = await openClient();
+    const events = [];
+    h.onPresence((kind, channel) => events.push([kind, channel]));
+    const p = h.subscribe('room:1');
+    ws.answer({ op: 'ok', ref: 1, members: [] });
+    await p;
+    const un = outcome(h.unsubscribe('room:1'));
+    ws.answer({ op: 'join', channel: 'room:1', user: '7' });
+    ws.answer({ op: 'join', channel: 'room:2', user: '7' });
+    assert.deepEqual(events, []);
+    assert.deepEqual(h.members('room:1'), []);
+    h.close();
+    assertHeraldError((await un)[1], 'disconnected', 'room:1');
+});
+
+test('a resubscription reports members that left or joined while away', async () => {
+    const [h, ws] = await openClient();
+    const p = h.subscribe('room:1');
+    ws.answer({ op: 'ok', ref: 1, members: [{ user: '1' }, { user: '2' }, { user: '3' }] });
+    await p;
+    const events = [];
+    h.onPresence((kind, channel, member) => events.push([kind, channel, member.user]));
+    ws.drop(1006);
+    assert.deepEqual(h.members('room:1').map((m) => m.user), ['1', '2', '3'],
+        'the last list is kept while disconnected');
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    ws2.answer({ op: 'ok', ref: 1, members: [{ user: '1' }, { user: '3' }, { user: '4' }] });
+    assert.deepEqual(events, [['leave', 'room:1', '2'], ['join', 'room:1', '4']]);
+    assert.deepEqual(h.members('room:1').map((m) => m.user), ['1', '3', '4']);
+    h.close();
+});
+
+test('an error without a ref goes to onError, or console.warn with no handler', async () => {
+    const [h, ws] = await openClient();
+    const warnings = await capture('warn', async () => {
+        ws.answer({ op: 'error', code: 'bad_json', message: 'not a JSON object' });
+    });
+    assert.equal(warnings.length, 1);
+    assert.ok(String(warnings[0][0]).startsWith('herald: bad_json'));
+    const errors = [];
+    const fn = (e) => errors.push(e);
+    h.onError(fn);
+    ws.answer({ op: 'error', code: 'bad_command', message: 'op missing' });
+    assert.equal(errors.length, 1);
+    assertHeraldError(errors[0], 'bad_command');
+    assert.equal(errors[0].message, 'op missing');
+    h.offError(fn);
+    await capture('warn', async () => ws.answer({ op: 'error', code: 'x' }));
+    assert.equal(errors.length, 1);
+    h.close();
+});
+
+test('unknown ops and answers to unknown refs are ignored', async () => {
+    const [h, ws] = await openClient();
+    const errors = [];
+    h.onError((e) => errors.push(e));
+    const warnings = await capture('warn', async () => {
+        ws.answer({ op: 'mystery', ref: 1 });
+        ws.answer({ op: 'ok', ref: 77 });
+        ws.answer({ op: 'error', ref: 'x', code: 'forbidden' });
+    });
+    assert.equal(warnings.length, 1);
+    assert.deepEqual(errors, []);
+    const p = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 1 });
+    assert.deepEqual(await p, {});
+    h.close();
+});
+
+test('a channel or method that is not a string is refused without a round trip', async () => {
+    const [h, ws] = await openClient();
+    for (const [p, code] of [[h.subscribe(12), 'bad_channel'], [h.subscribe(''), 'bad_channel'],
+        [h.unsubscribe(), 'bad_channel'], [h.publish(null, 1), 'bad_channel'],
+        [h.rpc(5), 'bad_command']]) {
+        const [k, e] = await outcome(p);
+        assert.equal(k, 'err');
+        assertHeraldError(e, code);
+    }
+    assert.deepEqual(ws.sent, []);
+    assert.throws(() => h.onPresence(1), TypeError);
+    assert.throws(() => h.onError('x'), TypeError);
+    h.close();
+});
+
+test('subscribe, unsubscribe, subscribe again before the answers: the last one wins', async () => {
+    const [h, ws] = await openClient();
+    const a = h.subscribe('a');
+    const b = h.unsubscribe('a');
+    const c = h.subscribe('a', { token: 'second' });
+    ws.answer({ op: 'ok', ref: 1 });
+    ws.answer({ op: 'ok', ref: 2 });
+    ws.answer({ op: 'ok', ref: 3 });
+    await Promise.all([a, b, c]);
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    ws2.open();
+    assert.deepEqual(ws2.sent, [{ op: 'subscribe', channel: 'a', token: 'second', ref: 1 }]);
+    h.close();
 });
 
 async function runUnitTests() {
