@@ -4,23 +4,26 @@
  * 42) with herald_token(), connects through herald.js, and shows every
  * event that arrives. The form posts to publish.php, which calls
  * herald_publish(). Open two tabs as user 42 and one as user 7 to see that
- * a publish reaches exactly the targeted user's tabs.
+ * a publish reaches exactly the targeted user's tabs. The other two demos,
+ * chat.php and office.php, are linked from here.
  */
 declare(strict_types=1);
 
-require __DIR__ . '/../herald.php';
+require __DIR__ . '/common.php';
 
-$user = preg_match('/^[A-Za-z0-9_-]{1,32}$/', $_GET['user'] ?? '') ? $_GET['user'] : '42';
+$user = demo_user();
 $token = herald_token($user, 3600);
-$wsUrl = getenv('HERALD_WS_URL') ?: 'ws://127.0.0.1:9601/ws';
-$h = fn (string $s): string => htmlspecialchars($s, ENT_QUOTES);
+$wsUrl = demo_ws_url();
+$h = 'demo_h';
 ?>
 <!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>Herald demo: user <?= $h($user) ?></title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
+  nav { margin-bottom: 1rem; }
   body { font: 15px/1.4 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; }
   #state { font-weight: bold; }
   #log li { font-family: ui-monospace, monospace; margin: .2rem 0; }
@@ -28,9 +31,14 @@ $h = fn (string $s): string => htmlspecialchars($s, ENT_QUOTES);
 </style>
 </head>
 <body>
-<h1>Herald demo</h1>
+<?= demo_nav($user, 'index.php') ?>
+<h1>Herald demo: notifications</h1>
 <p>You are user <b><?= $h($user) ?></b>. Connection: <span id="state">connecting</span>.
-   Try <a href="?user=7">user 7</a> in another tab.</p>
+   Try <a href="?user=7">user 7</a> in another tab.
+   Also: the <a href="chat.php?user=<?= $h(rawurlencode($user)) ?>">team chat</a> (channels,
+   presence, messages between browsers) and the
+   <a href="office.php?user=<?= $h(rawurlencode($user)) ?>">mobile office</a> (RPC to PHP, a
+   shared task list in SQLite).</p>
 <form id="send">
   <input name="to" value="<?= $h($user) ?>" size="8" aria-label="to user">
   <input name="text" value="Hello from PHP" size="30" aria-label="text">

@@ -1,14 +1,25 @@
 """
 45-make-run: what `make run` promises a newcomer. The demo script
 (php-client/demo/run.sh, which `make run` calls) starts Herald on its
-embedded defaults and the demo page; a WebSocket client connects with a
-token from herald_token() and receives what herald_publish() sends: exactly
-the targeted user's tabs, no one else's. Ctrl-C (SIGINT) stops both
-processes and removes the socket.
+embedded defaults (plus the demos' channel and RPC flags), a private php-fpm
+for the RPC script and the demo pages. Checked here, as a browser would use
+them:
+
+  - notifications: a WebSocket client connects with a token from
+    herald_token() and receives what herald_publish() sends: exactly the
+    targeted user's tabs, no one else's;
+  - team chat: two users with tokens from the demo's token endpoint join a
+    presence room, see each other come and go (a user's second tab is
+    silent), and exchange messages stamped with the sender's verified id;
+  - mobile office: tasks.add / toggle / delete / list over RPC to PHP
+    (SQLite), every change pushed on office:tasks to the other users, bad
+    input refused with the script's own error codes;
+  - Ctrl-C (SIGINT) stops Herald, php-fpm (master and children) and the
+    page server, and removes the API socket and run.sh's temp dir.
 
 The script is run with its ports moved through the environment (the only
-difference from `make run`), so the test never collides with a developer's
-own `make run`.
+difference from `make run`), and TMPDIR pointing into the test's own dir, so
+the test never collides with a developer's own `make run`.
 """
 import asyncio
 import json
@@ -18,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -25,10 +37,44 @@ from pathlib import Path
 import pytest
 import websockets
 
+import fcgi
 from herald import REPO, expect_nothing, free_port, herald_bin, recv_json
+from wscmd import Cmd, error_msg
 
-RUN_SH = REPO / "php-client" / "demo" / "run.sh"
+DEMO_DIR = REPO / "php-client" / "demo"
+RUN_SH = DEMO_DIR / "run.sh"
 HERALD_PHP = REPO / "php-client" / "herald.php"
+ROOM = "room:lobby"
+OFFICE = "office:tasks"
+
+
+def proc_stat(pid):
+    """(comm, state, ppid) of a process from /proc, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2:].split()
+    return comm, fields[0], int(fields[1])
+
+
+def children(pid):
+    """PIDs whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(int(d))
+            if st and st[2] == pid:
+                out.append(int(d))
+    return out
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st[1] != "Z"
 
 
 class Demo:
@@ -41,17 +87,46 @@ class Demo:
         self.socket = os.path.join(self.dir, "api.sock")
         self.out_path = os.path.join(self.dir, "out.log")
         self.env = dict(os.environ, HERALD_LISTEN="127.0.0.1:%d" % self.ws_port,
-                        HERALD_SOCKET=self.socket, DEMO_PORT=str(self.http_port))
+                        HERALD_SOCKET=self.socket, DEMO_PORT=str(self.http_port),
+                        TMPDIR=self.dir)
+        self.fpm_pids = []
         self.out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(["sh", str(RUN_SH), str(herald_bin())], env=self.env,
                                      stdout=self.out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def wait_ready(self):
+        """Wait for the banner and the page server; find php-fpm and the temp dir."""
         deadline = time.monotonic() + 15
         while "Ctrl-C stops" not in self.text():
             assert self.proc.poll() is None, "run.sh exited: %s" % self.text()
             assert time.monotonic() < deadline, "no banner: %s" % self.text()
             time.sleep(0.05)
+        # php-fpm puts itself in a session of its own: a Ctrl-C in the terminal never
+        # reaches it, so run.sh must stop it, and cleanup() kills it by PID if it did not.
+        self.fpm_master = [p for p in children(self.proc.pid)
+                           if (proc_stat(p) or ("",))[0].startswith("php-fpm")]
+        assert len(self.fpm_master) == 1, "no php-fpm child of run.sh: %s" % self.text()
+        self.fpm_pids = self.fpm_master + self.fpm_children()
+        m = re.search(r"Temp dir +(\S+)", self.text())
+        assert m, self.text()
+        self.run_dir = m.group(1)
+        assert self.run_dir.startswith(self.dir + "/") and os.path.isdir(self.run_dir)
         self.wait_http()
+
+    def fpm_children(self, want=2, timeout=5):
+        """php-fpm's pool children (pm static: at least `want`), waiting for them to fork."""
+        deadline = time.monotonic() + timeout
+        while True:
+            kids = children(self.fpm_master[0])
+            if len(kids) >= want or time.monotonic() > deadline:
+                return kids
+            time.sleep(0.05)
 
     def text(self):
         return Path(self.out_path).read_text(errors="replace")
@@ -68,6 +143,23 @@ class Demo:
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.http_port, path)
+
+    def get(self, path):
+        """GET a demo page: (status, body text)."""
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def token(self, user, channel=None):
+        """A token from the demo's token endpoint (a channel token with `channel`)."""
+        q = {"user": user}
+        if channel:
+            q["channel"] = channel
+        status, body = self.get("/token.php?" + urllib.parse.urlencode(q))
+        assert status == 200, body
+        return body
 
     def php(self, code):
         """Run PHP code with herald.php loaded and the demo's environment."""
@@ -92,8 +184,18 @@ class Demo:
 
     def cleanup(self):
         if self.proc.poll() is None:
+            for master in children(self.proc.pid):
+                if (proc_stat(master) or ("",))[0].startswith("php-fpm"):
+                    self.fpm_pids += [master] + children(master)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        for pid in self.fpm_pids:
+            st = proc_stat(pid)
+            if st and st[1] != "Z" and st[0].startswith("php-fpm"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if not self.out.closed:
             self.out.close()
         subprocess.run(["rm", "-rf", self.dir])
@@ -158,14 +260,217 @@ def test_the_demo_page_and_its_publish_form(demo):
     asyncio.run(go())
 
 
-def test_ctrl_c_stops_herald_and_the_page(demo):
+def test_the_three_demos_are_linked_and_served_locally(demo):
+    status, index = demo.get("/?user=ann")
+    assert status == 200
+    assert 'href="chat.php?user=ann"' in index and 'href="office.php?user=ann"' in index
+    for page, script in (("chat.php", "chat.js"), ("office.php", "office.js")):
+        status, html = demo.get("/%s?user=ann" % page)
+        assert status == 200, html
+        assert '<script src="herald.js"></script>' in html
+        assert '<script src="%s"></script>' % script in html
+        assert '<link rel="stylesheet" href="demo.css">' in html
+        assert 'href="./?user=ann"' in html, "no link back to the notification demo"
+        # Nothing from another site (no CDN): every src and href is relative.
+        for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+            assert not re.match(r"(?i)^(?:[a-z]+:)?//", url), url
+        config = json.loads(re.search(r'<script type="application/json" id="demo-config">'
+                                      r'(.*?)</script>', html).group(1))
+        assert config["user"] == "ann"
+        assert config["wsUrl"] == "ws://127.0.0.1:%d/ws" % demo.ws_port
+    for path in ("/chat.js", "/office.js", "/demo.css", "/herald.js"):
+        status, body = demo.get(path)
+        assert status == 200 and body, path
+        # User text goes into the DOM as text only.
+        for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+            assert path == "/herald.js" or bad not in body, (path, bad)
+    # A name that is not a plain id falls back to the default user, escaped or not.
+    status, html = demo.get("/chat.php?user=%3Cscript%3E")
+    assert status == 200 and "<script>alert" not in html and '"user":"42"' in html
+    # The RPC script and the shared include are not pages.
+    for path in ("/rpc.php", "/common.php"):
+        assert demo.get(path)[0] == 404, path
+
+
+def members(answer):
+    return sorted(m["user"] for m in answer["members"])
+
+
+def test_team_chat_presence_and_messages(demo):
+    ann_tok, bob_tok = demo.token("ann"), demo.token("bob")
+    assert demo.get("/token.php?user=ann&channel=room:lobby")[0] == 403
+
+    async def go():
+        async with connect(demo, ann_tok) as wa, connect(demo, bob_tok) as wb1, \
+                connect(demo, bob_tok) as wb2:
+            ann, bob1, bob2 = Cmd(wa, "ann"), Cmd(wb1, "bob"), Cmd(wb2, "bob")
+            assert members(await ann.subscribe(ROOM)) == ["ann"]
+            assert await ann.next() == {"op": "join", "channel": ROOM, "user": "ann",
+                                        "info": {"name": "ann"}}
+            assert members(await bob1.subscribe(ROOM)) == ["ann", "bob"]
+            join_bob = {"op": "join", "channel": ROOM, "user": "bob", "info": {"name": "bob"}}
+            assert await ann.next() == join_bob
+            assert await bob1.next() == join_bob
+            # bob's second tab: in the list once, and no one hears of it.
+            assert members(await bob2.subscribe(ROOM)) == ["ann", "bob"]
+            await ann.nothing(0.3)
+            await bob1.nothing(0.1)
+
+            # A message reaches every member's tabs, the sender's too (echo), stamped with
+            # the sender's verified id: the "from" the client wrote is not the one sent.
+            await ann.ok("publish", channel=ROOM, event="chat", data={"text": "hi <b>bob</b>"},
+                         **{"from": "mallory"})
+            want = {"channel": ROOM, "event": "chat", "data": {"text": "hi <b>bob</b>"},
+                    "from": "ann"}
+            for c in (ann, bob1, bob2):
+                assert await c.next() == want
+            await bob2.ok("publish", channel=ROOM, event="chat", data={"text": "hello"})
+            want = {"channel": ROOM, "event": "chat", "data": {"text": "hello"}, "from": "bob"}
+            for c in (ann, bob1, bob2):
+                assert await c.next() == want
+
+            # The office channel needs its channel token; browsers cannot publish into it.
+            error_msg(await ann.call("subscribe", channel=OFFICE), "forbidden", ann.ref)
+            error_msg(await ann.call("publish", channel=OFFICE, data=1), "forbidden", ann.ref)
+
+            # One tab of bob closing is silent; the last one is a leave.
+            await wb2.close()
+            await ann.nothing(0.3)
+            await wb1.close()
+            leave = await ann.next()
+            assert {k: leave[k] for k in ("op", "channel", "user")} == \
+                {"op": "leave", "channel": ROOM, "user": "bob"}
+    asyncio.run(asyncio.wait_for(go(), 30))
+
+
+async def rpc(c, method, data):
+    """An rpc command's answer (a reply or an error) with this command's ref."""
+    ans = await c.call("rpc", 10.0, method=method, data=data)
+    assert ans.get("ref") == c.ref, ans
+    return ans
+
+
+async def reply(c, method, data):
+    ans = await rpc(c, method, data)
+    assert ans["op"] == "reply", "%s %r answered %r" % (method, data, ans)
+    return ans["data"]
+
+
+def test_mobile_office_tasks_over_rpc_and_pushes(demo):
+    ann_tok, bob_tok = demo.token("ann"), demo.token("bob")
+    ann_office, bob_office = demo.token("ann", OFFICE), demo.token("bob", OFFICE)
+
+    async def go():
+        async with connect(demo, ann_tok) as wa, connect(demo, bob_tok) as wb:
+            ann, bob = Cmd(wa, "ann"), Cmd(wb, "bob")
+            # A channel token is for its own user only.
+            error_msg(await bob.call("subscribe", channel=OFFICE, token=ann_office),
+                      "bad_token", bob.ref)
+            await bob.subscribe(OFFICE, token=bob_office)
+            await ann.subscribe(OFFICE, token=ann_office)
+            assert await reply(bob, "tasks.list", None) == {"rev": 0, "tasks": []}
+
+            added = await reply(ann, "tasks.add", {"title": "  Call <Bob>  "})
+            task = {"id": 1, "title": "Call <Bob>", "done": False, "by": "ann", "rev": 1}
+            assert added == {"rev": 1, "task": task}
+            push = {"channel": OFFICE, "event": "task.added",
+                    "data": {"rev": 1, "task": task, "by": "ann"}}
+            assert await bob.next() == push
+            assert await ann.next() == push
+            assert await reply(bob, "tasks.list", {}) == {"rev": 1, "tasks": [task]}
+
+            # bob flips it, then sets it explicitly; ann sees each change.
+            done = dict(task, done=True, rev=2)
+            assert await reply(bob, "tasks.toggle", {"id": 1}) == {"rev": 2, "task": done}
+            assert await ann.next() == {"channel": OFFICE, "event": "task.changed",
+                                        "data": {"rev": 2, "task": done, "by": "bob"}}
+            assert await bob.next() == {"channel": OFFICE, "event": "task.changed",
+                                        "data": {"rev": 2, "task": done, "by": "bob"}}
+            undone = dict(task, done=False, rev=3)
+            assert await reply(bob, "tasks.toggle", {"id": 1, "done": False}) == \
+                {"rev": 3, "task": undone}
+            assert (await ann.next())["data"] == {"rev": 3, "task": undone, "by": "bob"}
+            await bob.next()
+
+            # Characters, not bytes: 200 two-byte characters are a valid title.
+            long_title = "\u00e9" * 200
+            second = (await reply(ann, "tasks.add", {"title": long_title}))["task"]
+            assert second["title"] == long_title and second["id"] == 2
+            assert (await bob.next())["data"]["task"] == second
+            await ann.next()
+
+            # Bad input: the script's own error code and message, nothing stored or pushed.
+            bad = [("tasks.add", {"title": ""}), ("tasks.add", {"title": "   "}),
+                   ("tasks.add", {"title": "x" * 201}), ("tasks.add", {"title": "a\u0007b"}),
+                   ("tasks.add", {"title": 7}), ("tasks.add", None), ("tasks.add", "Call"),
+                   ("tasks.toggle", {"id": "1"}), ("tasks.toggle", {"id": 0}),
+                   ("tasks.toggle", {"id": 1.5}), ("tasks.toggle", {"id": 1, "done": "yes"}),
+                   ("tasks.delete", {}), ("tasks.delete", [1])]
+            for method, data in bad:
+                error_msg(await rpc(ann, method, data), "bad_input", ann.ref)
+            error_msg(await rpc(ann, "tasks.delete", {"id": 99}), "not_found", ann.ref)
+            error_msg(await rpc(ann, "tasks.toggle", {"id": 99}), "not_found", ann.ref)
+            error_msg(await rpc(ann, "tasks.explode", None), "no_such_method", ann.ref)
+            await bob.nothing(0.3)
+            listed = await reply(bob, "tasks.list", None)
+            assert listed == {"rev": 4, "tasks": [undone, second]}
+
+            # Delete: the reply and the push carry the id and the next revision.
+            assert await reply(ann, "tasks.delete", {"id": 1}) == {"rev": 5, "id": 1}
+            assert await bob.next() == {"channel": OFFICE, "event": "task.deleted",
+                                        "data": {"rev": 5, "id": 1, "by": "ann"}}
+            await ann.next()
+            assert await reply(ann, "tasks.list", None) == {"rev": 5, "tasks": [second]}
+
+            # Both users at once: every change gets its own revision, none is lost.
+            refs = []
+            for i in range(6):
+                refs.append((ann, await ann.start("rpc", method="tasks.add",
+                                                  data={"title": "ann %d" % i})))
+                refs.append((bob, await bob.start("rpc", method="tasks.add",
+                                                  data={"title": "bob %d" % i})))
+            revs = []
+            for c, ref in refs:
+                ans = await c.answer(ref, 10.0)
+                assert ans["op"] == "reply", ans
+                revs.append(ans["data"]["rev"])
+            assert sorted(revs) == list(range(6, 18))
+            pushed = sorted([(await bob.next())["data"]["rev"] for _ in refs])
+            assert pushed == list(range(6, 18))
+            final = await reply(ann, "tasks.list", None)
+            assert final["rev"] == 17 and len(final["tasks"]) == 13
+    asyncio.run(asyncio.wait_for(go(), 45))
+    assert os.path.getsize(os.path.join(demo.run_dir, "office.sqlite")) > 0
+
+
+def test_the_rpc_script_answers_only_herald(demo):
+    """php-fpm runs rpc.php for anyone who reaches its socket: unsigned requests get 403."""
+    body = json.dumps({"type": "rpc", "method": "tasks.list", "user": "ann",
+                       "connection": "1", "data": None, "time": int(time.time())}).encode()
+    r = fcgi.request(os.path.join(demo.run_dir, "php-fpm.sock"), "POST", "/herald/rpc", body,
+                     {"SCRIPT_FILENAME": str(DEMO_DIR / "rpc.php"),
+                      "HERALD_SIGNATURE": "0" * 64}, timeout=10)
+    assert r.status == 403, r
+    assert json.loads(r.body)["code"] == "forbidden"
+
+
+def test_ctrl_c_stops_herald_php_fpm_and_the_page(demo):
     assert os.path.exists(demo.socket)
+    assert len(demo.fpm_pids) >= 3, "php-fpm master and its pool: %r" % demo.fpm_pids
+    assert all(alive(p) for p in demo.fpm_pids)
+    started = children(demo.proc.pid)
     demo.stop()
     assert demo.proc.returncode == 0, demo.text()
     assert not os.path.exists(demo.socket), "api socket left behind"
     for port in (demo.ws_port, demo.http_port):
         with pytest.raises(OSError):
             urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=2)
+    deadline = time.monotonic() + 3
+    while any(alive(p) for p in demo.fpm_pids + started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [(p, proc_stat(p)) for p in demo.fpm_pids + started if alive(p)]
+    assert not left, "processes left after Ctrl-C: %r" % left
+    assert not os.path.exists(demo.run_dir), "run.sh's temp dir left behind"
     text = demo.text()
     for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
         assert bad not in text, text
