@@ -332,7 +332,6 @@ static int begin_record(struct fcgic_parser *p)
     case FCGI_END_REQUEST:
         if (clen < END_BODY_LEN)
             return parser_fail(p, FCGIC_E_PROTOCOL);
-        p->end_len = 0;
         break;
     default:
         return parser_fail(p, FCGIC_E_PROTOCOL);
