@@ -55,7 +55,7 @@
 #define CFG_SECRET_MIN 16         /* bytes, for any secret but the development one */
 #define CFG_SECRET_FILE_MAX 65536 /* a larger secret file is a mistake */
 #define CFG_WORKERS_MAX 256
-#define CFG_MAX_DEFS 32 /* room in the per-setting arrays of struct cfg_build */
+#define CFG_MAX_DEFS 64 /* room in the per-setting arrays of struct cfg_build */
 
 enum cfg_type {
     CFG_STRING,  /* char *; "" stores NULL */
@@ -208,6 +208,13 @@ static const struct cfg_def cfg_defs[] = {
      .aux = offsetof(struct cfg_build, c.nrpc_hooks), .flags = CFG_RELOAD,
      .check = cfg_check_hook, .flag = "rpc-hooks", .metavar = "HOOKS",
      .help = "PHP calls on events: connect, disconnect, subscribe"},
+    {.name = "history_size", .type = CFG_INT, .min = 0, .max = 100000, .def = "100",
+     CFG_AT(c.history_size), .help = "messages kept per user and channel for recovery; 0 = none"},
+    {.name = "history_ttl", .type = CFG_SECONDS, .min = CFG_SECOND, .max = 24 * CFG_HOUR,
+     .def = "5m", CFG_AT(c.history_ttl), .help = "how long a message is kept for recovery"},
+    {.name = "history_max_bytes", .type = CFG_SIZE, .min = CFG_K * CFG_K,
+     .max = 64 * CFG_K * CFG_K * CFG_K, .def = "64M", CFG_AT(c.history_max_bytes),
+     .help = "memory for kept messages, whole daemon; over it the oldest go first"},
 };
 /* clang-format on */
 

@@ -61,6 +61,9 @@ struct cfg {
     char **rpc_hooks;         /* owned: "connect", "disconnect", "subscribe" */
     size_t nrpc_hooks;
     unsigned hooks;           /* resolved: CFG_HOOK_* bits from rpc_hooks */
+    int history_size;         /* messages kept per stream; 0 = no history */
+    int history_ttl;          /* seconds a message is kept */
+    uint64_t history_max_bytes; /* frames kept in the whole daemon */
     char *file;               /* owned: the config file's path, or NULL */
 };
 

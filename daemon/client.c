@@ -22,10 +22,12 @@
 #include "chan.h"
 #include "cmd.h"
 #include "conn.h"
+#include "hist.h"
 #include "log.h"
 #include "msg.h"
 #include "pres.h"
 #include "proto.h"
+#include "pub.h"
 #include "rpc.h"
 #include "sub.h"
 #include "tok.h"
@@ -33,6 +35,7 @@
 #include "xmalloc.h"
 
 #define CLIENT_MAX_CLAIM_CHANNELS 1000
+#define PUB_KEY_LEN 160                  /* "u:" or "c:" and a name */
 
 /* The connection's verified user id, or NULL when anonymous. */
 static const char *client_user(const struct conn *c)
@@ -132,7 +135,7 @@ static json_t *client_rpc_body(struct conn *c)
 
 /* Start a PHP call for c and put it on c's list. Returns 0, or the error to answer. */
 static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const json_t *ref,
-                       const char *channel)
+                       const char *channel, const char *since)
 {
     struct client *cl = client_get(c);
     struct rpc_call *call;
@@ -147,6 +150,7 @@ static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const j
         return err;
     call->ref = ref != NULL ? json_deep_copy(ref) : NULL;
     call->channel = channel != NULL ? xstrdup(channel) : NULL;
+    call->since = since != NULL ? xstrdup(since) : NULL;
     call->conn_next = cl->calls;
     cl->calls = call;
     cl->ncalls++;
@@ -190,8 +194,54 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     return r;
 }
 
-/* Subscribe c (allowed, not yet subscribed) and answer ok. */
-static void client_subscribe_now(struct conn *c, const json_t *ref, const char *channel)
+/*
+ * Send c what it missed in stream key after since; returns recovered (1/0)
+ * and sets *last to the stream's newest offset and id to its id.
+ */
+static int client_replay(struct conn *c, const char *key, const char *since, uint64_t *last,
+                         char *id)
+{
+    struct msg **msgs;
+    size_t n;
+    int ok = hist_since(c->w->hub->hist, key, since, &msgs, &n, last, id);
+
+    for (size_t i = 0; i < n; i++) {
+        conn_send(c, msgs[i]);
+        msg_unref(msgs[i]);
+    }
+    free(msgs);
+    if (since[0] != '\0') {
+        if (ok)
+            c->w->stats.recoveries_ok++;
+        else
+            c->w->stats.recoveries_failed++;
+    }
+    return ok;
+}
+
+/* Answer a subscribe: with the channel's position (and what was recovered) when there is history. */
+static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, const char *since,
+                              json_t *members)
+{
+    char key[PUB_KEY_LEN], id[HIST_ID_MAX];
+    int ok;
+
+    if (!hist_on(c->w->hub->hist)) {
+        client_ok(c, ref, members);
+        return;
+    }
+    ok = client_replay(c, hist_key(key, sizeof key, 'c', s->chan->name),
+                       since != NULL ? since : "", &s->last, id);
+    if (ref == NULL) {
+        json_decref(members);
+        return;
+    }
+    client_send(c, proto_ok_stream(ref, members, id, since != NULL ? ok : -1));
+}
+
+/* Subscribe c (allowed, not yet subscribed), replay what it missed, and answer ok. */
+static void client_subscribe_now(struct conn *c, const json_t *ref, const char *channel,
+                                 const char *since)
 {
     struct client *cl = client_get(c);
     struct worker *w = c->w;
@@ -210,17 +260,20 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
         pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
                   &members);
     }
-    client_ok(c, ref, members);
+    client_subscribed(c, ref, s, since, members);
 }
 
-/* Answer ok to a subscribe that is already in place (with members on presence channels). */
-static void client_subscribe_again(struct conn *c, const json_t *ref, const struct sub *s)
+/*
+ * Answer a subscribe that is already in place (with members on presence
+ * channels): the connection has been receiving all along, so nothing to replay.
+ */
+static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s)
 {
     json_t *members = NULL;
 
     if (s->presence)
         members = pres_members(c->w->hub->pres, s->chan->name, 0);
-    client_ok(c, ref, members);
+    client_subscribed(c, ref, s, NULL, members);
 }
 
 /* {"op":"subscribe"} */
@@ -242,14 +295,14 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
     }
     r = client_may_subscribe(c, cmd, &why);
     if (r == 1) {
-        client_subscribe_now(c, cmd->ref, cmd->channel);
+        client_subscribe_now(c, cmd->ref, cmd->channel, cmd->since);
         return;
     }
     if (r == 0 && (c->w->cfg->hooks & CFG_HOOK_SUBSCRIBE)) {
         json_t *body = client_rpc_body(c);
 
         json_object_set_new(body, "channel", json_string(cmd->channel));
-        r = client_call(c, RPC_SUBSCRIBE, body, cmd->ref, cmd->channel);
+        r = client_call(c, RPC_SUBSCRIBE, body, cmd->ref, cmd->channel, cmd->since);
         if (r < 0)
             return;
         why = "PHP could not be asked";
@@ -302,7 +355,8 @@ static void client_fan_out(struct worker *w, const char *channel, struct msg *m,
 static void client_publish(struct conn *c, const struct proto_cmd *cmd)
 {
     const struct cfg *cfg = c->w->cfg;
-    struct msg *m;
+    struct cmd_job *job;
+    char *text;
 
     if (client_user(c) == NULL ||
         !chan_match_any(cfg->client_publish, cfg->nclient_publish, cmd->channel,
@@ -314,12 +368,17 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         client_fail(c, cmd->ref, PROTO_E_NOT_SUBSCRIBED, "subscribe to the channel first");
         return;
     }
-    m = proto_channel_message(cmd->channel, cmd->event, cmd->data, client_user(c));
-    if (m == NULL) {
+    text = proto_channel_text(cmd->channel, cmd->event, cmd->data, client_user(c));
+    if (text == NULL) {
         client_fail(c, cmd->ref, PROTO_E_BAD_COMMAND, "data cannot be encoded");
         return;
     }
-    client_fan_out(c->w, cmd->channel, m, cmd->echo ? 0 : c->id);
+    job = cmd_job_new(CMD_PUBLISH, c->w->hub->nqueues, 1);
+    job->items[0].msg = proto_text_frame(text, NULL);
+    job->items[0].channel = xstrdup(cmd->channel);
+    job->items[0].skip_conn = cmd->echo ? 0 : c->id;
+    pub_submit(c->w->hub, job, &text, 1);
+    free(text);
     client_ok(c, cmd->ref, NULL);
 }
 
@@ -336,7 +395,7 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
     body = client_rpc_body(c);
     json_object_set_new(body, "method", json_string(cmd->method));
     json_object_set(body, "data", cmd->data != NULL ? cmd->data : json_null());
-    r = client_call(c, RPC_CALL, body, cmd->ref, NULL);
+    r = client_call(c, RPC_CALL, body, cmd->ref, NULL, NULL);
     if (r >= 0)
         client_fail(c, cmd->ref, (enum proto_err)r,
                     r == PROTO_E_RPC_BUSY ? "too many calls in flight" : "PHP cannot be reached");
@@ -370,13 +429,27 @@ void client_message(struct conn *c, const char *text, size_t len)
     proto_cmd_free(&cmd);
 }
 
-void client_opened(struct conn *c)
+/* ?since= on the URL: replay the user's stream, then say where it stands. */
+static void client_recover_user(struct conn *c, const char *since)
+{
+    char key[PUB_KEY_LEN], id[HIST_ID_MAX];
+    int ok;
+
+    if (since == NULL || client_user(c) == NULL || !hist_on(c->w->hub->hist))
+        return;
+    ok = client_replay(c, hist_key(key, sizeof key, 'u', client_user(c)), since, &c->user_last,
+                       id);
+    client_send(c, proto_stream(id, ok));
+}
+
+void client_opened(struct conn *c, const char *since)
 {
     int r;
 
+    client_recover_user(c, since);
     if (!(c->w->cfg->hooks & CFG_HOOK_CONNECT))
         return;
-    r = client_call(c, RPC_CONNECT, client_rpc_body(c), NULL, NULL);
+    r = client_call(c, RPC_CONNECT, client_rpc_body(c), NULL, NULL, NULL);
     if (r >= 0)
         c->w->stats.rpc_dropped++;
 }
@@ -476,7 +549,7 @@ static void client_hook_subscribed(struct conn *c, const struct rpc_call *call,
         client_fail(c, call->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
                     "this connection holds max_subscriptions channels");
     else
-        client_subscribe_now(c, call->ref, call->channel);
+        client_subscribe_now(c, call->ref, call->channel, call->since);
 }
 
 void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)

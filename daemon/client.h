@@ -43,8 +43,11 @@ struct client {
  */
 int client_claims(struct conn *c, const json_t *payload, const char **why);
 
-/* The connection is open (after the 101): the connect hook. */
-void client_opened(struct conn *c);
+/*
+ * The connection is open (after the 101): replay the user's stream after
+ * since (NULL: the client did not ask), then the connect hook.
+ */
+void client_opened(struct conn *c, const char *since);
 
 /* One complete, valid UTF-8 text message from the browser. */
 void client_message(struct conn *c, const char *text, size_t len);

@@ -26,6 +26,7 @@
 
 struct msg;
 struct pres;
+struct hist;
 
 enum cmd_type {
     CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
@@ -42,6 +43,8 @@ struct cmd_item {
     size_t nusers;
     char *channel;         /* owned: every subscriber of this channel, or NULL */
     uint64_t skip_conn;    /* with channel: this connection id is left out; 0 = none */
+    uint64_t offset;       /* the stream offset in msg's id (hist.h); 0 = none */
+    size_t group;          /* delivered[group] counts it: the API message it came from */
 };
 
 struct cmd_job;
@@ -87,6 +90,7 @@ struct cmd_hub {
     struct dir *dir;             /* borrowed: which workers hold which users */
     struct dir *chans;           /* borrowed: which workers hold which channels */
     struct pres *pres;           /* borrowed: presence members */
+    struct hist *hist;           /* borrowed: message history */
     atomic_int rpc_inflight;     /* PHP calls in flight, every worker */
 };
 

@@ -32,6 +32,7 @@
 #include "client.h"
 #include "dir.h"
 #include "handshake.h"
+#include "hist.h"
 #include "http.h"
 #include "log.h"
 #include "msg.h"
@@ -343,6 +344,23 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
 
 static void conn_feed(struct conn *c, uint8_t *p, size_t n);
 
+/* Tell the client layer, with ?since= decoded ("?" when it cannot be: not recoverable). */
+static void conn_opened(struct conn *c, const struct hs_result *res)
+{
+    char since[HIST_ID_MAX];
+    int n;
+
+    if (!res->has_since) {
+        client_opened(c, NULL);
+        return;
+    }
+    n = http_percent_decode(res->since, since, sizeof since - 1);
+    if (n < 0)
+        n = snprintf(since, sizeof since, "?");
+    since[n] = '\0';
+    client_opened(c, since);
+}
+
 /* The head is complete: check it, answer 101 or refuse, then read frames. */
 static void conn_upgrade(struct conn *c, const struct http_request *req, size_t head_len)
 {
@@ -376,7 +394,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");
     tok_claims_free(&claims);
-    client_opened(c);
+    conn_opened(c, &res);
     /* Frames the client sent right behind its head are not lost. */
     if (c->head_len > head_len)
         conn_feed(c, (uint8_t *)c->head + head_len, c->head_len - head_len);

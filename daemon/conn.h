@@ -88,6 +88,7 @@ struct conn {
     uint64_t out_bytes;          /* bytes queued, for backpressure */
     struct reg_link link;        /* registry entry, when a user is known */
     struct client *client;       /* owned: protocol state (client.h), or NULL */
+    uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
 };
 
 /* Take over an accepted socket and start reading its handshake. */

@@ -170,6 +170,7 @@ enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *
         res->token = token;
         res->token_in_query = 1;
     }
+    res->has_since = http_query_param(req->target, "since", &res->since);
     scan_protocols(req, res);
     return HS_OK;
 }

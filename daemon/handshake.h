@@ -53,6 +53,8 @@ struct hs_result {
     int token_in_query;      /* 1 when token came from ?token= */
     int select_protocol;     /* 1 when "herald" was offered: echo it back */
     struct http_str origin;  /* len 0 if none */
+    struct http_str since;   /* ?since= as sent (percent-encoded), when has_since */
+    int has_since;           /* 1 when the query has since (even empty) */
 };
 
 /*

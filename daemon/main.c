@@ -21,6 +21,7 @@
 #include "api.h"
 #include "cfg.h"
 #include "cmd.h"
+#include "hist.h"
 #include "log.h"
 #include "net.h"
 #include "pres.h"
@@ -37,6 +38,7 @@ struct herald {
     struct dir dir;              /* which workers hold which users */
     struct dir chans;            /* which workers hold which channels */
     struct pres pres;            /* presence members */
+    struct hist hist;            /* message history */
     struct api *api;             /* owned */
 };
 
@@ -54,9 +56,12 @@ static int start_workers(struct herald *h, char **cause)
     dir_init(&h->dir);
     dir_init(&h->chans);
     pres_init(&h->pres);
+    hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl,
+              (size_t)cfg->history_max_bytes);
     h->hub.dir = &h->dir;
     h->hub.chans = &h->chans;
     h->hub.pres = &h->pres;
+    h->hub.hist = &h->hist;
     atomic_init(&h->hub.rpc_inflight, 0);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
@@ -98,23 +103,30 @@ static void free_workers(struct herald *h)
     dir_free(&h->dir);
     dir_free(&h->chans);
     pres_free(&h->pres);
+    hist_free(&h->hist);
     if (h->shared_lfd >= 0) {
         close(h->shared_lfd);
         net_unlink(h->cfg.listen);
     }
 }
 
-/* Wait for SIGTERM or SIGINT; SIGHUP is logged (reload comes later). */
-static void wait_for_stop(const sigset_t *set)
+/*
+ * Wait for SIGTERM or SIGINT; SIGHUP is logged (reload comes later). Once a
+ * second, drop history past its age.
+ */
+static void wait_for_stop(struct herald *h, const sigset_t *set)
 {
+    struct timespec tick = {.tv_sec = 1};
     siginfo_t si;
 
     for (;;) {
-        int sig = sigwaitinfo(set, &si);
+        int sig = sigtimedwait(set, &si, &tick);
 
         if (sig < 0) {
-            if (errno != EINTR)
-                log_fatal("main", "sigwaitinfo: %s", strerror(errno));
+            if (errno == EAGAIN)
+                hist_sweep(&h->hist);
+            else if (errno != EINTR)
+                log_fatal("main", "sigtimedwait: %s", strerror(errno));
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
@@ -177,7 +189,7 @@ int main(int argc, char **argv)
     log_startup(&h, fdlimit);
     log_msg(LOG_INFO, "main", "ready");
 
-    wait_for_stop(&set);
+    wait_for_stop(&h, &set);
     api_stop(h.api);
     stop_workers(&h);
     free_workers(&h);

@@ -87,10 +87,16 @@ static int proto_ref_valid(const json_t *v)
 /* Read "op" into cmd->op. */
 static int proto_read_op(const json_t *root, struct proto_cmd *cmd, const char **why)
 {
-    const char *op = json_string_value(json_object_get(root, "op"));
+    const json_t *v = json_object_get(root, "op");
+    const char *op = json_string_value(v);
 
     if (op == NULL) {
         *why = "missing op";
+        return PROTO_E_BAD_COMMAND;
+    }
+    /* "subscribe\u0000x" is not subscribe. */
+    if (strlen(op) != json_string_length(v)) {
+        *why = "unknown op";
         return PROTO_E_BAD_COMMAND;
     }
     if (strcmp(op, "subscribe") == 0)
@@ -130,12 +136,21 @@ static int proto_read_channel(const json_t *root, struct proto_cmd *cmd, const c
 static int proto_read_channel_op(const json_t *root, struct proto_cmd *cmd, const char **why)
 {
     const json_t *tok = json_object_get(root, "token");
+    const json_t *since = json_object_get(root, "since");
     const json_t *event = json_object_get(root, "event");
     const json_t *echo = json_object_get(root, "echo");
     int r = proto_read_channel(root, cmd, why);
 
     if (r >= 0)
         return r;
+    if (cmd->op == PROTO_SUBSCRIBE && since != NULL) {
+        if (!json_is_string(since) || json_string_length(since) > PROTO_MAX_SINCE ||
+            strlen(json_string_value(since)) != json_string_length(since)) {
+            *why = "since must be a message id string";
+            return PROTO_E_BAD_COMMAND;
+        }
+        cmd->since = json_string_value(since);
+    }
     if (cmd->op == PROTO_SUBSCRIBE && tok != NULL) {
         if (!json_is_string(tok)) {
             *why = "token must be a string";
@@ -183,7 +198,8 @@ int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char 
     int r;
 
     memset(cmd, 0, sizeof *cmd);
-    cmd->root = json_loadb(text != NULL ? text : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    cmd->root = json_loadb(text != NULL ? text : "", len,
+                           JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!json_is_object(cmd->root)) {
         *why = "a command is one JSON object";
         return PROTO_E_BAD_JSON;
@@ -243,6 +259,27 @@ struct msg *proto_ok(const json_t *ref, json_t *members)
     return proto_frame(o);
 }
 
+struct msg *proto_ok_stream(const json_t *ref, json_t *members, const char *id, int recovered)
+{
+    json_t *o = proto_answer("ok", ref);
+
+    json_object_set_new(o, "id", json_string(id));
+    if (recovered >= 0)
+        json_object_set_new(o, "recovered", json_boolean(recovered));
+    if (members != NULL)
+        json_object_set_new(o, "members", members);
+    return proto_frame(o);
+}
+
+struct msg *proto_stream(const char *id, int recovered)
+{
+    json_t *o = proto_answer("stream", NULL);
+
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "recovered", json_boolean(recovered));
+    return proto_frame(o);
+}
+
 struct msg *proto_error(const json_t *ref, const char *code, const char *message)
 {
     json_t *o = proto_answer("error", ref);
@@ -276,17 +313,52 @@ struct msg *proto_reply(const json_t *ref, const char *data, size_t len)
     return m;
 }
 
-struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
-                                  const char *from)
+char *proto_channel_text(const char *channel, const char *event, const json_t *data,
+                         const char *from)
 {
     json_t *o = json_object();
+    char *text;
 
     json_object_set_new(o, "channel", json_string(channel));
     json_object_set_new(o, "event", json_string(event));
-    json_object_set_new(o, "data", data != NULL ? json_deep_copy(data) : json_null());
+    json_object_set(o, "data", data != NULL ? (json_t *)data : json_null());
     if (from != NULL)
         json_object_set_new(o, "from", json_string(from));
-    return proto_frame(o);
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
+
+struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
+                                  const char *from)
+{
+    char *text = proto_channel_text(channel, event, data, from);
+    struct msg *m = text != NULL ? proto_text_frame(text, NULL) : NULL;
+
+    free(text);
+    return m;
+}
+
+struct msg *proto_text_frame(const char *text, const char *id)
+{
+    static const char chan[] = "{\"channel\":\"";
+    size_t len = strlen(text), at = 1, idlen;
+    struct msg *m;
+    char *buf;
+
+    if (id == NULL)
+        return msg_new(WS_OP_TEXT, text, len);
+    /* Channel names need no escaping, so the member ends at the next quote. */
+    if (strncmp(text, chan, sizeof chan - 1) == 0)
+        at = (size_t)(strchr(text + sizeof chan - 1, '"') - text) + 2;
+    idlen = strlen(id) + 8;  /* "id":"<id>", */
+    buf = xmalloc(len + idlen);
+    memcpy(buf, text, at);
+    snprintf(buf + at, idlen + 1, "\"id\":\"%s\",", id);
+    memcpy(buf + at + idlen, text + at, len - at);
+    m = msg_new(WS_OP_TEXT, buf, len + idlen);
+    free(buf);
+    return m;
 }
 
 struct msg *proto_presence(int join, const char *channel, const char *user, const char *info)

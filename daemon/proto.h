@@ -22,6 +22,7 @@ struct msg;
 #define PROTO_MAX_METHOD 100
 #define PROTO_MAX_REF 64
 #define PROTO_MAX_CODE 64
+#define PROTO_MAX_SINCE 31   /* a message id: HIST_ID_MAX - 1 */
 
 enum proto_op {
     PROTO_SUBSCRIBE,
@@ -58,6 +59,7 @@ struct proto_cmd {
     const char *channel;     /* borrowed: NUL-terminated, or NULL */
     size_t channel_len;
     const char *token;       /* borrowed: subscribe's channel token, or NULL */
+    const char *since;       /* borrowed: subscribe's last seen id ("" = none), or NULL */
     size_t token_len;
     const char *event;       /* borrowed: publish's event ("message" if absent) */
     const char *method;      /* borrowed: rpc's method */
@@ -84,6 +86,15 @@ int proto_code_valid(const char *s, size_t len);
 /* {"op":"ok","ref":R[,"members":M]}; members is stolen (may be NULL). */
 struct msg *proto_ok(const json_t *ref, json_t *members);
 
+/*
+ * {"op":"ok","ref":R,"id":I[,"recovered":B][,"members":M]}: a subscribe on a
+ * channel with history; recovered < 0 leaves it out; members is stolen.
+ */
+struct msg *proto_ok_stream(const json_t *ref, json_t *members, const char *id, int recovered);
+
+/* {"op":"stream","id":I,"recovered":B}: the user stream's position after a replay. */
+struct msg *proto_stream(const char *id, int recovered);
+
 /* {"op":"error","ref":R,"code":C,"message":M}; ref may be NULL. */
 struct msg *proto_error(const json_t *ref, const char *code, const char *message);
 
@@ -93,6 +104,16 @@ struct msg *proto_reply(const json_t *ref, const char *data, size_t len);
 /* {"channel":C,"event":E,"data":D[,"from":F]}; data NULL means null, from may be NULL. */
 struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
                                   const char *from);
+
+/* The same envelope as JSON text (malloc'd), to be framed by proto_text_frame. */
+char *proto_channel_text(const char *channel, const char *event, const json_t *data,
+                         const char *from);
+
+/*
+ * A text frame of an envelope made here ({"event"...} or {"channel"...}),
+ * with "id":ID added after its channel member, or first (id NULL: as is).
+ */
+struct msg *proto_text_frame(const char *text, const char *id);
 
 /* {"op":"join"|"leave","channel":C,"user":U[,"info":I]}; info is JSON text or NULL. */
 struct msg *proto_presence(int join, const char *channel, const char *user, const char *info);

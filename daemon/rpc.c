@@ -123,6 +123,7 @@ static void rpc_free(struct rpc_call *call)
     fcgic_parser_free(&call->parser);
     json_decref(call->ref);
     free(call->channel);
+    free(call->since);
     free(call->req);
     free(call);
 }

@@ -40,6 +40,7 @@ struct rpc_call {
     enum rpc_kind kind;
     json_t *ref;                  /* owned: the command's ref, or NULL */
     char *channel;                /* owned: RPC_SUBSCRIBE's channel */
+    char *since;                  /* owned: RPC_SUBSCRIBE's since, or NULL */
     struct worker *w;             /* borrowed */
     int fd;
     ev_io io;

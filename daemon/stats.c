@@ -47,6 +47,8 @@ void stats_add(struct stats *dst, const struct stats *src)
     dst->rpc_app_errors += src->rpc_app_errors;
     dst->rpc_failed += src->rpc_failed;
     dst->rpc_dropped += src->rpc_dropped;
+    dst->recoveries_ok += src->recoveries_ok;
+    dst->recoveries_failed += src->recoveries_failed;
     for (size_t i = 0; i < PROTO_NERR; i++)
         dst->client_errors[i] += src->client_errors[i];
     for (size_t i = 0; i < HS_REASON_COUNT; i++)

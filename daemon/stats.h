@@ -37,6 +37,8 @@ struct stats {
     uint64_t rpc_app_errors;       /* herald_rpc_error() answers */
     uint64_t rpc_failed;           /* unavailable, timeout, failed, bad reply */
     uint64_t rpc_dropped;          /* hooks not sent: over rpc_max_inflight or no socket */
+    uint64_t recoveries_ok;        /* since given and every missed message replayed */
+    uint64_t recoveries_failed;    /* since given but not recoverable: told so */
 };
 
 /* HTTP statuses counted as API errors, in this order. */

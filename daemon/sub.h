@@ -29,6 +29,7 @@ struct sub {
     struct sub *conn_next;    /* borrowed: the connection's next subscription */
     struct sub_chan *chan;    /* borrowed */
     struct conn *conn;        /* borrowed: the subscriber */
+    uint64_t last;            /* newest offset of the channel's stream sent (hist.h) */
     unsigned presence : 1;    /* counted in the shared presence table */
 };
 

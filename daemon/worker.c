@@ -393,9 +393,16 @@ static uint64_t worker_publish_channel(struct worker *w, const struct cmd_item *
 
     if (ch == NULL)
         return 0;
-    for (struct sub *s = ch->subs; s != NULL; s = s->next)
-        if (s->conn->id != it->skip_conn)
-            n += (uint64_t)conn_send(s->conn, it->msg);
+    for (struct sub *s = ch->subs; s != NULL; s = s->next) {
+        if (s->conn->id == it->skip_conn)
+            continue;
+        /* Already sent by a replay (hist.h): no duplicate. */
+        if (it->offset != 0 && it->offset <= s->last)
+            continue;
+        if (it->offset != 0)
+            s->last = it->offset;
+        n += (uint64_t)conn_send(s->conn, it->msg);
+    }
     return n;
 }
 
@@ -416,8 +423,15 @@ static uint64_t worker_publish(struct worker *w, const struct cmd_item *it)
 
         if (user == NULL)
             continue;
-        for (struct reg_link *l = user->links; l != NULL; l = l->next)
-            n += (uint64_t)conn_send(conn_from_link(l), it->msg);
+        for (struct reg_link *l = user->links; l != NULL; l = l->next) {
+            struct conn *c = conn_from_link(l);
+
+            if (it->offset != 0 && it->offset <= c->user_last)
+                continue;
+            if (it->offset != 0)
+                c->user_last = it->offset;
+            n += (uint64_t)conn_send(c, it->msg);
+        }
     }
     return n;
 }
@@ -446,7 +460,7 @@ static void worker_run(struct worker *w, struct cmd_job *job)
 
             w->stats.delivered += n;
             pthread_mutex_lock(&job->lock);
-            job->delivered[i] += n;
+            job->delivered[job->items[i].group] += n;
             pthread_mutex_unlock(&job->lock);
         }
         break;

@@ -20,10 +20,12 @@
 
 #include "cfg.h"
 #include "chan.h"
+#include "hist.h"
 #include "http.h"
 #include "msg.h"
 #include "pres.h"
 #include "proto.h"
+#include "pub.h"
 #include "tok.h"
 #include "ws.h"
 #include "xmalloc.h"
@@ -112,7 +114,7 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
 
 /* A publish to a channel: check the name and encode the channel envelope. */
 static int routes_channel_item(const json_t *chan, const json_t *event, const json_t *data,
-                               struct cmd_item *it, char *err, size_t errlen)
+                               struct cmd_item *it, char **text, char *err, size_t errlen)
 {
     if (!json_is_string(chan) ||
         !chan_name_valid(json_string_value(chan), json_string_length(chan))) {
@@ -121,19 +123,19 @@ static int routes_channel_item(const json_t *chan, const json_t *event, const js
         return -1;
     }
     it->channel = xstrdup(json_string_value(chan));
-    it->msg = proto_channel_message(it->channel, json_string_value(event), data, NULL);
-    if (it->msg == NULL) {
+    *text = proto_channel_text(it->channel, json_string_value(event), data, NULL);
+    if (*text == NULL) {
         snprintf(err, errlen, "data cannot be encoded");
         return -1;
     }
+    it->msg = proto_text_frame(*text, NULL);
     return 0;
 }
 
-/* Validate one message object and encode its frame into *it. */
-static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
+/* Validate one message object; encode its envelope into *text and its frame into *it. */
+static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, size_t errlen)
 {
     json_t *event, *data, *users, *bc, *chan, *env;
-    char *text;
 
     if (!json_is_object(o)) {
         snprintf(err, errlen, "a message must be a JSON object");
@@ -164,36 +166,20 @@ static int routes_item(json_t *o, struct cmd_item *it, char *err, size_t errlen)
         return -1;
     }
     if (chan != NULL)
-        return routes_channel_item(chan, event, data, it, err, errlen);
+        return routes_channel_item(chan, event, data, it, text, err, errlen);
     if (bc != NULL)
         it->broadcast = 1;
     else if (routes_users(users, it, err, errlen) != 0)
         return -1;
     env = json_pack("{s:O, s:O}", "event", event, "data", data ? data : json_null());
-    text = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    *text = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(env);
-    it->msg = msg_new(WS_OP_TEXT, text, strlen(text));
-    free(text);
-    return 0;
-}
-
-/* Hand a publish job only to the workers that hold one of its targets. */
-static void routes_submit(struct api *a, struct cmd_job *job)
-{
-    struct dir_mask mask;
-
-    memset(&mask, 0, sizeof mask);
-    for (size_t i = 0; i < job->nitems; i++) {
-        if (job->items[i].broadcast) {
-            cmd_submit(a->hub, job);
-            return;
-        }
-        if (job->items[i].channel != NULL)
-            dir_lookup(a->hub->chans, job->items[i].channel, &mask);
-        for (size_t u = 0; u < job->items[i].nusers; u++)
-            dir_lookup(a->hub->dir, job->items[i].users[u], &mask);
+    if (*text == NULL) {
+        snprintf(err, errlen, "data cannot be encoded");
+        return -1;
     }
-    cmd_submit_to(a->hub, job, &mask);
+    it->msg = proto_text_frame(*text, NULL);
+    return 0;
 }
 
 /* POST /publish: one message object, or an array of them. */
@@ -205,6 +191,7 @@ static void routes_publish(struct api *a, const char *body, size_t len,
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     json_t *o, *counts;
     struct cmd_job *job;
+    char **texts;
     size_t n, i;
     char err[256];
     int batch;
@@ -227,9 +214,10 @@ static void routes_publish(struct api *a, const char *body, size_t len,
         return;
     }
     job = cmd_job_new(CMD_PUBLISH, a->hub->nqueues, n);
+    texts = xcalloc(n, sizeof *texts);
     for (i = 0; i < n; i++) {
         o = batch ? json_array_get(root, i) : root;
-        if (routes_item(o, &job->items[i], err, sizeof err) != 0) {
+        if (routes_item(o, &job->items[i], &texts[i], err, sizeof err) != 0) {
             if (batch)
                 api_error(resp, 400, "message %zu: %s", i, err);
             else
@@ -237,7 +225,7 @@ static void routes_publish(struct api *a, const char *body, size_t len,
             goto done;
         }
     }
-    routes_submit(a, job);
+    job = pub_submit(a->hub, job, texts, 0);
     cmd_job_wait(job);
     atomic_fetch_add(&a->stats.published, n);
     counts = json_array();
@@ -251,6 +239,9 @@ static void routes_publish(struct api *a, const char *body, size_t len,
     }
 done:
     cmd_job_free(job);
+    for (i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
     json_decref(root);
 }
 
@@ -391,6 +382,15 @@ static json_t *routes_rpc(struct api *a, const struct stats *st)
                      atomic_load(&a->hub->rpc_inflight));
 }
 
+/* The history's gauges. */
+static json_t *routes_history(struct hist *h)
+{
+    return json_pack("{s:I, s:I, s:I, s:I}", "streams", (json_int_t)atomic_load(&h->streams),
+                     "messages", (json_int_t)atomic_load(&h->messages), "bytes",
+                     (json_int_t)atomic_load(&h->bytes), "evicted",
+                     (json_int_t)atomic_load(&h->evicted));
+}
+
 /* GET /stats: every worker's counters, added up. */
 static void routes_stats(struct api *a, struct api_response *resp)
 {
@@ -422,6 +422,10 @@ static void routes_stats(struct api *a, struct api_response *resp)
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
     json_object_set_new(o, "rpc", routes_rpc(a, st));
+    json_object_set_new(o, "history", routes_history(a->hub->hist));
+    json_object_set_new(o, "recoveries", json_pack("{s:I, s:I}", "ok",
+                                                   (json_int_t)st->recoveries_ok, "failed",
+                                                   (json_int_t)st->recoveries_failed));
     routes_ok(resp, o);
     cmd_job_free(job);
 }

@@ -18,7 +18,7 @@ import websockets.exceptions
 
 import fcgi
 import rawws
-from herald import Herald, expect_nothing, recv_json
+from herald import Herald, expect_nothing, recv_json, without_id
 
 HERALD_CONFIG = {"allow_anonymous": "yes", "api_max_body": "1k"}
 HERALD_WORKERS = 2
@@ -60,7 +60,8 @@ def test_publish_reaches_eight_tabs_spread_over_both_workers(herald):
     try:
         assert herald.publish([u], "fan.out", {"n": 8}) == 8
         for t in tabs:
-            assert json.loads(t.recv_data().payload) == {"event": "fan.out", "data": {"n": 8}}
+            got = without_id(json.loads(t.recv_data().payload))
+            assert got == {"event": "fan.out", "data": {"n": 8}}
     finally:
         for t in tabs:
             t.close()
@@ -218,7 +219,8 @@ def test_broadcast_to_three_hundred_clients(run):
             assert h.broadcast("crowd", {"big": True}) == 300
             for c in clients:
                 f = c.recv_data(5)
-                assert json.loads(f.payload) == {"event": "crowd", "data": {"big": True}}
+                got = without_id(json.loads(f.payload))
+                assert got == {"event": "crowd", "data": {"big": True}}
         finally:
             for c in clients:
                 c.close()
@@ -239,7 +241,7 @@ def test_a_client_that_never_reads_does_not_hold_up_the_others():
                 if i % 50 == 0:
                     assert h.publish(["fast"], "tick", i) == 1
                     f = fast.recv_data(3)
-                    assert json.loads(f.payload) == {"event": "tick", "data": i}
+                    assert without_id(json.loads(f.payload)) == {"event": "tick", "data": i}
             assert time.monotonic() - t0 < 20
             assert h.running()
         finally:
@@ -281,10 +283,11 @@ def test_a_reader_over_max_queued_bytes_is_closed_with_1008_and_counted():
             assert h.wait_stat("slow_consumers", 1)["slow_consumers"] == 1
             assert h.wait_stat("connections", 2)["connections"] == 2
             assert h.publish(["shared"], "after", 1) == 1
-            assert json.loads(other_tab.recv_data(3).payload) == {"event": "after", "data": 1}
+            got = without_id(json.loads(other_tab.recv_data(3).payload))
+            assert got == {"event": "after", "data": 1}
             assert h.publish(["someone-else"], "still", "here") == 1
-            assert json.loads(other_user.recv_data(3).payload) == {"event": "still",
-                                                                   "data": "here"}
+            got = without_id(json.loads(other_user.recv_data(3).payload))
+            assert got == {"event": "still", "data": "here"}
         finally:
             slow.close()
             other_tab.close()
@@ -430,7 +433,8 @@ def test_user_and_batch_count_limits_hold_at_their_boundaries():
         try:
             many = [("u-%d" % i) for i in range(10000)]
             assert h.publish(many, "ok", 1) == 1
-            assert json.loads(watcher.recv_data(3).payload) == {"event": "ok", "data": 1}
+            got = without_id(json.loads(watcher.recv_data(3).payload))
+            assert got == {"event": "ok", "data": 1}
             assert_api_error(h, 400, "POST", "/publish",
                              pub(users=many + ["u-10000"], event="too.many"))
             batch_ok = [pub(users=["u-9999"], event="b", data=i) for i in range(1000)]
@@ -445,7 +449,8 @@ def test_user_and_batch_count_limits_hold_at_their_boundaries():
             assert "1 to 1000" in j["error"], j
             # nothing of the refused requests arrived
             assert h.publish(["u-9999"], "last", 0) == 1
-            assert json.loads(watcher.recv_data(3).payload) == {"event": "last", "data": 0}
+            got = without_id(json.loads(watcher.recv_data(3).payload))
+            assert got == {"event": "last", "data": 0}
         finally:
             watcher.close()
 
@@ -659,7 +664,8 @@ def test_sigterm_closes_clients_with_1001_removes_sockets_and_exits_0(run):
             clients.append(ws)
         assert h.publish(["u0"], "before", None) == 2
         for ws in clients[0::2]:
-            assert json.loads(ws.recv_data().payload) == {"event": "before", "data": None}
+            got = without_id(json.loads(ws.recv_data().payload))
+            assert got == {"event": "before", "data": None}
         t0 = time.monotonic()
         h.proc.send_signal(signal.SIGTERM)
         for ws in clients:

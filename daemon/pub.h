@@ -1,0 +1,31 @@
+/*
+ * pub.h -- hand a publish to the workers: number its messages and keep
+ * them in history when history is on, then submit the job to exactly the
+ * workers holding its targets.
+ *
+ * Owns:       nothing past the call: the job goes to the workers.
+ * Called by:  fcgi/routes.c (API publishes, then waits) and client.c
+ *             (browser publishes, detached), on their own threads.
+ * Invariants: each user and channel stream gets its offsets and its job
+ *             submitted under its history stripe lock, so every worker
+ *             receives a stream's messages in offset order.
+ */
+#ifndef HERALD_PUB_H
+#define HERALD_PUB_H
+
+struct cmd_hub;
+struct cmd_job;
+
+/*
+ * Submit job, whose item i carries the frame of texts[i] (its envelope as
+ * JSON text, which the numbered frames are made from). With history on,
+ * items with users are split into one item per user, each with its own id,
+ * and the job is replaced: the result is the job to wait on (not detached)
+ * and to read delivered[] from, indexed by the original item. The texts
+ * stay the caller's. Detached: the job is the workers' once submitted and
+ * NULL is returned.
+ */
+struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char *const *texts,
+                           int detached);
+
+#endif
