@@ -215,6 +215,22 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "history_max_bytes", .type = CFG_SIZE, .min = CFG_K * CFG_K,
      .max = 64 * CFG_K * CFG_K * CFG_K, .def = "64M", CFG_AT(c.history_max_bytes),
      .help = "memory for kept messages, whole daemon; over it the oldest go first"},
+    {.name = "max_connections", .type = CFG_INT, .min = 0, .max = 100000000, .def = "0",
+     CFG_AT(c.max_connections), .flags = CFG_RELOAD,
+     .help = "open WebSockets in total; over it -> 503; 0 = no limit"},
+    {.name = "max_connections_per_ip", .type = CFG_INT, .min = 0, .max = 100000000, .def = "0",
+     CFG_AT(c.max_connections_per_ip), .flags = CFG_RELOAD,
+     .help = "open WebSockets per client address; over it -> 429; 0 = no limit"},
+    {.name = "trusted_proxies", .type = CFG_LIST, .def = "127.0.0.1 ::1 unix",
+     CFG_AT(c.trusted_proxies), .aux = offsetof(struct cfg_build, c.ntrusted_proxies),
+     .flags = CFG_RELOAD, .check = cfg_check_proxy,
+     .help = "peers whose X-Forwarded-For names the client: addresses, CIDRs, unix"},
+    {.name = "command_rate", .type = CFG_INT, .min = 0, .max = 1000000, .def = "50",
+     CFG_AT(c.command_rate), .flags = CFG_RELOAD,
+     .help = "browser commands per second per connection; over it -> rate_limited"},
+    {.name = "command_burst", .type = CFG_INT, .min = 1, .max = 1000000, .def = "100",
+     CFG_AT(c.command_burst), .flags = CFG_RELOAD,
+     .help = "browser commands a connection may send at once above command_rate"},
 };
 /* clang-format on */
 
@@ -921,6 +937,7 @@ void cfg_free(struct cfg *c)
     free(c->rpc_socket);
     free(c->rpc_script);
     cfg_free_list(c->rpc_hooks, c->nrpc_hooks);
+    cfg_free_list(c->trusted_proxies, c->ntrusted_proxies);
     free(c->file);
     memset(c, 0, sizeof *c);
 }

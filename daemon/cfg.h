@@ -64,6 +64,12 @@ struct cfg {
     int history_size;         /* messages kept per stream; 0 = no history */
     int history_ttl;          /* seconds a message is kept */
     uint64_t history_max_bytes; /* frames kept in the whole daemon */
+    int max_connections;      /* open WebSockets in total; 0 = no limit */
+    int max_connections_per_ip; /* per client address; 0 = no limit */
+    char **trusted_proxies;   /* owned: "unix", addresses, ADDRESS/BITS */
+    size_t ntrusted_proxies;
+    int command_rate;         /* browser commands per second per connection; 0 = no limit */
+    int command_burst;        /* commands allowed at once above the rate */
     char *file;               /* owned: the config file's path, or NULL */
 };
 

@@ -401,12 +401,38 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
                     r == PROTO_E_RPC_BUSY ? "too many calls in flight" : "PHP cannot be reached");
 }
 
+/* Take one command from c's bucket (command_rate per second, command_burst deep). */
+static int client_rate_ok(struct conn *c)
+{
+    const struct cfg *cfg = c->w->cfg;
+    struct client *cl = client_get(c);
+    double now = ev_now(c->w->loop);
+
+    if (cfg->command_rate == 0)
+        return 1;
+    if (cl->refilled == 0)
+        cl->tokens = cfg->command_burst;
+    else
+        cl->tokens += (now - cl->refilled) * cfg->command_rate;
+    if (cl->tokens > cfg->command_burst)
+        cl->tokens = cfg->command_burst;
+    cl->refilled = now;
+    if (cl->tokens < 1)
+        return 0;
+    cl->tokens -= 1;
+    return 1;
+}
+
 void client_message(struct conn *c, const char *text, size_t len)
 {
     struct proto_cmd cmd;
     const char *why = NULL;
     int r = proto_parse(text, len, &cmd, &why);
 
+    if (!client_rate_ok(c)) {
+        r = PROTO_E_RATE_LIMITED;
+        why = "over command_rate: slow down";
+    }
     if (r >= 0) {
         client_fail(c, cmd.ref, (enum proto_err)r, why);
         proto_cmd_free(&cmd);

@@ -35,6 +35,8 @@ struct client {
     size_t nsubs;
     struct rpc_call *calls;    /* borrowed: calls in flight for this connection */
     unsigned ncalls;
+    double tokens;             /* command_rate bucket: commands allowed now */
+    double refilled;           /* loop time of the last refill; 0 = never */
 };
 
 /*

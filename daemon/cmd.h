@@ -27,6 +27,7 @@
 struct msg;
 struct pres;
 struct hist;
+struct lim;
 
 enum cmd_type {
     CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
@@ -91,6 +92,7 @@ struct cmd_hub {
     struct dir *chans;           /* borrowed: which workers hold which channels */
     struct pres *pres;           /* borrowed: presence members */
     struct hist *hist;           /* borrowed: message history */
+    struct lim *lim;             /* borrowed: connection limits */
     atomic_int rpc_inflight;     /* PHP calls in flight, every worker */
 };
 

@@ -34,6 +34,7 @@
 #include "handshake.h"
 #include "hist.h"
 #include "http.h"
+#include "lim.h"
 #include "log.h"
 #include "msg.h"
 #include "tok.h"
@@ -175,6 +176,9 @@ static void conn_leave_open(struct conn *c)
     if (c->state != CONN_OPEN)
         return;
     client_closed(c);
+    if (c->counted)
+        lim_release(c->w->hub->lim, c->addr);
+    c->counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
         dir_remove(c->w->dir, c->link.user->id, strlen(c->link.user->id), c->w->id);
     reg_remove(&c->w->reg, &c->link);
@@ -282,6 +286,7 @@ void conn_free(struct conn *c)
     free(c->ctrl);
     free(c->mbuf);
     client_free(c->client);
+    free(c->addr);
     free(c);
 }
 
@@ -344,6 +349,29 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
 
 static void conn_feed(struct conn *c, uint8_t *p, size_t n);
 
+/* Count the connection against max_connections and max_connections_per_ip. */
+static enum hs_reason conn_admit(struct conn *c, const struct http_request *req)
+{
+    const struct cfg *cfg = c->w->cfg;
+    char addr[LIM_ADDR_MAX];
+    enum hs_reason r;
+
+    snprintf(addr, sizeof addr, "a client");
+    if (cfg->max_connections_per_ip == 0) {
+        r = lim_admit(c->w->hub->lim, cfg, NULL);
+    } else {
+        if (lim_client_addr(cfg, c->fd, req, addr) < 0)
+            snprintf(addr, sizeof addr, "unknown");
+        r = lim_admit(c->w->hub->lim, cfg, addr);
+        if (r == HS_OK)
+            c->addr = xstrdup(addr);
+    }
+    c->counted = r == HS_OK;
+    if (r != HS_OK)
+        log_msg(LOG_INFO, "conn", "refused %s: %s", addr, hs_reason_name(r));
+    return r;
+}
+
 /* Tell the client layer, with ?since= decoded ("?" when it cannot be: not recoverable). */
 static void conn_opened(struct conn *c, const struct hs_result *res)
 {
@@ -374,6 +402,8 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     r = hs_check(req, &c->w->policy, &res);
     if (r == HS_OK)
         r = conn_authenticate(c, &res, &claims);
+    if (r == HS_OK)
+        r = conn_admit(c, req);
     if (r != HS_OK) {
         conn_refuse(c, r);
         return;

@@ -68,6 +68,7 @@ struct conn {
     unsigned in_frame : 1;       /* reading a payload */
     unsigned mtext : 1;          /* the message being read is TEXT */
     unsigned overflow : 1;       /* over max_queued_bytes: close 1008 before the next poll */
+    unsigned counted : 1;        /* counted by lim_admit until it leaves OPEN */
     uint8_t hdr_len;             /* bytes of a split frame header in hdr */
     uint8_t hdr[WS_MAX_CLIENT_HEADER];
     uint8_t ctrl_len;
@@ -89,6 +90,7 @@ struct conn {
     struct reg_link link;        /* registry entry, when a user is known */
     struct client *client;       /* owned: protocol state (client.h), or NULL */
     uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
+    char *addr;                  /* owned: client address counted by lim.h, or NULL */
 };
 
 /* Take over an accepted socket and start reading its handshake. */

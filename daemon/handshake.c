@@ -58,6 +58,8 @@ static const struct {
     [HS_TOO_LARGE] = {431, "Request Header Fields Too Large", "too_large"},
     [HS_NO_TOKEN] = {401, "Unauthorized", "no_token"},
     [HS_BAD_TOKEN] = {401, "Unauthorized", "bad_token"},
+    [HS_TOO_MANY] = {503, "Service Unavailable", "too_many_connections"},
+    [HS_ADDR_LIMIT] = {429, "Too Many Requests", "too_many_from_address"},
 };
 
 /* Is r one of the reasons in the table? */

@@ -38,6 +38,8 @@ enum hs_reason {
     HS_TOO_LARGE,       /* 431: head over the size or header-count limit */
     HS_NO_TOKEN,        /* 401: no token and anonymous not allowed */
     HS_BAD_TOKEN,       /* 401: token failed verification */
+    HS_TOO_MANY,        /* 503: max_connections reached */
+    HS_ADDR_LIMIT,      /* 429: max_connections_per_ip reached for this client address */
     HS_REASON_COUNT
 };
 

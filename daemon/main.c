@@ -22,6 +22,7 @@
 #include "cfg.h"
 #include "cmd.h"
 #include "hist.h"
+#include "lim.h"
 #include "log.h"
 #include "net.h"
 #include "pres.h"
@@ -39,6 +40,7 @@ struct herald {
     struct dir chans;            /* which workers hold which channels */
     struct pres pres;            /* presence members */
     struct hist hist;            /* message history */
+    struct lim lim;              /* connection limits */
     struct api *api;             /* owned */
 };
 
@@ -56,12 +58,14 @@ static int start_workers(struct herald *h, char **cause)
     dir_init(&h->dir);
     dir_init(&h->chans);
     pres_init(&h->pres);
+    lim_init(&h->lim);
     hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl,
               (size_t)cfg->history_max_bytes);
     h->hub.dir = &h->dir;
     h->hub.chans = &h->chans;
     h->hub.pres = &h->pres;
     h->hub.hist = &h->hist;
+    h->hub.lim = &h->lim;
     atomic_init(&h->hub.rpc_inflight, 0);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
@@ -104,6 +108,7 @@ static void free_workers(struct herald *h)
     dir_free(&h->chans);
     pres_free(&h->pres);
     hist_free(&h->hist);
+    lim_free(&h->lim);
     if (h->shared_lfd >= 0) {
         close(h->shared_lfd);
         net_unlink(h->cfg.listen);

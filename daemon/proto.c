@@ -26,7 +26,7 @@
 static const char *const proto_err_names[PROTO_NERR] = {
     "bad_json",        "bad_command",     "bad_channel", "forbidden",   "bad_token",
     "not_subscribed",  "too_many_subscriptions",         "rpc_disabled", "rpc_busy",
-    "rpc_unavailable", "rpc_timeout",     "rpc_failed",  "rpc_bad_reply",
+    "rpc_unavailable", "rpc_timeout",     "rpc_failed",  "rpc_bad_reply", "rate_limited",
 };
 
 const char *proto_err_name(enum proto_err e)

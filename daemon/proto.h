@@ -46,6 +46,7 @@ enum proto_err {
     PROTO_E_RPC_TIMEOUT,
     PROTO_E_RPC_FAILED,
     PROTO_E_RPC_BAD_REPLY,
+    PROTO_E_RATE_LIMITED,
     PROTO_NERR,
 };
 

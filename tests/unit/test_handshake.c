@@ -299,6 +299,8 @@ static const struct refusal_case refusal_cases[] = {
     {HS_TOO_LARGE, "HTTP/1.1 431 Request Header Fields Too Large", NULL, "too_large"},
     {HS_NO_TOKEN, "HTTP/1.1 401 Unauthorized", NULL, "no_token"},
     {HS_BAD_TOKEN, "HTTP/1.1 401 Unauthorized", NULL, "bad_token"},
+    {HS_TOO_MANY, "HTTP/1.1 503 Service Unavailable", NULL, "too_many_connections"},
+    {HS_ADDR_LIMIT, "HTTP/1.1 429 Too Many Requests", NULL, "too_many_from_address"},
 };
 
 /* Every refusal, rebuilt from its parts and compared byte for byte. */
@@ -365,6 +367,8 @@ static void test_handshake_status_and_names(void **state)
         {HS_TOO_LARGE, 431, "too_large"},
         {HS_NO_TOKEN, 401, "no_token"},
         {HS_BAD_TOKEN, 401, "bad_token"},
+        {HS_TOO_MANY, 503, "too_many_connections"},
+        {HS_ADDR_LIMIT, 429, "too_many_from_address"},
     };
 
     assert_int_equal(sizeof(cases) / sizeof(cases[0]), HS_REASON_COUNT);

@@ -667,6 +667,7 @@ static void test_proto_err_names(void **state)
         "rpc_timeout",
         "rpc_failed",
         "rpc_bad_reply",
+        "rate_limited",
     };
 
     for (int e = 0; e < PROTO_NERR; e++) {
