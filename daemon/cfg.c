@@ -190,7 +190,7 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "max_subscriptions", .type = CFG_INT, .min = 1, .max = 100000, .def = "100",
      CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD, .help = "channels per connection"},
     {.name = "rpc_socket", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_socket),
-     .check = cfg_check_rpc_socket, .flag = "rpc-socket", .metavar = "ADDR",
+     .flags = CFG_RELOAD, .check = cfg_check_rpc_socket, .flag = "rpc-socket", .metavar = "ADDR",
      .help = "php-fpm for RPC and hooks: unix:/path or HOST:PORT"},
     {.name = "rpc_script", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_script),
      .flags = CFG_RELOAD, .check = cfg_check_script,
@@ -917,6 +917,75 @@ fail:
     build_free(&b);
     free(pend);
     return -1;
+}
+
+/* Are setting d's values in a and b the same? */
+static int same_value(const struct cfg_def *d, const struct cfg *a, const struct cfg *b)
+{
+    const char *fa = (const char *)a + d->off, *fb = (const char *)b + d->off;
+
+    if (d->type == CFG_STRING) {
+        const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+
+        return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+    }
+    if (d->type == CFG_LIST) {
+        char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
+        size_t na = *(const size_t *)((const char *)a + d->aux);
+
+        if (na != *(const size_t *)((const char *)b + d->aux))
+            return 0;
+        for (size_t i = 0; i < na; i++)
+            if (strcmp(la[i], lb[i]) != 0)
+                return 0;
+        return 1;
+    }
+    return memcmp(fa, fb, d->width) == 0;
+}
+
+/* Copy setting d's value from a into b, replacing b's. */
+static void copy_value(const struct cfg_def *d, const struct cfg *a, struct cfg *b)
+{
+    const char *fa = (const char *)a + d->off;
+    char *fb = (char *)b + d->off;
+
+    if (d->type == CFG_STRING) {
+        const char *sa = *(char *const *)fa;
+
+        free(*(char **)fb);
+        *(char **)fb = sa != NULL ? xstrdup(sa) : NULL;
+    } else if (d->type == CFG_LIST) {
+        char *const *la = *(char **const *)fa;
+        size_t na = *(const size_t *)((const char *)a + d->aux);
+        char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
+
+        for (size_t i = 0; i < na; i++)
+            copy[i] = xstrdup(la[i]);
+        cfg_free_list(*(char ***)fb, *(size_t *)((char *)b + d->aux));
+        *(char ***)fb = copy;
+        *(size_t *)((char *)b + d->aux) = na;
+    } else {
+        memcpy(fb, fa, d->width);
+    }
+}
+
+int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
+{
+    int kept = 0;
+
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        const struct cfg_def *d = &cfg_defs[i];
+
+        /* Settings kept outside struct cfg (secret_file) are resolved into it already. */
+        if ((d->flags & CFG_RELOAD) || d->off + d->width > sizeof(struct cfg) ||
+            same_value(d, running, next))
+            continue;
+        log_msg(LOG_WARN, "cfg", "reload: %s changed, which needs a restart; "
+                "keeping the running value", d->name);
+        copy_value(d, running, next);
+        kept++;
+    }
+    return kept;
 }
 
 void cfg_free(struct cfg *c)

@@ -90,6 +90,13 @@ enum cfg_action {
  */
 int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause);
 
+/*
+ * For a reload: every setting of next that may not change while running
+ * (no CFG_RELOAD) and differs from running gets running's value back, with
+ * a warning logged for each. Returns how many were kept.
+ */
+int cfg_keep_restart_only(const struct cfg *running, struct cfg *next);
+
 /* Release everything cfg_load stored in *c. */
 void cfg_free(struct cfg *c);
 

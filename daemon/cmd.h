@@ -25,6 +25,7 @@
 #include "stats.h"
 
 struct msg;
+struct cfg;
 struct pres;
 struct hist;
 struct lim;
@@ -34,6 +35,7 @@ enum cmd_type {
     CMD_STATS,     /* add this worker's counters */
     CMD_COUNT_USER, /* add items[0].users[0]'s connections here to delivered[0] */
     CMD_SHUTDOWN,  /* close every connection with 1001 and stop */
+    CMD_RELOAD,    /* use the snapshot in cfg from now on */
 };
 
 /* One publish: a shared frame and its targets (broadcast, users or a channel). */
@@ -68,6 +70,8 @@ struct cmd_job {
     uint64_t *delivered;         /* owned: per item, summed over workers */
     /* CMD_STATS */
     struct stats stats;          /* summed over workers */
+    /* CMD_RELOAD */
+    const struct cfg *cfg;       /* borrowed: the new snapshot */
     int nnodes;
     struct cmd_node nodes[];     /* one per worker */
 };

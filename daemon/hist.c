@@ -236,7 +236,7 @@ int hist_since(struct hist *h, const char *key, const char *since, struct msg **
     hist_trim_age(h, s, now, h->ttl);
     s->touched = now;
     if (since[0] != '\0') {
-        ok = hist_parse_id(h, since, &off) == 0 && off >= s->floor;
+        ok = hist_parse_id(h, since, &off) == 0 && off >= s->floor && off <= s->last;
         if (ok)
             hist_collect(s, off, out, n);
     }

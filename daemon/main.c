@@ -30,7 +30,11 @@
 #include "xmalloc.h"
 
 struct herald {
-    struct cfg cfg;
+    struct cfg *cfg;             /* owned: the running snapshot */
+    struct cfg **retired;        /* owned: snapshots replaced by reloads, freed at exit */
+    size_t nretired;
+    int argc;                    /* the command line, read again on SIGHUP */
+    char **argv;
     int shared_lfd;              /* owned: unix listener shared by workers, or -1 */
     struct worker **workers;     /* owned */
     int nworkers;
@@ -47,7 +51,7 @@ struct herald {
 /* Create and start the workers (and the shared unix listener, if any). */
 static int start_workers(struct herald *h, char **cause)
 {
-    const struct cfg *cfg = &h->cfg;
+    const struct cfg *cfg = h->cfg;
 
     h->shared_lfd = -1;
     if (net_is_unix(cfg->listen)) {
@@ -111,14 +115,61 @@ static void free_workers(struct herald *h)
     lim_free(&h->lim);
     if (h->shared_lfd >= 0) {
         close(h->shared_lfd);
-        net_unlink(h->cfg.listen);
+        net_unlink(h->cfg->listen);
     }
 }
 
 /*
- * Wait for SIGTERM or SIGINT; SIGHUP is logged (reload comes later). Once a
- * second, drop history past its age.
+ * SIGHUP: read the configuration again. Settings that need a restart keep
+ * their running values; the workers and the API switch to the new snapshot
+ * together, and the old one is kept (an API request may still be reading
+ * it) until exit. A config that does not load changes nothing.
  */
+static void reload(struct herald *h)
+{
+    struct cfg *next = xcalloc(1, sizeof *next);
+    enum cfg_action action;
+    struct cmd_job *job;
+    char *cause = NULL;
+
+    if (h->cfg->file == NULL) {
+        log_msg(LOG_WARN, "main", "SIGHUP: started without -c, so there is no file to reload");
+        free(next);
+        return;
+    }
+    if (cfg_load(h->argc, h->argv, next, &action, &cause) != 0) {
+        log_msg(LOG_ERROR, "main", "SIGHUP: %s; keeping the running configuration", cause);
+        free(cause);
+        free(next);
+        return;
+    }
+    cfg_keep_restart_only(h->cfg, next);
+    log_set_level(next->log_level);
+    job = cmd_job_new(CMD_RELOAD, h->nworkers, 0);
+    job->cfg = next;
+    cmd_submit(&h->hub, job);
+    cmd_job_wait(job);
+    cmd_job_free(job);
+    api_set_cfg(h->api, next);
+    h->retired = xrealloc(h->retired, (h->nretired + 1) * sizeof *h->retired);
+    h->retired[h->nretired++] = h->cfg;
+    h->cfg = next;
+    log_msg(LOG_INFO, "main", "configuration reloaded from %s", next->file);
+}
+
+/* Free the running and every retired snapshot. */
+static void free_cfgs(struct herald *h)
+{
+    for (size_t i = 0; i < h->nretired; i++) {
+        cfg_free(h->retired[i]);
+        free(h->retired[i]);
+    }
+    free(h->retired);
+    cfg_free(h->cfg);
+    free(h->cfg);
+}
+
+/* Wait for SIGTERM or SIGINT, reloading on SIGHUP. Once a second, drop history past its age. */
 static void wait_for_stop(struct herald *h, const sigset_t *set)
 {
     struct timespec tick = {.tv_sec = 1};
@@ -139,14 +190,14 @@ static void wait_for_stop(struct herald *h, const sigset_t *set)
                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
             return;
         }
-        log_msg(LOG_WARN, "main", "SIGHUP: configuration reload is not supported yet");
+        reload(h);
     }
 }
 
 /* Log what we listen on and the settings an admin checks first. */
 static void log_startup(const struct herald *h, long fdlimit)
 {
-    const struct cfg *cfg = &h->cfg;
+    const struct cfg *cfg = h->cfg;
 
     log_msg(LOG_INFO, "main", "herald starting: %d workers, %d api threads, file limit %ld",
             cfg->workers, cfg->api_threads, fdlimit);
@@ -166,18 +217,22 @@ int main(int argc, char **argv)
     long fdlimit;
 
     memset(&h, 0, sizeof h);
-    if (cfg_load(argc, argv, &h.cfg, &action, &cause) != 0) {
+    h.argc = argc;
+    h.argv = argv;
+    h.cfg = xcalloc(1, sizeof *h.cfg);
+    if (cfg_load(argc, argv, h.cfg, &action, &cause) != 0) {
         fprintf(stderr, "herald: %s\n", cause);
         free(cause);
+        free(h.cfg);
         return 1;
     }
     if (action != CFG_RUN) {
         if (action == CFG_CHECK)
             printf("config ok\n");
-        cfg_free(&h.cfg);
+        free_cfgs(&h);
         return 0;
     }
-    log_set_level(h.cfg.log_level);
+    log_set_level(h.cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -188,7 +243,7 @@ int main(int argc, char **argv)
 
     if (start_workers(&h, &cause) != 0)
         goto fail;
-    h.api = api_start(&h.cfg, &h.hub, &cause);
+    h.api = api_start(h.cfg, &h.hub, &cause);
     if (h.api == NULL)
         goto fail;
     log_startup(&h, fdlimit);
@@ -199,13 +254,13 @@ int main(int argc, char **argv)
     stop_workers(&h);
     free_workers(&h);
     log_msg(LOG_INFO, "main", "stopped");
-    cfg_free(&h.cfg);
+    free_cfgs(&h);
     return 0;
 fail:
     log_msg(LOG_ERROR, "main", "%s", cause);
     free(cause);
     /* Threads may be running: leave without tearing down what they use. */
     if (h.shared_lfd >= 0)
-        net_unlink(h.cfg.listen);
+        net_unlink(h.cfg->listen);
     return 1;
 }

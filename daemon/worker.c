@@ -450,6 +450,22 @@ static void worker_shutdown(struct worker *w)
         conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
+/* Switch to a reloaded snapshot: what the worker copied out of the old one follows. */
+static void worker_reload(struct worker *w, const struct cfg *cfg)
+{
+    w->cfg = cfg;
+    w->policy.path = cfg->ws_path;
+    w->policy.origins = (const char *const *)cfg->origins;
+    w->policy.norigins = cfg->norigins;
+    ev_timer_stop(w->loop, &w->ping);
+    if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
+        double iv = cfg->ping_interval_ms / 1000.0;
+
+        ev_timer_set(&w->ping, iv, iv);
+        ev_timer_start(w->loop, &w->ping);
+    }
+}
+
 /* Run one job for this worker and report it done. */
 static void worker_run(struct worker *w, struct cmd_job *job)
 {
@@ -481,6 +497,9 @@ static void worker_run(struct worker *w, struct cmd_job *job)
     }
     case CMD_SHUTDOWN:
         worker_shutdown(w);
+        break;
+    case CMD_RELOAD:
+        worker_reload(w, job->cfg);
         break;
     }
     cmd_job_done(job);

@@ -144,10 +144,11 @@ static void api_handle(struct api *a, FCGX_Request *req)
     char *path = api_path(req);
     struct api_response resp = {0};
     size_t len = 0;
-    char *body = api_read_body(req, a->cfg->api_max_body, &len);
+    size_t max_body = api_cfg(a)->api_max_body;
+    char *body = api_read_body(req, max_body, &len);
 
     if (body == NULL)
-        api_error(&resp, 413, "body over the limit of %zu bytes", a->cfg->api_max_body);
+        api_error(&resp, 413, "body over the limit of %zu bytes", max_body);
     else
         api_route(a, method ? method : "", path, api_query(req), body, len, &resp);
     stats_count_api_status(&a->stats, resp.status);
@@ -295,6 +296,11 @@ fail:
     }
     free(a);
     return NULL;
+}
+
+void api_set_cfg(struct api *a, const struct cfg *cfg)
+{
+    __atomic_store_n(&a->cfg, cfg, __ATOMIC_RELEASE);
 }
 
 void api_stop(struct api *a)

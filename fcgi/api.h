@@ -48,6 +48,15 @@ struct api_response {
  */
 struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause);
 
+/* Use this snapshot for the requests that start from now on (a reload). */
+void api_set_cfg(struct api *a, const struct cfg *cfg);
+
+/* The snapshot a request should read. */
+static inline const struct cfg *api_cfg(struct api *a)
+{
+    return __atomic_load_n(&a->cfg, __ATOMIC_ACQUIRE);
+}
+
 /* Stop accepting, wait for the threads, remove the socket file, free. */
 void api_stop(struct api *a);
 

@@ -301,7 +301,7 @@ static int routes_param(const char *query, const char *name, char *out, size_t o
 static void routes_presence_channel(struct api *a, const char *channel,
                                     struct api_response *resp)
 {
-    const struct cfg *cfg = a->cfg;
+    const struct cfg *cfg = api_cfg(a);
     size_t len = strlen(channel);
 
     if (!chan_name_valid(channel, len)) {
