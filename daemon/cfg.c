@@ -215,6 +215,9 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "history_max_bytes", .type = CFG_SIZE, .min = CFG_K * CFG_K,
      .max = 64 * CFG_K * CFG_K * CFG_K, .def = "64M", CFG_AT(c.history_max_bytes),
      .help = "memory for kept messages, whole daemon; over it the oldest go first"},
+    {.name = "history_file", .type = CFG_STRING, .def = "", CFG_AT(c.history_file),
+     .check = cfg_check_abs_path, .flag = "history-file", .metavar = "PATH",
+     .help = "where history is kept across a clean restart (SIGTERM); empty = not kept"},
     {.name = "max_connections", .type = CFG_INT, .min = 0, .max = 100000000, .def = "0",
      CFG_AT(c.max_connections), .flags = CFG_RELOAD,
      .help = "open WebSockets in total; over it -> 503; 0 = no limit"},
@@ -1007,6 +1010,7 @@ void cfg_free(struct cfg *c)
     free(c->rpc_script);
     cfg_free_list(c->rpc_hooks, c->nrpc_hooks);
     cfg_free_list(c->trusted_proxies, c->ntrusted_proxies);
+    free(c->history_file);
     free(c->file);
     memset(c, 0, sizeof *c);
 }

@@ -64,6 +64,7 @@ struct cfg {
     int history_size;         /* messages kept per stream; 0 = no history */
     int history_ttl;          /* seconds a message is kept */
     uint64_t history_max_bytes; /* frames kept in the whole daemon */
+    char *history_file;       /* owned: kept across restarts here, or NULL */
     int max_connections;      /* open WebSockets in total; 0 = no limit */
     int max_connections_per_ip; /* per client address; 0 = no limit */
     char **trusted_proxies;   /* owned: "unix", addresses, ADDRESS/BITS */

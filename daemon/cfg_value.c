@@ -288,6 +288,15 @@ int cfg_check_script(const char *v, char **why)
     return 0;
 }
 
+int cfg_check_abs_path(const char *v, char **why)
+{
+    if (v[0] != '\0' && v[0] != '/') {
+        *why = xasprintf("expected an absolute path, got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
 int cfg_check_proxy(const char *v, char **why)
 {
     unsigned char buf[16];

@@ -81,6 +81,9 @@ int cfg_check_rpc_socket(const char *v, char **why);
 /* Empty, or an absolute path to the PHP script. */
 int cfg_check_script(const char *v, char **why);
 
+/* Empty, or an absolute path. */
+int cfg_check_abs_path(const char *v, char **why);
+
 /* "unix", an IPv4 or IPv6 address, or ADDRESS/BITS. */
 int cfg_check_proxy(const char *v, char **why);
 

@@ -22,15 +22,7 @@
 #include "msg.h"
 #include "xmalloc.h"
 
-struct hist_entry {
-    struct hist_entry *next;   /* owned by the stream */
-    uint64_t offset;
-    double time;
-    struct msg *msg;           /* ref */
-};
-
-/* Seconds on a monotonic clock: entry ages. */
-static double hist_now(void)
+double hist_clock(void)
 {
     struct timespec ts;
 
@@ -170,7 +162,7 @@ static void hist_trim_age(struct hist *h, struct hist_stream *s, double now, dou
 void hist_push(struct hist *h, struct hist_stream *s, uint64_t off, struct msg *m)
 {
     struct hist_entry *e = xmalloc(sizeof *e);
-    double now = hist_now();
+    double now = hist_clock();
 
     e->next = NULL;
     e->offset = off;
@@ -227,7 +219,7 @@ int hist_since(struct hist *h, const char *key, const char *since, struct msg **
                size_t *n, uint64_t *last, char *id)
 {
     struct hist_stream *s = hist_begin(h, key);
-    double now = hist_now();
+    double now = hist_clock();
     uint64_t off = 0;
     int ok = 1;
 
@@ -266,7 +258,7 @@ static void hist_sweep_pass(struct hist *h, double now, double age)
 
 void hist_sweep(struct hist *h)
 {
-    double now = hist_now();
+    double now = hist_clock();
     double age = h->ttl;
 
     hist_sweep_pass(h, now, age);

@@ -32,7 +32,13 @@
 #define HIST_ID_MAX 32         /* "xxxxxxxx:" + 20 digits + NUL fits */
 
 struct msg;
-struct hist_entry;
+
+struct hist_entry {
+    struct hist_entry *next;   /* owned by the stream */
+    uint64_t offset;
+    double time;               /* hist_clock() when kept */
+    struct msg *msg;           /* ref */
+};
 
 struct hist_stream {
     char *key;                 /* owned: "u:<user>" or "c:<channel>" */
@@ -105,6 +111,23 @@ int hist_since(struct hist *h, const char *key, const char *since, struct msg **
 
 /* Drop entries past their age (or older ones while over max_bytes) and idle empty streams. */
 void hist_sweep(struct hist *h);
+
+/* Seconds on the monotonic clock entries are stamped with. */
+double hist_clock(void);
+
+/*
+ * Write the whole history to path (hist_file.c), when no other thread uses
+ * it. Returns 0, or -1 (logged).
+ */
+int hist_save(struct hist *h, const char *path);
+
+/*
+ * Read a history written by hist_save, before any other thread starts, and
+ * remove the file. Keeps its epoch and offsets; drops entries past history_ttl
+ * counting the time the daemon was down. Returns 0, or -1 (logged; history
+ * starts empty) when there is no usable file.
+ */
+int hist_load(struct hist *h, const char *path);
 
 /* "u:<user>" or "c:<channel>" into buf; returns buf. */
 char *hist_key(char *buf, size_t size, char kind, const char *name);

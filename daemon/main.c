@@ -65,6 +65,8 @@ static int start_workers(struct herald *h, char **cause)
     lim_init(&h->lim);
     hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl,
               (size_t)cfg->history_max_bytes);
+    if (cfg->history_file != NULL && hist_on(&h->hist))
+        hist_load(&h->hist, cfg->history_file);
     h->hub.dir = &h->dir;
     h->hub.chans = &h->chans;
     h->hub.pres = &h->pres;
@@ -252,6 +254,8 @@ int main(int argc, char **argv)
     wait_for_stop(&h, &set);
     api_stop(h.api);
     stop_workers(&h);
+    if (h.cfg->history_file != NULL && hist_on(&h.hist))
+        hist_save(&h.hist, h.cfg->history_file);
     free_workers(&h);
     log_msg(LOG_INFO, "main", "stopped");
     free_cfgs(&h);

@@ -56,3 +56,12 @@ void msg_unref(struct msg *m)
         free(m);
     }
 }
+
+const uint8_t *msg_payload(const struct msg *m, size_t *len)
+{
+    uint8_t b1 = m->len >= 2 ? m->data[1] & 0x7f : 0;
+    size_t hdr = b1 < 126 ? 2 : b1 == 126 ? 4 : 10;
+
+    *len = m->len >= hdr ? m->len - hdr : 0;
+    return m->data + hdr;
+}

@@ -30,6 +30,9 @@ struct msg *msg_new_raw(const void *data, size_t len);
 /* A CLOSE frame carrying code (and no reason). */
 struct msg *msg_new_close(int code);
 
+/* The payload of a frame made by msg_new (server frames are never masked). */
+const uint8_t *msg_payload(const struct msg *m, size_t *len);
+
 /* Take one more reference. */
 static inline struct msg *msg_ref(struct msg *m)
 {
