@@ -87,11 +87,11 @@ run: deps all
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Idaemon -fsanitize=fuzzer,address,undefined
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Idaemon -Ifcgi -fsanitize=fuzzer,address,undefined
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(filter daemon/%,$(CORE_SRC)) $(LIBS) -pthread
+	clang $(FUZZ_FLAGS) -o $@ $< $(CORE_SRC) $(LIBS) -pthread
 
 fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 

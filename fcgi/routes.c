@@ -43,9 +43,15 @@ void api_error(struct api_response *resp, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* The message may quote the caller's bytes (a path): keep it valid JSON text. */
+    for (char *p = msg; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
     o = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
     resp->status = status;
-    resp->body = json_dumps(o, JSON_COMPACT);
+    resp->body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (resp->body == NULL)
+        resp->body = xstrdup("{\"ok\":false,\"error\":\"internal error\"}");
     json_decref(o);
 }
 

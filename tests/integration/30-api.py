@@ -468,6 +468,14 @@ def test_unknown_path_is_404(herald, bystander):
     bystander.check()
 
 
+def test_a_path_that_is_not_utf8_gets_a_json_404(herald, bystander):
+    # Found by fuzz_api: the path is quoted in the error, which once made the
+    # body invalid JSON (and left it empty).
+    st, _, j = herald.api("POST", "/x", P, extra_params={"SCRIPT_NAME": b"/publis\xec\x01"})
+    assert st == 404 and j["ok"] is False and j["error"].startswith("no such endpoint: /publis")
+    bystander.check()
+
+
 @pytest.mark.parametrize("method,path,allowed", [
     ("GET", "/publish", "POST"), ("PUT", "/publish", "POST"), ("DELETE", "/publish", "POST"),
     ("POST", "/health", "GET"), ("POST", "/stats", "GET")])
