@@ -141,7 +141,7 @@ static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const j
     struct rpc_call *call;
     int err;
 
-    if (kind != RPC_CONNECT && cl->ncalls >= (unsigned)c->w->cfg->rpc_max_per_conn) {
+    if (cl->ncalls >= (unsigned)c->w->cfg->rpc_max_per_conn) {
         json_decref(body);
         return PROTO_E_RPC_BUSY;
     }
@@ -172,7 +172,8 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     if (cl != NULL && chan_match_any(cl->channels, cl->nchannels, cmd->channel,
                                      cmd->channel_len))
         return 1;
-    if (cmd->token == NULL)
+    /* Anonymous connections may have public channels only. */
+    if (cmd->token == NULL || client_user(c) == NULL)
         return 0;
     r = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret,
                    cfg->secret_len, time(NULL), cfg->token_leeway, &claims);
@@ -254,26 +255,40 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
     cl->nsubs++;
     if (appeared)
         dir_add(w->hub->chans, channel, len, w->id);
-    if (client_user(c) != NULL && chan_match_any(w->cfg->presence_channels,
-                                                 w->cfg->npresence_channels, channel, len)) {
-        s->presence = 1;
-        pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
-                  &members);
+    if (chan_match_any(w->cfg->presence_channels, w->cfg->npresence_channels, channel, len)) {
+        /* An anonymous subscriber sees the members and their events, but is not one. */
+        if (client_user(c) == NULL) {
+            members = pres_members(w->hub->pres, channel, 0);
+        } else {
+            s->presence = 1;
+            pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
+                      &members);
+        }
     }
     client_subscribed(c, ref, s, since, members);
 }
 
 /*
- * Answer a subscribe that is already in place (with members on presence
- * channels): the connection has been receiving all along, so nothing to replay.
+ * Answer a subscribe that is already in place: the connection has been
+ * receiving all along, so nothing is replayed, and its position is what it
+ * has been sent (a newer id could be ahead of frames still on their way).
  */
-static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s)
+static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s,
+                                   const char *since)
 {
+    const struct cfg *cfg = c->w->cfg;
+    const char *name = s->chan->name;
     json_t *members = NULL;
+    char id[HIST_ID_MAX];
 
-    if (s->presence)
-        members = pres_members(c->w->hub->pres, s->chan->name, 0);
-    client_subscribed(c, ref, s, NULL, members);
+    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, name, strlen(name)))
+        members = pres_members(c->w->hub->pres, name, 0);
+    if (!hist_on(c->w->hub->hist) || ref == NULL) {
+        client_ok(c, ref, members);
+        return;
+    }
+    snprintf(id, sizeof id, "%s:%llu", c->w->hub->hist->epoch, (unsigned long long)s->last);
+    client_send(c, proto_ok_stream(ref, members, id, since != NULL ? 1 : -1));
 }
 
 /* {"op":"subscribe"} */
@@ -285,7 +300,7 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
     int r;
 
     if (s != NULL) {
-        client_subscribe_again(c, cmd->ref, s);
+        client_subscribe_again(c, cmd->ref, s, cmd->since);
         return;
     }
     if (cl != NULL && cl->nsubs >= (size_t)c->w->cfg->max_subscriptions) {
@@ -298,7 +313,7 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
         client_subscribe_now(c, cmd->ref, cmd->channel, cmd->since);
         return;
     }
-    if (r == 0 && (c->w->cfg->hooks & CFG_HOOK_SUBSCRIBE)) {
+    if (r == 0 && (c->w->cfg->hooks & CFG_HOOK_SUBSCRIBE) && client_user(c) != NULL) {
         json_t *body = client_rpc_body(c);
 
         json_object_set_new(body, "channel", json_string(cmd->channel));
@@ -470,13 +485,13 @@ static void client_recover_user(struct conn *c, const char *since)
 
 void client_opened(struct conn *c, const char *since)
 {
-    int r;
+    int err;
 
     client_recover_user(c, since);
     if (!(c->w->cfg->hooks & CFG_HOOK_CONNECT))
         return;
-    r = client_call(c, RPC_CONNECT, client_rpc_body(c), NULL, NULL, NULL);
-    if (r >= 0)
+    /* A notification: not the client's call, so not on its list or its rpc_max_per_conn. */
+    if (rpc_start(c->w, RPC_CONNECT, NULL, client_rpc_body(c), &err) == NULL)
         c->w->stats.rpc_dropped++;
 }
 

@@ -31,13 +31,20 @@
  *     h.offPresence(fn); h.offError(fn);
  *     try { ... } catch (e) { e instanceof Herald.HeraldError; e.code; e.message; }
  *
+ *   History and recovery (docs/protocol.md, "Recovery"):
+ *     h.onRecover((stream, recovered) => { ... });       // after each reconnect, per stream:
+ *                                                        // null (the user's) or a channel name
+ *     h.offRecover(fn);
+ *     h.position();            // {user: '3f2a9c01:17', channels: {'team:12': '3f2a9c01:18'}}
+ *
  * Options:    token        a connection token (a JWT from herald_token() in PHP), or
  *             getToken     a function returning a token or a Promise of one. It is called
  *                          before every connection attempt, so a token that expired while the
  *                          page was open is replaced on reconnect. Neither: anonymous.
  *             protocols    true (default): send the token as the subprotocol
  *                          "herald.token.<JWT>", which keeps it out of URLs and server logs;
- *                          false: append ?token=<JWT> to the URL.
+ *                          false: append ?token=<JWT> to the URL. Either way ?since= is
+ *                          appended too (see Recovery).
  *             backoffBase  first reconnect delay ceiling in ms (500).
  *             backoffMax   largest reconnect delay ceiling in ms (30000).
  *             stableAfter  ms a connection must stay open to reset the backoff (10000).
@@ -67,11 +74,12 @@
  *
  * Messages:   Herald sends text frames {"event": "<name>", "data": <any JSON>}, with "channel"
  *             added for a channel publish and "from" (the sender's verified user id) for one
- *             made by a client. on(event, fn) calls fn(data, event, meta), meta being
- *             {channel, from} (undefined when the frame has none). Frames with an "op" are
- *             answers and presence, handled below and never passed to on(). A frame that is
- *             not such JSON is ignored with a console.warn; an exception thrown by a handler
- *             is reported with console.error and does not stop the other handlers.
+ *             made by a client, and "id" for every message of a user stream or channel (see
+ *             Recovery; broadcasts have none). on(event, fn) calls fn(data, event, meta), meta
+ *             being {channel, from} (undefined when the frame has none). Frames with an "op" are
+ *             answers, presence and the stream frame, handled below and never passed to on().
+ *             A frame that is not such JSON is ignored with a console.warn; an exception thrown
+ *             by a handler is reported with console.error and does not stop the other handlers.
  *
  * Commands:   subscribe, unsubscribe, publish and rpc send one JSON command with a `ref` (an
  *             integer counting from 1 on each connection) and return a Promise settled by the
@@ -97,10 +105,10 @@
  *             channel token, until unsubscribe() or a refusal. subscribe() and unsubscribe()
  *             made while not open are queued and sent, in order, on the next open; on every
  *             open after the first, the remembered channels are subscribed again (before the
- *             queue). A refused resubscription (say the channel token expired) forgets that
- *             channel and goes to onError as a HeraldError with `channel` set. The token is
- *             sent as given each time: for channels that outlive a token's ttl, unsubscribe
- *             and subscribe again with a fresh one.
+ *             queue), each from its last id (see Recovery). A refused resubscription (say the
+ *             channel token expired) forgets that channel and goes to onError as a HeraldError
+ *             with `channel` set. The token is sent as given each time: for channels that
+ *             outlive a token's ttl, unsubscribe and subscribe again with a fresh one.
  *
  * Presence:   members(channel) is the member list [{user, info}] of a subscribed presence
  *             channel ([] otherwise): the subscribe answer's list, then every join (adds or
@@ -114,6 +122,41 @@
  *             disconnected) members() keeps the last list it had. Presence frames for a
  *             channel unsubscribe() was called for are ignored.
  *
+ * Recovery:   Herald numbers every message of a user stream (publishes to the user) and of a
+ *             channel with "id": "<epoch>:<offset>"; the epoch changes when Herald restarts
+ *             (unless its history_file carries the history over), the offset grows within an
+ *             epoch (broadcasts have no id). The client keeps the last id
+ *             of its user stream (from the user's messages and the "stream" frame) and of each
+ *             remembered channel (from its messages and the subscribe answer's "id");
+ *             position() returns {user, channels: {name: id}} (null where none), for debugging.
+ *               - Every connection asks for the user stream from its last id: ?since=<id> is
+ *                 appended to the URL, URL-encoded, whether the token goes as subprotocol or as
+ *                 ?token= ("?since=" when there is no id yet, as on the first connection).
+ *                 Herald replays what the user missed, then sends {"op":"stream","id",
+ *                 "recovered"}; anonymous connections have no user stream and get neither.
+ *               - Each resubscription after a reconnect carries "since": the channel's last id
+ *                 (left out when it has none, e.g. Herald keeps no history). Herald replays what
+ *                 the channel missed, then answers ok with "id" and "recovered". A subscribe()
+ *                 call sends no since; its ok's "id" becomes the position, except when the
+ *                 connection already had the channel (then what it received is exact).
+ *                 unsubscribe() forgets the channel's position.
+ *               - on() never sees an id twice: a message whose id is of the same epoch as its
+ *                 stream's last id and not above it was delivered already, and is dropped (a
+ *                 replay overlapping what was seen). An id of another epoch starts the stream
+ *                 afresh. Messages without an id are always delivered.
+ *             onRecover(fn) / offRecover(fn) register fn(stream, recovered): after every
+ *             reconnect (never on the first connection), once per stream, after the replayed
+ *             messages of that stream went to on(). stream is null for the user stream (on the
+ *             stream frame; only when the connection has a token) or the channel name (on the
+ *             ok of its resubscription, after its presence changes). recovered true: nothing
+ *             was lost. recovered false: messages may have been lost (Herald restarted, its
+ *             history no longer reaches back to the last id, or the client had no id to ask
+ *             from), and the page should reload that stream's state. A Herald without history
+ *             sends no stream frame: the first other frame then means false for the user
+ *             stream; a resubscription answered without "recovered" means false for its
+ *             channel. A refused resubscription goes to onError only. A reconnect that closes
+ *             before its answers came reports nothing; the next one asks from the same ids.
+ *
  * Errors:     onError(fn) / offError(fn) register fn(err) for HeraldErrors no promise can
  *             take: an "error" answer without a ref, and refused resubscriptions. With no
  *             onError handler they go to console.warn. HeraldError is Herald.HeraldError (no
@@ -121,7 +164,8 @@
  *
  * Tests:      tests/js/herald-js.test.js (unit tests and the live mode of
  *             tests/integration/60-herald-js.py); tests/js/herald-js-driver.js, driven by
- *             tests/integration/62-herald-js-channels.py against the real daemon.
+ *             tests/integration/62-herald-js-channels.py and 64-herald-js-recovery.py against
+ *             the real daemon.
  */
 (function (root, factory) {
     'use strict';
@@ -202,6 +246,39 @@
         return { user: String(m.user), info: m.info === undefined ? null : m.info };
     }
 
+    /**
+     * Split a stream id "<epoch>:<offset>" into [epoch, offset digits without leading zeros],
+     * or null when it is not one. Offsets stay strings: they may pass 2^53.
+     */
+    function parseId(id) {
+        var m = typeof id === 'string' ? /^([^:]+):0*([0-9]+)$/.exec(id) : null;
+        return m ? [m[1], m[2]] : null;
+    }
+
+    /**
+     * Does a message with `id` come after `last` in its stream? Only an id of the same epoch
+     * with an offset not above last's is a repeat; a new epoch (Herald restarted), or no
+     * position yet, starts afresh.
+     */
+    function isAfter(id, last) {
+        var a = parseId(id);
+        var b = parseId(last);
+        if (!a || !b || a[0] !== b[0]) {
+            return true;
+        }
+        return a[1].length !== b[1].length ? a[1].length > b[1].length : a[1] > b[1];
+    }
+
+    /**
+     * Can `msg` come before the user stream's "stream" frame: the frame itself, or a replayed
+     * message of the user stream (an id, no channel)? Herald sends those right after the
+     * handshake, before anything else; any other frame first means none is coming.
+     */
+    function isUserReplay(msg) {
+        return !!msg && typeof msg === 'object' && (msg.op === 'stream' ||
+            (msg.op === undefined && msg.channel === undefined && typeof msg.id === 'string'));
+    }
+
     /** Index of the member whose user is `user` in `list`, or -1. */
     function findMember(list, user) {
         for (var i = 0; i < list.length; i++) {
@@ -241,7 +318,9 @@
         this._stateHandlers = [];                   /* [fn] */
         this._presenceHandlers = [];                /* [fn] */
         this._errorHandlers = [];                   /* [fn] */
-        this._subs = Object.create(null);           /* channel -> {token, confirmed, members} */
+        this._recoverHandlers = [];                 /* [fn] */
+        /* channel -> {token, confirmed, members, last}; last is its stream position, or null */
+        this._subs = Object.create(null);
         this._queue = [];                           /* [{msg, pending}] made while not open */
         this._pending = Object.create(null);        /* ref -> command awaiting its answer */
         this._nextRef = 1;          /* next ref on the current connection */
@@ -250,6 +329,11 @@
         this._attempt = 0;          /* consecutive failures since the last stable connection */
         this._openedAt = 0;         /* Date.now() when the current socket opened, or 0 */
         this._closed = false;       /* close() was called */
+        this._userLast = null;      /* last id of the user stream, or null */
+        this._since = '';           /* the since the current socket was opened with */
+        this._asUser = false;       /* the current socket was opened with a token */
+        this._everOpened = false;   /* a socket has opened before: the next open is a reconnect */
+        this._awaitStream = false;  /* reconnected as a user; the "stream" frame is still due */
         this.state = 'connecting';  /* 'connecting' | 'open' | 'closed' */
         /* Start on the next tick, so handlers added right after `new` see every state. */
         var self = this;
@@ -329,6 +413,36 @@
     };
 
     /**
+     * Call fn(stream, recovered) after each reconnect, once per stream: stream is null for the
+     * user's own stream or a channel name; recovered false means messages may have been lost.
+     */
+    Herald.prototype.onRecover = function (fn) {
+        if (typeof fn !== 'function') {
+            throw new TypeError('Herald.onRecover: handler must be a function');
+        }
+        this._recoverHandlers.push(fn);
+        return this;
+    };
+
+    /** Remove a handler added with onRecover(fn). */
+    Herald.prototype.offRecover = function (fn) {
+        this._recoverHandlers = without(this._recoverHandlers, fn);
+        return this;
+    };
+
+    /**
+     * Where the client stands, for debugging: {user, channels}, the last id seen in the user
+     * stream (null if none) and in each remembered channel (null if none yet).
+     */
+    Herald.prototype.position = function () {
+        var channels = {};
+        for (var channel in this._subs) {
+            channels[channel] = this._subs[channel].last;
+        }
+        return { user: this._userLast, channels: channels };
+    };
+
+    /**
      * Subscribe to `channel`, with options.token (a channel token) if given, and remember it
      * for every later connection. Resolves {} or {members}; queued while not open.
      */
@@ -342,7 +456,7 @@
         var token = options && options.token;
         var entry = this._subs[channel];
         if (!entry) {
-            entry = { token: token, confirmed: false, members: null };
+            entry = { token: token, confirmed: false, members: null, last: null };
             this._subs[channel] = entry;
         }
         var msg = { op: 'subscribe', channel: channel };
@@ -502,11 +616,16 @@
         }
     };
 
-    /** The socket opened: subscribe the remembered channels again, send the queue, report. */
+    /**
+     * The socket opened: subscribe the remembered channels again, each from its last id, send
+     * the queue, report.
+     */
     Herald.prototype._opened = function () {
         this._openedAt = Date.now();
         this._nextRef = 1;
         this.state = 'open';
+        this._awaitStream = this._everOpened && this._asUser;
+        this._everOpened = true;
         for (var channel in this._subs) {
             var entry = this._subs[channel];
             if (entry.confirmed) {
@@ -514,8 +633,11 @@
                 if (entry.token) {
                     msg.token = entry.token;
                 }
+                if (entry.last !== null) {
+                    msg.since = entry.last;
+                }
                 this._send(msg, { op: 'subscribe', channel: channel, entry: entry,
-                    token: entry.token, resub: true });
+                    token: entry.token, resub: true, since: msg.since });
             }
         }
         var queue = this._queue;
@@ -559,7 +681,10 @@
     /**
      * The subscribe half of _settle(). A refusal forgets the channel unless an earlier
      * subscribe of it is still in force; a refused resubscription forgets it and goes to
-     * onError; a resubscription cut short by a close is kept for the next connection.
+     * onError; a resubscription cut short by a close is kept for the next connection. An ok
+     * sets the channel's position, unless the channel was subscribed on this connection
+     * already; for a resubscription it goes to onRecover, recovered only if Herald says so
+     * for the since that was sent.
      */
     Herald.prototype._settleSubscribe = function (pending, msg, err) {
         var entry = pending.entry;
@@ -583,11 +708,19 @@
         var list = Array.isArray(msg.members) ? msg.members.map(member) : null;
         if (current) {
             var old = entry.members;
+            /* Subscribed all along on this connection: what it saw is the exact position. */
+            if (pending.resub || !entry.confirmed || entry.last === null) {
+                entry.last = typeof msg.id === 'string' ? msg.id : null;
+            }
             entry.confirmed = true;
             entry.token = pending.token;
             entry.members = list;
             if (pending.resub && old && list) {
                 this._presenceDiff(pending.channel, old, list);
+            }
+            if (pending.resub) {
+                this._emitRecover(pending.channel,
+                    pending.since !== undefined && msg.recovered === true);
             }
         }
         if (pending.resub) {
@@ -609,6 +742,53 @@
                 callAll(this._presenceHandlers, this, ['join', channel, member(list[i])]);
             }
         }
+    };
+
+    /** Tell the onRecover handlers whether `stream` (null: the user's) came back whole. */
+    Herald.prototype._emitRecover = function (stream, recovered) {
+        callAll(this._recoverHandlers, this, [stream, recovered]);
+    };
+
+    /**
+     * The {"op":"stream"} frame that ends the user stream's replay: take its position, and on
+     * a reconnect tell onRecover. With since empty (no position known) nothing can have been
+     * recovered, whatever Herald says.
+     */
+    Herald.prototype._stream = function (msg) {
+        if (typeof msg.id === 'string') {
+            this._userLast = msg.id;
+        }
+        if (this._awaitStream) {
+            this._awaitStream = false;
+            this._emitRecover(null, this._since !== '' && msg.recovered === true);
+        }
+    };
+
+    /**
+     * Keep a message's id as its stream's position; false if it was delivered already (a
+     * replay overlapping what was seen). Messages of channels that are not remembered, and
+     * ids that are not "<epoch>:<offset>", are not tracked.
+     */
+    Herald.prototype._track = function (msg) {
+        if (!parseId(msg.id)) {
+            return true;
+        }
+        if (typeof msg.channel === 'string') {
+            var entry = this._subs[msg.channel];
+            if (!entry) {
+                return true;
+            }
+            if (!isAfter(msg.id, entry.last)) {
+                return false;
+            }
+            entry.last = msg.id;
+            return true;
+        }
+        if (!isAfter(msg.id, this._userLast)) {
+            return false;
+        }
+        this._userLast = msg.id;
+        return true;
     };
 
     /** A join or leave frame: update members() of a remembered channel, then tell onPresence. */
@@ -663,7 +843,10 @@
         });
     };
 
-    /** Create the WebSocket for `token` (falsy: anonymous) and wire its events. */
+    /**
+     * Create the WebSocket for `token` (falsy: anonymous), asking for the user stream from its
+     * last id, and wire its events.
+     */
     Herald.prototype._open = function (token) {
         var self = this;
         var url = this.url;
@@ -673,6 +856,9 @@
         } else if (token) {
             url += (url.indexOf('?') < 0 ? '?' : '&') + 'token=' + encodeURIComponent(token);
         }
+        this._since = this._userLast || '';
+        this._asUser = !!token;
+        url += (url.indexOf('?') < 0 ? '?' : '&') + 'since=' + encodeURIComponent(this._since);
         var ws;
         try {
             ws = protocols ? new this._WebSocket(url, protocols) : new this._WebSocket(url);
@@ -716,10 +902,14 @@
         this._emitState('close', { code: code, reason: reason || '', retryIn: delay });
     };
 
-    /** An answer or presence frame (it has an "op"): settle its command or apply it. */
+    /** An answer, presence or stream frame (it has an "op"): settle its command or apply it. */
     Herald.prototype._operation = function (msg) {
         if (msg.op === 'join' || msg.op === 'leave') {
             this._presence(msg);
+            return;
+        }
+        if (msg.op === 'stream') {
+            this._stream(msg);
             return;
         }
         if (msg.op !== 'ok' && msg.op !== 'error' && msg.op !== 'reply') {
@@ -741,8 +931,9 @@
     };
 
     /**
-     * Parse one frame: an "op" goes to _operation(); otherwise call the handlers for its
-     * event, then the '*' handlers, with (data, event, {channel, from}).
+     * Parse one frame: an "op" goes to _operation(); otherwise, unless its id was seen
+     * already, call the handlers for its event, then the '*' handlers, with (data, event,
+     * {channel, from}).
      */
     Herald.prototype._dispatch = function (raw) {
         var msg;
@@ -755,12 +946,19 @@
             console.warn('herald: ignoring a message that is not JSON:', e.message);
             return;
         }
+        if (this._awaitStream && !isUserReplay(msg)) {
+            this._awaitStream = false;      /* no history in this Herald: no stream frame */
+            this._emitRecover(null, false);
+        }
         if (msg && typeof msg === 'object' && typeof msg.op === 'string') {
             this._operation(msg);
             return;
         }
         if (!msg || typeof msg !== 'object' || typeof msg.event !== 'string') {
             console.warn('herald: ignoring a message without an "event" string');
+            return;
+        }
+        if (msg.id !== undefined && !this._track(msg)) {
             return;
         }
         var data = msg.data === undefined ? null : msg.data;

@@ -1,8 +1,8 @@
 /*
  * herald-js-driver.js -- php-client/js/herald.js clients under Node (the `ws` package as their
  * WebSocket), steered by another process one JSON line at a time: the channel, presence and RPC
- * tests of tests/integration/62-herald-js-channels.py drive several clients of a real Herald
- * through it.
+ * tests of tests/integration/62-herald-js-channels.py and the recovery tests of
+ * tests/integration/64-herald-js-recovery.py drive several clients of a real Herald through it.
  *
  * Usage:      node tests/js/herald-js-driver.js
  *             then one JSON command per stdin line:
@@ -22,6 +22,8 @@
  *                "member":{"user":"7","info":{...}}}
  *               {"c":"ann","kind":"error","code":"bad_token","message":"...","channel":"doc:7"}
  *                                                                         from onError
+ *               {"c":"ann","kind":"recover","stream":null,"recovered":true}
+ *                                                 from onRecover (stream: null or the channel)
  *               {"c":"ann","kind":"result","id":1,"ok":true,"value":{...}}
  *               {"c":"ann","kind":"result","id":1,"ok":false,"name":"HeraldError",
  *                "code":"forbidden","message":"...","channel":"secret:1"}
@@ -61,6 +63,7 @@ function newClient(cmd) {
         meta: { channel: orNull(meta.channel), from: orNull(meta.from) } }));
     h.onPresence((type, channel, member) => say({ c, kind: 'presence', type, channel, member }));
     h.onError((e) => say(Object.assign({ c, kind: 'error' }, failure(e))));
+    h.onRecover((stream, recovered) => say({ c, kind: 'recover', stream, recovered }));
     clients.set(c, h);
 }
 

@@ -5,8 +5,9 @@
  * Usage:      node tests/js/herald-js.test.js
  *                 unit tests only, against a fake WebSocket: no server needed (connection and
  *                 backoff, then the commands: refs, queueing, resubscription, HeraldError,
- *                 rpc timeouts, presence). Prints TAP ("ok N - name" / "not ok N - name"),
- *                 exits 1 on any failure.
+ *                 rpc timeouts, presence; then history and recovery: ?since=, since on
+ *                 resubscription, duplicate ids, onRecover, position()). Prints TAP
+ *                 ("ok N - name" / "not ok N - name"), exits 1 on any failure.
  *             node tests/js/herald-js.test.js <ws_url> <token>
  *                 the unit tests, then live mode against a real Herald: two clients (token as
  *                 subprotocol, and as ?token=) print one JSON line per thing they see on stdout:
@@ -17,7 +18,8 @@
  *                 clients close and the process exits 0.
  * Driven by:  tests/integration/60-herald-js.py, which publishes and restarts Herald. The
  *             channel, presence and RPC commands against a real Herald are driven through
- *             tests/js/herald-js-driver.js by tests/integration/62-herald-js-channels.py.
+ *             tests/js/herald-js-driver.js by tests/integration/62-herald-js-channels.py, and
+ *             recovery by tests/integration/64-herald-js-recovery.py.
  * Needs:      `npm ci --prefix tests/js` (installs ws from tests/js/package-lock.json).
  */
 'use strict';
@@ -194,7 +196,7 @@ test('the token goes in the subprotocol by default, never in the URL', async () 
     FakeWebSocket.instances = [];
     const h = new Herald('ws://h.test/ws', { WebSocket: FakeWebSocket, token: 'a.b.c' });
     const ws = await nthSocket(1);
-    assert.equal(ws.url, 'ws://h.test/ws');
+    assert.equal(ws.url, 'ws://h.test/ws?since=', 'only since, empty on the first connection');
     assert.deepEqual(ws.protocols, ['herald', 'herald.token.a.b.c']);
     h.close();
 });
@@ -205,8 +207,8 @@ test('protocols: false puts the token in the query string', async () => {
         protocols: false });
     const h2 = new Herald('ws://h.test/ws?x=1', { WebSocket: FakeWebSocket, token: 't',
         protocols: false });
-    assert.equal((await nthSocket(1)).url, 'ws://h.test/ws?token=a.b-c_d');
-    assert.equal((await nthSocket(2)).url, 'ws://h.test/ws?x=1&token=t');
+    assert.equal((await nthSocket(1)).url, 'ws://h.test/ws?token=a.b-c_d&since=');
+    assert.equal((await nthSocket(2)).url, 'ws://h.test/ws?x=1&token=t&since=');
     assert.equal(FakeWebSocket.instances[0].protocols, undefined);
     h1.close();
     h2.close();
@@ -216,7 +218,7 @@ test('without a token the client connects anonymously', async () => {
     FakeWebSocket.instances = [];
     const h = new Herald('ws://h.test/ws', { WebSocket: FakeWebSocket });
     const ws = await nthSocket(1);
-    assert.equal(ws.url, 'ws://h.test/ws');
+    assert.equal(ws.url, 'ws://h.test/ws?since=', 'since too: Herald ignores it without a user');
     assert.equal(ws.protocols, undefined);
     h.close();
 });
@@ -859,6 +861,277 @@ test('subscribe, unsubscribe, subscribe again before the answers: the last one w
     const ws2 = await nthSocket(2);
     ws2.open();
     assert.deepEqual(ws2.sent, [{ op: 'subscribe', channel: 'a', token: 'second', ref: 1 }]);
+    h.close();
+});
+
+/* -- history and recovery (docs/protocol.md, Recovery; spec issue 5) -- */
+
+/* Reconnect `h` after `ws` drops: the next FakeWebSocket, opened. */
+async function reconnect(ws, n) {
+    ws.drop(1006);
+    const next = await nthSocket(n);
+    next.open();
+    return next;
+}
+
+test('the URL carries since: empty first, then the user stream\'s last id, encoded', async () => {
+    const [h, ws] = await openClient();
+    assert.equal(ws.url, 'ws://h.test/ws?since=');
+    ws.answer({ op: 'stream', id: 'ab12cd34:0', recovered: true });
+    ws.answer({ id: 'ab12cd34:5', event: 'e', data: 1 });
+    ws.answer({ channel: 'news:1', id: 'ab12cd34:9', event: 'c' });     /* not the user's */
+    ws.answer({ event: 'broadcast' });                                  /* no id */
+    const ws2 = await reconnect(ws, 2);
+    assert.equal(ws2.url, 'ws://h.test/ws?since=ab12cd34%3A5');
+    assert.deepEqual(ws2.protocols, ['herald', 'herald.token.t'], 'the token stays out of it');
+    ws2.answer({ op: 'stream', id: 'ab12cd34:12', recovered: false });
+    const ws3 = await reconnect(ws2, 3);
+    assert.equal(ws3.url, 'ws://h.test/ws?since=ab12cd34%3A12', 'the stream frame sets it too');
+    h.close();
+
+    const [h2, q] = await openClient({ protocols: false, token: 'a.b' });
+    assert.equal(q.url, 'ws://h.test/ws?token=a.b&since=');
+    q.answer({ op: 'stream', id: 'ab12cd34:3', recovered: true });
+    const q2 = await reconnect(q, 2);
+    assert.equal(q2.url, 'ws://h.test/ws?token=a.b&since=ab12cd34%3A3');
+    h2.close();
+});
+
+test('position() shows the last id of the user stream and of each remembered channel',
+    async () => {
+    const [h, ws] = await openClient();
+    assert.deepEqual(h.position(), { user: null, channels: {} });
+    ws.answer({ op: 'stream', id: 'e0:0', recovered: true });
+    const p = h.subscribe('a');
+    assert.deepEqual(h.position(), { user: 'e0:0', channels: { a: null } });
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:3' });
+    await p;
+    assert.deepEqual(h.position(), { user: 'e0:0', channels: { a: 'e0:3' } });
+    ws.answer({ channel: 'a', id: 'e0:7', event: 'x' });
+    ws.answer({ id: 'e0:8', event: 'y' });
+    ws.answer({ channel: 'other', id: 'e0:9', event: 'z' });    /* not remembered: not kept */
+    const pos = h.position();
+    assert.deepEqual(pos, { user: 'e0:8', channels: { a: 'e0:7' } });
+    pos.channels.a = 'mine';
+    assert.equal(h.position().channels.a, 'e0:7', 'a copy');
+    const un = h.unsubscribe('a');
+    ws.answer({ op: 'ok', ref: 2 });
+    await un;
+    assert.deepEqual(h.position(), { user: 'e0:8', channels: {} }, 'unsubscribe forgets it');
+    h.close();
+});
+
+test('a resubscription sends since: the channel\'s last id; a first subscribe does not',
+    async () => {
+    const [h, ws] = await openClient();
+    const subs = [h.subscribe('a'), h.subscribe('doc:7', { token: 'chan.jwt' }),
+        h.subscribe('nohist')];
+    assert.deepEqual(ws.sent.map((m) => m.since), [undefined, undefined, undefined]);
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:1' });
+    ws.answer({ op: 'ok', ref: 2, id: 'e0:2' });
+    ws.answer({ op: 'ok', ref: 3 });               /* Herald without history: no id */
+    await Promise.all(subs);
+    ws.answer({ channel: 'a', id: 'e0:10', event: 'x' });
+    ws.answer({ channel: 'a', id: 'e0:11', event: 'x' });
+    ws.drop(1006);
+    const ws2 = await nthSocket(2);
+    const queued = h.subscribe('late');
+    ws2.open();
+    assert.deepEqual(ws2.sent, [
+        { op: 'subscribe', channel: 'a', since: 'e0:11', ref: 1 },
+        { op: 'subscribe', channel: 'doc:7', token: 'chan.jwt', since: 'e0:2', ref: 2 },
+        { op: 'subscribe', channel: 'nohist', ref: 3 },
+        { op: 'subscribe', channel: 'late', ref: 4 },
+    ]);
+    ws2.answer({ op: 'ok', ref: 4, id: 'e0:20' });
+    assert.deepEqual(await queued, {}, 'the promise of subscribe() never shows ids');
+    ws2.drop(1006);              /* no answers to the resubscriptions: same since again */
+    const ws3 = await nthSocket(3);
+    ws3.open();
+    assert.deepEqual(ws3.sent.map((m) => [m.channel, m.since]),
+        [['a', 'e0:11'], ['doc:7', 'e0:2'], ['nohist', undefined], ['late', 'e0:20']]);
+    h.close();
+});
+
+test('a replay overlapping what was seen is not delivered twice; a new epoch starts afresh',
+    async () => {
+    const [h, ws] = await openClient();
+    const seen = [];
+    h.on('*', (data, event, meta) => seen.push(meta.channel ? meta.channel + ':' + data : data));
+    ws.answer({ op: 'stream', id: 'e0:0', recovered: true });
+    const p = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:0' });
+    await p;
+    ws.answer({ id: 'e0:4', event: 'u', data: 4 });
+    ws.answer({ id: 'e0:5', event: 'u', data: 5 });
+    ws.answer({ channel: 'a', id: 'e0:9', event: 'c', data: 9 });
+    const ws2 = await reconnect(ws, 2);
+    assert.equal(ws2.sent[0].since, 'e0:9');
+    for (const n of [4, 5, 6]) {
+        ws2.answer({ id: 'e0:' + n, event: 'u', data: n });     /* 4 and 5 again */
+    }
+    ws2.answer({ op: 'stream', id: 'e0:6', recovered: true });
+    ws2.answer({ id: 'e0:6', event: 'u', data: 6 });             /* and live once more */
+    for (const n of [8, 9, 10]) {
+        ws2.answer({ channel: 'a', id: 'e0:' + n, event: 'c', data: n });
+    }
+    ws2.answer({ op: 'ok', ref: 1, id: 'e0:10', recovered: true });
+    ws2.answer({ channel: 'a', id: 'e0:10', event: 'c', data: 10 });
+    ws2.answer({ event: 'b', data: 'no id' });
+    ws2.answer({ event: 'b', data: 'no id' });                   /* no id: always delivered */
+    ws2.answer({ id: 'e0:10', event: 'u', data: 'u10' });        /* streams are apart */
+    assert.deepEqual(seen, [4, 5, 'a:9', 6, 'a:10', 'no id', 'no id', 'u10']);
+    /* Herald restarted: its new epoch's offsets start low again. */
+    const ws3 = await reconnect(ws2, 3);
+    ws3.answer({ op: 'stream', id: 'f1:0', recovered: false });
+    ws3.answer({ op: 'ok', ref: 1, id: 'f1:0', recovered: false });
+    ws3.answer({ id: 'f1:1', event: 'u', data: 'f1' });
+    ws3.answer({ channel: 'a', id: 'f1:2', event: 'c', data: 'f2' });
+    ws3.answer({ id: 'f1:1', event: 'u', data: 'f1 again' });
+    assert.deepEqual(seen.slice(8), ['f1', 'a:f2']);
+    assert.deepEqual(h.position(), { user: 'f1:1', channels: { a: 'f1:2' } });
+    h.close();
+});
+
+test('subscribing again to a channel it has keeps the position it reached', async () => {
+    const [h, ws] = await openClient();
+    const seen = [];
+    h.on('*', (data) => seen.push(data));
+    const p = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:1' });
+    await p;
+    ws.answer({ channel: 'a', id: 'e0:5', event: 'c', data: 5 });
+    const again = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 2, id: 'e0:9' });    /* the channel's newest, not yet here */
+    await again;
+    assert.equal(h.position().channels.a, 'e0:5');
+    ws.answer({ channel: 'a', id: 'e0:7', event: 'c', data: 7 });
+    assert.deepEqual(seen, [5, 7], 'a message still on its way is not taken for a repeat');
+    const ws2 = await reconnect(ws, 2);
+    assert.equal(ws2.sent[0].since, 'e0:7');
+    ws2.answer({ op: 'ok', ref: 1, id: 'e0:12', recovered: true });
+    assert.equal(h.position().channels.a, 'e0:12', 'a resubscription takes Herald\'s id');
+    const queued = h.subscribe('b');
+    ws2.answer({ op: 'ok', ref: 2, id: 'e0:13' });
+    await queued;
+    assert.equal(h.position().channels.b, 'e0:13', 'so does a first subscribe');
+    h.close();
+});
+
+test('offsets compare as numbers, even past 2^53; odd ids are delivered and not kept',
+    async () => {
+    const [h, ws] = await openClient();
+    const seen = [];
+    h.on('*', (data) => seen.push(data));
+    ws.answer({ op: 'stream', id: 'e0:9', recovered: true });
+    ws.answer({ id: 'e0:10', event: 'u', data: 10 });        /* "10" < "9" as strings */
+    ws.answer({ id: 'e0:010', event: 'u', data: '010' });    /* the same offset */
+    ws.answer({ id: 'e0:9007199254740993', event: 'u', data: 'big' });
+    ws.answer({ id: 'e0:9007199254740992', event: 'u', data: 'big-1' });
+    ws.answer({ id: 'e0:9007199254740993', event: 'u', data: 'big again' });
+    ws.answer({ id: 'e0:9007199254740994', event: 'u', data: 'big+1' });
+    ws.answer({ id: 'no colon', event: 'u', data: 'odd' });
+    ws.answer({ id: 7, event: 'u', data: 'not a string' });
+    assert.deepEqual(seen, [10, 'big', 'big+1', 'odd', 'not a string']);
+    assert.equal(h.position().user, 'e0:9007199254740994');
+    h.close();
+});
+
+test('onRecover: after every reconnect, not the first connection, per stream', async () => {
+    const [h, ws] = await openClient();
+    const calls = [];
+    const fn = (stream, recovered) => calls.push([stream, recovered]);
+    h.onRecover(fn);
+    h.on('*', (data) => calls.push(['event', data]));
+    ws.answer({ op: 'stream', id: 'e0:0', recovered: true });
+    const p = h.subscribe('a');
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:0' });
+    await p;
+    assert.deepEqual(calls, [], 'nothing on the first connection');
+
+    const ws2 = await reconnect(ws, 2);
+    const late = h.subscribe('late');          /* a first subscribe: not a recovery */
+    ws2.answer({ id: 'e0:1', event: 'u', data: 'missed' });
+    ws2.answer({ op: 'stream', id: 'e0:1', recovered: true });
+    ws2.answer({ channel: 'a', id: 'e0:2', event: 'c', data: 'missed in a' });
+    ws2.answer({ op: 'ok', ref: 1, id: 'e0:2', recovered: true });
+    ws2.answer({ op: 'ok', ref: 2, id: 'e0:2' });
+    await late;
+    assert.deepEqual(calls, [['event', 'missed'], [null, true], ['event', 'missed in a'],
+        ['a', true]], 'after what was replayed');
+
+    calls.length = 0;
+    const ws3 = await reconnect(ws2, 3);
+    assert.equal(ws3.url, 'ws://h.test/ws?since=e0%3A1');
+    ws3.answer({ op: 'stream', id: 'e0:9', recovered: false });
+    ws3.answer({ op: 'ok', ref: 2, id: 'e0:9', recovered: true });
+    ws3.answer({ op: 'ok', ref: 1, id: 'e0:9', recovered: false });
+    assert.deepEqual(calls, [[null, false], ['late', true], ['a', false]]);
+
+    calls.length = 0;
+    h.offRecover(fn);
+    const ws4 = await reconnect(ws3, 4);
+    ws4.answer({ op: 'stream', id: 'e0:9', recovered: true });
+    ws4.answer({ op: 'ok', ref: 1, id: 'e0:9', recovered: true });
+    assert.deepEqual(calls, []);
+    assert.throws(() => h.onRecover(null), TypeError);
+    h.close();
+});
+
+test('onRecover says false when nothing could be recovered: no position, no history',
+    async () => {
+    const [h, ws] = await openClient();
+    const calls = [];
+    h.onRecover((stream, recovered) => calls.push([stream, recovered]));
+    h.on('*', (data) => calls.push(['event', data]));
+    const p = h.subscribe('nohist');
+    ws.answer({ op: 'ok', ref: 1 });           /* no id: Herald keeps no history */
+    await p;
+    /* Closed before the stream frame came: no position, so since stays empty. */
+    const ws2 = await reconnect(ws, 2);
+    assert.equal(ws2.url, 'ws://h.test/ws?since=');
+    ws2.answer({ op: 'stream', id: 'e0:4', recovered: true });
+    ws2.answer({ op: 'ok', ref: 1 });
+    assert.deepEqual(calls, [[null, false], ['nohist', false]],
+        'Herald\'s "recovered" for an empty since means nothing: messages may be lost');
+
+    /* A Herald without history sends no stream frame: the first other frame says so. */
+    calls.length = 0;
+    const ws3 = await reconnect(ws2, 3);
+    ws3.answer({ event: 'u', data: 'no id' });
+    ws3.answer({ op: 'ok', ref: 1 });
+    assert.deepEqual(calls, [[null, false], ['event', 'no id'], ['nohist', false]]);
+    calls.length = 0;
+    const ws4 = await reconnect(ws3, 4);
+    ws4.answer({ op: 'ok', ref: 1 });
+    ws4.answer({ op: 'stream', id: 'e0:5', recovered: true });     /* too late to count */
+    assert.deepEqual(calls, [[null, false], ['nohist', false]]);
+
+    /* A refused resubscription goes to onError only. */
+    calls.length = 0;
+    const errors = [];
+    h.onError((e) => errors.push(e.code));
+    const ws5 = await reconnect(ws4, 5);
+    ws5.answer({ op: 'stream', id: 'e0:5', recovered: true });
+    ws5.answer({ op: 'error', ref: 1, code: 'forbidden', message: 'no more' });
+    assert.deepEqual(calls, [[null, true]]);
+    assert.deepEqual(errors, ['forbidden']);
+    h.close();
+});
+
+test('an anonymous client has no user stream: onRecover only for its channels', async () => {
+    const [h, ws] = await openClient({ token: undefined });
+    const calls = [];
+    h.onRecover((stream, recovered) => calls.push([stream, recovered]));
+    const p = h.subscribe('news:1');
+    ws.answer({ op: 'ok', ref: 1, id: 'e0:3' });
+    await p;
+    const ws2 = await reconnect(ws, 2);
+    assert.equal(ws2.url, 'ws://h.test/ws?since=');
+    assert.equal(ws2.protocols, undefined);
+    ws2.answer({ event: 'b', data: null });
+    ws2.answer({ op: 'ok', ref: 1, id: 'e0:3', recovered: true });
+    assert.deepEqual(calls, [['news:1', true]]);
     h.close();
 });
 
