@@ -203,11 +203,18 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
                          char *id)
 {
     struct msg **msgs;
-    size_t n;
+    size_t n, bytes = 0;
     int ok = hist_since(c->w->hub->hist, key, since, &msgs, &n, last, id);
 
+    /* A replay that would overflow max_queued_bytes would only get the client
+     * closed with 1008, and again on every retry: tell it to reload instead. */
+    for (size_t i = 0; i < n; i++)
+        bytes += msgs[i]->len;
+    if (bytes > c->w->cfg->max_queued_bytes / 2)
+        ok = 0;
     for (size_t i = 0; i < n; i++) {
-        conn_send(c, msgs[i]);
+        if (ok)
+            conn_send(c, msgs[i]);
         msg_unref(msgs[i]);
     }
     free(msgs);

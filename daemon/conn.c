@@ -405,6 +405,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     if (r == HS_OK)
         r = conn_admit(c, req);
     if (r != HS_OK) {
+        tok_claims_free(&claims);
         conn_refuse(c, r);
         return;
     }
