@@ -234,6 +234,10 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "command_burst", .type = CFG_INT, .min = 1, .max = 1000000, .def = "100",
      CFG_AT(c.command_burst), .flags = CFG_RELOAD,
      .help = "browser commands a connection may send at once above command_rate"},
+    {.name = "user", .type = CFG_STRING, .def = "", CFG_AT(c.user), .flag = "user",
+     .metavar = "USER", .help = "switch to this user once the sockets are bound (start as root)"},
+    {.name = "group", .type = CFG_STRING, .def = "", CFG_AT(c.group), .flag = "group",
+     .metavar = "GROUP", .help = "and to this group (default: the user's primary group)"},
 };
 /* clang-format on */
 
@@ -1011,6 +1015,8 @@ void cfg_free(struct cfg *c)
     cfg_free_list(c->rpc_hooks, c->nrpc_hooks);
     cfg_free_list(c->trusted_proxies, c->ntrusted_proxies);
     free(c->history_file);
+    free(c->user);
+    free(c->group);
     free(c->file);
     memset(c, 0, sizeof *c);
 }

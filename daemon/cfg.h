@@ -71,6 +71,8 @@ struct cfg {
     size_t ntrusted_proxies;
     int command_rate;         /* browser commands per second per connection; 0 = no limit */
     int command_burst;        /* commands allowed at once above the rate */
+    char *user;               /* owned: run as this user after binding, or NULL */
+    char *group;              /* owned: and this group, or NULL (the user's) */
     char *file;               /* owned: the config file's path, or NULL */
 };
 

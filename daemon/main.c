@@ -26,6 +26,7 @@
 #include "log.h"
 #include "net.h"
 #include "pres.h"
+#include "service.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -145,6 +146,7 @@ static void reload(struct herald *h)
         free(next);
         return;
     }
+    svc_notify("RELOADING=1");
     cfg_keep_restart_only(h->cfg, next);
     log_set_level(next->log_level);
     job = cmd_job_new(CMD_RELOAD, h->nworkers, 0);
@@ -157,6 +159,7 @@ static void reload(struct herald *h)
     h->retired[h->nretired++] = h->cfg;
     h->cfg = next;
     log_msg(LOG_INFO, "main", "configuration reloaded from %s", next->file);
+    svc_notify("READY=1");
 }
 
 /* Free the running and every retired snapshot. */
@@ -248,10 +251,14 @@ int main(int argc, char **argv)
     h.api = api_start(h.cfg, &h.hub, &cause);
     if (h.api == NULL)
         goto fail;
+    if (svc_drop_privileges(h.cfg->user, h.cfg->group, &cause) != 0)
+        goto fail;
     log_startup(&h, fdlimit);
     log_msg(LOG_INFO, "main", "ready");
+    svc_notify("READY=1\nSTATUS=accepting connections");
 
     wait_for_stop(&h, &set);
+    svc_notify("STOPPING=1");
     api_stop(h.api);
     stop_workers(&h);
     if (h.cfg->history_file != NULL && hist_on(&h.hist))
