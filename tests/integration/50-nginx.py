@@ -55,6 +55,7 @@ http {{
         listen 127.0.0.1:{port};
         server_name localhost;
         include {tmp}/herald.conf;
+        include {tmp}/herald-publish.conf;
         location / {{ return 404; }}
     }}
 }}
@@ -80,7 +81,7 @@ def copy_snippet(name, old, new, dest_dir):
 class Nginx:
     """A private nginx in front of Herald at `upstream` ("unix:/path" or "127.0.0.1:port")."""
 
-    def __init__(self, upstream):
+    def __init__(self, upstream, api_socket="/nonexistent/api.sock"):
         self.tmp = tempfile.mkdtemp(prefix="herald-nginx-%d-" % os.getpid())
         self.upstream = upstream
         self.proc = None
@@ -94,6 +95,8 @@ class Nginx:
             copy_snippet("herald-map.conf", SNIPPET_UPSTREAM, "server %s;" % upstream, self.tmp)
             copy_snippet("herald.conf", SNIPPET_LOG, "access_log %s " % self.access_log,
                          self.tmp)
+            copy_snippet("herald-publish.conf", "unix:/run/herald/api.sock",
+                         "unix:" + api_socket, self.tmp)
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
@@ -231,6 +234,49 @@ def test_tcp_upstream_publish_and_broadcast(run):
                 assert await recv_json(alice) == {"event": "news", "data": [1, 2, 3]}
                 # The broadcast is the first thing bob sees: the note was alice's only.
                 assert await recv_json(bob) == {"event": "news", "data": [1, 2, 3]}
+
+        run(scenario())
+
+
+def http(port, method, path, body=None, source="127.0.0.1"):
+    """One HTTP/1.1 request from source; returns (status, body bytes)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    req = ("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+           "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, len(data)))
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as s:
+        s.sendall(req.encode() + data)
+        resp = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            resp += chunk
+    head, _, rest = resp.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), rest
+
+
+def test_http_publish_location_for_local_callers_only(sock_dir, run):
+    with Herald(workers=2) as h, Nginx("127.0.0.1:%d" % h.port, h.api_socket) as ngx:
+        async def scenario():
+            async with websockets.connect(ngx.ws_url + "?token=" + h.token("carol"),
+                                          open_timeout=5) as carol:
+                st, body = http(ngx.port, "POST", "/herald/publish",
+                                {"users": ["carol"], "event": "from.cron", "data": 7})
+                assert st == 200 and json.loads(body)["delivered"] == 1, body
+                assert await recv_json(carol) == {"event": "from.cron", "data": 7}
+                st, body = http(ngx.port, "GET", "/herald/presence?user=carol")
+                assert st == 200 and json.loads(body)["connections"] == 1, body
+                # Herald's own errors come through as they are.
+                st, body = http(ngx.port, "POST", "/herald/publish", {"event": "x"})
+                assert st == 400 and "missing users" in json.loads(body)["error"]
+                # Another address, even on this machine, is refused by nginx.
+                st, body = http(ngx.port, "POST", "/herald/publish",
+                                {"users": ["carol"], "event": "intruder"}, source="127.0.0.2")
+                assert st == 403
+                # Only the accepted publish counts: not Herald's 400, not nginx's 403.
+                st, body = http(ngx.port, "GET", "/herald/stats")
+                assert st == 200 and json.loads(body)["published"] == 1, body
 
         run(scenario())
 
