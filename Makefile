@@ -32,7 +32,7 @@ LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
 PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
        libinih-dev uthash-dev libcmocka-dev php-cli php-fpm php-sqlite3 nginx-light \
        python3 python3-websockets python3-pytest phpunit clang \
-       libclang-rt-14-dev curl procps psmisc
+       libclang-rt-14-dev curl procps psmisc chromium
 
 CORE_SRC = $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard fcgi/*.c)
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -67,7 +67,8 @@ unit: $(UNIT_BIN)
 deps:
 	@./tests/lib/install-deps.sh $(PKGS)
 	@command -v npm >/dev/null 2>&1 || ./tests/lib/install-deps.sh nodejs npm
-	@[ -d tests/js/node_modules/ws ] || npm ci --prefix tests/js --no-audit --no-fund --silent
+	@{ [ -d tests/js/node_modules/ws ] && [ -d tests/js/node_modules/playwright-core ]; } || \
+	    npm ci --prefix tests/js --no-audit --no-fund --silent
 
 # The plain suite, then the same suite against an ASan+UBSan build, then
 # every fuzz target for TEST_FUZZ_SECONDS on its committed corpus.

@@ -13,10 +13,13 @@
  *             and return an error; the thread simply serves the next one.
  *
  * All threads wait on one epoll set: the listener (EPOLLEXCLUSIVE, so one
- * thread wakes per caller) and every kept connection (FCGI_KEEP_CONN, as
- * nginx's fastcgi_keep_conn sends) between its requests (EPOLLONESHOT, so
- * one thread takes its next request). An idle kept connection costs an fd,
- * never a thread.
+ * thread wakes per caller) and every connection between its requests
+ * (EPOLLONESHOT, so one thread takes its next request), kept ones
+ * (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn sends) included. A thread
+ * hands a connection to libfcgi only once a peek shows its whole request
+ * has arrived (gate.c); until then it waits on the gate's list, looked at
+ * every API_POLL_MS, for at most API_IO_TIMEOUT. So an idle or stalled
+ * caller costs an fd, never a thread.
  */
 #include "api.h"
 
@@ -29,17 +32,22 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
 
 #include "cfg.h"
+#include "gate.h"
 #include "log.h"
 #include "net.h"
 #include "xmalloc.h"
 
 #define API_IO_TIMEOUT 5      /* seconds a caller may stall mid-request */
-#define API_POLL_MS 200       /* how often idle threads look at `stopping` */
+#define API_POLL_MS 50        /* how often idle threads look at `stopping` and the gate */
+/* Bytes of a request looked at before libfcgi reads it. A larger request is
+ * served as soon as this much has come: its caller is clearly sending. */
+#define API_PEEK_MAX (64u << 10)
 #define API_DRAIN_MAX (16u << 20) /* read and drop at most this much of a refused body */
 
 static const char *api_reason(int status)
@@ -160,6 +168,15 @@ static void api_handle(struct api *a, FCGX_Request *req)
     free(path);
 }
 
+/* Seconds on the monotonic clock. */
+static double api_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* Accept one caller; -1 when another thread was faster. */
 static int api_accept(struct api *a)
 {
@@ -183,15 +200,24 @@ static int api_accept(struct api *a)
     return fd;
 }
 
-/*
- * Serve one request on fd. A connection the caller keeps goes (back) into
- * the epoll set for its next request; libfcgi closes any other, and any
- * connection that ends or sends a bad record.
- */
-static void api_serve(struct api *a, FCGX_Request *req, int fd, int registered)
+/* Wait (again) for fd's next bytes: in the epoll set, one thread woken for it. */
+static void api_arm(struct api *a, int fd, int registered)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd};
 
+    if (epoll_ctl(a->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a connection", strerror(errno));
+        close(fd);
+    }
+}
+
+/*
+ * Serve one whole request on fd. A connection the caller keeps goes back
+ * into the epoll set for its next request; libfcgi closes any other, and
+ * any connection that ends or sends a bad record.
+ */
+static void api_serve(struct api *a, FCGX_Request *req, int fd)
+{
     req->ipcFd = fd;
     /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
     req->keepConnection = 1;
@@ -202,35 +228,78 @@ static void api_serve(struct api *a, FCGX_Request *req, int fd, int registered)
     if (req->ipcFd < 0)
         return;
     req->ipcFd = -1;
-    if (epoll_ctl(a->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
-        log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a kept connection", strerror(errno));
-        close(fd);
-    }
+    api_arm(a, fd, 1);
 }
 
-/* A thread: wait for a new caller or a kept connection's next request. */
+/*
+ * fd has bytes (or hung up): serve it once its whole request is there, so
+ * libfcgi's blocking reads never wait on the caller; park it while it is
+ * not; close it if it is not FastCGI, has gone, or has stalled since since.
+ * Returns 1 when it was parked.
+ */
+static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, double since)
+{
+    ssize_t n = recv(fd, buf, API_PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+    enum gate_result r;
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        api_arm(a, fd, 1);
+        return 0;
+    }
+    if (n <= 0) {
+        close(fd);
+        return 0;
+    }
+    r = gate_scan(buf, (size_t)n);
+    if (r == GATE_COMPLETE || (r == GATE_PARTIAL && (size_t)n == API_PEEK_MAX)) {
+        api_serve(a, req, fd);
+    } else if (r == GATE_BAD) {
+        log_msg(LOG_INFO, "api", "a caller sent something that is not FastCGI; closed");
+        stats_count_api_status(&a->stats, 400);
+        close(fd);
+    } else if (api_now() - since > API_IO_TIMEOUT) {
+        log_msg(LOG_INFO, "api", "a caller sent half a request and stalled for %ds; closed",
+                API_IO_TIMEOUT);
+        close(fd);
+    } else {
+        gate_park(&a->gate, fd, since);
+        return 1;
+    }
+    return 0;
+}
+
+/* Look again at the connections waiting for the rest of their request. */
+static void api_check_gate(struct api *a, FCGX_Request *req, uint8_t *buf)
+{
+    size_t n;
+    struct gate_wait *w = gate_take(&a->gate, &n);
+
+    for (size_t i = 0; i < n; i++)
+        api_ready(a, req, buf, w[i].fd, w[i].since);
+    free(w);
+}
+
+/* A thread: wait for a new caller or a connection's next request. */
 static void *api_thread(void *arg)
 {
     struct api *a = arg;
+    uint8_t *buf = xmalloc(API_PEEK_MAX);
     struct epoll_event ev;
     FCGX_Request req;
 
     /* listen_sock -1: should libfcgi ever try to accept, it fails at once. */
     FCGX_InitRequest(&req, -1, 0);
     while (!atomic_load(&a->stopping)) {
-        int fd;
+        int fd, r = epoll_wait(a->epfd, &ev, 1, API_POLL_MS);
 
-        if (epoll_wait(a->epfd, &ev, 1, API_POLL_MS) <= 0)
-            continue;
-        if (ev.data.fd != a->lfd) {
-            api_serve(a, &req, ev.data.fd, 1);
-            continue;
-        }
-        fd = api_accept(a);
-        if (fd >= 0)
-            api_serve(a, &req, fd, 0);
+        if (r > 0 && ev.data.fd != a->lfd)
+            api_ready(a, &req, buf, ev.data.fd, api_now());
+        else if (r > 0 && (fd = api_accept(a)) >= 0)
+            api_arm(a, fd, 0);
+        api_check_gate(a, &req, buf);
     }
     FCGX_Free(&req, 1);
+    free(buf);
     return NULL;
 }
 
@@ -259,6 +328,7 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
     a->hub = hub;
     a->epfd = -1;
     a->started = time(NULL);
+    gate_init(&a->gate);
     a->lfd = net_listen(addr, cfg->api_socket_mode, 0, cause);
     free(addr);
     if (a->lfd < 0)
@@ -294,6 +364,7 @@ fail:
         close(a->lfd);
         net_unlink(cfg->api_socket);
     }
+    gate_free(&a->gate);
     free(a);
     return NULL;
 }
@@ -312,6 +383,7 @@ void api_stop(struct api *a)
         pthread_join(a->threads[i], NULL);
     close(a->epfd);
     close(a->lfd);
+    gate_free(&a->gate);
     net_unlink(a->cfg->api_socket);
     free(a->threads);
     free(a);

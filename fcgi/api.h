@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "gate.h"
 #include "stats.h"
 
 struct cfg;
@@ -33,6 +34,7 @@ struct api {
     atomic_int stopping;
     struct stats_api stats;
     time_t started;
+    struct gate gate;             /* connections waiting for the rest of a request */
 };
 
 /* One answer: an HTTP status and a JSON body. */

@@ -1,0 +1,454 @@
+"""
+90-browser.py -- end to end in a real browser: nginx, php-fpm, Herald and headless Chromium.
+
+On loopback, all started here and stopped by PID: a private php-fpm (tests/lib/phpfpm.py), Herald
+(WebSocket on a unix socket, history_file set), and a private nginx (/usr/sbin/nginx, as in
+50-nginx.py) that includes nginx/herald-map.conf and nginx/herald.conf verbatim but for the
+upstream socket and the access log path, and that serves tests/integration/web/: page.php and
+publish.php through fastcgi_pass to php-fpm, /herald.js as a static file
+(php-client/js/herald.js). tests/js/browser-e2e.js runs Debian's Chromium through
+playwright-core (no browser download) and reports what the page shows.
+
+What a visitor sees, read from the page's DOM:
+  1. page.php (signed with herald_token()) connects through nginx's /ws; a POST to
+     publish.php, whose herald_publish() reaches the one open tab, appears in the page.
+  2. Herald stops (SIGTERM: close 1001, history saved to history_file); the page keeps retrying
+     (nginx answers 502 meanwhile). A second Herald starts with the same history_file, secret
+     and API socket; publish.php publishes while the page cannot reach it yet (delivered 0).
+     Herald listens on a second socket for that, which then becomes what nginx's upstream
+     path points to (a symlink): the page reconnects by itself, without a reload, and shows
+     the missed message once, with "user: recovered" from onRecover; a live publish follows,
+     and the list is the three messages in order, none twice. The second Herald's /stats
+     counts one recovery and no failed one; nginx's access log shows both WebSockets (101).
+A screenshot of the final page is kept in $HERALD_TEST_OUT/<build>/90-browser.png (by default
+build/test-results/build/ for build/herald, build-san/ for the sanitized binary), or
+90-browser-failed.png when the test fails; the path is printed.
+
+Needs /usr/bin/chromium, node, and `npm ci --prefix tests/js` (playwright-core).
+"""
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from herald import Herald, _pdeathsig, herald_bin
+from phpfpm import PhpFpm
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WEB = os.path.join(ROOT, "tests", "integration", "web")
+HERALD_JS = os.path.join(ROOT, "php-client", "js", "herald.js")
+NODE = "/usr/bin/node"
+DRIVER = os.path.join(ROOT, "tests", "js", "browser-e2e.js")
+PLAYWRIGHT = os.path.join(ROOT, "tests", "js", "node_modules", "playwright-core", "package.json")
+CHROMIUM = "/usr/bin/chromium"
+NGINX = "/usr/sbin/nginx"
+SNIPPET_UPSTREAM = "server unix:/run/herald/ws.sock;"
+SNIPPET_LOG = "access_log /var/log/nginx/herald-ws.access.log "
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    access_log {tmp}/site-access.log combined;
+    types {{
+        text/html html;
+        application/javascript js;
+    }}
+    default_type application/octet-stream;
+    include {tmp}/herald-map.conf;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        root {web};
+        include {tmp}/herald.conf;
+        location = /herald.js {{
+            alias {herald_js};
+        }}
+        location ~ ^/[a-z]+\\.php$ {{
+            fastcgi_pass unix:{fpm_socket};
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param DOCUMENT_ROOT $document_root;
+            fastcgi_param DOCUMENT_URI $document_uri;
+            fastcgi_param REQUEST_URI $request_uri;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param SERVER_NAME $server_name;
+            fastcgi_param SERVER_PORT $server_port;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+        }}
+        location / {{ return 404; }}
+    }}
+}}
+"""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def copy_snippet(name, old, new, dest_dir):
+    """Copy nginx/<name> to dest_dir with `old` (which must occur exactly once) replaced."""
+    with open(os.path.join(ROOT, "nginx", name)) as f:
+        text = f.read()
+    assert text.count(old) == 1, "%s should mention %s exactly once" % (name, old)
+    with open(os.path.join(dest_dir, name), "w") as f:
+        f.write(text.replace(old, new))
+
+
+class SiteNginx:
+    """nginx on 127.0.0.1:<free port>: /ws to Herald at `ws_socket`, PHP to php-fpm."""
+
+    def __init__(self, tmp, ws_socket, fpm_socket):
+        self.tmp = tmp
+        self.fpm_socket = fpm_socket
+        self.proc = None
+        self.port = None
+        self.access_log = os.path.join(tmp, "herald-ws.access.log")
+        self.error_log = os.path.join(tmp, "error.log")
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.mkdir(os.path.join(tmp, d))
+        copy_snippet("herald-map.conf", SNIPPET_UPSTREAM, "server unix:%s;" % ws_socket, tmp)
+        copy_snippet("herald.conf", SNIPPET_LOG, "access_log %s " % self.access_log, tmp)
+
+    def start(self):
+        for _ in range(5):          # a port picked by free_port() can be taken in between
+            self.port = free_port()
+            conf = os.path.join(self.tmp, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF.format(tmp=self.tmp, port=self.port, web=WEB,
+                                          herald_js=HERALD_JS, fpm_socket=self.fpm_socket))
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", self.tmp, "-c", conf, "-e", self.error_log],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=_pdeathsig)
+            if self._wait_listening(5.0):
+                return self
+            self.stop()
+            if "Address already in use" not in read(self.error_log):
+                raise RuntimeError("nginx did not start:\n" + read(self.error_log))
+        raise RuntimeError("nginx found no free port")
+
+    def _wait_listening(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def stop(self):
+        """SIGQUIT (graceful: flushes the logs), SIGKILL after 5 s; by PID only."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after "pid (comm)", or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def children(pid):
+    """[(pid, start time)] of the processes whose parent is `pid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            fields = proc_stat(int(d))
+            if fields and int(fields[1]) == pid:
+                out.append((int(d), fields[19]))
+    return out
+
+
+def kill_group(pid, started):
+    """
+    SIGKILL the process group led by `pid` (playwright starts Chromium as a group leader), if
+    `pid` is still the process that began at `started` (not a reused PID).
+    """
+    fields = proc_stat(pid)
+    if fields is None or fields[19] != started:
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class Browser:
+    """tests/js/browser-e2e.js: one headless Chromium with one page, steered line by line."""
+
+    def __init__(self, tmp):
+        self.profile = os.path.join(tmp, "profile")
+        os.mkdir(self.profile)
+        self.stderr_path = os.path.join(tmp, "node.stderr")
+        self.replies = queue.Queue()
+        self.console = []               # the page's console messages and uncaught errors
+        self.page_errors = []
+        self.chromium = []              # [(pid, start time)] of the browser node started
+        # Everything Chromium and playwright write goes under `tmp`: temp files, and what
+        # Chromium keeps in the home directory even with a user data dir (its crash report
+        # database under ~/.config, dconf's cache under ~/.cache).
+        env = dict(os.environ, TMPDIR=tmp, HOME=tmp, XDG_CONFIG_HOME=os.path.join(tmp, "config"),
+                   XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([NODE, DRIVER, self.profile], cwd=ROOT, env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, preexec_fn=_pdeathsig)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        ready = self._expect("ready", 30)
+        self.version = ready.get("version")
+        self.chromium = children(self.proc.pid)
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = {"kind": "bad", "error": "not JSON: " + line}
+            if msg.get("kind") == "console":
+                self.console.append("%s: %s" % (msg["type"], msg["text"]))
+            elif msg.get("kind") == "pageerror":
+                self.page_errors.append(msg["message"])
+                self.console.append("pageerror: " + msg["message"])
+            else:
+                self.replies.put(msg)
+        self.replies.put(None)
+
+    def _expect(self, kind, timeout):
+        try:
+            msg = self.replies.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail("browser: no %r within %ss\n%s" % (kind, timeout, self.log()))
+        if msg is None:
+            pytest.fail("browser: node exited while waiting for %r\n%s" % (kind, self.log()))
+        if msg.get("kind") != kind:
+            pytest.fail("browser: expected %r, got %r\n%s" % (kind, msg, self.log()))
+        return msg
+
+    def command(self, cmd, kind, timeout=20):
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.proc.stdin.flush()
+        return self._expect(kind, timeout)
+
+    def open(self, url):
+        return self.command({"do": "open", "url": url}, "opened")
+
+    def dom(self):
+        return self.command({"do": "dom"}, "dom")
+
+    def wait_dom(self, predicate, timeout, what):
+        """Read the page until predicate(dom) holds; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            d = self.dom()
+            if predicate(d):
+                return d
+            if time.monotonic() > deadline:
+                pytest.fail("timed out waiting for %s; the page shows %r\n%s"
+                            % (what, d, self.log()))
+            time.sleep(0.05)
+
+    def screenshot(self, path):
+        return self.command({"do": "screenshot", "path": path}, "screenshot")
+
+    def log(self):
+        return "--- page console\n%s\n--- node stderr\n%s" % (
+            "\n".join(self.console[-40:]), read(self.stderr_path)[-3000:])
+
+    def close(self):
+        """Close the browser; escalate to SIGTERM, SIGKILL, then Chromium's own group."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b'{"do":"exit"}\n')
+                self.proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+            for sig, wait in ((None, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+                if sig is not None:
+                    self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.reader.join(5)
+        self.proc.stdout.close()
+        for pid, started in self.chromium:
+            kill_group(pid, started)
+        self.chromium = []
+
+
+def artifact_path(name):
+    """Where test artifacts go: $HERALD_TEST_OUT (default build/test-results)/<build dir>/."""
+    out = os.path.abspath(os.environ.get("HERALD_TEST_OUT")
+                          or os.path.join(ROOT, "build", "test-results"))
+    d = os.path.join(out, os.path.basename(os.path.dirname(herald_bin())))
+    os.makedirs(d, exist_ok=True)
+    return os.path.join(d, name)
+
+
+def publish(base, user, text):
+    """POST publish.php (nginx, php-fpm, herald_publish()); its "delivered"."""
+    body = urllib.parse.urlencode({"user": user, "text": text}).encode()
+    try:
+        with urllib.request.urlopen(base + "/publish.php", body, timeout=10) as r:
+            return json.loads(r.read())["delivered"]
+    except urllib.error.HTTPError as e:
+        pytest.fail("publish.php answered %d: %s" % (e.code, e.read()[:500]))
+
+
+def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(capsys):
+    assert os.access(CHROMIUM, os.X_OK), "no %s: `make deps` installs chromium" % CHROMIUM
+    assert os.path.exists(PLAYWRIGHT), \
+        "playwright-core is missing: run `npm ci --prefix tests/js` in the repository root"
+    tmp = tempfile.mkdtemp(prefix="herald-browser-%d-" % os.getpid())
+    ws_sock = os.path.join(tmp, "ws.sock")           # nginx's upstream: Herald, or a symlink
+    history = os.path.join(tmp, "history")
+    config = {"listen": "unix:" + ws_sock, "api_socket": os.path.join(tmp, "api.sock"),
+              "history_file": history}
+    user = "visitor-%d" % os.getpid()
+    fpm = PhpFpm(children=2)
+    first = second = ngx = browser = None
+    shot = None                                       # the screenshot taken, to print
+    for old in ("90-browser.png", "90-browser-failed.png"):
+        if os.path.exists(artifact_path(old)):
+            os.remove(artifact_path(old))
+    try:
+        fpm.start()
+        first = Herald(config=config, workers=2).start()
+        fpm.configure(secret=first.secret, api_socket=first.api_socket)
+        os.mkdir(os.path.join(tmp, "nginx"))
+        ngx = SiteNginx(os.path.join(tmp, "nginx"), ws_sock, fpm.socket).start()
+        os.mkdir(os.path.join(tmp, "browser"))
+        browser = Browser(os.path.join(tmp, "browser"))
+
+        assert browser.open(ngx.url + "/page.php?user=" + user)["status"] == 200
+        opened = browser.wait_dom(lambda d: d["opens"] == 1 and d["state"] == "open", 10,
+                                  "the page to connect through nginx")
+        assert publish(ngx.url, user, "before the restart") == 1
+        browser.wait_dom(lambda d: d["messages"] == ["before the restart"], 5,
+                         "the first note in the page")
+
+        first.stop()                                  # SIGTERM: 1001, history saved
+        assert os.path.exists(history), "Herald saved no history on SIGTERM"
+        assert not os.path.lexists(ws_sock), "Herald left its socket behind"
+        browser.wait_dom(lambda d: d["closes"][:1] == [1001] and len(d["closes"]) >= 2, 10,
+                         "close 1001 and a failed reconnect while Herald is down")
+
+        # The same daemon settings but the socket: the page cannot reach it yet.
+        side = os.path.join(tmp, "ws-2.sock")
+        second = Herald(config=dict(config, listen="unix:" + side, secret=first.secret),
+                        workers=2).start()
+        second.secret = first.secret                  # the one its log must never show
+        assert publish(ngx.url, user, "while the page was away") == 0
+        os.symlink(side, ws_sock)                     # now nginx reaches the second Herald
+        browser.wait_dom(lambda d: d["opens"] == 2 and len(d["messages"]) >= 2
+                         and d["recoveries"], 10, "the page to reconnect and recover")
+        assert publish(ngx.url, user, "after the reconnect") == 1
+        browser.wait_dom(lambda d: len(d["messages"]) >= 3, 5, "the live note")
+        time.sleep(0.5)                               # room for anything delivered twice
+        final = browser.dom()
+        assert final["messages"] == ["before the restart", "while the page was away",
+                                     "after the reconnect"], final
+        assert final["recoveries"] == ["user: recovered"], final
+        assert final["state"] == "open" and final["opens"] == 2, final
+        assert final["load"] == opened["load"], "the page was reloaded"
+        recoveries = second.stats()["recoveries"]
+        assert recoveries == {"ok": 1, "failed": 0}, recoveries
+        assert not browser.page_errors, browser.log()
+
+        shot = artifact_path("90-browser.png")
+        browser.screenshot(shot)
+        browser.close()
+        second.stop()
+        ngx.stop()
+        lines = [l for l in read(ngx.access_log).splitlines() if '"GET /ws HTTP/1.1" 101 ' in l]
+        assert len(lines) == 2, "expected both WebSockets in nginx's log:\n" + \
+            read(ngx.access_log)
+    except BaseException:
+        if browser is not None and browser.proc.poll() is None:
+            try:
+                browser.screenshot(artifact_path("90-browser-failed.png"))
+                shot = artifact_path("90-browser-failed.png")
+            except BaseException:           # the original failure matters more
+                pass
+        for what, text in (("nginx error log", ngx and read(ngx.error_log)),
+                           ("php-fpm", fpm.dir and fpm.log_text()),
+                           ("first herald", first and first.log_text()),
+                           ("second herald", second and second.log_text())):
+            if text:
+                print("--- %s\n%s" % (what, text[-3000:]))
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        if ngx is not None:
+            ngx.stop()
+        for h in (second, first):
+            if h is not None:
+                h.cleanup()
+        fpm.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if shot is not None:
+            with capsys.disabled():
+                print("\n90-browser: Chromium %s; screenshot: %s"
+                      % (browser.version if browser else "?", shot))
