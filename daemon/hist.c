@@ -180,6 +180,10 @@ void hist_push(struct hist *h, struct hist_stream *s, uint64_t off, struct msg *
     while (s->count > h->size)
         hist_drop_head(h, s);
     hist_trim_age(h, s, now, h->ttl);
+    /* hist_sweep keeps the budget, oldest first, once a second; a burst that
+     * doubles it before then is cut short here, from this stream's oldest. */
+    while (atomic_load(&h->bytes) > 2 * h->max_bytes && s->head != s->tail)
+        hist_drop_head(h, s);
 }
 
 void hist_end(struct hist *h, struct hist_stream *s)
@@ -262,9 +266,10 @@ void hist_sweep(struct hist *h)
     double age = h->ttl;
 
     hist_sweep_pass(h, now, age);
-    /* Over the byte budget: the oldest go first, whatever their stream. */
+    /* Over the byte budget: the oldest go first, whatever their stream, in
+     * small steps so that only as much as needed goes. */
     while (atomic_load(&h->bytes) > h->max_bytes && age > 0.01) {
-        age /= 2;
+        age *= 0.75;
         hist_sweep_pass(h, now, age);
     }
 }
