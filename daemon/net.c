@@ -44,6 +44,19 @@ static int unix_in_use(const struct sockaddr_un *sun)
     return used;
 }
 
+/* Fill sun with path; 0, or -1 with *cause set when it does not fit. */
+static int unix_address(const char *path, struct sockaddr_un *sun, char **cause)
+{
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun->sun_path) {
+        *cause = xasprintf("socket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sun->sun_path, path);
+    return 0;
+}
+
 /* Bind a unix socket at path, replacing a stale socket file. */
 static int listen_unix(const char *path, mode_t mode, char **cause)
 {
@@ -51,13 +64,8 @@ static int listen_unix(const char *path, mode_t mode, char **cause)
     struct stat st;
     int fd;
 
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sun.sun_path) {
-        *cause = xasprintf("socket path too long: %s", path);
+    if (unix_address(path, &sun, cause) < 0)
         return -1;
-    }
-    strcpy(sun.sun_path, path);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             *cause = xasprintf("%s exists and is not a socket", path);
@@ -192,13 +200,8 @@ static int connect_unix(const char *path, char **cause)
     struct sockaddr_un sun;
     int fd;
 
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sun.sun_path) {
-        *cause = xasprintf("socket path too long: %s", path);
+    if (unix_address(path, &sun, cause) < 0)
         return -1;
-    }
-    strcpy(sun.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *cause = xasprintf("socket: %s", strerror(errno));

@@ -34,14 +34,19 @@ const char *proto_err_name(enum proto_err e)
     return (unsigned)e < PROTO_NERR ? proto_err_names[e] : "internal";
 }
 
-int proto_event_valid(const char *s, size_t len)
+int proto_text_valid(const char *s, size_t len, size_t max)
 {
-    if (len == 0 || len > PROTO_MAX_EVENT)
+    if (len == 0 || len > max)
         return 0;
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return 0;
     return 1;
+}
+
+int proto_event_valid(const char *s, size_t len)
+{
+    return proto_text_valid(s, len, PROTO_MAX_EVENT);
 }
 
 int proto_code_valid(const char *s, size_t len)

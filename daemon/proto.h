@@ -78,6 +78,9 @@ int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char 
 /* Release the command's document. Safe on a zeroed or freed command. */
 void proto_cmd_free(struct proto_cmd *cmd);
 
+/* Is s[0..len) 1..max bytes with no control characters (NUL included)? User ids, events. */
+int proto_text_valid(const char *s, size_t len, size_t max);
+
 /* Is s a valid event name (1..PROTO_MAX_EVENT bytes, no control characters)? */
 int proto_event_valid(const char *s, size_t len);
 

@@ -30,7 +30,6 @@
 #include "ws.h"
 #include "xmalloc.h"
 
-#define ROUTES_MAX_EVENT 200
 #define ROUTES_MAX_BATCH 1000
 #define ROUTES_MAX_USERS 10000
 
@@ -67,17 +66,6 @@ static void routes_ok(struct api_response *resp, json_t *o)
     json_decref(answer);
 }
 
-/* Is s 1..max bytes with no control characters (NUL included)? */
-static int routes_valid_name(const char *s, size_t len, size_t max)
-{
-    if (len == 0 || len > max)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
 static int routes_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -99,7 +87,7 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
         if (json_is_integer(u)) {
             it->users[it->nusers++] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(u));
         } else if (json_is_string(u) &&
-                   routes_valid_name(json_string_value(u), json_string_length(u), TOK_MAX_SUB)) {
+                   proto_text_valid(json_string_value(u), json_string_length(u), TOK_MAX_SUB)) {
             it->users[it->nusers++] = xstrdup(json_string_value(u));
         } else {
             snprintf(err, errlen, "users[%zu]: a user id is a string of 1 to %d bytes "
@@ -153,10 +141,9 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
     bc = json_object_get(o, "broadcast");
     chan = json_object_get(o, "channel");
     if (!json_is_string(event) ||
-        !routes_valid_name(json_string_value(event), json_string_length(event),
-                           ROUTES_MAX_EVENT)) {
+        !proto_event_valid(json_string_value(event), json_string_length(event))) {
         snprintf(err, errlen, "event must be a string of 1 to %d bytes without control "
-                 "characters", ROUTES_MAX_EVENT);
+                 "characters", PROTO_MAX_EVENT);
         return -1;
     }
     if ((users != NULL) + (bc != NULL) + (chan != NULL) > 1) {
@@ -330,7 +317,7 @@ static void routes_presence_user(struct api *a, const char *user, struct api_res
     struct dir_mask mask;
     uint64_t n;
 
-    if (!routes_valid_name(user, strlen(user), TOK_MAX_SUB)) {
+    if (!proto_text_valid(user, strlen(user), TOK_MAX_SUB)) {
         api_error(resp, 400, "user must be 1 to %d bytes without control characters",
                   TOK_MAX_SUB);
         return;

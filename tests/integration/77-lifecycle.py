@@ -27,7 +27,7 @@ real binary:
   recovered false, rather than a bare close 1008 on every retry.
 
 A restart here is the same daemon started again with the same temp dir, port, API socket,
-secret and settings, as an init system restarts a service (restart() below).
+secret and settings, as an init system restarts a service (Herald.restart()).
 """
 
 import json
@@ -47,19 +47,6 @@ from herald import Herald, free_port, herald_bin, without_id
 
 def uid(prefix="u"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def restart(h, ready_timeout=15.0):
-    """
-    Start h's daemon again after it stopped: same temp dir, port, API socket, secret and
-    settings. (Herald.start() would pick a new dir, port and secret, so this uses the
-    harness's _spawn(), which writes herald.ini from h.config again and waits for "ready".)
-    """
-    assert h.proc is None, "stop it first"
-    h._final_log = None
-    if not h._spawn(ready_timeout):
-        raise RuntimeError("herald did not start again (exit status %s):\n%s"
-                           % (h.proc.returncode, h.log_text()))
 
 
 def ws_at(h, query="", timeout=3.0):
@@ -357,7 +344,7 @@ def test_sigterm_with_history_file_clients_recover_across_the_restart():
             assert st.S_IMODE(os.stat(hist_file).st_mode) == 0o600
             assert not os.path.exists(h.api_socket)
 
-            restart(h)
+            h.restart()
             assert not os.path.exists(hist_file), "history file not removed once read"
             # After the restart, before anyone is back:
             pub_user(h, "ann", "m", 5, 0)
@@ -415,7 +402,7 @@ def test_sigterm_without_history_file_clients_are_told_recovered_false():
             h.proc.wait(10)
             assert h.stop() == 0
 
-            restart(h)
+            h.restart()
             pub_user(h, "ann", "m", 2, 0)
             pub_chan(h, room, "c", 2, 0)
             ann, carol = user_ws(h, "ann", ann_last), user_ws(h, "carol")

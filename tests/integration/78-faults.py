@@ -50,19 +50,6 @@ def uid(prefix="u"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
-def restart(h, ready_timeout=15.0):
-    """
-    Start h's daemon again after it stopped: same temp dir, port, API socket, secret and
-    settings. (Herald.start() would pick a new dir, port and secret, so this uses the
-    harness's _spawn(), which writes herald.ini from h.config again and waits for "ready".)
-    """
-    assert h.proc is None, "stop it first"
-    h._final_log = None
-    if not h._spawn(ready_timeout):
-        raise RuntimeError("herald did not start again (exit status %s):\n%s"
-                           % (h.proc.returncode, h.log_text()))
-
-
 def user_path(h, user, since=None):
     path = "/ws?token=" + h.token(user)
     return path if since is None else path + "&since=" + since
@@ -644,7 +631,7 @@ def test_herald_killed_and_restarted_while_php_publishes():
                 r.wait_eof(5)
             time.sleep(0.7)                        # down: PHP keeps publishing
             t_restart = time.time()
-            restart(h)
+            h.restart()
             t_ready = time.time()
             time.sleep(0.5)                        # up, nobody connected yet
             old_last = {k: r.got[-1][1]["id"] for k, r in first.items()}

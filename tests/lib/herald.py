@@ -159,6 +159,19 @@ class Herald:
         self.ws_url = "ws://127.0.0.1:%d/ws" % self.port
         return self
 
+    def restart(self, ready_timeout=15.0):
+        """
+        Start the daemon again after stop(), as an init system restarts a service:
+        same temp dir, port, API socket, secret and settings (herald.ini is written
+        again from self.config, so a test may change it first).
+        """
+        assert self.proc is None, "stop it first"
+        self._final_log = None
+        if not self._spawn(ready_timeout):
+            raise RuntimeError("herald did not start again (exit status %s):\n%s"
+                               % (self.proc.returncode, self.log_text()))
+        return self
+
     def _settings(self):
         s = {
             "listen": self.listen,
