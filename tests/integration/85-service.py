@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from herald import REPO, Herald, herald_bin, recv_json
+from herald import REPO, Herald, free_port, herald_bin, recv_json
 
 
 def notify_socket():
@@ -106,6 +106,37 @@ def test_user_and_group_drop_root_after_binding(run):
         assert h.stop() == 0
     finally:
         h.cleanup()
+
+
+def test_logs_under_journald_carry_a_priority_and_no_timestamp():
+    # systemd names the journal stream in JOURNAL_STREAM; Herald then writes
+    # "<6>main: ready" (journald adds the time) instead of its own stamps.
+    d = tempfile.mkdtemp(prefix="herald-journal-")
+    log = os.path.join(d, "stderr")
+    proc = None
+    try:
+        with open(log, "wb") as f:
+            st = os.fstat(f.fileno())
+            env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+            proc = subprocess.Popen(
+                [herald_bin(), "--listen", "127.0.0.1:%d" % free_port(), "--api-socket",
+                 os.path.join(d, "api.sock"), "--workers", "1"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f, env=env)
+        deadline = time.monotonic() + 10
+        while "main: ready" not in open(log).read() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        lines = open(log).read().splitlines()
+        assert "<6>main: ready" in lines, lines
+        assert any(line.startswith("<4>main: using the built-in development secret")
+                   for line in lines), lines
+        assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_user_that_does_not_exist_stops_startup_with_a_clear_error():
