@@ -27,174 +27,19 @@ promise outcome back. Checked, as docs/protocol.md and spec issue 4 describe the
 Needs node (Debian's nodejs, v20) and `npm ci --prefix tests/js`.
 """
 
-import json
 import os
-import queue
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
 from herald import Herald
+from jsdriver import CHANNELS, Driver, publish_channel, publish_until_delivered, user_token
 from phpfpm import PhpFpm
 from standin import UnixStandIn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-NODE = "/usr/bin/node"
-DRIVER_JS = os.path.join(ROOT, "tests", "js", "herald-js-driver.js")
-WS_PACKAGE = os.path.join(ROOT, "tests", "js", "node_modules", "ws", "package.json")
-
-CHANNELS = {
-    "public_channels": "news:* pub:*",
-    "client_publish": "chat:*",
-    "presence_channels": "room:*",
-}
 HERALD_CONFIG = dict(CHANNELS)       # the module's shared daemon (conftest.py): no rpc_socket
-FAST_RETRY = {"backoffBase": 50, "backoffMax": 200}
-
-
-class Driver:
-    """A herald-js-driver.js process: named herald.js clients, and everything they report."""
-
-    def __init__(self):
-        assert os.path.exists(WS_PACKAGE), \
-            "the ws package is missing: run `npm ci --prefix tests/js` in the repository root"
-        self.errfile = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([NODE, DRIVER_JS], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.errfile)
-        self.lines = queue.Queue()
-        self.seen = []          # every report so far, in order
-        self.next_id = 0
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.wait(lambda s: any(r.get("kind") == "ready" for r in s), 10, "the driver to start")
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            self.lines.put(raw.decode().rstrip("\n"))
-        self.lines.put(None)
-
-    def send(self, **cmd):
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.proc.stdin.flush()
-
-    def _pump(self, timeout):
-        """Take one line (or wait up to timeout for it); False once node has exited."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            return True
-        if line is None:
-            return False
-        report = json.loads(line)
-        assert report.get("kind") != "bad", "the driver refused a command: %r" % report
-        self.seen.append(report)
-        return True
-
-    def wait(self, predicate, timeout, what):
-        """Collect reports until predicate(self.seen) holds; fail after timeout seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate(self.seen):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail("timed out after %.0fs waiting for %s; the driver said:\n%s"
-                            % (timeout, what, self.dump()))
-            if not self._pump(left):
-                pytest.fail("node exited while waiting for %s:\n%s" % (what, self.dump()))
-
-    def settle(self, seconds):
-        """Collect whatever arrives within `seconds`."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not self._pump(deadline - time.monotonic()):
-                return
-
-    def dump(self):
-        self.errfile.seek(0)
-        err = self.errfile.read().decode("utf-8", "replace")
-        return "\n".join(json.dumps(r) for r in self.seen[-80:]) + \
-            ("\nstderr:\n" + err[-3000:] if err else "")
-
-    # -- commands ------------------------------------------------------
-
-    def new(self, c, url, token=None, **options):
-        self.send(**{"do": "new", "c": c, "url": url, "token": token,
-                     "options": dict(FAST_RETRY, **options)})
-
-    def start_call(self, c, method, *args):
-        """ann[method](*args) without waiting; returns the id its result will carry."""
-        self.next_id += 1
-        self.send(**{"do": "call", "c": c, "id": self.next_id, "method": method,
-                     "args": list(args)})
-        return self.next_id
-
-    def result(self, call_id, timeout=5, what=None):
-        self.wait(lambda s: any(r.get("kind") == "result" and r["id"] == call_id for r in s),
-                  timeout, what or "the result of call %d" % call_id)
-        return next(r for r in self.seen if r.get("kind") == "result" and r["id"] == call_id)
-
-    def call(self, c, method, *args, timeout=5):
-        """ann[method](*args) and its outcome: {"ok": True, "value": ...} or the error."""
-        return self.result(self.start_call(c, method, *args), timeout,
-                           "%s.%s%r" % (c, method, args))
-
-    def ok(self, c, method, *args, timeout=5):
-        """The value of a call that must succeed."""
-        r = self.call(c, method, *args, timeout=timeout)
-        assert r["ok"] is True, "%s.%s%r failed: %r" % (c, method, args, r)
-        return r["value"]
-
-    def refused(self, c, method, *args, timeout=5):
-        """The error of a call that must reject with a HeraldError."""
-        r = self.call(c, method, *args, timeout=timeout)
-        assert r["ok"] is False, "%s.%s%r should have failed: %r" % (c, method, args, r)
-        assert r["name"] == "HeraldError", r
-        assert isinstance(r["code"], str) and isinstance(r["message"], str), r
-        return r
-
-    def close(self, c):
-        self.send(**{"do": "close", "c": c})
-
-    def finish(self):
-        """Close every client and let node exit; return its exit status."""
-        try:
-            self.send(do="exit")
-            self.proc.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-        try:
-            return self.proc.wait(10)
-        finally:
-            self.kill()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.reader.join(2)
-        self.proc.stdout.close()
-        self.errfile.close()
-
-    # -- what the clients saw ------------------------------------------
-
-    def reports(self, c, kind, **match):
-        return [r for r in self.seen if r.get("c") == c and r.get("kind") == kind
-                and all(r.get(k) == v for k, v in match.items())]
-
-    def events(self, c, event=None):
-        return [(r["event"], r["data"], r["meta"]) for r in self.reports(c, "event")
-                if event is None or r["event"] == event]
-
-    def presence(self, c, channel=None):
-        return [(r["type"], r["channel"], r["member"]) for r in self.reports(c, "presence")
-                if channel is None or r["channel"] == channel]
-
-    def wait_open(self, c, n=1, timeout=10):
-        self.wait(lambda s: len(self.reports(c, "state", state="open")) >= n, timeout,
-                  "%s to open (%d)" % (c, n))
 
 
 @pytest.fixture
@@ -205,32 +50,6 @@ def driver():
         assert d.finish() == 0, d.dump()
     finally:
         d.kill()
-
-
-def user_token(herald, user, name=None, channels=("chat:*", "room:*")):
-    """A connection token for `user` that may subscribe to `channels`, with info {name}."""
-    claims = {"channels": list(channels)}
-    if name is not None:
-        claims["info"] = {"name": name}
-    return herald.token(user, **claims)
-
-
-def publish_channel(herald, channel, event, data=None):
-    """POST /publish {"channel": ...}; returns "delivered"."""
-    j = herald.api_ok("POST", "/publish", {"channel": channel, "event": event, "data": data})
-    return j["delivered"]
-
-
-def publish_until_delivered(herald, channel, event, data, n=1, timeout=10):
-    """Publish to `channel` until it reaches n connections (a resubscription is on its way)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = publish_channel(herald, channel, event, data)
-        if got == n:
-            return
-        assert got == 0 and time.monotonic() < deadline, \
-            "publish to %s delivered %r, expected %d" % (channel, got, n)
-        time.sleep(0.1)
 
 
 def by_user(members):

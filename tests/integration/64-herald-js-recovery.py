@@ -21,8 +21,6 @@ them:
 Needs node (Debian's nodejs, v20) and `npm ci --prefix tests/js`.
 """
 
-import importlib.util
-import os
 import socket
 import threading
 import time
@@ -30,26 +28,8 @@ import time
 import pytest
 
 from herald import Herald
+from jsdriver import CHANNELS, Driver, publish_channel, user_token
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load_channels_module():
-    """62-herald-js-channels.py, for its Driver and helpers (not a valid module name)."""
-    spec = importlib.util.spec_from_file_location(
-        "herald_js_channels_62", os.path.join(HERE, "62-herald-js-channels.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_js = _load_channels_module()
-Driver = _js.Driver
-user_token = _js.user_token
-publish_channel = _js.publish_channel
-publish_until_delivered = _js.publish_until_delivered
-
-CHANNELS = _js.CHANNELS
 HERALD_CONFIG = dict(CHANNELS)       # the module's shared daemon: default history (100)
 
 
