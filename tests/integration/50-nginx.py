@@ -281,6 +281,47 @@ def test_http_publish_location_for_local_callers_only(sock_dir, run):
         run(scenario())
 
 
+def upgrade_from(port, source, token):
+    """A WebSocket handshake through nginx from a given loopback address; returns the status."""
+    req = ("GET /ws?token=%s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n" % token)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.sendall(req.encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, int(head.split(b" ")[1])
+
+
+@pytest.mark.parametrize("upstream", ["unix", "tcp"])
+def test_the_client_address_herald_counts_is_the_one_nginx_saw(sock_dir, upstream):
+    # nginx forwards the visitor's address in X-Forwarded-For (herald.conf) and Herald
+    # believes it only from trusted_proxies (by default loopback and unix peers): the
+    # per-address limit then holds per visitor, not for nginx as a whole.
+    ws_sock = os.path.join(sock_dir, "ws.sock")
+    config = {"max_connections_per_ip": 1}
+    if upstream == "unix":
+        config["listen"] = "unix:" + ws_sock
+    with Herald(config=config, workers=2) as h, \
+            Nginx("unix:" + ws_sock if upstream == "unix" else "127.0.0.1:%d" % h.port) as ngx:
+        token = h.token("visitor")
+        held = []
+        try:
+            for source, want in (("127.0.0.2", 101), ("127.0.0.3", 101), ("127.0.0.2", 429)):
+                s, status = upgrade_from(ngx.port, source, token)
+                held.append(s)
+                assert status == want, (source, status)
+            assert h.stats()["handshakes_refused"]["too_many_from_address"] == 1
+            assert "refused 127.0.0.2: too_many_from_address" in h.log_text()
+        finally:
+            for s in held:
+                s.close()
+
+
 def raw_upgrade(port, path):
     """Send a WebSocket upgrade by hand; return (status, headers dict, body bytes)."""
     req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
