@@ -32,6 +32,7 @@
 
 #include "cfg.h"
 #include "chan.h"
+#include "net.h"
 #include "xmalloc.h"
 
 /* ---- Numbers ---------------------------------------------------------- */
@@ -299,28 +300,11 @@ int cfg_check_abs_path(const char *v, char **why)
 
 int cfg_check_proxy(const char *v, char **why)
 {
-    unsigned char buf[16];
-    char base[64];
-    const char *slash = strchr(v, '/');
-    size_t n = slash != NULL ? (size_t)(slash - v) : strlen(v);
-    long bits = -1;
-    int v6;
-    char *end;
+    unsigned char addr[16];
+    int bits;
 
-    if (strcmp(v, "unix") == 0)
+    if (strcmp(v, "unix") == 0 || net_parse_cidr(v, addr, &bits) == 0)
         return 0;
-    if (n < sizeof base) {
-        memcpy(base, v, n);
-        base[n] = '\0';
-        v6 = strchr(base, ':') != NULL;
-        if (inet_pton(v6 ? AF_INET6 : AF_INET, base, buf) == 1) {
-            if (slash == NULL)
-                return 0;
-            bits = strtol(slash + 1, &end, 10);
-            if (*end == '\0' && slash[1] != '\0' && bits >= 0 && bits <= (v6 ? 128 : 32))
-                return 0;
-        }
-    }
     *why = xasprintf("expected unix, an IP address or ADDRESS/BITS, got '%s'", v);
     return -1;
 }

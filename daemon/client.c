@@ -35,7 +35,6 @@
 #include "xmalloc.h"
 
 #define CLIENT_MAX_CLAIM_CHANNELS 1000
-#define PUB_KEY_LEN 160                  /* "u:" or "c:" and a name */
 
 /* The connection's verified user id, or NULL when anonymous. */
 static const char *client_user(const struct conn *c)
@@ -231,7 +230,7 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
 static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, const char *since,
                               json_t *members)
 {
-    char key[PUB_KEY_LEN], id[HIST_ID_MAX];
+    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
     int ok;
 
     if (!hist_on(c->w->hub->hist)) {
@@ -358,19 +357,19 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
     client_ok(c, cmd->ref, NULL);
 }
 
-/* Hand frame m (consumed) to every worker holding channel, leaving out skip_conn. */
-static void client_fan_out(struct worker *w, const char *channel, struct msg *m,
-                           uint64_t skip_conn)
+/*
+ * A one-item publish job to channel's subscribers but skip_conn, with frame m
+ * (consumed; NULL when pub_submit makes it from the envelope).
+ */
+static struct cmd_job *client_channel_job(struct worker *w, const char *channel, struct msg *m,
+                                          uint64_t skip_conn)
 {
     struct cmd_job *job = cmd_job_new(CMD_PUBLISH, w->hub->nqueues, 1);
-    struct dir_mask mask;
 
     job->items[0].msg = m;
     job->items[0].channel = xstrdup(channel);
     job->items[0].skip_conn = skip_conn;
-    memset(&mask, 0, sizeof mask);
-    dir_lookup(w->hub->chans, channel, &mask);
-    cmd_submit_detached(w->hub, job, &mask);
+    return job;
 }
 
 /* {"op":"publish"} */
@@ -395,10 +394,7 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         client_fail(c, cmd->ref, PROTO_E_BAD_COMMAND, "data cannot be encoded");
         return;
     }
-    job = cmd_job_new(CMD_PUBLISH, c->w->hub->nqueues, 1);
-    job->items[0].msg = proto_text_frame(text, NULL);
-    job->items[0].channel = xstrdup(cmd->channel);
-    job->items[0].skip_conn = cmd->echo ? 0 : c->id;
+    job = client_channel_job(c->w, cmd->channel, NULL, cmd->echo ? 0 : c->id);
     pub_submit(c->w->hub, job, &text, 1);
     free(text);
     client_ok(c, cmd->ref, NULL);
@@ -480,7 +476,7 @@ void client_message(struct conn *c, const char *text, size_t len)
 /* ?since= on the URL: replay the user's stream, then say where it stands. */
 static void client_recover_user(struct conn *c, const char *since)
 {
-    char key[PUB_KEY_LEN], id[HIST_ID_MAX];
+    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
     int ok;
 
     if (since == NULL || client_user(c) == NULL || !hist_on(c->w->hub->hist))
@@ -552,29 +548,18 @@ static void client_unlink_call(struct conn *c, struct rpc_call *call)
 static void client_app_error(struct conn *c, const struct rpc_call *call,
                              const struct rpc_result *res)
 {
-    json_t *o = json_loadb(res->body, res->body_len, 0, NULL);
-    const char *code = json_string_value(json_object_get(o, "code"));
-    const char *message = json_string_value(json_object_get(o, "message"));
+    const char *code = json_string_value(json_object_get(res->answer, "code"));
+    const char *message = json_string_value(json_object_get(res->answer, "message"));
 
-    if (code != NULL)
-        client_send(c, proto_error(call->ref, code, message != NULL ? message : ""));
-    else
-        client_fail(c, call->ref, PROTO_E_RPC_FAILED, "the PHP script failed");
-    json_decref(o);
+    client_send(c, proto_error(call->ref, code, message != NULL ? message : ""));
 }
 
 /* Does a subscribe hook's answer allow: true or {"allow": true}? */
 static int client_hook_allows(const struct rpc_result *res)
 {
-    json_t *o;
-    int yes;
-
     if (res->err >= 0 || res->status / 100 != 2)
         return 0;
-    o = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
-    yes = json_is_true(o) || json_is_true(json_object_get(o, "allow"));
-    json_decref(o);
-    return yes;
+    return json_is_true(res->answer) || json_is_true(json_object_get(res->answer, "allow"));
 }
 
 /* The subscribe hook answered. */
@@ -632,5 +617,5 @@ void client_emit_presence(void *arg, int join, const char *channel, const char *
         log_msg(LOG_ERROR, "client", "cannot encode a presence event for %s", channel);
         return;
     }
-    client_fan_out(w, channel, m, 0);
+    pub_hand_out(w->hub, client_channel_job(w, channel, m, 0), 1);
 }

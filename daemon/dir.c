@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stripe.h"
 #include "xmalloc.h"
 
 struct dir_entry {
@@ -18,16 +19,6 @@ struct dir_entry {
     struct dir_mask mask;
     char id[];              /* NUL-terminated user id */
 };
-
-/* FNV-1a: picks the stripe; uthash hashes again inside it. */
-static unsigned dir_stripe(const char *id, size_t len)
-{
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 16777619u;
-    return h % DIR_STRIPES;
-}
 
 void dir_init(struct dir *d)
 {
@@ -52,7 +43,7 @@ void dir_free(struct dir *d)
 
 void dir_add(struct dir *d, const char *id, size_t len, int worker)
 {
-    unsigned s = dir_stripe(id, len);
+    unsigned s = stripe_of(id, len, DIR_STRIPES);
     struct dir_entry *e;
 
     pthread_mutex_lock(&d->lock[s]);
@@ -68,7 +59,7 @@ void dir_add(struct dir *d, const char *id, size_t len, int worker)
 
 void dir_remove(struct dir *d, const char *id, size_t len, int worker)
 {
-    unsigned s = dir_stripe(id, len);
+    unsigned s = stripe_of(id, len, DIR_STRIPES);
     struct dir_entry *e;
 
     pthread_mutex_lock(&d->lock[s]);
@@ -98,7 +89,7 @@ size_t dir_count(struct dir *d)
 void dir_lookup(struct dir *d, const char *id, struct dir_mask *mask)
 {
     size_t len = strlen(id);
-    unsigned s = dir_stripe(id, len);
+    unsigned s = stripe_of(id, len, DIR_STRIPES);
     struct dir_entry *e;
 
     pthread_mutex_lock(&d->lock[s]);

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "msg.h"
+#include "stripe.h"
 #include "xmalloc.h"
 
 double hist_clock(void)
@@ -28,16 +29,6 @@ double hist_clock(void)
 
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* FNV-1a over the key: picks the stripe. */
-static unsigned hist_stripe(const char *key)
-{
-    uint32_t h = 2166136261u;
-
-    for (const char *s = key; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HIST_STRIPES;
 }
 
 void hist_init(struct hist *h, size_t size, double ttl, size_t max_bytes)
@@ -106,7 +97,7 @@ char *hist_key(char *buf, size_t size, char kind, const char *name)
 
 unsigned hist_stripe_of(const char *key)
 {
-    return hist_stripe(key);
+    return stripe_of(key, strlen(key), HIST_STRIPES);
 }
 
 void hist_lock(struct hist *h, unsigned stripe)
@@ -121,13 +112,13 @@ void hist_unlock(struct hist *h, unsigned stripe)
 
 struct hist_stream *hist_begin(struct hist *h, const char *key)
 {
-    hist_lock(h, hist_stripe(key));
+    hist_lock(h, hist_stripe_of(key));
     return hist_get(h, key);
 }
 
 struct hist_stream *hist_get(struct hist *h, const char *key)
 {
-    unsigned stripe = hist_stripe(key);
+    unsigned stripe = hist_stripe_of(key);
     struct hist_stream *s;
 
     HASH_FIND_STR(h->table[stripe], key, s);

@@ -30,6 +30,7 @@
 
 #define HIST_STRIPES 64
 #define HIST_ID_MAX 32         /* "xxxxxxxx:" + 20 digits + NUL fits */
+#define HIST_KEY_MAX 160       /* "u:" or "c:", a user id or channel name (128), NUL */
 
 struct msg;
 

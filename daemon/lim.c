@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 
 #include "cfg.h"
+#include "net.h"
+#include "stripe.h"
 #include "xmalloc.h"
 
 struct lim_addr {
@@ -24,16 +26,6 @@ struct lim_addr {
     long count;
     char addr[];               /* NUL-terminated */
 };
-
-/* FNV-1a: picks the stripe. */
-static unsigned lim_stripe(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % LIM_STRIPES;
-}
 
 void lim_init(struct lim *l)
 {
@@ -57,40 +49,16 @@ void lim_free(struct lim *l)
     }
 }
 
-/* Parse a textual IPv4 or IPv6 address into 16 bytes (v4 mapped); 0 or -1. */
-static int lim_parse(const char *s, unsigned char out[16])
-{
-    struct in_addr v4;
-
-    if (inet_pton(AF_INET6, s, out) == 1)
-        return 0;
-    if (inet_pton(AF_INET, s, &v4) != 1)
-        return -1;
-    memset(out, 0, 10);
-    out[10] = out[11] = 0xff;
-    memcpy(out + 12, &v4, 4);
-    return 0;
-}
-
 /* Does entry ("unix", an address, or ADDRESS/BITS) cover addr? */
 static int lim_entry_covers(const char *entry, const char *addr)
 {
     unsigned char want[16], got[16];
-    char base[LIM_ADDR_MAX];
-    const char *slash = strchr(entry, '/');
-    size_t n = slash != NULL ? (size_t)(slash - entry) : strlen(entry);
-    int bits, v4;
+    int bits;
 
     if (strcmp(entry, "unix") == 0 || strcmp(addr, "unix") == 0)
         return strcmp(entry, addr) == 0;
-    if (n >= sizeof base)
+    if (net_parse_cidr(entry, want, &bits) < 0 || net_parse_addr(addr, got) < 0)
         return 0;
-    memcpy(base, entry, n);
-    base[n] = '\0';
-    v4 = strchr(base, ':') == NULL;
-    if (lim_parse(base, want) < 0 || lim_parse(addr, got) < 0)
-        return 0;
-    bits = slash != NULL ? atoi(slash + 1) + (v4 ? 96 : 0) : 128;
     for (int i = 0; i < 16 && bits > 0; i++, bits -= 8) {
         unsigned char mask = bits >= 8 ? 0xff : (unsigned char)(0xff << (8 - bits));
 
@@ -149,7 +117,7 @@ static int lim_forwarded(const struct cfg *cfg, struct http_str xff, char addr[L
             return -1;
         memcpy(addr, xff.p + a, b - a);
         addr[b - a] = '\0';
-        if (lim_parse(addr, tmp) < 0)
+        if (net_parse_addr(addr, tmp) < 0)
             return -1;
         if (!lim_trusted(cfg, addr))
             return 0;
@@ -174,10 +142,10 @@ int lim_client_addr(const struct cfg *cfg, int fd, const struct http_request *re
     return 0;
 }
 
-/* One more connection from addr, unless it is at the limit. */
+/* One more connection from addr, unless it is at the limit (max >= 1). */
 static int lim_addr_take(struct lim *l, const char *addr, long max)
 {
-    unsigned s = lim_stripe(addr);
+    unsigned s = stripe_of(addr, strlen(addr), LIM_STRIPES);
     struct lim_addr *a;
     int ok = 1;
 
@@ -190,14 +158,10 @@ static int lim_addr_take(struct lim *l, const char *addr, long max)
         memcpy(a->addr, addr, len);
         HASH_ADD_KEYPTR(hh, l->table[s], a->addr, len, a);
     }
-    if (a->count >= max)
-        ok = 0;
-    else
+    if (a->count < max)
         a->count++;
-    if (a->count == 0) {
-        HASH_DEL(l->table[s], a);
-        free(a);
-    }
+    else
+        ok = 0;
     pthread_mutex_unlock(&l->lock[s]);
     return ok;
 }
@@ -225,7 +189,7 @@ void lim_release(struct lim *l, const char *addr)
     atomic_fetch_sub(&l->total, 1);
     if (addr == NULL)
         return;
-    s = lim_stripe(addr);
+    s = stripe_of(addr, strlen(addr), LIM_STRIPES);
     pthread_mutex_lock(&l->lock[s]);
     HASH_FIND_STR(l->table[s], addr, a);
     if (a != NULL && --a->count == 0) {

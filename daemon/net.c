@@ -120,50 +120,14 @@ static int split_host_port(const char *addr, char *host, size_t hostlen, const c
     return 0;
 }
 
-/* Bind a TCP socket to the first address HOST resolves to. */
-static int listen_tcp(const char *addr, int reuseport, char **cause)
+/*
+ * Resolve "HOST:PORT" (flags: AI_PASSIVE to bind, AI_NUMERICHOST to never
+ * wait on DNS) and make a non-blocking socket for its first address.
+ * Returns the fd with *res set (the caller frees it), or -1 with *cause set.
+ */
+static int tcp_socket(const char *addr, int flags, struct addrinfo **res, char **cause)
 {
-    struct addrinfo hints, *res;
-    char host[256];
-    const char *port;
-    int fd, one = 1, r;
-
-    if (split_host_port(addr, host, sizeof host, &port) != 0) {
-        *cause = xasprintf("bad listen address: %s", addr);
-        return -1;
-    }
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (r != 0) {
-        *cause = xasprintf("%s: %s", addr, gai_strerror(r));
-        return -1;
-    }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        *cause = xasprintf("socket: %s", strerror(errno));
-        freeaddrinfo(res);
-        return -1;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        *cause = xasprintf("%s: %s", addr, strerror(errno));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
-/* Start a non-blocking TCP connect to numeric HOST:PORT ("localhost" is 127.0.0.1). */
-static int connect_tcp(const char *addr, char **cause)
-{
-    struct addrinfo hints, *res;
+    struct addrinfo hints;
     char host[256];
     const char *port;
     int fd, r;
@@ -175,20 +139,55 @@ static int connect_tcp(const char *addr, char **cause)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    /* Numeric only: a DNS lookup would block the worker's loop. */
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    r = getaddrinfo(strcmp(host, "localhost") == 0 ? "127.0.0.1" : host, port, &hints, &res);
+    hints.ai_flags = flags | AI_NUMERICSERV;
+    if ((flags & AI_NUMERICHOST) && strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    r = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
     if (r != 0) {
         *cause = xasprintf("%s: %s", addr, gai_strerror(r));
         return -1;
     }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS) {
+    fd = socket((*res)->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *cause = xasprintf("socket: %s", strerror(errno));
+        freeaddrinfo(*res);
+    }
+    return fd;
+}
+
+/* Bind a TCP socket to the first address HOST resolves to. */
+static int listen_tcp(const char *addr, int reuseport, char **cause)
+{
+    struct addrinfo *res;
+    int one = 1, fd = tcp_socket(addr, AI_PASSIVE, &res, cause);
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         *cause = xasprintf("%s: %s", addr, strerror(errno));
         close(fd);
         fd = -1;
-    } else if (fd < 0) {
-        *cause = xasprintf("socket: %s", strerror(errno));
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Start a non-blocking TCP connect to numeric HOST:PORT ("localhost" is 127.0.0.1). */
+static int connect_tcp(const char *addr, char **cause)
+{
+    struct addrinfo *res;
+    /* Numeric only: a DNS lookup would block the worker's loop. */
+    int fd = tcp_socket(addr, AI_NUMERICHOST, &res, cause);
+
+    if (fd < 0)
+        return -1;
+    if (connect(fd, res->ai_addr, res->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        *cause = xasprintf("%s: %s", addr, strerror(errno));
+        close(fd);
+        fd = -1;
     }
     freeaddrinfo(res);
     return fd;
@@ -220,6 +219,47 @@ int net_connect(const char *addr, char **cause)
     if (net_is_unix(addr))
         return connect_unix(addr + 5, cause);
     return connect_tcp(addr, cause);
+}
+
+int net_parse_addr(const char *s, unsigned char addr[16])
+{
+    struct in_addr v4;
+
+    if (inet_pton(AF_INET6, s, addr) == 1)
+        return 0;
+    if (inet_pton(AF_INET, s, &v4) != 1)
+        return -1;
+    memset(addr, 0, 10);
+    addr[10] = addr[11] = 0xff;
+    memcpy(addr + 12, &v4, 4);
+    return 0;
+}
+
+int net_parse_cidr(const char *s, unsigned char addr[16], int *bits)
+{
+    const char *slash = strchr(s, '/');
+    size_t n = slash != NULL ? (size_t)(slash - s) : strlen(s);
+    char base[INET6_ADDRSTRLEN];
+    int v6, max;
+    long b;
+    char *end;
+
+    if (n >= sizeof base)
+        return -1;
+    memcpy(base, s, n);
+    base[n] = '\0';
+    v6 = strchr(base, ':') != NULL;
+    max = v6 ? 128 : 32;
+    if (net_parse_addr(base, addr) < 0)
+        return -1;
+    b = max;
+    if (slash != NULL) {
+        b = strtol(slash + 1, &end, 10);
+        if (slash[1] == '\0' || *end != '\0' || b < 0 || b > max)
+            return -1;
+    }
+    *bits = (int)b + (v6 ? 0 : 96);
+    return 0;
 }
 
 int net_listen(const char *addr, mode_t mode, int reuseport, char **cause)

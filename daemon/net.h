@@ -37,6 +37,15 @@ int net_accept(int lfd);
  */
 int net_connect(const char *addr, char **cause);
 
+/* An IPv4 or IPv6 address as 16 bytes (IPv4 mapped to ::ffff:a.b.c.d); 0, or -1. */
+int net_parse_addr(const char *s, unsigned char addr[16]);
+
+/*
+ * "ADDRESS" or "ADDRESS/BITS" (IPv4 bits 0-32, IPv6 0-128) as 16 bytes and
+ * a prefix length out of 128 (an IPv4 /24 is 120); 0, or -1 when malformed.
+ */
+int net_parse_cidr(const char *s, unsigned char addr[16], int *bits);
+
 /* Remove a unix socket file left by net_listen (addr may be unix:PATH or a path). */
 void net_unlink(const char *addr);
 

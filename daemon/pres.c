@@ -16,11 +16,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "stripe.h"
 #include "xmalloc.h"
 
 struct pres_member {
     char *user;                  /* owned */
-    char *info;                  /* owned: JSON object text, or NULL */
+    char *info;                  /* owned: JSON object text (for events), or NULL */
+    json_t *info_json;           /* ref: the same, parsed once for member lists; never changed */
     size_t count;                /* the user's connections in the channel */
     UT_hash_handle hh;
 };
@@ -30,16 +32,6 @@ struct pres_chan {
     struct pres_member *members; /* owned: uthash by user */
     UT_hash_handle hh;
 };
-
-/* FNV-1a over the channel name: picks the stripe. */
-static unsigned pres_stripe(const char *name)
-{
-    uint32_t h = 2166136261u;
-
-    for (const char *s = name; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % PRES_STRIPES;
-}
 
 void pres_init(struct pres *p)
 {
@@ -54,6 +46,7 @@ static void pres_member_free(struct pres_member *m)
 {
     free(m->user);
     free(m->info);
+    json_decref(m->info_json);
     free(m);
 }
 
@@ -85,13 +78,13 @@ static json_t *pres_list(const struct pres_chan *ch, int counts)
     if (ch == NULL)
         return arr;
     for (m = ch->members; m != NULL; m = m->hh.next) {
-        json_t *info = m->info != NULL ? json_loads(m->info, 0, NULL) : NULL;
         json_t *o = json_pack("{s:s}", "user", m->user);
 
         if (o == NULL)
             continue;
-        if (info != NULL)
-            json_object_set_new(o, "info", info);
+        /* Shared, not copied: jansson's reference counts are atomic. */
+        if (m->info_json != NULL)
+            json_object_set(o, "info", m->info_json);
         if (counts)
             json_object_set_new(o, "connections", json_integer((json_int_t)m->count));
         json_array_append_new(arr, o);
@@ -102,7 +95,7 @@ static json_t *pres_list(const struct pres_chan *ch, int counts)
 void pres_join(struct pres *p, const char *channel, const char *user, const char *info,
                pres_emit_fn emit, void *arg, json_t **members)
 {
-    unsigned s = pres_stripe(channel);
+    unsigned s = stripe_of(channel, strlen(channel), PRES_STRIPES);
     struct pres_chan *ch;
     struct pres_member *m;
 
@@ -118,6 +111,7 @@ void pres_join(struct pres *p, const char *channel, const char *user, const char
         m = xcalloc(1, sizeof *m);
         m->user = xstrdup(user);
         m->info = info != NULL ? xstrdup(info) : NULL;
+        m->info_json = info != NULL ? json_loads(info, 0, NULL) : NULL;
         HASH_ADD_KEYPTR(hh, ch->members, m->user, strlen(m->user), m);
     }
     if (m->count++ == 0)
@@ -130,7 +124,7 @@ void pres_join(struct pres *p, const char *channel, const char *user, const char
 void pres_leave(struct pres *p, const char *channel, const char *user, pres_emit_fn emit,
                 void *arg)
 {
-    unsigned s = pres_stripe(channel);
+    unsigned s = stripe_of(channel, strlen(channel), PRES_STRIPES);
     struct pres_chan *ch;
     struct pres_member *m = NULL;
 
@@ -158,7 +152,7 @@ void pres_leave(struct pres *p, const char *channel, const char *user, pres_emit
 
 json_t *pres_members(struct pres *p, const char *channel, int counts)
 {
-    unsigned s = pres_stripe(channel);
+    unsigned s = stripe_of(channel, strlen(channel), PRES_STRIPES);
     struct pres_chan *ch;
     json_t *arr;
 

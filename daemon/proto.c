@@ -334,16 +334,6 @@ char *proto_channel_text(const char *channel, const char *event, const json_t *d
     return text;
 }
 
-struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
-                                  const char *from)
-{
-    char *text = proto_channel_text(channel, event, data, from);
-    struct msg *m = text != NULL ? proto_text_frame(text, NULL) : NULL;
-
-    free(text);
-    return m;
-}
-
 struct msg *proto_text_frame(const char *text, const char *id)
 {
     static const char chan[] = "{\"channel\":\"";

@@ -105,11 +105,10 @@ struct msg *proto_error(const json_t *ref, const char *code, const char *message
 /* {"op":"reply","ref":R,"data":D} with D, already checked JSON text, spliced in. */
 struct msg *proto_reply(const json_t *ref, const char *data, size_t len);
 
-/* {"channel":C,"event":E,"data":D[,"from":F]}; data NULL means null, from may be NULL. */
-struct msg *proto_channel_message(const char *channel, const char *event, const json_t *data,
-                                  const char *from);
-
-/* The same envelope as JSON text (malloc'd), to be framed by proto_text_frame. */
+/*
+ * {"channel":C,"event":E,"data":D[,"from":F]} as JSON text (malloc'd), to be
+ * framed by proto_text_frame; data NULL means null, from may be NULL.
+ */
 char *proto_channel_text(const char *channel, const char *event, const json_t *data,
                          const char *from);
 

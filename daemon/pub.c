@@ -19,8 +19,6 @@
 #include "proto.h"
 #include "xmalloc.h"
 
-#define PUB_KEY_MAX 160
-
 /* The workers holding any target of the job. */
 static void pub_mask(const struct cmd_hub *hub, const struct cmd_job *job, struct dir_mask *mask)
 {
@@ -39,8 +37,7 @@ static void pub_mask(const struct cmd_hub *hub, const struct cmd_job *job, struc
     }
 }
 
-/* Send the job to its workers; returns it unless detached. */
-static struct cmd_job *pub_send(const struct cmd_hub *hub, struct cmd_job *job, int detached)
+struct cmd_job *pub_hand_out(const struct cmd_hub *hub, struct cmd_job *job, int detached)
 {
     struct dir_mask mask;
 
@@ -56,7 +53,7 @@ static struct cmd_job *pub_send(const struct cmd_hub *hub, struct cmd_job *job, 
 /* Mark the stripes of every stream the job publishes to. */
 static void pub_stripes(const struct cmd_job *job, unsigned char used[HIST_STRIPES])
 {
-    char key[PUB_KEY_MAX];
+    char key[HIST_KEY_MAX];
 
     for (size_t i = 0; i < job->nitems; i++) {
         const struct cmd_item *it = &job->items[i];
@@ -96,7 +93,7 @@ static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_jo
                                   char *const *texts)
 {
     struct cmd_job *nj = cmd_job_new(CMD_PUBLISH, hub->nqueues, pub_count(job));
-    char key[PUB_KEY_MAX];
+    char key[HIST_KEY_MAX];
     size_t k = 0;
 
     for (size_t i = 0; i < job->nitems; i++) {
@@ -104,7 +101,7 @@ static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_jo
         struct cmd_item *out = &nj->items[k];
 
         if (it->broadcast) {
-            out->msg = msg_ref(it->msg);
+            out->msg = proto_text_frame(texts[i], NULL);
             out->broadcast = 1;
             out->group = i;
             k++;
@@ -135,17 +132,21 @@ struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char 
     unsigned char used[HIST_STRIPES] = {0};
     struct cmd_job *nj;
 
-    for (size_t i = 0; i < job->nitems; i++)
-        job->items[i].group = i;
-    if (!hist_on(hub->hist))
-        return pub_send(hub, job, detached);
+    if (!hist_on(hub->hist)) {
+        /* No ids: one frame per message, as it is. */
+        for (size_t i = 0; i < job->nitems; i++) {
+            job->items[i].msg = proto_text_frame(texts[i], NULL);
+            job->items[i].group = i;
+        }
+        return pub_hand_out(hub, job, detached);
+    }
     pub_stripes(job, used);
     for (unsigned s = 0; s < HIST_STRIPES; s++)
         if (used[s])
             hist_lock(hub->hist, s);
     nj = pub_number(hub, job, texts);
     cmd_job_free(job);
-    nj = pub_send(hub, nj, detached);
+    nj = pub_hand_out(hub, nj, detached);
     for (unsigned s = 0; s < HIST_STRIPES; s++)
         if (used[s])
             hist_unlock(hub->hist, s);

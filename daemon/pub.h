@@ -17,15 +17,21 @@ struct cmd_hub;
 struct cmd_job;
 
 /*
- * Submit job, whose item i carries the frame of texts[i] (its envelope as
- * JSON text, which the numbered frames are made from). With history on,
- * items with users are split into one item per user, each with its own id,
- * and the job is replaced: the result is the job to wait on (not detached)
- * and to read delivered[] from, indexed by the original item. The texts
- * stay the caller's. Detached: the job is the workers' once submitted and
- * NULL is returned.
+ * Submit job, whose item i has its targets but no frame yet: its envelope is
+ * texts[i] (JSON text), from which the frames are made here. With history
+ * on, items with users are split into one item per user, each frame with
+ * its own id, and the job is replaced: the result is the job to wait on
+ * (not detached) and to read delivered[] from, indexed by the original
+ * item. The texts stay the caller's. Detached: the job is the workers' once
+ * submitted and NULL is returned.
  */
 struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char *const *texts,
                            int detached);
+
+/*
+ * Submit job to the workers holding its targets as it is, unnumbered (for
+ * what history does not keep: presence events). Returns it unless detached.
+ */
+struct cmd_job *pub_hand_out(const struct cmd_hub *hub, struct cmd_job *job, int detached);
 
 #endif

@@ -231,15 +231,12 @@ static void rpc_write(struct rpc_call *call)
     ev_io_start(call->w->loop, &call->io);
 }
 
-/* Check a non-error answer (status >= 300) for a valid {"code": ...}. */
-static int rpc_app_error_ok(const struct fcgic_response *r)
+/* Does PHP's error answer carry a valid {"code": ...} (herald_rpc_error)? */
+static int rpc_app_error_ok(const json_t *answer)
 {
-    json_t *o = json_loadb(r->body, r->body_len, 0, NULL);
-    const char *code = json_string_value(json_object_get(o, "code"));
-    int ok = code != NULL && proto_code_valid(code, strlen(code));
+    const char *code = json_string_value(json_object_get(answer, "code"));
 
-    json_decref(o);
-    return ok;
+    return code != NULL && proto_code_valid(code, strlen(code));
 }
 
 /* The answer is complete: check it and end the call. */
@@ -248,7 +245,7 @@ static void rpc_answered(struct rpc_call *call)
     struct fcgic_parser *p = &call->parser;
     struct fcgic_response r;
     struct rpc_result res;
-    json_t *v;
+    json_t *answer;
     char status[16];
 
     if (p->err_len > 0) {
@@ -271,21 +268,16 @@ static void rpc_answered(struct rpc_call *call)
     res.status = r.status;
     res.body = r.body;
     res.body_len = r.body_len;
+    answer = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, NULL);
+    res.answer = answer;
     snprintf(status, sizeof status, "%d", r.status);
-    if (r.status / 100 != 2) {
-        if (!rpc_app_error_ok(&r))
-            rpc_fail(call, PROTO_E_RPC_FAILED, "the PHP script failed (HTTP %s)", status);
-        else
-            rpc_end(call, &res);
-        return;
-    }
-    v = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, NULL);
-    if (v == NULL) {
+    if (r.status / 100 != 2 && !rpc_app_error_ok(res.answer))
+        rpc_fail(call, PROTO_E_RPC_FAILED, "the PHP script failed (HTTP %s)", status);
+    else if (res.answer == NULL)
         rpc_fail(call, PROTO_E_RPC_BAD_REPLY, "%s", "the PHP script's answer is not JSON");
-        return;
-    }
-    json_decref(v);
-    rpc_end(call, &res);
+    else
+        rpc_end(call, &res);
+    json_decref(answer);
 }
 
 /* Read what php-fpm sent; end the call on a whole answer, an error or EOF. */

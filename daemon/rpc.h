@@ -62,8 +62,9 @@ struct rpc_result {
     int err;
     char why[128];
     int status;
-    const char *body;    /* borrowed: valid until client_rpc_done returns */
+    const char *body;    /* borrowed: the JSON text, valid until client_rpc_done returns */
     size_t body_len;
+    const json_t *answer; /* borrowed: body parsed, when err == -1 */
 };
 
 /*

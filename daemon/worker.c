@@ -52,13 +52,31 @@ static void worker_run_queued(struct worker *w);
 
 #define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr) - offsetof(struct worker, field)))
 
+/*
+ * Use a config snapshot (at start, and on each reload): what the worker
+ * keeps derived from it, the handshake policy and the ping period, follows.
+ */
+static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
+{
+    w->cfg = cfg;
+    w->policy.path = cfg->ws_path;
+    w->policy.origins = (const char *const *)cfg->origins;
+    w->policy.norigins = cfg->norigins;
+    ev_timer_stop(w->loop, &w->ping);
+    if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
+        double iv = cfg->ping_interval_ms / 1000.0;
+
+        ev_timer_set(&w->ping, iv, iv);
+        ev_timer_start(w->loop, &w->ping);
+    }
+}
+
 struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd,
                           char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
     w->id = id;
-    w->cfg = cfg;
     w->hub = hub;
     w->dir = hub->dir;
     /* Connection ids are unique in the process: the worker in the top bits. */
@@ -76,9 +94,6 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, in
         free(w);
         return NULL;
     }
-    w->policy.path = cfg->ws_path;
-    w->policy.origins = (const char *const *)cfg->origins;
-    w->policy.norigins = cfg->norigins;
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = xmalloc(w->rbuf_size);
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
@@ -91,12 +106,8 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, in
     ev_prepare_start(w->loop, &w->prepare);
     ev_timer_init(&w->tick, worker_on_tick, WORKER_TICK, WORKER_TICK);
     ev_timer_start(w->loop, &w->tick);
-    if (cfg->ping_interval_ms > 0) {
-        double iv = cfg->ping_interval_ms / 1000.0;
-
-        ev_timer_init(&w->ping, worker_on_ping, iv, iv);
-        ev_timer_start(w->loop, &w->ping);
-    }
+    ev_init(&w->ping, worker_on_ping);
+    worker_use_cfg(w, cfg);
     cmd_queue_init(&w->queue, w->loop, worker_on_wake);
     ev_async_start(w->loop, &w->queue.wake);
     return w;
@@ -450,22 +461,6 @@ static void worker_shutdown(struct worker *w)
         conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
-/* Switch to a reloaded snapshot: what the worker copied out of the old one follows. */
-static void worker_reload(struct worker *w, const struct cfg *cfg)
-{
-    w->cfg = cfg;
-    w->policy.path = cfg->ws_path;
-    w->policy.origins = (const char *const *)cfg->origins;
-    w->policy.norigins = cfg->norigins;
-    ev_timer_stop(w->loop, &w->ping);
-    if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
-        double iv = cfg->ping_interval_ms / 1000.0;
-
-        ev_timer_set(&w->ping, iv, iv);
-        ev_timer_start(w->loop, &w->ping);
-    }
-}
-
 /* Run one job for this worker and report it done. */
 static void worker_run(struct worker *w, struct cmd_job *job)
 {
@@ -499,7 +494,7 @@ static void worker_run(struct worker *w, struct cmd_job *job)
         worker_shutdown(w);
         break;
     case CMD_RELOAD:
-        worker_reload(w, job->cfg);
+        worker_use_cfg(w, job->cfg);
         break;
     }
     cmd_job_done(job);

@@ -268,6 +268,20 @@ static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, dou
     return 0;
 }
 
+/*
+ * Is it time to look at the gate again? One thread in every API_POLL_MS
+ * does, however busy the others are: a parked connection is peeked at a
+ * steady pace, not once per request served.
+ */
+static int api_gate_due(struct api *a)
+{
+    long long now = (long long)(api_now() * 1000);
+    long long due = atomic_load(&a->gate_due_ms);
+
+    return now >= due && atomic_compare_exchange_strong(&a->gate_due_ms, &due,
+                                                        now + API_POLL_MS);
+}
+
 /* Look again at the connections waiting for the rest of their request. */
 static void api_check_gate(struct api *a, FCGX_Request *req, uint8_t *buf)
 {
@@ -296,7 +310,8 @@ static void *api_thread(void *arg)
             api_ready(a, &req, buf, ev.data.fd, api_now());
         else if (r > 0 && (fd = api_accept(a)) >= 0)
             api_arm(a, fd, 0);
-        api_check_gate(a, &req, buf);
+        if (api_gate_due(a))
+            api_check_gate(a, &req, buf);
     }
     FCGX_Free(&req, 1);
     free(buf);

@@ -35,6 +35,7 @@ struct api {
     struct stats_api stats;
     time_t started;
     struct gate gate;             /* connections waiting for the rest of a request */
+    atomic_llong gate_due_ms;     /* monotonic ms when the gate is next looked at */
 };
 
 /* One answer: an HTTP status and a JSON body. */

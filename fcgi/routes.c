@@ -122,7 +122,6 @@ static int routes_channel_item(const json_t *chan, const json_t *event, const js
         snprintf(err, errlen, "data cannot be encoded");
         return -1;
     }
-    it->msg = proto_text_frame(*text, NULL);
     return 0;
 }
 
@@ -171,7 +170,6 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
         snprintf(err, errlen, "data cannot be encoded");
         return -1;
     }
-    it->msg = proto_text_frame(*text, NULL);
     return 0;
 }
 

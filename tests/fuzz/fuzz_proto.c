@@ -8,7 +8,8 @@
  *             protocol allows (an op member spelt exactly, a valid channel,
  *             event and method, a usable ref, a token only on subscribe);
  *             the frames built from it the way client.c builds them
- *             (proto_channel_message with its data, proto_ok and
+ *             (proto_channel_text + proto_text_frame with its data and an
+ *             id, proto_ok and
  *             proto_error with its ref, proto_reply splicing its data
  *             re-encoded, proto_presence with an object as info) are single
  *             unmasked text frames whose payload is valid JSON carrying the
@@ -38,6 +39,7 @@
             __builtin_trap();                                                                      \
     } while (0)
 
+#define FUZZ_ID "0badcafe:42"
 #define FUZZ_USER "fuzz-user"
 
 /* The JSON payload of m, one FIN text frame; m is released (its last reference). */
@@ -137,8 +139,12 @@ static void check_frames(const struct proto_cmd *cmd)
     CHECK(member_is(o, "op", "ok") && ref_is(o, cmd->ref) && json_object_size(o) <= 2);
     json_decref(o);
     if (cmd->op == PROTO_PUBLISH) {
-        o = frame_json(proto_channel_message(cmd->channel, cmd->event, cmd->data, FUZZ_USER));
+        text = proto_channel_text(cmd->channel, cmd->event, cmd->data, FUZZ_USER);
+        CHECK(text != NULL);
+        o = frame_json(proto_text_frame(text, FUZZ_ID));
+        free(text);
         CHECK(member_is(o, "channel", cmd->channel) && member_is(o, "event", cmd->event));
+        CHECK(member_is(o, "id", FUZZ_ID));
         CHECK(member_is(o, "from", FUZZ_USER));
         CHECK(cmd->data != NULL ? json_equal(json_object_get(o, "data"), cmd->data)
                                 : json_is_null(json_object_get(o, "data")));

@@ -18,156 +18,39 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 
 import pytest
 import websockets
 
+import nginx
 from herald import Herald, recv_json
+from nginx import copy_snippet, read
 from standin import UnixStandIn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-NGINX = "/usr/sbin/nginx"
-SNIPPET_UPSTREAM = "server unix:/run/herald/ws.sock;"
-SNIPPET_LOG = "access_log /var/log/nginx/herald-ws.access.log "
-
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    # The site's own log, in the default (combined) format that would record ?token=.
-    access_log {tmp}/site-access.log combined;
-    include {tmp}/herald-map.conf;
+SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
         include {tmp}/herald.conf;
         include {tmp}/herald-publish.conf;
         location / {{ return 404; }}
-    }}
-}}
-"""
+    }}"""
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def copy_snippet(name, old, new, dest_dir):
-    """Copy nginx/<name> to dest_dir with `old` (which must occur exactly once) replaced."""
-    with open(os.path.join(ROOT, "nginx", name)) as f:
-        text = f.read()
-    assert text.count(old) == 1, "%s should mention %s exactly once" % (name, old)
-    with open(os.path.join(dest_dir, name), "w") as f:
-        f.write(text.replace(old, new))
-
-
-class Nginx:
-    """A private nginx in front of Herald at `upstream` ("unix:/path" or "127.0.0.1:port")."""
+class Nginx(nginx.Nginx):
+    """The shared test nginx (tests/lib/nginx.py), with nginx/herald-publish.conf too."""
 
     def __init__(self, upstream, api_socket="/nonexistent/api.sock"):
-        self.tmp = tempfile.mkdtemp(prefix="herald-nginx-%d-" % os.getpid())
-        self.upstream = upstream
-        self.proc = None
-        self.port = None
-        self.access_log = os.path.join(self.tmp, "herald-ws.access.log")
-        self.site_log = os.path.join(self.tmp, "site-access.log")
-        self.error_log = os.path.join(self.tmp, "error.log")
+        super().__init__(upstream, SERVER)
         try:
-            for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                os.mkdir(os.path.join(self.tmp, d))
-            copy_snippet("herald-map.conf", SNIPPET_UPSTREAM, "server %s;" % upstream, self.tmp)
-            copy_snippet("herald.conf", SNIPPET_LOG, "access_log %s " % self.access_log,
-                         self.tmp)
             copy_snippet("herald-publish.conf", "unix:/run/herald/api.sock",
                          "unix:" + api_socket, self.tmp)
         except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.cleanup()
             raise
-
-    def __enter__(self):
-        try:
-            return self._start()
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _start(self):
-        for _ in range(5):          # a port picked by free_port() can be taken in between
-            self.port = free_port()
-            conf = os.path.join(self.tmp, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(NGINX_CONF.format(tmp=self.tmp, port=self.port))
-            self.proc = subprocess.Popen(
-                [NGINX, "-p", self.tmp, "-c", conf, "-e", self.error_log],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if self._wait_listening(5.0):
-                return self
-            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None \
-                else ""
-            self._kill()
-            if "Address already in use" not in err + self.errors():
-                raise RuntimeError("nginx did not start: %s\n%s" % (err, self.errors()))
-        raise RuntimeError("nginx found no free port")
-
-    def _wait_listening(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def _kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)       # graceful: flushes the logs
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
-
-    def __exit__(self, *exc):
-        self._kill()
-        self.proc = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    @property
-    def ws_url(self):
-        return "ws://127.0.0.1:%d/ws" % self.port
-
-    def errors(self):
-        return read(self.error_log)
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def wait_for(predicate, timeout, what):

@@ -32,7 +32,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -44,6 +43,7 @@ import urllib.request
 import pytest
 
 from herald import Herald, _pdeathsig, herald_bin
+from nginx import Nginx, read
 from phpfpm import PhpFpm
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -53,34 +53,17 @@ NODE = "/usr/bin/node"
 DRIVER = os.path.join(ROOT, "tests", "js", "browser-e2e.js")
 PLAYWRIGHT = os.path.join(ROOT, "tests", "js", "node_modules", "playwright-core", "package.json")
 CHROMIUM = "/usr/bin/chromium"
-NGINX = "/usr/sbin/nginx"
-SNIPPET_UPSTREAM = "server unix:/run/herald/ws.sock;"
-SNIPPET_LOG = "access_log /var/log/nginx/herald-ws.access.log "
-
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    access_log {tmp}/site-access.log combined;
-    types {{
-        text/html html;
-        application/javascript js;
-    }}
-    default_type application/octet-stream;
-    include {tmp}/herald-map.conf;
+# The site's server{}, inside the shared test nginx's http{} (tests/lib/nginx.py).
+SITE_SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
         root {web};
+        types {{
+            text/html html;
+            application/javascript js;
+        }}
+        default_type application/octet-stream;
         include {tmp}/herald.conf;
         location = /herald.js {{
             alias {herald_js};
@@ -103,94 +86,7 @@ http {{
             fastcgi_param GATEWAY_INTERFACE CGI/1.1;
         }}
         location / {{ return 404; }}
-    }}
-}}
-"""
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def copy_snippet(name, old, new, dest_dir):
-    """Copy nginx/<name> to dest_dir with `old` (which must occur exactly once) replaced."""
-    with open(os.path.join(ROOT, "nginx", name)) as f:
-        text = f.read()
-    assert text.count(old) == 1, "%s should mention %s exactly once" % (name, old)
-    with open(os.path.join(dest_dir, name), "w") as f:
-        f.write(text.replace(old, new))
-
-
-class SiteNginx:
-    """nginx on 127.0.0.1:<free port>: /ws to Herald at `ws_socket`, PHP to php-fpm."""
-
-    def __init__(self, tmp, ws_socket, fpm_socket):
-        self.tmp = tmp
-        self.fpm_socket = fpm_socket
-        self.proc = None
-        self.port = None
-        self.access_log = os.path.join(tmp, "herald-ws.access.log")
-        self.error_log = os.path.join(tmp, "error.log")
-        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.mkdir(os.path.join(tmp, d))
-        copy_snippet("herald-map.conf", SNIPPET_UPSTREAM, "server unix:%s;" % ws_socket, tmp)
-        copy_snippet("herald.conf", SNIPPET_LOG, "access_log %s " % self.access_log, tmp)
-
-    def start(self):
-        for _ in range(5):          # a port picked by free_port() can be taken in between
-            self.port = free_port()
-            conf = os.path.join(self.tmp, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(NGINX_CONF.format(tmp=self.tmp, port=self.port, web=WEB,
-                                          herald_js=HERALD_JS, fpm_socket=self.fpm_socket))
-            self.proc = subprocess.Popen(
-                [NGINX, "-p", self.tmp, "-c", conf, "-e", self.error_log],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                preexec_fn=_pdeathsig)
-            if self._wait_listening(5.0):
-                return self
-            self.stop()
-            if "Address already in use" not in read(self.error_log):
-                raise RuntimeError("nginx did not start:\n" + read(self.error_log))
-        raise RuntimeError("nginx found no free port")
-
-    def _wait_listening(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def stop(self):
-        """SIGQUIT (graceful: flushes the logs), SIGKILL after 5 s; by PID only."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.port
+    }}"""
 
 
 def proc_stat(pid):
@@ -376,8 +272,8 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
         fpm.start()
         first = Herald(config=config, workers=2).start()
         fpm.configure(secret=first.secret, api_socket=first.api_socket)
-        os.mkdir(os.path.join(tmp, "nginx"))
-        ngx = SiteNginx(os.path.join(tmp, "nginx"), ws_sock, fpm.socket).start()
+        ngx = Nginx("unix:" + ws_sock, SITE_SERVER, web=WEB, herald_js=HERALD_JS,
+                    fpm_socket=fpm.socket).start()
         os.mkdir(os.path.join(tmp, "browser"))
         browser = Browser(os.path.join(tmp, "browser"))
 
@@ -442,7 +338,7 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
         if browser is not None:
             browser.close()
         if ngx is not None:
-            ngx.stop()
+            ngx.cleanup()
         for h in (second, first):
             if h is not None:
                 h.cleanup()

@@ -261,6 +261,53 @@ static void test_cfg_channels_and_rpc(void **state)
     tmp_remove(path);
 }
 
+/* Limits, history and service settings: each bad value refused with its own line. */
+static void test_cfg_limits_history_service(void **state)
+{
+    static const struct {
+        const char *line;
+        const char *cause;
+    } bad[] = {
+        {"trusted_proxies = 10.0.0.0/33",
+         "trusted_proxies: expected unix, an IP address or ADDRESS/BITS, got '10.0.0.0/33'"},
+        {"trusted_proxies = ::1/129",
+         "trusted_proxies: expected unix, an IP address or ADDRESS/BITS, got '::1/129'"},
+        {"trusted_proxies = 10.0.0.0/",
+         "trusted_proxies: expected unix, an IP address or ADDRESS/BITS, got '10.0.0.0/'"},
+        {"trusted_proxies = nginx.local",
+         "trusted_proxies: expected unix, an IP address or ADDRESS/BITS, got 'nginx.local'"},
+        {"history_file = history.json",
+         "history_file: expected an absolute path, got 'history.json'"},
+        {"command_burst = 0", "command_burst: must be from 1 to 1000000, got '0'"},
+        {"history_ttl = 500ms", "history_ttl: must be from 1s to 24h, got '500ms'"},
+        {"max_connections = -1", "max_connections: must be from 0 to 100000000, got '-1'"},
+    };
+    char *path = tmp_ini("[herald]\nsecret = " GOOD_SECRET "\n"
+                         "trusted_proxies = unix, 10.1.0.0/16 fd00::/8 192.0.2.7\n"
+                         "history_file = /var/lib/herald/history.json\nhistory_size = 0\n"
+                         "max_connections_per_ip = 200\ncommand_rate = 0\n");
+    char ini[512];
+    struct cfg c;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[512];
+
+        snprintf(ini, sizeof ini, "[herald]\nsecret = " GOOD_SECRET "\n%s\n", bad[i].line);
+        snprintf(want, sizeof want, "herald.ini:3: %s", bad[i].cause);
+        expect_ini_error(ini, NULL, want);
+    }
+    load_ok(&c, "-c", path, NULL);
+    assert_int_equal(c.ntrusted_proxies, 4);
+    assert_string_equal(c.trusted_proxies[1], "10.1.0.0/16");
+    assert_string_equal(c.history_file, "/var/lib/herald/history.json");
+    assert_int_equal(c.history_size, 0);
+    assert_int_equal(c.max_connections_per_ip, 200);
+    assert_int_equal(c.command_rate, 0);
+    assert_int_equal(c.command_burst, 100);
+    cfg_free(&c);
+    tmp_remove(path);
+}
+
 static void test_cfg_file_errors(void **state)
 {
     static const struct {
@@ -626,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_cfg_flags_override_file),
         cmocka_unit_test(test_cfg_workers_zero_is_cores),
         cmocka_unit_test(test_cfg_channels_and_rpc),
+        cmocka_unit_test(test_cfg_limits_history_service),
         cmocka_unit_test(test_cfg_file_errors),
         cmocka_unit_test(test_cfg_flag_errors),
         cmocka_unit_test(test_cfg_getopt_reset),

@@ -10,7 +10,7 @@
  *             method invalid or 101 bytes; the ref handed back whenever it
  *             was readable; proto_event_valid, proto_code_valid and
  *             proto_err_name; and every encoder (proto_ok, proto_error,
- *             proto_reply, proto_channel_message, proto_presence), whose
+ *             proto_reply, proto_channel_text + proto_text_frame, proto_presence), whose
  *             frames are taken apart and compared as JSON.
  * Invariants: every proto_parse input and every proto_reply splice sits at
  *             the end of a page followed by a PROT_NONE page (guard.h).
@@ -826,36 +826,55 @@ static void test_proto_reply_long(void **state)
     json_decref(ref);
 }
 
+/* The frame of a channel envelope, as pub.c makes it (id NULL: history off). */
+static struct msg *channel_message(const char *channel, const char *event, const json_t *data,
+                                   const char *from, const char *id)
+{
+    char *text = proto_channel_text(channel, event, data, from);
+    struct msg *m;
+
+    assert_non_null(text);
+    m = proto_text_frame(text, id);
+    free(text);
+    return m;
+}
+
 static void test_proto_channel_message(void **state)
 {
     json_t *data = js("{\"text\":\"hi\",\"n\":[1,2.5,null,true]}");
 
     /* the order the docs show: channel, event, data, from */
-    frame_bytes_are(proto_channel_message("team:12", "chat", data, "42"),
+    frame_bytes_are(channel_message("team:12", "chat", data, "42", NULL),
                     "{\"channel\":\"team:12\",\"event\":\"chat\","
                     "\"data\":{\"text\":\"hi\",\"n\":[1,2.5,null,true]},\"from\":\"42\"}");
     /* without from (a message from PHP) */
-    frame_bytes_are(proto_channel_message("team:12", "deploy", data, NULL),
+    frame_bytes_are(channel_message("team:12", "deploy", data, NULL, NULL),
                     "{\"channel\":\"team:12\",\"event\":\"deploy\","
                     "\"data\":{\"text\":\"hi\",\"n\":[1,2.5,null,true]}}");
     /* the data is copied, not taken: it is still ours */
     assert_int_equal(data->refcount, 1);
     json_decref(data);
     /* data NULL (absent) is sent as null */
-    frame_bytes_are(proto_channel_message("a", "message", NULL, "7"),
+    frame_bytes_are(channel_message("a", "message", NULL, "7", NULL),
                     "{\"channel\":\"a\",\"event\":\"message\",\"data\":null,\"from\":\"7\"}");
-    frame_bytes_are(proto_channel_message("a", "message", NULL, NULL),
+    frame_bytes_are(channel_message("a", "message", NULL, NULL, NULL),
                     "{\"channel\":\"a\",\"event\":\"message\",\"data\":null}");
     /* strings that need escaping, in the event, the data and the sender */
     data = js("\"a\\u0000b \\\"q\\\" \\u00e9\"");
-    frame_is(proto_channel_message("a", "ev \\ \"x\" \xc3\xa9", data, "user \"1\""),
+    frame_is(channel_message("a", "ev \\ \"x\" \xc3\xa9", data, "user \"1\"", NULL),
              "{\"channel\":\"a\",\"event\":\"ev \\\\ \\\"x\\\" \\u00e9\","
              "\"data\":\"a\\u0000b \\\"q\\\" \\u00e9\",\"from\":\"user \\\"1\\\"\"}");
     json_decref(data);
     /* scalar data */
     data = js("0");
-    frame_is(proto_channel_message("a", "e", data, NULL),
+    frame_is(channel_message("a", "e", data, NULL, NULL),
              "{\"channel\":\"a\",\"event\":\"e\",\"data\":0}");
+    /* with history: the id goes right after the channel, or first for a user's message */
+    frame_bytes_are(channel_message("team:12", "e", data, NULL, "0badcafe:17"),
+                    "{\"channel\":\"team:12\",\"id\":\"0badcafe:17\",\"event\":\"e\","
+                    "\"data\":0}");
+    frame_bytes_are(proto_text_frame("{\"event\":\"e\",\"data\":0}", "0badcafe:18"),
+                    "{\"id\":\"0badcafe:18\",\"event\":\"e\",\"data\":0}");
     json_decref(data);
 }
 
@@ -881,7 +900,7 @@ static void test_proto_publish_round_trip(void **state)
                  "{\"op\":\"publish\",\"channel\":\"chat:1\",\"event\":\"e.v\",\"data\":%s}",
                  datas[i]);
         parse_ok(text, &cmd);
-        got = frame_json(proto_channel_message(cmd.channel, cmd.event, cmd.data, "42"));
+        got = frame_json(channel_message(cmd.channel, cmd.event, cmd.data, "42", NULL));
         proto_cmd_free(&cmd);
         assert_true(json_equal(json_object_get(got, "data"), want));
         assert_string_equal(json_string_value(json_object_get(got, "channel")), "chat:1");
