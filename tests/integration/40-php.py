@@ -18,7 +18,6 @@ PHP warning or notice shows up on stderr, which must stay empty.
 import asyncio
 import json
 import os
-import socket
 import struct
 import subprocess
 import time
