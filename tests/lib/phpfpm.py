@@ -275,7 +275,10 @@ php_admin_value[memory_limit] = 128M
     def calls(self, **match):
         """Every request the script recorded, oldest first; keep those whose fields match."""
         out = []
-        for line in self._read("calls.jsonl").splitlines():
+        # The script appends while we read: a last line without its newline is
+        # still being written, and is left for the next look.
+        text = self._read("calls.jsonl")
+        for line in text[:text.rfind("\n") + 1].splitlines():
             if not line.strip():
                 continue
             c = json.loads(line)
