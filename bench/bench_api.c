@@ -67,6 +67,7 @@
 #include "cfg.h"
 #include "cmd.h"
 #include "dir.h"
+#include "site.h"
 
 #include "../tests/lib/fake_worker.h"
 
@@ -334,7 +335,7 @@ static void run_route(void *ctx, uint64_t n)
     for (uint64_t i = 0; i < n; i++) {
         struct api_response resp = {0};
 
-        api_route(a, "POST", "/publish", "", body, sizeof body - 1, &resp);
+        api_route(a, 0, "POST", "/publish", "", body, sizeof body - 1, &resp);
         acc += (uint64_t)resp.status + (unsigned char)resp.body[0];
         free(resp.body);
     }
@@ -362,7 +363,7 @@ static void check_route(struct api *a, const char *want)
 {
     struct api_response resp = {0};
 
-    api_route(a, "POST", "/publish", "", body, sizeof body - 1, &resp);
+    api_route(a, 0, "POST", "/publish", "", body, sizeof body - 1, &resp);
     if (resp.status != 200 || strcmp(resp.body, want) != 0)
         bench_fail("api_route answered %d %s", resp.status, resp.body);
     free(resp.body);
@@ -373,21 +374,25 @@ static void bench_route(const struct cfg *cfg)
     struct fake_worker w;
     struct cmd_queue *qs[1];
     struct cmd_hub hub, none = {.queues = NULL, .nqueues = 0};
-    struct dir dir;
+    struct api_site asite = {.lfd = -1};
+    struct site site;
     struct api a;
     char name[128];
 
     memset(&w, 0, sizeof w);
     memset(&a, 0, sizeof a);
     /* The target user is online at worker 0, so the publish wakes it. */
-    dir_init(&dir);
-    dir_add(&dir, "user-48213", strlen("user-48213"), 0);
+    site_init(&site, "default");
+    dir_add(&site.users, "user-48213", strlen("user-48213"), 0);
     fake_workers_start(&w, 1, qs, &hub, deliver_one_each);
-    hub.dir = &dir;
-    none.dir = &dir;
+    hub.sites = &site;
+    hub.nsites = 1;
+    none.sites = &site;
+    none.nsites = 1;
     a.cfg = cfg;
     a.hub = &hub;
-    a.lfd = -1;
+    a.sites = &asite;
+    a.nsites = 1;
     a.started = time(NULL);
     check_route(&a, "{\"ok\":true,\"delivered\":1}");
     snprintf(name, sizeof name, "api_route POST /publish (1 user, %zu B body, 1 fake worker)",
@@ -404,13 +409,13 @@ static void bench_route(const struct cfg *cfg)
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
     /* The user offline: the directory says so and no worker is woken. */
-    dir_remove(&dir, "user-48213", strlen("user-48213"), 0);
+    dir_remove(&site.users, "user-48213", strlen("user-48213"), 0);
     a.hub = &hub;
     check_route(&a, "{\"ok\":true,\"delivered\":0}");
     snprintf(name, sizeof name, "api_route POST /publish (1 offline user, %zu B body)",
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
-    dir_free(&dir);
+    site_free(&site);
 }
 
 int main(void)

@@ -34,12 +34,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -52,6 +54,9 @@
 #endif
 
 #define CFG_SECTION "herald"
+#define CFG_SITE_SECTION "site"
+#define CFG_SITE_NAME_MAX 32
+#define CFG_DEFAULT_SITE "default" /* the one site of a file without [site] sections */
 #define CFG_SECRET_MIN 16         /* bytes, for any secret but the development one */
 #define CFG_SECRET_FILE_MAX 65536 /* a larger secret file is a mistake */
 #define CFG_WORKERS_MAX 256
@@ -72,12 +77,30 @@ enum cfg_type {
 #define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
 #define CFG_ZERO_OK 0x2 /* 0 ("off") is allowed below min */
 #define CFG_ONE_OF 0x4  /* at most one setting with this mark per source */
+#define CFG_SITE 0x8    /* may be set per [site NAME]; else [herald] only */
 
 /* Where a setting's current value came from, in order of precedence. */
 enum cfg_src {
     CFG_SRC_DEFAULT,
     CFG_SRC_FILE,
     CFG_SRC_FLAG,
+};
+
+struct cfg_def;
+
+/* One "key = value" line of a [site NAME] section, applied once the whole file is read. */
+struct cfg_pair {
+    const struct cfg_def *d;
+    char *value;            /* owned */
+    int line;
+};
+
+/* A [site NAME] section as read from the file. */
+struct cfg_site_src {
+    char name[CFG_SITE_NAME_MAX + 1];
+    int line;               /* of its "[site NAME]" line */
+    struct cfg_pair *pairs; /* owned */
+    size_t npairs;
 };
 
 /* The snapshot under construction, the values that never reach it, and the reader's state. */
@@ -94,6 +117,9 @@ struct cfg_build {
     int indented;           /* that line began with blanks */
     int err_line;           /* line of the error in err */
     char *err;              /* owned: the first error found, "FILE:LINE: ..." */
+    struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
+    size_t nsites;
+    const char *site;       /* borrowed: the site being built, for messages; NULL = top */
 };
 
 /* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
@@ -122,24 +148,24 @@ static const struct cfg_def cfg_defs[] = {
      .help = "WebSocket address: HOST:PORT or unix:/path"},
     {.name = "listen_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0666",
      CFG_AT(c.listen_mode), .help = "permissions of a unix: listen socket"},
-    {.name = "ws_path", .type = CFG_STRING, .def = "/ws", CFG_AT(c.ws_path),
+    {.name = "ws_path", .type = CFG_STRING, .def = "/ws", .flags = CFG_SITE, CFG_AT(c.ws_path),
      .check = cfg_check_ws_path, .help = "URL path of the WebSocket endpoint"},
     {.name = "workers", .type = CFG_INT, .min = 0, .max = CFG_WORKERS_MAX, .def = "0",
      CFG_AT(c.workers), .flag = "workers", .metavar = "N",
      .help = "worker threads; 0 = one per CPU core"},
     {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(c.secret),
-     .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret", .metavar = "SECRET",
+     .flags = CFG_ONE_OF | CFG_RELOAD | CFG_SITE, .flag = "secret", .metavar = "SECRET",
      .help = "HS256 key for tokens, at least 16 bytes"},
     {.name = "secret_file", .type = CFG_STRING, .def = "", CFG_AT(secret_file),
-     .flags = CFG_ONE_OF | CFG_RELOAD, .flag = "secret-file", .metavar = "FILE",
+     .flags = CFG_ONE_OF | CFG_RELOAD | CFG_SITE, .flag = "secret-file", .metavar = "FILE",
      .help = "read the secret from this file"},
     {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no", CFG_AT(c.allow_anonymous),
-     .flags = CFG_RELOAD, .help = "accept connections without a token (broadcasts only)"},
+     .flags = CFG_RELOAD | CFG_SITE, .help = "accept connections without a token (broadcasts only)"},
     {.name = "allowed_origins", .type = CFG_LIST, .def = "", CFG_AT(c.origins),
-     .aux = offsetof(struct cfg_build, c.norigins), .flags = CFG_RELOAD,
+     .aux = offsetof(struct cfg_build, c.norigins), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_origin, .help = "exact Origin values, space/comma separated; empty = any"},
     {.name = "token_leeway", .type = CFG_SECONDS, .min = 0, .max = 10 * CFG_MINUTE,
-     .def = "30s", CFG_AT(c.token_leeway), .flags = CFG_RELOAD,
+     .def = "30s", CFG_AT(c.token_leeway), .flags = CFG_RELOAD | CFG_SITE,
      .help = "clock skew allowed on a token's exp and nbf"},
     {.name = "max_header_size", .type = CFG_SIZE, .min = CFG_K, .max = 64 * CFG_K,
      .def = "8k", CFG_AT(c.max_header_size), .flags = CFG_RELOAD,
@@ -156,17 +182,24 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "ping_interval", .type = CFG_MSEC, .min = CFG_SECOND, .max = CFG_HOUR,
      .def = "30s", CFG_AT(c.ping_interval_ms), .flags = CFG_RELOAD | CFG_ZERO_OK,
      .help = "server ping period; 2 silent periods close; 0 = no pings"},
-    {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", CFG_AT(c.api_socket),
+    {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", .flags = CFG_SITE, CFG_AT(c.api_socket),
      .flag = "api-socket", .metavar = "PATH", .check = cfg_check_socket_path,
      .help = "Unix socket of the FastCGI publish API"},
     {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
-     CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
-    {.name = "api_socket_group", .type = CFG_STRING, .def = "", CFG_AT(c.api_socket_group),
+     .flags = CFG_SITE, CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
+    {.name = "api_socket_group", .type = CFG_STRING, .def = "", .flags = CFG_SITE, CFG_AT(c.api_socket_group),
      .help = "group name for the api socket; empty = the daemon's group"},
+    {.name = "host", .type = CFG_STRING, .def = "", CFG_AT(c.host), .flags = CFG_SITE,
+     .check = cfg_check_host,
+     .help = "the Host (no port) this site's WebSocket answers; empty = any host"},
+    {.name = "publish_uids", .type = CFG_LIST, .def = "", CFG_AT(c.publish_uids),
+     .aux = offsetof(struct cfg_build, c.npublish_uids), .flags = CFG_SITE | CFG_RELOAD,
+     .check = cfg_check_uid,
+     .help = "users or uids allowed to use the api socket (SO_PEERCRED); empty = any"},
     {.name = "api_threads", .type = CFG_INT, .min = 1, .max = 64, .def = "4",
      CFG_AT(c.api_threads), .help = "FastCGI request threads"},
     {.name = "api_max_body", .type = CFG_SIZE, .min = CFG_K, .max = 64 * CFG_K * CFG_K,
-     .def = "1M", CFG_AT(c.api_max_body), .flags = CFG_RELOAD,
+     .def = "1M", CFG_AT(c.api_max_body), .flags = CFG_RELOAD | CFG_SITE,
      .help = "largest API request body; over it -> 413"},
     {.name = "log_level", .type = CFG_LEVEL, .def = "info", CFG_AT(c.log_level),
      .flags = CFG_RELOAD, .flag = "log-level", .metavar = "LEVEL",
@@ -175,37 +208,37 @@ static const struct cfg_def cfg_defs[] = {
      .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
      .help = "how long shutdown waits for connections to close"},
     {.name = "public_channels", .type = CFG_LIST, .def = "", CFG_AT(c.public_channels),
-     .aux = offsetof(struct cfg_build, c.npublic_channels), .flags = CFG_RELOAD,
+     .aux = offsetof(struct cfg_build, c.npublic_channels), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_pattern,
      .flag = "public-channels", .metavar = "PATTERNS",
      .help = "channels anyone may subscribe to: names or prefix* patterns"},
     {.name = "client_publish", .type = CFG_LIST, .def = "", CFG_AT(c.client_publish),
-     .aux = offsetof(struct cfg_build, c.nclient_publish), .flags = CFG_RELOAD,
+     .aux = offsetof(struct cfg_build, c.nclient_publish), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_pattern, .flag = "client-publish", .metavar = "PATTERNS",
      .help = "channels whose subscribers may publish into them"},
-    {.name = "presence_channels", .type = CFG_LIST, .def = "", CFG_AT(c.presence_channels),
+    {.name = "presence_channels", .type = CFG_LIST, .def = "", .flags = CFG_SITE, CFG_AT(c.presence_channels),
      .aux = offsetof(struct cfg_build, c.npresence_channels), .check = cfg_check_pattern,
      .flag = "presence-channels", .metavar = "PATTERNS",
      .help = "channels that track their members and send join/leave"},
     {.name = "max_subscriptions", .type = CFG_INT, .min = 1, .max = 100000, .def = "100",
-     CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD, .help = "channels per connection"},
+     CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD | CFG_SITE, .help = "channels per connection"},
     {.name = "rpc_socket", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_socket),
-     .flags = CFG_RELOAD, .check = cfg_check_rpc_socket, .flag = "rpc-socket", .metavar = "ADDR",
+     .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_rpc_socket, .flag = "rpc-socket", .metavar = "ADDR",
      .help = "php-fpm for RPC and hooks: unix:/path or HOST:PORT"},
     {.name = "rpc_script", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_script),
-     .flags = CFG_RELOAD, .check = cfg_check_script,
+     .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_script,
      .flag = "rpc-script", .metavar = "PATH",
      .help = "absolute path of the PHP script that answers RPC and hooks"},
     {.name = "rpc_timeout", .type = CFG_MSEC, .min = 100, .max = 10 * CFG_MINUTE, .def = "10s",
-     CFG_AT(c.rpc_timeout_ms), .flags = CFG_RELOAD, .help = "time allowed for one PHP call"},
+     CFG_AT(c.rpc_timeout_ms), .flags = CFG_RELOAD | CFG_SITE, .help = "time allowed for one PHP call"},
     {.name = "rpc_max_per_conn", .type = CFG_INT, .min = 1, .max = 10000, .def = "8",
-     CFG_AT(c.rpc_max_per_conn), .flags = CFG_RELOAD,
+     CFG_AT(c.rpc_max_per_conn), .flags = CFG_RELOAD | CFG_SITE,
      .help = "RPC calls in flight per connection; more -> rpc_busy"},
     {.name = "rpc_max_inflight", .type = CFG_INT, .min = 1, .max = 100000, .def = "256",
      CFG_AT(c.rpc_max_inflight), .flags = CFG_RELOAD,
      .help = "PHP calls in flight in the daemon, hooks included"},
     {.name = "rpc_hooks", .type = CFG_LIST, .def = "", CFG_AT(c.rpc_hooks),
-     .aux = offsetof(struct cfg_build, c.nrpc_hooks), .flags = CFG_RELOAD,
+     .aux = offsetof(struct cfg_build, c.nrpc_hooks), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_hook, .flag = "rpc-hooks", .metavar = "HOOKS",
      .help = "PHP calls on events: connect, disconnect, subscribe"},
     {.name = "history_size", .type = CFG_INT, .min = 0, .max = 100000, .def = "100",
@@ -229,10 +262,10 @@ static const struct cfg_def cfg_defs[] = {
      .flags = CFG_RELOAD, .check = cfg_check_proxy,
      .help = "peers whose X-Forwarded-For names the client: addresses, CIDRs, unix"},
     {.name = "command_rate", .type = CFG_INT, .min = 0, .max = 1000000, .def = "50",
-     CFG_AT(c.command_rate), .flags = CFG_RELOAD,
+     CFG_AT(c.command_rate), .flags = CFG_RELOAD | CFG_SITE,
      .help = "browser commands per second per connection; over it -> rate_limited"},
     {.name = "command_burst", .type = CFG_INT, .min = 1, .max = 1000000, .def = "100",
-     CFG_AT(c.command_burst), .flags = CFG_RELOAD,
+     CFG_AT(c.command_burst), .flags = CFG_RELOAD | CFG_SITE,
      .help = "browser commands a connection may send at once above command_rate"},
     {.name = "user", .type = CFG_STRING, .def = "", CFG_AT(c.user), .flag = "user",
      .metavar = "USER", .help = "switch to this user once the sockets are bound (start as root)"},
@@ -423,17 +456,69 @@ note_error(struct cfg_build *b, int lineno, const char *fmt, ...)
     free(msg);
 }
 
-/* Report a "[name]" line whose name is not ours; inih itself reports a missing ']'. */
+/*
+ * Is the section text sec[0..len) "site NAME"? Returns -1 when it is not a
+ * site section, 0 when it is one with a bad or missing name, else the
+ * name's length with *name pointing at it.
+ */
+static int site_section(const char *sec, size_t len, const char **name)
+{
+    size_t k = strlen(CFG_SITE_SECTION), n;
+
+    if (len < k || strncmp(sec, CFG_SITE_SECTION, k) != 0 ||
+        (len > k && sec[k] != ' ' && sec[k] != '\t'))
+        return -1;
+    while (k < len && (sec[k] == ' ' || sec[k] == '\t'))
+        k++;
+    while (len > k && (sec[len - 1] == ' ' || sec[len - 1] == '\t'))
+        len--;
+    *name = sec + k;
+    n = len - k;
+    for (size_t i = 0; i < n; i++)
+        if (strchr("abcdefghijklmnopqrstuvwxyz0123456789_-", sec[k + i]) == NULL)
+            return 0;
+    return n <= CFG_SITE_NAME_MAX ? (int)n : 0;
+}
+
+/* Start a [site NAME] section read at the current line. */
+static void add_site(struct cfg_build *b, const char *name, size_t n)
+{
+    struct cfg_site_src *site;
+
+    for (size_t i = 0; i < b->nsites; i++)
+        if (strlen(b->sites[i].name) == n && memcmp(b->sites[i].name, name, n) == 0) {
+            note_error(b, b->lineno, "[site %.*s] is already defined on line %d", (int)n, name,
+                       b->sites[i].line);
+            return;
+        }
+    b->sites = xrealloc(b->sites, (b->nsites + 1) * sizeof *b->sites);
+    site = &b->sites[b->nsites++];
+    memset(site, 0, sizeof *site);
+    memcpy(site->name, name, n);
+    site->line = b->lineno;
+}
+
+/* A "[name]" line: [herald], or a [site NAME] to start; inih itself reports a missing ']'. */
 static void check_section_line(struct cfg_build *b, const char *s)
 {
-    const char *end = strchr(s + 1, ']');
+    const char *end = strchr(s + 1, ']'), *name;
+    size_t len;
+    int n;
 
     if (end == NULL)
         return;
-    if ((size_t)(end - s - 1) != strlen(CFG_SECTION) ||
-        strncmp(s + 1, CFG_SECTION, strlen(CFG_SECTION)) != 0)
-        note_error(b, b->lineno, "unknown section [%.*s] (only [%s] is read)", (int)(end - s - 1),
-                   s + 1, CFG_SECTION);
+    len = (size_t)(end - s - 1);
+    if (len == strlen(CFG_SECTION) && strncmp(s + 1, CFG_SECTION, len) == 0)
+        return;
+    n = site_section(s + 1, len, &name);
+    if (n < 0)
+        note_error(b, b->lineno, "unknown section [%.*s] (only [%s] and [%s NAME] are read)",
+                   (int)len, s + 1, CFG_SECTION, CFG_SITE_SECTION);
+    else if (n == 0)
+        note_error(b, b->lineno, "[%.*s]: a site's name is 1 to %d of a-z, 0-9, _ and -",
+                   (int)len, s + 1, CFG_SITE_NAME_MAX);
+    else
+        add_site(b, name, (size_t)n);
 }
 
 /*
@@ -485,17 +570,61 @@ static const struct cfg_def *one_of_conflict(const struct cfg_build *b, const st
     return NULL;
 }
 
+/*
+ * A key of the [site NAME] section read last: checked for being a per-site
+ * key, not repeated, not fighting another CFG_ONE_OF; its value is parsed
+ * when the site is built (build_site), with this line in any error.
+ */
+static int on_site_key(struct cfg_build *b, const char *name, const char *value)
+{
+    struct cfg_site_src *site = &b->sites[b->nsites - 1];
+    const struct cfg_def *d = find_def(name);
+    struct cfg_pair *p;
+
+    if (d == NULL) {
+        note_error(b, b->lineno, "unknown key '%s'%s", name,
+                   b->indented ? " (a value cannot continue on the next line)" : "");
+        return 0;
+    }
+    if (!(d->flags & CFG_SITE)) {
+        note_error(b, b->lineno, "%s is global: set it under [%s]", name, CFG_SECTION);
+        return 0;
+    }
+    for (size_t i = 0; i < site->npairs; i++) {
+        p = &site->pairs[i];
+        if (p->d == d) {
+            note_error(b, b->lineno, "repeated key '%s' (first set on line %d)", name, p->line);
+            return 0;
+        }
+        if ((d->flags & CFG_ONE_OF) && (p->d->flags & CFG_ONE_OF) && *value != '\0' &&
+            *p->value != '\0') {
+            note_error(b, b->lineno, "%s: %s is already set on line %d; use one of them", name,
+                       p->d->name, p->line);
+            return 0;
+        }
+    }
+    site->pairs = xrealloc(site->pairs, (site->npairs + 1) * sizeof *site->pairs);
+    p = &site->pairs[site->npairs++];
+    p->d = d;
+    p->value = xstrdup(value);
+    p->line = b->lineno;
+    return 1;
+}
+
 /* inih's handler: one "key = value" line of the file. Returns 1, or 0 on error. */
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     struct cfg_build *b = user;
     const struct cfg_def *d, *other;
+    const char *site;
     char *why;
     size_t i;
 
     if (b->err != NULL)
         return 0;
     if (strcmp(section, CFG_SECTION) != 0) {
+        if (b->nsites > 0 && site_section(section, strlen(section), &site) > 0)
+            return on_site_key(b, name, value);
         if (*section == '\0')
             note_error(b, b->lineno, "'%s' is outside a section; put it under [%s]", name,
                        CFG_SECTION);
@@ -548,7 +677,8 @@ static int load_file(struct cfg_build *b, char **cause)
     if (r > 0 && (b->err == NULL || r < b->err_line)) {
         free(b->err);
         b->err = NULL;
-        note_error(b, r, "expected 'key = value', '[%s]' or a comment", CFG_SECTION);
+        note_error(b, r, "expected 'key = value', '[%s]', '[%s NAME]' or a comment", CFG_SECTION,
+                   CFG_SITE_SECTION);
     } else if (r < 0 && b->err == NULL) {
         note_error(b, b->lineno, "the INI parser failed (%d)", r);
     }
@@ -681,14 +811,21 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
     return r;
 }
 
-/* Apply the flags in order, after the file. Returns 0, or -1 with *cause set. */
+/*
+ * Apply the flags in order, after the file (only those of per-site keys
+ * when site_only: again over a site's own values, so flags still win).
+ * Returns 0, or -1 with *cause set.
+ */
 static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size_t npend,
-                       char **cause)
+                       int site_only, char **cause)
 {
     for (size_t k = 0; k < npend; k++) {
         const struct cfg_def *d = pend[k].d, *other;
         size_t i = (size_t)(d - cfg_defs);
         char *why;
+
+        if (site_only && !(d->flags & CFG_SITE))
+            continue;
 
         if ((d->flags & CFG_ONE_OF) && *pend[k].value != '\0' &&
             (other = one_of_conflict(b, d, CFG_SRC_FLAG)) != NULL) {
@@ -703,6 +840,100 @@ static int apply_flags(struct cfg_build *b, const struct cfg_pending *pend, size
         b->src[i] = CFG_SRC_FLAG;
     }
     return 0;
+}
+
+/* ---- Copies ----------------------------------------------------------- */
+
+/*
+ * Are setting d's values in a and b the same? a and b are a struct
+ * cfg_build, or a struct cfg when d's field lies in it (c comes first).
+ */
+static int same_value(const struct cfg_def *d, const void *a, const void *b)
+{
+    const char *fa = (const char *)a + d->off, *fb = (const char *)b + d->off;
+
+    if (d->type == CFG_STRING) {
+        const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
+
+        return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+    }
+    if (d->type == CFG_LIST) {
+        char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
+        size_t na = *(const size_t *)((const char *)a + d->aux);
+
+        if (na != *(const size_t *)((const char *)b + d->aux))
+            return 0;
+        for (size_t i = 0; i < na; i++)
+            if (strcmp(la[i], lb[i]) != 0)
+                return 0;
+        return 1;
+    }
+    return memcmp(fa, fb, d->width) == 0;
+}
+
+/* Copy setting d's value from a into b, replacing b's (bases as for same_value). */
+static void copy_value(const struct cfg_def *d, const void *a, void *b)
+{
+    const char *fa = (const char *)a + d->off;
+    char *fb = (char *)b + d->off;
+
+    if (d->type == CFG_STRING) {
+        const char *sa = *(char *const *)fa;
+
+        free(*(char **)fb);
+        *(char **)fb = sa != NULL ? xstrdup(sa) : NULL;
+    } else if (d->type == CFG_LIST) {
+        char *const *la = *(char **const *)fa;
+        size_t na = *(const size_t *)((const char *)a + d->aux);
+        char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
+
+        for (size_t i = 0; i < na; i++)
+            copy[i] = xstrdup(la[i]);
+        cfg_free_list(*(char ***)fb, *(size_t *)((char *)b + d->aux));
+        *(char ***)fb = copy;
+        *(size_t *)((char *)b + d->aux) = na;
+    } else {
+        memcpy(fb, fa, d->width);
+    }
+}
+
+/* Does setting d live in struct cfg (not only in struct cfg_build, as secret_file does)? */
+static int in_cfg(const struct cfg_def *d)
+{
+    return d->off + d->width <= sizeof(struct cfg);
+}
+
+/* Copy every setting, and where it came from, of a build that is not yet resolved. */
+static void build_copy(const struct cfg_build *a, struct cfg_build *b)
+{
+    for (size_t i = 0; i < CFG_NDEFS; i++) {
+        copy_value(&cfg_defs[i], a, b);
+        b->src[i] = a->src[i];
+        b->line[i] = a->line[i];
+    }
+    b->file = a->file;
+}
+
+/* Copy a resolved snapshot (without its sites) into the zeroed *b. */
+static void cfg_copy(const struct cfg *a, struct cfg *b)
+{
+    for (size_t i = 0; i < CFG_NDEFS; i++)
+        if (in_cfg(&cfg_defs[i]) && cfg_defs[i].off != offsetof(struct cfg_build, c.secret))
+            copy_value(&cfg_defs[i], a, b);
+    if (a->secret != NULL) {
+        b->secret = xmalloc(a->secret_len + 1);
+        memcpy(b->secret, a->secret, a->secret_len + 1);
+    }
+    b->secret_len = a->secret_len;
+    b->dev_secret = a->dev_secret;
+    b->hooks = a->hooks;
+    if (a->nuids > 0) {
+        b->uids = xcalloc(a->nuids, sizeof *b->uids);
+        memcpy(b->uids, a->uids, a->nuids * sizeof *b->uids);
+    }
+    b->nuids = a->nuids;
+    b->file = a->file != NULL ? xstrdup(a->file) : NULL;
+    b->site = a->site != NULL ? xstrdup(a->site) : NULL;
 }
 
 /* ---- Resolution ------------------------------------------------------- */
@@ -798,7 +1029,10 @@ static int resolve_secret(struct cfg_build *b, char **cause)
             b->c.dev_secret = 1;
             return 0;
         }
-        *cause = b->file != NULL
+        *cause = b->site != NULL
+                     ? xasprintf("%s: [site %s]: no secret configured: set secret or secret_file "
+                                 "in it (each site has its own)", b->file, b->site)
+                 : b->file != NULL
                      ? xasprintf("%s: no secret configured: set secret or secret_file", b->file)
                      : xasprintf("no secret configured: set secret or secret_file "
                                  "(--secret, --secret-file) to listen on %s",
@@ -851,16 +1085,188 @@ static int resolve_rpc(struct cfg_build *b, char **cause)
     return 0;
 }
 
-/* Resolve values that depend on the machine or on other settings. */
-static int resolve(struct cfg_build *b, char **cause)
+/* Turn publish_uids into uids: a number is a uid, a name is looked up. */
+static int resolve_uids(struct cfg_build *b, char **cause)
 {
-    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0)
-        return -1;
+    struct cfg *c = &b->c;
+    char *where;
+
+    free(c->uids);
+    c->uids = c->npublish_uids > 0 ? xcalloc(c->npublish_uids, sizeof *c->uids) : NULL;
+    c->nuids = c->npublish_uids;
+    for (size_t i = 0; i < c->npublish_uids; i++) {
+        const char *v = c->publish_uids[i];
+        struct passwd *pw;
+        long long n;
+
+        if (cfg_parse_int(v, &n) == 0 && n >= 0 && n < UINT32_MAX) {
+            c->uids[i] = (uid_t)n;
+            continue;
+        }
+        pw = getpwnam(v);
+        if (pw == NULL) {
+            where = origin_of(b, def_index("publish_uids"));
+            *cause = xasprintf("%s: no user named '%s'", where, v);
+            free(where);
+            return -1;
+        }
+        c->uids[i] = pw->pw_uid;
+    }
+    return 0;
+}
+
+/* Settle the number of workers: 0 means one per core. */
+static int resolve_workers(struct cfg_build *b, char **cause)
+{
+    (void)cause;
     if (b->c.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
         b->c.workers = n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
     }
+    return 0;
+}
+
+/* Resolve a site's values that depend on the machine or on other settings. */
+static int resolve(struct cfg_build *b, char **cause)
+{
+    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0 || resolve_uids(b, cause) < 0)
+        return -1;
+    return 0;
+}
+
+
+/* ---- Sites ------------------------------------------------------------ */
+
+/* Free a build and everything it holds (its snapshot too, unless handed over). */
+static void build_free(struct cfg_build *b)
+{
+    for (size_t i = 0; i < b->nsites; i++) {
+        for (size_t k = 0; k < b->sites[i].npairs; k++)
+            free(b->sites[i].pairs[k].value);
+        free(b->sites[i].pairs);
+    }
+    free(b->sites);
+    cfg_free(&b->c);
+    free(b->secret_file);
+    free(b->buf);
+    free(b->err);
+    if (b->fp != NULL)
+        fclose(b->fp);
+    memset(b, 0, sizeof *b);
+}
+
+
+/*
+ * Build one [site NAME]: the [herald] values (b, not yet resolved), the
+ * site's own lines on top, the flags of per-site keys on top of those, then
+ * resolved like a whole configuration. Fills *out, or returns -1 with *cause.
+ */
+static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
+                      const struct cfg_pending *pend, size_t npend, struct cfg *out, char **cause)
+{
+    struct cfg_build sb = {0};
+    char *why;
+
+    build_copy(b, &sb);
+    sb.site = src->name;
+    for (size_t k = 0; k < src->npairs; k++) {
+        const struct cfg_pair *p = &src->pairs[k];
+        size_t i = (size_t)(p->d - cfg_defs);
+
+        /* A site's secret replaces an inherited secret_file, and the other way round. */
+        for (size_t o = 0; o < CFG_NDEFS && (p->d->flags & CFG_ONE_OF) && *p->value; o++)
+            if (o != i && (cfg_defs[o].flags & CFG_ONE_OF))
+                set_value(&sb, &cfg_defs[o], "", &why);
+        if (set_value(&sb, p->d, p->value, &why) < 0) {
+            *cause = xasprintf("%s:%d: %s: %s", b->file, p->line, p->d->name, why);
+            free(why);
+            goto fail;
+        }
+        sb.src[i] = CFG_SRC_FILE;
+        sb.line[i] = p->line;
+    }
+    if (apply_flags(&sb, pend, npend, 1, cause) < 0 || resolve(&sb, cause) < 0)
+        goto fail;
+    sb.c.site = xstrdup(src->name);
+    *out = sb.c;
+    memset(&sb.c, 0, sizeof sb.c);
+    build_free(&sb);
+    return 0;
+fail:
+    build_free(&sb);
+    return -1;
+}
+
+/* Do sites a and b answer the same WebSocket requests? */
+static int same_endpoint(const struct cfg *a, const struct cfg *b)
+{
+    if (strcmp(a->ws_path, b->ws_path) != 0)
+        return 0;
+    return (a->host == NULL && b->host == NULL) ||
+           (a->host != NULL && b->host != NULL && strcasecmp(a->host, b->host) == 0);
+}
+
+/* What no two sites may share: API socket, endpoint, secret. Returns 0, or -1 with *cause. */
+static int check_sites(const struct cfg *c, char **cause)
+{
+    for (size_t i = 0; i < c->nsites; i++)
+        for (size_t j = 0; j < i; j++) {
+            const struct cfg *a = c->sites[j], *b = c->sites[i];
+
+            if (strcmp(a->api_socket, b->api_socket) == 0)
+                *cause = xasprintf("%s: [site %s] has the same api_socket as [site %s] (%s): "
+                                   "each site needs its own", c->file, b->site, a->site,
+                                   a->api_socket);
+            else if (same_endpoint(a, b))
+                *cause = xasprintf("%s: [site %s] and [site %s] both answer ws_path %s for %s%s: "
+                                   "give them different host or ws_path values", c->file,
+                                   a->site, b->site, a->ws_path, a->host ? "host " : "any host",
+                                   a->host ? a->host : "");
+            else if (a->secret_len == b->secret_len &&
+                     memcmp(a->secret, b->secret, a->secret_len) == 0)
+                *cause = xasprintf("%s: [site %s] and [site %s] have the same secret: a token "
+                                   "of one would open the other; give each its own",
+                                   c->file, a->site, b->site);
+            if (*cause != NULL)
+                return -1;
+        }
+    return 0;
+}
+
+/*
+ * Settle the sites: each [site NAME] built on the [herald] values; without
+ * any, the [herald] values resolved are the one site, "default".
+ */
+static int build_sites(struct cfg_build *b, const struct cfg_pending *pend, size_t npend,
+                       char **cause)
+{
+    struct cfg *c = &b->c;
+
+    if (b->nsites == 0) {
+        if (resolve(b, cause) < 0)
+            return -1;
+        c->sites = xcalloc(1, sizeof *c->sites);
+        c->sites[0] = xcalloc(1, sizeof *c->sites[0]);
+        c->nsites = 1;
+        cfg_copy(c, c->sites[0]);
+        c->sites[0]->site = xstrdup(CFG_DEFAULT_SITE);
+        return 0;
+    }
+    c->explicit_sites = 1;
+    c->sites = xcalloc(b->nsites, sizeof *c->sites);
+    for (size_t i = 0; i < b->nsites; i++) {
+        c->sites[i] = xcalloc(1, sizeof *c->sites[i]);
+        c->nsites++;
+        if (build_site(b, &b->sites[i], pend, npend, c->sites[i], cause) < 0)
+            return -1;
+    }
+    c->file = (char *)b->file; /* borrowed for check_sites' messages */
+    if (check_sites(c, cause) < 0) {
+        c->file = NULL;
+        return -1;
+    }
+    c->file = NULL;
     return 0;
 }
 
@@ -880,16 +1286,6 @@ static int load_defaults(struct cfg_build *b, char **cause)
     return 0;
 }
 
-static void build_free(struct cfg_build *b)
-{
-    cfg_free(&b->c);
-    free(b->secret_file);
-    free(b->buf);
-    free(b->err);
-    if (b->fp != NULL)
-        fclose(b->fp);
-    memset(b, 0, sizeof *b);
-}
 
 int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause)
 {
@@ -911,7 +1307,8 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
     }
     b.file = file;
     if (load_defaults(&b, cause) < 0 || (file != NULL && load_file(&b, cause) < 0) ||
-        apply_flags(&b, pend, npend, cause) < 0 || resolve(&b, cause) < 0)
+        apply_flags(&b, pend, npend, 0, cause) < 0 || resolve_workers(&b, cause) < 0 ||
+        build_sites(&b, pend, npend, cause) < 0)
         goto fail;
     if (file != NULL)
         b.c.file = xstrdup(file);
@@ -926,57 +1323,8 @@ fail:
     return -1;
 }
 
-/* Are setting d's values in a and b the same? */
-static int same_value(const struct cfg_def *d, const struct cfg *a, const struct cfg *b)
-{
-    const char *fa = (const char *)a + d->off, *fb = (const char *)b + d->off;
-
-    if (d->type == CFG_STRING) {
-        const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
-
-        return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
-    }
-    if (d->type == CFG_LIST) {
-        char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
-        size_t na = *(const size_t *)((const char *)a + d->aux);
-
-        if (na != *(const size_t *)((const char *)b + d->aux))
-            return 0;
-        for (size_t i = 0; i < na; i++)
-            if (strcmp(la[i], lb[i]) != 0)
-                return 0;
-        return 1;
-    }
-    return memcmp(fa, fb, d->width) == 0;
-}
-
-/* Copy setting d's value from a into b, replacing b's. */
-static void copy_value(const struct cfg_def *d, const struct cfg *a, struct cfg *b)
-{
-    const char *fa = (const char *)a + d->off;
-    char *fb = (char *)b + d->off;
-
-    if (d->type == CFG_STRING) {
-        const char *sa = *(char *const *)fa;
-
-        free(*(char **)fb);
-        *(char **)fb = sa != NULL ? xstrdup(sa) : NULL;
-    } else if (d->type == CFG_LIST) {
-        char *const *la = *(char **const *)fa;
-        size_t na = *(const size_t *)((const char *)a + d->aux);
-        char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
-
-        for (size_t i = 0; i < na; i++)
-            copy[i] = xstrdup(la[i]);
-        cfg_free_list(*(char ***)fb, *(size_t *)((char *)b + d->aux));
-        *(char ***)fb = copy;
-        *(size_t *)((char *)b + d->aux) = na;
-    } else {
-        memcpy(fb, fa, d->width);
-    }
-}
-
-int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
+/* cfg_keep_restart_only for one snapshot; site names the section in warnings. */
+static int keep_restart_only(const struct cfg *running, struct cfg *next, const char *site)
 {
     int kept = 0;
 
@@ -984,15 +1332,45 @@ int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
         const struct cfg_def *d = &cfg_defs[i];
 
         /* Settings kept outside struct cfg (secret_file) are resolved into it already. */
-        if ((d->flags & CFG_RELOAD) || d->off + d->width > sizeof(struct cfg) ||
-            same_value(d, running, next))
+        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || same_value(d, running, next))
             continue;
-        log_msg(LOG_WARN, "cfg", "reload: %s changed, which needs a restart; "
-                "keeping the running value", d->name);
+        log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
+                "keeping the running value", site ? "[site " : "", site ? site : "",
+                site ? "] " : "", d->name);
         copy_value(d, running, next);
         kept++;
     }
     return kept;
+}
+
+int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
+{
+    int kept = keep_restart_only(running, next, NULL);
+
+    for (size_t i = 0; i < next->nsites && i < running->nsites; i++)
+        kept += keep_restart_only(running->sites[i], next->sites[i],
+                                  next->explicit_sites ? next->sites[i]->site : NULL);
+    return kept;
+}
+
+int cfg_same_sites(const struct cfg *running, const struct cfg *next, char **cause)
+{
+    int same = running->nsites == next->nsites;
+
+    for (size_t i = 0; same && i < next->nsites; i++)
+        same = strcmp(running->sites[i]->site, next->sites[i]->site) == 0;
+    if (!same)
+        *cause = xasprintf("the [site] sections were added, removed, renamed or reordered, "
+                           "which needs a restart");
+    return same;
+}
+
+int cfg_site_index(const struct cfg *c, const char *name)
+{
+    for (size_t i = 0; i < c->nsites; i++)
+        if (strcmp(c->sites[i]->site, name) == 0)
+            return (int)i;
+    return -1;
 }
 
 void cfg_free(struct cfg *c)
@@ -1018,5 +1396,14 @@ void cfg_free(struct cfg *c)
     free(c->user);
     free(c->group);
     free(c->file);
+    free(c->site);
+    free(c->host);
+    cfg_free_list(c->publish_uids, c->npublish_uids);
+    free(c->uids);
+    for (size_t i = 0; i < c->nsites; i++) {
+        cfg_free(c->sites[i]);
+        free(c->sites[i]);
+    }
+    free(c->sites);
     memset(c, 0, sizeof *c);
 }

@@ -3,7 +3,10 @@
  * defaults, the INI file (inih), the command-line flags, validation and
  * --check-config.
  *
- * Owns:       struct cfg, an immutable snapshot once cfg_load returns.
+ * Owns:       struct cfg, an immutable snapshot once cfg_load returns: the
+ *             [herald] settings, and in sites[] one full struct cfg per
+ *             [site NAME] section (the [herald] values with the site's own
+ *             on top; one site named "default" when the file has none).
  * Called by:  main.c at startup; every other module reads the snapshot.
  * Invariants: built on the main thread before any other thread starts;
  *             read-only afterwards (a reload builds a new snapshot).
@@ -74,6 +77,17 @@ struct cfg {
     char *user;               /* owned: run as this user after binding, or NULL */
     char *group;              /* owned: and this group, or NULL (the user's) */
     char *file;               /* owned: the config file's path, or NULL */
+    /* Per site (in sites[i]; the top level holds the [herald] defaults) */
+    char *site;               /* owned: the site's name */
+    char *host;               /* owned: the Host this site answers, or NULL = any */
+    char **publish_uids;      /* owned: users or uids allowed on the API socket */
+    size_t npublish_uids;     /* 0 = any caller that can open the socket */
+    uid_t *uids;              /* owned: resolved publish_uids */
+    size_t nuids;
+    /* Top level only */
+    struct cfg **sites;       /* owned: one per site, in the file's order; never empty */
+    size_t nsites;
+    int explicit_sites;       /* 1 when the file has [site] sections */
 };
 
 #define CFG_HOOK_CONNECT 0x1
@@ -96,9 +110,19 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
 /*
  * For a reload: every setting of next that may not change while running
  * (no CFG_RELOAD) and differs from running gets running's value back, with
- * a warning logged for each. Returns how many were kept.
+ * a warning logged for each, at the top level and in each site (the sites
+ * must be the same: cfg_same_sites). Returns how many were kept.
  */
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next);
+
+/*
+ * May a reload go from running to next? Adding, removing, renaming or
+ * reordering sites needs a restart. Returns 1, or 0 with *cause set.
+ */
+int cfg_same_sites(const struct cfg *running, const struct cfg *next, char **cause);
+
+/* The site index whose name is name, or -1. */
+int cfg_site_index(const struct cfg *c, const char *name);
 
 /* Release everything cfg_load stored in *c. */
 void cfg_free(struct cfg *c);

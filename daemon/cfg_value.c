@@ -319,6 +319,29 @@ int cfg_check_hook(const char *v, char **why)
     return 0;
 }
 
+int cfg_check_host(const char *v, char **why)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+
+    if (n > 253 || v[n] != '\0' || (n > 0 && (v[0] == '.' || v[0] == '-'))) {
+        *why = xasprintf("expected a host name such as shop.example.com (no port), got '%s'",
+                         v);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_check_uid(const char *v, char **why)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+
+    if (n == 0 || n > 32 || v[n] != '\0' || v[0] == '-') {
+        *why = xasprintf("expected a user name or a numeric uid, got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- Listen addresses ------------------------------------------------- */
 
 /* Declared in cfg.h. A malformed address is not local. */

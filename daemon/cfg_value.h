@@ -90,4 +90,10 @@ int cfg_check_proxy(const char *v, char **why);
 /* One of connect, disconnect, subscribe. */
 int cfg_check_hook(const char *v, char **why);
 
+/* Empty (any host), or a host name: letters, digits, dots and dashes, no port. */
+int cfg_check_host(const char *v, char **why);
+
+/* A user name or a numeric uid (whether the user exists is checked by cfg.c). */
+int cfg_check_uid(const char *v, char **why);
+
 #endif

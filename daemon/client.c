@@ -29,6 +29,7 @@
 #include "proto.h"
 #include "pub.h"
 #include "rpc.h"
+#include "site.h"
 #include "sub.h"
 #include "tok.h"
 #include "worker.h"
@@ -75,7 +76,7 @@ static void client_ok(struct conn *c, const json_t *ref, json_t *members)
 /* Answer with an error of Herald's own, and count it. */
 static void client_fail(struct conn *c, const json_t *ref, enum proto_err e, const char *why)
 {
-    c->w->stats.client_errors[e]++;
+    conn_stats(c)->client_errors[e]++;
     log_msg(LOG_DEBUG, "client", "conn=%llu %s: %s", (unsigned long long)c->id,
             proto_err_name(e), why);
     client_send(c, proto_error(ref, proto_err_name(e), why));
@@ -140,11 +141,11 @@ static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const j
     struct rpc_call *call;
     int err;
 
-    if (cl->ncalls >= (unsigned)c->w->cfg->rpc_max_per_conn) {
+    if (cl->ncalls >= (unsigned)conn_cfg(c)->rpc_max_per_conn) {
         json_decref(body);
         return PROTO_E_RPC_BUSY;
     }
-    call = rpc_start(c->w, kind, c, body, &err);
+    call = rpc_start(c->w, c->site, kind, c, body, &err);
     if (call == NULL)
         return err;
     call->ref = ref != NULL ? json_deep_copy(ref) : NULL;
@@ -159,7 +160,7 @@ static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const j
 /* Does a static rule let c subscribe? 1 yes, 0 no, or an error to answer. */
 static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, const char **why)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     struct client *cl = c->client;
     struct tok_claims claims;
     const char *granted;
@@ -209,7 +210,7 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
      * closed with 1008, and again on every retry: tell it to reload instead. */
     for (size_t i = 0; i < n; i++)
         bytes += msgs[i]->len;
-    if (bytes > c->w->cfg->max_queued_bytes / 2)
+    if (bytes > conn_cfg(c)->max_queued_bytes / 2)
         ok = 0;
     for (size_t i = 0; i < n; i++) {
         if (ok)
@@ -219,9 +220,9 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
     free(msgs);
     if (since[0] != '\0') {
         if (ok)
-            c->w->stats.recoveries_ok++;
+            conn_stats(c)->recoveries_ok++;
         else
-            c->w->stats.recoveries_failed++;
+            conn_stats(c)->recoveries_failed++;
     }
     return ok;
 }
@@ -237,7 +238,7 @@ static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, 
         client_ok(c, ref, members);
         return;
     }
-    ok = client_replay(c, hist_key(key, sizeof key, 'c', s->chan->name),
+    ok = client_replay(c, hist_key(key, sizeof key, conn_shared(c)->name, 'c', s->chan->name),
                        since != NULL ? since : "", &s->last, id);
     if (ref == NULL) {
         json_decref(members);
@@ -251,24 +252,25 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
                                  const char *since)
 {
     struct client *cl = client_get(c);
+    const struct cfg *cfg = conn_cfg(c);
     struct worker *w = c->w;
     size_t len = strlen(channel);
     json_t *members = NULL;
     struct sub *s;
     int appeared;
 
-    s = sub_add(&w->subs, &cl->subs, c, channel, len, &appeared);
+    s = sub_add(&conn_site(c)->subs, &cl->subs, c, channel, len, &appeared);
     cl->nsubs++;
     if (appeared)
-        dir_add(w->hub->chans, channel, len, w->id);
-    if (chan_match_any(w->cfg->presence_channels, w->cfg->npresence_channels, channel, len)) {
+        dir_add(&conn_shared(c)->chans, channel, len, w->id);
+    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, channel, len)) {
         /* An anonymous subscriber sees the members and their events, but is not one. */
         if (client_user(c) == NULL) {
-            members = pres_members(w->hub->pres, channel, 0);
+            members = pres_members(&conn_shared(c)->pres, channel, 0);
         } else {
             s->presence = 1;
-            pres_join(w->hub->pres, channel, client_user(c), cl->info, client_emit_presence, w,
-                      &members);
+            pres_join(&conn_shared(c)->pres, channel, client_user(c), cl->info,
+                      client_emit_presence, c, &members);
         }
     }
     client_subscribed(c, ref, s, since, members);
@@ -282,13 +284,13 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s,
                                    const char *since)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     const char *name = s->chan->name;
     json_t *members = NULL;
     char id[HIST_ID_MAX];
 
     if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, name, strlen(name)))
-        members = pres_members(c->w->hub->pres, name, 0);
+        members = pres_members(&conn_shared(c)->pres, name, 0);
     if (!hist_on(c->w->hub->hist) || ref == NULL) {
         client_ok(c, ref, members);
         return;
@@ -309,7 +311,7 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
         client_subscribe_again(c, cmd->ref, s, cmd->since);
         return;
     }
-    if (cl != NULL && cl->nsubs >= (size_t)c->w->cfg->max_subscriptions) {
+    if (cl != NULL && cl->nsubs >= (size_t)conn_cfg(c)->max_subscriptions) {
         client_fail(c, cmd->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
                     "this connection holds max_subscriptions channels");
         return;
@@ -319,7 +321,7 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
         client_subscribe_now(c, cmd->ref, cmd->channel, cmd->since);
         return;
     }
-    if (r == 0 && (c->w->cfg->hooks & CFG_HOOK_SUBSCRIBE) && client_user(c) != NULL) {
+    if (r == 0 && (conn_cfg(c)->hooks & CFG_HOOK_SUBSCRIBE) && client_user(c) != NULL) {
         json_t *body = client_rpc_body(c);
 
         json_object_set_new(body, "channel", json_string(cmd->channel));
@@ -338,9 +340,9 @@ static void client_drop_sub(struct conn *c, struct sub *s)
     char *name = xstrdup(s->chan->name);
 
     if (s->presence)
-        pres_leave(w->hub->pres, name, client_user(c), client_emit_presence, w);
-    if (sub_remove(&w->subs, &c->client->subs, s))
-        dir_remove(w->hub->chans, name, strlen(name), w->id);
+        pres_leave(&conn_shared(c)->pres, name, client_user(c), client_emit_presence, c);
+    if (sub_remove(&conn_site(c)->subs, &c->client->subs, s))
+        dir_remove(&conn_shared(c)->chans, name, strlen(name), w->id);
     c->client->nsubs--;
     free(name);
 }
@@ -361,11 +363,12 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
  * A one-item publish job to channel's subscribers but skip_conn, with frame m
  * (consumed; NULL when pub_submit makes it from the envelope).
  */
-static struct cmd_job *client_channel_job(struct worker *w, const char *channel, struct msg *m,
-                                          uint64_t skip_conn)
+static struct cmd_job *client_channel_job(const struct conn *c, const char *channel,
+                                          struct msg *m, uint64_t skip_conn)
 {
-    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, w->hub->nqueues, 1);
+    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, c->w->hub->nqueues, 1);
 
+    job->site = c->site;
     job->items[0].msg = m;
     job->items[0].channel = xstrdup(channel);
     job->items[0].skip_conn = skip_conn;
@@ -375,7 +378,7 @@ static struct cmd_job *client_channel_job(struct worker *w, const char *channel,
 /* {"op":"publish"} */
 static void client_publish(struct conn *c, const struct proto_cmd *cmd)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     struct cmd_job *job;
     char *text;
 
@@ -394,7 +397,7 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         client_fail(c, cmd->ref, PROTO_E_BAD_COMMAND, "data cannot be encoded");
         return;
     }
-    job = client_channel_job(c->w, cmd->channel, NULL, cmd->echo ? 0 : c->id);
+    job = client_channel_job(c, cmd->channel, NULL, cmd->echo ? 0 : c->id);
     pub_submit(c->w->hub, job, &text, 1);
     free(text);
     client_ok(c, cmd->ref, NULL);
@@ -406,7 +409,7 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
     json_t *body;
     int r;
 
-    if (c->w->cfg->rpc_socket == NULL) {
+    if (conn_cfg(c)->rpc_socket == NULL) {
         client_fail(c, cmd->ref, PROTO_E_RPC_DISABLED, "RPC is not configured on this server");
         return;
     }
@@ -422,7 +425,7 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
 /* Take one command from c's bucket (command_rate per second, command_burst deep). */
 static int client_rate_ok(struct conn *c)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     struct client *cl = client_get(c);
     double now = ev_now(c->w->loop);
 
@@ -481,7 +484,7 @@ static void client_recover_user(struct conn *c, const char *since)
 
     if (since == NULL || client_user(c) == NULL || !hist_on(c->w->hub->hist))
         return;
-    ok = client_replay(c, hist_key(key, sizeof key, 'u', client_user(c)), since, &c->user_last,
+    ok = client_replay(c, hist_key(key, sizeof key, conn_shared(c)->name, 'u', client_user(c)), since, &c->user_last,
                        id);
     client_send(c, proto_stream(id, ok));
 }
@@ -491,11 +494,11 @@ void client_opened(struct conn *c, const char *since)
     int err;
 
     client_recover_user(c, since);
-    if (!(c->w->cfg->hooks & CFG_HOOK_CONNECT))
+    if (!(conn_cfg(c)->hooks & CFG_HOOK_CONNECT))
         return;
     /* A notification: not the client's call, so not on its list or its rpc_max_per_conn. */
-    if (rpc_start(c->w, RPC_CONNECT, NULL, client_rpc_body(c), &err) == NULL)
-        c->w->stats.rpc_dropped++;
+    if (rpc_start(c->w, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err) == NULL)
+        conn_stats(c)->rpc_dropped++;
 }
 
 void client_closed(struct conn *c)
@@ -512,11 +515,11 @@ void client_closed(struct conn *c)
         cl->calls = NULL;
         cl->ncalls = 0;
     }
-    if (!(c->w->cfg->hooks & CFG_HOOK_DISCONNECT))
+    if (!(conn_cfg(c)->hooks & CFG_HOOK_DISCONNECT))
         return;
     body = client_rpc_body(c);
-    if (rpc_start(c->w, RPC_DISCONNECT, NULL, body, &err) == NULL)
-        c->w->stats.rpc_dropped++;
+    if (rpc_start(c->w, c->site, RPC_DISCONNECT, NULL, body, &err) == NULL)
+        conn_stats(c)->rpc_dropped++;
 }
 
 void client_free(struct client *cl)
@@ -578,7 +581,7 @@ static void client_hook_subscribed(struct conn *c, const struct rpc_call *call,
     }
     if (sub_of_conn(cl->subs, call->channel, strlen(call->channel)) != NULL)
         client_ok(c, call->ref, NULL);
-    else if (cl->nsubs >= (size_t)c->w->cfg->max_subscriptions)
+    else if (cl->nsubs >= (size_t)conn_cfg(c)->max_subscriptions)
         client_fail(c, call->ref, PROTO_E_TOO_MANY_SUBSCRIPTIONS,
                     "this connection holds max_subscriptions channels");
     else
@@ -610,12 +613,12 @@ void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)
 void client_emit_presence(void *arg, int join, const char *channel, const char *user,
                           const char *info)
 {
-    struct worker *w = arg;
+    struct conn *c = arg;
     struct msg *m = proto_presence(join, channel, user, info);
 
     if (m == NULL) {
         log_msg(LOG_ERROR, "client", "cannot encode a presence event for %s", channel);
         return;
     }
-    pub_hand_out(w->hub, client_channel_job(w, channel, m, 0), 1);
+    pub_hand_out(c->w->hub, client_channel_job(c, channel, m, 0), 1);
 }

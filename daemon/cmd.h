@@ -26,9 +26,9 @@
 
 struct msg;
 struct cfg;
-struct pres;
 struct hist;
 struct lim;
+struct site;
 
 enum cmd_type {
     CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
@@ -60,6 +60,7 @@ struct cmd_node {
 
 struct cmd_job {
     enum cmd_type type;
+    int site;                    /* CMD_PUBLISH, CMD_STATS, CMD_COUNT_USER: of this site only */
     int detached;                /* nobody waits: the last worker frees the job */
     pthread_mutex_t lock;
     pthread_cond_t done;
@@ -85,16 +86,15 @@ struct cmd_queue {
 };
 
 /*
- * What every thread shares: the workers' queues, and the tables that say
- * where users, channels and presence members are. Each table has its own
- * locks; the hub itself is filled before any thread starts.
+ * What every thread shares: the workers' queues, and per site the tables
+ * that say where users, channels and presence members are. Each table has
+ * its own locks; the hub itself is filled before any thread starts.
  */
 struct cmd_hub {
     struct cmd_queue **queues;   /* borrowed: one per worker */
     int nqueues;
-    struct dir *dir;             /* borrowed: which workers hold which users */
-    struct dir *chans;           /* borrowed: which workers hold which channels */
-    struct pres *pres;           /* borrowed: presence members */
+    struct site *sites;          /* borrowed: one per configured site (site.h) */
+    int nsites;
     struct hist *hist;           /* borrowed: message history */
     struct lim *lim;             /* borrowed: connection limits */
     atomic_int rpc_inflight;     /* PHP calls in flight, every worker */

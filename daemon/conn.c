@@ -37,6 +37,7 @@
 #include "lim.h"
 #include "log.h"
 #include "msg.h"
+#include "site.h"
 #include "tok.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -51,12 +52,33 @@ struct conn *conn_from_link(struct reg_link *l)
     return (struct conn *)((char *)l - offsetof(struct conn, link));
 }
 
+const struct cfg *conn_cfg(const struct conn *c)
+{
+    return c->site >= 0 ? c->w->cfg->sites[c->site] : c->w->cfg;
+}
+
+struct worker_site *conn_site(const struct conn *c)
+{
+    return &c->w->sites[c->site];
+}
+
+struct site *conn_shared(const struct conn *c)
+{
+    return &c->w->hub->sites[c->site];
+}
+
+struct stats *conn_stats(const struct conn *c)
+{
+    return c->site >= 0 ? &c->w->sites[c->site].stats : &c->w->stats;
+}
+
 void conn_accept(struct worker *w, int fd)
 {
     struct conn *c = xcalloc(1, sizeof *c);
 
     c->w = w;
     c->fd = fd;
+    c->site = -1;
     c->id = ++w->next_conn_id;
     c->state = CONN_HANDSHAKE;
     c->head = xmalloc(w->cfg->max_header_size);
@@ -180,10 +202,11 @@ static void conn_leave_open(struct conn *c)
         lim_release(c->w->hub->lim, c->addr);
     c->counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
-        dir_remove(c->w->dir, c->link.user->id, strlen(c->link.user->id), c->w->id);
-    reg_remove(&c->w->reg, &c->link);
+        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id),
+                   c->w->id);
+    reg_remove(&conn_site(c)->reg, &c->link);
     worker_open_remove(c->w, c);
-    c->w->stats.connections--;
+    conn_stats(c)->connections--;
 }
 
 /* Queue a final message, then linger until the peer closes. */
@@ -242,7 +265,7 @@ static void conn_overflow(struct conn *c)
     log_msg(LOG_INFO, "conn", "conn=%llu slow consumer: %llu bytes unsent, closing with 1008",
             (unsigned long long)c->id, (unsigned long long)c->out_bytes);
     c->overflow = 1;
-    c->w->stats.slow_consumers++;
+    conn_stats(c)->slow_consumers++;
     conn_truncate_queue(c);
     worker_pending_add(c->w, c);
 }
@@ -258,7 +281,7 @@ void conn_service(struct conn *c)
 /* A protocol violation: count it and close with its code. */
 static void conn_fail(struct conn *c, int code)
 {
-    stats_count_protocol_error(&c->w->stats, code);
+    stats_count_protocol_error(conn_stats(c), code);
     conn_close(c, code);
 }
 
@@ -296,7 +319,7 @@ static void conn_refuse(struct conn *c, enum hs_reason r)
     char buf[512];
     size_t n = hs_write_refusal(buf, sizeof buf, r);
 
-    c->w->stats.handshakes_refused[r]++;
+    conn_stats(c)->handshakes_refused[r]++;
     log_msg(LOG_DEBUG, "hs", "conn=%llu refused: %s (%d)", (unsigned long long)c->id,
             hs_reason_name(r), hs_status(r));
     free(c->head);
@@ -316,7 +339,7 @@ void conn_expire(struct conn *c)
 static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
                                         struct tok_claims *claims)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = conn_cfg(c);
     char decoded[TOK_MAX_LEN];
     const char *why = NULL;
     const char *tok = res->token.p;
@@ -389,6 +412,37 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
     client_opened(c, since);
 }
 
+/*
+ * Pick the site that answers req (by path and Host, hs_site_match) and
+ * check the handshake against that site's policy. No site: 404, unless
+ * the request is wrong in a way found earlier (a POST is still a 405).
+ */
+static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *req,
+                                     struct hs_result *res)
+{
+    const struct cfg *cfg = c->w->cfg;
+    struct hs_policy pol = {.path = "\n"}; /* a path no request has */
+    int best = -1, score = 0;
+    enum hs_reason r;
+
+    for (size_t i = 0; i < cfg->nsites && score < 2; i++) {
+        int m = hs_site_match(req, cfg->sites[i]->ws_path, cfg->sites[i]->host);
+
+        if (m > score) {
+            score = m;
+            best = (int)i;
+        }
+    }
+    if (best >= 0) {
+        c->site = best;
+        pol.path = cfg->sites[best]->ws_path;
+        pol.origins = (const char *const *)cfg->sites[best]->origins;
+        pol.norigins = cfg->sites[best]->norigins;
+    }
+    r = hs_check(req, &pol, res);
+    return r == HS_OK && best < 0 ? HS_NOT_FOUND : r;
+}
+
 /* The head is complete: check it, answer 101 or refuse, then read frames. */
 static void conn_upgrade(struct conn *c, const struct http_request *req, size_t head_len)
 {
@@ -399,7 +453,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     struct msg *m;
 
     memset(&claims, 0, sizeof claims);
-    r = hs_check(req, &c->w->policy, &res);
+    r = conn_pick_site(c, req, &res);
     if (r == HS_OK)
         r = conn_authenticate(c, &res, &claims);
     if (r == HS_OK)
@@ -415,12 +469,12 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     worker_timer_remove(c->w, c);
     c->state = CONN_OPEN;
     worker_open_add(c->w, c);
-    c->w->stats.connections++;
-    c->w->stats.connections_total++;
+    conn_stats(c)->connections++;
+    conn_stats(c)->connections_total++;
     if (claims.sub[0] != '\0') {
-        reg_add(&c->w->reg, &c->link, claims.sub, strlen(claims.sub));
+        reg_add(&conn_site(c)->reg, &c->link, claims.sub, strlen(claims.sub));
         if (c->link.user->nlinks == 1)
-            dir_add(c->w->dir, claims.sub, strlen(claims.sub), c->w->id);
+            dir_add(&conn_shared(c)->users, claims.sub, strlen(claims.sub), c->w->id);
     }
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");

@@ -24,8 +24,12 @@
 #include "ws.h"
 
 struct worker;
+struct worker_site;
 struct msg;
 struct client;
+struct cfg;
+struct site;
+struct stats;
 
 enum conn_state {
     CONN_HANDSHAKE,  /* reading the request head */
@@ -56,6 +60,7 @@ struct conn {
     ev_tstamp deadline;          /* for the timed list */
     uint64_t id;
     int fd;
+    int site;                    /* index of its site (cfg->sites, hub->sites); -1 until upgraded */
     uint32_t slot;               /* index in w->open while OPEN */
     uint8_t state;               /* enum conn_state */
     uint8_t timer;               /* enum conn_timer */
@@ -124,5 +129,17 @@ void conn_free(struct conn *c);
 
 /* The connection that embeds this registry link. */
 struct conn *conn_from_link(struct reg_link *l);
+
+/* The config of c's site; before the handshake picks one, the [herald] settings. */
+const struct cfg *conn_cfg(const struct conn *c);
+
+/* What c's worker keeps of c's site (c->site must be set). */
+struct worker_site *conn_site(const struct conn *c);
+
+/* c's site's tables shared by every thread (c->site must be set). */
+struct site *conn_shared(const struct conn *c);
+
+/* The counters c's events go to: its site's, or the worker's before it has one. */
+struct stats *conn_stats(const struct conn *c);
 
 #endif

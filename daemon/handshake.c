@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -120,7 +121,6 @@ static void scan_protocols(const struct http_request *req, struct hs_result *res
     }
 }
 
-/* Run the checks in their fixed order, then find the token and subprotocol. */
 /* The path of a target, skipping "scheme://authority" in the absolute form. */
 static struct http_str target_path(struct http_str target)
 {
@@ -138,6 +138,41 @@ static struct http_str target_path(struct http_str target)
     return path;
 }
 
+/* The Host header's name without its port ("[::1]:80" -> "[::1]"); len 0 if none. */
+static struct http_str host_name(const struct http_request *req)
+{
+    const struct http_header *h = http_find_header(req, "Host");
+    struct http_str v = {0};
+    const char *colon;
+
+    if (h == NULL)
+        return v;
+    v = h->value;
+    if (v.len > 0 && v.p[0] == '[') {
+        colon = memchr(v.p, ']', v.len);
+        if (colon != NULL)
+            v.len = (size_t)(colon - v.p) + 1;
+        return v;
+    }
+    colon = memchr(v.p, ':', v.len);
+    if (colon != NULL)
+        v.len = (size_t)(colon - v.p);
+    return v;
+}
+
+int hs_site_match(const struct http_request *req, const char *path, const char *host)
+{
+    struct http_str p = target_path(req->target), h;
+
+    if (p.len != strlen(path) || memcmp(p.p, path, p.len) != 0)
+        return 0;
+    if (host == NULL)
+        return 1;
+    h = host_name(req);
+    return h.len == strlen(host) && strncasecmp(h.p, host, h.len) == 0 ? 2 : 0;
+}
+
+/* Run the checks in their fixed order, then find the token and subprotocol. */
 enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *pol,
                         struct hs_result *res)
 {

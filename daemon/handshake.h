@@ -66,6 +66,14 @@ struct hs_result {
 enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *pol,
                         struct hs_result *res);
 
+/*
+ * Does a site with this WebSocket path and host (NULL: any host) answer
+ * req? Returns 2 when host is req's Host header (any case, port ignored),
+ * 1 when the path matches and the site takes any host, else 0. A request
+ * goes to a site answering 2, else to one answering 1 (conn.c).
+ */
+int hs_site_match(const struct http_request *req, const char *path, const char *host);
+
 /* The HTTP status for a reason (101 for HS_OK). */
 int hs_status(enum hs_reason r);
 

@@ -89,9 +89,9 @@ void hist_free(struct hist *h)
     }
 }
 
-char *hist_key(char *buf, size_t size, char kind, const char *name)
+char *hist_key(char *buf, size_t size, const char *site, char kind, const char *name)
 {
-    snprintf(buf, size, "%c:%s", kind, name);
+    snprintf(buf, size, "%s/%c:%s", site, kind, name);
     return buf;
 }
 

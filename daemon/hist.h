@@ -30,7 +30,7 @@
 
 #define HIST_STRIPES 64
 #define HIST_ID_MAX 32         /* "xxxxxxxx:" + 20 digits + NUL fits */
-#define HIST_KEY_MAX 160       /* "u:" or "c:", a user id or channel name (128), NUL */
+#define HIST_KEY_MAX 200       /* site name (32), "/u:" or "/c:", a user id or channel (128), NUL */
 
 struct msg;
 
@@ -130,7 +130,11 @@ int hist_save(struct hist *h, const char *path);
  */
 int hist_load(struct hist *h, const char *path);
 
-/* "u:<user>" or "c:<channel>" into buf; returns buf. */
-char *hist_key(char *buf, size_t size, char kind, const char *name);
+/*
+ * "<site>/u:<user>" or "<site>/c:<channel>" into buf; returns buf. The
+ * site's name, not its index, so a history file still fits after the
+ * sections of the config are reordered.
+ */
+char *hist_key(char *buf, size_t size, const char *site, char kind, const char *name);
 
 #endif

@@ -25,8 +25,8 @@
 #include "lim.h"
 #include "log.h"
 #include "net.h"
-#include "pres.h"
 #include "service.h"
+#include "site.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -41,9 +41,8 @@ struct herald {
     int nworkers;
     struct cmd_queue **queues;   /* owned array; queues live in the workers */
     struct cmd_hub hub;
-    struct dir dir;              /* which workers hold which users */
-    struct dir chans;            /* which workers hold which channels */
-    struct pres pres;            /* presence members */
+    struct site *sites;          /* owned: one per configured site */
+    int nsites;
     struct hist hist;            /* message history */
     struct lim lim;              /* connection limits */
     struct api *api;             /* owned */
@@ -60,17 +59,16 @@ static int start_workers(struct herald *h, char **cause)
         if (h->shared_lfd < 0)
             return -1;
     }
-    dir_init(&h->dir);
-    dir_init(&h->chans);
-    pres_init(&h->pres);
+    h->sites = xcalloc(cfg->nsites, sizeof *h->sites);
+    for (size_t i = 0; i < cfg->nsites; i++)
+        site_init(&h->sites[h->nsites++], cfg->sites[i]->site);
     lim_init(&h->lim);
     hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl,
               (size_t)cfg->history_max_bytes);
     if (cfg->history_file != NULL && hist_on(&h->hist))
         hist_load(&h->hist, cfg->history_file);
-    h->hub.dir = &h->dir;
-    h->hub.chans = &h->chans;
-    h->hub.pres = &h->pres;
+    h->hub.sites = h->sites;
+    h->hub.nsites = h->nsites;
     h->hub.hist = &h->hist;
     h->hub.lim = &h->lim;
     atomic_init(&h->hub.rpc_inflight, 0);
@@ -111,9 +109,9 @@ static void free_workers(struct herald *h)
         worker_free(h->workers[i]);
     free(h->workers);
     free(h->queues);
-    dir_free(&h->dir);
-    dir_free(&h->chans);
-    pres_free(&h->pres);
+    for (int i = 0; i < h->nsites; i++)
+        site_free(&h->sites[i]);
+    free(h->sites);
     hist_free(&h->hist);
     lim_free(&h->lim);
     if (h->shared_lfd >= 0) {
@@ -140,9 +138,11 @@ static void reload(struct herald *h)
         free(next);
         return;
     }
-    if (cfg_load(h->argc, h->argv, next, &action, &cause) != 0) {
+    if (cfg_load(h->argc, h->argv, next, &action, &cause) != 0 ||
+        !cfg_same_sites(h->cfg, next, &cause)) {
         log_msg(LOG_ERROR, "main", "SIGHUP: %s; keeping the running configuration", cause);
         free(cause);
+        cfg_free(next);
         free(next);
         return;
     }
@@ -206,11 +206,21 @@ static void log_startup(const struct herald *h, long fdlimit)
 
     log_msg(LOG_INFO, "main", "herald starting: %d workers, %d api threads, file limit %ld",
             cfg->workers, cfg->api_threads, fdlimit);
-    if (cfg->dev_secret)
+    if (cfg->sites[0]->dev_secret)
         log_msg(LOG_WARN, "main", "using the built-in development secret: anyone can make "
                 "tokens for it; set secret or secret_file in a config file for production");
-    log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen, cfg->ws_path);
-    log_msg(LOG_INFO, "main", "listening on api %s", cfg->api_socket);
+    if (!cfg->explicit_sites) {
+        log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen, cfg->ws_path);
+        log_msg(LOG_INFO, "main", "listening on api %s", cfg->api_socket);
+        return;
+    }
+    log_msg(LOG_INFO, "main", "listening on ws %s", cfg->listen);
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const struct cfg *site = cfg->sites[i];
+
+        log_msg(LOG_INFO, "main", "site %s: ws path %s, host %s, api %s", site->site,
+                site->ws_path, site->host != NULL ? site->host : "any", site->api_socket);
+    }
 }
 
 int main(int argc, char **argv)

@@ -17,11 +17,14 @@
 #include "hist.h"
 #include "msg.h"
 #include "proto.h"
+#include "site.h"
 #include "xmalloc.h"
 
-/* The workers holding any target of the job. */
+/* The workers holding any target of the job (in the job's site). */
 static void pub_mask(const struct cmd_hub *hub, const struct cmd_job *job, struct dir_mask *mask)
 {
+    struct site *site = &hub->sites[job->site];
+
     memset(mask, 0, sizeof *mask);
     for (size_t i = 0; i < job->nitems; i++) {
         const struct cmd_item *it = &job->items[i];
@@ -31,9 +34,9 @@ static void pub_mask(const struct cmd_hub *hub, const struct cmd_job *job, struc
             return;
         }
         if (it->channel != NULL)
-            dir_lookup(hub->chans, it->channel, mask);
+            dir_lookup(&site->chans, it->channel, mask);
         for (size_t u = 0; u < it->nusers; u++)
-            dir_lookup(hub->dir, it->users[u], mask);
+            dir_lookup(&site->users, it->users[u], mask);
     }
 }
 
@@ -51,17 +54,19 @@ struct cmd_job *pub_hand_out(const struct cmd_hub *hub, struct cmd_job *job, int
 }
 
 /* Mark the stripes of every stream the job publishes to. */
-static void pub_stripes(const struct cmd_job *job, unsigned char used[HIST_STRIPES])
+static void pub_stripes(const struct cmd_hub *hub, const struct cmd_job *job,
+                        unsigned char used[HIST_STRIPES])
 {
+    const char *site = hub->sites[job->site].name;
     char key[HIST_KEY_MAX];
 
     for (size_t i = 0; i < job->nitems; i++) {
         const struct cmd_item *it = &job->items[i];
 
         if (it->channel != NULL)
-            used[hist_stripe_of(hist_key(key, sizeof key, 'c', it->channel))] = 1;
+            used[hist_stripe_of(hist_key(key, sizeof key, site, 'c', it->channel))] = 1;
         for (size_t u = 0; u < it->nusers; u++)
-            used[hist_stripe_of(hist_key(key, sizeof key, 'u', it->users[u]))] = 1;
+            used[hist_stripe_of(hist_key(key, sizeof key, site, 'u', it->users[u]))] = 1;
     }
 }
 
@@ -93,9 +98,11 @@ static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_jo
                                   char *const *texts)
 {
     struct cmd_job *nj = cmd_job_new(CMD_PUBLISH, hub->nqueues, pub_count(job));
+    const char *site = hub->sites[job->site].name;
     char key[HIST_KEY_MAX];
     size_t k = 0;
 
+    nj->site = job->site;
     for (size_t i = 0; i < job->nitems; i++) {
         const struct cmd_item *it = &job->items[i];
         struct cmd_item *out = &nj->items[k];
@@ -106,7 +113,7 @@ static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_jo
             out->group = i;
             k++;
         } else if (it->channel != NULL) {
-            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, 'c', it->channel),
+            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, site, 'c', it->channel),
                                 texts[i], &out->offset);
             out->channel = xstrdup(it->channel);
             out->skip_conn = it->skip_conn;
@@ -115,7 +122,7 @@ static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_jo
         }
         for (size_t u = 0; u < it->nusers; u++, k++) {
             out = &nj->items[k];
-            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, 'u', it->users[u]),
+            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, site, 'u', it->users[u]),
                                 texts[i], &out->offset);
             out->users = xcalloc(1, sizeof *out->users);
             out->users[0] = xstrdup(it->users[u]);
@@ -140,7 +147,7 @@ struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char 
         }
         return pub_hand_out(hub, job, detached);
     }
-    pub_stripes(job, used);
+    pub_stripes(hub, job, used);
     for (unsigned s = 0; s < HIST_STRIPES; s++)
         if (used[s])
             hist_lock(hub->hist, s);

@@ -61,7 +61,7 @@ static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char he
 /* Encode the FastCGI request for body into call->req. Returns 0 or -1. */
 static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
 {
-    const struct cfg *cfg = call->w->cfg;
+    const struct cfg *cfg = call->w->cfg->sites[call->site];
     char sig[65], clen[24], uri[32];
     struct fcgic_param p[12];
     size_t n = 0;
@@ -131,7 +131,7 @@ static void rpc_free(struct rpc_call *call)
 /* End call with res: count it, hand it to client.c, free it. */
 static void rpc_end(struct rpc_call *call, struct rpc_result *res)
 {
-    struct stats *st = &call->w->stats;
+    struct stats *st = &call->w->sites[call->site].stats;
 
     if (res->err >= 0) {
         st->rpc_failed++;
@@ -159,10 +159,10 @@ static void rpc_fail(struct rpc_call *call, enum proto_err e, const char *fmt, c
     rpc_end(call, &res);
 }
 
-struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c, json_t *body,
-                           int *err)
+struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
+                           json_t *body, int *err)
 {
-    const struct cfg *cfg = w->cfg;
+    const struct cfg *cfg = w->cfg->sites[site];
     struct rpc_call *call;
     char *text, *cause = NULL;
     int r;
@@ -179,12 +179,13 @@ struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c,
     json_decref(body);
     call = xcalloc(1, sizeof *call);
     call->w = w;
+    call->site = site;
     call->kind = kind;
     call->conn = c;
     call->fd = -1;
     fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + RPC_MAX_HEAD);
     rpc_link(w, call);
-    w->stats.rpc_calls++;
+    w->sites[site].stats.rpc_calls++;
     r = text != NULL ? rpc_encode(call, text, strlen(text)) : -1;
     free(text);
     if (r == 0)
@@ -192,7 +193,7 @@ struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c,
     if (call->fd < 0) {
         log_msg(LOG_WARN, "rpc", "cannot reach php-fpm: %s", cause != NULL ? cause : "encode");
         free(cause);
-        w->stats.rpc_failed++;
+        w->sites[site].stats.rpc_failed++;
         rpc_free(call);
         *err = PROTO_E_RPC_UNAVAILABLE;
         return NULL;
@@ -253,7 +254,7 @@ static void rpc_answered(struct rpc_call *call)
         for (char *s = p->err; *s != '\0'; s++)
             if ((unsigned char)*s < 0x20 || *s == 0x7f)
                 *s = ' ';
-        log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s", call->w->cfg->rpc_script, p->err);
+        log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s", call->w->cfg->sites[call->site]->rpc_script, p->err);
     }
     if (p->protocol_status != FCGIC_REQUEST_COMPLETE) {
         rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "%s", "php-fpm refused the request (overloaded)");

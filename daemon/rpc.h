@@ -42,6 +42,7 @@ struct rpc_call {
     char *channel;                /* owned: RPC_SUBSCRIBE's channel */
     char *since;                  /* owned: RPC_SUBSCRIBE's since, or NULL */
     struct worker *w;             /* borrowed */
+    int site;                     /* the site whose PHP answers (cfg->sites index) */
     int fd;
     ev_io io;
     ev_timer timer;
@@ -68,13 +69,13 @@ struct rpc_result {
 };
 
 /*
- * Start a call of this kind for conn c (NULL for a disconnect hook) with
+ * Start a call of this kind to site's PHP, for conn c (NULL for a disconnect hook) with
  * body (stolen: the request's JSON object, to which "type" and "time" are
  * added). Returns the call, or NULL with *err set: PROTO_E_RPC_BUSY over
  * rpc_max_inflight, PROTO_E_RPC_UNAVAILABLE when no socket can be made.
  */
-struct rpc_call *rpc_start(struct worker *w, enum rpc_kind kind, struct conn *c, json_t *body,
-                           int *err);
+struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
+                           json_t *body, int *err);
 
 /* End every call still in flight without a result (worker exit). */
 void rpc_abort_all(struct worker *w);

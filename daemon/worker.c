@@ -54,14 +54,12 @@ static void worker_run_queued(struct worker *w);
 
 /*
  * Use a config snapshot (at start, and on each reload): what the worker
- * keeps derived from it, the handshake policy and the ping period, follows.
+ * keeps derived from it, the ping period, follows. The sites are the same
+ * in every snapshot (cfg_same_sites), so conn->site stays valid.
  */
 static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
 {
     w->cfg = cfg;
-    w->policy.path = cfg->ws_path;
-    w->policy.origins = (const char *const *)cfg->origins;
-    w->policy.norigins = cfg->norigins;
     ev_timer_stop(w->loop, &w->ping);
     if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
         double iv = cfg->ping_interval_ms / 1000.0;
@@ -78,7 +76,6 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, in
 
     w->id = id;
     w->hub = hub;
-    w->dir = hub->dir;
     /* Connection ids are unique in the process: the worker in the top bits. */
     w->next_conn_id = (uint64_t)id << 48;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
@@ -97,8 +94,12 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, in
     w->rbuf_size = WORKER_RBUF_SIZE;
     w->rbuf = xmalloc(w->rbuf_size);
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
-    reg_init(&w->reg);
-    sub_init(&w->subs);
+    w->sites = xcalloc((size_t)hub->nsites, sizeof *w->sites);
+    w->nsites = hub->nsites;
+    for (int i = 0; i < w->nsites; i++) {
+        reg_init(&w->sites[i].reg);
+        sub_init(&w->sites[i].subs);
+    }
     ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
     ev_io_start(w->loop, &w->accept_io);
     ev_init(&w->accept_pause, worker_on_accept_pause);
@@ -186,8 +187,11 @@ void worker_free(struct worker *w)
         w->out_free = o->next;
         free(o);
     }
-    reg_free(&w->reg);
-    sub_free(&w->subs);
+    for (int i = 0; i < w->nsites; i++) {
+        reg_free(&w->sites[i].reg);
+        sub_free(&w->sites[i].subs);
+    }
+    free(w->sites);
     msg_unref(w->ping_msg);
     free(w->open);
     free(w->rbuf);
@@ -397,9 +401,9 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* Queue a channel item to the channel's subscribers here. */
-static uint64_t worker_publish_channel(struct worker *w, const struct cmd_item *it)
+static uint64_t worker_publish_channel(struct worker *w, int site, const struct cmd_item *it)
 {
-    struct sub_chan *ch = sub_find(&w->subs, it->channel, strlen(it->channel));
+    struct sub_chan *ch = sub_find(&w->sites[site].subs, it->channel, strlen(it->channel));
     uint64_t n = 0;
 
     if (ch == NULL)
@@ -417,20 +421,22 @@ static uint64_t worker_publish_channel(struct worker *w, const struct cmd_item *
     return n;
 }
 
-/* Queue one publish item to its targets; returns the conns it reached. */
-static uint64_t worker_publish(struct worker *w, const struct cmd_item *it)
+/* Queue one publish item to its targets in site; returns the conns it reached. */
+static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item *it)
 {
     uint64_t n = 0;
 
     if (it->channel != NULL)
-        return worker_publish_channel(w, it);
+        return worker_publish_channel(w, site, it);
     if (it->broadcast) {
         for (size_t i = 0; i < w->nopen; i++)
-            n += (uint64_t)conn_send(w->open[i], it->msg);
+            if (w->open[i]->site == site)
+                n += (uint64_t)conn_send(w->open[i], it->msg);
         return n;
     }
     for (size_t u = 0; u < it->nusers; u++) {
-        struct reg_user *user = reg_find(&w->reg, it->users[u], strlen(it->users[u]));
+        struct reg_user *user = reg_find(&w->sites[site].reg, it->users[u],
+                                         strlen(it->users[u]));
 
         if (user == NULL)
             continue;
@@ -461,29 +467,42 @@ static void worker_shutdown(struct worker *w)
         conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
+/*
+ * Add a site's counters to a stats job. With one site, what happened
+ * before a connection had a site is the site's too.
+ */
+static void worker_add_stats(struct worker *w, struct cmd_job *job)
+{
+    struct worker_site *ws = &w->sites[job->site];
+
+    ws->stats.subscriptions = ws->subs.nsubs;
+    pthread_mutex_lock(&job->lock);
+    stats_add(&job->stats, &ws->stats);
+    if (w->nsites == 1)
+        stats_add(&job->stats, &w->stats);
+    pthread_mutex_unlock(&job->lock);
+}
+
 /* Run one job for this worker and report it done. */
 static void worker_run(struct worker *w, struct cmd_job *job)
 {
     switch (job->type) {
     case CMD_PUBLISH:
         for (size_t i = 0; i < job->nitems; i++) {
-            uint64_t n = worker_publish(w, &job->items[i]);
+            uint64_t n = worker_publish(w, job->site, &job->items[i]);
 
-            w->stats.delivered += n;
+            w->sites[job->site].stats.delivered += n;
             pthread_mutex_lock(&job->lock);
             job->delivered[job->items[i].group] += n;
             pthread_mutex_unlock(&job->lock);
         }
         break;
     case CMD_STATS:
-        w->stats.subscriptions = w->subs.nsubs;
-        pthread_mutex_lock(&job->lock);
-        stats_add(&job->stats, &w->stats);
-        pthread_mutex_unlock(&job->lock);
+        worker_add_stats(w, job);
         break;
     case CMD_COUNT_USER: {
         const char *id = job->items[0].users[0];
-        struct reg_user *u = reg_find(&w->reg, id, strlen(id));
+        struct reg_user *u = reg_find(&w->sites[job->site].reg, id, strlen(id));
 
         pthread_mutex_lock(&job->lock);
         job->delivered[0] += u != NULL ? u->nlinks : 0;

@@ -2,8 +2,8 @@
  * worker.h -- an event-loop thread that owns connections.
  *
  * Owns:       one ev_loop, its listener watcher, its connections (through
- *             the open array, the timed lists and the pending list), its
- *             registry, its stats, and its command queue.
+ *             the open array, the timed lists and the pending list), per
+ *             site a registry, subscriptions and stats, and its command queue.
  * Called by:  main.c (create, start, shut down, join, free); conn.c uses
  *             the fields below from the same thread.
  * Invariants: everything here is touched only by the worker's thread,
@@ -20,7 +20,6 @@
 
 #include "cmd.h"
 #include "dir.h"
-#include "handshake.h"
 #include "reg.h"
 #include "stats.h"
 #include "sub.h"
@@ -30,6 +29,13 @@ struct conn;
 struct conn_out;
 struct msg;
 struct rpc_call;
+
+/* What a worker keeps per site: its users, its channels, its counters. */
+struct worker_site {
+    struct reg reg;              /* the site's users with a connection here */
+    struct sub_table subs;       /* the site's channel subscriptions here */
+    struct stats stats;          /* counters of the site's connections here */
+};
 
 /* A FIFO of conns with deadlines, linked through conn->tnext/tprev. */
 struct conn_list {
@@ -42,9 +48,7 @@ struct worker {
     pthread_t thread;
     struct ev_loop *loop;        /* owned */
     const struct cfg *cfg;       /* borrowed: the config snapshot */
-    struct cmd_hub *hub;         /* borrowed: queues, directories, presence */
-    struct dir *dir;             /* borrowed: hub->dir, the directory of users */
-    struct hs_policy policy;     /* views into cfg */
+    struct cmd_hub *hub;         /* borrowed: queues, sites' directories and presence */
     int lfd;                     /* listener: owned when own_lfd */
     int own_lfd;
     ev_io accept_io;
@@ -53,10 +57,10 @@ struct worker {
     ev_timer tick;               /* timed lists, shutdown progress */
     ev_timer ping;               /* ping rounds */
     struct cmd_queue queue;
-    struct reg reg;
-    struct sub_table subs;       /* channel subscriptions here */
+    struct worker_site *sites;   /* owned: one per hub site, same index */
+    int nsites;
     struct rpc_call *calls;      /* owned through rpc.c: PHP calls in flight */
-    struct stats stats;
+    struct stats stats;          /* what happens before a site is known (accept, 404) */
     struct conn **open;          /* owned array; conns borrowed */
     size_t nopen;
     size_t capopen;

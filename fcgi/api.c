@@ -12,14 +12,20 @@
  *             A malformed record makes FCGX_Accept_r drop that connection
  *             and return an error; the thread simply serves the next one.
  *
- * All threads wait on one epoll set: the listener (EPOLLEXCLUSIVE, so one
- * thread wakes per caller) and every connection between its requests
+ * All threads wait on one epoll set: every site's listener (EPOLLEXCLUSIVE,
+ * so one thread wakes per caller) and every connection between its requests
  * (EPOLLONESHOT, so one thread takes its next request), kept ones
  * (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn sends) included. A thread
  * hands a connection to libfcgi only once a peek shows its whole request
  * has arrived (gate.c); until then it waits on the gate's list, looked at
  * every API_POLL_MS, for at most API_IO_TIMEOUT. So an idle or stalled
  * caller costs an fd, never a thread.
+ *
+ * Each epoll entry carries its site index next to the fd (api_tag), and so
+ * does each parked connection: a request is answered for the site whose
+ * socket it came in on, and nothing in it can name another site. Where a
+ * site sets publish_uids, the caller's uid comes from SO_PEERCRED, which
+ * the kernel records at connect and a caller cannot forge.
  */
 #include "api.h"
 
@@ -32,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,12 +56,30 @@
  * served as soon as this much has come: its caller is clearly sending. */
 #define API_PEEK_MAX (64u << 10)
 #define API_DRAIN_MAX (16u << 20) /* read and drop at most this much of a refused body */
+#define API_TAG_LISTENER (1ull << 62) /* in an epoll tag: the fd is a site's listener */
+
+/* An epoll entry's data: site index, fd, and whether it is the listener. */
+static uint64_t api_tag(int site, int fd, int listener)
+{
+    return (uint64_t)site << 32 | (uint32_t)fd | (listener ? API_TAG_LISTENER : 0);
+}
+
+static int api_tag_site(uint64_t tag)
+{
+    return (int)((tag & ~API_TAG_LISTENER) >> 32);
+}
+
+static int api_tag_fd(uint64_t tag)
+{
+    return (int)(uint32_t)tag;
+}
 
 static const char *api_reason(int status)
 {
     switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -145,21 +170,50 @@ static const char *api_query(FCGX_Request *req)
     return q != NULL ? q + 1 : "";
 }
 
-/* Answer one request. */
-static void api_handle(struct api *a, FCGX_Request *req)
+/*
+ * May the caller on fd use this site's socket? Yes when the site sets no
+ * publish_uids; else only when the caller's uid (SO_PEERCRED) is listed.
+ * *uid is the caller's, or -1 when it cannot be known (then: no).
+ */
+static int api_caller_allowed(const struct cfg *site, int fd, long *uid)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+
+    *uid = -1;
+    if (site->nuids == 0)
+        return 1;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+        log_msg(LOG_WARN, "api", "SO_PEERCRED: %s; refusing the caller", strerror(errno));
+        return 0;
+    }
+    *uid = (long)cr.uid;
+    for (size_t i = 0; i < site->nuids; i++)
+        if (site->uids[i] == cr.uid)
+            return 1;
+    return 0;
+}
+
+/* Answer one request that came in on site's socket. */
+static void api_handle(struct api *a, FCGX_Request *req, int site)
 {
     const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+    const struct cfg *cfg = api_cfg(a)->sites[site];
     char *path = api_path(req);
     struct api_response resp = {0};
     size_t len = 0;
-    size_t max_body = api_cfg(a)->api_max_body;
+    size_t max_body = cfg->api_max_body;
     char *body = api_read_body(req, max_body, &len);
+    long uid;
 
-    if (body == NULL)
+    if (!api_caller_allowed(cfg, req->ipcFd, &uid))
+        api_error(&resp, 403, "uid %ld may not use this API socket (publish_uids of site %s)",
+                  uid, cfg->site);
+    else if (body == NULL)
         api_error(&resp, 413, "body over the limit of %zu bytes", max_body);
     else
-        api_route(a, method ? method : "", path, api_query(req), body, len, &resp);
-    stats_count_api_status(&a->stats, resp.status);
+        api_route(a, site, method ? method : "", path, api_query(req), body, len, &resp);
+    stats_count_api_status(&a->sites[site].stats, resp.status);
     if (resp.status >= 400)
         log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
     api_write(req, &resp);
@@ -177,13 +231,13 @@ static double api_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Accept one caller; -1 when another thread was faster. */
-static int api_accept(struct api *a)
+/* Accept one caller on site's socket; -1 when another thread was faster. */
+static int api_accept(struct api *a, int site)
 {
     struct timeval tv = {.tv_sec = API_IO_TIMEOUT};
     int fd;
 
-    fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+    fd = accept4(a->sites[site].lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
             log_msg(LOG_WARN, "api", "accept: %s; pausing", strerror(errno));
@@ -201,9 +255,9 @@ static int api_accept(struct api *a)
 }
 
 /* Wait (again) for fd's next bytes: in the epoll set, one thread woken for it. */
-static void api_arm(struct api *a, int fd, int registered)
+static void api_arm(struct api *a, int fd, int site, int registered)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = api_tag(site, fd, 0)};
 
     if (epoll_ctl(a->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
         log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a connection", strerror(errno));
@@ -216,19 +270,19 @@ static void api_arm(struct api *a, int fd, int registered)
  * into the epoll set for its next request; libfcgi closes any other, and
  * any connection that ends or sends a bad record.
  */
-static void api_serve(struct api *a, FCGX_Request *req, int fd)
+static void api_serve(struct api *a, FCGX_Request *req, int fd, int site)
 {
     req->ipcFd = fd;
     /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
     req->keepConnection = 1;
     if (FCGX_Accept_r(req) < 0)
         return;
-    api_handle(a, req);
+    api_handle(a, req, site);
     FCGX_Finish_r(req);
     if (req->ipcFd < 0)
         return;
     req->ipcFd = -1;
-    api_arm(a, fd, 1);
+    api_arm(a, fd, site, 1);
 }
 
 /*
@@ -237,13 +291,14 @@ static void api_serve(struct api *a, FCGX_Request *req, int fd)
  * not; close it if it is not FastCGI, has gone, or has stalled since since.
  * Returns 1 when it was parked.
  */
-static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, double since)
+static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, int site,
+                     double since)
 {
     ssize_t n = recv(fd, buf, API_PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
     enum gate_result r;
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        api_arm(a, fd, 1);
+        api_arm(a, fd, site, 1);
         return 0;
     }
     if (n <= 0) {
@@ -252,17 +307,17 @@ static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, dou
     }
     r = gate_scan(buf, (size_t)n);
     if (r == GATE_COMPLETE || (r == GATE_PARTIAL && (size_t)n == API_PEEK_MAX)) {
-        api_serve(a, req, fd);
+        api_serve(a, req, fd, site);
     } else if (r == GATE_BAD) {
         log_msg(LOG_INFO, "api", "a caller sent something that is not FastCGI; closed");
-        stats_count_api_status(&a->stats, 400);
+        stats_count_api_status(&a->sites[site].stats, 400);
         close(fd);
     } else if (api_now() - since > API_IO_TIMEOUT) {
         log_msg(LOG_INFO, "api", "a caller sent half a request and stalled for %ds; closed",
                 API_IO_TIMEOUT);
         close(fd);
     } else {
-        gate_park(&a->gate, fd, since);
+        gate_park(&a->gate, fd, site, since);
         return 1;
     }
     return 0;
@@ -289,7 +344,7 @@ static void api_check_gate(struct api *a, FCGX_Request *req, uint8_t *buf)
     struct gate_wait *w = gate_take(&a->gate, &n);
 
     for (size_t i = 0; i < n; i++)
-        api_ready(a, req, buf, w[i].fd, w[i].since);
+        api_ready(a, req, buf, w[i].fd, w[i].site, w[i].since);
     free(w);
 }
 
@@ -305,11 +360,12 @@ static void *api_thread(void *arg)
     FCGX_InitRequest(&req, -1, 0);
     while (!atomic_load(&a->stopping)) {
         int fd, r = epoll_wait(a->epfd, &ev, 1, API_POLL_MS);
+        int site = api_tag_site(ev.data.u64);
 
-        if (r > 0 && ev.data.fd != a->lfd)
-            api_ready(a, &req, buf, ev.data.fd, api_now());
-        else if (r > 0 && (fd = api_accept(a)) >= 0)
-            api_arm(a, fd, 0);
+        if (r > 0 && !(ev.data.u64 & API_TAG_LISTENER))
+            api_ready(a, &req, buf, api_tag_fd(ev.data.u64), site, api_now());
+        else if (r > 0 && (fd = api_accept(a, site)) >= 0)
+            api_arm(a, fd, site, 0);
         if (api_gate_due(a))
             api_check_gate(a, &req, buf);
     }
@@ -334,33 +390,69 @@ static int api_chgrp(const char *path, const char *group, char **cause)
     return 0;
 }
 
+/* Bind site i's socket, give it its group, and watch it. Returns 0, or -1 with *cause set. */
+static int api_listen(struct api *a, int i, const struct cfg *site, char **cause)
+{
+    struct api_site *as = &a->sites[i];
+    char *addr = xasprintf("unix:%s", site->api_socket);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE};
+
+    as->lfd = net_listen(addr, site->api_socket_mode, 0, cause);
+    free(addr);
+    if (as->lfd < 0)
+        return -1;
+    as->path = xstrdup(site->api_socket);
+    if (site->api_socket_group != NULL && api_chgrp(site->api_socket, site->api_socket_group,
+                                                    cause) != 0)
+        return -1;
+    ev.data.u64 = api_tag(i, as->lfd, 1);
+    if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, as->lfd, &ev) != 0) {
+        *cause = xasprintf("api epoll: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Close every site's listener and remove its socket file. */
+static void api_unlisten(struct api *a)
+{
+    for (int i = 0; i < a->nsites; i++) {
+        if (a->sites[i].lfd >= 0)
+            close(a->sites[i].lfd);
+        if (a->sites[i].path != NULL)
+            net_unlink(a->sites[i].path);
+        free(a->sites[i].path);
+    }
+    free(a->sites);
+    a->sites = NULL;
+    a->nsites = 0;
+}
+
 struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause)
 {
     struct api *a = xcalloc(1, sizeof *a);
-    char *addr = xasprintf("unix:%s", cfg->api_socket);
 
     a->cfg = cfg;
     a->hub = hub;
     a->epfd = -1;
     a->started = time(NULL);
     gate_init(&a->gate);
-    a->lfd = net_listen(addr, cfg->api_socket_mode, 0, cause);
-    free(addr);
-    if (a->lfd < 0)
-        goto fail;
-    if (cfg->api_socket_group != NULL && api_chgrp(cfg->api_socket, cfg->api_socket_group,
-                                                   cause) != 0)
-        goto fail;
+    a->sites = xcalloc(cfg->nsites, sizeof *a->sites);
+    for (size_t i = 0; i < cfg->nsites; i++)
+        a->sites[i].lfd = -1;
+    a->nsites = (int)cfg->nsites;
     if (FCGX_Init() != 0) {
         *cause = xasprintf("FCGX_Init failed");
         goto fail;
     }
     a->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (a->epfd < 0 || epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->lfd, &(struct epoll_event){
-                                     .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = a->lfd}) != 0) {
+    if (a->epfd < 0) {
         *cause = xasprintf("api epoll: %s", strerror(errno));
         goto fail;
     }
+    for (int i = 0; i < a->nsites; i++)
+        if (api_listen(a, i, cfg->sites[i], cause) != 0)
+            goto fail;
     a->threads = xcalloc((size_t)cfg->api_threads, sizeof *a->threads);
     for (; a->nthreads < cfg->api_threads; a->nthreads++) {
         int r = pthread_create(&a->threads[a->nthreads], NULL, api_thread, a);
@@ -375,10 +467,7 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
 fail:
     if (a->epfd >= 0)
         close(a->epfd);
-    if (a->lfd >= 0) {
-        close(a->lfd);
-        net_unlink(cfg->api_socket);
-    }
+    api_unlisten(a);
     gate_free(&a->gate);
     free(a);
     return NULL;
@@ -397,9 +486,8 @@ void api_stop(struct api *a)
     for (int i = 0; i < a->nthreads; i++)
         pthread_join(a->threads[i], NULL);
     close(a->epfd);
-    close(a->lfd);
+    api_unlisten(a);
     gate_free(&a->gate);
-    net_unlink(a->cfg->api_socket);
     free(a->threads);
     free(a);
 }

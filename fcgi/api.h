@@ -1,14 +1,18 @@
 /*
- * api.h -- the FastCGI API endpoint: a Unix socket served by a small pool
- * of threads (libfcgi), answering /publish, /health and /stats.
+ * api.h -- the FastCGI API endpoint: one Unix socket per site, all served
+ * by one small pool of threads (libfcgi), answering /publish, /presence,
+ * /health and /stats for the site whose socket the request came in on.
  *
- * Owns:       struct api: the listening socket, the threads, the API
- *             counters.
+ * Owns:       struct api: the listening sockets, the threads, the API
+ *             counters of each site.
  * Called by:  main.c (start after the workers, stop before them);
  *             routes.c (request handling, on the API threads).
  * Invariants: never touches a connection: publishes become cmd jobs, and
  *             cmd.h is the only header shared with the workers. Each thread
- *             owns its FCGX_Request; the counters are atomic.
+ *             owns its FCGX_Request; the counters are atomic. A request can
+ *             reach only its socket's site: the site index travels with the
+ *             connection from accept to api_route, and every table a route
+ *             reads is that site's (hub->sites[site]).
  */
 #ifndef HERALD_API_H
 #define HERALD_API_H
@@ -24,15 +28,22 @@
 
 struct cfg;
 
+/* One site's API socket and counters. */
+struct api_site {
+    int lfd;                      /* owned: listening unix socket, or -1 */
+    char *path;                   /* owned: its file, removed at stop */
+    struct stats_api stats;
+};
+
 struct api {
     const struct cfg *cfg;        /* borrowed: the config snapshot */
-    const struct cmd_hub *hub;    /* borrowed: the workers' queues */
-    int lfd;                      /* owned: listening unix socket */
-    int epfd;                     /* owned: the listener and idle kept connections */
+    const struct cmd_hub *hub;    /* borrowed: the workers' queues, the sites' tables */
+    struct api_site *sites;       /* owned: one per cfg->sites entry, same index */
+    int nsites;
+    int epfd;                     /* owned: the listeners and idle kept connections */
     int nthreads;
     pthread_t *threads;           /* owned */
     atomic_int stopping;
-    struct stats_api stats;
     time_t started;
     struct gate gate;             /* connections waiting for the rest of a request */
     atomic_llong gate_due_ms;     /* monotonic ms when the gate is next looked at */
@@ -46,8 +57,8 @@ struct api_response {
 };
 
 /*
- * Bind the API socket (mode and group from the config) and start the
- * threads. Returns NULL with *cause set.
+ * Bind every site's API socket (mode and group from its config) and start
+ * the threads. Returns NULL with *cause set.
  */
 struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause);
 
@@ -64,10 +75,10 @@ static inline const struct cfg *api_cfg(struct api *a)
 void api_stop(struct api *a);
 
 /*
- * Route one request (routes.c). body is NUL-terminated at body[len].
- * Fills *resp; the caller frees resp->body.
+ * Route one request that came in on site's socket (routes.c). body is
+ * NUL-terminated at body[len]. Fills *resp; the caller frees resp->body.
  */
-void api_route(struct api *a, const char *method, const char *path, const char *query,
+void api_route(struct api *a, int site, const char *method, const char *path, const char *query,
                const char *body, size_t len, struct api_response *resp);
 
 /* A JSON error body {"ok":false,"error":msg} with this status (routes.c). */

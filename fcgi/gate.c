@@ -61,7 +61,7 @@ void gate_free(struct gate *g)
     pthread_mutex_destroy(&g->lock);
 }
 
-void gate_park(struct gate *g, int fd, double since)
+void gate_park(struct gate *g, int fd, int site, double since)
 {
     pthread_mutex_lock(&g->lock);
     if (g->n == g->cap) {
@@ -69,6 +69,7 @@ void gate_park(struct gate *g, int fd, double since)
         g->w = xrealloc(g->w, g->cap * sizeof *g->w);
     }
     g->w[g->n].fd = fd;
+    g->w[g->n].site = site;
     g->w[g->n].since = since;
     g->n++;
     pthread_mutex_unlock(&g->lock);

@@ -26,6 +26,7 @@ enum gate_result gate_scan(const uint8_t *p, size_t n);
 
 struct gate_wait {
     int fd;
+    int site;          /* whose API socket it came in on */
     double since;      /* monotonic seconds when it started waiting */
 };
 
@@ -40,8 +41,8 @@ void gate_init(struct gate *g);
 /* Close every waiting connection and free the list. */
 void gate_free(struct gate *g);
 
-/* Add fd to the waiting list. */
-void gate_park(struct gate *g, int fd, double since);
+/* Add fd, a connection to site's socket, to the waiting list. */
+void gate_park(struct gate *g, int fd, int site, double since);
 
 /* Take the whole waiting list (malloc'd, *n entries) for one thread to look at. */
 struct gate_wait *gate_take(struct gate *g, size_t *n);

@@ -26,6 +26,7 @@
 #include "pres.h"
 #include "proto.h"
 #include "pub.h"
+#include "site.h"
 #include "tok.h"
 #include "ws.h"
 #include "xmalloc.h"
@@ -174,7 +175,7 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
 }
 
 /* POST /publish: one message object, or an array of them. */
-static void routes_publish(struct api *a, const char *body, size_t len,
+static void routes_publish(struct api *a, int site, const char *body, size_t len,
                            struct api_response *resp)
 {
     json_error_t jerr;
@@ -205,6 +206,7 @@ static void routes_publish(struct api *a, const char *body, size_t len,
         return;
     }
     job = cmd_job_new(CMD_PUBLISH, a->hub->nqueues, n);
+    job->site = site;
     texts = xcalloc(n, sizeof *texts);
     for (i = 0; i < n; i++) {
         o = batch ? json_array_get(root, i) : root;
@@ -218,7 +220,7 @@ static void routes_publish(struct api *a, const char *body, size_t len,
     }
     job = pub_submit(a->hub, job, texts, 0);
     cmd_job_wait(job);
-    atomic_fetch_add(&a->stats.published, n);
+    atomic_fetch_add(&a->sites[site].stats.published, n);
     counts = json_array();
     for (i = 0; i < n; i++)
         json_array_append_new(counts, json_integer((json_int_t)job->delivered[i]));
@@ -237,10 +239,10 @@ done:
 }
 
 /* GET /health. */
-static void routes_health(struct api *a, struct api_response *resp)
+static void routes_health(struct api *a, int site, struct api_response *resp)
 {
-    routes_ok(resp, json_pack("{s:I, s:i}", "uptime", (json_int_t)(time(NULL) - a->started),
-                              "workers", a->hub->nqueues));
+    routes_ok(resp, json_pack("{s:I, s:i, s:s}", "uptime", (json_int_t)(time(NULL) - a->started),
+                              "workers", a->hub->nqueues, "site", a->hub->sites[site].name));
 }
 
 /* {"name": count, ...} for the handshake refusal counters. */
@@ -289,10 +291,10 @@ static int routes_param(const char *query, const char *name, char *out, size_t o
 }
 
 /* GET /presence?channel=C: the members of a presence channel. */
-static void routes_presence_channel(struct api *a, const char *channel,
+static void routes_presence_channel(struct api *a, int site, const char *channel,
                                     struct api_response *resp)
 {
-    const struct cfg *cfg = api_cfg(a);
+    const struct cfg *cfg = api_cfg(a)->sites[site];
     size_t len = strlen(channel);
 
     if (!chan_name_valid(channel, len)) {
@@ -305,11 +307,12 @@ static void routes_presence_channel(struct api *a, const char *channel,
         return;
     }
     routes_ok(resp, json_pack("{s:s, s:o}", "channel", channel, "members",
-                              pres_members(a->hub->pres, channel, 1)));
+                              pres_members(&a->hub->sites[site].pres, channel, 1)));
 }
 
 /* GET /presence?user=U: is the user online here, and with how many connections. */
-static void routes_presence_user(struct api *a, const char *user, struct api_response *resp)
+static void routes_presence_user(struct api *a, int site, const char *user,
+                                 struct api_response *resp)
 {
     struct cmd_job *job;
     struct dir_mask mask;
@@ -321,8 +324,9 @@ static void routes_presence_user(struct api *a, const char *user, struct api_res
         return;
     }
     memset(&mask, 0, sizeof mask);
-    dir_lookup(a->hub->dir, user, &mask);
+    dir_lookup(&a->hub->sites[site].users, user, &mask);
     job = cmd_job_new(CMD_COUNT_USER, a->hub->nqueues, 1);
+    job->site = site;
     job->items[0].users = xcalloc(1, sizeof *job->items[0].users);
     job->items[0].users[0] = xstrdup(user);
     job->items[0].nusers = 1;
@@ -335,17 +339,18 @@ static void routes_presence_user(struct api *a, const char *user, struct api_res
 }
 
 /* GET /presence with channel= or user=. */
-static void routes_presence(struct api *a, const char *query, struct api_response *resp)
+static void routes_presence(struct api *a, int site, const char *query,
+                            struct api_response *resp)
 {
     char value[512];
     int r;
 
     if ((r = routes_param(query, "channel", value, sizeof value)) > 0) {
-        routes_presence_channel(a, value, resp);
+        routes_presence_channel(a, site, value, resp);
         return;
     }
     if (r == 0 && (r = routes_param(query, "user", value, sizeof value)) > 0) {
-        routes_presence_user(a, value, resp);
+        routes_presence_user(a, site, value, resp);
         return;
     }
     api_error(resp, 400, r < 0 ? "malformed query string"
@@ -382,34 +387,38 @@ static json_t *routes_history(struct hist *h)
                      (json_int_t)atomic_load(&h->evicted));
 }
 
-/* GET /stats: every worker's counters, added up. */
-static void routes_stats(struct api *a, struct api_response *resp)
+/* GET /stats: the site's counters in every worker, added up. */
+static void routes_stats(struct api *a, int site, struct api_response *resp)
 {
     struct cmd_job *job = cmd_job_new(CMD_STATS, a->hub->nqueues, 0);
+    const struct stats_api *as = &a->sites[site].stats;
+    struct site *hs = &a->hub->sites[site];
     uint64_t api_errors[STATS_NAPI];
     const struct stats *st = &job->stats;
     json_t *o;
 
+    job->site = site;
     cmd_submit(a->hub, job);
     cmd_job_wait(job);
     for (size_t i = 0; i < STATS_NAPI; i++)
-        api_errors[i] = atomic_load(&a->stats.errors[i]);
+        api_errors[i] = atomic_load(&as->errors[i]);
     o = json_pack(
         "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
         "uptime", (json_int_t)(time(NULL) - a->started),
         "workers", a->hub->nqueues,
         "connections", (json_int_t)st->connections,
-        "users", (json_int_t)dir_count(a->hub->dir),
-        "published", (json_int_t)atomic_load(&a->stats.published),
+        "users", (json_int_t)dir_count(&hs->users),
+        "published", (json_int_t)atomic_load(&as->published),
         "delivered", (json_int_t)st->delivered,
         "connections_total", (json_int_t)st->connections_total,
         "accept_errors", (json_int_t)st->accept_errors,
         "slow_consumers", (json_int_t)st->slow_consumers,
         "handshakes_refused", routes_refusals(st),
         "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
-        "api_requests", (json_int_t)atomic_load(&a->stats.requests),
+        "api_requests", (json_int_t)atomic_load(&as->requests),
         "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
-    json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(a->hub->chans)));
+    json_object_set_new(o, "site", json_string(hs->name));
+    json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(&hs->chans)));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
     json_object_set_new(o, "rpc", routes_rpc(a, st));
@@ -421,7 +430,7 @@ static void routes_stats(struct api *a, struct api_response *resp)
     cmd_job_free(job);
 }
 
-void api_route(struct api *a, const char *method, const char *path, const char *query,
+void api_route(struct api *a, int site, const char *method, const char *path, const char *query,
                const char *body, size_t len, struct api_response *resp)
 {
     if (strcmp(path, "/publish") == 0) {
@@ -430,7 +439,7 @@ void api_route(struct api *a, const char *method, const char *path, const char *
             api_error(resp, 405, "use POST for /publish");
             return;
         }
-        routes_publish(a, body, len, resp);
+        routes_publish(a, site, body, len, resp);
     } else if (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0 ||
                strcmp(path, "/presence") == 0) {
         if (strcmp(method, "GET") != 0) {
@@ -439,11 +448,11 @@ void api_route(struct api *a, const char *method, const char *path, const char *
             return;
         }
         if (path[1] == 'h')
-            routes_health(a, resp);
+            routes_health(a, site, resp);
         else if (path[1] == 'p')
-            routes_presence(a, query, resp);
+            routes_presence(a, site, query, resp);
         else
-            routes_stats(a, resp);
+            routes_stats(a, site, resp);
     } else {
         api_error(resp, 404, "no such endpoint: %.100s", path);
     }

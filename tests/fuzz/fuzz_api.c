@@ -26,10 +26,10 @@
 #include "hist.h"
 #include "lim.h"
 #include "pres.h"
+#include "site.h"
 
 static struct cfg cfg;
-static struct dir users, chans;
-static struct pres pres;
+static struct site site;
 static struct lim lim;
 
 /* Presence events have no subscriber here. */
@@ -48,11 +48,9 @@ static void fuzz_setup(void)
 
     if (cfg_load(3, argv, &cfg, &action, &cause) != 0)
         abort();
-    dir_init(&users);
-    dir_init(&chans);
-    pres_init(&pres);
+    site_init(&site, "default");
     lim_init(&lim);
-    pres_join(&pres, "room:1", "42", "{\"name\":\"Ann\"}", fuzz_no_emit, NULL, NULL);
+    pres_join(&site.pres, "room:1", "42", "{\"name\":\"Ann\"}", fuzz_no_emit, NULL, NULL);
 }
 
 /* Cut the next '\n'-terminated part off *p; the last part runs to the end. */
@@ -88,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cmd_hub hub;
     struct hist hist;
     struct api a;
+    struct api_site asite = {.lfd = -1};
     struct api_response resp;
     char *method, *path, *query, *body;
     size_t len;
@@ -103,18 +102,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = fuzz_part(&data, &size, 1);
     hist_init(&hist, 100, 300, 1 << 20);
     memset(&hub, 0, sizeof hub);
-    hub.dir = &users;
-    hub.chans = &chans;
-    hub.pres = &pres;
+    hub.sites = &site;
+    hub.nsites = 1;
     hub.hist = &hist;
     hub.lim = &lim;
     memset(&a, 0, sizeof a);
     a.cfg = &cfg;
     a.hub = &hub;
-    a.lfd = -1;
+    a.sites = &asite;
+    a.nsites = 1;
     a.started = time(NULL);
     memset(&resp, 0, sizeof resp);
-    api_route(&a, method, path, query, body, len, &resp);
+    api_route(&a, 0, method, path, query, body, len, &resp);
     fuzz_check(&resp);
     free(resp.body);
     hist_free(&hist);

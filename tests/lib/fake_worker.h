@@ -80,7 +80,8 @@ static inline void fake_workers_start(struct fake_worker *ws, int n, struct cmd_
     }
     hub->queues = qs;
     hub->nqueues = n;
-    hub->dir = NULL;
+    hub->sites = NULL;
+    hub->nsites = 0;
     for (int i = 0; i < n; i++)
         if (pthread_create(&ws[i].thread, NULL, fake_worker_main, &ws[i]) != 0)
             abort();

@@ -121,7 +121,7 @@ static void test_gate_waiting_list(void **state)
 
     gate_init(&g);
     for (int i = 0; i < 40; i++)
-        gate_park(&g, 1000 + i, i * 0.5);
+        gate_park(&g, 1000 + i, 0, i * 0.5);
     w = gate_take(&g, &n);
     assert_int_equal(n, 40);
     for (int i = 0; i < 40; i++) {
@@ -133,7 +133,7 @@ static void test_gate_waiting_list(void **state)
     assert_int_equal(n, 0);
     assert_null(w);
     /* gate_free closes what still waits. */
-    gate_park(&g, dup(STDIN_FILENO), 0);
+    gate_park(&g, dup(STDIN_FILENO), 0, 0);
     gate_free(&g);
 }
 

@@ -150,8 +150,8 @@ static void test_hist_ids_and_epochs(void **state)
     assert_true(hist_on(&h));
     assert_false(hist_on(&h2));
 
-    assert_string_equal(hist_key(key, sizeof key, 'u', "42"), "u:42");
-    assert_string_equal(hist_key(key, sizeof key, 'c', "room:1"), "c:room:1");
+    assert_string_equal(hist_key(key, sizeof key, "default", 'u', "42"), "default/u:42");
+    assert_string_equal(hist_key(key, sizeof key, "shop", 'c', "room:1"), "shop/c:room:1");
 
     a = hist_begin(&h, "u:42");
     assert_int_equal(a->stripe, hist_stripe_of("u:42"));
