@@ -329,11 +329,11 @@ static void test_cfg_file_errors(void **state)
          "herald.ini:3: secret_file: secret is already set on line 2; use one of them"},
         {"[herald]\nsecret_file = /etc/herald/secret\nsecret = " GOOD_SECRET "\n",
          "herald.ini:3: secret: secret_file is already set on line 2; use one of them"},
-        {"[herald]\njunk\n", "herald.ini:2: expected 'key = value', '[herald]' or a comment"},
-        {"[herald\nworkers = 1\n", "herald.ini:1: expected 'key = value', '[herald]' or a comment"},
+        {"[herald]\njunk\n", "herald.ini:2: expected 'key = value', '[herald]', '[site NAME]' or a comment"},
+        {"[herald\nworkers = 1\n", "herald.ini:1: expected 'key = value', '[herald]', '[site NAME]' or a comment"},
         /* the first error wins, whichever kind it is */
         {"[herald]\njunk\nworkers = x\n",
-         "herald.ini:2: expected 'key = value', '[herald]' or a comment"},
+         "herald.ini:2: expected 'key = value', '[herald]', '[site NAME]' or a comment"},
         {"[herald]\nworkers = x\njunk\n", "herald.ini:2: workers: expected an integer, got 'x'"},
         {"[herald]\nworkers = x\n[foo]\n", "herald.ini:2: workers: expected an integer, got 'x'"},
         /* inih would read an indented line as the previous value's continuation */
@@ -597,6 +597,164 @@ static void test_cfg_version_help(void **state)
     free(out);
 }
 
+/* ---- Several sites ---------------------------------------------------- */
+
+#define SECRET_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define SECRET_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define TWO_SITES                                                                  \
+    "[herald]\nworkers = 3\npublic_channels = news\nrpc_timeout = 2s\n"            \
+    "[site shop]\nsecret = " SECRET_A "\nhost = Shop.Example.com\n"                \
+    "api_socket = /run/herald/shop.sock\npublish_uids = root 33\n"                 \
+    "[site blog]\nsecret = " SECRET_B "\nws_path = /live\n"                        \
+    "api_socket = /run/herald/blog.sock\npublic_channels = posts:*\n"
+
+/* Each site is the [herald] values with its own on top; the sites keep the file's order. */
+static void test_cfg_sites(void **state)
+{
+    char *path = tmp_ini(TWO_SITES);
+    struct cfg c;
+    const struct cfg *shop, *blog;
+
+    load_ok(&c, "-c", path, NULL);
+    assert_int_equal(c.nsites, 2);
+    assert_true(c.explicit_sites);
+    assert_int_equal(c.workers, 3);
+    shop = c.sites[0];
+    blog = c.sites[1];
+    assert_string_equal(shop->site, "shop");
+    assert_string_equal(blog->site, "blog");
+    assert_int_equal(cfg_site_index(&c, "blog"), 1);
+    assert_int_equal(cfg_site_index(&c, "none"), -1);
+    assert_memory_equal(shop->secret, SECRET_A, shop->secret_len);
+    assert_memory_equal(blog->secret, SECRET_B, blog->secret_len);
+    assert_string_equal(shop->host, "Shop.Example.com");
+    assert_null(blog->host);
+    assert_string_equal(shop->ws_path, "/ws");
+    assert_string_equal(blog->ws_path, "/live");
+    assert_string_equal(shop->api_socket, "/run/herald/shop.sock");
+    /* inherited from [herald], or replaced by the site */
+    assert_int_equal(shop->npublic_channels, 1);
+    assert_string_equal(shop->public_channels[0], "news");
+    assert_string_equal(blog->public_channels[0], "posts:*");
+    assert_int_equal(shop->rpc_timeout_ms, 2000);
+    assert_int_equal(blog->rpc_timeout_ms, 2000);
+    /* publish_uids: a name is looked up, a number taken as it is */
+    assert_int_equal(shop->nuids, 2);
+    assert_int_equal(shop->uids[0], 0);
+    assert_int_equal(shop->uids[1], 33);
+    assert_int_equal(blog->nuids, 0);
+    /* a flag for a per-site key wins in every site */
+    cfg_free(&c);
+    load_ok(&c, "-c", path, "--public-channels", "all", NULL);
+    assert_string_equal(c.sites[0]->public_channels[0], "all");
+    assert_string_equal(c.sites[1]->public_channels[0], "all");
+    cfg_free(&c);
+    tmp_remove(path);
+}
+
+/* No [site] section: one site, "default", holding the [herald] values. */
+static void test_cfg_default_site(void **state)
+{
+    struct cfg c;
+
+    load_ok(&c, "--secret", GOOD_SECRET, "--public-channels", "news", NULL);
+    assert_int_equal(c.nsites, 1);
+    assert_false(c.explicit_sites);
+    assert_string_equal(c.sites[0]->site, "default");
+    assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
+    assert_string_equal(c.sites[0]->public_channels[0], "news");
+    assert_string_equal(c.sites[0]->api_socket, c.api_socket);
+    cfg_free(&c);
+    load_ok(&c, NULL);
+    assert_true(c.sites[0]->dev_secret);
+    cfg_free(&c);
+}
+
+static void test_cfg_site_errors(void **state)
+{
+    static const struct {
+        const char *ini;
+        const char *cause;
+    } cases[] = {
+        {"[herald]\n[site a]\nlisten = 127.0.0.1:1\n",
+         "herald.ini:3: listen is global: set it under [herald]"},
+        {"[herald]\n[site a]\nworkerz = 1\n", "herald.ini:3: unknown key 'workerz'"},
+        {"[herald]\n[site]\n", "herald.ini:2: [site]: a site's name is 1 to 32 of a-z, 0-9, _ and -"},
+        {"[herald]\n[site Shop]\n",
+         "herald.ini:2: [site Shop]: a site's name is 1 to 32 of a-z, 0-9, _ and -"},
+        {"[sites a]\n", "herald.ini:1: unknown section [sites a] (only [herald] and [site NAME] are read)"},
+        {"[site a]\nsecret = " SECRET_A "\n[site a]\n",
+         "herald.ini:3: [site a] is already defined on line 1"},
+        {"[site a]\nsecret = " SECRET_A "\nsecret = " SECRET_A "\n",
+         "herald.ini:3: repeated key 'secret' (first set on line 2)"},
+        {"[site a]\nsecret = " SECRET_A "\nsecret_file = /x\n",
+         "herald.ini:3: secret_file: secret is already set on line 2; use one of them"},
+        {"[site a]\nws_path = /a\n",
+         "herald.ini: [site a]: no secret configured: set secret or secret_file in it "
+         "(each site has its own)"},
+        {"[site a]\nsecret = short\n", "herald.ini:2: secret: secret must be at least 16 bytes"},
+        {"[site a]\nsecret = " SECRET_A "\nmax_subscriptions = 0\n",
+         "herald.ini:3: max_subscriptions: must be from 1 to 100000, got '0'"},
+        {"[site a]\nsecret = " SECRET_A "\npublish_uids = no-such-user-here\n",
+         "herald.ini:3: publish_uids: no user named 'no-such-user-here'"},
+        {"[site a]\nsecret = " SECRET_A "\nhost = a.example:8080\n",
+         "herald.ini:3: host: expected a host name such as shop.example.com (no port), "
+         "got 'a.example:8080'"},
+        {"[site a]\nsecret = " SECRET_A "\n[site b]\nsecret = " SECRET_B "\n",
+         "herald.ini: [site b] has the same api_socket as [site a] (/tmp/herald.sock): each "
+         "site needs its own"},
+        {"[site a]\nsecret = " SECRET_A "\napi_socket = /tmp/a\n[site b]\nsecret = " SECRET_B
+         "\napi_socket = /tmp/b\n",
+         "herald.ini: [site a] and [site b] both answer ws_path /ws for any host: give them "
+         "different host or ws_path values"},
+        {"[site a]\nsecret = " SECRET_A "\napi_socket = /tmp/a\nhost = x.example\n[site b]\n"
+         "secret = " SECRET_B "\napi_socket = /tmp/b\nhost = X.example\n",
+         "herald.ini: [site a] and [site b] both answer ws_path /ws for host x.example: give "
+         "them different host or ws_path values"},
+        {"[herald]\nsecret = " SECRET_A "\n[site a]\napi_socket = /tmp/a\nws_path = /a\n"
+         "[site b]\napi_socket = /tmp/b\n",
+         "herald.ini: [site a] and [site b] have the same secret: a token of one would open "
+         "the other; give each its own"},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_ini_error(cases[i].ini, NULL, cases[i].cause);
+}
+
+/* A reload keeps each site's restart-only values, and needs the same sites. */
+static void test_cfg_sites_reload(void **state)
+{
+    char *path = tmp_ini(TWO_SITES);
+    char *moved = tmp_ini("[site blog]\nsecret = " SECRET_B "\napi_socket = /tmp/b\n"
+                          "[site shop]\nsecret = " SECRET_A "\napi_socket = /tmp/s\n"
+                          "ws_path = /s\n");
+    char *changed = tmp_ini("[herald]\nworkers = 3\n"
+                            "[site shop]\nsecret = " SECRET_B "\nhost = shop.example.com\n"
+                            "api_socket = /run/herald/other.sock\n"
+                            "[site blog]\nsecret = " SECRET_A "\nws_path = /live\n"
+                            "api_socket = /run/herald/blog.sock\n");
+    struct cfg a, b, c;
+    char *cause = NULL;
+
+    load_ok(&a, "-c", path, NULL);
+    load_ok(&b, "-c", moved, NULL);
+    assert_false(cfg_same_sites(&a, &b, &cause));
+    assert_non_null(strstr(cause, "needs a restart"));
+    free(cause);
+    load_ok(&c, "-c", changed, NULL);
+    assert_true(cfg_same_sites(&a, &c, &cause));
+    assert_int_equal(cfg_keep_restart_only(&a, &c), 2); /* shop's host and api_socket */
+    assert_string_equal(c.sites[0]->api_socket, "/run/herald/shop.sock");
+    assert_string_equal(c.sites[0]->host, "Shop.Example.com");
+    assert_memory_equal(c.sites[0]->secret, SECRET_B, c.sites[0]->secret_len); /* reloadable */
+    cfg_free(&a);
+    cfg_free(&b);
+    cfg_free(&c);
+    tmp_remove(path);
+    tmp_remove(moved);
+    tmp_remove(changed);
+}
+
 /* ---- Documentation in sync with the table ----------------------------- */
 
 /* Is key set as "key =" at the start of a line of text? */
@@ -686,6 +844,10 @@ int main(void)
         cmocka_unit_test(test_cfg_version_help),
         cmocka_unit_test(test_cfg_example_file),
         cmocka_unit_test(test_cfg_docs_name_every_key),
+        cmocka_unit_test(test_cfg_sites),
+        cmocka_unit_test(test_cfg_default_site),
+        cmocka_unit_test(test_cfg_site_errors),
+        cmocka_unit_test(test_cfg_sites_reload),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
