@@ -5,8 +5,8 @@
  * Owns:       nothing; the input is read only.
  * Checks:     http_parse_request returns one of its documented values; a
  *             complete head gives views that lie inside the head, and every
- *             shorter prefix of it is HTTP_NEED_MORE; then hs_check with a
- *             fixed policy, and every accessor on the result: header
+ *             shorter prefix of it is HTTP_NEED_MORE; then the site match
+ *             (agreeing with hs_check on the path), hs_check with a fixed policy, and every accessor on the result: header
  *             lookup, token lists, query parameters, the path,
  *             percent-decoding of the token, and the 101 or refusal answer.
  * Build:      make fuzz (links -lcrypto for the accept key), or see
@@ -76,9 +76,15 @@ static void check_handshake(const struct http_request *req, const char *buf, siz
 {
     struct hs_result res;
     enum hs_reason r = hs_check(req, &policy, &res);
+    int any = hs_site_match(req, "/ws", NULL), named = hs_site_match(req, "/ws", "example.com");
     char out[1024];
     size_t n;
 
+    /* Which site: a named host answers only where a host-less site would too. */
+    CHECK(any == 0 || any == 1);
+    CHECK(named == 0 || named == 2);
+    CHECK(!named || any);
+    CHECK(r == HS_NOT_FOUND || r == HS_BAD_METHOD || r == HS_BAD_REQUEST || any);
     CHECK(r >= HS_OK && r < HS_REASON_COUNT);
     CHECK(hs_reason_name(r) != NULL && hs_status(r) >= 101);
     if (r != HS_OK) {
