@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pwd.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1115,6 +1116,47 @@ static int resolve_uids(struct cfg_build *b, char **cause)
     return 0;
 }
 
+/* Is this process in group gid (its effective group or a supplementary one)? */
+static int in_group(gid_t gid)
+{
+    gid_t groups[256];
+    int n = getgroups(256, groups);
+
+    if (getegid() == gid)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+/*
+ * api_socket_group must exist, and a process that is not root must be in
+ * it, or it cannot give the socket to it: said here, so that --check-config
+ * (systemd's ExecStartPre) catches it rather than the start.
+ */
+static int resolve_group(struct cfg_build *b, char **cause)
+{
+    const char *name = b->c.api_socket_group;
+    struct group *gr;
+    char *where;
+
+    if (name == NULL)
+        return 0;
+    gr = getgrnam(name);
+    if (gr != NULL && (geteuid() == 0 || in_group(gr->gr_gid)))
+        return 0;
+    where = origin_of(b, def_index("api_socket_group"));
+    if (gr == NULL)
+        *cause = xasprintf("%s: no group named %s", where, name);
+    else
+        *cause = xasprintf("%s: this process (uid %ld) is not in group %s, so it cannot give "
+                           "the api socket to it: start as root, or add the group "
+                           "(systemd: SupplementaryGroups=)", where, (long)geteuid(), name);
+    free(where);
+    return -1;
+}
+
 /* Settle the number of workers: 0 means one per core. */
 static int resolve_workers(struct cfg_build *b, char **cause)
 {
@@ -1130,7 +1172,8 @@ static int resolve_workers(struct cfg_build *b, char **cause)
 /* Resolve a site's values that depend on the machine or on other settings. */
 static int resolve(struct cfg_build *b, char **cause)
 {
-    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0 || resolve_uids(b, cause) < 0)
+    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0 ||
+        resolve_uids(b, cause) < 0 || resolve_group(b, cause) < 0)
         return -1;
     return 0;
 }
@@ -1166,6 +1209,7 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
                       const struct cfg_pending *pend, size_t npend, struct cfg *out, char **cause)
 {
     struct cfg_build sb = {0};
+    int own_secret = 0;
     char *why;
 
     build_copy(b, &sb);
@@ -1185,8 +1229,18 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
         }
         sb.src[i] = CFG_SRC_FILE;
         sb.line[i] = p->line;
+        own_secret |= (p->d->flags & CFG_ONE_OF) && *p->value != '\0';
     }
-    if (apply_flags(&sb, pend, npend, 1, cause) < 0 || resolve(&sb, cause) < 0)
+    if (apply_flags(&sb, pend, npend, 1, cause) < 0)
+        goto fail;
+    /* A secret shared through [herald] would let one site's tokens open another. */
+    if (!own_secret && sb.src[def_index("secret")] != CFG_SRC_FLAG &&
+        sb.src[def_index("secret_file")] != CFG_SRC_FLAG) {
+        *cause = xasprintf("%s: [site %s]: no secret configured: set secret or secret_file "
+                           "in it (each site has its own)", b->file, src->name);
+        goto fail;
+    }
+    if (resolve(&sb, cause) < 0)
         goto fail;
     sb.c.site = xstrdup(src->name);
     *out = sb.c;

@@ -14,6 +14,23 @@ test if stderr shows a sanitizer report, or any token made by token(), or the
 secret. The daemon is started with PR_SET_PDEATHSIG, so it dies with the test
 process even if the test runner is killed.
 
+Several sites on one daemon ([site NAME] sections, docs/config.md):
+
+    with Herald(sites={"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}},
+                config={"allow_anonymous": "yes"}) as h:
+        a = h.site("a")                      # the helpers below, bound to site a
+        async with a.connect(a.token("42")) as ws:
+            assert h.publish(["42"], "e", 1, site="a") == 1
+
+Each site gets its own random secret and its own API socket ({dir}/api-NAME.sock)
+unless its dict names them; config keys still go under [herald], which then has
+no secret and no api_socket of its own. token(), api(), publish(), broadcast(),
+stats(), wait_stat(), connect() and raw_ws() take site=NAME; without it they use
+the first site. h.site(NAME) returns a Site, whose methods are Herald's bound to
+that site, so Bystander(h.site("a")) and wscmd.client(h.site("a"), "42") work.
+extra_ini= is raw INI text appended to herald.ini as is, and check_config(text)
+runs `herald -c FILE --check-config` on a file of that text.
+
 The binary is $HERALD_BIN (absolute, or relative to the current directory or
 the repository root), by default build/herald in this repository.
 """
@@ -105,6 +122,19 @@ def make_token(secret, sub, ttl=3600, alg="HS256", header=None, **claims):
     return signing_input + "." + sig
 
 
+def _read_secret_file(path):
+    """A secret_file's secret as Herald reads it (one trailing newline stripped), or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    for end in ("\r\n", "\n"):
+        if text.endswith(end):
+            return text[:-len(end)]
+    return text
+
+
 def _pdeathsig():
     """In the child before exec: die with SIGKILL when the test process dies."""
     try:
@@ -114,9 +144,61 @@ def _pdeathsig():
         pass
 
 
+def random_secret():
+    """32 random letters and digits: a secret no other instance or site shares."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+
+
+class CheckConfig:
+    """What `herald -c FILE --check-config` did: returncode, stdout, stderr, the file's text."""
+
+    def __init__(self, returncode, stdout, stderr, text):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.text = text
+
+    def __repr__(self):
+        return "CheckConfig(rc=%r, stdout=%r, stderr=%r)" % (self.returncode, self.stdout,
+                                                             self.stderr)
+
+
+def check_config(text, timeout=10.0):
+    """
+    Write `text` as herald.ini in a fresh temp dir ("{dir}" in it stands for that
+    dir), run `herald -c herald.ini --check-config` there, and return a CheckConfig.
+    The dir is removed afterwards.
+    """
+    d = tempfile.mkdtemp(prefix="herald-cc%d-" % os.getpid())
+    try:
+        text = text.replace("{dir}", d)
+        ini = os.path.join(d, "herald.ini")
+        with open(ini, "w") as f:
+            f.write(text)
+        p = subprocess.run([herald_bin(), "-c", ini, "--check-config"], cwd=d,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                           preexec_fn=_pdeathsig)
+        return CheckConfig(p.returncode, p.stdout.decode("utf-8", "replace"),
+                           p.stderr.decode("utf-8", "replace"), text)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Herald:
-    def __init__(self, config=None, workers=2, args=None, use_config_file=True, env=None):
+    def __init__(self, config=None, workers=2, args=None, use_config_file=True, env=None,
+                 sites=None, extra_ini=None):
+        """
+        config: extra [herald] keys ("{dir}" in a value is the temp dir). sites: None
+        for the classic single-site file, or {NAME: {per-site key: value}} for one
+        [site NAME] section each (a value of None leaves that key out, e.g.
+        {"secret": None} for a site without a secret of its own). extra_ini: raw
+        text appended to herald.ini.
+        """
         self.config = dict(config or {})
+        self.sites = None if sites is None else {n: dict(v or {}) for n, v in sites.items()}
+        self.extra_ini = extra_ini
+        self.secrets = {}       # site name -> its secret (None: not known to the test)
+        self.api_sockets = {}   # site name -> its API socket path
         self.workers = workers
         self.args = list(args or [])
         self.use_config_file = use_config_file
@@ -140,9 +222,15 @@ class Herald:
             raise RuntimeError("no Herald binary at %s (build it, or set HERALD_BIN)"
                                % herald_bin())
         self.dir = tempfile.mkdtemp(prefix="herald-t%d-" % os.getpid())
-        self.secret = "".join(secrets.choice(string.ascii_letters + string.digits)
-                              for _ in range(32))
+        self.secret = random_secret()
         self.api_socket = os.path.join(self.dir, "api.sock")
+        if self.sites is not None:
+            if not self.use_config_file:
+                raise ValueError("sites need use_config_file=True")
+            if not self.sites:
+                raise ValueError("sites= needs at least one site")
+            for name, keys in self.sites.items():
+                self.secrets[name] = keys["secret"] if "secret" in keys else random_secret()
         try:
             for attempt in range(3):
                 self.port = free_port()
@@ -156,7 +244,7 @@ class Herald:
         except BaseException:
             self.cleanup()
             raise
-        self.ws_url = "ws://127.0.0.1:%d/ws" % self.port
+        self.ws_url = "ws://127.0.0.1:%d%s" % (self.port, self.ws_path())
         return self
 
     def restart(self, ready_timeout=15.0):
@@ -179,11 +267,37 @@ class Herald:
             "secret": self.secret,
             "workers": str(self.workers),
         }
+        if self.sites is not None:
+            # Each [site] has its own; the [herald] section has none unless config says so.
+            del s["api_socket"], s["secret"]
         # "{dir}" in a value stands for this instance's temp dir.
         s.update({k: str(v).replace("{dir}", self.dir) for k, v in self.config.items()})
-        self.api_socket = s["api_socket"]
+        if self.sites is None:
+            self.api_socket = s["api_socket"]
         self.listen = s["listen"]
         return s
+
+    def _site_settings(self):
+        """{name: {key: value}} for the [site] sections, defaults filled in, None dropped."""
+        out = {}
+        for name, keys in self.sites.items():
+            s = {}
+            if "secret" not in keys and "secret_file" not in keys:
+                s["secret"] = self.secrets[name]
+            if "api_socket" not in keys:
+                s["api_socket"] = os.path.join(self.dir, "api-%s.sock" % name)
+            s.update({k: str(v).replace("{dir}", self.dir) for k, v in keys.items()
+                      if v is not None})
+            if "secret_file" in s and "secret" not in s and self.secrets.get(name) is None:
+                self.secrets[name] = _read_secret_file(s["secret_file"])
+            elif "secret" not in s:
+                self.secrets[name] = None
+            self.api_sockets[name] = s.get("api_socket")
+            out[name] = s
+        first = next(iter(self.sites))
+        self.api_socket = self.api_sockets[first]
+        self.secret = self.secrets[first]
+        return out
 
     def _spawn(self, ready_timeout):
         settings = self._settings()
@@ -193,6 +307,13 @@ class Herald:
                 f.write("[herald]\n")
                 for k, v in settings.items():
                     f.write("%s = %s\n" % (k, v))
+                if self.sites is not None:
+                    for name, keys in self._site_settings().items():
+                        f.write("\n[site %s]\n" % name)
+                        for k, v in keys.items():
+                            f.write("%s = %s\n" % (k, v))
+                if self.extra_ini:
+                    f.write("\n" + self.extra_ini.replace("{dir}", self.dir) + "\n")
             argv = [herald_bin(), "-c", ini] + self.args
         else:
             if self.config:
@@ -251,7 +372,11 @@ class Herald:
             assert tok not in text, "a token appears in herald's log:\n" + text[-3000:]
             assert len(sig) < 20 or sig not in text, \
                 "a token signature appears in herald's log:\n" + text[-3000:]
-        assert self.secret not in text, "the secret appears in herald's log"
+        assert self.secret is None or self.secret not in text, \
+            "the secret appears in herald's log"
+        for name, secret in self.secrets.items():
+            assert secret is None or secret not in text, \
+                "site %s's secret appears in herald's log" % name
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0, expect_rc=None):
         """
@@ -319,19 +444,72 @@ class Herald:
 
     # -- tokens --------------------------------------------------------
 
-    def token(self, sub, ttl=3600, alg="HS256", secret=None, header=None, **claims):
-        """A JWT for this daemon's secret (or `secret`); remembered for the log check."""
-        t = make_token(self.secret if secret is None else secret, sub, ttl, alg, header,
-                       **claims)
+    def token(self, sub, ttl=3600, alg="HS256", secret=None, header=None, site=None, **claims):
+        """
+        A JWT for this daemon's secret (or `secret`, or site `site`'s secret);
+        remembered for the log check.
+        """
+        if secret is None:
+            secret = self.secret if site is None else self.site_secret(site)
+        t = make_token(secret, sub, ttl, alg, header, **claims)
         self._tokens.append(t)
         return t
 
+    # -- sites ---------------------------------------------------------
+
+    def site(self, name):
+        """A Site: this daemon's helpers bound to site `name`."""
+        self._site_keys(name)
+        return Site(self, name)
+
+    def _site_keys(self, name):
+        if self.sites is None:
+            raise ValueError("this Herald was started without sites")
+        if name not in self.sites:
+            raise KeyError("no site %r (sites: %s)" % (name, ", ".join(self.sites)))
+        return self.sites[name]
+
+    def site_secret(self, name):
+        """Site `name`'s secret (the one its tokens are signed with)."""
+        self._site_keys(name)
+        secret = self.secrets.get(name)
+        if secret is None:
+            raise ValueError("site %s has no secret this test knows" % name)
+        return secret
+
+    def site_api_socket(self, name=None):
+        """Site `name`'s API socket (the only one without sites; the first site's for None)."""
+        if name is None:
+            return self.api_socket
+        self._site_keys(name)
+        return self.api_sockets.get(name) or os.path.join(self.dir, "api-%s.sock" % name)
+
+    def ws_path(self, site=None):
+        """
+        The WebSocket path of `site` (or of the first site): its ws_path, else the
+        one under [herald], else /ws. Without sites always /ws, as before.
+        """
+        if self.sites is None:
+            if site is not None:
+                self._site_keys(site)
+            return "/ws"
+        keys = self.sites[next(iter(self.sites))] if site is None else self._site_keys(site)
+        return keys.get("ws_path") or self.config.get("ws_path") or "/ws"
+
+    def site_host(self, site=None):
+        """The host a site answers (its `host`, else [herald]'s), or None for any host."""
+        if self.sites is None:
+            return self.config.get("host") or None
+        keys = self.sites[next(iter(self.sites))] if site is None else self._site_keys(site)
+        return keys.get("host") or self.config.get("host") or None
+
     # -- API -----------------------------------------------------------
 
-    def api(self, method, path, body=None, extra_params=None, timeout=5.0):
+    def api(self, method, path, body=None, extra_params=None, timeout=5.0, site=None):
         """
-        One FastCGI request. body: bytes/str sent as is, anything else as
-        JSON. Returns (status, headers, parsed JSON or None).
+        One FastCGI request (to site `site`'s API socket when given). body:
+        bytes/str sent as is, anything else as JSON. Returns (status, headers,
+        parsed JSON or None).
         """
         if body is None:
             raw = b""
@@ -341,50 +519,65 @@ class Herald:
             raw = body.encode()
         else:
             raw = json.dumps(body).encode()
-        r = fcgi.request(self.api_socket, method, path, raw, extra_params, timeout)
+        r = fcgi.request(self.site_api_socket(site), method, path, raw, extra_params, timeout)
         try:
             parsed = json.loads(r.body) if r.body else None
         except ValueError:
             parsed = None
         return r.status, r.headers, parsed
 
-    def api_ok(self, method, path, body=None, extra_params=None):
-        status, headers, j = self.api(method, path, body, extra_params)
+    def api_ok(self, method, path, body=None, extra_params=None, site=None):
+        status, headers, j = self.api(method, path, body, extra_params, site=site)
         assert status == 200, "%s %s -> %d %r" % (method, path, status, j)
         assert headers.get("Content-Type", "").startswith("application/json"), headers
         assert isinstance(j, dict) and j.get("ok") is True, j
         return j
 
-    def publish(self, users, event, data=None):
+    def publish(self, users, event, data=None, site=None):
         """POST /publish to users; asserts 200 and returns "delivered"."""
-        j = self.api_ok("POST", "/publish", {"users": users, "event": event, "data": data})
+        j = self.api_ok("POST", "/publish", {"users": users, "event": event, "data": data},
+                        site=site)
         return j["delivered"]
 
-    def broadcast(self, event, data=None):
-        j = self.api_ok("POST", "/publish", {"broadcast": True, "event": event, "data": data})
+    def broadcast(self, event, data=None, site=None):
+        j = self.api_ok("POST", "/publish", {"broadcast": True, "event": event, "data": data},
+                        site=site)
         return j["delivered"]
 
-    def stats(self):
-        return self.api_ok("GET", "/stats")
+    def stats(self, site=None):
+        return self.api_ok("GET", "/stats", site=site)
 
-    def wait_stat(self, path, expected, timeout=3.0):
+    def wait_stat(self, path, expected, timeout=3.0, site=None):
         """Poll /stats until the value at "a.b" equals expected; return the last stats."""
         deadline = time.monotonic() + timeout
         while True:
-            s = self.stats()
+            s = self.stats(site=site)
             if stat(s, path) == expected or time.monotonic() > deadline:
                 return s
             time.sleep(0.05)
 
     # -- WebSocket -----------------------------------------------------
 
-    def connect(self, token=None, via="query", origin=None, path="/ws", **kw):
+    def connect(self, token=None, via="query", origin=None, path=None, site=None,
+                host_header=None, **kw):
         """
         A websockets client connect() (use with `async with`). via="query"
         puts the token in ?token=, via="protocol" offers the subprotocols
         "herald" and "herald.token.<token>". token=None connects without one.
+        path defaults to the site's ws_path ("/ws" without sites); host_header
+        (by default the site's `host`, if it has one) is sent as the Host
+        header while the TCP connection still goes to 127.0.0.1.
         """
-        url = "ws://127.0.0.1:%d%s" % (self.port, path)
+        if path is None:
+            path = self.ws_path(site)
+        if host_header is None and self.sites is not None:
+            host_header = self.site_host(site)
+        if host_header is None:
+            url = "ws://127.0.0.1:%d%s" % (self.port, path)
+        else:
+            url = "ws://%s%s" % (host_header, path)
+            kw.setdefault("host", "127.0.0.1")
+            kw.setdefault("port", self.port)
         subprotocols = None
         if token is not None:
             if via == "query":
@@ -401,12 +594,86 @@ class Herald:
         """A rawws.RawWS connected to the WebSocket port (no handshake yet)."""
         return rawws.RawWS(("127.0.0.1", self.port), timeout)
 
-    def raw_ws(self, user=None, token=None, timeout=3.0):
-        """A rawws.RawWS with the handshake done, as `user` (a token is made)."""
+    def raw_ws(self, user=None, token=None, timeout=3.0, site=None):
+        """
+        A rawws.RawWS with the handshake done, as `user` (a token is made), on
+        site `site`'s path and with its Host (when it has one).
+        """
         if token is None and user is not None:
-            token = self.token(user)
-        path = "/ws" if token is None else "/ws?token=" + token
-        return rawws.open_ws(("127.0.0.1", self.port), path, timeout=timeout)
+            token = self.token(user, site=site)
+        path = self.ws_path(site) if self.sites is not None else "/ws"
+        if token is not None:
+            path += "?token=" + token
+        host = self.site_host(site) if self.sites is not None else None
+        headers = {"Host": host} if host else None
+        return rawws.open_ws(("127.0.0.1", self.port), path, headers=headers, timeout=timeout)
+
+
+class Site:
+    """
+    One site of a Herald started with sites=: the Herald's helpers with site=NAME
+    filled in, so code written for a Herald (Bystander, wscmd.client) works on it.
+    """
+
+    def __init__(self, herald, name):
+        self.h = herald
+        self.name = name
+
+    @property
+    def secret(self):
+        return self.h.site_secret(self.name)
+
+    @property
+    def api_socket(self):
+        return self.h.site_api_socket(self.name)
+
+    @property
+    def ws_path(self):
+        return self.h.ws_path(self.name)
+
+    @property
+    def host(self):
+        return self.h.site_host(self.name)
+
+    @property
+    def port(self):
+        return self.h.port
+
+    def token(self, sub, ttl=3600, alg="HS256", secret=None, header=None, **claims):
+        return self.h.token(sub, ttl, alg, secret, header, site=self.name, **claims)
+
+    def api(self, method, path, body=None, extra_params=None, timeout=5.0):
+        return self.h.api(method, path, body, extra_params, timeout, site=self.name)
+
+    def api_ok(self, method, path, body=None, extra_params=None):
+        return self.h.api_ok(method, path, body, extra_params, site=self.name)
+
+    def publish(self, users, event, data=None):
+        return self.h.publish(users, event, data, site=self.name)
+
+    def broadcast(self, event, data=None):
+        return self.h.broadcast(event, data, site=self.name)
+
+    def stats(self):
+        return self.h.stats(site=self.name)
+
+    def wait_stat(self, path, expected, timeout=3.0):
+        return self.h.wait_stat(path, expected, timeout, site=self.name)
+
+    def connect(self, token=None, via="query", origin=None, path=None, **kw):
+        return self.h.connect(token, via, origin, path, site=self.name, **kw)
+
+    def raw(self, timeout=3.0):
+        return self.h.raw(timeout)
+
+    def raw_ws(self, user=None, token=None, timeout=3.0):
+        return self.h.raw_ws(user, token, timeout, site=self.name)
+
+    def running(self):
+        return self.h.running()
+
+    def log_text(self):
+        return self.h.log_text()
 
 
 def stat(s, path):

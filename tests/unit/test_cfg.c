@@ -152,7 +152,7 @@ static void test_cfg_file_syntax(void **state)
                               "    workers = 2 ; inline comment\r\n"
                               "\tsecret = " GOOD_SECRET "\r\n"
                               "  # indented comment\r\n"
-                              "api_socket_group = a#b\r\n"
+                              "group = a#b\r\n"
                               "api_threads: 7\r\n";
     char *path = tmp_write(ini, sizeof ini - 1);
     struct cfg c;
@@ -160,7 +160,7 @@ static void test_cfg_file_syntax(void **state)
     load_ok(&c, "-c", path, NULL);
     assert_int_equal(c.workers, 2);
     assert_string_equal(c.secret, GOOD_SECRET);
-    assert_string_equal(c.api_socket_group, "a#b"); /* '#' only starts a line comment */
+    assert_string_equal(c.group, "a#b"); /* '#' only starts a line comment */
     assert_int_equal(c.api_threads, 7);
     cfg_free(&c);
     tmp_remove(path);
@@ -712,7 +712,11 @@ static void test_cfg_site_errors(void **state)
          "herald.ini: [site a] and [site b] both answer ws_path /ws for host x.example: give "
          "them different host or ws_path values"},
         {"[herald]\nsecret = " SECRET_A "\n[site a]\napi_socket = /tmp/a\nws_path = /a\n"
-         "[site b]\napi_socket = /tmp/b\n",
+         "secret = " SECRET_B "\n[site b]\napi_socket = /tmp/b\n",
+         "herald.ini: [site b]: no secret configured: set secret or secret_file in it "
+         "(each site has its own)"},
+        {"[site a]\nsecret = " SECRET_A "\napi_socket = /tmp/a\nws_path = /a\n"
+         "[site b]\nsecret = " SECRET_A "\napi_socket = /tmp/b\n",
          "herald.ini: [site a] and [site b] have the same secret: a token of one would open "
          "the other; give each its own"},
     };
