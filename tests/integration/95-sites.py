@@ -33,7 +33,9 @@ Proves:
   printed), a repeated or badly named site, an unknown user in publish_uids; and the valid
   files next to them say "config ok";
 - after every bad input (a wrong token, a refused origin, a 403), a bystander on each site
-  still receives.
+  still receives;
+- reload (SIGHUP): a site's new secret applies at once (old tokens 401, open connections kept),
+  and a file that adds a site is refused whole, the running sites untouched.
 """
 
 import asyncio
@@ -42,9 +44,11 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -911,3 +915,67 @@ def test_a_bad_site_config_stops_startup_with_exit_status_1():
     assert "api_socket" in str(e.value), str(e.value)
     for secret in h.secrets.values():
         assert secret not in str(e.value)
+
+
+# -- reload ------------------------------------------------------------------------------------
+
+def sighup_and_wait(h, marker, timeout=5.0):
+    """Send SIGHUP and wait until the log has one more line containing marker."""
+    before = h.log_text().count(marker)
+    h.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while h.log_text().count(marker) == before:
+        assert time.monotonic() < deadline, "no %r after SIGHUP:\n%s" % (
+            marker, h.log_text()[-3000:])
+        assert h.running(), "herald died on SIGHUP:\n" + h.log_text()[-3000:]
+        time.sleep(0.02)
+
+
+def test_a_reload_changes_one_sites_secret_and_refuses_a_new_site(run):
+    """
+    SIGHUP with a new secret for a: a's open connection keeps receiving, a's old tokens are
+    refused and new ones accepted, b is untouched. A file that adds a site is refused whole:
+    the running sites go on, and the new site's path stays 404.
+    """
+    h = Herald(workers=2, sites={"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}})
+    h.start()
+    try:
+        a, b = h.site("a"), h.site("b")
+        ini = os.path.join(h.dir, "herald.ini")
+        old_a, new_a = h.secrets["a"], random_secret()
+
+        async def go():
+            async with a.connect(a.token("42")) as wa, b.connect(b.token("42")) as wb:
+                text = open(ini).read()
+                assert text.count(old_a) == 1
+                with open(ini, "w") as f:
+                    f.write(text.replace(old_a, new_a))
+                h.secrets["a"] = new_a  # a.token() signs with it; the log check looks for it
+                sighup_and_wait(h, "configuration reloaded from")
+                assert a.publish(["42"], "after.reload") == 1
+                assert await recv_json(wa) == {"event": "after.reload", "data": None}
+                assert b.publish(["42"], "b.after") == 1
+                assert await recv_json(wb) == {"event": "b.after", "data": None}
+                with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+                    async with a.connect(h.token("42", secret=old_a)):
+                        pass
+                assert e.value.status_code == 401
+                async with a.connect(a.token("42")) as wa2:
+                    assert a.publish(["42"], "two.tabs") == 2
+                    for t in (wa, wa2):
+                        assert await recv_json(t) == {"event": "two.tabs", "data": None}
+
+                with open(ini, "a") as f:
+                    f.write("\n[site c]\nsecret = %s\nws_path = /c/ws\napi_socket = %s\n"
+                            % (random_secret(), os.path.join(h.dir, "api-c.sock")))
+                sighup_and_wait(h, "needs a restart")
+                with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+                    async with h.connect(None, path="/c/ws"):
+                        pass
+                assert e.value.status_code == 404
+                assert not os.path.exists(os.path.join(h.dir, "api-c.sock"))
+                assert a.publish(["42"], "still.a") == 1
+                assert await recv_json(wa) == {"event": "still.a", "data": None}
+        run(go())
+    finally:
+        h.stop()
