@@ -32,7 +32,7 @@ LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
 PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
        libinih-dev uthash-dev libcmocka-dev php-cli php-fpm php-sqlite3 nginx-light \
        python3 python3-websockets python3-pytest phpunit clang \
-       libclang-rt-14-dev curl procps psmisc chromium
+       libclang-rt-14-dev curl procps psmisc chromium openssl
 
 CORE_SRC = $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard fcgi/*.c)
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)

@@ -1377,8 +1377,13 @@ fail:
     return -1;
 }
 
-/* cfg_keep_restart_only for one snapshot; site names the section in warnings. */
-static int keep_restart_only(const struct cfg *running, struct cfg *next, const char *site)
+/*
+ * cfg_keep_restart_only for one snapshot: the settings with (site_keys) or
+ * without the CFG_SITE mark. site names the section in warnings; quiet
+ * keeps the value without one (it was said for the top level already).
+ */
+static int keep_restart_only(const struct cfg *running, struct cfg *next, const char *site,
+                             int site_keys, int quiet)
 {
     int kept = 0;
 
@@ -1386,24 +1391,30 @@ static int keep_restart_only(const struct cfg *running, struct cfg *next, const 
         const struct cfg_def *d = &cfg_defs[i];
 
         /* Settings kept outside struct cfg (secret_file) are resolved into it already. */
-        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || same_value(d, running, next))
+        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || !(d->flags & CFG_SITE) != !site_keys ||
+            same_value(d, running, next))
             continue;
-        log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
-                "keeping the running value", site ? "[site " : "", site ? site : "",
-                site ? "] " : "", d->name);
+        if (!quiet)
+            log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
+                    "keeping the running value", site ? "[site " : "", site ? site : "",
+                    site ? "] " : "", d->name);
         copy_value(d, running, next);
-        kept++;
+        kept += !quiet;
     }
     return kept;
 }
 
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
 {
-    int kept = keep_restart_only(running, next, NULL);
+    int explicit = next->explicit_sites;
+    int kept = keep_restart_only(running, next, NULL, 0, 0);
 
+    /* Without [site] sections the top level is the one site: its keys are said there. */
+    if (!explicit)
+        kept += keep_restart_only(running, next, NULL, 1, 0);
     for (size_t i = 0; i < next->nsites && i < running->nsites; i++)
-        kept += keep_restart_only(running->sites[i], next->sites[i],
-                                  next->explicit_sites ? next->sites[i]->site : NULL);
+        kept += keep_restart_only(running->sites[i], next->sites[i], next->sites[i]->site, 1,
+                                  !explicit);
     return kept;
 }
 

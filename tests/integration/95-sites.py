@@ -76,18 +76,6 @@ HERALD_SITES = {
 HERALD_WORKERS = 2
 
 
-@pytest.fixture(scope="module")
-def herald():
-    """This module's Herald: sites a and b, as HERALD_SITES says, over HERALD_CONFIG."""
-    h = Herald(config=HERALD_CONFIG, workers=HERALD_WORKERS, sites=HERALD_SITES)
-    h.start()
-    try:
-        yield h
-        h.stop()
-    finally:
-        h.cleanup()
-
-
 @pytest.fixture
 def bystanders(herald):
     """One innocent client on each site, connected before the test body runs."""

@@ -61,9 +61,11 @@ def pytest_runtest_protocol(item, nextitem):
 
 @pytest.fixture(scope="module")
 def herald(request):
+    """The module's Herald: HERALD_CONFIG, HERALD_WORKERS and HERALD_SITES, when it sets them."""
     cfg = getattr(request.module, "HERALD_CONFIG", {})
     workers = getattr(request.module, "HERALD_WORKERS", 2)
-    h = Herald(config=cfg, workers=workers)
+    sites = getattr(request.module, "HERALD_SITES", None)
+    h = Herald(config=cfg, workers=workers, sites=sites)
     h.start()
     try:
         yield h
