@@ -1158,15 +1158,13 @@ static int resolve_group(struct cfg_build *b, char **cause)
 }
 
 /* Settle the number of workers: 0 means one per core. */
-static int resolve_workers(struct cfg_build *b, char **cause)
+static void resolve_workers(struct cfg_build *b)
 {
-    (void)cause;
     if (b->c.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
         b->c.workers = n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
     }
-    return 0;
 }
 
 /* Resolve a site's values that depend on the machine or on other settings. */
@@ -1262,7 +1260,7 @@ static int same_endpoint(const struct cfg *a, const struct cfg *b)
 }
 
 /* What no two sites may share: API socket, endpoint, secret. Returns 0, or -1 with *cause. */
-static int check_sites(const struct cfg *c, char **cause)
+static int check_sites(const struct cfg *c, const char *file, char **cause)
 {
     for (size_t i = 0; i < c->nsites; i++)
         for (size_t j = 0; j < i; j++) {
@@ -1270,18 +1268,18 @@ static int check_sites(const struct cfg *c, char **cause)
 
             if (strcmp(a->api_socket, b->api_socket) == 0)
                 *cause = xasprintf("%s: [site %s] has the same api_socket as [site %s] (%s): "
-                                   "each site needs its own", c->file, b->site, a->site,
+                                   "each site needs its own", file, b->site, a->site,
                                    a->api_socket);
             else if (same_endpoint(a, b))
                 *cause = xasprintf("%s: [site %s] and [site %s] both answer ws_path %s for %s%s: "
-                                   "give them different host or ws_path values", c->file,
+                                   "give them different host or ws_path values", file,
                                    a->site, b->site, a->ws_path, a->host ? "host " : "any host",
                                    a->host ? a->host : "");
             else if (a->secret_len == b->secret_len &&
                      memcmp(a->secret, b->secret, a->secret_len) == 0)
                 *cause = xasprintf("%s: [site %s] and [site %s] have the same secret: a token "
                                    "of one would open the other; give each its own",
-                                   c->file, a->site, b->site);
+                                   file, a->site, b->site);
             if (*cause != NULL)
                 return -1;
         }
@@ -1315,13 +1313,7 @@ static int build_sites(struct cfg_build *b, const struct cfg_pending *pend, size
         if (build_site(b, &b->sites[i], pend, npend, c->sites[i], cause) < 0)
             return -1;
     }
-    c->file = (char *)b->file; /* borrowed for check_sites' messages */
-    if (check_sites(c, cause) < 0) {
-        c->file = NULL;
-        return -1;
-    }
-    c->file = NULL;
-    return 0;
+    return check_sites(c, b->file, cause);
 }
 
 /* Set every setting to its default, through the same parser as the file. */
@@ -1361,8 +1353,10 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
     }
     b.file = file;
     if (load_defaults(&b, cause) < 0 || (file != NULL && load_file(&b, cause) < 0) ||
-        apply_flags(&b, pend, npend, 0, cause) < 0 || resolve_workers(&b, cause) < 0 ||
-        build_sites(&b, pend, npend, cause) < 0)
+        apply_flags(&b, pend, npend, 0, cause) < 0)
+        goto fail;
+    resolve_workers(&b);
+    if (build_sites(&b, pend, npend, cause) < 0)
         goto fail;
     if (file != NULL)
         b.c.file = xstrdup(file);

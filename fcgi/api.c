@@ -64,11 +64,13 @@ static uint64_t api_tag(int site, int fd, int listener)
     return (uint64_t)site << 32 | (uint32_t)fd | (listener ? API_TAG_LISTENER : 0);
 }
 
+/* The site index of an epoll tag. */
 static int api_tag_site(uint64_t tag)
 {
     return (int)((tag & ~API_TAG_LISTENER) >> 32);
 }
 
+/* The fd of an epoll tag. */
 static int api_tag_fd(uint64_t tag)
 {
     return (int)(uint32_t)tag;
