@@ -161,7 +161,8 @@ static const struct cfg_def cfg_defs[] = {
      .flags = CFG_ONE_OF | CFG_RELOAD | CFG_SITE, .flag = "secret-file", .metavar = "FILE",
      .help = "read the secret from this file"},
     {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no", CFG_AT(c.allow_anonymous),
-     .flags = CFG_RELOAD | CFG_SITE, .help = "accept connections without a token (broadcasts only)"},
+     .flags = CFG_RELOAD | CFG_SITE,
+     .help = "accept connections without a token (broadcasts only)"},
     {.name = "allowed_origins", .type = CFG_LIST, .def = "", CFG_AT(c.origins),
      .aux = offsetof(struct cfg_build, c.norigins), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_origin, .help = "exact Origin values, space/comma separated; empty = any"},
@@ -183,12 +184,14 @@ static const struct cfg_def cfg_defs[] = {
     {.name = "ping_interval", .type = CFG_MSEC, .min = CFG_SECOND, .max = CFG_HOUR,
      .def = "30s", CFG_AT(c.ping_interval_ms), .flags = CFG_RELOAD | CFG_ZERO_OK,
      .help = "server ping period; 2 silent periods close; 0 = no pings"},
-    {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", .flags = CFG_SITE, CFG_AT(c.api_socket),
+    {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock", .flags = CFG_SITE,
+     CFG_AT(c.api_socket),
      .flag = "api-socket", .metavar = "PATH", .check = cfg_check_socket_path,
      .help = "Unix socket of the FastCGI publish API"},
     {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777, .def = "0660",
      .flags = CFG_SITE, CFG_AT(c.api_socket_mode), .help = "permissions of the api socket"},
-    {.name = "api_socket_group", .type = CFG_STRING, .def = "", .flags = CFG_SITE, CFG_AT(c.api_socket_group),
+    {.name = "api_socket_group", .type = CFG_STRING, .def = "", .flags = CFG_SITE,
+     CFG_AT(c.api_socket_group),
      .help = "group name for the api socket; empty = the daemon's group"},
     {.name = "host", .type = CFG_STRING, .def = "", CFG_AT(c.host), .flags = CFG_SITE,
      .check = cfg_check_host,
@@ -217,21 +220,25 @@ static const struct cfg_def cfg_defs[] = {
      .aux = offsetof(struct cfg_build, c.nclient_publish), .flags = CFG_RELOAD | CFG_SITE,
      .check = cfg_check_pattern, .flag = "client-publish", .metavar = "PATTERNS",
      .help = "channels whose subscribers may publish into them"},
-    {.name = "presence_channels", .type = CFG_LIST, .def = "", .flags = CFG_SITE, CFG_AT(c.presence_channels),
+    {.name = "presence_channels", .type = CFG_LIST, .def = "", .flags = CFG_SITE,
+     CFG_AT(c.presence_channels),
      .aux = offsetof(struct cfg_build, c.npresence_channels), .check = cfg_check_pattern,
      .flag = "presence-channels", .metavar = "PATTERNS",
      .help = "channels that track their members and send join/leave"},
     {.name = "max_subscriptions", .type = CFG_INT, .min = 1, .max = 100000, .def = "100",
-     CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD | CFG_SITE, .help = "channels per connection"},
+     CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD | CFG_SITE,
+     .help = "channels per connection"},
     {.name = "rpc_socket", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_socket),
-     .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_rpc_socket, .flag = "rpc-socket", .metavar = "ADDR",
+     .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_rpc_socket, .flag = "rpc-socket",
+     .metavar = "ADDR",
      .help = "php-fpm for RPC and hooks: unix:/path or HOST:PORT"},
     {.name = "rpc_script", .type = CFG_STRING, .def = "", CFG_AT(c.rpc_script),
      .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_script,
      .flag = "rpc-script", .metavar = "PATH",
      .help = "absolute path of the PHP script that answers RPC and hooks"},
     {.name = "rpc_timeout", .type = CFG_MSEC, .min = 100, .max = 10 * CFG_MINUTE, .def = "10s",
-     CFG_AT(c.rpc_timeout_ms), .flags = CFG_RELOAD | CFG_SITE, .help = "time allowed for one PHP call"},
+     CFG_AT(c.rpc_timeout_ms), .flags = CFG_RELOAD | CFG_SITE,
+     .help = "time allowed for one PHP call"},
     {.name = "rpc_max_per_conn", .type = CFG_INT, .min = 1, .max = 10000, .def = "8",
      CFG_AT(c.rpc_max_per_conn), .flags = CFG_RELOAD | CFG_SITE,
      .help = "RPC calls in flight per connection; more -> rpc_busy"},
@@ -1286,6 +1293,20 @@ static int check_sites(const struct cfg *c, const char *file, char **cause)
     return 0;
 }
 
+/* (Re)make the one site of a file without [site] sections: a copy of the top level. */
+static void set_default_site(struct cfg *c)
+{
+    if (c->nsites == 0) {
+        c->sites = xcalloc(1, sizeof *c->sites);
+        c->sites[0] = xcalloc(1, sizeof *c->sites[0]);
+        c->nsites = 1;
+    } else {
+        cfg_free(c->sites[0]);
+    }
+    cfg_copy(c, c->sites[0]);
+    c->sites[0]->site = xstrdup(CFG_DEFAULT_SITE);
+}
+
 /*
  * Settle the sites: each [site NAME] built on the [herald] values; without
  * any, the [herald] values resolved are the one site, "default".
@@ -1298,11 +1319,7 @@ static int build_sites(struct cfg_build *b, const struct cfg_pending *pend, size
     if (b->nsites == 0) {
         if (resolve(b, cause) < 0)
             return -1;
-        c->sites = xcalloc(1, sizeof *c->sites);
-        c->sites[0] = xcalloc(1, sizeof *c->sites[0]);
-        c->nsites = 1;
-        cfg_copy(c, c->sites[0]);
-        c->sites[0]->site = xstrdup(CFG_DEFAULT_SITE);
+        set_default_site(c);
         return 0;
     }
     c->explicit_sites = 1;
@@ -1371,44 +1388,50 @@ fail:
     return -1;
 }
 
-/*
- * cfg_keep_restart_only for one snapshot: the settings with (site_keys) or
- * without the CFG_SITE mark. site names the section in warnings; quiet
- * keeps the value without one (it was said for the top level already).
- */
+/* Which settings keep_restart_only looks at. */
+enum cfg_keep {
+    CFG_KEEP_ALL,
+    CFG_KEEP_GLOBAL, /* [herald]-only settings */
+    CFG_KEEP_SITE,   /* CFG_SITE settings */
+};
+
+/* cfg_keep_restart_only for one snapshot; site names the section in warnings. */
 static int keep_restart_only(const struct cfg *running, struct cfg *next, const char *site,
-                             int site_keys, int quiet)
+                             enum cfg_keep which)
 {
     int kept = 0;
 
     for (size_t i = 0; i < CFG_NDEFS; i++) {
         const struct cfg_def *d = &cfg_defs[i];
+        int is_site = (d->flags & CFG_SITE) != 0;
 
         /* Settings kept outside struct cfg (secret_file) are resolved into it already. */
-        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || !(d->flags & CFG_SITE) != !site_keys ||
-            same_value(d, running, next))
+        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || (which == CFG_KEEP_GLOBAL && is_site) ||
+            (which == CFG_KEEP_SITE && !is_site) || same_value(d, running, next))
             continue;
-        if (!quiet)
-            log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
-                    "keeping the running value", site ? "[site " : "", site ? site : "",
-                    site ? "] " : "", d->name);
+        log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
+                "keeping the running value", site ? "[site " : "", site ? site : "",
+                site ? "] " : "", d->name);
         copy_value(d, running, next);
-        kept += !quiet;
+        kept++;
     }
     return kept;
 }
 
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
 {
-    int explicit = next->explicit_sites;
-    int kept = keep_restart_only(running, next, NULL, 0, 0);
+    int kept;
 
-    /* Without [site] sections the top level is the one site: its keys are said there. */
-    if (!explicit)
-        kept += keep_restart_only(running, next, NULL, 1, 0);
+    if (!next->explicit_sites) {
+        /* The one site is a copy of the top level: keep there, then copy again. */
+        kept = keep_restart_only(running, next, NULL, CFG_KEEP_ALL);
+        set_default_site(next);
+        return kept;
+    }
+    kept = keep_restart_only(running, next, NULL, CFG_KEEP_GLOBAL);
     for (size_t i = 0; i < next->nsites && i < running->nsites; i++)
-        kept += keep_restart_only(running->sites[i], next->sites[i], next->sites[i]->site, 1,
-                                  !explicit);
+        kept += keep_restart_only(running->sites[i], next->sites[i], next->sites[i]->site,
+                                  CFG_KEEP_SITE);
     return kept;
 }
 

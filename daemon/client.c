@@ -227,7 +227,7 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
     return ok;
 }
 
-/* Answer a subscribe: with the channel's position (and what was recovered) when there is history. */
+/* Answer a subscribe: with the channel's position (and what was recovered) under history. */
 static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, const char *since,
                               json_t *members)
 {
@@ -238,8 +238,8 @@ static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, 
         client_ok(c, ref, members);
         return;
     }
-    ok = client_replay(c, hist_key(key, sizeof key, conn_shared(c)->name, 'c', s->chan->name),
-                       since != NULL ? since : "", &s->last, id);
+    hist_key(key, sizeof key, conn_shared(c)->name, 'c', s->chan->name);
+    ok = client_replay(c, key, since != NULL ? since : "", &s->last, id);
     if (ref == NULL) {
         json_decref(members);
         return;
@@ -484,8 +484,8 @@ static void client_recover_user(struct conn *c, const char *since)
 
     if (since == NULL || client_user(c) == NULL || !hist_on(c->w->hub->hist))
         return;
-    ok = client_replay(c, hist_key(key, sizeof key, conn_shared(c)->name, 'u', client_user(c)), since, &c->user_last,
-                       id);
+    hist_key(key, sizeof key, conn_shared(c)->name, 'u', client_user(c));
+    ok = client_replay(c, key, since, &c->user_last, id);
     client_send(c, proto_stream(id, ok));
 }
 

@@ -70,7 +70,8 @@ struct cmd_job {
     size_t nitems;
     uint64_t *delivered;         /* owned: per item, summed over workers */
     /* CMD_STATS */
-    struct stats stats;          /* summed over workers */
+    struct stats stats;          /* the job's site, summed over workers */
+    struct stats unrouted;       /* before a site was known (worker->stats), summed */
     /* CMD_RELOAD */
     const struct cfg *cfg;       /* borrowed: the new snapshot */
     int nnodes;

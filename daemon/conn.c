@@ -78,7 +78,8 @@ void conn_accept(struct worker *w, int fd)
 
     c->w = w;
     c->fd = fd;
-    c->site = -1;
+    /* With one site every connection is its from the first byte: its 404s and timeouts too. */
+    c->site = w->nsites == 1 ? 0 : -1;
     c->id = ++w->next_conn_id;
     c->state = CONN_HANDSHAKE;
     c->head = xmalloc(w->cfg->max_header_size);
@@ -414,16 +415,15 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
 
 /*
  * Pick the site that answers req (by path and Host, hs_site_match) and
- * check the handshake against that site's policy. No site: 404, unless
- * the request is wrong in a way found earlier (a POST is still a 405).
+ * check the handshake against that site's policy. No site: hs_check's 404,
+ * unless the request is wrong in a way found earlier (a POST is still a 405).
  */
 static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *req,
                                      struct hs_result *res)
 {
     const struct cfg *cfg = c->w->cfg;
-    struct hs_policy pol = {.path = "\n"}; /* a path no request has */
+    struct hs_policy pol = {.path = NULL};
     int best = -1, score = 0;
-    enum hs_reason r;
 
     for (size_t i = 0; i < cfg->nsites && score < 2; i++) {
         int m = hs_site_match(req, cfg->sites[i]->ws_path, cfg->sites[i]->host);
@@ -439,8 +439,7 @@ static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *
         pol.origins = (const char *const *)cfg->sites[best]->origins;
         pol.norigins = cfg->sites[best]->norigins;
     }
-    r = hs_check(req, &pol, res);
-    return r == HS_OK && best < 0 ? HS_NOT_FOUND : r;
+    return hs_check(req, &pol, res);
 }
 
 /* The head is complete: check it, answer 101 or refuse, then read frames. */

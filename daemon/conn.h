@@ -60,7 +60,8 @@ struct conn {
     ev_tstamp deadline;          /* for the timed list */
     uint64_t id;
     int fd;
-    int site;                    /* index of its site (cfg->sites, hub->sites); -1 until upgraded */
+    int site;                    /* index of its site (cfg->sites, hub->sites); -1 while
+                                    several sites could still answer its handshake */
     uint32_t slot;               /* index in w->open while OPEN */
     uint8_t state;               /* enum conn_state */
     uint8_t timer;               /* enum conn_timer */

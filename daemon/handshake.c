@@ -185,7 +185,8 @@ enum hs_reason hs_check(const struct http_request *req, const struct hs_policy *
     if (req->minor_version != 1 || http_find_header(req, "Host") == NULL)
         return HS_BAD_REQUEST;
     path = target_path(req->target);
-    if (path.len != strlen(pol->path) || memcmp(path.p, pol->path, path.len) != 0)
+    if (pol->path == NULL || path.len != strlen(pol->path) ||
+        memcmp(path.p, pol->path, path.len) != 0)
         return HS_NOT_FOUND;
     if (!http_header_has_token(req, "Upgrade", "websocket") ||
         !http_header_has_token(req, "Connection", "upgrade"))

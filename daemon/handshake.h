@@ -44,7 +44,7 @@ enum hs_reason {
 };
 
 struct hs_policy {
-    const char *path;            /* borrowed: e.g. "/ws" */
+    const char *path;            /* borrowed: e.g. "/ws"; NULL: no site answers (404) */
     const char *const *origins;  /* borrowed: allowed Origin values; "*" = any */
     size_t norigins;             /* 0 = any origin */
 };

@@ -254,7 +254,8 @@ static void rpc_answered(struct rpc_call *call)
         for (char *s = p->err; *s != '\0'; s++)
             if ((unsigned char)*s < 0x20 || *s == 0x7f)
                 *s = ' ';
-        log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s", call->w->cfg->sites[call->site]->rpc_script, p->err);
+        log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s",
+                call->w->cfg->sites[call->site]->rpc_script, p->err);
     }
     if (p->protocol_status != FCGIC_REQUEST_COMPLETE) {
         rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "%s", "php-fpm refused the request (overloaded)");

@@ -467,10 +467,7 @@ static void worker_shutdown(struct worker *w)
         conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
-/*
- * Add a site's counters to a stats job. With one site, what happened
- * before a connection had a site is the site's too.
- */
+/* Add the job's site's counters, and those no site owns, to a stats job. */
 static void worker_add_stats(struct worker *w, struct cmd_job *job)
 {
     struct worker_site *ws = &w->sites[job->site];
@@ -478,8 +475,7 @@ static void worker_add_stats(struct worker *w, struct cmd_job *job)
     ws->stats.subscriptions = ws->subs.nsubs;
     pthread_mutex_lock(&job->lock);
     stats_add(&job->stats, &ws->stats);
-    if (w->nsites == 1)
-        stats_add(&job->stats, &w->stats);
+    stats_add(&job->unrouted, &w->stats);
     pthread_mutex_unlock(&job->lock);
 }
 

@@ -60,7 +60,8 @@ struct worker {
     struct worker_site *sites;   /* owned: one per hub site, same index */
     int nsites;
     struct rpc_call *calls;      /* owned through rpc.c: PHP calls in flight */
-    struct stats stats;          /* what happens before a site is known (accept, 404) */
+    struct stats stats;          /* what no site owns: accept errors, and with several
+                                    sites the handshakes refused before one was known */
     struct conn **open;          /* owned array; conns borrowed */
     size_t nopen;
     size_t capopen;

@@ -394,7 +394,7 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     const struct stats_api *as = &a->sites[site].stats;
     struct site *hs = &a->hub->sites[site];
     uint64_t api_errors[STATS_NAPI];
-    const struct stats *st = &job->stats;
+    const struct stats *st = &job->stats, *un = &job->unrouted;
     json_t *o;
 
     job->site = site;
@@ -411,13 +411,16 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
         "published", (json_int_t)atomic_load(&as->published),
         "delivered", (json_int_t)st->delivered,
         "connections_total", (json_int_t)st->connections_total,
-        "accept_errors", (json_int_t)st->accept_errors,
+        "accept_errors", (json_int_t)un->accept_errors,
         "slow_consumers", (json_int_t)st->slow_consumers,
         "handshakes_refused", routes_refusals(st),
         "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
         "api_requests", (json_int_t)atomic_load(&as->requests),
         "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
     json_object_set_new(o, "site", json_string(hs->name));
+    /* Daemon-wide: with several sites, handshakes no site could be told of (404, timeout). */
+    json_object_set_new(o, "unrouted", json_pack("{s:o}", "handshakes_refused",
+                                                 routes_refusals(un)));
     json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(&hs->chans)));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));

@@ -6,9 +6,10 @@
  * Checks:     http_parse_request returns one of its documented values; a
  *             complete head gives views that lie inside the head, and every
  *             shorter prefix of it is HTTP_NEED_MORE; then the site match
- *             (agreeing with hs_check on the path), hs_check with a fixed policy, and every accessor on the result: header
- *             lookup, token lists, query parameters, the path,
- *             percent-decoding of the token, and the 101 or refusal answer.
+ *             (agreeing with hs_check on the path), hs_check with a fixed
+ *             policy, and every accessor on the result: header lookup,
+ *             token lists, query parameters, the path, percent-decoding of
+ *             the token, and the 101 or refusal answer.
  * Build:      make fuzz (links -lcrypto for the accept key), or see
  *             tests/fuzz/run.sh.
  */

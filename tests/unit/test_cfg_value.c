@@ -202,6 +202,19 @@ static void test_cfg_value_errors(void **state)
          "herald.ini:2: api_socket: expected an absolute socket path, got 'herald.sock'"},
         {"[herald]\napi_socket =",
          "herald.ini:2: api_socket: expected an absolute socket path, got ''"},
+        {"[herald]\nhost = shop.example.com:443",
+         "herald.ini:2: host: expected a host name such as shop.example.com (no port), "
+         "got 'shop.example.com:443'"},
+        {"[herald]\nhost = -shop.example.com",
+         "herald.ini:2: host: expected a host name such as shop.example.com (no port), "
+         "got '-shop.example.com'"},
+        {"[herald]\nhost = shop_example.com",
+         "herald.ini:2: host: expected a host name such as shop.example.com (no port), "
+         "got 'shop_example.com'"},
+        {"[herald]\npublish_uids = shop, -1",
+         "herald.ini:2: publish_uids: expected a user name or a numeric uid, got '-1'"},
+        {"[herald]\npublish_uids = shop:www",
+         "herald.ini:2: publish_uids: expected a user name or a numeric uid, got 'shop:www'"},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -236,6 +236,70 @@ static void test_handshake_check_table(void **state)
     }
 }
 
+/* The score of a site (path, host) for one request head; -1 when it does not parse. */
+static int site_score(const char *head, const char *path, const char *host)
+{
+    size_t len = strlen(head);
+    char *p = guard_place(head, len);
+    struct http_request req;
+    int r = http_parse_request(p, len, &req) == (int)len ? hs_site_match(&req, path, host) : -1;
+
+    guard_release(p, len);
+    return r;
+}
+
+/* Which site answers: its path, then its host (any case, port ignored); no host takes any. */
+static void test_handshake_site_match(void **state)
+{
+    static const struct {
+        const char *head, *path, *host;
+        int want;
+    } cases[] = {
+        {GET GOOD "\r\n", "/ws", NULL, 1},
+        {GET GOOD "\r\n", "/ws", "example.com", 2},
+        {GET GOOD "\r\n", "/ws", "EXAMPLE.com", 2},
+        {GET GOOD "\r\n", "/live", NULL, 0},
+        {GET GOOD "\r\n", "/ws", "example.org", 0},
+        {GET GOOD "\r\n", "/ws", "example.co", 0},
+        {GET GOOD "\r\n", "/w", NULL, 0},
+        {"GET /ws?token=x HTTP/1.1\r\n" GOOD "\r\n", "/ws", "example.com", 2},
+        {"GET http://example.com/ws HTTP/1.1\r\n" GOOD "\r\n", "/ws", NULL, 1},
+        {"GET /ws HTTP/1.1\r\nHost: Example.Com:8443\r\n\r\n", "/ws", "example.com", 2},
+        {"GET /ws HTTP/1.1\r\nHost: example.com.evil:80\r\n\r\n", "/ws", "example.com", 0},
+        {"GET /ws HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "/ws", "[::1]", 2},
+        {"GET /ws HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "/ws", NULL, 1},
+        {"GET /ws HTTP/1.1\r\n\r\n", "/ws", "example.com", 0},
+        {"GET /ws HTTP/1.1\r\n\r\n", "/ws", NULL, 1},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = site_score(cases[i].head, cases[i].path, cases[i].host);
+
+        if (got != cases[i].want)
+            fail_msg("case %zu (%s, %s): got %d, want %d", i, cases[i].path,
+                     cases[i].host ? cases[i].host : "any", got, cases[i].want);
+    }
+}
+
+/* No site answers (policy path NULL): 404, after the checks that come before the path. */
+static void test_handshake_no_site(void **state)
+{
+    static const struct hs_policy none = {NULL, NULL, 0};
+    static const char *const heads[] = {GET GOOD "\r\n", "POST /ws HTTP/1.1\r\n" GOOD "\r\n"};
+    static const enum hs_reason want[] = {HS_NOT_FOUND, HS_BAD_METHOD};
+
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = strlen(heads[i]);
+        char *p = guard_place(heads[i], len);
+        struct http_request req;
+        struct hs_result res;
+
+        assert_int_equal(http_parse_request(p, len, &req), (int)len);
+        assert_int_equal(hs_check(&req, &none, &res), want[i]);
+        guard_release(p, len);
+    }
+}
+
 /* RFC 6455 1.3: the sample nonce and its accept value. */
 static void test_handshake_accept_key_rfc_example(void **state)
 {
@@ -391,6 +455,8 @@ int main(void)
         cmocka_unit_test(test_handshake_write_refusal_every_reason),
         cmocka_unit_test(test_handshake_write_refusal_bad_version_exact),
         cmocka_unit_test(test_handshake_status_and_names),
+        cmocka_unit_test(test_handshake_site_match),
+        cmocka_unit_test(test_handshake_no_site),
     };
 
     return cmocka_run_group_tests_name("handshake", tests, NULL, NULL);
