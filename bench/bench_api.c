@@ -67,6 +67,7 @@
 #include "cfg.h"
 #include "cmd.h"
 #include "dir.h"
+#include "hist.h"
 #include "site.h"
 
 #include "../tests/lib/fake_worker.h"
@@ -373,7 +374,8 @@ static void bench_route(const struct cfg *cfg)
 {
     struct fake_worker w;
     struct cmd_queue *qs[1];
-    struct cmd_hub hub, none = {.queues = NULL, .nqueues = 0};
+    struct cmd_hub hub = {0}, none = {.queues = NULL, .nqueues = 0};
+    struct hist hist;
     struct api_site asite = {.lfd = -1};
     struct site site;
     struct api a;
@@ -383,12 +385,16 @@ static void bench_route(const struct cfg *cfg)
     memset(&a, 0, sizeof a);
     /* The target user is online at worker 0, so the publish wakes it. */
     site_init(&site, "default");
+    /* History on, as by default: each publish is numbered and kept. */
+    hist_init(&hist, 100, 300, 64u << 20);
     dir_add(&site.users, "user-48213", strlen("user-48213"), 0);
     fake_workers_start(&w, 1, qs, &hub, deliver_one_each);
     hub.sites = &site;
     hub.nsites = 1;
+    hub.hist = &hist;
     none.sites = &site;
     none.nsites = 1;
+    none.hist = &hist;
     a.cfg = cfg;
     a.hub = &hub;
     a.sites = &asite;
@@ -416,6 +422,7 @@ static void bench_route(const struct cfg *cfg)
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
     site_free(&site);
+    hist_free(&hist);
 }
 
 int main(void)

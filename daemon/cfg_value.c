@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -277,7 +278,27 @@ int cfg_check_pattern(const char *v, char **why)
 
 int cfg_check_rpc_socket(const char *v, char **why)
 {
-    return v[0] == '\0' ? 0 : cfg_check_listen(v, why);
+    const char *colon = strrchr(v, ':');
+    unsigned char addr[16];
+    char host[64];
+    size_t n;
+
+    if (v[0] == '\0' || strncmp(v, "unix:", 5) == 0)
+        return v[0] == '\0' ? 0 : cfg_check_listen(v, why);
+    if (cfg_check_listen(v, why) < 0)
+        return -1;
+    /* The worker connects without blocking: no name lookup, only an address. */
+    n = (size_t)(colon - v);
+    if (v[0] == '[') {
+        v++;
+        n -= 2;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)n, v);
+    if (strcasecmp(host, "localhost") == 0 || net_parse_addr(host, addr) == 0)
+        return 0;
+    *why = xasprintf("expected an IP address or localhost, not a name to look up, got '%s'",
+                     host);
+    return -1;
 }
 
 int cfg_check_script(const char *v, char **why)

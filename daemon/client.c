@@ -187,7 +187,7 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
         *why = "a channel token needs exp";
     else if (granted == NULL || strcmp(granted, cmd->channel) != 0)
         *why = "the channel token is for another channel";
-    else if (client_user(c) == NULL || strcmp(claims.sub, client_user(c)) != 0)
+    else if (strcmp(claims.sub, client_user(c)) != 0)
         *why = "the channel token is for another user";
     else
         r = 1;
@@ -295,7 +295,7 @@ static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub
         client_ok(c, ref, members);
         return;
     }
-    snprintf(id, sizeof id, "%s:%llu", c->w->hub->hist->epoch, (unsigned long long)s->last);
+    hist_id(c->w->hub->hist, s->last, id);
     client_send(c, proto_ok_stream(ref, members, id, since != NULL ? 1 : -1));
 }
 
@@ -496,9 +496,9 @@ void client_opened(struct conn *c, const char *since)
     client_recover_user(c, since);
     if (!(conn_cfg(c)->hooks & CFG_HOOK_CONNECT))
         return;
-    /* A notification: not the client's call, so not on its list or its rpc_max_per_conn. */
-    if (rpc_start(c->w, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err) == NULL)
-        conn_stats(c)->rpc_dropped++;
+    /* A notification: not the client's call, so not on its list or its rpc_max_per_conn.
+     * rpc.c counts a hook it could not send (dropped) or not deliver (failed). */
+    rpc_start(c->w, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err);
 }
 
 void client_closed(struct conn *c)
@@ -518,8 +518,7 @@ void client_closed(struct conn *c)
     if (!(conn_cfg(c)->hooks & CFG_HOOK_DISCONNECT))
         return;
     body = client_rpc_body(c);
-    if (rpc_start(c->w, c->site, RPC_DISCONNECT, NULL, body, &err) == NULL)
-        conn_stats(c)->rpc_dropped++;
+    rpc_start(c->w, c->site, RPC_DISCONNECT, NULL, body, &err);
 }
 
 void client_free(struct client *cl)
@@ -592,11 +591,9 @@ void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)
 {
     struct conn *c = call->conn;
 
-    if (c == NULL || call->kind == RPC_CONNECT || call->kind == RPC_DISCONNECT) {
-        if (c != NULL)
-            client_unlink_call(c, call);
+    /* Hooks are started with no connection: nobody waits for their answer. */
+    if (c == NULL)
         return;
-    }
     client_unlink_call(c, call);
     if (call->kind == RPC_SUBSCRIBE) {
         client_hook_subscribed(c, call, res);

@@ -134,12 +134,18 @@ struct hist_stream *hist_get(struct hist *h, const char *key)
     return s;
 }
 
+char *hist_id(const struct hist *h, uint64_t off, char *id)
+{
+    snprintf(id, HIST_ID_MAX, "%s:%" PRIu64, h->epoch, off);
+    return id;
+}
+
 uint64_t hist_next(struct hist *h, struct hist_stream *s, char *id)
 {
     uint64_t off = atomic_fetch_add(&h->next_offset, 1) + 1;
 
     s->last = off;
-    snprintf(id, HIST_ID_MAX, "%s:%" PRIu64, h->epoch, off);
+    hist_id(h, off, id);
     return off;
 }
 
@@ -228,7 +234,7 @@ int hist_since(struct hist *h, const char *key, const char *since, struct msg **
             hist_collect(s, off, out, n);
     }
     *last = s->last;
-    snprintf(id, HIST_ID_MAX, "%s:%" PRIu64, h->epoch, s->last);
+    hist_id(h, s->last, id);
     hist_end(h, s);
     return ok;
 }

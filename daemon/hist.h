@@ -91,6 +91,9 @@ struct hist_stream *hist_get(struct hist *h, const char *key);
 /* Lock key's stripe and return its stream, made if missing; hist_end unlocks. */
 struct hist_stream *hist_begin(struct hist *h, const char *key);
 
+/* Write offset off's id, "<epoch>:<off>", into id (HIST_ID_MAX); returns id. */
+char *hist_id(const struct hist *h, uint64_t off, char *id);
+
 /* Hand out the stream's next offset and write its id into id (HIST_ID_MAX). */
 uint64_t hist_next(struct hist *h, struct hist_stream *s, char *id);
 

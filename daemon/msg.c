@@ -25,7 +25,7 @@ struct msg *msg_new(int opcode, const void *payload, size_t len)
     atomic_init(&m->refs, 1);
     m->len = (uint32_t)(hlen + len);
     memcpy(m->data, head, hlen);
-    if (len > 0)
+    if (len > 0 && payload != NULL)
         memcpy(m->data + hlen, payload, len);
     return m;
 }

@@ -21,7 +21,11 @@ struct msg {
     uint8_t data[];     /* frame header followed by the payload */
 };
 
-/* Encode a FIN frame of the given opcode around payload; refs starts at 1. */
+/*
+ * Encode a FIN frame of the given opcode around payload; refs starts at 1.
+ * payload NULL leaves the len payload bytes for the caller to write, at
+ * msg_payload, before the frame is shared.
+ */
 struct msg *msg_new(int opcode, const void *payload, size_t len);
 
 /* Bytes sent as they are (an HTTP response before the upgrade). */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,7 +141,7 @@ static int tcp_socket(const char *addr, int flags, struct addrinfo **res, char *
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = flags | AI_NUMERICSERV;
-    if ((flags & AI_NUMERICHOST) && strcmp(host, "localhost") == 0)
+    if ((flags & AI_NUMERICHOST) && strcasecmp(host, "localhost") == 0)
         strcpy(host, "127.0.0.1");
     r = getaddrinfo(host[0] ? host : NULL, port, &hints, res);
     if (r != 0) {

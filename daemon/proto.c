@@ -336,8 +336,8 @@ char *proto_channel_text(const char *channel, const char *event, const json_t *d
 
 struct msg *proto_text_frame(const char *text, const char *id)
 {
-    static const char chan[] = "{\"channel\":\"";
-    size_t len = strlen(text), at = 1, idlen;
+    static const char chan[] = "{\"channel\":\"", open[] = "\"id\":\"", close[] = "\",";
+    size_t len = strlen(text), at = 1, idlen, n;
     struct msg *m;
     char *buf;
 
@@ -346,13 +346,16 @@ struct msg *proto_text_frame(const char *text, const char *id)
     /* Channel names need no escaping, so the member ends at the next quote. */
     if (strncmp(text, chan, sizeof chan - 1) == 0)
         at = (size_t)(strchr(text + sizeof chan - 1, '"') - text) + 2;
-    idlen = strlen(id) + 8;  /* "id":"<id>", */
-    buf = xmalloc(len + idlen);
+    idlen = strlen(id);
+    n = len + sizeof open - 1 + idlen + sizeof close - 1;
+    /* Written straight into the frame: one copy of the text per frame. */
+    m = msg_new(WS_OP_TEXT, NULL, n);
+    buf = (char *)m->data + m->len - n;
     memcpy(buf, text, at);
-    snprintf(buf + at, idlen + 1, "\"id\":\"%s\",", id);
-    memcpy(buf + at + idlen, text + at, len - at);
-    m = msg_new(WS_OP_TEXT, buf, len + idlen);
-    free(buf);
+    memcpy(buf + at, open, sizeof open - 1);
+    memcpy(buf + at + sizeof open - 1, id, idlen);
+    memcpy(buf + at + sizeof open - 1 + idlen, close, sizeof close - 1);
+    memcpy(buf + n - (len - at), text + at, len - at);
     return m;
 }
 

@@ -36,7 +36,6 @@
 
 #define RPC_REQUEST_ID 1
 #define RPC_READ_CHUNK 16384
-#define RPC_MAX_HEAD 8192     /* CGI header bytes allowed on top of the body */
 
 static const char *const rpc_kind_names[] = {"rpc", "connect", "disconnect", "subscribe"};
 
@@ -142,8 +141,6 @@ static void rpc_end(struct rpc_call *call, struct rpc_result *res)
     } else {
         st->rpc_app_errors++;
     }
-    ev_io_stop(call->w->loop, &call->io);
-    ev_timer_stop(call->w->loop, &call->timer);
     client_rpc_done(call, res);
     rpc_free(call);
 }
@@ -170,6 +167,9 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
     if (atomic_fetch_add(&w->hub->rpc_inflight, 1) >= cfg->rpc_max_inflight) {
         atomic_fetch_sub(&w->hub->rpc_inflight, 1);
         json_decref(body);
+        /* A client's call is answered rpc_busy (a client error); a hook is dropped. */
+        if (kind == RPC_CONNECT || kind == RPC_DISCONNECT)
+            w->sites[site].stats.rpc_dropped++;
         *err = PROTO_E_RPC_BUSY;
         return NULL;
     }
@@ -183,7 +183,7 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
     call->kind = kind;
     call->conn = c;
     call->fd = -1;
-    fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + RPC_MAX_HEAD);
+    fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + FCGIC_MAX_HEAD);
     rpc_link(w, call);
     w->sites[site].stats.rpc_calls++;
     r = text != NULL ? rpc_encode(call, text, strlen(text)) : -1;
@@ -207,8 +207,10 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
 
 void rpc_abort_all(struct worker *w)
 {
-    while (w->calls != NULL)
+    while (w->calls != NULL) {
+        w->sites[w->calls->site].stats.rpc_failed++;
         rpc_free(w->calls);
+    }
 }
 
 /* The request is written: now wait for the answer. */

@@ -69,10 +69,12 @@ struct rpc_result {
 };
 
 /*
- * Start a call of this kind to site's PHP, for conn c (NULL for a disconnect hook) with
+ * Start a call of this kind to site's PHP, for conn c (NULL for a hook) with
  * body (stolen: the request's JSON object, to which "type" and "time" are
  * added). Returns the call, or NULL with *err set: PROTO_E_RPC_BUSY over
  * rpc_max_inflight, PROTO_E_RPC_UNAVAILABLE when no socket can be made.
+ * Counted here, once: a hook over rpc_max_inflight as rpc_dropped, a call
+ * that cannot reach php-fpm as rpc_failed.
  */
 struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
                            json_t *body, int *err);

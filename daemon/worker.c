@@ -353,7 +353,8 @@ static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
                 worker_run_queued(w);
         }
     }
-    if (w->shutting_down && w->nconns == 0)
+    /* The disconnect hooks of the closed connections still reach PHP (until the deadline). */
+    if (w->shutting_down && w->nconns == 0 && w->calls == NULL)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -467,6 +468,25 @@ static void worker_shutdown(struct worker *w)
         conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
+/* Queue every item of a publish job, then add up what was reached under one lock. */
+static void worker_run_publish(struct worker *w, struct cmd_job *job)
+{
+    uint64_t local[16], *n = job->nitems <= 16 ? local : xcalloc(job->nitems, sizeof *n);
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < job->nitems; i++) {
+        n[i] = worker_publish(w, job->site, &job->items[i]);
+        total += n[i];
+    }
+    w->sites[job->site].stats.delivered += total;
+    pthread_mutex_lock(&job->lock);
+    for (size_t i = 0; i < job->nitems; i++)
+        job->delivered[job->items[i].group] += n[i];
+    pthread_mutex_unlock(&job->lock);
+    if (n != local)
+        free(n);
+}
+
 /* Add the job's site's counters, and those no site owns, to a stats job. */
 static void worker_add_stats(struct worker *w, struct cmd_job *job)
 {
@@ -484,14 +504,7 @@ static void worker_run(struct worker *w, struct cmd_job *job)
 {
     switch (job->type) {
     case CMD_PUBLISH:
-        for (size_t i = 0; i < job->nitems; i++) {
-            uint64_t n = worker_publish(w, job->site, &job->items[i]);
-
-            w->sites[job->site].stats.delivered += n;
-            pthread_mutex_lock(&job->lock);
-            job->delivered[job->items[i].group] += n;
-            pthread_mutex_unlock(&job->lock);
-        }
+        worker_run_publish(w, job);
         break;
     case CMD_STATS:
         worker_add_stats(w, job);

@@ -205,16 +205,19 @@ static void api_handle(struct api *a, FCGX_Request *req, int site)
     struct api_response resp = {0};
     size_t len = 0;
     size_t max_body = cfg->api_max_body;
-    char *body = api_read_body(req, max_body, &len);
+    char *body = NULL;
     long uid;
 
-    if (!api_caller_allowed(cfg, req->ipcFd, &uid))
+    if (!api_caller_allowed(cfg, req->ipcFd, &uid)) {
+        /* Read and drop the body, not kept: a kept connection stays in step. */
+        free(api_read_body(req, 0, &len));
         api_error(&resp, 403, "uid %ld may not use this API socket (publish_uids of site %s)",
                   uid, cfg->site);
-    else if (body == NULL)
+    } else if ((body = api_read_body(req, max_body, &len)) == NULL) {
         api_error(&resp, 413, "body over the limit of %zu bytes", max_body);
-    else
+    } else {
         api_route(a, site, method ? method : "", path, api_query(req), body, len, &resp);
+    }
     stats_count_api_status(&a->sites[site].stats, resp.status);
     if (resp.status >= 400)
         log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
@@ -362,7 +365,7 @@ static void *api_thread(void *arg)
     FCGX_InitRequest(&req, -1, 0);
     while (!atomic_load(&a->stopping)) {
         int fd, r = epoll_wait(a->epfd, &ev, 1, API_POLL_MS);
-        int site = api_tag_site(ev.data.u64);
+        int site = r > 0 ? api_tag_site(ev.data.u64) : 0;
 
         if (r > 0 && !(ev.data.u64 & API_TAG_LISTENER))
             api_ready(a, &req, buf, api_tag_fd(ev.data.u64), site, api_now());

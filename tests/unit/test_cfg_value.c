@@ -202,6 +202,9 @@ static void test_cfg_value_errors(void **state)
          "herald.ini:2: api_socket: expected an absolute socket path, got 'herald.sock'"},
         {"[herald]\napi_socket =",
          "herald.ini:2: api_socket: expected an absolute socket path, got ''"},
+        {"[herald]\nrpc_socket = php-fpm:9000",
+         "herald.ini:2: rpc_socket: expected an IP address or localhost, not a name to look up, "
+         "got 'php-fpm'"},
         {"[herald]\nhost = shop.example.com:443",
          "herald.ini:2: host: expected a host name such as shop.example.com (no port), "
          "got 'shop.example.com:443'"},
