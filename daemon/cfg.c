@@ -1214,19 +1214,21 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
                       const struct cfg_pending *pend, size_t npend, struct cfg *out, char **cause)
 {
     struct cfg_build sb = {0};
-    int own_secret = 0;
     char *why;
 
     build_copy(b, &sb);
     sb.site = src->name;
+    /* A secret shared through [herald] would let one site's tokens open another:
+     * a site starts without one, so resolve_secret asks for its own. */
+    if (sb.c.secret != NULL)
+        explicit_bzero(sb.c.secret, strlen(sb.c.secret));
+    for (size_t o = 0; o < CFG_NDEFS; o++)
+        if (cfg_defs[o].flags & CFG_ONE_OF)
+            set_value(&sb, &cfg_defs[o], "", &why);
     for (size_t k = 0; k < src->npairs; k++) {
         const struct cfg_pair *p = &src->pairs[k];
         size_t i = (size_t)(p->d - cfg_defs);
 
-        /* A site's secret replaces an inherited secret_file, and the other way round. */
-        for (size_t o = 0; o < CFG_NDEFS && (p->d->flags & CFG_ONE_OF) && *p->value; o++)
-            if (o != i && (cfg_defs[o].flags & CFG_ONE_OF))
-                set_value(&sb, &cfg_defs[o], "", &why);
         if (set_value(&sb, p->d, p->value, &why) < 0) {
             *cause = xasprintf("%s:%d: %s: %s", b->file, p->line, p->d->name, why);
             free(why);
@@ -1234,17 +1236,9 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
         }
         sb.src[i] = CFG_SRC_FILE;
         sb.line[i] = p->line;
-        own_secret |= (p->d->flags & CFG_ONE_OF) && *p->value != '\0';
     }
     if (apply_flags(&sb, pend, npend, 1, cause) < 0)
         goto fail;
-    /* A secret shared through [herald] would let one site's tokens open another. */
-    if (!own_secret && sb.src[def_index("secret")] != CFG_SRC_FLAG &&
-        sb.src[def_index("secret_file")] != CFG_SRC_FLAG) {
-        *cause = xasprintf("%s: [site %s]: no secret configured: set secret or secret_file "
-                           "in it (each site has its own)", b->file, src->name);
-        goto fail;
-    }
     if (resolve(&sb, cause) < 0)
         goto fail;
     sb.c.site = xstrdup(src->name);

@@ -324,7 +324,8 @@ char *proto_channel_text(const char *channel, const char *event, const json_t *d
     json_t *o = json_object();
     char *text;
 
-    json_object_set_new(o, "channel", json_string(channel));
+    if (channel != NULL)
+        json_object_set_new(o, "channel", json_string(channel));
     json_object_set_new(o, "event", json_string(event));
     json_object_set(o, "data", data != NULL ? (json_t *)data : json_null());
     if (from != NULL)

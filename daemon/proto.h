@@ -106,8 +106,10 @@ struct msg *proto_error(const json_t *ref, const char *code, const char *message
 struct msg *proto_reply(const json_t *ref, const char *data, size_t len);
 
 /*
- * {"channel":C,"event":E,"data":D[,"from":F]} as JSON text (malloc'd), to be
- * framed by proto_text_frame; data NULL means null, from may be NULL.
+ * Every published message's envelope: {"channel":C,"event":E,"data":D
+ * [,"from":F]} as JSON text (malloc'd), to be framed by proto_text_frame;
+ * channel NULL (users, broadcast) leaves out "channel", data NULL means
+ * null, from may be NULL.
  */
 char *proto_channel_text(const char *channel, const char *event, const json_t *data,
                          const char *from);

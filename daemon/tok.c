@@ -270,32 +270,32 @@ static int check_times(const json_t *claims, time_t now, int leeway, long long *
     return 0;
 }
 
-/* Copy "sub" into sub: 1..TOK_MAX_SUB bytes without control chars, or an integer. */
-static int read_subject(const json_t *claims, char sub[TOK_MAX_SUB + 1])
+int tok_user_valid(const char *s, size_t n)
 {
-    const json_t *v = json_object_get(claims, "sub");
-    const char *s;
-    size_t n;
+    if (n == 0 || n > TOK_MAX_SUB)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
 
+int tok_user_id(const json_t *v, char out[TOK_MAX_SUB + 1])
+{
     if (json_is_integer(v)) {
-        snprintf(sub, TOK_MAX_SUB + 1, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        snprintf(out, TOK_MAX_SUB + 1, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return 0;
     }
-    if (!json_is_string(v))
-        return TOK_E_SUBJECT;
-    s = json_string_value(v);
-    n = json_string_length(v);
-    if (n == 0 || n > TOK_MAX_SUB)
-        return TOK_E_SUBJECT;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f)
-            return TOK_E_SUBJECT;
-    }
-    memcpy(sub, s, n);
-    sub[n] = '\0';
+    if (!json_is_string(v) || !tok_user_valid(json_string_value(v), json_string_length(v)))
+        return -1;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
     return 0;
+}
+
+/* Copy "sub" into sub: a user id (tok_user_id). */
+static int read_subject(const json_t *claims, char sub[TOK_MAX_SUB + 1])
+{
+    return tok_user_id(json_object_get(claims, "sub"), sub) == 0 ? 0 : TOK_E_SUBJECT;
 }
 
 int tok_verify(const char *token, size_t len, const unsigned char *secret, size_t secret_len,

@@ -47,6 +47,15 @@ int tok_verify(const char *token, size_t len, const unsigned char *secret, size_
 /* Release what tok_verify stored in *c; safe on an empty or freed struct. */
 void tok_claims_free(struct tok_claims *c);
 
+/*
+ * The one rule for a user id, for tokens and the API alike: 1 to
+ * TOK_MAX_SUB bytes without control characters. tok_user_valid checks
+ * bytes; tok_user_id reads a JSON value (such a string, or an integer,
+ * written in decimal) into out, returning 0, or -1 when it is neither.
+ */
+int tok_user_valid(const char *s, size_t n);
+int tok_user_id(const json_t *v, char out[TOK_MAX_SUB + 1]);
+
 /* A short name for a TOK_E_* code: "format", "alg", "signature", ... */
 const char *tok_strerror(int err);
 

@@ -76,6 +76,7 @@ static int routes_cmp_str(const void *a, const void *b)
 static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t errlen)
 {
     size_t n = json_array_size(users), i, j;
+    char id[TOK_MAX_SUB + 1];
     json_t *u;
 
     if (!json_is_array(users) || n == 0 || n > ROUTES_MAX_USERS) {
@@ -85,11 +86,8 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
     }
     it->users = xcalloc(n, sizeof *it->users);
     json_array_foreach(users, i, u) {
-        if (json_is_integer(u)) {
-            it->users[it->nusers++] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(u));
-        } else if (json_is_string(u) &&
-                   proto_text_valid(json_string_value(u), json_string_length(u), TOK_MAX_SUB)) {
-            it->users[it->nusers++] = xstrdup(json_string_value(u));
+        if (tok_user_id(u, id) == 0) {
+            it->users[it->nusers++] = xstrdup(id);
         } else {
             snprintf(err, errlen, "users[%zu]: a user id is a string of 1 to %d bytes "
                      "without control characters, or an integer", i, TOK_MAX_SUB);
@@ -129,7 +127,7 @@ static int routes_channel_item(const json_t *chan, const json_t *event, const js
 /* Validate one message object; encode its envelope into *text and its frame into *it. */
 static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, size_t errlen)
 {
-    json_t *event, *data, *users, *bc, *chan, *env;
+    json_t *event, *data, *users, *bc, *chan;
 
     if (!json_is_object(o)) {
         snprintf(err, errlen, "a message must be a JSON object");
@@ -164,9 +162,7 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
         it->broadcast = 1;
     else if (routes_users(users, it, err, errlen) != 0)
         return -1;
-    env = json_pack("{s:O, s:O}", "event", event, "data", data ? data : json_null());
-    *text = json_dumps(env, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(env);
+    *text = proto_channel_text(NULL, json_string_value(event), data, NULL);
     if (*text == NULL) {
         snprintf(err, errlen, "data cannot be encoded");
         return -1;
@@ -318,7 +314,7 @@ static void routes_presence_user(struct api *a, int site, const char *user,
     struct dir_mask mask;
     uint64_t n;
 
-    if (!proto_text_valid(user, strlen(user), TOK_MAX_SUB)) {
+    if (!tok_user_valid(user, strlen(user))) {
         api_error(resp, 400, "user must be 1 to %d bytes without control characters",
                   TOK_MAX_SUB);
         return;
