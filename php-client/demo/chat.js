@@ -14,20 +14,9 @@
 (function () {
     'use strict';
 
-    var cfg = JSON.parse(document.getElementById('demo-config').textContent);
-    var $ = function (id) { return document.getElementById(id); };
+    var cfg = Demo.cfg;
+    var $ = Demo.$;
     var messages = $('messages');
-
-    /** A fresh connection token from token.php, before every connection attempt. */
-    function getToken() {
-        return fetch('token.php?user=' + encodeURIComponent(cfg.user), { cache: 'no-store' })
-            .then(function (r) {
-                if (!r.ok) {
-                    throw new Error('token.php answered ' + r.status);
-                }
-                return r.text();
-            });
-    }
 
     /** Append a line to the message list and keep the newest in view. */
     function addLine(li) {
@@ -79,15 +68,7 @@
         $('count').textContent = String(list.length);
     }
 
-    var herald = new Herald(cfg.wsUrl, { getToken: getToken });
-
-    herald.onState(function (state) {
-        var el = $('state');
-        el.textContent = state;
-        el.className = 'state ' + state;
-        document.body.classList.toggle('offline', state !== 'open');
-        $('send-button').disabled = state !== 'open';
-    });
+    var herald = Demo.connect('send-button');
 
     herald.onPresence(function (kind, channel, member) {
         if (channel !== cfg.channel) {

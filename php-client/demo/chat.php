@@ -53,6 +53,7 @@ $config = ['user' => $user, 'room' => $room, 'channel' => "room:$room",
    sees the same order. Nothing is stored: who joins later sees only what comes after.</p>
 <script type="application/json" id="demo-config"><?= demo_js($config) ?></script>
 <script src="herald.js"></script>
+<script src="demo.js"></script>
 <script src="chat.js"></script>
 </body>
 </html>

@@ -23,26 +23,11 @@
 (function () {
     'use strict';
 
-    var cfg = JSON.parse(document.getElementById('demo-config').textContent);
-    var $ = function (id) { return document.getElementById(id); };
+    var cfg = Demo.cfg;
+    var $ = Demo.$;
     var tasks = new Map();      /* id -> {id, title, done, by, rev} */
     var gone = new Set();       /* ids deleted */
     var listRev = -1;           /* revision of the last list applied */
-
-    /** GET `url` from the demo site and resolve its body as text. */
-    function getText(url) {
-        return fetch(url, { cache: 'no-store' }).then(function (r) {
-            if (!r.ok) {
-                throw new Error(url.split('?')[0] + ' answered ' + r.status);
-            }
-            return r.text();
-        });
-    }
-
-    /** A fresh connection token, before every connection attempt. */
-    function getToken() {
-        return getText('token.php?user=' + encodeURIComponent(cfg.user));
-    }
 
     /** One line in the activity list, newest first, at most 20. */
     function note(text) {
@@ -150,7 +135,7 @@
 
     /** Subscribe to the channel with a fresh channel token; retry in 5 s on failure. */
     function follow() {
-        getText('token.php?user=' + encodeURIComponent(cfg.user) +
+        Demo.getText('token.php?user=' + encodeURIComponent(cfg.user) +
                 '&channel=' + encodeURIComponent(cfg.channel))
             .then(function (token) {
                 return herald.subscribe(cfg.channel, { token: token });
@@ -172,18 +157,7 @@
         });
     }
 
-    var herald = new Herald(cfg.wsUrl, { getToken: getToken });
-
-    herald.onState(function (state) {
-        var el = $('state');
-        el.textContent = state;
-        el.className = 'state ' + state;
-        document.body.classList.toggle('offline', state !== 'open');
-        $('add-button').disabled = state !== 'open';
-        if (state === 'open') {
-            refresh();
-        }
-    });
+    var herald = Demo.connect('add-button', refresh);     /* the list again on every open */
 
     herald.onError(function (err) {
         note('Herald: ' + why(err));

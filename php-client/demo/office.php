@@ -45,6 +45,7 @@ $config = ['user' => $user, 'channel' => DEMO_OFFICE_CHANNEL, 'wsUrl' => demo_ws
    <code>tasks.list</code>, fetched again after every reconnect.</p>
 <script type="application/json" id="demo-config"><?= demo_js($config) ?></script>
 <script src="herald.js"></script>
+<script src="demo.js"></script>
 <script src="office.js"></script>
 </body>
 </html>

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import rawws
-from herald import Herald
+from herald import Herald, wait_connections
 from rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, build_frame
 
 MAX = 100 * 1024
@@ -294,11 +294,6 @@ def test_close_of_126_bytes_is_1002(herald, bystander):
 
 
 # -- vanishing clients ----------------------------------------------------
-
-def wait_connections(h, n, timeout=3):
-    s = h.wait_stat("connections", n, timeout)
-    assert s["connections"] == n, "connections is %d, expected %d" % (s["connections"], n)
-
 
 def test_client_dropping_tcp_mid_frame_is_cleaned_up(herald, bystander):
     base = herald.stats()["connections"]

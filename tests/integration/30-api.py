@@ -18,20 +18,10 @@ import websockets.exceptions
 
 import fcgi
 import rawws
-from herald import Herald, expect_nothing, recv_json, without_id
+from herald import Herald, expect_nothing, recv_json, uid, wait_connections, without_id
 
 HERALD_CONFIG = {"allow_anonymous": "yes", "api_max_body": "1k"}
 HERALD_WORKERS = 2
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def wait_connections(h, n, timeout=3):
-    s = h.wait_stat("connections", n, timeout)
-    assert s["connections"] == n, "connections is %d, expected %d" % (s["connections"], n)
-    return s
 
 
 # -- publish --------------------------------------------------------------
@@ -418,6 +408,16 @@ API_ERRORS = [
     ("batch-nested", [[P]], 400),
     ("batch-one-bad", [P, pub(event="")], 400),
     ("batch-empty", [], 400),
+    ("duplicate-member", b'{"users": ["a"], "event": "e", "event": "f"}', 400),
+    ("channel-not-string", pub(users=..., channel=5), 400),
+    ("channel-empty", pub(users=..., channel=""), 400),
+    ("channel-with-space", pub(users=..., channel="news now"), 400),
+    ("channel-pattern", pub(users=..., channel="news:*"), 400),
+    ("channel-too-long", pub(users=..., channel="c" * 129), 400),
+    ("channel-and-users", pub(channel="news"), 400),
+    ("channel-and-broadcast", pub(users=..., channel="news", broadcast=True), 400),
+    ("batch-one-bad-channel", [pub(users=..., channel="news"), pub(users=..., channel="a b")],
+     400),
     ("data-integer-over-64-bit", b'{"users":["a"],"event":"e","data":18446744073709551616}', 400),
 ]
 
@@ -461,6 +461,25 @@ def test_publish_error(herald, bystander, name, body, status):
     bystander.check()
 
 
+PRESENCE_ERRORS = [
+    ("no-query", "/presence"),
+    ("neither-channel-nor-user", "/presence?users=42"),
+    ("user-empty", "/presence?user="),
+    ("user-too-long", "/presence?user=" + "u" * 129),
+    ("user-control-char", "/presence?user=a%0Ab"),
+    ("user-nul", "/presence?user=a%00b"),
+    ("user-bad-percent-escape", "/presence?user=a%zz"),
+    ("channel-bad-percent-escape", "/presence?channel=room%zz"),
+]
+
+
+@pytest.mark.parametrize("name,path", PRESENCE_ERRORS, ids=[e[0] for e in PRESENCE_ERRORS])
+def test_presence_error(herald, bystander, name, path):
+    """GET /presence needs one valid channel= or user=: else 400, counted, no one hurt."""
+    assert_api_error(herald, 400, "GET", path)
+    bystander.check()
+
+
 def test_unknown_path_is_404(herald, bystander):
     assert_api_error(herald, 404, "POST", "/nope", P)
     assert_api_error(herald, 404, "GET", "/")
@@ -478,7 +497,8 @@ def test_a_path_that_is_not_utf8_gets_a_json_404(herald, bystander):
 
 @pytest.mark.parametrize("method,path,allowed", [
     ("GET", "/publish", "POST"), ("PUT", "/publish", "POST"), ("DELETE", "/publish", "POST"),
-    ("POST", "/health", "GET"), ("POST", "/stats", "GET")])
+    ("POST", "/health", "GET"), ("POST", "/stats", "GET"), ("POST", "/presence", "GET"),
+    ("DELETE", "/presence", "GET")])
 def test_wrong_method_is_405_with_allow(herald, bystander, method, path, allowed):
     headers = assert_api_error(herald, 405, method, path, b"{}" if method == "POST" else None)
     assert "Allow" in headers, dict(headers)

@@ -27,7 +27,7 @@ import pytest
 
 import fcgi
 from standin import UnixStandIn
-from herald import expect_nothing, recv_json
+from herald import expect_nothing, recv_json, uid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERALD_PHP = os.path.join(ROOT, "php-client", "herald.php")
@@ -35,10 +35,6 @@ PHP = "/usr/bin/php"
 
 HERALD_CONFIG = {"allow_anonymous": "yes", "api_max_body": "4k"}
 HERALD_WORKERS = 2
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 class PhpRun:

@@ -39,6 +39,7 @@ import websockets
 
 import fcgi
 from herald import REPO, expect_nothing, free_port, herald_bin, recv_json
+from procs import children, proc_stat
 from wscmd import Cmd, error_msg
 
 DEMO_DIR = REPO / "php-client" / "demo"
@@ -48,33 +49,10 @@ ROOM = "room:lobby"
 OFFICE = "office:tasks"
 
 
-def proc_stat(pid):
-    """(comm, state, ppid) of a process from /proc, or None once it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2:].split()
-    return comm, fields[0], int(fields[1])
-
-
-def children(pid):
-    """PIDs whose parent is pid."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st and st[2] == pid:
-                out.append(int(d))
-    return out
-
-
 def alive(pid):
     """The process exists and is not a zombie."""
     st = proc_stat(pid)
-    return st is not None and st[1] != "Z"
+    return st is not None and st.state != "Z"
 
 
 class Demo:
@@ -191,7 +169,7 @@ class Demo:
             self.proc.wait(5)
         for pid in self.fpm_pids:
             st = proc_stat(pid)
-            if st and st[1] != "Z" and st[0].startswith("php-fpm"):
+            if st and st.state != "Z" and st.comm.startswith("php-fpm"):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -267,8 +245,9 @@ def test_the_three_demos_are_linked_and_served_locally(demo):
     for page, script in (("chat.php", "chat.js"), ("office.php", "office.js")):
         status, html = demo.get("/%s?user=ann" % page)
         assert status == 200, html
-        assert '<script src="herald.js"></script>' in html
-        assert '<script src="%s"></script>' % script in html
+        # herald.js, then the shared demo.js, then the page's own script.
+        assert '<script src="herald.js"></script>\n<script src="demo.js"></script>\n' \
+            '<script src="%s"></script>' % script in html
         assert '<link rel="stylesheet" href="demo.css">' in html
         assert 'href="./?user=ann"' in html, "no link back to the notification demo"
         # Nothing from another site (no CDN): every src and href is relative.
@@ -278,7 +257,7 @@ def test_the_three_demos_are_linked_and_served_locally(demo):
                                       r'(.*?)</script>', html).group(1))
         assert config["user"] == "ann"
         assert config["wsUrl"] == "ws://127.0.0.1:%d/ws" % demo.ws_port
-    for path in ("/chat.js", "/office.js", "/demo.css", "/herald.js"):
+    for path in ("/chat.js", "/office.js", "/demo.js", "/demo.css", "/herald.js"):
         status, body = demo.get(path)
         assert status == 200 and body, path
         # User text goes into the DOM as text only.

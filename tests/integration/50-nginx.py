@@ -121,22 +121,59 @@ def test_tcp_upstream_publish_and_broadcast(run):
         run(scenario())
 
 
+def read_until(sock, marker):
+    """Bytes from sock until `marker` has come (or the peer has hung up)."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def header_map(head):
+    """An HTTP head as text: (its first line, {lower-case field name: value})."""
+    lines = head.split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            fields[k.strip().lower()] = v.strip()
+    return lines[0], fields
+
+
+def exchange(port, request, source="127.0.0.1"):
+    """
+    Send one raw HTTP request to nginx from `source`; return (status, {lower-case field: value},
+    body bytes) once the body is in (by Content-Length) or nginx has hung up.
+    """
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                  source_address=(source, 0)) as s:
+        s.sendall(request.encode() if isinstance(request, str) else request)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                n = int(header_map(head.decode("latin-1"))[1].get("content-length", "-1"))
+                if 0 <= n <= len(body):
+                    break
+    head, _, body = data.partition(b"\r\n\r\n")
+    line, headers = header_map(head.decode("latin-1"))
+    return int(line.split(" ")[1]), headers, body
+
+
 def http(port, method, path, body=None, source="127.0.0.1"):
     """One HTTP/1.1 request from source; returns (status, body bytes)."""
     data = json.dumps(body).encode() if body is not None else b""
     req = ("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            "Content-Length: %d\r\nConnection: close\r\n\r\n" % (method, path, len(data)))
-    with socket.create_connection(("127.0.0.1", port), timeout=5,
-                                  source_address=(source, 0)) as s:
-        s.sendall(req.encode() + data)
-        resp = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            resp += chunk
-    head, _, rest = resp.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), rest
+    status, _, rest = exchange(port, req.encode() + data, source)
+    return status, rest
 
 
 def test_http_publish_location_for_local_callers_only(sock_dir, run):
@@ -171,13 +208,7 @@ def upgrade_from(port, source, token):
            "Sec-WebSocket-Version: 13\r\n\r\n" % token)
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     s.sendall(req.encode())
-    head = b""
-    while b"\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return s, int(head.split(b" ")[1])
+    return s, int(read_until(s, b"\r\n").split(b" ")[1])
 
 
 @pytest.mark.parametrize("upstream", ["unix", "tcp"])
@@ -207,29 +238,9 @@ def test_the_client_address_herald_counts_is_the_one_nginx_saw(sock_dir, upstrea
 
 def raw_upgrade(port, path):
     """Send a WebSocket upgrade by hand; return (status, headers dict, body bytes)."""
-    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-           "Sec-WebSocket-Version: 13\r\n\r\n" % (path, port))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(req.encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            head, sep, body = data.partition(b"\r\n\r\n")
-            if sep:
-                headers = {}
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.decode("latin-1").partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                n = int(headers.get("content-length", "-1"))
-                if n >= 0 and len(body) >= n:
-                    break
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ")[1])
-    return status, headers, body
+    return exchange(port, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n" % (path, port))
 
 
 def test_bad_token_through_nginx_is_401_for_the_client(sock_dir, run):
@@ -286,26 +297,10 @@ class Recorder(UnixStandIn):
     def handle(self, c):
         with c:
             c.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = c.recv(65536)
-                if not chunk:
-                    break
-                head += chunk
-            self.heads.append(head.decode("latin-1"))
+            self.heads.append(read_until(c, b"\r\n\r\n").decode("latin-1"))
             body = b'{"ok":false,"error":"bad_token"}'
             c.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-
-
-def header_map(head):
-    lines = head.split("\r\n")
-    fields = {}
-    for line in lines[1:]:
-        if line:
-            k, _, v = line.partition(":")
-            fields[k.strip().lower()] = v.strip()
-    return lines[0], fields
 
 
 def test_request_head_herald_receives_through_nginx(sock_dir):

@@ -32,28 +32,12 @@ import shutil
 import tempfile
 import time
 
-import pytest
-
-from herald import Herald
-from jsdriver import CHANNELS, Driver, publish_channel, publish_until_delivered, user_token
+from herald import Herald, by_user
+from jsdriver import CHANNELS, publish_until_delivered, user_token
 from phpfpm import PhpFpm
 from standin import UnixStandIn
 
 HERALD_CONFIG = dict(CHANNELS)       # the module's shared daemon (conftest.py): no rpc_socket
-
-
-@pytest.fixture
-def driver():
-    d = Driver()
-    try:
-        yield d
-        assert d.finish() == 0, d.dump()
-    finally:
-        d.kill()
-
-
-def by_user(members):
-    return sorted(members, key=lambda m: m["user"])
 
 
 def test_queued_subscribe_to_a_public_channel_receives_an_api_publish(herald, driver):
@@ -61,20 +45,20 @@ def test_queued_subscribe_to_a_public_channel_receives_an_api_publish(herald, dr
     sub = driver.start_call("reader", "subscribe", "news:1")   # before the socket opens
     r = driver.result(sub, 10, "the queued subscribe")
     assert r == {"c": "reader", "kind": "result", "id": sub, "ok": True, "value": {}}, r
-    assert publish_channel(herald, "news:1", "headline", {"title": "Herald 1.0"}) == 1
+    assert herald.publish_channel("news:1", "headline", {"title": "Herald 1.0"}) == 1
     driver.wait(lambda s: driver.events("reader"), 5, "the channel publish")
     assert driver.events("reader") == [
         ("headline", {"title": "Herald 1.0"}, {"channel": "news:1", "from": None})]
 
     # A publish to the user still arrives, without a channel; another channel does not.
-    assert publish_channel(herald, "news:2", "other", 1) == 0
+    assert herald.publish_channel("news:2", "other", 1) == 0
     assert herald.publish(["reader"], "direct", {"n": 1}) == 1
     driver.wait(lambda s: len(driver.events("reader")) == 2, 5, "the user publish")
     assert driver.events("reader")[1] == ("direct", {"n": 1}, {"channel": None, "from": None})
 
     # unsubscribe: nothing more from the channel.
     assert driver.ok("reader", "unsubscribe", "news:1") is None
-    assert publish_channel(herald, "news:1", "headline", {"title": "late"}) == 0
+    assert herald.publish_channel("news:1", "headline", {"title": "late"}) == 0
     assert driver.ok("reader", "members", "news:1") == []
 
 
@@ -98,9 +82,9 @@ def test_refused_subscribes_reject_with_their_codes(herald, driver):
     r = driver.refused("eve", "subscribe", "no spaces!")
     assert r["code"] == "bad_channel", r
 
-    assert publish_channel(herald, "secret:1", "x") == 0
-    assert publish_channel(herald, "doc:9", "x") == 0
-    assert publish_channel(herald, "doc:7", "for.eve", 7) == 1
+    assert herald.publish_channel("secret:1", "x") == 0
+    assert herald.publish_channel("doc:9", "x") == 0
+    assert herald.publish_channel("doc:7", "for.eve", 7) == 1
     driver.wait(lambda s: driver.events("eve"), 5, "the doc:7 publish")
     assert driver.events("eve") == [("for.eve", 7, {"channel": "doc:7", "from": None})]
     assert driver.reports("eve", "error") == []
@@ -216,21 +200,18 @@ def test_presence_join_and_leave_reach_other_members_and_members_follows(herald,
 
 
 def test_resubscribes_by_itself_after_herald_restarts(driver):
-    first = Herald(workers=2, config=CHANNELS)
-    second = None
-    try:
-        first.start()
+    with Herald(workers=2, config=CHANNELS) as h:
         rita = {"user": "rita", "info": {"name": "Rita"}}
-        driver.new("rita", first.ws_url, user_token(first, "rita", "Rita"))
+        driver.new("rita", h.ws_url, user_token(h, "rita", "Rita"))
         driver.wait_open("rita")
-        chan_token = first.token("rita", channel="doc:7")
+        chan_token = h.token("rita", channel="doc:7")
         assert driver.ok("rita", "subscribe", "news:1") == {}
         assert driver.ok("rita", "subscribe", "doc:7", {"token": chan_token}) == {}
         assert driver.ok("rita", "subscribe", "room:1") == {"members": [rita]}
         assert driver.ok("rita", "subscribe", "pub:gone") == {}
         assert driver.ok("rita", "unsubscribe", "pub:gone") is None
 
-        first.stop()
+        h.stop()
         driver.wait(lambda s: driver.reports("rita", "state", state="close", code=1001), 5,
                     "close 1001 on shutdown")
         # While Herald is down: a subscribe waits in the queue, publish and rpc fail at once.
@@ -242,31 +223,22 @@ def test_resubscribes_by_itself_after_herald_restarts(driver):
         assert not any(r.get("id") == queued for r in driver.reports("rita", "result"))
 
         # Back on the same port and secret: the old tokens are still good.
-        second = Herald(workers=2, config=dict(CHANNELS, listen=first.listen,
-                                               api_socket=first.api_socket,
-                                               secret=first.secret))
-        second.start()
-        second._tokens += first._tokens       # they must not reach the new log either
+        h.restart()
         driver.wait_open("rita", 2, 15)
         assert driver.result(queued, 5)["ok"] is True, driver.dump()
         for channel in ("news:1", "doc:7", "news:2", "room:1"):
-            publish_until_delivered(second, channel, "after.restart", {"channel": channel})
+            publish_until_delivered(h, channel, "after.restart", {"channel": channel})
         driver.wait(lambda s: len(driver.events("rita", "after.restart")) == 4, 5,
                     "a publish on every resubscribed channel")
         assert sorted(m["channel"] for _, _, m in driver.events("rita", "after.restart")) == \
             ["doc:7", "news:1", "news:2", "room:1"]
-        assert publish_channel(second, "pub:gone", "x") == 0, "pub:gone was unsubscribed"
+        assert h.publish_channel("pub:gone", "x") == 0, "pub:gone was unsubscribed"
         assert driver.ok("rita", "members", "room:1") == [rita]
         assert driver.reports("rita", "error") == [], "every resubscription succeeded"
-        # Each subscribe by rita's first tab announced her, to herself too: once per daemon.
+        # Each subscribe by rita's h tab announced her, to herself too: once per daemon.
         # The resubscription's members equal the old ones, so no join or leave is made up.
         assert driver.presence("rita") == [("join", "room:1", rita)] * 2
         assert driver.finish() == 0
-        second.stop()
-    finally:
-        for h in (second, first):
-            if h is not None:
-                h.cleanup()
 
 
 def test_rpc_without_rpc_socket_rejects_with_rpc_disabled(herald, driver):
@@ -340,15 +312,8 @@ def test_rpc_times_out_on_the_client_and_fails_when_php_fpm_is_gone(driver):
 
 
 def test_rpc_and_the_subscribe_hook_through_php_fpm(driver):
-    fpm = PhpFpm(children=3)
-    h = None
-    try:
-        fpm.start()
-        h = Herald(workers=2, config=dict(CHANNELS, rpc_socket=fpm.rpc_socket,
-                                          rpc_script=fpm.script, rpc_hooks="subscribe",
-                                          rpc_timeout="5s"))
-        h.start()
-        fpm.configure(secret=h.secret)
+    with PhpFpm(children=3) as fpm, \
+            fpm.herald(dict(CHANNELS, rpc_hooks="subscribe", rpc_timeout="5s")) as h:
         driver.new("ivy", h.ws_url, user_token(h, "ivy"))
         driver.wait_open("ivy")
 
@@ -375,12 +340,7 @@ def test_rpc_and_the_subscribe_hook_through_php_fpm(driver):
         assert driver.ok("ivy", "subscribe", "hook-allow:1", timeout=10) == {}
         r = driver.refused("ivy", "subscribe", "hook-deny:1", timeout=10)
         assert (r["code"], r["channel"]) == ("forbidden", "hook-deny:1"), r
-        assert publish_channel(h, "hook-allow:1", "hooked", 1) == 1
+        assert h.publish_channel("hook-allow:1", "hooked", 1) == 1
         driver.wait(lambda s: driver.events("ivy", "hooked"), 5, "the hooked channel publish")
         assert fpm.php_errors().count("herald_tests_no_such_function") >= 1
         assert driver.finish() == 0
-        h.stop()
-    finally:
-        if h is not None:
-            h.cleanup()
-        fpm.cleanup()

@@ -2,8 +2,8 @@
 64-herald-js-recovery.py -- herald.js's history and recovery against the real daemon.
 
 php-client/js/herald.js clients run in tests/js/herald-js-driver.js (node, the `ws` package
-standing in for the browser's WebSocket), steered with the Driver of
-62-herald-js-channels.py. Checked, as docs/protocol.md ("Recovery") and spec issue 5 describe
+standing in for the browser's WebSocket), steered by the `driver` fixture (conftest.py,
+tests/lib/jsdriver.py). Checked, as docs/protocol.md ("Recovery") and spec issue 5 describe
 them:
 
   - a client that loses its TCP connection (cut by CutProxy, a relay between it and Herald:
@@ -28,7 +28,7 @@ import time
 import pytest
 
 from herald import Herald
-from jsdriver import CHANNELS, Driver, publish_channel, user_token
+from jsdriver import CHANNELS, user_token
 
 HERALD_CONFIG = dict(CHANNELS)       # the module's shared daemon: default history (100)
 
@@ -118,16 +118,6 @@ class CutProxy:
 
 
 @pytest.fixture
-def driver():
-    d = Driver()
-    try:
-        yield d
-        assert d.finish() == 0, d.dump()
-    finally:
-        d.kill()
-
-
-@pytest.fixture
 def proxy(herald):
     p = CutProxy(herald.port)
     try:
@@ -177,15 +167,24 @@ def id_parts(stream_id):
 
 def publish_both(herald, user, channel, u, c):
     """Publish u to the user and c to the channel; returns both "delivered" counts."""
-    return (herald.publish([user], "u", u), publish_channel(herald, channel, "c", c))
+    return (herald.publish([user], "u", u), herald.publish_channel(channel, "c", c))
+
+
+def subscribed(driver, herald, c, url=None, first=()):
+    """
+    Client c, user c, open (on url, else herald's own) and subscribed to news:1; then each
+    value of `first` published to the user and to news:1, and all of them received.
+    """
+    driver.new(c, url or herald.ws_url, user_token(herald, c))
+    driver.wait_open(c)
+    assert driver.ok(c, "subscribe", "news:1") == {}
+    for n in first:
+        assert publish_both(herald, c, "news:1", n, n) == (1, 1)
+    driver.wait(lambda s: len(driver.events(c)) == 2 * len(first), 5, "the first messages")
 
 
 def test_a_cut_connection_recovers_exactly_what_it_missed(herald, proxy, driver):
-    driver.new("ann", proxy.url, user_token(herald, "ann"))
-    driver.wait_open("ann")
-    assert driver.ok("ann", "subscribe", "news:1") == {}
-    assert publish_both(herald, "ann", "news:1", 1, 1) == (1, 1)
-    driver.wait(lambda s: len(driver.events("ann")) == 2, 5, "the first two messages")
+    subscribed(driver, herald, "ann", proxy.url, first=[1])
     before = driver.ok("ann", "position")
     assert set(before["channels"]) == {"news:1"}, before
     epoch = id_parts(before["user"])[0]
@@ -240,45 +239,28 @@ def test_a_cut_connection_recovers_exactly_what_it_missed(herald, proxy, driver)
 
 
 def test_after_a_restart_nothing_is_recovered_and_the_new_epoch_is_delivered(driver):
-    first = Herald(workers=2, config=CHANNELS)
-    second = None
-    try:
-        first.start()
-        driver.new("rex", first.ws_url, user_token(first, "rex"))
-        driver.wait_open("rex")
-        assert driver.ok("rex", "subscribe", "news:1") == {}
-        for n in (1, 2, 3):
-            assert publish_both(first, "rex", "news:1", n, n) == (1, 1)
-        driver.wait(lambda s: len(driver.events("rex")) == 6, 5, "the first messages")
+    with Herald(workers=2, config=CHANNELS) as h:
+        subscribed(driver, h, "rex", first=[1, 2, 3])
         old_epoch = id_parts(driver.ok("rex", "position")["user"])[0]
 
-        first.stop()
+        h.stop()
         driver.wait(lambda s: driver.reports("rex", "state", state="close", code=1001), 5,
                     "close 1001 on shutdown")
-        second = Herald(workers=2, config=dict(CHANNELS, listen=first.listen,
-                                               api_socket=first.api_socket,
-                                               secret=first.secret))
-        second.start()
-        second._tokens += first._tokens       # they must not reach the new log either
+        h.restart()             # the same port, API socket and secret; a new epoch
         driver.wait_open("rex", 2, 15)
         driver.wait(lambda s: len(recoveries(driver, "rex")) == 2, 5, "both recoveries")
         assert sorted(recoveries(driver, "rex"), key=str) == [("news:1", False), (None, False)]
 
         # The new epoch numbers from low offsets again: its messages are not taken for repeats.
-        assert publish_both(second, "rex", "news:1", 10, 10) == (1, 1)
+        assert publish_both(h, "rex", "news:1", 10, 10) == (1, 1)
         driver.wait(lambda s: len(driver.events("rex")) == 8, 5, "the new epoch's messages")
         assert data_of(driver, "rex", "u") == [1, 2, 3, 10]
         assert data_of(driver, "rex", "c") == [1, 2, 3, 10]
         pos = driver.ok("rex", "position")
         assert id_parts(pos["user"])[0] != old_epoch, pos
         assert id_parts(pos["channels"]["news:1"])[0] == id_parts(pos["user"])[0], pos
-        assert second.stats()["recoveries"]["failed"] >= 2
+        assert h.stats()["recoveries"]["failed"] >= 2
         assert driver.finish() == 0
-        second.stop()
-    finally:
-        for h in (second, first):
-            if h is not None:
-                h.cleanup()
 
 
 def test_more_missed_than_history_size_is_not_recovered(driver):
@@ -287,11 +269,7 @@ def test_more_missed_than_history_size_is_not_recovered(driver):
     try:
         h.start()
         proxy = CutProxy(h.port)
-        driver.new("hal", proxy.url, user_token(h, "hal"))
-        driver.wait_open("hal")
-        assert driver.ok("hal", "subscribe", "news:1") == {}
-        assert publish_both(h, "hal", "news:1", 0, 0) == (1, 1)
-        driver.wait(lambda s: len(driver.events("hal")) == 2, 5, "the first messages")
+        subscribed(driver, h, "hal", proxy.url, first=[0])
 
         # Five missed, two kept: too many.
         cut_and_wait(driver, proxy, h, "hal", "hal")
@@ -327,29 +305,16 @@ def test_more_missed_than_history_size_is_not_recovered(driver):
 
 
 def test_a_restart_with_history_file_is_recovered(driver):
-    first = Herald(workers=2, config=dict(CHANNELS, history_file="{dir}/history"))
-    second = None
-    try:
-        first.start()
-        driver.new("kit", first.ws_url, user_token(first, "kit"))
-        driver.wait_open("kit")
-        assert driver.ok("kit", "subscribe", "news:1") == {}
-        for n in (1, 2):
-            assert publish_both(first, "kit", "news:1", n, n) == (1, 1)
-        driver.wait(lambda s: len(driver.events("kit")) == 4, 5, "the first messages")
+    with Herald(workers=2, config=dict(CHANNELS, history_file="{dir}/history")) as h:
+        subscribed(driver, h, "kit", first=[1, 2])
         before = driver.ok("kit", "position")
 
-        first.stop()
-        second = Herald(workers=2, config=dict(CHANNELS, listen=first.listen,
-                                               api_socket=first.api_socket,
-                                               secret=first.secret,
-                                               history_file=first.dir + "/history"))
-        second.start()
-        second._tokens += first._tokens
+        h.stop()
+        h.restart()             # the same port, API socket, secret and history_file
         driver.wait_open("kit", 2, 15)
         driver.wait(lambda s: len(recoveries(driver, "kit")) == 2, 5, "both recoveries")
         assert sorted(recoveries(driver, "kit"), key=str) == [("news:1", True), (None, True)]
-        assert publish_both(second, "kit", "news:1", 3, 3) == (1, 1)
+        assert publish_both(h, "kit", "news:1", 3, 3) == (1, 1)
         driver.wait(lambda s: len(driver.events("kit")) == 6, 5, "the live messages")
         driver.settle(0.3)
         assert data_of(driver, "kit", "u") == [1, 2, 3]
@@ -358,8 +323,3 @@ def test_a_restart_with_history_file_is_recovered(driver):
         assert id_parts(after["user"])[0] == id_parts(before["user"])[0], (before, after)
         assert id_parts(after["user"])[1] > id_parts(before["user"])[1], (before, after)
         assert driver.finish() == 0
-        second.stop()
-    finally:
-        for h in (second, first):
-            if h is not None:
-                h.cleanup()

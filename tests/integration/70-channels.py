@@ -33,8 +33,7 @@ import uuid
 
 import pytest
 
-from herald import Bystander, Herald
-from phpfpm import phpfpm  # noqa: F401  (the module's php-fpm, a fixture)
+from herald import Bystander, Herald, uid
 from wscmd import ErrorCounts, client, error_msg, expect_error
 
 HERALD_CONFIG = {
@@ -46,27 +45,7 @@ HERALD_CONFIG = {
     "rpc_timeout": "1s",
 }
 HERALD_WORKERS = 2
-
-
-@pytest.fixture(scope="module")
-def herald(phpfpm):
-    """This module's Herald, with php-fpm as its subscribe hook."""
-    h = phpfpm.herald(HERALD_CONFIG, HERALD_WORKERS)
-    try:
-        yield h
-        h.stop()
-    finally:
-        h.cleanup()
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def publish_channel(h, channel, event, data=None):
-    """POST /publish {"channel"}; asserts 200 and returns delivered."""
-    return h.api_ok("POST", "/publish", {"channel": channel, "event": event, "data": data})[
-        "delivered"]
+HERALD_PHPFPM = True      # the herald fixture (conftest.py): php-fpm answers the hook
 
 
 # -- who may subscribe ---------------------------------------------------------
@@ -78,9 +57,9 @@ def test_public_channel_by_pattern_and_by_exact_name(herald, run, phpfpm):
         async with client(herald, uid("a")) as a, client(herald, uid("b")) as b:
             assert await a.subscribe(ch) == {"op": "ok", "ref": 1}
             assert await a.subscribe("news") == {"op": "ok", "ref": 2}
-            assert publish_channel(herald, ch, "deploy", {"v": 3}) == 1
+            assert herald.publish_channel(ch, "deploy", {"v": 3}) == 1
             assert await a.next() == {"channel": ch, "event": "deploy", "data": {"v": 3}}
-            assert publish_channel(herald, "news", "headline", "hi") == 1
+            assert herald.publish_channel("news", "headline", "hi") == 1
             assert await a.next() == {"channel": "news", "event": "headline", "data": "hi"}
             await b.nothing()
             # "news" is an exact name: "news2" is not public (the hook says no).
@@ -106,7 +85,7 @@ def test_token_channels_claim_exact_and_prefix_pattern(herald, run, phpfpm):
             error_msg(await c.call("subscribe", channel="doc-x%s:7" % k), "forbidden", c.ref)
             # Someone else's token has no such claim.
             error_msg(await other.call("subscribe", channel=exact), "forbidden", other.ref)
-            assert publish_channel(herald, prefix + "7", "e", 1) == 1
+            assert herald.publish_channel(prefix + "7", "e", 1) == 1
             assert await c.next() == {"channel": prefix + "7", "event": "e", "data": 1}
     run(go())
     assert phpfpm.calls(type="subscribe", user=u, channel=exact) == []
@@ -120,7 +99,7 @@ def test_channel_token_allows_that_user_that_channel(herald, run, phpfpm):
         async with client(herald, u) as c:
             assert await c.subscribe(ch, token=herald.token(u, ttl=60, channel=ch)) == \
                 {"op": "ok", "ref": 1}
-            assert publish_channel(herald, ch, "edit", {"line": 3}) == 1
+            assert herald.publish_channel(ch, "edit", {"line": 3}) == 1
             assert await c.next() == {"channel": ch, "event": "edit", "data": {"line": 3}}
     run(go())
     assert phpfpm.calls(type="subscribe", channel=ch) == []
@@ -146,7 +125,7 @@ def test_bad_channel_token_is_bad_token(herald, run, bystander, case):
             await expect_error(herald, c, bystander, "bad_token", "subscribe", channel=ch,
                                token=tokens[case]())
             # Not subscribed: a publish to the channel reaches nobody.
-            assert publish_channel(herald, ch, "e", 1) == 0
+            assert herald.publish_channel(ch, "e", 1) == 0
             await c.nothing()
     run(go())
 
@@ -185,7 +164,7 @@ def test_subscribe_hook_allows(herald, run, phpfpm, kind):
     async def go():
         async with client(herald, u) as c:
             assert await c.subscribe(ch) == {"op": "ok", "ref": 1}
-            assert publish_channel(herald, ch, "e", [1]) == 1
+            assert herald.publish_channel(ch, "e", [1]) == 1
             assert await c.next() == {"channel": ch, "event": "e", "data": [1]}
     run(go())
     calls = phpfpm.calls(type="subscribe", channel=ch)
@@ -204,7 +183,7 @@ def test_subscribe_hook_denies_with_forbidden(herald, run, bystander, phpfpm, ki
     async def go():
         async with client(herald, u) as c:
             await expect_error(herald, c, bystander, "forbidden", "subscribe", channel=ch)
-            assert publish_channel(herald, ch, "e", 1) == 0
+            assert herald.publish_channel(ch, "e", 1) == 0
     run(go())
     assert len(phpfpm.calls(type="subscribe", channel=ch, user=u)) == 1
 
@@ -220,7 +199,7 @@ def test_subscribe_hook_slower_than_rpc_timeout_is_rpc_timeout(herald, run, byst
             assert 0.8 < took < 2.9, "rpc_timeout 1s answered after %.2fs" % took
             # PHP's late "true" (at 3 s) must not subscribe it after all.
             await asyncio.sleep(2.5)
-            assert publish_channel(herald, ch, "late", 1) == 0
+            assert herald.publish_channel(ch, "late", 1) == 0
             await c.nothing()
     run(go())
 
@@ -242,7 +221,7 @@ def test_subscribe_hook_with_php_fpm_stopped_is_rpc_unavailable(herald, run, bys
                 phpfpm.start()
             ch = "hook-allow:" + uid()
             await c.subscribe(ch)
-            assert publish_channel(herald, ch, "back", 1) == 1
+            assert herald.publish_channel(ch, "back", 1) == 1
             assert await c.next() == {"channel": ch, "event": "back", "data": 1}
     run(go())
 
@@ -262,7 +241,7 @@ def test_anonymous_connections_subscribe_to_public_channels_and_never_publish(he
             await expect_error(herald, anon, bystander, "forbidden", "publish", channel=talk,
                                event="chat", data="hi")
             await talker.nothing()
-            assert publish_channel(herald, pub, "e", 1) == 1
+            assert herald.publish_channel(pub, "e", 1) == 1
             assert await anon.next() == {"channel": pub, "event": "e", "data": 1}
             # A known user may publish there: anon receives it, stamped.
             await talker.ok("publish", channel=talk, event="chat", data="yo")
@@ -278,7 +257,7 @@ def test_anonymous_connections_get_no_channel_but_public_ones(herald, run, bysta
     async def go():
         async with client(herald) as anon:
             await expect_error(herald, anon, bystander, "forbidden", "subscribe", channel=ch)
-            assert publish_channel(herald, ch, "e", 1) == 0
+            assert herald.publish_channel(ch, "e", 1) == 0
             await anon.nothing()
     run(go())
 
@@ -295,12 +274,12 @@ def test_max_subscriptions_and_subscribing_twice(herald, run, bystander):
             await c.subscribe(chans[0])          # twice: ok, still one subscription
             await expect_error(herald, c, bystander, "too_many_subscriptions", "subscribe",
                                channel=chans[4])
-            assert publish_channel(herald, chans[0], "once", 1) == 1
+            assert herald.publish_channel(chans[0], "once", 1) == 1
             assert await c.next() == {"channel": chans[0], "event": "once", "data": 1}
             await c.nothing()
             await c.ok("unsubscribe", channel=chans[1])
             await c.subscribe(chans[4])
-            assert publish_channel(herald, chans[4], "fifth", 5) == 1
+            assert herald.publish_channel(chans[4], "fifth", 5) == 1
             assert await c.next() == {"channel": chans[4], "event": "fifth", "data": 5}
     run(go())
 
@@ -312,11 +291,11 @@ def test_unsubscribe_stops_delivery_and_is_ok_when_not_subscribed(herald, run):
         async with client(herald, uid("un")) as c, client(herald, uid("stay")) as stay:
             await c.subscribe(ch)
             await stay.subscribe(ch)
-            assert publish_channel(herald, ch, "e", 1) == 2
+            assert herald.publish_channel(ch, "e", 1) == 2
             assert await c.next() == {"channel": ch, "event": "e", "data": 1}
             assert await stay.next() == {"channel": ch, "event": "e", "data": 1}
             assert await c.ok("unsubscribe", channel=ch) == {"op": "ok", "ref": 2}
-            assert publish_channel(herald, ch, "e", 2) == 1
+            assert herald.publish_channel(ch, "e", 2) == 1
             assert await stay.next() == {"channel": ch, "event": "e", "data": 2}
             await c.nothing()
             await c.ok("unsubscribe", channel=ch)
@@ -357,7 +336,7 @@ def test_api_publish_reaches_every_subscribed_tab_and_nobody_else(herald, run):
                 client(herald, a) as a3, client(herald, uid("c")) as outsider:
             for c in (a1, a2, b1):
                 await c.subscribe(ch)
-            assert publish_channel(herald, ch, "deploy", {"v": 3}) == 3
+            assert herald.publish_channel(ch, "deploy", {"v": 3}) == 3
             for c in (a1, a2, b1):
                 assert await c.next() == {"channel": ch, "event": "deploy", "data": {"v": 3}}
             # Neither a tab of a subscribed user that did not subscribe, nor anyone else.
@@ -367,7 +346,7 @@ def test_api_publish_reaches_every_subscribed_tab_and_nobody_else(herald, run):
             assert herald.publish([a], "direct", 1) == 3
             for c in (a1, a2, a3):
                 assert await c.next() == {"event": "direct", "data": 1}
-            assert publish_channel(herald, "public:nobody-" + uid(), "e") == 0
+            assert herald.publish_channel("public:nobody-" + uid(), "e") == 0
     run(go())
 
 
@@ -462,7 +441,7 @@ def test_twenty_subscribers_over_two_workers_get_everything_in_order(herald, run
                 clients.append((cm, await cm.__aenter__()))
             cs = [c for _, c in clients]
             await asyncio.gather(*(c.subscribe(ch) for c in cs))
-            assert publish_channel(herald, ch, "fan", {"n": 20}) == 20
+            assert herald.publish_channel(ch, "fan", {"n": 20}) == 20
             for c in cs:
                 assert await c.next() == {"channel": ch, "event": "fan", "data": {"n": 20}}
 
@@ -477,7 +456,7 @@ def test_twenty_subscribers_over_two_workers_get_everything_in_order(herald, run
             # Interleaved publishes from the API and two clients: each source's messages
             # reach every subscriber in the order they were sent.
             for i in range(10):
-                assert publish_channel(herald, ch, "seq", i) == 20
+                assert herald.publish_channel(ch, "seq", i) == 20
                 await cs[3].ok("publish", channel=ch, event="seq", data=100 + i)
                 await cs[17].start("publish", channel=ch, event="seq", data=200 + i)
             for ref in range(2, 12):
@@ -508,11 +487,14 @@ BAD_COMMANDS = [
     ('"subscribe"', None, "bad_json"),
     ("42", None, "bad_json"),
     ("", None, "bad_json"),
+    ('{"op":"subscribe","op":"unsubscribe","channel":"public:x","ref":7}', None, "bad_json"),
     ('{"channel":"public:x","ref":11}', 11, "bad_command"),
     ('{"op":"dance","ref":12}', 12, "bad_command"),
     ('{"op":"Subscribe","channel":"public:x","ref":13}', 13, "bad_command"),
     ('{"op":7,"ref":"r14"}', "r14", "bad_command"),
     ('{"op":null,"ref":15}', 15, "bad_command"),
+    ('{"op":"subscribe\\u0000x","channel":"public:x","ref":17}', 17, "bad_command"),
+    ('{"op":"subscribe","channel":"public:x","ref":"r\\u0000"}', None, "bad_command"),
     ('{"op":"subscribe","channel":"public:x","ref":1.5}', None, "bad_command"),
     ('{"op":"subscribe","channel":"public:x","ref":-1}', None, "bad_command"),
     ('{"op":"subscribe","channel":"public:x","ref":9007199254740992}', None, "bad_command"),
@@ -521,6 +503,11 @@ BAD_COMMANDS = [
     ('{"op":"subscribe","channel":"public:x","ref":[1]}', None, "bad_command"),
     ('{"op":"subscribe","channel":"public:x","ref":"%s"}' % ("r" * 65), None, "bad_command"),
     ('{"op":"subscribe","channel":"public:x","token":5,"ref":16}', 16, "bad_command"),
+    ('{"op":"subscribe","channel":"public:x","since":5,"ref":18}', 18, "bad_command"),
+    ('{"op":"subscribe","channel":"public:x","since":"a\\u0000b","ref":19}', 19, "bad_command"),
+    ('{"op":"subscribe","channel":"public:x","since":"%s","ref":20}' % ("1" * 32), 20,
+     "bad_command"),
+    ('{"op":"publish","channel":"chat:x","event":"a\\u0000b","ref":32}', 32, "bad_command"),
     ('{"op":"subscribe","ref":21}', 21, "bad_channel"),
     ('{"op":"subscribe","channel":"","ref":22}', 22, "bad_channel"),
     ('{"op":"subscribe","channel":"public:%s","ref":23}' % ("c" * 122), 23, "bad_channel"),
@@ -563,7 +550,7 @@ def test_channel_names_at_the_limits_are_accepted(herald, run):
         async with client(herald, uid("lim")) as c:
             for ch in (longest, odd):
                 await c.subscribe(ch)
-                assert publish_channel(herald, ch, "e", ch) == 1
+                assert herald.publish_channel(ch, "e", ch) == 1
                 assert await c.next() == {"channel": ch, "event": "e", "data": ch}
             # Refs at their limits come back exactly.
             for ref in (0, 2 ** 53 - 1, "", "r" * 64, "ünï"):
@@ -579,7 +566,7 @@ def test_commands_without_ref_are_answered_only_on_failure(herald, run, bystande
         async with client(herald, uid("noref")) as c:
             await c.send({"op": "subscribe", "channel": ch})
             await c.nothing(0.3)
-            assert publish_channel(herald, ch, "e", 1) == 1
+            assert herald.publish_channel(ch, "e", 1) == 1
             assert await c.next() == {"channel": ch, "event": "e", "data": 1}
             counts = ErrorCounts(herald)
             await c.send({"op": "subscribe", "channel": "team:" + uid()})
@@ -592,12 +579,19 @@ def test_commands_without_ref_are_answered_only_on_failure(herald, run, bystande
 
 
 def test_binary_messages_are_ignored(herald, run, bystander):
+    ch = "public:bin-" + uid()
+
     async def go():
         async with client(herald, uid("bin")) as c:
             counts = ErrorCounts(herald)
-            await c.ws.send(b'{"op":"subscribe","channel":"public:x","ref":1}')
+            await c.ws.send(b'{"op":"subscribe","channel":"%s","ref":1}' % ch.encode())
             await c.nothing(0.3)
+            # Not answered (an answer would be kept aside under its ref, not seen by
+            # nothing()), and not obeyed: the channel has no subscriber.
+            assert c.answers == {}, "a binary message was answered: %r" % c.answers
+            assert herald.publish_channel(ch, "e", 1) == 0, "a binary message subscribed"
             await c.alive()
+            await c.nothing(0.2)
             counts.check("bad_json", 0)
             bystander.check()
     run(go())

@@ -23,8 +23,8 @@ import uuid
 import pytest
 
 import rawws
-from herald import Herald, _pdeathsig
-from wscmd import client
+from herald import Herald, _pdeathsig, by_user, uid
+from wscmd import NoMessage, client
 
 HERALD_CONFIG = {
     "allow_anonymous": "yes",
@@ -32,10 +32,6 @@ HERALD_CONFIG = {
     "presence_channels": "room:*",
 }
 HERALD_WORKERS = 2
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 def info_of(user):
@@ -49,10 +45,6 @@ def member(user):
 def tab(h, user, info=None):
     """A client of `user` whose token carries an info claim."""
     return client(h, user, info=info_of(user) if info is None else info)
-
-
-def by_user(members):
-    return sorted(members, key=lambda m: m["user"])
 
 
 def join(ch, user, info=None):
@@ -81,29 +73,17 @@ async def no_presence(c, timeout=0.4):
     while True:
         try:
             m = await c.next(max(0.01, deadline - time.monotonic()))
-        except AssertionError:
+        except NoMessage:
             return
         if m.get("op") == "join" and m.get("user") == c.user:
             continue
         raise AssertionError("expected no presence event, got %r" % (m,))
 
 
-def presence_api(h, channel):
-    j = h.api_ok("GET", "/presence?channel=" + channel)
-    assert j["channel"] == channel, j
-    return by_user(j["members"])
-
-
-def online_api(h, user):
-    j = h.api_ok("GET", "/presence?user=" + user)
-    assert j["user"] == user, j
-    return j["online"], j["connections"]
-
-
 async def wait_online(h, user, want, timeout=3.0):
     deadline = time.monotonic() + timeout
     while True:
-        got = online_api(h, user)
+        got = h.online(user)
         if got == want or time.monotonic() > deadline:
             assert got == want, "/presence?user=%s is %r, expected %r" % (user, got, want)
             return
@@ -138,22 +118,22 @@ def test_first_tab_joins_other_tabs_are_silent_last_tab_leaves(herald, run):
                     assert by_user(ans["members"]) == by_user([member(ann), member(obs)])
                     await no_presence(o)
                     await no_presence(t1)
-                    assert presence_api(herald, ch) == by_user([
+                    assert herald.members(ch) == by_user([
                         dict(member(ann), connections=2), dict(member(obs), connections=1)])
-                    assert online_api(herald, ann) == (True, 2)
+                    assert herald.online(ann) == (True, 2)
 
                     # The first tab leaves the channel: still a member through the second.
                     await t1.ok("unsubscribe", channel=ch)
                     await no_presence(o)
-                    assert presence_api(herald, ch) == by_user([
+                    assert herald.members(ch) == by_user([
                         dict(member(ann), connections=1), dict(member(obs), connections=1)])
                 # The second (last) tab closes: one leave.
                 assert await presence_event(o) == leave(ch, ann)
                 await no_presence(o)
                 await no_presence(t1)
-                assert presence_api(herald, ch) == [dict(member(obs), connections=1)]
+                assert herald.members(ch) == [dict(member(obs), connections=1)]
                 # t1 is still connected, just not in the channel.
-                assert online_api(herald, ann) == (True, 1)
+                assert herald.online(ann) == (True, 1)
             await wait_online(herald, ann, (False, 0))
     run(go())
 
@@ -243,7 +223,7 @@ def test_abrupt_disconnect_of_the_last_tab_still_leaves(herald, run, how):
                 assert await presence_event(o, 5) == leave(ch, ann)
             await no_presence(o)
             await wait_online(herald, ann, (False, 0))
-            assert presence_api(herald, ch) == [dict(member(o.user), connections=1)]
+            assert herald.members(ch) == [dict(member(o.user), connections=1)]
     run(go())
 
 
@@ -263,10 +243,10 @@ def test_ten_tabs_over_both_workers_make_one_join_and_one_leave(herald, run):
                 assert await presence_event(o) == join(ch, ann)
                 assert await presence_event(b) == join(ch, ann)
                 await no_presence(o)
-                assert presence_api(herald, ch) == by_user([
+                assert herald.members(ch) == by_user([
                     dict(member(ann), connections=10), dict(member(bob), connections=1),
                     dict(member(o.user), connections=1)])
-                assert online_api(herald, ann) == (True, 10)
+                assert herald.online(ann) == (True, 10)
                 for i, t in enumerate(tabs[:9]):
                     if i % 3 == 0:
                         t.abort()
@@ -277,7 +257,7 @@ def test_ten_tabs_over_both_workers_make_one_join_and_one_leave(herald, run):
                 await no_presence(o, 0.5)
                 await no_presence(b, 0.1)
                 await wait_online(herald, ann, (True, 4))   # three tabs only unsubscribed
-                assert [m for m in presence_api(herald, ch) if m["user"] == ann] == \
+                assert [m for m in herald.members(ch) if m["user"] == ann] == \
                     [dict(member(ann), connections=1)]
                 tabs[9].abort()
                 assert await presence_event(o, 5) == leave(ch, ann)
@@ -319,8 +299,8 @@ def test_info_claim_and_integer_user_ids_in_answers_events_and_api(herald, run):
             ans = await z.subscribe(ch)
             assert {"user": str(n), "info": rich} in ans["members"], ans
             assert await presence_event(o) == join(ch, str(n), rich)
-            assert dict(user=str(n), info=rich, connections=1) in presence_api(herald, ch)
-            assert online_api(herald, str(n)) == (True, 1)
+            assert dict(user=str(n), info=rich, connections=1) in herald.members(ch)
+            assert herald.online(str(n)) == (True, 1)
     run(go())
 
 
@@ -333,7 +313,7 @@ def test_anonymous_subscribers_are_not_members_but_see_events(herald, run):
             async with client(herald) as anon:
                 anon_ok = await anon.subscribe(ch)
                 await no_presence(o)
-                assert presence_api(herald, ch) == [dict(member(o.user), connections=1)]
+                assert herald.members(ch) == [dict(member(o.user), connections=1)]
                 async with tab(herald, ann) as t:
                     ans = await t.subscribe(ch)
                     assert by_user(ans["members"]) == by_user([member(ann), member(o.user)])

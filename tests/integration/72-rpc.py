@@ -29,13 +29,12 @@ Proves:
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
 import rawws
-from herald import Bystander, Herald
-from phpfpm import PhpFpm, phpfpm  # noqa: F401  (phpfpm: the module's php-fpm, a fixture)
+from herald import Bystander, Herald, uid
+from phpfpm import PhpFpm
 from wscmd import ErrorCounts, client, error_msg, expect_error
 
 HERALD_CONFIG = {
@@ -48,21 +47,7 @@ HERALD_CONFIG = {
 }
 HERALD_WORKERS = 2
 PHPFPM_CHILDREN = 8
-
-
-@pytest.fixture(scope="module")
-def herald(phpfpm):
-    """This module's Herald, with php-fpm for RPC and the connect/disconnect hooks."""
-    h = phpfpm.herald(HERALD_CONFIG, HERALD_WORKERS)
-    try:
-        yield h
-        h.stop()
-    finally:
-        h.cleanup()
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+HERALD_PHPFPM = True      # the herald fixture (conftest.py): RPC and hooks to php-fpm
 
 
 def rpc_stats(h):

@@ -40,11 +40,10 @@ import re
 import threading
 import time
 import urllib.parse
-import uuid
 
 import websockets.client
 
-from herald import Herald
+from herald import Herald, uid
 
 HERALD_CONFIG = {
     "allow_anonymous": "yes",
@@ -57,10 +56,6 @@ HERALD_CONFIG = {
 HERALD_WORKERS = 2
 
 ID_RE = re.compile(r"([0-9a-f]{8}):(0|[1-9][0-9]*)")
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 def parse_id(sid):

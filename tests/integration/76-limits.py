@@ -32,7 +32,7 @@ import time
 import uuid
 
 import rawws
-from herald import Bystander, Herald, stat, without_id
+from herald import Bystander, Herald, stat, uid, wait_connections, without_id
 from wscmd import ErrorCounts, error_msg
 
 HERALD_CONFIG = {
@@ -41,10 +41,6 @@ HERALD_CONFIG = {
     "command_burst": "10",
 }
 HERALD_WORKERS = 2
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 class SourceWS(rawws.RawWS):
@@ -91,12 +87,6 @@ def handshake(h, user, source="127.0.0.1", xff=None):
 
 def refused_count(h, reason):
     return h.stats()["handshakes_refused"][reason]
-
-
-def wait_connections(h, n, timeout=3):
-    s = h.wait_stat("connections", n, timeout)
-    assert s["connections"] == n, "connections is %d, expected %d" % (s["connections"], n)
-    return s
 
 
 def receives(h, ws, user):

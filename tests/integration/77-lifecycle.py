@@ -42,11 +42,7 @@ import uuid
 import pytest
 
 import rawws
-from herald import Herald, free_port, herald_bin, without_id
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+from herald import Herald, free_port, herald_bin, uid, without_id
 
 
 def ws_at(h, query="", timeout=3.0):
@@ -269,6 +265,7 @@ def test_sighup_log_level_applies_at_once():
         time.sleep(0.1)
         new = h.log_text()[len(before):]
         # The restart-only warning for workers is logged before the new level applies.
+        assert "reload: workers changed, which needs a restart" in new, new
         assert "configuration reloaded" not in new and debug_line not in new, new
 
 
@@ -476,6 +473,13 @@ def test_check_config_accepts_a_good_file_and_binds_nothing(tmp_path):
     rc, out, err = check_config(ini)
     assert rc == 1 and err.count("\n") == 1, (rc, err)
     assert err.startswith("herald: %s:4: secret_file: cannot read" % ini), err
+    # So are an empty one and one over 64k; the error does not show what the file holds.
+    for text, why in (("\n", "is empty"), ("s" * (64 * 1024 + 1), "is larger than 64k")):
+        secret_file.write_text(text)
+        rc, out, err = check_config(ini)
+        assert rc == 1 and out == "" and err.count("\n") == 1, (rc, out, err)
+        assert err.startswith("herald: %s:4: secret_file: " % ini) and why in err, err
+        assert "ssss" not in err, err
 
 
 # -- heartbeats ---------------------------------------------------------------

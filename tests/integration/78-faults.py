@@ -36,18 +36,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 import fcgi
 import rawws
-from herald import REPO, Herald, _pdeathsig, without_id
+from herald import REPO, Herald, _pdeathsig, wait_connections, without_id
 from phpfpm import PhpFpm
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
 
 def user_path(h, user, since=None):
@@ -82,12 +77,6 @@ def position(h, user):
         f = next_json(ws)
         assert f["op"] == "stream" and f["recovered"] is True, f
         return f["id"]
-
-
-def wait_connections(h, n, timeout=5):
-    s = h.wait_stat("connections", n, timeout)
-    assert s["connections"] == n, "connections is %d, expected %d" % (s["connections"], n)
-    return s
 
 
 class Reader(threading.Thread):
@@ -179,13 +168,13 @@ def test_clients_dying_mid_frame_hurt_no_one_and_their_users_recover():
         victims = {}           # user -> (how, cut name, since)
         socks, children = [], []
         try:
-            wait_connections(h, 3)
+            wait_connections(h, 3, timeout=5)
             base = h.stats()
             for how in ("fin", "rst", "killed"):
                 for cut in CUTS:
                     user = "victim-%s-%s" % (how, cut)
                     victims[user] = (how, cut, position(h, user))
-            wait_connections(h, 3)
+            wait_connections(h, 3, timeout=5)
             # Every victim connects with since (nothing missed yet) ...
             for user, (how, cut, since) in victims.items():
                 if how == "killed":
@@ -301,7 +290,7 @@ def test_half_open_clients_are_dropped_by_pings_and_lose_nothing_after_recovery(
                 assert h.publish(["alive-0", "alive-1"], "a", k) == 2
                 time.sleep(max(0.0, period - (time.monotonic() - t)))
             assert None not in dropped_at, "a silent client was never dropped: %r" % queued
-            s = wait_connections(h, 2)
+            s = wait_connections(h, 2, timeout=5)
             assert s["users"] == 2
             # Every publish to a ghost is recovered on reconnect, in order, once.
             for i, (ws, since) in enumerate(ghosts):

@@ -45,6 +45,7 @@ import pytest
 from herald import Herald, _pdeathsig, herald_bin
 from nginx import Nginx, read
 from phpfpm import PhpFpm
+from procs import children, proc_stat, stop_child
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WEB = os.path.join(ROOT, "tests", "integration", "web")
@@ -89,24 +90,13 @@ SITE_SERVER = """\
     }}"""
 
 
-def proc_stat(pid):
-    """The fields of /proc/PID/stat after "pid (comm)", or None once it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2:].split()
-
-
-def children(pid):
+def children_started(pid):
     """[(pid, start time)] of the processes whose parent is `pid`."""
     out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            fields = proc_stat(int(d))
-            if fields and int(fields[1]) == pid:
-                out.append((int(d), fields[19]))
+    for child in children(pid):
+        st = proc_stat(child)
+        if st is not None:
+            out.append((child, st.start))
     return out
 
 
@@ -115,8 +105,8 @@ def kill_group(pid, started):
     SIGKILL the process group led by `pid` (playwright starts Chromium as a group leader), if
     `pid` is still the process that began at `started` (not a reused PID).
     """
-    fields = proc_stat(pid)
-    if fields is None or fields[19] != started:
+    st = proc_stat(pid)
+    if st is None or st.start != started:
         return
     try:
         if os.getpgid(pid) == pid:
@@ -151,7 +141,7 @@ class Browser:
         self.reader.start()
         ready = self._expect("ready", 30)
         self.version = ready.get("version")
-        self.chromium = children(self.proc.pid)
+        self.chromium = children_started(self.proc.pid)
 
     def _read(self):
         for raw in self.proc.stdout:
@@ -218,14 +208,10 @@ class Browser:
                 self.proc.stdin.close()
             except (BrokenPipeError, ValueError):
                 pass
-            for sig, wait in ((None, 15), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-                if sig is not None:
-                    self.proc.send_signal(sig)
-                try:
-                    self.proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                stop_child(self.proc, signal.SIGTERM, 5)
         self.reader.join(5)
         self.proc.stdout.close()
         for pid, started in self.chromium:

@@ -49,16 +49,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import websockets.exceptions
 
 import rawws
-from herald import (Bystander, Herald, _pdeathsig, check_config, expect_nothing,
-                    random_secret, recv_json, without_id)
-from wscmd import client
+from herald import (Bystander, Herald, _pdeathsig, by_user, check_config, expect_nothing,
+                    random_secret, recv_json, stat, uid, wait_connections, without_id)
+from wscmd import NoMessage, client
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 
@@ -83,18 +82,6 @@ def bystanders(herald):
     yield bs
     for b in bs:
         b.close()
-
-
-def uid(prefix="u"):
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def wait_connections(site, n, timeout=3.0):
-    """Wait until the site's /stats shows n connections; return those stats."""
-    s = site.wait_stat("connections", n, timeout)
-    assert s["connections"] == n, "site %s has %d connections, expected %d" % (
-        site.name, s["connections"], n)
-    return s
 
 
 def refused(site, reason):
@@ -170,16 +157,6 @@ def raw_nothing(ws, timeout=0.3):
     except rawws.Timeout:
         return
     raise AssertionError("expected no message, got %r" % (f,))
-
-
-def publish_channel(site, channel, event, data=None):
-    """POST /publish {"channel"} on the site's socket; asserts 200 and returns delivered."""
-    return site.api_ok("POST", "/publish", {"channel": channel, "event": event,
-                                            "data": data})["delivered"]
-
-
-def by_user(members):
-    return sorted(members, key=lambda m: m["user"])
 
 
 # -- users and broadcasts ----------------------------------------------------------------
@@ -296,9 +273,19 @@ def test_each_site_applies_its_own_origins_and_anonymous_rule(herald, bystanders
 
 
 def test_a_path_no_site_answers_is_404(herald, bystanders):
-    a = herald.site("a")
-    for path in ("/ws", "/c/ws", "/a/ws/", "/a"):
+    """Refused before any site is known: counted under `unrouted` on every site (config.md)."""
+    a, b = herald.site("a"), herald.site("b")
+    key = "unrouted.handshakes_refused.not_found"
+    before = {s.name: s.stats() for s in (a, b)}
+    paths = ("/ws", "/c/ws", "/a/ws/", "/a")
+    for path in paths:
         refusal(herald, 404, path, token=a.token(uid("lost")))
+    for s in (a, b):
+        after = s.wait_stat(key, stat(before[s.name], key) + len(paths))
+        assert stat(after, key) == stat(before[s.name], key) + len(paths), (s.name, after)
+        assert stat(after, "handshakes_refused.not_found") == \
+            stat(before[s.name], "handshakes_refused.not_found"), \
+            "site %s counted a refusal no site made" % s.name
     for by in bystanders:
         by.check()
 
@@ -403,13 +390,13 @@ def test_a_channel_of_the_same_name_on_two_sites_is_two_channels(herald, run):
             assert (sa["channels"], sa["subscriptions"]) == (1, 1), sa
             assert (sb["channels"], sb["subscriptions"]) == (1, 2), sb
 
-            assert publish_channel(a, "news", "headline", {"site": "a"}) == 1
+            assert a.publish_channel("news", "headline", {"site": "a"}) == 1
             assert await ca.next() == {"channel": "news", "event": "headline",
                                        "data": {"site": "a"}}
             await cb.nothing()
             await cb_ann.nothing(0.1)
 
-            assert publish_channel(b, "news", "headline", {"site": "b"}) == 2
+            assert b.publish_channel("news", "headline", {"site": "b"}) == 2
             for c in (cb, cb_ann):
                 assert await c.next() == {"channel": "news", "event": "headline",
                                           "data": {"site": "b"}}
@@ -462,7 +449,7 @@ async def presence_events(c, timeout=0.4):
             return got
         try:
             m = await c.next(left)
-        except AssertionError:
+        except NoMessage:
             return got
         if m.get("op") == "join" and m.get("user") == c.user:
             continue
@@ -472,16 +459,6 @@ async def presence_events(c, timeout=0.4):
 def test_presence_is_per_site(herald, run):
     a, b = herald.site("a"), herald.site("b")
     ch, ann, bob, carl = "room:" + uid(), uid("ann"), uid("bob"), uid("carl")
-
-    def presence(site, channel):
-        j = site.api_ok("GET", "/presence?channel=" + channel)
-        assert j["channel"] == channel, j
-        return by_user(j["members"])
-
-    def online(site, user):
-        j = site.api_ok("GET", "/presence?user=" + user)
-        assert j["user"] == user, j
-        return j["online"], j["connections"]
 
     async def go():
         async with client(a, ann, info=info_of(ann, "a")) as a_ann, \
@@ -503,23 +480,23 @@ def test_presence_is_per_site(herald, run):
                 assert await presence_events(a_ann, 0.2) == []
                 assert await presence_events(a_bob, 0.1) == []
 
-                assert presence(a, ch) == by_user([
+                assert a.members(ch) == by_user([
                     dict(member(ann, "a"), connections=1), dict(member(bob, "a"), connections=1)])
-                assert presence(b, ch) == by_user([
+                assert b.members(ch) == by_user([
                     dict(member(carl, "b"), connections=1), dict(member(ann, "b"), connections=1)])
-                assert online(a, bob) == (True, 1)
-                assert online(b, bob) == (False, 0)
-                assert online(a, carl) == (False, 0)
-                assert online(b, carl) == (True, 1)
+                assert a.online(bob) == (True, 1)
+                assert b.online(bob) == (False, 0)
+                assert a.online(carl) == (False, 0)
+                assert b.online(carl) == (True, 1)
             # b's members leave: b's list empties, a hears nothing and its list is as it was.
-            await until(lambda: presence(b, ch) == [], "b's members of %s to leave" % ch)
+            await until(lambda: b.members(ch) == [], "b's members of %s to leave" % ch)
             assert await presence_events(a_ann, 0.3) == []
-            assert presence(a, ch) == by_user([
+            assert a.members(ch) == by_user([
                 dict(member(ann, "a"), connections=1), dict(member(bob, "a"), connections=1)])
-            assert online(b, ann) == (False, 0)
-            assert online(a, ann) == (True, 1)
-        await until(lambda: presence(a, ch) == [], "a's members of %s to leave" % ch)
-        assert presence(b, ch) == []
+            assert b.online(ann) == (False, 0)
+            assert a.online(ann) == (True, 1)
+        await until(lambda: a.members(ch) == [], "a's members of %s to leave" % ch)
+        assert b.members(ch) == []
     run(go())
 
 
@@ -925,9 +902,7 @@ def test_a_reload_changes_one_sites_secret_and_refuses_a_new_site(run):
     refused and new ones accepted, b is untouched. A file that adds a site is refused whole:
     the running sites go on, and the new site's path stays 404.
     """
-    h = Herald(workers=2, sites={"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}})
-    h.start()
-    try:
+    with Herald(workers=2, sites={"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}}) as h:
         a, b = h.site("a"), h.site("b")
         ini = os.path.join(h.dir, "herald.ini")
         old_a, new_a = h.secrets["a"], random_secret()
@@ -965,5 +940,3 @@ def test_a_reload_changes_one_sites_secret_and_refuses_a_new_site(run):
                 assert a.publish(["42"], "still.a") == 1
                 assert await recv_json(wa) == {"event": "still.a", "data": None}
         run(go())
-    finally:
-        h.stop()

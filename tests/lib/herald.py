@@ -25,11 +25,15 @@ Several sites on one daemon ([site NAME] sections, docs/config.md):
 Each site gets its own random secret and its own API socket ({dir}/api-NAME.sock)
 unless its dict names them; config keys still go under [herald], which then has
 no secret and no api_socket of its own. token(), api(), publish(), broadcast(),
-stats(), wait_stat(), connect() and raw_ws() take site=NAME; without it they use
-the first site. h.site(NAME) returns a Site, whose methods are Herald's bound to
-that site, so Bystander(h.site("a")) and wscmd.client(h.site("a"), "42") work.
+publish_channel(), members(), online(), stats(), wait_stat(), connect() and
+raw_ws() take site=NAME; without it they use the first site. h.site(NAME)
+returns a Site, whose methods are Herald's bound to that site, so
+Bystander(h.site("a")) and wscmd.client(h.site("a"), "42") work.
 extra_ini= is raw INI text appended to herald.ini as is, and check_config(text)
 runs `herald -c FILE --check-config` on a file of that text.
+
+Beside the class: uid() (a user id no other test uses), wait_connections(h, n),
+by_user(members), stat(), recv_json(), expect_nothing(), and Bystander.
 
 The binary is $HERALD_BIN (absolute, or relative to the current directory or
 the repository root), by default build/herald in this repository.
@@ -58,6 +62,7 @@ import websockets.client
 
 import fcgi
 import rawws
+from procs import Child, stop_child
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,6 +154,11 @@ def random_secret():
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
 
 
+def uid(prefix="u"):
+    """A user id (or a name part) no other test uses: prefix-<10 hex digits>."""
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
 class CheckConfig:
     """What `herald -c FILE --check-config` did: returncode, stdout, stderr, the file's text."""
 
@@ -184,7 +194,7 @@ def check_config(text, timeout=10.0):
         shutil.rmtree(d, ignore_errors=True)
 
 
-class Herald:
+class Herald(Child):
     def __init__(self, config=None, workers=2, args=None, use_config_file=True, env=None,
                  sites=None, extra_ini=None):
         """
@@ -338,8 +348,7 @@ class Herald:
                 self._close_logs()
                 return False
             time.sleep(0.02)
-        self.proc.kill()
-        self.proc.wait(5)
+        stop_child(self.proc, signal.SIGKILL)
         self._close_logs()
         raise RuntimeError("herald did not log 'ready' within %.0fs:\n%s"
                            % (ready_timeout, self.log_text()))
@@ -385,19 +394,13 @@ class Herald:
         """
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                self._close_logs()
-                self._final_log = self.log_text()
-                raise AssertionError("herald did not exit within %.0fs of signal %d:\n%s"
-                                     % (timeout, sig, self._final_log[-4000:]))
-        else:
+        if self.proc.poll() is not None:
             sig = None  # it was already gone: that is a crash unless expected
+        elif not stop_child(self.proc, sig, timeout):
+            self._close_logs()
+            self._final_log = self.log_text()
+            raise AssertionError("herald did not exit within %.0fs of signal %d:\n%s"
+                                 % (timeout, sig, self._final_log[-4000:]))
         self.returncode = self.proc.returncode
         self._close_logs()
         self._final_log = self.log_text()
@@ -414,20 +417,14 @@ class Herald:
 
     def cleanup(self):
         """Kill the daemon if still running (by its PID) and remove the temp dir."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            stop_child(self.proc, signal.SIGKILL)
         self._close_logs()
         if self._final_log is None and self.dir:
             self._final_log = self.log_text()
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self):
-        if self.proc is None:
-            self.start()
-        return self
 
     def __exit__(self, exc_type, exc, tb):
         try:
@@ -544,6 +541,24 @@ class Herald:
                         site=site)
         return j["delivered"]
 
+    def publish_channel(self, channel, event, data=None, site=None):
+        """POST /publish {"channel": ...}; asserts 200 and returns "delivered"."""
+        j = self.api_ok("POST", "/publish", {"channel": channel, "event": event, "data": data},
+                        site=site)
+        return j["delivered"]
+
+    def members(self, channel, site=None):
+        """GET /presence?channel=: the members ({user, info}), sorted by user."""
+        j = self.api_ok("GET", "/presence?channel=" + channel, site=site)
+        assert j["channel"] == channel, j
+        return by_user(j["members"])
+
+    def online(self, user, site=None):
+        """GET /presence?user=: (online, connections)."""
+        j = self.api_ok("GET", "/presence?user=" + user, site=site)
+        assert j["user"] == user, j
+        return j["online"], j["connections"]
+
     def stats(self, site=None):
         return self.api_ok("GET", "/stats", site=site)
 
@@ -654,6 +669,15 @@ class Site:
     def broadcast(self, event, data=None):
         return self.h.broadcast(event, data, site=self.name)
 
+    def publish_channel(self, channel, event, data=None):
+        return self.h.publish_channel(channel, event, data, site=self.name)
+
+    def members(self, channel):
+        return self.h.members(channel, site=self.name)
+
+    def online(self, user):
+        return self.h.online(user, site=self.name)
+
     def stats(self):
         return self.h.stats(site=self.name)
 
@@ -681,6 +705,19 @@ def stat(s, path):
     for part in path.split("."):
         s = s[part]
     return s
+
+
+def wait_connections(h, n, timeout=3.0):
+    """Wait until /stats of h (a Herald or a Site) shows n connections; return those stats."""
+    s = h.wait_stat("connections", n, timeout)
+    assert s["connections"] == n, "%s has %d connections, expected %d" % (
+        "site " + h.name if isinstance(h, Site) else "herald", s["connections"], n)
+    return s
+
+
+def by_user(members):
+    """Presence members ({user, info}) sorted by user."""
+    return sorted(members, key=lambda m: m["user"])
 
 
 ID_RE = re.compile(r"^[0-9a-f]{8}:[0-9]+$")

@@ -1,22 +1,31 @@
 """
-jsdriver.py -- herald.js clients in one node process, for the integration tests.
+jsdriver.py -- herald.js clients in node, for the integration tests.
+
+Node runs a script of tests/js as our child: its stdout is read line by line on a thread (JSON
+objects into `seen`, anything else into `other`), its stderr kept in a temp file for failure
+messages; wait() collects lines until a condition holds, settle() for a while, finish() says
+goodbye on stdin and expects node to exit. 60-herald-js.py runs tests/js/herald-js.test.js so.
 
 tests/js/herald-js-driver.js runs several php-client/js/herald.js clients (the `ws` package
 standing in for the browser's WebSocket); Driver steers it one JSON line at a time and collects
 every state change, event, presence change, recovery, onError and promise outcome it reports.
-Used by 62-herald-js-channels.py and 64-herald-js-recovery.py. Needs node (Debian's nodejs) and
-`npm ci --prefix tests/js`.
+Used by 62-herald-js-channels.py and 64-herald-js-recovery.py through the `driver` fixture
+(tests/integration/conftest.py). Needs node (Debian's nodejs) and `npm ci --prefix tests/js`.
 """
 
 import json
 import os
 import queue
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 
 import pytest
+
+from herald import _pdeathsig
+from procs import stop_child
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NODE = "/usr/bin/node"
@@ -33,30 +42,36 @@ CHANNELS = {
 FAST_RETRY = {"backoffBase": 50, "backoffMax": 200}
 
 
-class Driver:
-    """A herald-js-driver.js process: named herald.js clients, and everything they report."""
+def require_ws_package():
+    assert os.path.exists(WS_PACKAGE), \
+        "the ws package is missing: run `npm ci --prefix tests/js` in the repository root"
 
-    def __init__(self):
-        assert os.path.exists(WS_PACKAGE), \
-            "the ws package is missing: run `npm ci --prefix tests/js` in the repository root"
+
+class Node:
+    """A node script (tests/js/...) as our child, and every line it wrote to stdout."""
+
+    def __init__(self, *args):
         self.errfile = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([NODE, DRIVER_JS], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.errfile)
+        self.proc = subprocess.Popen([NODE] + list(args), cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.errfile,
+                                     preexec_fn=_pdeathsig)
         self.lines = queue.Queue()
-        self.seen = []          # every report so far, in order
-        self.next_id = 0
+        self.seen = []          # every JSON line so far, in order
+        self.other = []         # the lines that are not JSON (TAP and the like)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.wait(lambda s: any(r.get("kind") == "ready" for r in s), 10, "the driver to start")
 
     def _read(self):
         for raw in self.proc.stdout:
             self.lines.put(raw.decode().rstrip("\n"))
         self.lines.put(None)
 
-    def send(self, **cmd):
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.proc.stdin.flush()
+    def take(self, line):
+        """File one line of node's stdout: a JSON object in seen, anything else in other."""
+        if line.startswith("{"):
+            self.seen.append(json.loads(line))
+        else:
+            self.other.append(line)
 
     def _pump(self, timeout):
         """Take one line (or wait up to timeout for it); False once node has exited."""
@@ -66,18 +81,16 @@ class Driver:
             return True
         if line is None:
             return False
-        report = json.loads(line)
-        assert report.get("kind") != "bad", "the driver refused a command: %r" % report
-        self.seen.append(report)
+        self.take(line)
         return True
 
     def wait(self, predicate, timeout, what):
-        """Collect reports until predicate(self.seen) holds; fail after timeout seconds."""
+        """Collect lines until predicate(self.seen) holds; fail after timeout seconds."""
         deadline = time.monotonic() + timeout
         while not predicate(self.seen):
             left = deadline - time.monotonic()
             if left <= 0:
-                pytest.fail("timed out after %.0fs waiting for %s; the driver said:\n%s"
+                pytest.fail("timed out after %.0fs waiting for %s; node said:\n%s"
                             % (timeout, what, self.dump()))
             if not self._pump(left):
                 pytest.fail("node exited while waiting for %s:\n%s" % (what, self.dump()))
@@ -92,8 +105,45 @@ class Driver:
     def dump(self):
         self.errfile.seek(0)
         err = self.errfile.read().decode("utf-8", "replace")
-        return "\n".join(json.dumps(r) for r in self.seen[-80:]) + \
+        return "\n".join(self.other[-40:] + [json.dumps(r) for r in self.seen[-80:]]) + \
             ("\nstderr:\n" + err[-3000:] if err else "")
+
+    def finish(self, goodbye):
+        """Write `goodbye` to node's stdin and close it; return node's exit status."""
+        try:
+            self.proc.stdin.write(goodbye)
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        try:
+            return self.proc.wait(10)
+        finally:
+            self.kill()
+
+    def kill(self):
+        stop_child(self.proc, signal.SIGKILL)
+        self.reader.join(2)
+        self.proc.stdout.close()
+        self.errfile.close()
+
+
+class Driver(Node):
+    """A herald-js-driver.js process: named herald.js clients, and everything they report."""
+
+    def __init__(self):
+        require_ws_package()
+        super().__init__(DRIVER_JS)
+        self.next_id = 0
+        self.wait(lambda s: any(r.get("kind") == "ready" for r in s), 10, "the driver to start")
+
+    def take(self, line):
+        report = json.loads(line)
+        assert report.get("kind") != "bad", "the driver refused a command: %r" % report
+        self.seen.append(report)
+
+    def send(self, **cmd):
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.proc.stdin.flush()
 
     # -- commands ------------------------------------------------------
 
@@ -137,23 +187,7 @@ class Driver:
 
     def finish(self):
         """Close every client and let node exit; return its exit status."""
-        try:
-            self.send(do="exit")
-            self.proc.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-        try:
-            return self.proc.wait(10)
-        finally:
-            self.kill()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.reader.join(2)
-        self.proc.stdout.close()
-        self.errfile.close()
+        return super().finish(b'{"do": "exit"}\n')
 
     # -- what the clients saw ------------------------------------------
 
@@ -182,17 +216,11 @@ def user_token(herald, user, name=None, channels=("chat:*", "room:*")):
     return herald.token(user, **claims)
 
 
-def publish_channel(herald, channel, event, data=None):
-    """POST /publish {"channel": ...}; returns "delivered"."""
-    j = herald.api_ok("POST", "/publish", {"channel": channel, "event": event, "data": data})
-    return j["delivered"]
-
-
 def publish_until_delivered(herald, channel, event, data, n=1, timeout=10):
     """Publish to `channel` until it reaches n connections (a resubscription is on its way)."""
     deadline = time.monotonic() + timeout
     while True:
-        got = publish_channel(herald, channel, event, data)
+        got = herald.publish_channel(channel, event, data)
         if got == n:
             return
         assert got == 0 and time.monotonic() < deadline, \

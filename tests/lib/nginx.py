@@ -18,6 +18,7 @@ import tempfile
 import time
 
 from herald import REPO, _pdeathsig, free_port
+from procs import Child, stop_child
 
 NGINX = "/usr/sbin/nginx"
 SNIPPET_UPSTREAM = "server unix:/run/herald/ws.sock;"
@@ -62,7 +63,7 @@ def copy_snippet(name, old, new, dest_dir):
         f.write(text.replace(old, new))
 
 
-class Nginx:
+class Nginx(Child):
     """nginx in front of Herald at `upstream` ("unix:/path" or "127.0.0.1:port")."""
 
     def __init__(self, upstream, server, **fmt):
@@ -116,29 +117,14 @@ class Nginx:
 
     def stop(self):
         """SIGQUIT (graceful: flushes the logs), SIGKILL after 5 s; by PID only."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_child(self.proc, signal.SIGQUIT)
         self.proc = None
 
     def cleanup(self):
         """Stop nginx and remove its prefix."""
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc):
-        self.cleanup()
 
     def errors(self):
         return read(self.error_log)

@@ -28,8 +28,8 @@ its children), then SIGKILL after a timeout, and any child still alive is
 killed by its own PID, found in /proc as a child of our master. The master
 is started with PR_SET_PDEATHSIG so it dies with the test process.
 
-The `phpfpm` fixture gives each test module one php-fpm (PHPFPM_CHILDREN in
-the module sets the pool size).
+The `phpfpm` fixture (tests/integration/conftest.py) gives each test module
+one php-fpm (PHPFPM_CHILDREN in the module sets the pool size).
 """
 
 import hashlib
@@ -43,10 +43,10 @@ import subprocess
 import tempfile
 import time
 
-import pytest
-
 import fcgi
+import procs
 from herald import REPO, Herald, _pdeathsig
+from procs import Child, stop_child
 
 FPM_BIN = "/usr/sbin/php-fpm8.2"
 RPC_SCRIPT = str(REPO / "tests" / "integration" / "php" / "rpc.php")
@@ -59,7 +59,7 @@ def sign(secret, body):
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class PhpFpm:
+class PhpFpm(Child):
     def __init__(self, children=6, script=RPC_SCRIPT, request_timeout=30):
         self.children = children
         self.script = script
@@ -175,22 +175,7 @@ php_admin_value[memory_limit] = 128M
 
     def child_pids(self):
         """PIDs whose parent is our master (its pool children), from /proc."""
-        if self.proc is None:
-            return []
-        out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            # pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-            fields = stat[stat.rfind(")") + 2:].split()
-            if len(fields) > 1 and int(fields[1]) == self.proc.pid:
-                out.append(int(d))
-        return out
+        return [] if self.proc is None else procs.children(self.proc.pid)
 
     def stop(self, timeout=5.0):
         """
@@ -200,15 +185,9 @@ php_admin_value[memory_limit] = 128M
         """
         if self.proc is None:
             return
-        children = self.child_pids()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for pid in children:
+        pool = self.child_pids()
+        stop_child(self.proc, signal.SIGTERM, timeout)
+        for pid in pool:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -233,15 +212,6 @@ php_admin_value[memory_limit] = 128M
             if self.dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
-
-    def __enter__(self):
-        if self.proc is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
 
     def herald(self, config=None, workers=2):
         """
@@ -317,14 +287,3 @@ php_admin_value[memory_limit] = 128M
         }
         params.update(extra_params or {})
         return fcgi.request(self.socket, "POST", "/herald/" + kind, body, params, timeout)
-
-
-@pytest.fixture(scope="module")
-def phpfpm(request):
-    """One php-fpm per test module (PHPFPM_CHILDREN children), removed at its end."""
-    f = PhpFpm(children=getattr(request.module, "PHPFPM_CHILDREN", 6))
-    f.start()
-    try:
-        yield f
-    finally:
-        f.cleanup()

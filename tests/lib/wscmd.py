@@ -17,6 +17,10 @@ of a user or channel stream and on subscribe answers) are checked for their
 form, then moved out of the message into Cmd.ids, so the channel, presence
 and RPC suites compare the messages those features define.
 
+next() raises NoMessage (an AssertionError) when nothing comes in time; a
+helper that waits for silence catches that and nothing else, so a bad frame
+still fails the test.
+
 Also: checking an error answer (error_msg, expect_error), counting /stats
 client_errors around a bad command (ErrorCounts), and closing a connection
 without a close frame (abort(), rst()).
@@ -38,6 +42,10 @@ STREAM_ID = re.compile(r"[0-9a-f]{8}:[0-9]+")
 ERROR_CODES = ("bad_json", "bad_command", "bad_channel", "forbidden", "bad_token",
                "not_subscribed", "too_many_subscriptions", "rpc_disabled", "rpc_busy",
                "rpc_unavailable", "rpc_timeout", "rpc_failed", "rpc_bad_reply")
+
+
+class NoMessage(AssertionError):
+    """Cmd.next() waited its whole timeout and nothing came (its only way of failing so)."""
 
 
 class Cmd:
@@ -118,7 +126,7 @@ class Cmd:
         while not self.other:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError("no message within %.1fs" % timeout)
+                raise NoMessage("no message within %.1fs" % timeout)
             try:
                 await self._read_one(left)
             except asyncio.TimeoutError:
