@@ -30,7 +30,8 @@
 #include "ws.h"
 #include "xmalloc.h"
 
-#define HIST_FILE_VERSION 1
+/* 2: keys carry their site ("<site>/u:<id>"); a version 1 file would match no stream. */
+#define HIST_FILE_VERSION 2
 
 /* One stream as [key, floor, last, [[offset, age, payload], ...]]. */
 static json_t *hist_file_stream(const struct hist_stream *s, double now)

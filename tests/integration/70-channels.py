@@ -92,6 +92,32 @@ def test_token_channels_claim_exact_and_prefix_pattern(herald, run, phpfpm):
     assert phpfpm.calls(type="subscribe", user=u, channel=prefix + "7") == []
 
 
+BAD_CLAIMS = [
+    ("channels-not-array", {"channels": "news"}),
+    ("channels-over-1000", {"channels": ["a"] * 1001}),
+    ("channels-bad-pattern", {"channels": ["public:ok", "a b"]}),
+    ("channels-not-string", {"channels": [7]}),
+    ("info-not-object", {"info": "Ann"}),
+    ("info-over-1k", {"info": {"bio": "x" * 1100}}),
+]
+
+
+@pytest.mark.parametrize("claims", [c for _, c in BAD_CLAIMS], ids=[n for n, _ in BAD_CLAIMS])
+def test_a_token_with_a_bad_claim_is_refused_401_and_counted(herald, bystander, claims):
+    """A token whose channels or info claim is malformed is refused at the handshake (401
+    bad_token), counted, and disturbs no other client; the same token without it opens."""
+    user = uid("claims")
+    before = herald.stats()["handshakes_refused"]["bad_token"]
+    with herald.raw() as ws:
+        status, _, body = ws.handshake("/ws?token=" + herald.token(user, **claims))
+    assert status == 401, (status, body)
+    s = herald.wait_stat("handshakes_refused.bad_token", before + 1)
+    assert s["handshakes_refused"]["bad_token"] == before + 1
+    with herald.raw() as ws:
+        assert ws.handshake("/ws?token=" + herald.token(user))[0] == 101
+    bystander.check()
+
+
 def test_channel_token_allows_that_user_that_channel(herald, run, phpfpm):
     u, ch = uid("ct"), "doc:" + uid()
 

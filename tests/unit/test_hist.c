@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -815,6 +816,84 @@ static void test_hist_threads_offsets_rise_and_since_is_exact(void **state)
     assert_int_equal(atomic_load(&h.messages), 0);
 }
 
+/* A scratch path for a history file; *fd is closed, the file removed. */
+static void scratch_path(char path[64])
+{
+    int fd;
+
+    snprintf(path, 64, "/tmp/herald-test-hist-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+}
+
+/* What hist_save wrote, hist_load reads back: epoch, offsets, frames; then the file is gone. */
+static void test_hist_file_round_trip(void **state)
+{
+    struct hist a, b;
+    struct msg *m, **got;
+    char path[64], id[HIST_ID_MAX], buf[64], p1[64];
+    uint64_t off, last;
+    size_t n;
+
+    scratch_path(path);
+    hist_init(&a, 10, 300, 1 << 20);
+    off = publish(&a, "shop/u:42", &m);
+    payload(m, p1, sizeof p1);
+    msg_unref(m);
+    assert_int_equal(hist_save(&a, path), 0);
+    hist_init(&b, 10, 300, 1 << 20);
+    assert_int_equal(hist_load(&b, path), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_string_equal(b.epoch, a.epoch);
+    assert_int_equal(hist_since(&b, "shop/u:42", "", &got, &n, &last, id), 1);
+    assert_int_equal(last, off);
+    free(got);
+    snprintf(buf, sizeof buf, "%s:0", a.epoch);
+    assert_int_equal(hist_since(&b, "shop/u:42", buf, &got, &n, &last, id), 1);
+    assert_int_equal(n, 1);
+    assert_string_equal(payload(got[0], buf, sizeof buf), p1);
+    msg_unref(got[0]);
+    free(got);
+    hist_free(&a);
+    hist_free(&b);
+}
+
+/* Not JSON, another version, no file: history starts empty, and the file is removed. */
+static void test_hist_file_bad_files_are_ignored_and_removed(void **state)
+{
+    static const char *const bad[] = {
+        "not json",
+        "{\"version\": 1, \"epoch\": \"0123abcd\", \"next\": 5, \"streams\": []}",
+        "{\"version\": 2, \"epoch\": \"short\", \"next\": 5, \"streams\": []}",
+        "{\"version\": 2, \"epoch\": \"0123abcd\", \"next\": -1, \"streams\": []}",
+    };
+    char path[64];
+    struct hist h;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f;
+
+        scratch_path(path);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(bad[i], f);
+        fclose(f);
+        hist_init(&h, 10, 300, 1 << 20);
+        if (hist_load(&h, path) != -1)
+            fail_msg("case %zu was read", i);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(atomic_load(&h.messages), 0);
+        assert_int_equal(atomic_load(&h.next_offset), 0);
+        hist_free(&h);
+    }
+    scratch_path(path);
+    hist_init(&h, 10, 300, 1 << 20);
+    assert_int_equal(hist_load(&h, path), -1);
+    hist_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,6 +907,8 @@ int main(void)
         cmocka_unit_test(test_hist_stream_made_by_since_then_published),
         cmocka_unit_test(test_hist_sweep_drops_stream_made_again_with_new_floor),
         cmocka_unit_test(test_hist_gauges),
+        cmocka_unit_test(test_hist_file_round_trip),
+        cmocka_unit_test(test_hist_file_bad_files_are_ignored_and_removed),
         cmocka_unit_test(test_hist_sweep_over_max_bytes_oldest_first),
         cmocka_unit_test(test_hist_threads_offsets_rise_and_since_is_exact),
     };
