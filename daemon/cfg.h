@@ -47,6 +47,7 @@ struct cfg {
     char *api_socket_group;   /* owned: group name, or NULL */
     int api_threads;
     size_t api_max_body;
+    int api_max_connections;  /* open on a site's API socket at once */
     int log_level;            /* LOG_DEBUG..LOG_ERROR from log.h */
     int shutdown_timeout_ms;
     char **public_channels;   /* owned: patterns anyone may subscribe to */
@@ -60,16 +61,18 @@ struct cfg {
     char *rpc_script;         /* owned: absolute path of the PHP script */
     int rpc_timeout_ms;
     int rpc_max_per_conn;     /* calls in flight per connection */
-    int rpc_max_inflight;     /* calls in flight in the daemon, hooks included */
+    int rpc_max_inflight;     /* calls in flight for the site, hooks included */
     char **rpc_hooks;         /* owned: "connect", "disconnect", "subscribe" */
     size_t nrpc_hooks;
     unsigned hooks;           /* resolved: CFG_HOOK_* bits from rpc_hooks */
     int history_size;         /* messages kept per stream; 0 = no history */
     int history_ttl;          /* seconds a message is kept */
-    uint64_t history_max_bytes; /* frames kept in the whole daemon */
+    uint64_t history_max_bytes; /* memory for the site's kept messages */
     char *history_file;       /* owned: kept across restarts here, or NULL */
     int max_connections;      /* open WebSockets in total; 0 = no limit */
     int max_connections_per_ip; /* per client address; 0 = no limit */
+    int connect_rate;         /* new WebSockets per second per client address; 0 = no limit */
+    int connect_burst;        /* new WebSockets allowed at once above connect_rate */
     char **trusted_proxies;   /* owned: "unix", addresses, ADDRESS/BITS */
     size_t ntrusted_proxies;
     int command_rate;         /* browser commands per second per connection; 0 = no limit */
