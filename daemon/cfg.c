@@ -204,7 +204,7 @@ static const struct cfg_def cfg_defs[] = {
      CFG_AT(c.api_threads), .help = "FastCGI request threads"},
     {.name = "api_max_connections", .type = CFG_INT, .min = 1, .max = 100000, .def = "64",
      CFG_AT(c.api_max_connections), .flags = CFG_RELOAD | CFG_SITE,
-     .help = "connections open on a site's API socket at once; more wait in its backlog"},
+     .help = "connections one caller (uid) may hold on a site's API socket; more are closed"},
     {.name = "api_max_body", .type = CFG_SIZE, .min = CFG_K, .max = 64 * CFG_K * CFG_K,
      .def = "1M", CFG_AT(c.api_max_body), .flags = CFG_RELOAD | CFG_SITE,
      .help = "largest API request body; over it -> 413"},

@@ -47,7 +47,7 @@ struct cfg {
     char *api_socket_group;   /* owned: group name, or NULL */
     int api_threads;
     size_t api_max_body;
-    int api_max_connections;  /* open on a site's API socket at once */
+    int api_max_connections;  /* per caller uid on a site's API socket */
     int log_level;            /* LOG_DEBUG..LOG_ERROR from log.h */
     int shutdown_timeout_ms;
     char **public_channels;   /* owned: patterns anyone may subscribe to */

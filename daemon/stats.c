@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 const int stats_proto_codes[STATS_NPROTO] = {1002, 1007, 1009};
-const int stats_api_statuses[STATS_NAPI] = {400, 403, 404, 405, 413};
+const int stats_api_statuses[STATS_NAPI] = {400, 403, 404, 405, 408, 413, 431, 503};
 
 void stats_count_protocol_error(struct stats *st, int code)
 {

@@ -42,8 +42,8 @@ struct stats {
 };
 
 /* HTTP statuses counted as API errors, in this order. */
-#define STATS_NAPI 5
-extern const int stats_api_statuses[STATS_NAPI]; /* 400, 403, 404, 405, 413 */
+#define STATS_NAPI 8
+extern const int stats_api_statuses[STATS_NAPI]; /* 400, 403, 404, 405, 408, 413, 431, 503 */
 
 struct stats_api {
     atomic_uint_fast64_t requests;      /* FastCGI requests answered */

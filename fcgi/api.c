@@ -1,79 +1,89 @@
 /*
- * api.c -- the FastCGI endpoint's socket, threads and request I/O.
+ * api.c -- the FastCGI endpoint's sockets, threads and fairness.
  *
  * Owns:       struct api (see api.h).
- * Called by:  main.c; its threads call routes.c.
- * Invariants: each thread accepts connections itself and hands the fd to
- *             libfcgi (FCGX_Request.ipcFd) instead of letting FCGX_Accept_r
- *             accept: that lets us wait with a timeout (so the threads see
- *             a shutdown), and set read and write timeouts on the socket
- *             before libfcgi reads from it, so a caller that stalls or sends
- *             half a record costs one thread a few seconds, not forever.
- *             A malformed record makes FCGX_Accept_r drop that connection
- *             and return an error; the thread simply serves the next one.
+ * Called by:  main.c; its threads call apiconn.c for a connection's I/O and
+ *             routes.c for the answers.
+ * Invariants: every connection is in exactly one place: armed in the epoll
+ *             set (EPOLLONESHOT, so one thread takes its next event), held
+ *             by one thread, or queued on its site's ready list; its
+ *             deadline entry and the list of all connections are kept under
+ *             a->lock. Nothing here blocks on a caller: sockets are
+ *             non-blocking, and a connection closes without lingering.
  *
  * All threads wait on one epoll set: every site's listener (EPOLLEXCLUSIVE,
- * so one thread wakes per caller) and every connection between its requests
- * (EPOLLONESHOT, so one thread takes its next request), kept ones
- * (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn sends) included. A thread
- * hands a connection to libfcgi only once a peek shows its whole request
- * has arrived (gate.c); until then it waits on the gate's list, looked at
- * every API_POLL_MS, for at most API_IO_TIMEOUT. So an idle or stalled
- * caller costs an fd, never a thread.
+ * so one thread wakes per caller) and every connection. A thread reads what
+ * a connection has sent and feeds it through the gate (apiconn.c); once a
+ * request is whole, it is answered through libfcgi (relay.c) and routes.c,
+ * and the answer is written as far as the socket takes it.
  *
- * Each epoll entry carries its site index next to the fd (api_tag), and so
- * does each parked connection: a request is answered for the site whose
- * socket it came in on, and nothing in it can name another site. Where a
- * site sets publish_uids, the caller's uid comes from SO_PEERCRED, which
- * the kernel records at connect and a caller cannot forge.
+ * Deadlines: a request must arrive whole, and its answer be taken, within
+ * API_IO_TIMEOUT of its first byte (or of the answer's start); a new
+ * connection must start its first request as soon. Idle kept connections
+ * (FCGI_KEEP_CONN, between requests) have none. Every API_SWEEP_MS one
+ * thread shuts down the sockets whose deadline passed: the shutdown wakes
+ * the connection in epoll, and whichever thread takes it closes it. The
+ * sweeper never closes or frees a connection it does not hold; it only
+ * calls shutdown, under a->lock, which the closing thread also takes
+ * before it closes the file, so the descriptor is always still ours.
+ *
+ * Fairness: a caller (a uid, from SO_PEERCRED) may hold api_max_connections
+ * open on a site's socket; a further connection of that uid is closed at
+ * once, so a hostile local user, refused or not, cannot take the
+ * descriptors and memory the site's own PHP needs, nor another site's. And
+ * at most `share` of a site's requests are answered at once: a whole
+ * request over the share waits on its site's ready list, and the thread
+ * that finishes one of the site's answers takes it next, so a busy site
+ * cannot take every thread another site needs.
+ *
+ * Where a site sets publish_uids, the caller's uid comes from SO_PEERCRED,
+ * read once at accept (the kernel records it at connect; a caller cannot
+ * forge it), and is checked as each request begins, before any of its
+ * params or body is kept.
  */
 #include "api.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
+#include <uthash.h>
 
+#include "apiconn.h"
 #include "cfg.h"
-#include "gate.h"
 #include "log.h"
 #include "net.h"
 #include "xmalloc.h"
 
-#define API_IO_TIMEOUT 5      /* seconds a caller may stall mid-request */
-#define API_POLL_MS 50        /* how often idle threads look at `stopping` and the gate */
-/* Bytes of a request looked at before libfcgi reads it. A larger request is
- * served as soon as this much has come: its caller is clearly sending. */
-#define API_PEEK_MAX (64u << 10)
-#define API_DRAIN_MAX (16u << 20) /* read and drop at most this much of a refused body */
-#define API_TAG_LISTENER (1ull << 62) /* in an epoll tag: the fd is a site's listener */
+#define API_IO_TIMEOUT 5.0    /* seconds a request may take to arrive, or its answer to be read */
+#define API_POLL_MS 50        /* how often idle threads look at `stopping` */
+#define API_SWEEP_MS 50       /* how often one thread looks for passed deadlines */
+#define API_BUF (64u << 10)   /* a thread's read buffer */
+#define API_ACCEPTS 16        /* callers accepted per wakeup of a listener */
+#define API_TAG_LISTENER (1ull << 63) /* in an epoll tag: a site's listener, site in the low bits */
 
-/* An epoll entry's data: site index, fd, and whether it is the listener. */
-static uint64_t api_tag(int site, int fd, int listener)
-{
-    return (uint64_t)site << 32 | (uint32_t)fd | (listener ? API_TAG_LISTENER : 0);
-}
+/* How many connections one caller uid holds open on a site's socket. */
+struct api_caller {
+    UT_hash_handle hh;
+    long uid;
+    int n;
+};
 
-/* The site index of an epoll tag. */
-static int api_tag_site(uint64_t tag)
+/* Seconds on the monotonic clock. */
+static double api_now(void)
 {
-    return (int)((tag & ~API_TAG_LISTENER) >> 32);
-}
+    struct timespec ts;
 
-/* The fd of an epoll tag. */
-static int api_tag_fd(uint64_t tag)
-{
-    return (int)(uint32_t)tag;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static const char *api_reason(int status)
@@ -85,6 +95,7 @@ static const char *api_reason(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return "Error";
     }
@@ -125,41 +136,6 @@ static char *api_path(FCGX_Request *req)
     return q ? xstrndup(s, (size_t)(q - s)) : xstrdup(s);
 }
 
-/*
- * Read the body, up to limit bytes. Returns it NUL-terminated with *len
- * set, or NULL when it is over the limit (the rest read and dropped, up to
- * API_DRAIN_MAX, so the caller sees our answer rather than a broken pipe).
- */
-static char *api_read_body(FCGX_Request *req, size_t limit, size_t *len)
-{
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", req->envp);
-    size_t cap = 4096, n = 0;
-    char *buf, drop[4096];
-    int r;
-
-    if (cl != NULL && cl[0] != '\0' && strtoull(cl, NULL, 10) > limit) {
-        for (size_t total = 0; total < API_DRAIN_MAX; total += (size_t)r)
-            if ((r = FCGX_GetStr(drop, sizeof drop, req->in)) <= 0)
-                break;
-        return NULL;
-    }
-    buf = xmalloc(cap + 1);
-    while ((r = FCGX_GetStr(buf + n, (int)(cap - n), req->in)) > 0) {
-        n += (size_t)r;
-        if (n > limit) {
-            free(buf);
-            return NULL;
-        }
-        if (n == cap) {
-            cap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
-            buf = xrealloc(buf, cap + 1);
-        }
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* The query string: QUERY_STRING, or else what follows '?' in REQUEST_URI. */
 static const char *api_query(FCGX_Request *req)
 {
@@ -172,210 +148,381 @@ static const char *api_query(FCGX_Request *req)
     return q != NULL ? q + 1 : "";
 }
 
+/* The answer to a request the gate refused to pass on (its params were not kept). */
+static void api_refusal(struct api_response *resp, const struct apiconn *c,
+                        const struct cfg *site)
+{
+    switch (c->refuse) {
+    case 403:
+        api_error(resp, 403, "uid %ld may not use this API socket (publish_uids of site %s)",
+                  c->uid, site->site);
+        break;
+    case 413:
+        api_error(resp, 413, "body over the limit of %zu bytes", c->max_body);
+        break;
+    case 431:
+        api_error(resp, 431, "FastCGI params over the limit of %u bytes", APICONN_MAX_PARAMS);
+        break;
+    default:
+        api_error(resp, 400, "malformed FastCGI params: a name or value runs past their end");
+        break;
+    }
+}
+
+/* What a relay handler needs: the API and the connection whose request it answers. */
+struct api_call {
+    struct api *a;
+    struct apiconn *c;
+};
+
+/* Answer one whole request (relay_handler): route it, or refuse it. */
+static void api_answer(void *arg, FCGX_Request *req)
+{
+    struct api_call *call = arg;
+    struct api *a = call->a;
+    struct apiconn *c = call->c;
+    const struct cfg *site = api_cfg(a)->sites[c->site];
+    const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+    char *path = api_path(req);
+    struct api_response resp = {0};
+
+    if (c->refuse != 0)
+        api_refusal(&resp, c, site);
+    else
+        api_route(a, c->site, method ? method : "", path, api_query(req),
+                  c->body.p != NULL ? (const char *)c->body.p : "", c->body.len, &resp);
+    stats_count_api_status(&a->sites[c->site].stats, resp.status);
+    if (resp.status >= 400)
+        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path[0] ? path : "-",
+                resp.status);
+    api_write(req, &resp);
+    free(resp.body);
+    free(path);
+}
+
+/* Put c on the deadline list at its apiconn deadline, or take it off (deadline 0). */
+static void api_set_deadline(struct api *a, struct apiconn *c)
+{
+    if (c->listed == c->deadline)
+        return;
+    pthread_mutex_lock(&a->lock);
+    if (c->listed != 0) {
+        if (c->tprev != NULL)
+            c->tprev->tnext = c->tnext;
+        else
+            a->timed_head = c->tnext;
+        if (c->tnext != NULL)
+            c->tnext->tprev = c->tprev;
+        else
+            a->timed_tail = c->tprev;
+        c->tprev = c->tnext = NULL;
+    }
+    /* Every deadline is "now + API_IO_TIMEOUT": appending keeps the list in order. */
+    if (c->deadline != 0) {
+        c->tprev = a->timed_tail;
+        if (a->timed_tail != NULL)
+            a->timed_tail->tnext = c;
+        else
+            a->timed_head = c;
+        a->timed_tail = c;
+    }
+    c->listed = c->deadline;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Wait for c's next event (in or out); closes it if epoll refuses. */
+static void api_close(struct api *a, struct apiconn *c);
+
+static void api_arm(struct api *a, struct apiconn *c, uint32_t events, int op)
+{
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
+
+    api_set_deadline(a, c);
+    if (epoll_ctl(a->epfd, op, c->fd, &ev) != 0) {
+        log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a connection", strerror(errno));
+        api_close(a, c);
+    }
+}
+
 /*
- * May the caller on fd use this site's socket? Yes when the site sets no
- * publish_uids; else only when the caller's uid (SO_PEERCRED) is listed.
- * *uid is the caller's, or -1 when it cannot be known (then: no).
+ * Count one more (delta 1) or one fewer (-1) connection of uid on site.
+ * Returns 0, or -1 when uid already holds the site's api_max_connections.
  */
-static int api_caller_allowed(const struct cfg *site, int fd, long *uid)
+static int api_count_caller(struct api *a, int site, long uid, int delta)
+{
+    struct api_site *as = &a->sites[site];
+    struct api_caller *k;
+    int ok = 0;
+
+    pthread_mutex_lock(&as->lock);
+    HASH_FIND(hh, as->callers, &uid, sizeof uid, k);
+    if (k == NULL && delta > 0) {
+        k = xcalloc(1, sizeof *k);
+        k->uid = uid;
+        HASH_ADD(hh, as->callers, uid, sizeof k->uid, k);
+    }
+    if (delta > 0 && k->n >= api_cfg(a)->sites[site]->api_max_connections)
+        ok = -1;
+    else if (k != NULL)
+        k->n += delta;
+    if (k != NULL && k->n == 0) {
+        HASH_DEL(as->callers, k);
+        free(k);
+    }
+    pthread_mutex_unlock(&as->lock);
+    return ok;
+}
+
+/* Close c, count why, and give its caller's connection back. */
+static void api_close(struct api *a, struct apiconn *c)
+{
+    struct api_site *as = &a->sites[c->site];
+    int site = c->site;
+    long uid = c->uid;
+
+    if (atomic_load(&c->expired) && (apiconn_mid_request(c) || c->out_len > 0)) {
+        log_msg(LOG_INFO, "api", "a caller stalled for %.0fs mid-request; closed",
+                API_IO_TIMEOUT);
+        c->fail = 408;
+    }
+    if (c->fail != 0)
+        stats_count_api_status(&as->stats, c->fail);
+    c->deadline = 0;
+    api_set_deadline(a, c);
+    pthread_mutex_lock(&a->lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&a->lock);
+    apiconn_free(c);
+    api_count_caller(a, site, uid, -1);
+}
+
+/* The caller's uid on fd (SO_PEERCRED), or -1 when it cannot be known. */
+static long api_peer_uid(int fd)
 {
     struct ucred cr;
     socklen_t len = sizeof cr;
 
-    *uid = -1;
-    if (site->nuids == 0)
-        return 1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
-        log_msg(LOG_WARN, "api", "SO_PEERCRED: %s; refusing the caller", strerror(errno));
-        return 0;
+        log_msg(LOG_WARN, "api", "SO_PEERCRED: %s", strerror(errno));
+        return -1;
     }
-    *uid = (long)cr.uid;
-    for (size_t i = 0; i < site->nuids; i++)
-        if (site->uids[i] == cr.uid)
-            return 1;
-    return 0;
+    return (long)cr.uid;
 }
 
-/* Answer one request that came in on site's socket. */
-static void api_handle(struct api *a, FCGX_Request *req, int site)
+/* A caller over its connection limit: close at once, count it, say so once a second. */
+static void api_refuse_caller(struct api *a, int site, int fd, long uid)
 {
-    const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
-    const struct cfg *cfg = api_cfg(a)->sites[site];
-    char *path = api_path(req);
-    struct api_response resp = {0};
-    size_t len = 0;
-    size_t max_body = cfg->api_max_body;
-    char *body = NULL;
-    long uid;
+    struct api_site *as = &a->sites[site];
+    double now = api_now();
+    int say;
 
-    if (!api_caller_allowed(cfg, req->ipcFd, &uid)) {
-        /* Read and drop the body, not kept: a kept connection stays in step. */
-        free(api_read_body(req, 0, &len));
-        api_error(&resp, 403, "uid %ld may not use this API socket (publish_uids of site %s)",
-                  uid, cfg->site);
-    } else if ((body = api_read_body(req, max_body, &len)) == NULL) {
-        api_error(&resp, 413, "body over the limit of %zu bytes", max_body);
-    } else {
-        api_route(a, site, method ? method : "", path, api_query(req), body, len, &resp);
-    }
-    stats_count_api_status(&a->sites[site].stats, resp.status);
-    if (resp.status >= 400)
-        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
-    api_write(req, &resp);
-    free(resp.body);
-    free(body);
-    free(path);
+    close(fd);
+    stats_count_api_status(&as->stats, 503);
+    pthread_mutex_lock(&as->lock);
+    say = now - as->refused_logged >= 1.0;
+    if (say)
+        as->refused_logged = now;
+    pthread_mutex_unlock(&as->lock);
+    if (say)
+        log_msg(LOG_WARN, "api", "uid %ld holds api_max_connections (%d) on site %s's "
+                "socket; closing its new connections", uid,
+                api_cfg(a)->sites[site]->api_max_connections, api_cfg(a)->sites[site]->site);
 }
 
-/* Seconds on the monotonic clock. */
-static double api_now(void)
+/* Accept the callers waiting on site's socket. */
+static void api_accept(struct api *a, int site)
 {
-    struct timespec ts;
+    for (int i = 0; i < API_ACCEPTS; i++) {
+        int fd = accept4(a->sites[site].lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        struct apiconn *c;
+        long uid;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Accept one caller on site's socket; -1 when another thread was faster. */
-static int api_accept(struct api *a, int site)
-{
-    struct timeval tv = {.tv_sec = API_IO_TIMEOUT};
-    int fd;
-
-    fd = accept4(a->sites[site].lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd < 0) {
-        if (errno == EMFILE || errno == ENFILE) {
-            log_msg(LOG_WARN, "api", "accept: %s; pausing", strerror(errno));
-            usleep(100 * 1000);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                log_msg(LOG_WARN, "api", "accept: %s; pausing", strerror(errno));
+                usleep(100 * 1000);
+            }
+            return;
         }
-        return -1;
-    }
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
-        log_msg(LOG_WARN, "api", "setsockopt: %s", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Wait (again) for fd's next bytes: in the epoll set, one thread woken for it. */
-static void api_arm(struct api *a, int fd, int site, int registered)
-{
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = api_tag(site, fd, 0)};
-
-    if (epoll_ctl(a->epfd, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
-        log_msg(LOG_WARN, "api", "epoll_ctl: %s; closing a connection", strerror(errno));
-        close(fd);
+        uid = api_peer_uid(fd);
+        if (api_count_caller(a, site, uid, 1) != 0) {
+            api_refuse_caller(a, site, fd, uid);
+            continue;
+        }
+        c = apiconn_new(fd, site, uid, api_now(), API_IO_TIMEOUT);
+        pthread_mutex_lock(&a->lock);
+        c->next = a->conns;
+        if (a->conns != NULL)
+            a->conns->prev = c;
+        a->conns = c;
+        pthread_mutex_unlock(&a->lock);
+        api_arm(a, c, EPOLLIN, EPOLL_CTL_ADD);
     }
 }
 
-/*
- * Serve one whole request on fd. A connection the caller keeps goes back
- * into the epoll set for its next request; libfcgi closes any other, and
- * any connection that ends or sends a bad record.
- */
-static void api_serve(struct api *a, FCGX_Request *req, int fd, int site)
+/* Append c to its site's queue of whole requests; as->lock held. */
+static void api_enqueue(struct api_site *as, struct apiconn *c)
 {
-    req->ipcFd = fd;
-    /* Keeps FCGX_Accept_r's opening FCGX_Finish_r from closing it. */
-    req->keepConnection = 1;
-    if (FCGX_Accept_r(req) < 0)
-        return;
-    api_handle(a, req, site);
-    FCGX_Finish_r(req);
-    if (req->ipcFd < 0)
-        return;
-    req->ipcFd = -1;
-    api_arm(a, fd, site, 1);
+    c->qnext = NULL;
+    if (as->ready_tail != NULL)
+        as->ready_tail->qnext = c;
+    else
+        as->ready_head = c;
+    as->ready_tail = c;
 }
 
-/*
- * fd has bytes (or hung up): serve it once its whole request is there, so
- * libfcgi's blocking reads never wait on the caller; park it while it is
- * not; close it if it is not FastCGI, has gone, or has stalled since since.
- * Returns 1 when it was parked.
- */
-static int api_ready(struct api *a, FCGX_Request *req, uint8_t *buf, int fd, int site,
-                     double since)
+/* Start answering a whole request of c's site, or queue it when the site has its share. */
+static int api_take_share(struct api *a, struct apiconn *c)
 {
-    ssize_t n = recv(fd, buf, API_PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
-    enum gate_result r;
+    struct api_site *as = &a->sites[c->site];
+    int now;
 
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        api_arm(a, fd, site, 1);
-        return 0;
-    }
-    if (n <= 0) {
-        close(fd);
-        return 0;
-    }
-    r = gate_scan(buf, (size_t)n);
-    if (r == GATE_COMPLETE || (r == GATE_PARTIAL && (size_t)n == API_PEEK_MAX)) {
-        api_serve(a, req, fd, site);
-    } else if (r == GATE_BAD) {
-        log_msg(LOG_INFO, "api", "a caller sent something that is not FastCGI; closed");
-        stats_count_api_status(&a->sites[site].stats, 400);
-        close(fd);
-    } else if (api_now() - since > API_IO_TIMEOUT) {
-        log_msg(LOG_INFO, "api", "a caller sent half a request and stalled for %ds; closed",
-                API_IO_TIMEOUT);
-        close(fd);
+    pthread_mutex_lock(&as->lock);
+    now = as->serving < a->share;
+    if (now)
+        as->serving++;
+    else
+        api_enqueue(as, c);
+    pthread_mutex_unlock(&as->lock);
+    return now;
+}
+
+/* An answer of site is done: the next queued request of the site, or NULL (share given back). */
+static struct apiconn *api_next_in_share(struct api *a, int site)
+{
+    struct api_site *as = &a->sites[site];
+    struct apiconn *c;
+
+    pthread_mutex_lock(&as->lock);
+    c = as->ready_head;
+    if (c != NULL) {
+        as->ready_head = c->qnext;
+        if (as->ready_head == NULL)
+            as->ready_tail = NULL;
     } else {
-        gate_park(&a->gate, fd, site, since);
-        return 1;
+        as->serving--;
     }
-    return 0;
+    pthread_mutex_unlock(&as->lock);
+    return c;
+}
+
+static void api_step(struct api *a, struct api_thread *t, struct apiconn *c, int st);
+
+/* Answer c, then the requests of its site that queued meanwhile, within its share. */
+static void api_serve(struct api *a, struct api_thread *t, struct apiconn *c)
+{
+    struct api_site *as = &a->sites[c->site];
+    int site = c->site;
+
+    while (c != NULL) {
+        struct api_call call = {.a = a, .c = c};
+        int st = apiconn_serve(c, api_cfg(a)->sites[site], &t->relay, api_answer, &call,
+                               api_now(), API_IO_TIMEOUT);
+
+        if (st == APICONN_READY) {
+            /* A pipelined next request waits its turn behind those already queued. */
+            pthread_mutex_lock(&as->lock);
+            api_enqueue(as, c);
+            pthread_mutex_unlock(&as->lock);
+        } else {
+            api_step(a, t, c, st);
+        }
+        c = api_next_in_share(a, site);
+    }
+}
+
+/* Carry on with c after a step: wait for it, answer it, or close it. */
+static void api_step(struct api *a, struct api_thread *t, struct apiconn *c, int st)
+{
+    switch (st) {
+    case APICONN_READ:
+        api_arm(a, c, EPOLLIN, EPOLL_CTL_MOD);
+        break;
+    case APICONN_WRITE:
+        api_arm(a, c, EPOLLOUT, EPOLL_CTL_MOD);
+        break;
+    case APICONN_READY:
+        c->deadline = 0;
+        api_set_deadline(a, c);
+        if (api_take_share(a, c))
+            api_serve(a, t, c);
+        break;
+    default:
+        api_close(a, c);
+        break;
+    }
+}
+
+/* c has an event: go on writing its answer, or read what it sent. */
+static void api_on_conn(struct api *a, struct api_thread *t, struct apiconn *c)
+{
+    const struct cfg *site = api_cfg(a)->sites[c->site];
+    double now = api_now();
+    int st;
+
+    if (c->out_off < c->out_len)
+        st = apiconn_write(c, site, now, API_IO_TIMEOUT);
+    else
+        st = apiconn_read(c, site, t->buf, API_BUF, now, API_IO_TIMEOUT);
+    api_step(a, t, c, st);
 }
 
 /*
- * Is it time to look at the gate again? One thread in every API_POLL_MS
- * does, however busy the others are: a parked connection is peeked at a
- * steady pace, not once per request served.
+ * Is it time to look for passed deadlines? One thread in every
+ * API_SWEEP_MS does, however busy the others are.
  */
-static int api_gate_due(struct api *a)
+static int api_sweep_due(struct api *a)
 {
     long long now = (long long)(api_now() * 1000);
-    long long due = atomic_load(&a->gate_due_ms);
+    long long due = atomic_load(&a->sweep_due_ms);
 
-    return now >= due && atomic_compare_exchange_strong(&a->gate_due_ms, &due,
-                                                        now + API_POLL_MS);
+    return now >= due && atomic_compare_exchange_strong(&a->sweep_due_ms, &due,
+                                                        now + API_SWEEP_MS);
 }
 
-/* Look again at the connections waiting for the rest of their request. */
-static void api_check_gate(struct api *a, FCGX_Request *req, uint8_t *buf)
+/* Shut down every connection whose deadline has passed; its holder closes it. */
+static void api_sweep(struct api *a)
 {
-    size_t n;
-    struct gate_wait *w = gate_take(&a->gate, &n);
+    double now = api_now();
+    struct apiconn *c;
 
-    for (size_t i = 0; i < n; i++)
-        api_ready(a, req, buf, w[i].fd, w[i].site, w[i].since);
-    free(w);
+    pthread_mutex_lock(&a->lock);
+    while ((c = a->timed_head) != NULL && c->deadline <= now) {
+        a->timed_head = c->tnext;
+        if (a->timed_head != NULL)
+            a->timed_head->tprev = NULL;
+        else
+            a->timed_tail = NULL;
+        c->tprev = c->tnext = NULL;
+        c->listed = 0;
+        atomic_store(&c->expired, 1);
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&a->lock);
 }
 
-/* A thread: wait for a new caller or a connection's next request. */
+/* A thread: wait for a new caller or a connection's next event. */
 static void *api_thread(void *arg)
 {
-    struct api *a = arg;
-    uint8_t *buf = xmalloc(API_PEEK_MAX);
+    struct api_thread *t = arg;
+    struct api *a = t->a;
     struct epoll_event ev;
-    FCGX_Request req;
 
-    /* listen_sock -1: should libfcgi ever try to accept, it fails at once. */
-    FCGX_InitRequest(&req, -1, 0);
     while (!atomic_load(&a->stopping)) {
-        int fd, r = epoll_wait(a->epfd, &ev, 1, API_POLL_MS);
-        int site = r > 0 ? api_tag_site(ev.data.u64) : 0;
+        int r = epoll_wait(a->epfd, &ev, 1, API_POLL_MS);
 
-        if (r > 0 && !(ev.data.u64 & API_TAG_LISTENER))
-            api_ready(a, &req, buf, api_tag_fd(ev.data.u64), site, api_now());
-        else if (r > 0 && (fd = api_accept(a, site)) >= 0)
-            api_arm(a, fd, site, 0);
-        if (api_gate_due(a))
-            api_check_gate(a, &req, buf);
+        if (r > 0 && (ev.data.u64 & API_TAG_LISTENER))
+            api_accept(a, (int)(ev.data.u64 & ~API_TAG_LISTENER));
+        else if (r > 0)
+            api_on_conn(a, t, ev.data.ptr);
+        if (api_sweep_due(a))
+            api_sweep(a);
     }
-    FCGX_Free(&req, 1);
-    free(buf);
     return NULL;
 }
 
@@ -410,7 +557,7 @@ static int api_listen(struct api *a, int i, const struct cfg *site, char **cause
     if (site->api_socket_group != NULL && api_chgrp(site->api_socket, site->api_socket_group,
                                                     cause) != 0)
         return -1;
-    ev.data.u64 = api_tag(i, as->lfd, 1);
+    ev.data.u64 = API_TAG_LISTENER | (uint64_t)i;
     if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, as->lfd, &ev) != 0) {
         *cause = xasprintf("api epoll: %s", strerror(errno));
         return -1;
@@ -421,16 +568,49 @@ static int api_listen(struct api *a, int i, const struct cfg *site, char **cause
 /* Close every site's listener and remove its socket file. */
 static void api_unlisten(struct api *a)
 {
+    struct api_caller *k, *tmp;
+
     for (int i = 0; i < a->nsites; i++) {
         if (a->sites[i].lfd >= 0)
             close(a->sites[i].lfd);
         if (a->sites[i].path != NULL)
             net_unlink(a->sites[i].path);
         free(a->sites[i].path);
+        HASH_ITER(hh, a->sites[i].callers, k, tmp) {
+            HASH_DEL(a->sites[i].callers, k);
+            free(k);
+        }
+        pthread_mutex_destroy(&a->sites[i].lock);
     }
     free(a->sites);
     a->sites = NULL;
     a->nsites = 0;
+}
+
+/* Start n threads, each with its relay. Returns 0, or -1 with *cause set. */
+static int api_start_threads(struct api *a, int n, char **cause)
+{
+    a->threads = xcalloc((size_t)n, sizeof *a->threads);
+    for (; a->nthreads < n; a->nthreads++) {
+        struct api_thread *t = &a->threads[a->nthreads];
+        int r;
+
+        t->a = a;
+        t->buf = xmalloc(API_BUF);
+        if (relay_init(&t->relay, cause) != 0) {
+            free(t->buf);
+            return -1;
+        }
+        r = pthread_create(&t->tid, NULL, api_thread, t);
+        if (r != 0) {
+            *cause = xasprintf("api thread: %s", strerror(r));
+            relay_free(&t->relay);
+            free(t->buf);
+            return -1;
+        }
+        t->started = 1;
+    }
+    return 0;
 }
 
 struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **cause)
@@ -441,11 +621,16 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
     a->hub = hub;
     a->epfd = -1;
     a->started = time(NULL);
-    gate_init(&a->gate);
+    pthread_mutex_init(&a->lock, NULL);
     a->sites = xcalloc(cfg->nsites, sizeof *a->sites);
-    for (size_t i = 0; i < cfg->nsites; i++)
-        a->sites[i].lfd = -1;
     a->nsites = (int)cfg->nsites;
+    for (int i = 0; i < a->nsites; i++) {
+        a->sites[i].lfd = -1;
+        pthread_mutex_init(&a->sites[i].lock, NULL);
+    }
+    /* With several sites, one site's answers may take half the threads: the rest stay free. */
+    a->share = a->nsites > 1 && cfg->api_threads > 1 ? (cfg->api_threads + 1) / 2
+                                                     : cfg->api_threads;
     if (FCGX_Init() != 0) {
         *cause = xasprintf("FCGX_Init failed");
         goto fail;
@@ -458,22 +643,16 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
     for (int i = 0; i < a->nsites; i++)
         if (api_listen(a, i, cfg->sites[i], cause) != 0)
             goto fail;
-    a->threads = xcalloc((size_t)cfg->api_threads, sizeof *a->threads);
-    for (; a->nthreads < cfg->api_threads; a->nthreads++) {
-        int r = pthread_create(&a->threads[a->nthreads], NULL, api_thread, a);
-
-        if (r != 0) {
-            *cause = xasprintf("api thread: %s", strerror(r));
-            api_stop(a);
-            return NULL;
-        }
+    if (api_start_threads(a, cfg->api_threads, cause) != 0) {
+        api_stop(a);
+        return NULL;
     }
     return a;
 fail:
     if (a->epfd >= 0)
         close(a->epfd);
     api_unlisten(a);
-    gate_free(&a->gate);
+    pthread_mutex_destroy(&a->lock);
     free(a);
     return NULL;
 }
@@ -488,11 +667,22 @@ void api_stop(struct api *a)
     if (a == NULL)
         return;
     atomic_store(&a->stopping, 1);
-    for (int i = 0; i < a->nthreads; i++)
-        pthread_join(a->threads[i], NULL);
+    for (int i = 0; i < a->nthreads; i++) {
+        if (a->threads[i].started)
+            pthread_join(a->threads[i].tid, NULL);
+        relay_free(&a->threads[i].relay);
+        free(a->threads[i].buf);
+    }
+    /* No thread runs now: whatever is left (armed, queued) is in the list of all. */
+    while (a->conns != NULL) {
+        struct apiconn *c = a->conns;
+
+        a->conns = c->next;
+        apiconn_free(c);
+    }
     close(a->epfd);
     api_unlisten(a);
-    gate_free(&a->gate);
+    pthread_mutex_destroy(&a->lock);
     free(a->threads);
     free(a);
 }

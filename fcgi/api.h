@@ -1,18 +1,23 @@
 /*
  * api.h -- the FastCGI API endpoint: one Unix socket per site, all served
- * by one small pool of threads (libfcgi), answering /publish, /presence,
- * /health and /stats for the site whose socket the request came in on.
+ * by one small pool of threads, answering /publish, /presence, /health and
+ * /stats for the site whose socket the request came in on.
  *
- * Owns:       struct api: the listening sockets, the threads, the API
- *             counters of each site.
+ * Owns:       struct api: the listening sockets, the threads (each with its
+ *             libfcgi relay), every open connection (apiconn.h), the
+ *             deadline list, and the API counters of each site.
  * Called by:  main.c (start after the workers, stop before them);
  *             routes.c (request handling, on the API threads).
- * Invariants: never touches a connection: publishes become cmd jobs, and
- *             cmd.h is the only header shared with the workers. Each thread
- *             owns its FCGX_Request; the counters are atomic. A request can
- *             reach only its socket's site: the site index travels with the
- *             connection from accept to api_route, and every table a route
- *             reads is that site's (hub->sites[site]).
+ * Invariants: never touches a WebSocket connection: publishes become cmd
+ *             jobs, and cmd.h is the only header shared with the workers.
+ *             A request can reach only its socket's site: the site index
+ *             travels with the connection from accept to api_route, and
+ *             every table a route reads is that site's (hub->sites[site]).
+ *             What a caller can take is bounded: its connections per site
+ *             (api_max_connections per caller uid; more are closed at once),
+ *             and the threads answering one site at once (`share`), so
+ *             neither a hostile local user nor a busy site can take the
+ *             descriptors, memory or threads another needs.
  */
 #ifndef HERALD_API_H
 #define HERALD_API_H
@@ -23,16 +28,34 @@
 #include <time.h>
 
 #include "cmd.h"
-#include "gate.h"
+#include "relay.h"
 #include "stats.h"
 
 struct cfg;
+struct apiconn;
 
-/* One site's API socket and counters. */
+struct api_caller;
+
+/* One site's API socket, counters, and what its callers hold now. */
 struct api_site {
     int lfd;                      /* owned: listening unix socket, or -1 */
     char *path;                   /* owned: its file, removed at stop */
     struct stats_api stats;
+    pthread_mutex_t lock;         /* the fields below */
+    struct api_caller *callers;   /* owned: uthash of open connections per caller uid */
+    double refused_logged;        /* when a refusal over the limit was last logged */
+    int serving;                  /* requests being answered now */
+    struct apiconn *ready_head;   /* borrowed: whole requests waiting for the site's share */
+    struct apiconn *ready_tail;   /* borrowed */
+};
+
+/* One API thread: its libfcgi relay and read buffer. */
+struct api_thread {
+    struct api *a;                /* borrowed */
+    pthread_t tid;
+    int started;
+    struct relay relay;
+    uint8_t *buf;                 /* owned: read buffer */
 };
 
 struct api {
@@ -40,13 +63,17 @@ struct api {
     const struct cmd_hub *hub;    /* borrowed: the workers' queues, the sites' tables */
     struct api_site *sites;       /* owned: one per cfg->sites entry, same index */
     int nsites;
-    int epfd;                     /* owned: the listeners and idle kept connections */
+    int epfd;                     /* owned: the listeners and every waiting connection */
     int nthreads;
-    pthread_t *threads;           /* owned */
+    struct api_thread *threads;   /* owned */
+    int share;                    /* requests of one site answered at once, at most */
     atomic_int stopping;
     time_t started;
-    struct gate gate;             /* connections waiting for the rest of a request */
-    atomic_llong gate_due_ms;     /* monotonic ms when the gate is next looked at */
+    pthread_mutex_t lock;         /* conns and the deadline list */
+    struct apiconn *conns;        /* borrowed: every open connection */
+    struct apiconn *timed_head;   /* borrowed: connections with a deadline, earliest first */
+    struct apiconn *timed_tail;   /* borrowed */
+    atomic_llong sweep_due_ms;    /* monotonic ms when deadlines are next looked at */
 };
 
 /* One answer: an HTTP status and a JSON body. */
