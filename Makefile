@@ -5,6 +5,7 @@
 #   make test       install, build, run every suite (plain, then ASan+UBSan),
 #                   ending with one line "N passed, N failed"
 #   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
+#                   (or FUZZ_RUNS executions: the long run, FUZZ_RUNS=10000000)
 #   make bench      Herald beside Nchan and Node ws, the raw-write ceiling, and
 #                   the micro-benchmarks (docs/performance.md)
 #   make SANITIZE=address,undefined   a sanitized build in build-san/
@@ -97,7 +98,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(HEADERS)
 fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 
 fuzz: deps fuzz-build
-	@./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@FUZZ_RUNS=$(FUZZ_RUNS) ./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Benchmarks: never part of `make test`. Herald beside Nchan (Debian's
 # libnginx-mod-nchan) and a Node ws server, plus the raw-write ceiling and

@@ -22,6 +22,13 @@ Workloads (full run; BENCH_QUICK=1 scales every one down):
              endpoint alone.
   held       19,000 connections held while publishing to single users at
              5,000/s for 10 s, expecting no error at all.
+  compare    only with BENCH_BASELINE=PATH (another Herald binary, e.g. the
+             last release built from its tag): this build and that one, run
+             alternately (AB BA AB ...) BENCH_COMPARE_RUNS times (5) on the
+             publish endpoint per connection and kept, targeted at full
+             speed, and a 1 KiB broadcast; each case's medians, their ratio
+             and each side's spread ((max - min) / median) are printed, so a
+             change can be told from the run's own noise.
 Then each build/bench/bench_* micro-benchmark, if built.
 
 Fairness between runs: every run gets a fresh server. The CPU time other
@@ -35,9 +42,11 @@ raw figure in build/bench/results.json. Ratios are written so that > 1 always
 means Herald is better: throughput herald/peer, memory and latency peer/herald.
 
 Environment knobs: BENCH_QUICK=1 (smoke run), BENCH_ONLY=memory,broadcast,...
-(a subset of the workloads memory, broadcast, targeted, api, held, micro), BENCH_SERVERS=herald,nchan,... (a subset of the
-servers), BENCH_DEADLINE=SECONDS (bound on the whole run; 3600 full, 600
-quick), BENCH_KEEP_TMP=1 (keep the servers' temp dirs and logs).
+(a subset of the workloads memory, broadcast, targeted, api, held, compare,
+micro), BENCH_SERVERS=herald,nchan,... (a subset of the servers),
+BENCH_DEADLINE=SECONDS (bound on the whole run; 3600 full, 600 quick),
+BENCH_KEEP_TMP=1 (keep the servers' temp dirs and logs), BENCH_BASELINE and
+BENCH_COMPARE_RUNS (the compare workload).
 
 Every process this script starts gets PR_SET_PDEATHSIG, is stopped by its own
 PID (SIGTERM, then SIGKILL after a timeout; for nginx also the workers its
@@ -67,6 +76,8 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "bench"
 LOADGEN = BUILD / "loadgen"
 HERALD = REPO / "build" / "herald"
+BASELINE = os.environ.get("BENCH_BASELINE", "")
+COMPARE_RUNS = int(os.environ.get("BENCH_COMPARE_RUNS", "5"))
 RAWSRV = BUILD / "rawsrv"
 NGINX = "/usr/sbin/nginx"
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -76,7 +87,7 @@ NODE_DIR = REPO / "bench" / "peers" / "node"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 W = os.cpu_count() or 1
 SERVERS = ("herald", "nchan", "node", "raw")
-WORKLOADS = ("memory", "broadcast", "targeted", "api", "held", "micro")
+WORKLOADS = ("memory", "broadcast", "targeted", "api", "held", "compare", "micro")
 
 # Scale of each workload: the full run, and the BENCH_QUICK=1 smoke run.
 FULL = {
@@ -300,6 +311,7 @@ class Server:
 class Herald(Server):
     name = "herald"
     pub_http = False
+    binary = HERALD
 
     def launch(self):
         self.secret = "".join(secrets.choice(string.ascii_letters + string.digits)
@@ -317,7 +329,7 @@ class Herald(Server):
                     "max_queued_bytes = 64M\n"
                     "; the peers write no line per request either (nginx access_log off)\n"
                     "log_level = warn\n" % (self.port, self.api, self.secret, W))
-        self.proc = spawn([HERALD, "-c", ini], "herald", cwd=self.dir,
+        self.proc = spawn([self.binary, "-c", ini], self.name, cwd=self.dir,
                           stdout=self.logfile("stdout.log"), stderr=self.logfile("stderr.log"))
 
     def ready(self):
@@ -332,6 +344,12 @@ class Herald(Server):
     def loadgen_args(self):
         return ["--sub", "ws://127.0.0.1:%d/ws?token={token}" % self.port,
                 "--secret", self.secret, "--pub", "fcgi:" + self.api]
+
+
+class HeraldBaseline(Herald):
+    """Another Herald binary (BENCH_BASELINE), run with the same settings, for `compare`."""
+    name = "herald-base"
+    binary = BASELINE
 
 
 class Nchan(Server):
@@ -407,7 +425,7 @@ class RawSync(Raw):
 
 
 SERVER_CLASSES = {"herald": Herald, "nchan": Nchan, "node": Node, "raw": Raw,
-                  "raw-sync": RawSync}
+                  "raw-sync": RawSync, "herald-base": HeraldBaseline}
 
 
 # -- loadgen ----------------------------------------------------------------
@@ -628,6 +646,57 @@ def wl_held(b):
                "timeout": s["held_duration"] + 120})
 
 
+# (label, loadgen mode, options, result field): what `compare` runs on both builds.
+def compare_cases():
+    s = SCALE
+    api = {"messages": s["api_publishes"], "publishers": s["api_publishers"]}
+    tgt = {"conns": s["tgt_conns"], "publishers": s["tgt_publishers"],
+           "duration": s["tgt_duration"], "timeout": s["tgt_duration"] + 90, "rate": 0}
+    fan = {"conns": s["fan_conns"], "messages": s["fan_messages"], "size": 1024,
+           "timeout": 2 * s["lg_timeout"]}
+    return [("api per-conn", "api", dict(api, keep=False), "publishes_per_s"),
+            ("api kept", "api", dict(api, keep=True), "publishes_per_s"),
+            ("targeted max", "targeted", dict(tgt), "publishes_per_s"),
+            ("targeted max-kept", "targeted", dict(tgt, keep=True), "publishes_per_s"),
+            ("broadcast 1 KiB", "broadcast", fan, "deliveries_per_s")]
+
+
+def wl_compare(b):
+    """This build and BENCH_BASELINE alternately, case by case: AB, BA, AB, ..."""
+    if not BASELINE:
+        b.skipped["herald-base"] = "BENCH_BASELINE not set (compare runs only with it)"
+        return
+    for label, mode, opts, _ in compare_cases():
+        for k in range(COMPARE_RUNS):
+            order = ("herald", "herald-base") if k % 2 == 0 else ("herald-base", "herald")
+            for srv in order:
+                b.run_once("compare", srv, label, mode, opts)
+
+
+def compare_lines(b):
+    """One line per compare case: medians, ratio this/baseline, and each side's spread."""
+    out = []
+    for label, _, _, key in compare_cases():
+        vals = {}
+        for srv in ("herald", "herald-base"):
+            vals[srv] = sorted(r["result"][key] for r in b.runs
+                               if (r["workload"], r["server"], r["variant"]) ==
+                               ("compare", srv, label) and r["result"] and not r["error"])
+        if not vals["herald"] or not vals["herald-base"]:
+            continue
+        med = {k: v[(len(v) - 1) // 2] for k, v in vals.items()}
+        spread = {k: (v[-1] - v[0]) / med[k] if med[k] else 0 for k, v in vals.items()}
+        ratio = med["herald"] / med["herald-base"] if med["herald-base"] else 0
+        within = abs(ratio - 1) <= max(spread.values())
+        out.append("%s: this %s, baseline %s (medians of %d and %d; %s); ratio %.3f; spread "
+                   "%.1f%% and %.1f%%: %s" % (
+                       label, fmt_int(med["herald"]), fmt_int(med["herald-base"]),
+                       len(vals["herald"]), len(vals["herald-base"]), key, ratio,
+                       100 * spread["herald"], 100 * spread["herald-base"],
+                       "within the spread" if within else "OUTSIDE the spread"))
+    return out
+
+
 def micro_benchmarks(b):
     """Runs each build/bench/bench_* and keeps its `name: N ns/op` lines."""
     out = []
@@ -673,6 +742,8 @@ def preflight(wanted):
             skipped["node"] = "npm ci failed: " + r.stderr.decode()[-200:].strip()
     if not os.access(RAWSRV, os.X_OK):
         skipped["raw"] = "no %s (make build/bench/rawsrv)" % RAWSRV
+    if BASELINE and not os.access(BASELINE, os.X_OK):
+        sys.exit("bench: BENCH_BASELINE=%s is not an executable" % BASELINE)
     return {k: v for k, v in skipped.items() if k in wanted}
 
 
@@ -946,19 +1017,27 @@ def report(b, m, micro):
         micro_lines += ["%s: %s" % (e["program"], ln) for ln in e["lines"]]
         if e.get("error"):
             micro_lines.append("%s: %s" % (e["program"], e["error"]))
+    cmp = compare_lines(b)
     text = render_text(head, body) + "\n\n" + "\n".join(nts)
+    if cmp:
+        text += "\n\nThis build against %s, alternated:\n" % BASELINE + \
+            "\n".join("  " + ln for ln in cmp)
     if micro_lines:
         text += "\n\nMicro-benchmarks:\n" + "\n".join("  " + ln for ln in micro_lines)
     print(text)
     md = ["# Herald benchmarks%s" % (" (BENCH_QUICK smoke run)" if QUICK else ""), "",
           render_md(head, body), ""] + ["- " + ln for ln in nts]
+    if cmp:
+        md += ["", "## This build against %s, alternated" % BASELINE, ""] + \
+            ["- " + ln for ln in cmp]
     if micro_lines:
         md += ["", "## Micro-benchmarks", "", "```"] + micro_lines + ["```"]
     with open(BUILD / "results.md", "w") as f:
         f.write("\n".join(md) + "\n")
     with open(BUILD / "results.json", "w") as f:
         json.dump({"machine": m, "scale": SCALE, "skipped": b.skipped, "runs": b.runs,
-                   "table": {"head": head, "rows": body}, "micro": micro}, f, indent=1)
+                   "table": {"head": head, "rows": body}, "micro": micro,
+                   "baseline": BASELINE, "compare": cmp}, f, indent=1)
         f.write("\n")
 
 

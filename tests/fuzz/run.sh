@@ -10,7 +10,9 @@
 # tests/fuzz/fuzz_<target>.dict when there is one. Crash inputs go to
 # build-fuzz/artifacts-<target>/ and the full log to build-fuzz/fuzz_<target>.log.
 # Prints "fuzz_<target>: N execs, ok" per target; exits 1 if any target
-# crashed, leaked, timed out on an input, or could not run. With FUZZ_JUNIT
+# crashed, leaked, timed out on an input, or could not run. With FUZZ_RUNS=N
+# set, each target runs N executions instead of SECONDS (the long run of
+# docs/reliability.md: `make fuzz FUZZ_RUNS=10000000`). With FUZZ_JUNIT
 # set to a path, also writes JUnit XML there, one testcase per target, for
 # tests/run.sh's summary.
 set -u
@@ -63,7 +65,12 @@ for t in "$@"; do
     fi
     dictarg=
     [ -f "$dict" ] && dictarg=-dict=$dict
-    "$bin" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        limit=-runs=$FUZZ_RUNS
+    else
+        limit=-max_total_time=$secs
+    fi
+    "$bin" "$limit" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$artifacts/" ${dictarg:+"$dictarg"} "$scratch" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
