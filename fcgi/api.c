@@ -192,9 +192,11 @@ static void api_answer(void *arg, FCGX_Request *req)
         api_route(a, c->site, method ? method : "", path, api_query(req),
                   c->body.p != NULL ? (const char *)c->body.p : "", c->body.len, &resp);
     stats_count_api_status(&a->sites[c->site].stats, resp.status);
-    if (resp.status >= 400)
-        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path[0] ? path : "-",
-                resp.status);
+    if (c->refuse != 0)
+        log_msg(LOG_INFO, "api", "site %s: a request of uid %ld refused: %d", site->site,
+                c->uid, resp.status);
+    else if (resp.status >= 400)
+        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
     api_write(req, &resp);
     free(resp.body);
     free(path);

@@ -287,6 +287,17 @@ enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struc
     apiconn_reset(c);
     if (rc != 0)
         return APICONN_CLOSE;
+    if (c->out_off < c->out_len) {
+        /* A management reply read with this request goes out first. */
+        size_t pending = c->out_len - c->out_off;
+        uint8_t *both = xmalloc(pending + len);
+
+        memcpy(both, c->out + c->out_off, pending);
+        memcpy(both + pending, answer, len);
+        free(answer);
+        answer = both;
+        len += pending;
+    }
     free(c->out);
     c->out = answer;
     c->out_len = len;

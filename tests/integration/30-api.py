@@ -577,6 +577,20 @@ def test_without_keep_conn_the_server_closes_after_the_answer(herald):
     assert fcgi.FCGI_STDOUT in types and types[-1] == fcgi.FCGI_END_REQUEST
 
 
+def test_management_records_are_answered_before_the_request(herald):
+    """FCGI_GET_VALUES gets an (empty) GET_VALUES_RESULT, an unknown one UNKNOWN_TYPE."""
+    data, _ = fcgi.raw_exchange(
+        herald.api_socket,
+        fcgi.record(fcgi.FCGI_GET_VALUES, 0, fcgi.encode_params({"FCGI_MPXS_CONNS": ""}))
+        + fcgi.record(200, 0, b"\0" * 8) + fcgi.encode_request("GET", "/health"), timeout=3)
+    recs = fcgi.parse_records(data)
+    assert [(t, rid) for _, t, rid, _ in recs[:2]] == [(fcgi.FCGI_GET_VALUES_RESULT, 0),
+                                                       (fcgi.FCGI_UNKNOWN_TYPE, 0)], recs
+    assert recs[1][3][0] == 200
+    out = b"".join(c for _, t, _, c in recs if t == fcgi.FCGI_STDOUT)
+    assert out.startswith(b"Status: 200") and recs[-1][1] == fcgi.FCGI_END_REQUEST
+
+
 def test_keep_conn_serves_several_requests_on_one_connection(herald, run):
     u = uid()
 
