@@ -1,6 +1,7 @@
 """
 66-node-engines.py -- every Node package the tests (and the benchmark peer) use runs on
-Debian 12's nodejs, 18.19.0.
+Debian 12's nodejs: 18.19.0, the floor our package.json files declare, and 18.20.4, what a fresh
+Debian 12 installs today (bookworm-security).
 
 `make deps` installs Debian's nodejs and npm only where no npm is on the PATH, so a machine with
 a newer Node (NodeSource's 20, say) runs packages that a fresh Debian 12 cannot: playwright-core
@@ -9,7 +10,8 @@ while it passed here. This suite reads the `engines.node` range of every package
 each entry of tests/js/package-lock.json and bench/peers/node/package-lock.json (what `npm ci`
 installs anywhere), and the package.json of every package installed under tests/js/node_modules
 (and bench/peers/node/node_modules, when there is one: what this machine runs). Each range must
-admit 18.19.0, by npm's own semver package (a devDependency of tests/js, run by /usr/bin/node).
+admit both versions, by npm's own semver package (a devDependency of tests/js, run by
+/usr/bin/node).
 A package without engines.node claims nothing and passes; a range semver cannot read fails.
 """
 
@@ -19,7 +21,7 @@ import subprocess
 
 from jsdriver import NODE, ROOT
 
-DEBIAN_12_NODE = "18.19.0"
+DEBIAN_12_NODES = ("18.19.0", "18.20.4")
 PREFIXES = (os.path.join(ROOT, "tests", "js"), os.path.join(ROOT, "bench", "peers", "node"))
 SEMVER = os.path.join(ROOT, "tests", "js", "node_modules", "semver")
 
@@ -91,7 +93,7 @@ def test_the_check_itself_tells_ranges_apart():
     want = {">=18": True, ">=18.19": True, ">=10.0.0": True, "^18.19.0 || >=20": True,
             "18.x": True, ">=20": False, ">=18.20": False, "<18.19": False, "^20.9.0": False,
             "not a range": "invalid"}
-    assert satisfies(DEBIAN_12_NODE, list(want)) == want
+    assert satisfies("18.19.0", list(want)) == want
 
 
 def test_our_packages_declare_debian_12_node():
@@ -107,9 +109,11 @@ def test_every_locked_and_installed_package_runs_on_debian_12_node():
     assert {"playwright-core", "ws", "semver"} <= names, \
         "tests/js/node_modules is incomplete: run `npm ci --prefix tests/js` (%s)" % names
     ranges = sorted({r for _, _, r in packages if r is not None})
-    verdict = satisfies(DEBIAN_12_NODE, ranges)
-    bad = ["%s in %s: engines.node %r is %s" % (nv, where, r, "unreadable" if
-                                                 verdict[r] == "invalid" else "excludes 18.19.0")
-           for where, nv, r in packages if r is not None and verdict[r] is not True]
-    assert not bad, "packages Debian 12's nodejs %s cannot run:\n  %s" % (
-        DEBIAN_12_NODE, "\n  ".join(bad))
+    bad = []
+    for version in DEBIAN_12_NODES:
+        verdict = satisfies(version, ranges)
+        bad += ["%s in %s: engines.node %r %s" % (
+                    nv, where, r, "is unreadable" if verdict[r] == "invalid" else
+                    "excludes " + version)
+                for where, nv, r in packages if r is not None and verdict[r] is not True]
+    assert not bad, "packages Debian 12's nodejs cannot run:\n  " + "\n  ".join(bad)
