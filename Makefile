@@ -64,11 +64,14 @@ unit: $(UNIT_BIN)
 
 # Node runs herald.js's tests with npm's ws package. Debian's nodejs and npm
 # are installed only where no node is on the PATH (a NodeSource node bundles
-# its own npm, and Debian's npm package would conflict with it).
+# its own npm, and Debian's npm package would conflict with it). Every Node
+# package must run on Debian 12's nodejs, 18.19 (66-node-engines checks).
+# npm ci runs again whenever the lock is newer than the install made from it
+# (npm writes node_modules/.package-lock.json), so a changed pin is installed.
 deps:
 	@./tests/lib/install-deps.sh $(PKGS)
 	@command -v npm >/dev/null 2>&1 || ./tests/lib/install-deps.sh nodejs npm
-	@{ [ -d tests/js/node_modules/ws ] && [ -d tests/js/node_modules/playwright-core ]; } || \
+	@[ tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ] || \
 	    npm ci --prefix tests/js --no-audit --no-fund --silent
 
 # The plain suite, then the same suite against an ASan+UBSan build, then

@@ -12,6 +12,10 @@ with ?token= and with the subprotocol token, a publish arrives, a bad token come
 with Herald's JSON body, a quiet connection survives several ping intervals, and the access
 log records the request without the token. One test puts a recorder in Herald's place to show
 the request head Herald receives (HTTP/1.1, Upgrade, Connection, X-Forwarded-For, X-Real-IP).
+Handshakes Herald refuses directly (HTTP/1.0, no `upgrade` in Connection, a plain GET) are
+refused through nginx by Herald itself, with its body and its /stats counter, while a client
+connected through nginx keeps receiving; browsers' variants (Firefox's "keep-alive, Upgrade",
+any case) still get 101.
 """
 
 import asyncio
@@ -26,7 +30,8 @@ import pytest
 import websockets
 
 import nginx
-from herald import Herald, recv_json
+import rawws
+from herald import Bystander, Herald, recv_json, wait_connections, without_id
 from nginx import copy_snippet, read
 from standin import UnixStandIn
 
@@ -313,7 +318,12 @@ def test_request_head_herald_receives_through_nginx(sock_dir):
             with socket.create_connection(("127.0.0.1", ngx.port), timeout=5) as s:
                 s.sendall(b"GET /ws HTTP/1.1\r\nHost: example.test\r\n\r\n")
                 assert s.recv(100).startswith(b"HTTP/1.1 401")
-        assert len(rec.heads) == 2, rec.heads
+            for kw in (dict(headers={"Connection": "keep-alive, Upgrade"}),
+                       dict(version="HTTP/1.0"),
+                       dict(headers={"Connection": "keep-alive"})):
+                with rawws.RawWS(("127.0.0.1", ngx.port), timeout=5) as ws:
+                    assert ws.handshake("/ws", **kw)[0] == 401
+        assert len(rec.heads) == 5, rec.heads
         line, f = header_map(rec.heads[0])
         assert line == "GET /ws?token=abc HTTP/1.1"
         assert f["upgrade"] == "websocket"
@@ -329,5 +339,101 @@ def test_request_head_herald_receives_through_nginx(sock_dir):
         assert line == "GET /ws HTTP/1.1"
         assert f["connection"] == "close" and "upgrade" not in f
         assert f["host"] == "example.test"
+        # Firefox's "keep-alive, Upgrade" becomes the one token Herald needs.
+        line, f = header_map(rec.heads[2])
+        assert (f["upgrade"], f["connection"]) == ("websocket", "upgrade")
+        # An HTTP/1.0 upgrade comes as HTTP/1.1 (nginx's proxy_http_version), so it comes
+        # without Upgrade; an upgrade without the Connection token comes with "close".
+        line, f = header_map(rec.heads[3])
+        assert line == "GET /ws HTTP/1.1"
+        assert "upgrade" not in f and f["connection"] == "upgrade"
+        line, f = header_map(rec.heads[4])
+        assert f["upgrade"] == "websocket" and f["connection"] == "close"
     finally:
         rec.close()
+
+
+# Handshakes Herald refuses when they come to it directly (10-handshake.py) must be refused
+# through nginx too, by Herald, with its body and its counter: herald-map.conf passes on only
+# the upgrade the client asked for. An HTTP/1.0 upgrade reaches Herald without Upgrade (nginx
+# speaks HTTP/1.1 upstream whatever the client spoke), so Herald counts it as no_upgrade where,
+# sent directly, it is bad_request. Each is sent by hand: client libraries send no such heads.
+INVALID_UPGRADES = [
+    ("http-1.0", dict(version="HTTP/1.0")),
+    ("http-1.0-firefox-connection", dict(version="HTTP/1.0",
+                                         headers={"Connection": "keep-alive, Upgrade"})),
+    ("no-connection-header", dict(headers={"Connection": None})),
+    ("connection-keep-alive", dict(headers={"Connection": "keep-alive"})),
+    ("connection-upgraded", dict(headers={"Connection": "Upgraded"})),
+    ("connection-space-is-no-separator", dict(headers={"Connection": "keep-alive upgrade"})),
+    ("no-upgrade-header", dict(headers={"Upgrade": None})),
+    ("upgrade-not-websocket", dict(headers={"Upgrade": "h2c"})),
+    ("plain-get", dict(headers={"Upgrade": None, "Connection": None,
+                                "Sec-WebSocket-Key": None, "Sec-WebSocket-Version": None})),
+    ("plain-get-http-1.0", dict(version="HTTP/1.0", headers={
+        "Upgrade": None, "Connection": None, "Sec-WebSocket-Key": None,
+        "Sec-WebSocket-Version": None})),
+]
+
+
+@pytest.mark.parametrize("kw", [kw for _, kw in INVALID_UPGRADES],
+                         ids=[name for name, _ in INVALID_UPGRADES])
+def test_invalid_upgrade_through_nginx_is_refused_and_counted_by_herald(sock_dir, kw):
+    ws_sock = os.path.join(sock_dir, "ws.sock")
+    with Herald(config={"listen": "unix:" + ws_sock}, workers=2) as h, \
+            Nginx("unix:" + ws_sock) as ngx:
+        bystander = Bystander(h, ("127.0.0.1", ngx.port))
+        try:
+            wait_connections(h, 1)
+            before = h.stats()["handshakes_refused"]
+            with rawws.RawWS(("127.0.0.1", ngx.port), timeout=5) as ws:
+                status, headers, body = ws.handshake("/ws?token=" + h.token("42"), **kw)
+                assert status != 101, "nginx switched protocols for an invalid upgrade"
+                assert status == 400, (status, body)
+                assert headers.get("Content-Type", "").startswith("application/json"), \
+                    dict(headers)
+                # Herald's own answer. (nginx may keep the client's connection for another
+                # request, as it does after any response: Herald has closed its side.)
+                assert json.loads(body) == {"ok": False, "error": "no_upgrade"}
+            s = h.wait_stat("handshakes_refused.no_upgrade", before["no_upgrade"] + 1)
+            assert s["handshakes_refused"] == dict(before, no_upgrade=before["no_upgrade"] + 1)
+            assert s["connections"] == 1
+            bystander.check()
+        finally:
+            bystander.close()
+
+
+# What browsers and other clients send: Firefox "keep-alive, Upgrade", any case of both tokens,
+# the token anywhere in the Connection list, tabs around it.
+VALID_UPGRADES = [
+    ("firefox", {"Connection": "keep-alive, Upgrade"}),
+    ("lower-case", {"Connection": "upgrade", "Upgrade": "websocket"}),
+    ("upper-case", {"Connection": "UPGRADE", "Upgrade": "WEBSOCKET"}),
+    ("mixed-case", {"Connection": "UpGrade", "Upgrade": "WebSocket"}),
+    ("token-first", {"Connection": "Upgrade, keep-alive"}),
+    ("no-spaces", {"Connection": "keep-alive,Upgrade,TE"}),
+    ("tabs", {"Connection": "keep-alive,\tUpgrade\t"}),
+]
+
+
+def test_valid_upgrade_variants_pass_through_nginx(sock_dir):
+    ws_sock = os.path.join(sock_dir, "ws.sock")
+    with Herald(config={"listen": "unix:" + ws_sock}, workers=2) as h, \
+            Nginx("unix:" + ws_sock) as ngx:
+        opened = []
+        try:
+            for name, headers in VALID_UPGRADES:
+                ws = rawws.RawWS(("127.0.0.1", ngx.port), timeout=5)
+                opened.append(ws)
+                status, got, body = ws.handshake("/ws?token=" + h.token(name), headers=headers)
+                assert status == 101, (name, status, body)
+                assert got.get("Sec-WebSocket-Accept") == rawws.accept_key(ws.key), name
+            wait_connections(h, len(VALID_UPGRADES))
+            for (name, _), ws in zip(VALID_UPGRADES, opened):
+                assert h.publish([name], "variant", name) == 1
+                f = ws.recv_data(timeout=3)
+                assert without_id(json.loads(f.payload)) == {"event": "variant", "data": name}
+            assert sum(h.stats()["handshakes_refused"].values()) == 0
+        finally:
+            for ws in opened:
+                ws.close()

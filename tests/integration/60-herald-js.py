@@ -9,7 +9,7 @@ notice that Herald went away (close 1001), keep retrying while it is down, recon
 themselves once it is back on the same port (asking getToken() again), and receive the next
 publish.
 
-Needs node (Debian's nodejs, v20) and `npm ci --prefix tests/js`.
+Needs node (Debian 12's nodejs, 18.19, or newer) and `npm ci --prefix tests/js`.
 """
 
 import os

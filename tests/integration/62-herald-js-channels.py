@@ -24,7 +24,7 @@ promise outcome back. Checked, as docs/protocol.md and spec issue 4 describe the
     tests/integration/php/rpc.php): rpc resolves PHP's reply, rejects with PHP's own
     herald_rpc_error() code and message; the subscribe hook allows and denies.
 
-Needs node (Debian's nodejs, v20) and `npm ci --prefix tests/js`.
+Needs node (Debian 12's nodejs, 18.19, or newer) and `npm ci --prefix tests/js`.
 """
 
 import os

@@ -18,7 +18,7 @@ them:
   - with history_file, a clean restart keeps the epoch: (null, true) and (channel, true),
     nothing delivered twice, and the offsets carry on.
 
-Needs node (Debian's nodejs, v20) and `npm ci --prefix tests/js`.
+Needs node (Debian 12's nodejs, 18.19, or newer) and `npm ci --prefix tests/js`.
 """
 
 import socket

@@ -24,7 +24,8 @@ A screenshot of the final page is kept in $HERALD_TEST_OUT/<build>/90-browser.pn
 build/test-results/build/ for build/herald, build-san/ for the sanitized binary), or
 90-browser-failed.png when the test fails; the path is printed.
 
-Needs /usr/bin/chromium, node, and `npm ci --prefix tests/js` (playwright-core).
+Needs /usr/bin/chromium, node, and `npm ci --prefix tests/js` (playwright-core 1.61, the last
+release that runs on Debian 12's nodejs 18.19; 66-node-engines.py holds every package to it).
 """
 
 import json

@@ -1,6 +1,6 @@
 /*
  * herald-js.test.js -- tests of php-client/js/herald.js under Node, with the `ws` package as the
- * WebSocket implementation (Node 20 has no global WebSocket).
+ * WebSocket implementation (Node 18 and 20 have no global WebSocket).
  *
  * Usage:      node tests/js/herald-js.test.js
  *                 unit tests only, against a fake WebSocket: no server needed (connection and

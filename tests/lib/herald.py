@@ -756,13 +756,18 @@ class Bystander:
     """
     An innocent client, connected before a test does something bad, that must
     still receive a publish afterwards: proof that the bad input hurt no one
-    else. Uses a raw socket so it works from plain (non-async) tests.
+    else. Uses a raw socket so it works from plain (non-async) tests. With
+    `address` ((host, port) of a proxy in front of Herald, such as nginx) it
+    connects there, to /ws, instead of to Herald's own port.
     """
 
-    def __init__(self, herald):
+    def __init__(self, herald, address=None):
         self.h = herald
         self.user = "bystander-" + uuid.uuid4().hex[:12]
-        self.ws = herald.raw_ws(self.user)
+        if address is None:
+            self.ws = herald.raw_ws(self.user)
+        else:
+            self.ws = rawws.open_ws(address, "/ws?token=" + herald.token(self.user))
         self.n = 0
 
     def check(self):
