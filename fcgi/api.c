@@ -45,6 +45,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,46 @@ static const char *api_query(FCGX_Request *req)
     return q != NULL ? q + 1 : "";
 }
 
+/*
+ * Log a line about one of site's callers, at most one a second per site:
+ * a caller that sends bad requests as fast as it can must not flood the
+ * log (or the journal) that every site shares. The next line says how
+ * many were held back.
+ */
+static void api_log(struct api *a, int site, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void api_log(struct api *a, int site, int level, const char *fmt, ...)
+{
+    struct api_site *as = &a->sites[site];
+    double now = api_now();
+    unsigned long held = 0;
+    char line[512];
+    int say;
+    va_list ap;
+
+    pthread_mutex_lock(&as->lock);
+    say = now - as->logged >= 1.0;
+    if (say) {
+        as->logged = now;
+        held = as->unlogged;
+        as->unlogged = 0;
+    } else {
+        as->unlogged++;
+    }
+    pthread_mutex_unlock(&as->lock);
+    if (!say)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (held > 0)
+        log_msg(level, "api", "site %s: %s (and %lu such lines held back)",
+                api_cfg(a)->sites[site]->site, line, held);
+    else
+        log_msg(level, "api", "site %s: %s", api_cfg(a)->sites[site]->site, line);
+}
+
 /* The answer to a request the gate refused to pass on (its params were not kept). */
 static void api_refusal(struct api_response *resp, const struct apiconn *c,
                         const struct cfg *site)
@@ -193,10 +234,10 @@ static void api_answer(void *arg, FCGX_Request *req)
                   c->body.p != NULL ? (const char *)c->body.p : "", c->body.len, &resp);
     stats_count_api_status(&a->sites[c->site].stats, resp.status);
     if (c->refuse != 0)
-        log_msg(LOG_INFO, "api", "site %s: a request of uid %ld refused: %d", site->site,
-                c->uid, resp.status);
+        api_log(a, c->site, LOG_INFO, "a request of uid %ld refused: %d", c->uid, resp.status);
     else if (resp.status >= 400)
-        log_msg(LOG_INFO, "api", "%s %s -> %d", method ? method : "-", path, resp.status);
+        api_log(a, c->site, LOG_INFO, "%s %.100s -> %d", method ? method : "-", path,
+                resp.status);
     api_write(req, &resp);
     free(resp.body);
     free(path);
@@ -283,12 +324,13 @@ static void api_close(struct api *a, struct apiconn *c)
     long uid = c->uid;
 
     if (atomic_load(&c->expired) && (apiconn_mid_request(c) || c->out_len > 0)) {
-        log_msg(LOG_INFO, "api", "a caller stalled for %.0fs mid-request; closed",
-                API_IO_TIMEOUT);
         c->fail = 408;
+        c->fail_why = "stalled for 5 s mid-request";
     }
-    if (c->fail != 0)
+    if (c->fail != 0) {
         stats_count_api_status(&as->stats, c->fail);
+        api_log(a, site, LOG_INFO, "uid %ld %s; closed (%d)", uid, c->fail_why, c->fail);
+    }
     c->deadline = 0;
     api_set_deadline(a, c);
     pthread_mutex_lock(&a->lock);
@@ -316,24 +358,13 @@ static long api_peer_uid(int fd)
     return (long)cr.uid;
 }
 
-/* A caller over its connection limit: close at once, count it, say so once a second. */
+/* A caller over its connection limit: close at once, count it, say so. */
 static void api_refuse_caller(struct api *a, int site, int fd, long uid)
 {
-    struct api_site *as = &a->sites[site];
-    double now = api_now();
-    int say;
-
     close(fd);
-    stats_count_api_status(&as->stats, 503);
-    pthread_mutex_lock(&as->lock);
-    say = now - as->refused_logged >= 1.0;
-    if (say)
-        as->refused_logged = now;
-    pthread_mutex_unlock(&as->lock);
-    if (say)
-        log_msg(LOG_WARN, "api", "uid %ld holds api_max_connections (%d) on site %s's "
-                "socket; closing its new connections", uid,
-                api_cfg(a)->sites[site]->api_max_connections, api_cfg(a)->sites[site]->site);
+    stats_count_api_status(&a->sites[site].stats, 503);
+    api_log(a, site, LOG_WARN, "uid %ld holds api_max_connections (%d); closing its new "
+            "connections", uid, api_cfg(a)->sites[site]->api_max_connections);
 }
 
 /* Accept the callers waiting on site's socket. */

@@ -43,7 +43,8 @@ struct api_site {
     struct stats_api stats;
     pthread_mutex_t lock;         /* the fields below */
     struct api_caller *callers;   /* owned: uthash of open connections per caller uid */
-    double refused_logged;        /* when a refusal over the limit was last logged */
+    double logged;                /* when a line about its callers was last logged */
+    unsigned long unlogged;       /* lines held back since */
     int serving;                  /* requests being answered now */
     struct apiconn *ready_head;   /* borrowed: whole requests waiting for the site's share */
     struct apiconn *ready_tail;   /* borrowed */

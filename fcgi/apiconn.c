@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "cfg.h"
-#include "log.h"
 #include "xmalloc.h"
 
 #define APICONN_READS 16   /* reads per wakeup before the connection yields its thread */
@@ -147,9 +146,8 @@ static int apiconn_content(struct apiconn *c, enum gate_event ev, const struct g
     c->dropped += ch->len;
     if (c->dropped <= APICONN_DRAIN_MAX)
         return 0;
-    log_msg(LOG_INFO, "api", "a caller sent over %u bytes more than it may; closed",
-            APICONN_DRAIN_MAX);
     c->fail = c->refuse;
+    c->fail_why = "sent 16 MiB more than it may";
     return -1;
 }
 
@@ -204,8 +202,8 @@ static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg *site,
         ssize_t r = gate_next(&c->gate, p, n, &ev, &ch, &err);
 
         if (r < 0) {
-            log_msg(LOG_INFO, "api", "a caller sent bad FastCGI: %s; closed", gate_strerror(err));
             c->fail = 400;
+            c->fail_why = gate_strerror(err);
             return APICONN_CLOSE;
         }
         if (c->deadline == 0)

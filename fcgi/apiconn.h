@@ -56,6 +56,7 @@ struct apiconn {
                                     413 or 431; 0 = route it */
     int fail;                    /* closed for this status (400 not FastCGI, 408 stalled,
                                     413 drained too much): counted by api.c; 0 = none */
+    const char *fail_why;        /* static: why, for api.c's log line */
     struct apiconn_buf params;   /* the PARAMS stream so far */
     struct apiconn_buf body;     /* STDIN so far; NUL-terminated once whole */
     size_t max_body;             /* the site's api_max_body when the request began */

@@ -173,7 +173,9 @@ def test_one_uid_holds_at_most_api_max_connections(h, pub):
           "64); %s" % (got["opened"], got["closed_at_once"], w.summary()))
     assert got["opened"] == 200 and got["closed_at_once"] == 136, got
     assert api_errors(h, "a", 503) == before + 136
-    assert "holds api_max_connections (64)" in h.log_text()
+    # Logged, but at most a line a second per site: a flood of refusals floods no log.
+    lines = [ln for ln in h.log_text().splitlines() if "holds api_max_connections (64)" in ln]
+    assert 1 <= len(lines) <= 3, lines
 
 
 def test_a_busy_site_leaves_threads_for_another(pub):
