@@ -71,7 +71,6 @@ static int start_workers(struct herald *h, char **cause)
     h->hub.nsites = h->nsites;
     h->hub.hist = &h->hist;
     h->hub.lim = &h->lim;
-    atomic_init(&h->hub.rpc_inflight, 0);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
