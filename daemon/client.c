@@ -183,9 +183,11 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     }
     granted = json_string_value(json_object_get(claims.payload, "channel"));
     r = PROTO_E_BAD_TOKEN;
-    if (claims.exp == 0)
+    if (granted == NULL)
+        *why = "a connection token is not a channel token (no channel claim)";
+    else if (claims.exp == 0)
         *why = "a channel token needs exp";
-    else if (granted == NULL || strcmp(granted, cmd->channel) != 0)
+    else if (strcmp(granted, cmd->channel) != 0)
         *why = "the channel token is for another channel";
     else if (strcmp(claims.sub, client_user(c)) != 0)
         *why = "the channel token is for another user";

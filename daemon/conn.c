@@ -336,7 +336,11 @@ void conn_expire(struct conn *c)
         conn_kill(c);
 }
 
-/* Verify the offered token, if any. Fills *claims on success. */
+/*
+ * Verify the offered token, if any. Fills *claims on success. A token with
+ * a "channel" claim is a channel token (herald_channel_token), made for a
+ * subscribe command: it is not a connection token, whatever else it holds.
+ */
 static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
                                         struct tok_claims *claims)
 {
@@ -363,12 +367,12 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
                 tok_strerror(r));
         return HS_BAD_TOKEN;
     }
-    if (client_claims(c, claims->payload, &why) != 0) {
-        log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
-                why);
-        return HS_BAD_TOKEN;
-    }
-    return HS_OK;
+    if (json_object_get(claims->payload, "channel") != NULL)
+        why = "a channel token is not a connection token";
+    else if (client_claims(c, claims->payload, &why) == 0)
+        return HS_OK;
+    log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id, why);
+    return HS_BAD_TOKEN;
 }
 
 static void conn_feed(struct conn *c, uint8_t *p, size_t n);
