@@ -51,7 +51,7 @@ static struct client *client_get(struct conn *c)
     return c->client;
 }
 
-/* Queue m (consumed) to c; a frame that failed to encode is logged. */
+/* Queue m (consumed; c's own, so it costs its allocation too); a frame not encoded is logged. */
 static void client_send(struct conn *c, struct msg *m)
 {
     if (m == NULL) {
@@ -59,8 +59,7 @@ static void client_send(struct conn *c, struct msg *m)
                 (unsigned long long)c->id);
         return;
     }
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, m);
 }
 
 /* Answer ok, with members (stolen) on presence channels; a command without ref gets none. */

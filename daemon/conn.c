@@ -3,13 +3,24 @@
  *
  * Owns:       struct conn and everything it points to (see conn.h).
  * Called by:  worker.c, on the owning worker's thread only.
- * Invariants: reads of an upgraded conn go into the worker's shared buffer
- *             and are decoded there, in place: an idle conn holds no read
- *             buffer, and a split frame keeps only its header bytes (hdr)
- *             and, for control frames, at most 125 payload bytes. Writes
- *             are queued (one msg ref each) and written with writev from
- *             the worker's prepare watcher, once per loop iteration. Every
- *             close we start counts in stats exactly once, where it starts.
+ * Invariants: reads go into the worker's shared buffer and are decoded
+ *             there, in place: an idle conn holds no read buffer, a head
+ *             that arrives whole (the usual case) is parsed where it lies,
+ *             only a partial one is copied out (sized to what came, at most
+ *             max_header_size), and a split frame keeps only its header
+ *             bytes (hdr) and, for control frames, at most 125 payload
+ *             bytes. Writes are queued (one msg ref each) and written with
+ *             writev from the worker's prepare watcher, once per loop
+ *             iteration. Every close we start counts in stats exactly once,
+ *             where it starts.
+ *
+ * Budget: every byte a peer makes us hold counts against max_queued_bytes
+ * at its real cost: a frame's length, its queue entry, and for a frame made
+ * for this conn alone (answers, pongs, close frames) its allocation, as
+ * glibc rounds it (conn_extra). Pings are answered as RFC 6455 5.5.3
+ * allows: a ping that comes while an earlier pong still waits, unstarted,
+ * replaces that pong's payload, so a flood of pings from a client that
+ * never reads holds one pong, not one per ping.
  *
  * Closing: a close frame (or an HTTP refusal) is queued, the conn leaves
  * the registry (CLOSING), the queue drains, writing is shut down, and the
@@ -103,27 +114,59 @@ static void conn_want_write(struct conn *c, int want)
 
 static void conn_overflow(struct conn *c);
 
-int conn_send(struct conn *c, struct msg *m)
+/* glibc's chunk for malloc(n) on 64-bit: n and a size word, rounded up to 16, at least 32. */
+static size_t conn_chunk(size_t n)
 {
+    size_t chunk = (n + 8 + 15) & ~(size_t)15;
+
+    return chunk < 32 ? 32 : chunk;
+}
+
+/* What queuing m costs beyond its length: its entry and, for a frame of c's own, its msg. */
+static uint32_t conn_extra(const struct msg *m, int own)
+{
+    size_t extra = conn_chunk(sizeof(struct conn_out));
+
+    if (own)
+        extra += conn_chunk(sizeof *m + m->len) - m->len;
+    return (uint32_t)extra;
+}
+
+/* Queue m, taking over a reference; 0 when that would pass max_queued_bytes (conn_send). */
+static int conn_queue(struct conn *c, struct msg *m, int own)
+{
+    uint32_t extra = conn_extra(m, own);
     struct conn_out *o;
 
     if (c->state == CONN_OPEN &&
-        (c->overflow || c->out_bytes + m->len > c->w->cfg->max_queued_bytes)) {
+        (c->overflow || c->out_bytes + m->len + extra > c->w->cfg->max_queued_bytes)) {
+        msg_unref(m);
         conn_overflow(c);
         return 0;
     }
     o = worker_out_get(c->w);
-    o->msg = msg_ref(m);
+    o->msg = m;
+    o->extra = extra;
     o->next = NULL;
     if (c->out_tail != NULL)
         c->out_tail->next = o;
     else
         c->out_head = o;
     c->out_tail = o;
-    c->out_bytes += m->len;
+    c->out_bytes += m->len + extra;
     if (!c->want_write)
         worker_pending_add(c->w, c);
     return 1;
+}
+
+int conn_send(struct conn *c, struct msg *m)
+{
+    return conn_queue(c, msg_ref(m), 0);
+}
+
+int conn_send_own(struct conn *c, struct msg *m)
+{
+    return conn_queue(c, m, 1);
 }
 
 /* Drop written bytes from the front of the queue. */
@@ -133,13 +176,16 @@ static void conn_consume(struct conn *c, size_t n)
         struct conn_out *o = c->out_head;
         size_t left = o->msg->len - c->out_off;
 
+        /* Being written: a later ping gets a pong of its own. */
+        if (o == c->pong)
+            c->pong = NULL;
         if (n < left) {
             c->out_off += (uint32_t)n;
             c->out_bytes -= n;
             return;
         }
         n -= left;
-        c->out_bytes -= left;
+        c->out_bytes -= left + o->extra;
         c->out_off = 0;
         c->out_head = o->next;
         if (c->out_head == NULL)
@@ -217,8 +263,7 @@ static void conn_begin_closing(struct conn *c, struct msg *m)
     worker_timer_remove(c->w, c);
     c->state = CONN_CLOSING;
     c->close_queued = 1;
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, m);
     worker_timer_add(c->w, c, CONN_TIMER_CLOSING, ev_now(c->w->loop) + CONN_LINGER);
 }
 
@@ -241,6 +286,8 @@ static void conn_truncate_queue(struct conn *c)
     struct conn_out *keep = c->out_off > 0 ? c->out_head : NULL;
     struct conn_out *o = keep != NULL ? keep->next : c->out_head;
 
+    c->pong = NULL;
+
     while (o != NULL) {
         struct conn_out *next = o->next;
 
@@ -251,7 +298,7 @@ static void conn_truncate_queue(struct conn *c)
     if (keep != NULL) {
         keep->next = NULL;
         c->out_tail = keep;
-        c->out_bytes = keep->msg->len - c->out_off;
+        c->out_bytes = keep->msg->len - c->out_off + keep->extra;
     } else {
         c->out_head = c->out_tail = NULL;
         c->out_bytes = 0;
@@ -453,7 +500,6 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
     struct hs_result res;
     enum hs_reason r;
     char buf[256];
-    struct msg *m;
 
     memset(&claims, 0, sizeof claims);
     r = conn_pick_site(c, req, &res);
@@ -466,9 +512,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
         conn_refuse(c, r);
         return;
     }
-    m = msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res));
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res)));
     worker_timer_remove(c->w, c);
     c->state = CONN_OPEN;
     worker_open_add(c->w, c);
@@ -552,17 +596,43 @@ static void conn_close_received(struct conn *c)
         conn_begin_closing(c, msg_new_close(code));
 }
 
+/*
+ * Answer the ping just read. A pong still waiting, unstarted, takes this
+ * ping's payload instead of a second pong being queued (RFC 6455 5.5.3: a
+ * pong for the latest ping suffices); one partly written is left alone.
+ * A payload of the same length is written over the old one: that pong is
+ * c's own and nothing has read it yet (msg.h), so a flood of pings costs
+ * no allocation at all.
+ */
+static void conn_pong(struct conn *c)
+{
+    struct conn_out *o = c->pong;
+    struct msg *m;
+
+    if (o != NULL && o->msg->len == 2u + c->ctrl_len) {
+        memcpy(o->msg->data + 2, c->ctrl, c->ctrl_len); /* a control frame's header is 2 bytes */
+        return;
+    }
+    m = msg_new(WS_OP_PONG, c->ctrl, c->ctrl_len);
+    if (o == NULL) {
+        if (conn_send_own(c, m))
+            c->pong = c->out_tail;
+        return;
+    }
+    c->out_bytes -= o->msg->len + o->extra;
+    msg_unref(o->msg);
+    o->msg = m;
+    o->extra = conn_extra(m, 1);
+    c->out_bytes += m->len + o->extra;
+}
+
 /* A frame's payload is complete. */
 static void conn_frame_end(struct conn *c)
 {
-    struct msg *m;
-
     c->in_frame = 0;
     switch (c->frame.opcode) {
     case WS_OP_PING:
-        m = msg_new(WS_OP_PONG, c->ctrl, c->ctrl_len);
-        conn_send(c, m);
-        msg_unref(m);
+        conn_pong(c);
         break;
     case WS_OP_PONG:
         c->ping_out = 0;

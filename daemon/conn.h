@@ -45,10 +45,11 @@ enum conn_timer {
     CONN_TIMER_CLOSING,
 };
 
-/* One queued frame: a reference to a shared msg. */
+/* One queued frame: a reference to a msg, shared or the conn's own. */
 struct conn_out {
     struct conn_out *next;   /* owned by the queue */
     struct msg *msg;         /* ref */
+    uint32_t extra;          /* what it costs beyond msg->len (conn.c, conn_extra) */
 };
 
 struct conn {
@@ -91,8 +92,9 @@ struct conn {
     uint64_t mcap;
     struct conn_out *out_head;   /* owned */
     struct conn_out *out_tail;   /* borrowed */
+    struct conn_out *pong;       /* borrowed: the queued pong not yet started, or NULL */
     uint32_t out_off;            /* bytes of out_head already written */
-    uint64_t out_bytes;          /* bytes queued, for backpressure */
+    uint64_t out_bytes;          /* what the queue costs: unsent bytes plus each entry's extra */
     struct reg_link link;        /* registry entry, when a user is known */
     struct client *client;       /* owned: protocol state (client.h), or NULL */
     uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
@@ -109,6 +111,12 @@ void conn_accept(struct worker *w, int fd);
  * so publish loops over the registry are never disturbed.
  */
 int conn_send(struct conn *c, struct msg *m);
+
+/*
+ * Queue a frame made for c alone (an answer, a close frame), taking over
+ * the caller's reference: as conn_send, but it also costs its allocation.
+ */
+int conn_send_own(struct conn *c, struct msg *m);
 
 /* Run deferred work (the 1008 close of an overflowed conn), then flush. */
 void conn_service(struct conn *c);
