@@ -1,8 +1,9 @@
 /*
  * conn.h -- one client connection: handshake, frame reading, out-queue.
  *
- * Owns:       struct conn, its socket, its handshake buffer, the message
- *             being reassembled, and one msg reference per queued frame.
+ * Owns:       struct conn, its socket, its handshake buffer (only while a
+ *             partial head waits for the rest), the message being
+ *             reassembled, and one msg reference per queued frame.
  * Called by:  worker.c (accept, publish, timers, flush, free).
  * Invariants: only the owning worker's thread touches a conn. A conn is
  *             never freed inside its own callback: conn_kill marks it dead
@@ -75,12 +76,15 @@ struct conn {
     unsigned in_frame : 1;       /* reading a payload */
     unsigned mtext : 1;          /* the message being read is TEXT */
     unsigned overflow : 1;       /* over max_queued_bytes: close 1008 before the next poll */
-    unsigned counted : 1;        /* counted by lim_admit until it leaves OPEN */
+    unsigned total_counted : 1;  /* counted by lim_total_take until it leaves OPEN */
+    unsigned addr_checked : 1;   /* checked against its address (at accept, or the upgrade) */
+    unsigned addr_counted : 1;   /* counted by lim_addr_enter under addr until freed */
     uint8_t hdr_len;             /* bytes of a split frame header in hdr */
     uint8_t hdr[WS_MAX_CLIENT_HEADER];
     uint8_t ctrl_len;
-    char *head;                  /* owned: request head (handshake only) */
+    char *head;                  /* owned: a partial request head, or NULL */
     uint32_t head_len;
+    uint32_t head_cap;
     struct ws_frame frame;       /* the frame being read */
     uint64_t frame_left;         /* payload bytes still to come */
     uint64_t frame_off;          /* payload bytes read (mask offset) */
@@ -98,17 +102,24 @@ struct conn {
     struct reg_link link;        /* registry entry, when a user is known */
     struct client *client;       /* owned: protocol state (client.h), or NULL */
     uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
-    char *addr;                  /* owned: client address counted by lim.h, or NULL */
+    char *addr;                  /* owned: the client address counted by lim.h, or NULL */
 };
 
-/* Take over an accepted socket and start reading its handshake. */
+/*
+ * Take over an accepted socket and start reading its handshake, or close
+ * it at once, unread, counted in /stats handshakes_refused: when WebSockets
+ * would pass their share of the file limit (too_many_connections), or when
+ * a peer that is not a trusted proxy is over max_connections_per_ip or
+ * connect_rate (too_many_from_address, too_fast).
+ */
 void conn_accept(struct worker *w, int fd);
 
 /*
- * Queue a frame (takes a new reference); the worker flushes before polling.
- * Returns 1, or 0 when the conn is over max_queued_bytes: then its backlog
- * is dropped and it is closed with 1008 from the prepare watcher, not here,
- * so publish loops over the registry are never disturbed.
+ * Queue a shared frame (takes a new reference); the worker flushes before
+ * polling. Returns 1, or 0 when the conn is over max_queued_bytes: then its
+ * backlog is dropped and it is closed with 1008 from the prepare watcher,
+ * not here, so publish loops over the registry are never disturbed. What a
+ * frame costs against max_queued_bytes is its length and its queue entry.
  */
 int conn_send(struct conn *c, struct msg *m);
 
