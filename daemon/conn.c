@@ -115,14 +115,17 @@ static void conn_log_refusal(struct worker *w, const char *addr, enum hs_reason 
     w->refused_quiet = 0;
 }
 
-/* Close a socket refused at accept, unread: count it (as conn_stats would) and log it. */
+/*
+ * Close a socket refused at accept, unread: count it (as conn_stats would)
+ * and log it, before the close, so whoever sees it closed finds the line.
+ */
 static void conn_refuse_at_accept(struct worker *w, int fd, enum hs_reason r, const char *addr)
 {
     struct stats *st = w->nsites == 1 ? &w->sites[0].stats : &w->stats;
 
-    close(fd);
     st->handshakes_refused[r]++;
     conn_log_refusal(w, addr, r, 1);
+    close(fd);
 }
 
 /*
