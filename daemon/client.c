@@ -51,7 +51,7 @@ static struct client *client_get(struct conn *c)
     return c->client;
 }
 
-/* Queue m (consumed) to c; a frame that failed to encode is logged. */
+/* Queue m (consumed; c's own, so it costs its allocation too); a frame not encoded is logged. */
 static void client_send(struct conn *c, struct msg *m)
 {
     if (m == NULL) {
@@ -59,8 +59,7 @@ static void client_send(struct conn *c, struct msg *m)
                 (unsigned long long)c->id);
         return;
     }
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, m);
 }
 
 /* Answer ok, with members (stolen) on presence channels; a command without ref gets none. */
@@ -183,9 +182,11 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     }
     granted = json_string_value(json_object_get(claims.payload, "channel"));
     r = PROTO_E_BAD_TOKEN;
-    if (claims.exp == 0)
+    if (granted == NULL)
+        *why = "a connection token is not a channel token (no channel claim)";
+    else if (claims.exp == 0)
         *why = "a channel token needs exp";
-    else if (granted == NULL || strcmp(granted, cmd->channel) != 0)
+    else if (strcmp(granted, cmd->channel) != 0)
         *why = "the channel token is for another channel";
     else if (strcmp(claims.sub, client_user(c)) != 0)
         *why = "the channel token is for another user";

@@ -98,7 +98,6 @@ struct cmd_hub {
     int nsites;
     struct hist *hist;           /* borrowed: message history */
     struct lim *lim;             /* borrowed: connection limits */
-    atomic_int rpc_inflight;     /* PHP calls in flight, every worker */
 };
 
 /* A job of this type for nworkers workers, with nitems empty items. */

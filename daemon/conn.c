@@ -3,13 +3,24 @@
  *
  * Owns:       struct conn and everything it points to (see conn.h).
  * Called by:  worker.c, on the owning worker's thread only.
- * Invariants: reads of an upgraded conn go into the worker's shared buffer
- *             and are decoded there, in place: an idle conn holds no read
- *             buffer, and a split frame keeps only its header bytes (hdr)
- *             and, for control frames, at most 125 payload bytes. Writes
- *             are queued (one msg ref each) and written with writev from
- *             the worker's prepare watcher, once per loop iteration. Every
- *             close we start counts in stats exactly once, where it starts.
+ * Invariants: reads go into the worker's shared buffer and are decoded
+ *             there, in place: an idle conn holds no read buffer, a head
+ *             that arrives whole (the usual case) is parsed where it lies,
+ *             only a partial one is copied out (sized to what came, at most
+ *             max_header_size), and a split frame keeps only its header
+ *             bytes (hdr) and, for control frames, at most 125 payload
+ *             bytes. Writes are queued (one msg ref each) and written with
+ *             writev from the worker's prepare watcher, once per loop
+ *             iteration. Every close we start counts in stats exactly once,
+ *             where it starts.
+ *
+ * Budget: every byte a peer makes us hold counts against max_queued_bytes
+ * at its real cost: a frame's length, its queue entry, and for a frame made
+ * for this conn alone (answers, pongs, close frames) its allocation, as
+ * glibc rounds it (conn_extra). Pings are answered as RFC 6455 5.5.3
+ * allows: a ping that comes while an earlier pong still waits, unstarted,
+ * replaces that pong's payload, so a flood of pings from a client that
+ * never reads holds one pong, not one per ping.
  *
  * Closing: a close frame (or an HTTP refusal) is queued, the conn leaves
  * the registry (CLOSING), the queue drains, writing is shut down, and the
@@ -38,6 +49,7 @@
 #include "log.h"
 #include "msg.h"
 #include "site.h"
+#include "stats.h"
 #include "tok.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -72,17 +84,97 @@ struct stats *conn_stats(const struct conn *c)
     return c->site >= 0 ? &c->w->sites[c->site].stats : &c->w->stats;
 }
 
+/*
+ * Log a refusal by address. Those at accept, and too_fast ones anywhere,
+ * come in floods: at most one line a second per worker, saying how many
+ * were left out.
+ */
+static void conn_log_refusal(struct worker *w, const char *addr, enum hs_reason r, int at_accept)
+{
+    ev_tstamp now = ev_now(w->loop);
+    char more[64] = "";
+
+    if (!at_accept && r != HS_TOO_FAST) {
+        log_msg(LOG_INFO, "conn", "refused %s: %s", addr, hs_reason_name(r));
+        return;
+    }
+    if (now - w->refused_logged < 1.0) {
+        w->refused_quiet++;
+        return;
+    }
+    if (w->refused_quiet > 0)
+        snprintf(more, sizeof more, " (and %lu more since the last such line)", w->refused_quiet);
+    if (r == HS_TOO_MANY)
+        log_msg(LOG_WARN, "conn", "refused a client: too_many_connections at accept: WebSockets "
+                "hold all %ld descriptors the file limit leaves them (%ld are kept for the API "
+                "and RPC)%s", atomic_load(&w->hub->lim->fd_max), lim_fd_reserve(w->cfg), more);
+    else
+        log_msg(LOG_INFO, "conn", "refused %s: %s%s%s", addr, hs_reason_name(r),
+                at_accept ? " at accept" : "", more);
+    w->refused_logged = now;
+    w->refused_quiet = 0;
+}
+
+/*
+ * Close a socket refused at accept, unread: count it (as conn_stats would)
+ * and log it, before the close, so whoever sees it closed finds the line.
+ */
+static void conn_refuse_at_accept(struct worker *w, int fd, enum hs_reason r, const char *addr)
+{
+    struct stats *st = w->nsites == 1 ? &w->sites[0].stats : &w->stats;
+
+    st->handshakes_refused[r]++;
+    conn_log_refusal(w, addr, r, 1);
+    close(fd);
+}
+
+/*
+ * Check a new socket against the descriptor budget and, for a peer that is
+ * not a trusted proxy, against its address's limits (a proxy's clients are
+ * checked at the upgrade, by X-Forwarded-For). Returns 0 with *counted set
+ * when addr was counted, or -1 when the socket was refused and closed.
+ */
+static int conn_admit_socket(struct worker *w, int fd, char addr[LIM_ADDR_MAX], int *counted)
+{
+    struct lim *l = w->hub->lim;
+    enum hs_reason r;
+
+    *counted = 0;
+    if (lim_fd_take(l) != 0) {
+        conn_refuse_at_accept(w, fd, HS_TOO_MANY, "a client");
+        return -1;
+    }
+    if (!lim_addr_on(w->cfg) || lim_peer(fd, addr) != 0 || lim_trusted(w->cfg, addr))
+        return 0;
+    r = lim_addr_enter(l, w->cfg, addr, lim_now());
+    if (r != HS_OK) {
+        lim_fd_release(l);
+        conn_refuse_at_accept(w, fd, r, addr);
+        return -1;
+    }
+    *counted = 1;
+    return 0;
+}
+
 void conn_accept(struct worker *w, int fd)
 {
-    struct conn *c = xcalloc(1, sizeof *c);
+    char addr[LIM_ADDR_MAX];
+    struct conn *c;
+    int counted;
 
+    if (conn_admit_socket(w, fd, addr, &counted) != 0)
+        return;
+    c = xcalloc(1, sizeof *c);
     c->w = w;
     c->fd = fd;
     /* With one site every connection is its from the first byte: its 404s and timeouts too. */
     c->site = w->nsites == 1 ? 0 : -1;
     c->id = ++w->next_conn_id;
     c->state = CONN_HANDSHAKE;
-    c->head = xmalloc(w->cfg->max_header_size);
+    if (counted) {
+        c->addr = xstrdup(addr);
+        c->addr_checked = c->addr_counted = 1;
+    }
     ev_io_init(&c->io, conn_on_io, fd, EV_READ);
     ev_io_start(w->loop, &c->io);
     worker_timer_add(w, c, CONN_TIMER_HANDSHAKE,
@@ -103,27 +195,59 @@ static void conn_want_write(struct conn *c, int want)
 
 static void conn_overflow(struct conn *c);
 
-int conn_send(struct conn *c, struct msg *m)
+/* glibc's chunk for malloc(n) on 64-bit: n and a size word, rounded up to 16, at least 32. */
+static size_t conn_chunk(size_t n)
 {
+    size_t chunk = (n + 8 + 15) & ~(size_t)15;
+
+    return chunk < 32 ? 32 : chunk;
+}
+
+/* What queuing m costs beyond its length: its entry and, for a frame of c's own, its msg. */
+static uint32_t conn_extra(const struct msg *m, int own)
+{
+    size_t extra = conn_chunk(sizeof(struct conn_out));
+
+    if (own)
+        extra += conn_chunk(sizeof *m + m->len) - m->len;
+    return (uint32_t)extra;
+}
+
+/* Queue m, taking over a reference; 0 when that would pass max_queued_bytes (conn_send). */
+static int conn_queue(struct conn *c, struct msg *m, int own)
+{
+    uint32_t extra = conn_extra(m, own);
     struct conn_out *o;
 
     if (c->state == CONN_OPEN &&
-        (c->overflow || c->out_bytes + m->len > c->w->cfg->max_queued_bytes)) {
+        (c->overflow || c->out_bytes + m->len + extra > c->w->cfg->max_queued_bytes)) {
+        msg_unref(m);
         conn_overflow(c);
         return 0;
     }
     o = worker_out_get(c->w);
-    o->msg = msg_ref(m);
+    o->msg = m;
+    o->extra = extra;
     o->next = NULL;
     if (c->out_tail != NULL)
         c->out_tail->next = o;
     else
         c->out_head = o;
     c->out_tail = o;
-    c->out_bytes += m->len;
+    c->out_bytes += m->len + extra;
     if (!c->want_write)
         worker_pending_add(c->w, c);
     return 1;
+}
+
+int conn_send(struct conn *c, struct msg *m)
+{
+    return conn_queue(c, msg_ref(m), 0);
+}
+
+int conn_send_own(struct conn *c, struct msg *m)
+{
+    return conn_queue(c, m, 1);
 }
 
 /* Drop written bytes from the front of the queue. */
@@ -133,13 +257,16 @@ static void conn_consume(struct conn *c, size_t n)
         struct conn_out *o = c->out_head;
         size_t left = o->msg->len - c->out_off;
 
+        /* Being written: a later ping gets a pong of its own. */
+        if (o == c->pong)
+            c->pong = NULL;
         if (n < left) {
             c->out_off += (uint32_t)n;
             c->out_bytes -= n;
             return;
         }
         n -= left;
-        c->out_bytes -= left;
+        c->out_bytes -= left + o->extra;
         c->out_off = 0;
         c->out_head = o->next;
         if (c->out_head == NULL)
@@ -199,9 +326,9 @@ static void conn_leave_open(struct conn *c)
     if (c->state != CONN_OPEN)
         return;
     client_closed(c);
-    if (c->counted)
-        lim_release(c->w->hub->lim, c->addr);
-    c->counted = 0;
+    if (c->total_counted)
+        lim_total_release(c->w->hub->lim);
+    c->total_counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
         dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id),
                    c->w->id);
@@ -217,8 +344,7 @@ static void conn_begin_closing(struct conn *c, struct msg *m)
     worker_timer_remove(c->w, c);
     c->state = CONN_CLOSING;
     c->close_queued = 1;
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, m);
     worker_timer_add(c->w, c, CONN_TIMER_CLOSING, ev_now(c->w->loop) + CONN_LINGER);
 }
 
@@ -241,6 +367,8 @@ static void conn_truncate_queue(struct conn *c)
     struct conn_out *keep = c->out_off > 0 ? c->out_head : NULL;
     struct conn_out *o = keep != NULL ? keep->next : c->out_head;
 
+    c->pong = NULL;
+
     while (o != NULL) {
         struct conn_out *next = o->next;
 
@@ -251,7 +379,7 @@ static void conn_truncate_queue(struct conn *c)
     if (keep != NULL) {
         keep->next = NULL;
         c->out_tail = keep;
-        c->out_bytes = keep->msg->len - c->out_off;
+        c->out_bytes = keep->msg->len - c->out_off + keep->extra;
     } else {
         c->out_head = c->out_tail = NULL;
         c->out_bytes = 0;
@@ -305,6 +433,9 @@ void conn_free(struct conn *c)
     worker_timer_remove(c->w, c);
     conn_consume(c, SIZE_MAX);
     close(c->fd);
+    lim_fd_release(c->w->hub->lim);
+    if (c->addr_counted)
+        lim_addr_leave(c->w->hub->lim, c->w->cfg, c->addr, lim_now());
     c->w->nconns--;
     free(c->head);
     free(c->ctrl);
@@ -325,6 +456,7 @@ static void conn_refuse(struct conn *c, enum hs_reason r)
             hs_reason_name(r), hs_status(r));
     free(c->head);
     c->head = NULL;
+    c->head_len = c->head_cap = 0;
     conn_begin_closing(c, msg_new_raw(buf, n));
 }
 
@@ -336,7 +468,11 @@ void conn_expire(struct conn *c)
         conn_kill(c);
 }
 
-/* Verify the offered token, if any. Fills *claims on success. */
+/*
+ * Verify the offered token, if any. Fills *claims on success. A token with
+ * a "channel" claim is a channel token (herald_channel_token), made for a
+ * subscribe command: it is not a connection token, whatever else it holds.
+ */
 static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
                                         struct tok_claims *claims)
 {
@@ -363,36 +499,50 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
                 tok_strerror(r));
         return HS_BAD_TOKEN;
     }
-    if (client_claims(c, claims->payload, &why) != 0) {
-        log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
-                why);
-        return HS_BAD_TOKEN;
-    }
-    return HS_OK;
+    if (json_object_get(claims->payload, "channel") != NULL)
+        why = "a channel token is not a connection token";
+    else if (client_claims(c, claims->payload, &why) == 0)
+        return HS_OK;
+    log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id, why);
+    return HS_BAD_TOKEN;
 }
 
 static void conn_feed(struct conn *c, uint8_t *p, size_t n);
 
-/* Count the connection against max_connections and max_connections_per_ip. */
-static enum hs_reason conn_admit(struct conn *c, const struct http_request *req)
+/*
+ * Check the client's address (a trusted proxy's client: X-Forwarded-For)
+ * against max_connections_per_ip and connect_rate, unless that was done at
+ * accept, and count it there until the conn is freed.
+ */
+static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request *req)
 {
     const struct cfg *cfg = c->w->cfg;
     char addr[LIM_ADDR_MAX];
     enum hs_reason r;
 
-    snprintf(addr, sizeof addr, "a client");
-    if (cfg->max_connections_per_ip == 0) {
-        r = lim_admit(c->w->hub->lim, cfg, NULL);
-    } else {
-        if (lim_client_addr(cfg, c->fd, req, addr) < 0)
-            snprintf(addr, sizeof addr, "unknown");
-        r = lim_admit(c->w->hub->lim, cfg, addr);
-        if (r == HS_OK)
-            c->addr = xstrdup(addr);
+    if (c->addr_checked || !lim_addr_on(cfg))
+        return HS_OK;
+    c->addr_checked = 1;
+    if (lim_client_addr(cfg, c->fd, req, addr) < 0)
+        snprintf(addr, sizeof addr, "unknown");
+    r = lim_addr_enter(c->w->hub->lim, cfg, addr, lim_now());
+    if (r != HS_OK) {
+        conn_log_refusal(c->w, addr, r, 0);
+        return r;
     }
-    c->counted = r == HS_OK;
+    c->addr = xstrdup(addr);
+    c->addr_counted = 1;
+    return HS_OK;
+}
+
+/* Count the connection against max_connections, from its 101 until it leaves OPEN. */
+static enum hs_reason conn_admit_total(struct conn *c)
+{
+    enum hs_reason r = lim_total_take(c->w->hub->lim, c->w->cfg);
+
+    c->total_counted = r == HS_OK;
     if (r != HS_OK)
-        log_msg(LOG_INFO, "conn", "refused %s: %s", addr, hs_reason_name(r));
+        conn_log_refusal(c->w, c->addr != NULL ? c->addr : "a client", r, 0);
     return r;
 }
 
@@ -442,29 +592,33 @@ static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *
     return hs_check(req, &pol, res);
 }
 
-/* The head is complete: check it, answer 101 or refuse, then read frames. */
-static void conn_upgrade(struct conn *c, const struct http_request *req, size_t head_len)
+/*
+ * The head is complete: check it, answer 101 or refuse. Every head that
+ * gets here counts against its address's rate, refused or not, so a loop
+ * of bad requests through a proxy is cut off like a loop of good ones.
+ */
+static void conn_upgrade(struct conn *c, const struct http_request *req)
 {
     struct tok_claims claims;
     struct hs_result res;
-    enum hs_reason r;
+    enum hs_reason r, a;
     char buf[256];
-    struct msg *m;
 
     memset(&claims, 0, sizeof claims);
     r = conn_pick_site(c, req, &res);
+    a = conn_admit_addr(c, req);
+    if (r == HS_OK)
+        r = a;
     if (r == HS_OK)
         r = conn_authenticate(c, &res, &claims);
     if (r == HS_OK)
-        r = conn_admit(c, req);
+        r = conn_admit_total(c);
     if (r != HS_OK) {
         tok_claims_free(&claims);
         conn_refuse(c, r);
         return;
     }
-    m = msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res));
-    conn_send(c, m);
-    msg_unref(m);
+    conn_send_own(c, msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res)));
     worker_timer_remove(c->w, c);
     c->state = CONN_OPEN;
     worker_open_add(c->w, c);
@@ -479,41 +633,96 @@ static void conn_upgrade(struct conn *c, const struct http_request *req, size_t 
             claims.sub[0] ? claims.sub : "(anonymous)");
     tok_claims_free(&claims);
     conn_opened(c, &res);
-    /* Frames the client sent right behind its head are not lost. */
-    if (c->head_len > head_len)
-        conn_feed(c, (uint8_t *)c->head + head_len, c->head_len - head_len);
-    free(c->head);
-    c->head = NULL;
 }
 
-/* Read more of the request head and act once it is complete. */
-static void conn_read_handshake(struct conn *c)
+/*
+ * http_parse_request said r about buf[0..len): refuse, or upgrade and
+ * decode the frames the client sent right behind its head (the rest of buf,
+ * then more[0..nmore), read with it), so they are not lost.
+ */
+static void conn_head_done(struct conn *c, int r, const struct http_request *req, uint8_t *buf,
+                           size_t len, uint8_t *more, size_t nmore)
 {
-    size_t cap = c->w->cfg->max_header_size;
+    if (r == HTTP_NEED_MORE || r == HTTP_TOO_MANY_HEADERS ||
+        (r > 0 && (size_t)r > c->w->cfg->max_header_size)) {
+        conn_refuse(c, HS_TOO_LARGE);
+    } else if (r < 0) {
+        conn_refuse(c, HS_BAD_REQUEST);
+    } else {
+        conn_upgrade(c, req);
+        conn_feed(c, buf + r, len - (size_t)r);
+        conn_feed(c, more, nmore);
+    }
+    free(c->head);
+    c->head = NULL;
+    c->head_len = c->head_cap = 0;
+}
+
+/* Make room in c->head for n bytes in all: a power of two from 256, at most max_header_size. */
+static void conn_head_room(struct conn *c, size_t n)
+{
+    size_t max = c->w->cfg->max_header_size, cap = c->head_cap ? c->head_cap : 256;
+
+    while (cap < n)
+        cap *= 2;
+    if (cap > max)
+        cap = max > n ? max : n;
+    if (cap != c->head_cap) {
+        c->head = xrealloc(c->head, cap);
+        c->head_cap = (uint32_t)cap;
+    }
+}
+
+/* The first bytes of a head, in the worker's buffer: parse them there; keep a partial head. */
+static void conn_head_first(struct conn *c, uint8_t *p, size_t n)
+{
     struct http_request req;
-    ssize_t n;
+    int r = http_parse_request((const char *)p, n, &req);
+
+    if (r == HTTP_NEED_MORE && n < c->w->cfg->max_header_size) {
+        conn_head_room(c, n);
+        memcpy(c->head, p, n);
+        c->head_len = (uint32_t)n;
+        return;
+    }
+    conn_head_done(c, r, &req, p, n, NULL, 0);
+}
+
+/* More of a partial head: append what fits under max_header_size and parse it all again. */
+static void conn_head_more(struct conn *c, uint8_t *p, size_t n)
+{
+    size_t max = c->w->cfg->max_header_size;
+    size_t take = c->head_len < max ? max - c->head_len : 0;
+    struct http_request req;
     int r;
 
-    n = read(c->fd, c->head + c->head_len, cap - c->head_len);
+    if (take > n)
+        take = n;
+    conn_head_room(c, c->head_len + take);
+    memcpy(c->head + c->head_len, p, take);
+    c->head_len += (uint32_t)take;
+    r = http_parse_request(c->head, c->head_len, &req);
+    if (r == HTTP_NEED_MORE && c->head_len < max)
+        return;
+    conn_head_done(c, r, &req, (uint8_t *)c->head, c->head_len, p + take, n - take);
+}
+
+/* Read into the worker's shared buffer; act on the head once it is complete. */
+static void conn_read_handshake(struct conn *c)
+{
+    struct worker *w = c->w;
+    ssize_t n = read(c->fd, w->rbuf, w->rbuf_size);
+
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         conn_kill(c);
         return;
     }
-    c->head_len += (uint32_t)n;
-    r = http_parse_request(c->head, c->head_len, &req);
-    if (r == HTTP_NEED_MORE) {
-        if (c->head_len == cap)
-            conn_refuse(c, HS_TOO_LARGE);
-        return;
-    }
-    if (r == HTTP_TOO_MANY_HEADERS)
-        conn_refuse(c, HS_TOO_LARGE);
-    else if (r < 0)
-        conn_refuse(c, HS_BAD_REQUEST);
+    if (c->head == NULL)
+        conn_head_first(c, w->rbuf, (size_t)n);
     else
-        conn_upgrade(c, &req, (size_t)r);
+        conn_head_more(c, w->rbuf, (size_t)n);
 }
 
 /* A whole data message has arrived: text is a command, binary is ignored. */
@@ -548,17 +757,43 @@ static void conn_close_received(struct conn *c)
         conn_begin_closing(c, msg_new_close(code));
 }
 
+/*
+ * Answer the ping just read. A pong still waiting, unstarted, takes this
+ * ping's payload instead of a second pong being queued (RFC 6455 5.5.3: a
+ * pong for the latest ping suffices); one partly written is left alone.
+ * A payload of the same length is written over the old one: that pong is
+ * c's own and nothing has read it yet (msg.h), so a flood of pings costs
+ * no allocation at all.
+ */
+static void conn_pong(struct conn *c)
+{
+    struct conn_out *o = c->pong;
+    struct msg *m;
+
+    if (o != NULL && o->msg->len == 2u + c->ctrl_len) {
+        memcpy(o->msg->data + 2, c->ctrl, c->ctrl_len); /* a control frame's header is 2 bytes */
+        return;
+    }
+    m = msg_new(WS_OP_PONG, c->ctrl, c->ctrl_len);
+    if (o == NULL) {
+        if (conn_send_own(c, m))
+            c->pong = c->out_tail;
+        return;
+    }
+    c->out_bytes -= o->msg->len + o->extra;
+    msg_unref(o->msg);
+    o->msg = m;
+    o->extra = conn_extra(m, 1);
+    c->out_bytes += m->len + o->extra;
+}
+
 /* A frame's payload is complete. */
 static void conn_frame_end(struct conn *c)
 {
-    struct msg *m;
-
     c->in_frame = 0;
     switch (c->frame.opcode) {
     case WS_OP_PING:
-        m = msg_new(WS_OP_PONG, c->ctrl, c->ctrl_len);
-        conn_send(c, m);
-        msg_unref(m);
+        conn_pong(c);
         break;
     case WS_OP_PONG:
         c->ping_out = 0;

@@ -1,8 +1,9 @@
 /*
  * conn.h -- one client connection: handshake, frame reading, out-queue.
  *
- * Owns:       struct conn, its socket, its handshake buffer, the message
- *             being reassembled, and one msg reference per queued frame.
+ * Owns:       struct conn, its socket, its handshake buffer (only while a
+ *             partial head waits for the rest), the message being
+ *             reassembled, and one msg reference per queued frame.
  * Called by:  worker.c (accept, publish, timers, flush, free).
  * Invariants: only the owning worker's thread touches a conn. A conn is
  *             never freed inside its own callback: conn_kill marks it dead
@@ -45,10 +46,11 @@ enum conn_timer {
     CONN_TIMER_CLOSING,
 };
 
-/* One queued frame: a reference to a shared msg. */
+/* One queued frame: a reference to a msg, shared or the conn's own. */
 struct conn_out {
     struct conn_out *next;   /* owned by the queue */
     struct msg *msg;         /* ref */
+    uint32_t extra;          /* what it costs beyond msg->len (conn.c, conn_extra) */
 };
 
 struct conn {
@@ -74,12 +76,15 @@ struct conn {
     unsigned in_frame : 1;       /* reading a payload */
     unsigned mtext : 1;          /* the message being read is TEXT */
     unsigned overflow : 1;       /* over max_queued_bytes: close 1008 before the next poll */
-    unsigned counted : 1;        /* counted by lim_admit until it leaves OPEN */
+    unsigned total_counted : 1;  /* counted by lim_total_take until it leaves OPEN */
+    unsigned addr_checked : 1;   /* checked against its address (at accept, or the upgrade) */
+    unsigned addr_counted : 1;   /* counted by lim_addr_enter under addr until freed */
     uint8_t hdr_len;             /* bytes of a split frame header in hdr */
     uint8_t hdr[WS_MAX_CLIENT_HEADER];
     uint8_t ctrl_len;
-    char *head;                  /* owned: request head (handshake only) */
+    char *head;                  /* owned: a partial request head, or NULL */
     uint32_t head_len;
+    uint32_t head_cap;
     struct ws_frame frame;       /* the frame being read */
     uint64_t frame_left;         /* payload bytes still to come */
     uint64_t frame_off;          /* payload bytes read (mask offset) */
@@ -91,24 +96,38 @@ struct conn {
     uint64_t mcap;
     struct conn_out *out_head;   /* owned */
     struct conn_out *out_tail;   /* borrowed */
+    struct conn_out *pong;       /* borrowed: the queued pong not yet started, or NULL */
     uint32_t out_off;            /* bytes of out_head already written */
-    uint64_t out_bytes;          /* bytes queued, for backpressure */
+    uint64_t out_bytes;          /* what the queue costs: unsent bytes plus each entry's extra */
     struct reg_link link;        /* registry entry, when a user is known */
     struct client *client;       /* owned: protocol state (client.h), or NULL */
     uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
-    char *addr;                  /* owned: client address counted by lim.h, or NULL */
+    char *addr;                  /* owned: the client address counted by lim.h, or NULL */
 };
 
-/* Take over an accepted socket and start reading its handshake. */
+/*
+ * Take over an accepted socket and start reading its handshake, or close
+ * it at once, unread, counted in /stats handshakes_refused: when WebSockets
+ * would pass their share of the file limit (too_many_connections), or when
+ * a peer that is not a trusted proxy is over max_connections_per_ip or
+ * connect_rate (too_many_from_address, too_fast).
+ */
 void conn_accept(struct worker *w, int fd);
 
 /*
- * Queue a frame (takes a new reference); the worker flushes before polling.
- * Returns 1, or 0 when the conn is over max_queued_bytes: then its backlog
- * is dropped and it is closed with 1008 from the prepare watcher, not here,
- * so publish loops over the registry are never disturbed.
+ * Queue a shared frame (takes a new reference); the worker flushes before
+ * polling. Returns 1, or 0 when the conn is over max_queued_bytes: then its
+ * backlog is dropped and it is closed with 1008 from the prepare watcher,
+ * not here, so publish loops over the registry are never disturbed. What a
+ * frame costs against max_queued_bytes is its length and its queue entry.
  */
 int conn_send(struct conn *c, struct msg *m);
+
+/*
+ * Queue a frame made for c alone (an answer, a close frame), taking over
+ * the caller's reference: as conn_send, but it also costs its allocation.
+ */
+int conn_send_own(struct conn *c, struct msg *m);
 
 /* Run deferred work (the 1008 close of an overflowed conn), then flush. */
 void conn_service(struct conn *c);

@@ -61,6 +61,7 @@ static const struct {
     [HS_BAD_TOKEN] = {401, "Unauthorized", "bad_token"},
     [HS_TOO_MANY] = {503, "Service Unavailable", "too_many_connections"},
     [HS_ADDR_LIMIT] = {429, "Too Many Requests", "too_many_from_address"},
+    [HS_TOO_FAST] = {429, "Too Many Requests", "too_fast"},
 };
 
 /* Is r one of the reasons in the table? */

@@ -40,6 +40,7 @@ enum hs_reason {
     HS_BAD_TOKEN,       /* 401: token failed verification */
     HS_TOO_MANY,        /* 503: max_connections reached */
     HS_ADDR_LIMIT,      /* 429: max_connections_per_ip reached for this client address */
+    HS_TOO_FAST,        /* 429: over connect_rate new connections for this client address */
     HS_REASON_COUNT
 };
 

@@ -9,8 +9,12 @@
  *             config, listeners, workers, API, "ready". Shutdown (SIGTERM or
  *             SIGINT): the API stops first so no publish is half-done, then
  *             every worker closes its connections with 1001 and ends, then
- *             socket files are removed and the process exits 0.
+ *             socket files are removed and the process exits 0. Once all
+ *             is started, WebSockets get what the file limit leaves beside
+ *             the descriptors then open and those kept for the API and RPC
+ *             (set_fd_budget, again on each reload).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +50,8 @@ struct herald {
     struct hist hist;            /* message history */
     struct lim lim;              /* connection limits */
     struct api *api;             /* owned */
+    long fdlimit;                /* RLIMIT_NOFILE as raised at start, or -1 */
+    long fd_base;                /* descriptors open once started, WebSockets aside, or -1 */
 };
 
 /* Create and start the workers (and the shared unix listener, if any). */
@@ -71,7 +77,6 @@ static int start_workers(struct herald *h, char **cause)
     h->hub.nsites = h->nsites;
     h->hub.hist = &h->hist;
     h->hub.lim = &h->lim;
-    atomic_init(&h->hub.rpc_inflight, 0);
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
@@ -120,6 +125,46 @@ static void free_workers(struct herald *h)
     }
 }
 
+/* Descriptors open now, WebSockets aside (listeners, loops, the API's sockets); -1 if unknown. */
+static long count_other_fds(struct herald *h)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    long n = -1; /* the directory's own descriptor */
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - atomic_load(&h->lim.fds);
+}
+
+/*
+ * Let WebSockets hold what the file limit leaves beside the descriptors
+ * open at start and those kept for the API and RPC (lim_fd_reserve): then
+ * however many sockets browsers open, PHP can still publish and RPC can
+ * still reach php-fpm. Called once started, and after each reload.
+ */
+static void set_fd_budget(struct herald *h)
+{
+    long reserve = lim_fd_reserve(h->cfg), max;
+
+    if (h->fdlimit <= 0 || h->fd_base < 0) {
+        log_msg(LOG_WARN, "main", "file limit unknown: WebSocket connections are not kept "
+                "from taking the API's descriptors");
+        return;
+    }
+    max = h->fdlimit - h->fd_base - reserve;
+    if (max < 0)
+        max = 0;
+    lim_set_fd_max(&h->lim, max);
+    log_msg(max < 100 ? LOG_WARN : LOG_INFO, "main", "file limit %ld: up to %ld WebSocket "
+            "connections; %ld descriptors kept for the API and RPC, %ld in use at start",
+            h->fdlimit, max, reserve, h->fd_base);
+}
+
 /*
  * SIGHUP: read the configuration again. Settings that need a restart keep
  * their running values; the workers and the API switch to the new snapshot
@@ -158,6 +203,7 @@ static void reload(struct herald *h)
     h->retired = xrealloc(h->retired, (h->nretired + 1) * sizeof *h->retired);
     h->retired[h->nretired++] = h->cfg;
     h->cfg = next;
+    set_fd_budget(h);
     log_msg(LOG_INFO, "main", "configuration reloaded from %s", next->file);
     svc_notify("READY=1");
 }
@@ -174,7 +220,10 @@ static void free_cfgs(struct herald *h)
     free(h->cfg);
 }
 
-/* Wait for SIGTERM or SIGINT, reloading on SIGHUP. Once a second, drop history past its age. */
+/*
+ * Wait for SIGTERM or SIGINT, reloading on SIGHUP. Once a second, drop
+ * history past its age and client addresses with nothing left to count.
+ */
 static void wait_for_stop(struct herald *h, const sigset_t *set)
 {
     struct timespec tick = {.tv_sec = 1};
@@ -184,10 +233,12 @@ static void wait_for_stop(struct herald *h, const sigset_t *set)
         int sig = sigtimedwait(set, &si, &tick);
 
         if (sig < 0) {
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
                 hist_sweep(&h->hist);
-            else if (errno != EINTR)
+                lim_sweep(&h->lim, h->cfg, lim_now());
+            } else if (errno != EINTR) {
                 log_fatal("main", "sigtimedwait: %s", strerror(errno));
+            }
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
@@ -255,6 +306,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     fdlimit = net_raise_fd_limit();
+    h.fdlimit = fdlimit;
 
     if (start_workers(&h, &cause) != 0)
         goto fail;
@@ -264,6 +316,8 @@ int main(int argc, char **argv)
     if (svc_drop_privileges(h.cfg->user, h.cfg->group, &cause) != 0)
         goto fail;
     log_startup(&h, fdlimit);
+    h.fd_base = count_other_fds(&h);
+    set_fd_budget(&h);
     log_msg(LOG_INFO, "main", "ready");
     svc_notify("READY=1\nSTATUS=accepting connections");
 

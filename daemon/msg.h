@@ -5,8 +5,11 @@
  *             with an atomic reference count.
  * Called by:  fcgi/routes.c (creates one per publish, on an API thread),
  *             conn.c (each out-queue entry holds one reference).
- * Invariants: the bytes never change after msg_new*; only refs is touched
- *             by more than one thread, atomically. The last msg_unref frees.
+ * Invariants: the bytes never change after msg_new*, but for one case: a
+ *             pong a conn holds alone and has not started writing takes a
+ *             later ping's payload in place (conn.c, conn_pong). Only refs
+ *             is touched by more than one thread, atomically. The last
+ *             msg_unref frees.
  */
 #ifndef HERALD_MSG_H
 #define HERALD_MSG_H

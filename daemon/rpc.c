@@ -31,6 +31,7 @@
 #include "log.h"
 #include "net.h"
 #include "proto.h"
+#include "site.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -118,7 +119,7 @@ static void rpc_free(struct rpc_call *call)
     if (call->fd >= 0)
         close(call->fd);
     rpc_unlink(w, call);
-    atomic_fetch_sub(&w->hub->rpc_inflight, 1);
+    atomic_fetch_sub(&w->hub->sites[call->site].rpc_inflight, 1);
     fcgic_parser_free(&call->parser);
     json_decref(call->ref);
     free(call->channel);
@@ -160,12 +161,13 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
                            json_t *body, int *err)
 {
     const struct cfg *cfg = w->cfg->sites[site];
+    atomic_int *inflight = &w->hub->sites[site].rpc_inflight;
     struct rpc_call *call;
     char *text, *cause = NULL;
     int r;
 
-    if (atomic_fetch_add(&w->hub->rpc_inflight, 1) >= cfg->rpc_max_inflight) {
-        atomic_fetch_sub(&w->hub->rpc_inflight, 1);
+    if (atomic_fetch_add(inflight, 1) >= cfg->rpc_max_inflight) {
+        atomic_fetch_sub(inflight, 1);
         json_decref(body);
         /* A client's call is answered rpc_busy (a client error); a hook is dropped. */
         if (kind == RPC_CONNECT || kind == RPC_DISCONNECT)

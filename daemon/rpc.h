@@ -9,8 +9,9 @@
  * Invariants: nothing here blocks: the connect, the writes and the reads
  *             are all non-blocking and driven by the loop, and every call
  *             ends within rpc_timeout. A call ends exactly once, through
- *             client_rpc_done, and is freed right after it returns. The
- *             hub's rpc_inflight counts calls between start and end.
+ *             client_rpc_done, and is freed right after it returns. Each
+ *             site's rpc_inflight (site.h) counts its calls between
+ *             start and end, so one site's calls cannot take another's.
  */
 #ifndef HERALD_RPC_H
 #define HERALD_RPC_H
@@ -72,7 +73,7 @@ struct rpc_result {
  * Start a call of this kind to site's PHP, for conn c (NULL for a hook) with
  * body (stolen: the request's JSON object, to which "type" and "time" are
  * added). Returns the call, or NULL with *err set: PROTO_E_RPC_BUSY over
- * rpc_max_inflight, PROTO_E_RPC_UNAVAILABLE when no socket can be made.
+ * the site's rpc_max_inflight, PROTO_E_RPC_UNAVAILABLE when no socket can be made.
  * Counted here, once: a hook over rpc_max_inflight as rpc_dropped, a call
  * that cannot reach php-fpm as rpc_failed.
  */

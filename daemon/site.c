@@ -17,6 +17,7 @@ void site_init(struct site *s, const char *name)
     dir_init(&s->users);
     dir_init(&s->chans);
     pres_init(&s->pres);
+    atomic_init(&s->rpc_inflight, 0);
 }
 
 void site_free(struct site *s)

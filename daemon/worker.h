@@ -74,6 +74,8 @@ struct worker {
     uint8_t *rbuf;               /* owned: shared read buffer */
     size_t rbuf_size;
     struct msg *ping_msg;        /* ref */
+    ev_tstamp refused_logged;    /* when a flood of refusals was last logged (conn.c) */
+    unsigned long refused_quiet; /* refusals not logged since then */
     uint64_t next_conn_id;       /* worker id << 48, then a counter */
     int shutting_down;
     ev_tstamp shutdown_deadline;

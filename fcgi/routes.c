@@ -364,14 +364,14 @@ static json_t *routes_client_errors(const struct stats *st)
     return o;
 }
 
-/* The RPC counters. */
-static json_t *routes_rpc(struct api *a, const struct stats *st)
+/* The RPC counters; inflight is the site's own (its rpc_max_inflight is its own budget). */
+static json_t *routes_rpc(struct api *a, int site, const struct stats *st)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i}", "calls", (json_int_t)st->rpc_calls,
                      "replies", (json_int_t)st->rpc_replies, "app_errors",
                      (json_int_t)st->rpc_app_errors, "failed", (json_int_t)st->rpc_failed,
                      "dropped", (json_int_t)st->rpc_dropped, "inflight",
-                     atomic_load(&a->hub->rpc_inflight));
+                     atomic_load(&a->hub->sites[site].rpc_inflight));
 }
 
 /* The history's gauges. */
@@ -420,7 +420,7 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(&hs->chans)));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
-    json_object_set_new(o, "rpc", routes_rpc(a, st));
+    json_object_set_new(o, "rpc", routes_rpc(a, site, st));
     json_object_set_new(o, "history", routes_history(a->hub->hist));
     json_object_set_new(o, "recoveries", json_pack("{s:I, s:I}", "ok",
                                                    (json_int_t)st->recoveries_ok, "failed",

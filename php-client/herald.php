@@ -113,7 +113,8 @@ function herald_broadcast(string $event, mixed $data = null): int|false
  *
  * @param string|int           $userId the user id
  * @param int                  $ttl    seconds until it expires
- * @param array<string, mixed> $claims extra claims (not "sub")
+ * @param array<string, mixed> $claims extra claims (not "sub", nor "channel": that is a
+ *                                     channel token, herald_channel_token())
  *
  * @return string the token
  *

@@ -162,7 +162,8 @@ final class Client
      *
      * @param string|int           $userId the user id
      * @param int                  $ttl    seconds until it expires
-     * @param array<string, mixed> $claims extra claims (not "sub")
+     * @param array<string, mixed> $claims extra claims (not "sub", nor "channel": that is a
+     *                                     channel token, channelToken())
      *
      * @return string the token, for ws://host/ws?token=... or the subprotocol
      *

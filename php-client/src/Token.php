@@ -14,6 +14,9 @@
  * "channel", which a connection sends in {"op":"subscribe","token":...} to
  * join a channel its connection token does not grant. The daemon requires its
  * "sub" to equal the connection's user and its "channel" to equal the channel.
+ * The "channel" claim is what tells the two kinds apart: the daemon refuses a
+ * channel token as a connection token (401 bad_token) and a token without it
+ * as a channel token, so sign() never puts one in a connection token.
  *
  * verify() mirrors the daemon's checks, for tests and tools; the signature is
  * compared with hash_equals, never with ===.
@@ -36,13 +39,14 @@ final class Token
      * @param string               $secret the daemon's secret (HERALD_SECRET)
      * @param string|int           $userId the user id; an int is sent as its decimal string
      * @param int                  $ttl    seconds until the token expires (at least 1)
-     * @param array<string, mixed> $claims extra claims; they may set anything but "sub"
+     * @param array<string, mixed> $claims extra claims; they may set anything but "sub" and
+     *                                     "channel" (which makes a channel token: signChannel())
      * @param int|null             $now    the issue time (default: time())
      *
      * @return string the compact token "header.claims.signature"
      *
      * @throws Exception when the secret is empty, the user id or ttl is invalid, the
-     *                   claims set "sub" or cannot be encoded as JSON
+     *                   claims set "sub" or "channel" or cannot be encoded as JSON
      */
     public static function sign(
         string $secret,
@@ -51,27 +55,14 @@ final class Token
         array $claims = [],
         ?int $now = null
     ): string {
-        if ($secret === '') {
-            throw new Exception('the secret is empty');
-        }
-        if ($ttl < 1) {
-            throw new Exception("ttl must be at least 1 second, got $ttl");
-        }
         if (array_key_exists('sub', $claims)) {
             throw new Exception('claims may not set "sub": pass the user id instead');
         }
-        $now ??= time();
-        $payload = ['sub' => self::userId($userId), 'iat' => $now, 'exp' => $now + $ttl];
-        foreach ($claims as $name => $value) {
-            $payload[$name] = $value;
+        if (array_key_exists('channel', $claims)) {
+            throw new Exception('claims may not set "channel": Herald refuses a channel token as a '
+                . 'connection token; make one with signChannel()');
         }
-        try {
-            $json = json_encode($payload, self::JSON_FLAGS);
-        } catch (\JsonException $e) {
-            throw new Exception('claims cannot be encoded as JSON: ' . $e->getMessage(), 0, $e);
-        }
-        $input = self::base64url(self::HEADER) . '.' . self::base64url($json);
-        return $input . '.' . self::base64url(hash_hmac('sha256', $input, $secret, true));
+        return self::signClaims($secret, $userId, $ttl, $claims, $now);
     }
 
     /**
@@ -94,7 +85,37 @@ final class Token
         int $ttl = 3600,
         ?int $now = null
     ): string {
-        return self::sign($secret, $userId, $ttl, ['channel' => self::channel($channel)], $now);
+        return self::signClaims($secret, $userId, $ttl, ['channel' => self::channel($channel)], $now);
+    }
+
+    /**
+     * Sign "sub", "iat", "exp" and the given claims (checked by the caller).
+     *
+     * @param array<string, mixed> $claims
+     *
+     * @throws Exception when the secret is empty, the user id or ttl is invalid, or the
+     *                   claims cannot be encoded as JSON
+     */
+    private static function signClaims(string $secret, string|int $userId, int $ttl, array $claims, ?int $now): string
+    {
+        if ($secret === '') {
+            throw new Exception('the secret is empty');
+        }
+        if ($ttl < 1) {
+            throw new Exception("ttl must be at least 1 second, got $ttl");
+        }
+        $now ??= time();
+        $payload = ['sub' => self::userId($userId), 'iat' => $now, 'exp' => $now + $ttl];
+        foreach ($claims as $name => $value) {
+            $payload[$name] = $value;
+        }
+        try {
+            $json = json_encode($payload, self::JSON_FLAGS);
+        } catch (\JsonException $e) {
+            throw new Exception('claims cannot be encoded as JSON: ' . $e->getMessage(), 0, $e);
+        }
+        $input = self::base64url(self::HEADER) . '.' . self::base64url($json);
+        return $input . '.' . self::base64url(hash_hmac('sha256', $input, $secret, true));
     }
 
     /**

@@ -87,11 +87,21 @@ def test_frames_arriving_byte_by_byte_are_reassembled(herald):
         assert ws.alive()
 
 
-def test_a_thousand_pings_in_one_write_get_a_thousand_pongs(herald):
+def test_a_thousand_pings_in_one_write_get_one_pong_for_the_last(herald):
+    # RFC 6455 5.5.3: a pong for the latest ping suffices. Herald keeps at most one pong
+    # waiting per connection (a ping flood from a client that never reads holds one
+    # pong, not one per ping: 82-hostile-ws), so the burst is answered once, with the
+    # last payload (or a few times, if the write arrives in several reads).
     with herald.raw_ws("burst") as ws:
         ws.send(b"".join(fr(OP_PING, b"%d" % i) for i in range(1000)))
-        got = [ws.recv_frame(5).payload for _ in range(1000)]
-        assert got == [b"%d" % i for i in range(1000)]
+        got = []
+        while not got or got[-1] != b"999":
+            f = ws.recv_frame(5)
+            assert f.opcode == OP_PONG, f
+            got.append(f.payload)
+        assert len(got) <= 3, got
+        with pytest.raises(rawws.Timeout):
+            ws.recv_frame(0.3)
         assert ws.alive()
 
 

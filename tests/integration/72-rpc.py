@@ -18,8 +18,8 @@ Proves:
 - php-fpm stopped: rpc_unavailable at once, the connect hook failing silently, and everything
   working again once php-fpm is back;
 - limits: rpc_max_per_conn (rpc_busy for that connection only; its own connect hook does not
-  count) and rpc_max_inflight (rpc_busy daemon-wide, hooks over it dropped and counted in
-  rpc.dropped); RPC not configured: rpc_disabled; bad method names: bad_command;
+  count) and rpc_max_inflight (rpc_busy for the whole site, hooks over it dropped and counted
+  in rpc.dropped; that one site's budget is not another's: 82-hostile-ws); RPC not configured: rpc_disabled; bad method names: bad_command;
 - the connect and disconnect hooks: called with the user and connection id, disconnect however
   the connection ended (close frame, TCP FIN or RST without a close frame, closed by Herald for
   a protocol error);

@@ -5,8 +5,12 @@ taking Herald away from everyone else (issue 5), against the real binary:
 - max_connections: the next handshake gets 503 {"ok":false,"error":"too_many_connections"},
   counted in /stats handshakes_refused, across both workers; refusals hold no slot, and a
   slot frees as soon as a connection closes;
-- max_connections_per_ip: 429 too_many_from_address, per client address (clients bound to
-  127.0.0.1, 127.0.0.2 and 127.0.0.3 count separately), the refused address named in the log;
+- max_connections_per_ip: per client address (clients bound to 127.0.0.1, 127.0.0.2 and
+  127.0.0.3 count separately), the refused address named in the log. A trusted proxy's
+  client (127.0.0.1 is one by default) is counted at the upgrade and refused with 429
+  too_many_from_address; any other peer is counted from accept, handshaking or open, and
+  refused by closing its socket at once, unread (so half-sent heads cannot pile up: 82-hostile-ws),
+  counted under the same name;
 - X-Forwarded-For names the client only when the peer is in trusted_proxies: walked from the
   right past trusted hops ("1.2.3.4, 127.0.0.1" counts 1.2.3.4, and an entry a client wrote
   further left is not believed); from any other peer the header is ignored and the peer counts;
@@ -63,16 +67,24 @@ class SourceWS(rawws.RawWS):
         self.key = None
 
 
+CLOSED = "closed at once"   # handshake()'s status for a socket refused at accept, unanswered
+
+
 def handshake(h, user, source="127.0.0.1", xff=None):
     """
     One handshake as `user` from `source`, with an X-Forwarded-For header if given.
     Returns (status, body, ws): ws is open on 101, closed otherwise (after checking
-    that a refusal is JSON and that the server hangs up).
+    that a refusal is JSON and that the server hangs up). A socket Herald closed
+    without answering (refused at accept) gives (CLOSED, None, None).
     """
     ws = SourceWS(("127.0.0.1", h.port), source)
     try:
         headers = {"X-Forwarded-For": xff} if xff is not None else None
-        status, hdrs, body = ws.handshake("/ws?token=" + h.token(user), headers)
+        try:
+            status, hdrs, body = ws.handshake("/ws?token=" + h.token(user), headers)
+        except rawws.Closed:
+            ws.close()
+            return CLOSED, None, None
         if status == 101:
             assert hdrs["Sec-WebSocket-Accept"] == rawws.accept_key(ws.key)
             return status, body, ws
@@ -155,14 +167,17 @@ def test_max_connections_per_ip_counts_each_client_address_separately():
         held = []
         try:
             before = refused_count(h, "too_many_from_address")
-            for source in ("127.0.0.1", "127.0.0.2"):
+            # 127.0.0.1 is a trusted proxy (its client is counted at the upgrade: 429);
+            # 127.0.0.2 is not (counted from accept: its third socket is closed unanswered).
+            for source, refusal in (("127.0.0.1", (429, {"ok": False,
+                                                        "error": "too_many_from_address"})),
+                                    ("127.0.0.2", (CLOSED, None))):
                 for i in range(2):
                     st, body, ws = handshake(h, "%s-%d" % (source, i), source)
                     assert st == 101, (source, i, body)
                     held.append(ws)
                 st, body, _ = handshake(h, uid("third"), source)
-                assert (st, body) == (429, {"ok": False, "error": "too_many_from_address"}), \
-                    source
+                assert (st, body) == refusal, source
             st, body, ws = handshake(h, "127.0.0.3-0", "127.0.0.3")
             assert st == 101, body
             held.append(ws)
@@ -182,7 +197,7 @@ def test_max_connections_per_ip_counts_each_client_address_separately():
             assert st == 101, body
             held.append(ws)
             st, body, _ = handshake(h, uid("again"), "127.0.0.2")
-            assert st == 429, body
+            assert st == CLOSED, body
             assert refused_count(h, "too_many_from_address") == before + 3
         finally:
             for ws in held:
@@ -209,7 +224,7 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_client():
             expect(429, "9.9.9.9, 1.2.3.4, 127.0.0.1")  # 9.9.9.9 is what 1.2.3.4 claimed
             expect(101, None)                           # the proxy itself, no header
             expect(101, "10.0.0.3", "127.0.0.2")        # an untrusted peer: counted as itself
-            expect(429, "10.0.0.4", "127.0.0.2")        # ... whatever it claims
+            expect(CLOSED, "10.0.0.4", "127.0.0.2")     # ... whatever it claims (at accept)
             assert log_refusals(h, "too_many_from_address") == \
                 ["10.0.0.1", "1.2.3.4", "1.2.3.4", "127.0.0.2"]
             s = h.stats()
@@ -221,15 +236,18 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_client():
 
 
 def test_x_forwarded_for_from_a_peer_not_in_trusted_proxies_is_ignored():
+    # 127.0.0.1 is no trusted proxy here: it is counted as itself from accept, and its
+    # second socket is closed unanswered whatever its header says.
     cfg = {"max_connections_per_ip": "1", "trusted_proxies": "10.9.9.9"}
     with Herald(workers=2, config=cfg) as h:
         st, body, first = handshake(h, uid("a"), xff="10.0.0.1")
         try:
             assert st == 101, body
             st, body, _ = handshake(h, uid("b"), xff="10.0.0.2")
-            assert (st, body) == (429, {"ok": False, "error": "too_many_from_address"})
+            assert (st, body) == (CLOSED, None)
+            time.sleep(1.1)     # refusals at accept are logged at most once a second
             st, body, _ = handshake(h, uid("c"), xff="10.0.0.1, 10.9.9.9")
-            assert st == 429, body
+            assert st == CLOSED, body
             assert log_refusals(h, "too_many_from_address") == ["127.0.0.1", "127.0.0.1"]
             assert refused_count(h, "too_many_from_address") == 2
         finally:

@@ -47,6 +47,7 @@ import hmac
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -196,14 +197,16 @@ def check_config(text, timeout=10.0):
 
 class Herald(Child):
     def __init__(self, config=None, workers=2, args=None, use_config_file=True, env=None,
-                 sites=None, extra_ini=None):
+                 sites=None, extra_ini=None, nofile=None):
         """
         config: extra [herald] keys ("{dir}" in a value is the temp dir). sites: None
         for the classic single-site file, or {NAME: {per-site key: value}} for one
         [site NAME] section each (a value of None leaves that key out, e.g.
         {"secret": None} for a site without a secret of its own). extra_ini: raw
-        text appended to herald.ini.
+        text appended to herald.ini. nofile: the daemon's RLIMIT_NOFILE, soft and
+        hard (it cannot raise it), set in the child before exec.
         """
+        self.nofile = nofile
         self.config = dict(config or {})
         self.sites = None if sites is None else {n: dict(v or {}) for n, v in sites.items()}
         self.extra_ini = extra_ini
@@ -339,7 +342,7 @@ class Herald(Child):
         self._out = open(os.path.join(self.dir, "stdout.log"), "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
                                      stderr=self._log, cwd=self.dir, env=env,
-                                     preexec_fn=_pdeathsig)
+                                     preexec_fn=self._preexec)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if re.search(r"\bready\b", self.log_text()):
@@ -352,6 +355,12 @@ class Herald(Child):
         self._close_logs()
         raise RuntimeError("herald did not log 'ready' within %.0fs:\n%s"
                            % (ready_timeout, self.log_text()))
+
+    def _preexec(self):
+        """In the child before exec: die with the test process; the file limit, if set."""
+        _pdeathsig()
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _close_logs(self):
         for f in (getattr(self, "_log", None), getattr(self, "_out", None)):

@@ -117,15 +117,24 @@ class Frame:
 
 
 class RawWS:
-    """One raw connection. Use as a context manager, or call close()."""
+    """
+    One raw connection. Use as a context manager, or call close(). source: a local
+    address to connect from (TCP only), such as "127.0.0.2" for another client address.
+    """
 
-    def __init__(self, address, timeout=3.0):
+    def __init__(self, address, timeout=3.0, source=None):
         self.address = address
         self.timeout = timeout
         fam = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
         self.sock = socket.socket(fam, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(address)
+        try:
+            self.sock.settimeout(timeout)
+            if source is not None:
+                self.sock.bind((source, 0))
+            self.sock.connect(address)
+        except BaseException:
+            self.sock.close()
+            raise
         self.buf = b""
         self.eof = False
         self.key = None

@@ -365,6 +365,7 @@ static const struct refusal_case refusal_cases[] = {
     {HS_BAD_TOKEN, "HTTP/1.1 401 Unauthorized", NULL, "bad_token"},
     {HS_TOO_MANY, "HTTP/1.1 503 Service Unavailable", NULL, "too_many_connections"},
     {HS_ADDR_LIMIT, "HTTP/1.1 429 Too Many Requests", NULL, "too_many_from_address"},
+    {HS_TOO_FAST, "HTTP/1.1 429 Too Many Requests", NULL, "too_fast"},
 };
 
 /* Every refusal, rebuilt from its parts and compared byte for byte. */
@@ -433,6 +434,7 @@ static void test_handshake_status_and_names(void **state)
         {HS_BAD_TOKEN, 401, "bad_token"},
         {HS_TOO_MANY, 503, "too_many_connections"},
         {HS_ADDR_LIMIT, 429, "too_many_from_address"},
+        {HS_TOO_FAST, 429, "too_fast"},
     };
 
     assert_int_equal(sizeof(cases) / sizeof(cases[0]), HS_REASON_COUNT);

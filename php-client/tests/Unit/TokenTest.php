@@ -72,6 +72,14 @@ final class TokenTest extends TestCase
         Token::sign('k', 'u', 60, ['sub' => 'admin']);
     }
 
+    public function testAConnectionTokenCannotCarryAChannelClaim(): void
+    {
+        // The daemon refuses a token with "channel" as a connection token: never mint one.
+        $this->expectException(Exception::class);
+        $this->expectExceptionMessage('"channel"');
+        Token::sign('k', 'u', 60, ['channel' => 'team:12']);
+    }
+
     public function testBase64urlWithoutPadding(): void
     {
         // user ids of every length mod 3, and bytes that are '+' and '/' in standard base64
