@@ -762,10 +762,17 @@ int hist_file_read(struct hist *h, const char *buf, size_t len,
         log_msg(LOG_WARN, "hist", "history file: %zu lines name no configured site; ignored",
                 strays);
     if (hist_file_agree(h, parts, &epoch, &next, &saved) != 0) {
-        for (int i = 0; i < h->nsites; i++)
-            if (parts[i].why != NULL)
-                log_msg(LOG_WARN, "hist", "history file: site %s: %s; ignored, history starts "
-                        "empty", h->sites[i].name, parts[i].why);
+        int said = 0;
+
+        for (int i = 0; i < h->nsites; i++) {
+            if (parts[i].why == NULL)
+                continue;
+            log_msg(LOG_WARN, "hist", "history file: site %s: %s; ignored, history starts empty",
+                    h->sites[i].name, parts[i].why);
+            said = 1;
+        }
+        if (!said)
+            log_msg(LOG_WARN, "hist", "history file: no site's part in it; history starts empty");
     } else {
         memcpy(h->epoch, epoch, sizeof h->epoch);
         atomic_store(&h->next_offset, (uint64_t)next);
