@@ -17,8 +17,8 @@
  * The sweep keeps each site under its budget oldest first across its
  * streams without a global list (which would need a global lock on the
  * publish path): one pass weighs the site's entries by age into
- * HIST_SWEEP_BINS bins of history_ttl, from which it picks the age to cut
- * at, and a second pass drops every entry at least that old. Entries of one
+ * HIST_SWEEP_BINS bins of the age of its oldest, from which it picks the age
+ * to cut at, and a second pass drops every entry at least that old. Entries of one
  * publish share a timestamp, so a shared body goes at once.
  */
 #include "hist.h"
@@ -34,7 +34,7 @@
 #include "stripe.h"
 #include "xmalloc.h"
 
-#define HIST_SWEEP_BINS 1024   /* the sweep's age resolution: history_ttl / 1024 */
+#define HIST_SWEEP_BINS 1024   /* the sweep's age resolution: 1/1024 of the oldest entry's age */
 #define HIST_SWEEP_ROUNDS 4    /* weigh-and-cut rounds at most per sweep */
 
 _Static_assert(HIST_BUCKETS % HIST_STRIPES == 0, "a bucket must lie in one stripe");
@@ -410,24 +410,38 @@ void hist_stats(struct hist *h, int site, struct hist_stats *out)
     out->not_kept = atomic_load(&hs->not_kept);
 }
 
-/* Drop, in every stream, the entries stamped before cut (and the streams they empty). */
-static void hist_sweep_age(struct hist *h, double cut)
+/*
+ * Drop, in every stream, the entries stamped before now - ttl (and the
+ * streams they empty); note each site's oldest age left, its span.
+ */
+static void hist_sweep_age(struct hist *h, double now)
 {
     struct hist_stream *s, *tmp;
 
+    for (int i = 0; i < h->nsites; i++)
+        h->sites[i].span = 0;
     for (int i = 0; i < HIST_STRIPES; i++) {
         hist_lock(h, i);
         HASH_ITER(hh, h->table[i], s, tmp) {
-            hist_trim_age(h, s, cut);
+            double *span = &h->sites[s->site].span;
+
+            s = hist_trim_age(h, s, now - h->ttl);
+            if (s != NULL && now - s->head->time > *span)
+                *span = now - s->head->time;
         }
         hist_unlock(h, i);
     }
 }
 
-/* The sweep bin of an entry age seconds old, or -1 for one stamped after the sweep began. */
-static int hist_bin(const struct hist *h, double age)
+/*
+ * The sweep bin of an entry age seconds old in hs, whose oldest is span
+ * seconds old: the bins divide the span, so however fast the history came
+ * in, the cut falls within 1/HIST_SWEEP_BINS of it. -1 for an entry stamped
+ * after the sweep began.
+ */
+static int hist_bin(const struct hist_site *hs, double age)
 {
-    double b = age / h->ttl * HIST_SWEEP_BINS;
+    double b = hs->span > 0 ? age / hs->span * HIST_SWEEP_BINS : 0;
 
     if (age < 0)
         return -1;
@@ -455,13 +469,14 @@ static int hist_sweep_mark(struct hist *h)
 /* Add one stream's bytes to its site's weights by age: a shared body is split among its entries. */
 static void hist_weigh_stream(struct hist *h, const struct hist_stream *s, double now)
 {
-    double *w = h->sites[s->site].weights;
+    const struct hist_site *hs = &h->sites[s->site];
+    double *w = hs->weights;
     int bin = 0;
 
     for (const struct hist_entry *e = s->head; e != NULL; e = e->next) {
         unsigned kept = atomic_load(&e->body->kept);
 
-        bin = hist_bin(h, now - e->time);
+        bin = hist_bin(hs, now - e->time);
         if (bin < 0)
             return;
         w[bin] += hist_entry_cost() + (double)hist_body_cost(e->body->len) / (kept > 0 ? kept : 1);
@@ -510,9 +525,9 @@ static void hist_sweep_budget(struct hist *h, double now)
     for (int i = 0; i < HIST_STRIPES; i++) {
         hist_lock(h, i);
         HASH_ITER(hh, h->table[i], s, tmp) {
-            int cut = h->sites[s->site].cut;
+            const struct hist_site *hs = &h->sites[s->site];
 
-            while (s->head != NULL && hist_bin(h, now - s->head->time) >= cut)
+            while (s->head != NULL && hist_bin(hs, now - s->head->time) >= hs->cut)
                 hist_drop_head(h, s);
             if (s->head == NULL)
                 hist_stream_drop(h, s);
@@ -525,7 +540,7 @@ void hist_sweep(struct hist *h)
 {
     double now = hist_clock();
 
-    hist_sweep_age(h, now - h->ttl);
+    hist_sweep_age(h, now);
     for (int round = 0; round < HIST_SWEEP_ROUNDS && hist_sweep_mark(h); round++)
         hist_sweep_budget(h, now);
 }

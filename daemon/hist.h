@@ -100,6 +100,7 @@ struct hist_site {
     atomic_uint_fast64_t not_kept; /* messages delivered but not kept (past the hard bound) */
     uint64_t floors[HIST_BUCKETS]; /* bucket b: under stripe b % HIST_STRIPES's lock */
     double *weights;           /* owned: the sweep's bytes by age bin (its thread only) */
+    double span;               /* the sweep's: age of the oldest entry, which the bins divide */
     int cut;                   /* the sweep's: drop entries of age bins >= cut */
 };
 
