@@ -481,7 +481,10 @@ static const char *hist_file_check_floors(const json_t *floors, json_int_t next)
     return NULL;
 }
 
-/* Is text exactly an envelope Herald makes (proto_channel_text)? Its channel goes into b. */
+/*
+ * Is text exactly an envelope Herald makes (proto_channel_text: "from" only
+ * on a channel, from a browser)? Its channel goes into b.
+ */
 static const char *hist_file_check_body(const char *text, size_t len, struct hist_file_body *b)
 {
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
@@ -495,7 +498,7 @@ static const char *hist_file_check_body(const char *text, size_t len, struct his
         json_unpack_ex(o, NULL, JSON_STRICT, "{s?s%, s:s%, s:o, s?s%}", "channel", &ch, &chl,
                        "event", &ev, &evl, "data", &data, "from", &from, &froml) == 0 &&
         (ch == NULL || chan_name_valid(ch, chl)) && proto_event_valid(ev, evl) &&
-        (from == NULL || tok_user_valid(from, froml)))
+        (from == NULL || (ch != NULL && tok_user_valid(from, froml))))
         again = proto_channel_text(ch, ev, data, from);
     if (again != NULL && strlen(again) == len && memcmp(again, text, len) == 0) {
         b->channel = ch != NULL ? xstrdup(ch) : NULL;

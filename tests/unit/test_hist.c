@@ -1295,6 +1295,12 @@ static void m_body_not_herald(json_t *doc)
                        json_string("{\"event\":\"e\",\"data\":42,\"x\":2}"));
 }
 
+static void m_user_body_from(json_t *doc)
+{
+    json_array_set_new(json_object_get(doc, "bodies"), 0,
+                       json_string("{\"event\":\"e\",\"data\":42,\"from\":\"x\"}"));
+}
+
 static void m_body_not_json(json_t *doc)
 {
     json_array_set_new(json_object_get(doc, "bodies"), 0, json_string("{\"event\":\"e\",\"dat"));
@@ -1389,6 +1395,7 @@ static void test_hist_file_bad_parts_are_refused(void **state)
         {"body of another stream", m_body_of_other_stream},
         {"bad user key", m_user_key_bad},         {"body not Herald's", m_body_not_herald},
         {"body not JSON", m_body_not_json},       {"body unused", m_body_unused},
+        {"user body with from", m_user_body_from},
         {"body index out", m_body_index_out},     {"floor past next", m_floor_past_next},
         {"last past next", m_last_past_next},     {"floor above an entry", m_floor_above_entry},
         {"stream twice", m_stream_twice},         {"no entries", m_no_entries},
