@@ -376,6 +376,8 @@ static void bench_route(const struct cfg *cfg)
     struct cmd_queue *qs[1];
     struct cmd_hub hub = {0}, none = {.queues = NULL, .nqueues = 0};
     struct hist hist;
+    const char *names[] = {"default"};
+    const size_t budgets[] = {64u << 20};
     struct api_site asite = {.lfd = -1};
     struct site site;
     struct api a;
@@ -386,7 +388,7 @@ static void bench_route(const struct cfg *cfg)
     /* The target user is online at worker 0, so the publish wakes it. */
     site_init(&site, "default");
     /* History on, as by default: each publish is numbered and kept. */
-    hist_init(&hist, 100, 300, 64u << 20);
+    hist_init(&hist, 100, 300, 1, names, budgets);
     dir_add(&site.users, "user-48213", strlen("user-48213"), 0);
     fake_workers_start(&w, 1, qs, &hub, deliver_one_each);
     hub.sites = &site;

@@ -198,27 +198,31 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
 
 /*
  * Send c what it missed in stream key after since; returns recovered (1/0)
- * and sets *last to the stream's newest offset and id to its id.
+ * and sets *last to the stream's position and id to its id. The frames are
+ * made here, outside the history's lock, from the kept bodies.
  */
 static int client_replay(struct conn *c, const char *key, const char *since, uint64_t *last,
                          char *id)
 {
-    struct msg **msgs;
+    struct hist *h = c->w->hub->hist;
+    struct hist_item *items;
     size_t n, bytes = 0;
-    int ok = hist_since(c->w->hub->hist, key, since, &msgs, &n, last, id);
+    int ok = hist_since(h, c->site, key, since, &items, &n, last, id);
+    char mid[HIST_ID_MAX];
 
     /* A replay that would overflow max_queued_bytes would only get the client
      * closed with 1008, and again on every retry: tell it to reload instead. */
     for (size_t i = 0; i < n; i++)
-        bytes += msgs[i]->len;
+        bytes += items[i].body->len + HIST_ID_MAX + 16;
     if (bytes > conn_cfg(c)->max_queued_bytes / 2)
         ok = 0;
     for (size_t i = 0; i < n; i++) {
         if (ok)
-            conn_send(c, msgs[i]);
-        msg_unref(msgs[i]);
+            client_send(c, proto_text_frame(items[i].body->text, hist_id(h, items[i].offset,
+                                                                         mid)));
+        hist_body_unref(items[i].body);
     }
-    free(msgs);
+    free(items);
     if (since[0] != '\0') {
         if (ok)
             conn_stats(c)->recoveries_ok++;

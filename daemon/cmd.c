@@ -41,8 +41,13 @@ void cmd_job_free(struct cmd_job *job)
         return;
     for (size_t i = 0; i < job->nitems; i++) {
         msg_unref(job->items[i].msg);
-        for (size_t j = 0; j < job->items[i].nusers; j++)
+        for (size_t j = 0; j < job->items[i].nusers; j++) {
             free(job->items[i].users[j]);
+            if (job->items[i].frames != NULL)
+                msg_unref(job->items[i].frames[j]);
+        }
+        free(job->items[i].frames);
+        free(job->items[i].offsets);
         free(job->items[i].users);
         free(job->items[i].channel);
     }

@@ -38,15 +38,22 @@ enum cmd_type {
     CMD_RELOAD,    /* use the snapshot in cfg from now on */
 };
 
-/* One publish: a shared frame and its targets (broadcast, users or a channel). */
+/*
+ * One publish: a shared frame and its targets (broadcast, users or a
+ * channel). Numbered for history, a message to users has a frame per user
+ * instead, each with that user's id (pub.c): made only for users online
+ * when it was routed.
+ */
 struct cmd_item {
-    struct msg *msg;       /* ref: owned by the job */
+    struct msg *msg;       /* ref: owned by the job; NULL when frames is used */
     int broadcast;         /* every open connection */
     char **users;          /* owned: NUL-terminated ids, deduplicated */
     size_t nusers;
+    struct msg **frames;   /* owned, or NULL: users[u]'s numbered frame (a ref), or NULL */
+    uint64_t *offsets;     /* owned, with frames: users[u]'s stream offset */
     char *channel;         /* owned: every subscriber of this channel, or NULL */
     uint64_t skip_conn;    /* with channel: this connection id is left out; 0 = none */
-    uint64_t offset;       /* the stream offset in msg's id (hist.h); 0 = none */
+    uint64_t offset;       /* channel: the stream offset in msg's id (hist.h); 0 = none */
     size_t group;          /* delivered[group] counts it: the API message it came from */
 };
 

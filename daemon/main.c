@@ -54,6 +54,63 @@ struct herald {
     long fd_base;                /* descriptors open once started, WebSockets aside, or -1 */
 };
 
+/* Each site's secret, which its part of the history file is signed with (borrowed from cfg). */
+static struct hist_secret *history_secrets(const struct cfg *cfg)
+{
+    struct hist_secret *sec = xcalloc(cfg->nsites, sizeof *sec);
+
+    for (size_t i = 0; i < cfg->nsites; i++)
+        sec[i] = (struct hist_secret){cfg->sites[i]->secret, cfg->sites[i]->secret_len};
+    return sec;
+}
+
+/*
+ * Set up the history with each site's budget and read history_file back.
+ * This runs before privileges are dropped: the file must belong to the user
+ * Herald will run as, who wrote it at the last shutdown.
+ */
+static void start_history(struct herald *h)
+{
+    const struct cfg *cfg = h->cfg;
+    const char **names = xcalloc(cfg->nsites, sizeof *names);
+    size_t *budgets = xcalloc(cfg->nsites, sizeof *budgets);
+    struct hist_secret *sec;
+
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        names[i] = cfg->sites[i]->site;
+        budgets[i] = (size_t)cfg->sites[i]->history_max_bytes;
+    }
+    hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl, (int)cfg->nsites, names,
+              budgets);
+    if (cfg->history_file != NULL && hist_on(&h->hist)) {
+        sec = history_secrets(cfg);
+        hist_load(&h->hist, cfg->history_file, sec, svc_run_uid(cfg->user));
+        free(sec);
+    }
+    free(names);
+    free(budgets);
+}
+
+/* Write the history to history_file, signed with each site's current secret. */
+static void save_history(struct herald *h)
+{
+    struct hist_secret *sec;
+
+    if (h->cfg->history_file == NULL || !hist_on(&h->hist))
+        return;
+    sec = history_secrets(h->cfg);
+    hist_save(&h->hist, h->cfg->history_file, sec);
+    free(sec);
+}
+
+/* --check-config: can history_file's directory be used? 0, or -1 with *cause set. */
+static int check_history(const struct cfg *cfg, char **cause)
+{
+    if (cfg->history_file == NULL || cfg->history_size == 0)
+        return 0;
+    return hist_check_dir(cfg->history_file, svc_run_uid(cfg->user), cause);
+}
+
 /* Create and start the workers (and the shared unix listener, if any). */
 static int start_workers(struct herald *h, char **cause)
 {
@@ -69,10 +126,7 @@ static int start_workers(struct herald *h, char **cause)
     for (size_t i = 0; i < cfg->nsites; i++)
         site_init(&h->sites[h->nsites++], cfg->sites[i]->site);
     lim_init(&h->lim);
-    hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl,
-              (size_t)cfg->history_max_bytes);
-    if (cfg->history_file != NULL && hist_on(&h->hist))
-        hist_load(&h->hist, cfg->history_file);
+    start_history(h);
     h->hub.sites = h->sites;
     h->hub.nsites = h->nsites;
     h->hub.hist = &h->hist;
@@ -292,6 +346,12 @@ int main(int argc, char **argv)
         free(h.cfg);
         return 1;
     }
+    if (action == CFG_CHECK && check_history(h.cfg, &cause) != 0) {
+        fprintf(stderr, "herald: %s\n", cause);
+        free(cause);
+        free_cfgs(&h);
+        return 1;
+    }
     if (action != CFG_RUN) {
         if (action == CFG_CHECK)
             printf("config ok\n");
@@ -325,8 +385,7 @@ int main(int argc, char **argv)
     svc_notify("STOPPING=1");
     api_stop(h.api);
     stop_workers(&h);
-    if (h.cfg->history_file != NULL && hist_on(&h.hist))
-        hist_save(&h.hist, h.cfg->history_file);
+    save_history(&h);
     free_workers(&h);
     log_msg(LOG_INFO, "main", "stopped");
     free_cfgs(&h);

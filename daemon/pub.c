@@ -1,11 +1,22 @@
 /*
  * pub.c -- number, keep and hand out a publish (see pub.h).
  *
- * Owns:       the numbered job it builds, until it is submitted.
+ * Owns:       the job's frames and history bodies it makes, until the job
+ *             is submitted.
  * Called by:  API threads and worker threads.
  * Invariants: the history stripes a job touches are locked in increasing
  *             order and held until the job is in the workers' queues; no
- *             other lock is held on entry.
+ *             other lock is held on entry. Under them each user's
+ *             connections are looked up in the directory after its offset
+ *             is handed out: a connection that registered before is found
+ *             (and gets the frame), one that registers after reads the
+ *             stream's position under the same lock, after this offset, and
+ *             skips it (worker.c), so none is missed or served twice.
+ *
+ * A message to many users is kept once, as one body shared by every user's
+ * entry (hist.h). A user's frame, which carries that user's id, is made
+ * here only for a user the directory shows online, once for all the
+ * workers holding the user; an offline user costs an entry, no frame.
  */
 #include "pub.h"
 
@@ -40,17 +51,24 @@ static void pub_mask(const struct cmd_hub *hub, const struct cmd_job *job, struc
     }
 }
 
+/* Submit job to the workers in mask; returns it unless detached. */
+static struct cmd_job *pub_send(const struct cmd_hub *hub, struct cmd_job *job,
+                                const struct dir_mask *mask, int detached)
+{
+    if (detached) {
+        cmd_submit_detached(hub, job, mask);
+        return NULL;
+    }
+    cmd_submit_to(hub, job, mask);
+    return job;
+}
+
 struct cmd_job *pub_hand_out(const struct cmd_hub *hub, struct cmd_job *job, int detached)
 {
     struct dir_mask mask;
 
     pub_mask(hub, job, &mask);
-    if (detached) {
-        cmd_submit_detached(hub, job, &mask);
-        return NULL;
-    }
-    cmd_submit_to(hub, job, &mask);
-    return job;
+    return pub_send(hub, job, &mask, detached);
 }
 
 /* Mark the stripes of every stream the job publishes to. */
@@ -70,74 +88,68 @@ static void pub_stripes(const struct cmd_hub *hub, const struct cmd_job *job,
     }
 }
 
-/* Number one message for stream key and keep it; returns its frame. */
-static struct msg *pub_keep(struct hist *h, const char *key, const char *text, uint64_t *off)
+/* Number a message to users, each in its own stream, and make the online users' frames. */
+static void pub_users(const struct cmd_hub *hub, int site, struct cmd_item *it,
+                      struct hist_body *body, double now, struct dir_mask *mask)
 {
-    struct hist_stream *s = hist_get(h, key);
-    char id[HIST_ID_MAX];
-    struct msg *m;
+    const char *name = hub->sites[site].name;
+    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
+    struct dir_mask one;
 
-    *off = hist_next(h, s, id);
-    m = proto_text_frame(text, id);
-    hist_push(h, s, *off, m);
-    return m;
-}
-
-/* The items a numbered job needs: one per user, one per channel or broadcast. */
-static size_t pub_count(const struct cmd_job *job)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < job->nitems; i++)
-        n += job->items[i].nusers > 0 ? job->items[i].nusers : 1;
-    return n;
-}
-
-/* The numbered copy of job: every message to a stream gets its id. Stripes are locked. */
-static struct cmd_job *pub_number(const struct cmd_hub *hub, const struct cmd_job *job,
-                                  char *const *texts)
-{
-    struct cmd_job *nj = cmd_job_new(CMD_PUBLISH, hub->nqueues, pub_count(job));
-    const char *site = hub->sites[job->site].name;
-    char key[HIST_KEY_MAX];
-    size_t k = 0;
-
-    nj->site = job->site;
-    for (size_t i = 0; i < job->nitems; i++) {
-        const struct cmd_item *it = &job->items[i];
-        struct cmd_item *out = &nj->items[k];
-
-        if (it->broadcast) {
-            out->msg = proto_text_frame(texts[i], NULL);
-            out->broadcast = 1;
-            out->group = i;
-            k++;
-        } else if (it->channel != NULL) {
-            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, site, 'c', it->channel),
-                                texts[i], &out->offset);
-            out->channel = xstrdup(it->channel);
-            out->skip_conn = it->skip_conn;
-            out->group = i;
-            k++;
-        }
-        for (size_t u = 0; u < it->nusers; u++, k++) {
-            out = &nj->items[k];
-            out->msg = pub_keep(hub->hist, hist_key(key, sizeof key, site, 'u', it->users[u]),
-                                texts[i], &out->offset);
-            out->users = xcalloc(1, sizeof *out->users);
-            out->users[0] = xstrdup(it->users[u]);
-            out->nusers = 1;
-            out->group = i;
-        }
+    it->offsets = xmalloc(it->nusers * sizeof *it->offsets);
+    it->frames = xcalloc(it->nusers, sizeof *it->frames);
+    for (size_t u = 0; u < it->nusers; u++) {
+        hist_key(key, sizeof key, name, 'u', it->users[u]);
+        it->offsets[u] = hist_publish(hub->hist, site, key, body, now, id);
+        memset(&one, 0, sizeof one);
+        dir_lookup(&hub->sites[site].users, it->users[u], &one);
+        if (dir_mask_empty(&one))
+            continue;
+        it->frames[u] = proto_text_frame(body->text, id);
+        for (size_t w = 0; w < sizeof one.bits / sizeof one.bits[0]; w++)
+            mask->bits[w] |= one.bits[w];
     }
-    return nj;
 }
 
-struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char *const *texts,
+/* Number and keep every message of the job, in place; stripes are locked. Fills mask. */
+static void pub_number(const struct cmd_hub *hub, struct cmd_job *job, char **texts,
+                       struct dir_mask *mask)
+{
+    struct site *site = &hub->sites[job->site];
+    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
+    double now = hist_clock();
+
+    memset(mask, 0, sizeof *mask);
+    for (size_t i = 0; i < job->nitems; i++) {
+        struct cmd_item *it = &job->items[i];
+        struct hist_body *body;
+
+        it->group = i;
+        if (it->broadcast) {
+            it->msg = proto_text_frame(texts[i], NULL);
+            dir_mask_all(mask, hub->nqueues);
+            continue;
+        }
+        /* The history keeps the text itself: no copy. */
+        body = hist_body_new(texts[i], strlen(texts[i]));
+        texts[i] = NULL;
+        if (it->channel != NULL) {
+            hist_key(key, sizeof key, site->name, 'c', it->channel);
+            it->offset = hist_publish(hub->hist, job->site, key, body, now, id);
+            it->msg = proto_text_frame(body->text, id);
+            dir_lookup(&site->chans, it->channel, mask);
+        } else {
+            pub_users(hub, job->site, it, body, now, mask);
+        }
+        hist_body_unref(body);
+    }
+}
+
+struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char **texts,
                            int detached)
 {
     unsigned char used[HIST_STRIPES] = {0};
-    struct cmd_job *nj;
+    struct dir_mask mask;
 
     if (!hist_on(hub->hist)) {
         /* No ids: one frame per message, as it is. */
@@ -151,11 +163,10 @@ struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char 
     for (unsigned s = 0; s < HIST_STRIPES; s++)
         if (used[s])
             hist_lock(hub->hist, s);
-    nj = pub_number(hub, job, texts);
-    cmd_job_free(job);
-    nj = pub_hand_out(hub, nj, detached);
+    pub_number(hub, job, texts, &mask);
+    job = pub_send(hub, job, &mask, detached);
     for (unsigned s = 0; s < HIST_STRIPES; s++)
         if (used[s])
             hist_unlock(hub->hist, s);
-    return nj;
+    return job;
 }

@@ -18,14 +18,14 @@ struct cmd_job;
 
 /*
  * Submit job, whose item i has its targets but no frame yet: its envelope is
- * texts[i] (JSON text), from which the frames are made here. With history
- * on, items with users are split into one item per user, each frame with
- * its own id, and the job is replaced: the result is the job to wait on
- * (not detached) and to read delivered[] from, indexed by the original
- * item. The texts stay the caller's. Detached: the job is the workers' once
- * submitted and NULL is returned.
+ * texts[i] (JSON text, malloc'd), from which the frames are made here. With
+ * history on, each message to a stream is numbered and kept, and history
+ * takes over its text (texts[i] becomes NULL); a message to users gets one
+ * frame per user online, each with its own id. The caller frees what is left
+ * in texts. Returns the job to wait on and to read delivered[] from (indexed
+ * by item), or NULL when detached: the job is then the workers'.
  */
-struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char *const *texts,
+struct cmd_job *pub_submit(const struct cmd_hub *hub, struct cmd_job *job, char **texts,
                            int detached);
 
 /*

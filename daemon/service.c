@@ -127,3 +127,16 @@ int svc_drop_privileges(const char *user, const char *group, char **cause)
     log_msg(LOG_INFO, "service", "running as uid %d gid %d", (int)uid, (int)gid);
     return 0;
 }
+
+uid_t svc_run_uid(const char *user)
+{
+    char name[256], *cause = NULL;
+    uid_t uid;
+    gid_t gid;
+
+    if (user == NULL || svc_user(user, name, &uid, &gid, &cause) != 0) {
+        free(cause);
+        return geteuid();
+    }
+    return uid;
+}

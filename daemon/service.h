@@ -12,6 +12,8 @@
 #ifndef HERALD_SERVICE_H
 #define HERALD_SERVICE_H
 
+#include <sys/types.h>
+
 /* Send one state line ("READY=1", "RELOADING=1", "STOPPING=1", "STATUS=...") to systemd. */
 void svc_notify(const char *state);
 
@@ -21,5 +23,12 @@ void svc_notify(const char *state);
  * with *cause set (malloc'd).
  */
 int svc_drop_privileges(const char *user, const char *group, char **cause);
+
+/*
+ * The uid the process runs as once svc_drop_privileges(user, ...) is done:
+ * user's, or the effective uid when user is NULL or unknown (then the drop
+ * itself fails and says so).
+ */
+uid_t svc_run_uid(const char *user);
 
 #endif

@@ -438,17 +438,21 @@ static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item
     for (size_t u = 0; u < it->nusers; u++) {
         struct reg_user *user = reg_find(&w->sites[site].reg, it->users[u],
                                          strlen(it->users[u]));
+        /* Numbered: the user's own frame; none when the user had no connection at
+         * routing: one made since came after this message (its position is past it). */
+        struct msg *m = it->frames != NULL ? it->frames[u] : it->msg;
+        uint64_t off = it->offsets != NULL ? it->offsets[u] : 0;
 
-        if (user == NULL)
+        if (user == NULL || m == NULL)
             continue;
         for (struct reg_link *l = user->links; l != NULL; l = l->next) {
             struct conn *c = conn_from_link(l);
 
-            if (it->offset != 0 && it->offset <= c->user_last)
+            if (off != 0 && off <= c->user_last)
                 continue;
-            if (it->offset != 0)
-                c->user_last = it->offset;
-            n += (uint64_t)conn_send(c, it->msg);
+            if (off != 0)
+                c->user_last = off;
+            n += (uint64_t)conn_send(c, m);
         }
     }
     return n;

@@ -374,13 +374,16 @@ static json_t *routes_rpc(struct api *a, int site, const struct stats *st)
                      atomic_load(&a->hub->sites[site].rpc_inflight));
 }
 
-/* The history's gauges. */
-static json_t *routes_history(struct hist *h)
+/* The site's history gauges: its streams, kept messages, memory and budget, drops. */
+static json_t *routes_history(struct hist *h, int site)
 {
-    return json_pack("{s:I, s:I, s:I, s:I}", "streams", (json_int_t)atomic_load(&h->streams),
-                     "messages", (json_int_t)atomic_load(&h->messages), "bytes",
-                     (json_int_t)atomic_load(&h->bytes), "evicted",
-                     (json_int_t)atomic_load(&h->evicted));
+    struct hist_stats st;
+
+    hist_stats(h, site, &st);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "streams", (json_int_t)st.streams,
+                     "messages", (json_int_t)st.messages, "bytes", (json_int_t)st.bytes,
+                     "max_bytes", (json_int_t)st.max_bytes, "evicted", (json_int_t)st.evicted,
+                     "not_kept", (json_int_t)st.not_kept);
 }
 
 /* GET /stats: the site's counters in every worker, added up. */
@@ -421,7 +424,7 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
     json_object_set_new(o, "rpc", routes_rpc(a, site, st));
-    json_object_set_new(o, "history", routes_history(a->hub->hist));
+    json_object_set_new(o, "history", routes_history(a->hub->hist, site));
     json_object_set_new(o, "recoveries", json_pack("{s:I, s:I}", "ok",
                                                    (json_int_t)st->recoveries_ok, "failed",
                                                    (json_int_t)st->recoveries_failed));

@@ -85,6 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int ready;
     struct cmd_hub hub;
     struct hist hist;
+    const char *names[] = {"default"};
+    const size_t budgets[] = {1 << 20};
     struct api a;
     struct api_site asite = {.lfd = -1};
     struct api_response resp;
@@ -100,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     query = fuzz_part(&data, &size, 0);
     len = size;
     body = fuzz_part(&data, &size, 1);
-    hist_init(&hist, 100, 300, 1 << 20);
+    hist_init(&hist, 100, 300, 1, names, budgets);
     memset(&hub, 0, sizeof hub);
     hub.sites = &site;
     hub.nsites = 1;

@@ -28,8 +28,9 @@ Proves:
 - several tabs of one user with different since values each get their own replay, then every
   live message once, also with the tabs spread over two workers (the debug log names each
   connection's worker);
-- /stats "history" (streams, messages, bytes: the kept frames' sizes, evicted) and
-  "recoveries" (ok, failed: only asks with a non-empty since count).
+- /stats "history" (streams: only those holding a message, messages, bytes: the kept bodies
+  with the entries and streams holding them, max_bytes, evicted, not_kept) and "recoveries"
+  (ok, failed: only asks with a non-empty since count).
 """
 
 import asyncio
@@ -54,6 +55,8 @@ HERALD_CONFIG = {
     "command_rate": "0",
 }
 HERALD_WORKERS = 2
+EMPTY_HISTORY = {"streams": 0, "messages": 0, "bytes": 0, "max_bytes": 64 << 20, "evicted": 0,
+                 "not_kept": 0}
 
 ID_RE = re.compile(r"([0-9a-f]{8}):(0|[1-9][0-9]*)")
 
@@ -626,8 +629,8 @@ def test_history_max_bytes_drops_the_oldest_first_across_streams(run):
             await t.until_answer(ref)
             ref = await t.command("unsubscribe", channel=b)
             await t.until_answer(ref)
-        # 0.8 MB into A, then (1.5 s later, so A is older by a whole halving step of the
-        # sweep's age cut) 0.8 MB into B: over the 1 MB budget, A must go, B must stay.
+        # 0.8 MB into A, then (1.5 s later) 0.8 MB into B: over the 1 MB budget, A's oldest
+        # must go (as many as needed, oldest first), B must stay whole.
         for i in range(8):
             pub_chan(h, a, "big", {"i": i, "pad": big})
         await asyncio.sleep(1.5)
@@ -637,7 +640,8 @@ def test_history_max_bytes_drops_the_oldest_first_across_streams(run):
         while h.stats()["history"]["bytes"] > 1 << 20 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         s = h.stats()["history"]
-        assert s["bytes"] <= 1 << 20 and s["messages"] == 8 and s["evicted"] == 8, s
+        assert s["bytes"] <= 1 << 20 and s["not_kept"] == 0, s
+        assert s["messages"] + s["evicted"] == 16 and 8 <= s["messages"] < 16, s
         async with tab(h, uid("late")) as t:
             replay, ok = await t.subscribe(a, since=apos)
             assert replay == [] and ok["recovered"] is False, ok
@@ -667,7 +671,7 @@ def test_history_size_0_means_no_ids_and_since_is_ignored(run):
         async with tab(h, u, since="abcdef01:1") as t:
             await t.nothing()
         s = h.stats()
-        assert s["history"] == {"streams": 0, "messages": 0, "bytes": 0, "evicted": 0}, s
+        assert s["history"] == EMPTY_HISTORY, s
         assert s["recoveries"] == {"ok": 0, "failed": 0}, s
 
     with Herald(config=dict(HERALD_CONFIG, history_size="0")) as h:
@@ -979,14 +983,14 @@ def test_stats_history_and_recoveries(run):
 
     async def go(h):
         s = h.stats()
-        assert s["history"] == {"streams": 0, "messages": 0, "bytes": 0, "evicted": 0}, s
+        assert s["history"] == EMPTY_HISTORY, s
         assert s["recoveries"] == {"ok": 0, "failed": 0}, s
         async with tab(h, u) as t:
-            # a since "" makes the stream (its position exists from now on); not counted
+            # a since "" answers the position but makes no stream (an empty one costs nothing)
             async with tab(h, u, since="") as t2:
                 pos = stream_frame(await t2.next(), True)
             s = h.stats()
-            assert s["history"]["streams"] == 1 and s["recoveries"] == {"ok": 0, "failed": 0}
+            assert s["history"]["streams"] == 0 and s["recoveries"] == {"ok": 0, "failed": 0}
             for i in range(3):
                 pub_user(h, u, "e", "x" * (i * 50))
             frames = [await t.next() for _ in range(3)]
@@ -994,19 +998,22 @@ def test_stats_history_and_recoveries(run):
             cpos = ok["id"]
             pub_chan(h, ch, "c", 1)
             frames.append(await t.next())
-            sizes = [len(r.encode()) for r in t.raw[:3] + t.raw[-1:]]
-            # kept: the last two of the user, the channel's one; frame = 2- or 4-byte header
-            kept = sizes[1:]
-            expect = sum(n + (2 if n < 126 else 4) for n in kept)
+            # kept: the last two of the user, the channel's one; each as its body (the
+            # message without its id), an entry, and the two streams holding them
+            bodies = [len(r.encode()) - len('"id":"%s",' % f["id"])
+                      for r, f in zip(t.raw[1:3] + t.raw[-1:], frames[1:])]
             s = h.stats()["history"]
-            assert s == {"streams": 2, "messages": 3, "bytes": expect, "evicted": 1}, (s, sizes)
+            assert {k: s[k] for k in ("streams", "messages", "evicted", "not_kept")} == \
+                {"streams": 2, "messages": 3, "evicted": 1, "not_kept": 0}, s
+            assert sum(bodies) + 3 * 32 < s["bytes"] <= sum(bodies) + 3 * 200 + 2 * 400, \
+                (s, bodies)
+            assert s["max_bytes"] == 64 << 20
             async with tab(h, u, since=frames[0]["id"]) as t2:        # ok
                 replay, f = await t2.until_stream()
                 assert len(replay) == 2
                 replay, ok = await t2.subscribe(ch, since=cpos)           # ok
                 assert len(replay) == 1 and ok["recovered"] is True
-                # the user stream was made before the channel: its position is below
-                # the channel's floor
+                # positions come from one counter: the user's was read before any publish
                 assert off(pos) < off(cpos)
             async with tab(h, u, since=pos) as t2:                     # failed: 1st dropped
                 stream_frame(await t2.next(), False)
@@ -1016,7 +1023,7 @@ def test_stats_history_and_recoveries(run):
                 assert ok["recovered"] is True
             s = h.stats()
             assert s["recoveries"] == {"ok": 2, "failed": 2}, s["recoveries"]
-            assert s["history"]["streams"] == 3, s["history"]
+            assert s["history"]["streams"] == 2, s["history"]
 
     with Herald(config=dict(HERALD_CONFIG, history_size="2"), workers=2) as h:
         run(go(h))
