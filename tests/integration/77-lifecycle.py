@@ -43,6 +43,8 @@ import pytest
 
 import rawws
 from herald import Herald, free_port, herald_bin, uid, without_id
+from procs import rss_kib
+from rawws import next_json
 
 
 def ws_at(h, query="", timeout=3.0):
@@ -55,12 +57,6 @@ def user_ws(h, user, since=None):
     if since is not None:
         q += "&since=" + since
     return ws_at(h, q)
-
-
-def next_json(ws, timeout=3.0):
-    f = ws.recv_data(timeout)
-    assert f.opcode == rawws.OP_TEXT, f
-    return json.loads(f.payload)
 
 
 def no_more(ws, timeout=0.3):
@@ -534,14 +530,6 @@ def test_a_client_that_stops_answering_pings_is_dropped_and_forgotten_everywhere
 
 # -- backpressure ---------------------------------------------------------------
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
-
 def test_stalled_readers_are_cut_at_max_queued_bytes_others_unhurt_memory_bounded():
     """
     10 readers that never read and 2 that do; 400 broadcasts of 256 KiB (100 MiB to each
@@ -563,7 +551,7 @@ def test_stalled_readers_are_cut_at_max_queued_bytes_others_unhurt_memory_bounde
         fast = [h.raw_ws("fast-%d" % i) for i in range(2)]
         try:
             h.wait_stat("connections", n_slow + 2)
-            base = peak = rss_kb(h.proc.pid)
+            base = peak = rss_kib(h.proc.pid)
             pad = "p" * 262144
             delivered, latency = [], []
             for i in range(n_pub):
@@ -574,8 +562,8 @@ def test_stalled_readers_are_cut_at_max_queued_bytes_others_unhurt_memory_bounde
                     assert m["data"]["i"] == i, m["data"]["i"]
                 latency.append(time.monotonic() - t0)
                 if i % 10 == 0:
-                    peak = max(peak, rss_kb(h.proc.pid))
-            peak = max(peak, rss_kb(h.proc.pid))
+                    peak = max(peak, rss_kib(h.proc.pid))
+            peak = max(peak, rss_kib(h.proc.pid))
             latency.sort()
             grew_mb = (peak - base) / 1024.0
             print("\nbackpressure: %d broadcasts of 256 KiB to %d stalled + 2 reading clients; "

@@ -42,6 +42,7 @@ import pytest
 import fcgi
 import rawws
 from herald import REPO, Herald, _pdeathsig, wait_connections, without_id
+from rawws import next_json, until_stream
 from phpfpm import PhpFpm
 
 
@@ -52,23 +53,6 @@ def user_path(h, user, since=None):
 
 def user_ws(h, user, since=None):
     return rawws.open_ws(("127.0.0.1", h.port), user_path(h, user, since))
-
-
-def next_json(ws, timeout=3.0):
-    f = ws.recv_data(timeout)
-    assert f.opcode == rawws.OP_TEXT, f
-    return json.loads(f.payload)
-
-
-def until_stream(ws, n_max=200):
-    """Messages up to the {"op":"stream"} frame: (messages, stream frame)."""
-    got = []
-    for _ in range(n_max):
-        m = next_json(ws)
-        if m.get("op") == "stream":
-            return got, m
-        got.append(m)
-    raise AssertionError("no stream frame within %d messages" % n_max)
 
 
 def position(h, user):

@@ -28,7 +28,8 @@ import pytest
 
 import fcgi
 from herald import Herald, uid
-from tenant import PublicDir, Tenant, Watch, rss_kib, run_tenant
+from procs import rss_kib
+from tenant import PublicDir, Tenant, Watch, run_tenant
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ import pytest
 import rawws
 from herald import Herald, uid, wait_connections, without_id
 from phpfpm import PhpFpm
+from procs import rss_kib
 from wscmd import client
 
 SITES = {"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}}
@@ -65,14 +66,6 @@ def enough_descriptors():
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def hostile(**kw):
@@ -192,7 +185,7 @@ def test_a_ping_flood_from_clients_that_never_read_holds_no_memory():
             flooders.append(ws)
         wait_connections(h.site("a"), 5)
         time.sleep(0.3)
-        base = peak = rss_kb(h.proc.pid)
+        base = peak = rss_kib(h.proc.pid)
         burst = b"".join(rawws.build_frame(rawws.OP_PING, b"") for _ in range(10000))
         stop = threading.Event()
         sent = [0] * len(flooders)
@@ -217,7 +210,7 @@ def test_a_ping_flood_from_clients_that_never_read_holds_no_memory():
             # Four seconds of flood, or less if memory runs away (the old binary: ~100 MB/s).
             while time.monotonic() - t0 < 4.0:
                 time.sleep(0.1)
-                peak = max(peak, rss_kb(h.proc.pid))
+                peak = max(peak, rss_kib(h.proc.pid))
                 if peak - base > 400 * MiB:
                     break
         finally:
@@ -231,7 +224,7 @@ def test_a_ping_flood_from_clients_that_never_read_holds_no_memory():
             ws.close()
         wait_connections(h.site("a"), 1, timeout=5)
         time.sleep(1.0)
-        after = rss_kb(h.proc.pid)
+        after = rss_kib(h.proc.pid)
         print("\nping flood: 4 clients sent %d empty pings in %.1f s (%.0f/s) and read nothing; "
               "RSS %.1f MiB -> peak %.1f MiB (+%.1f) -> %.1f MiB 1 s after they closed; "
               "slow_consumers %d" % (pings, secs, pings / secs, base / MiB, peak / MiB,
@@ -286,12 +279,12 @@ def test_half_sent_heads_from_one_address_are_held_only_up_to_its_limit():
     cfg = {"max_connections_per_ip": "10", "handshake_timeout": "30s"}
     with hostile(config=cfg) as h, Watch(h) as watch:
         before = unrouted(h)
-        base = rss_kb(h.proc.pid)
+        base = rss_kib(h.proc.pid)
         t0 = time.monotonic()
         held = half_heads(h, "127.0.0.2", n)
         secs = time.monotonic() - t0
         try:
-            peak = rss_kb(h.proc.pid)
+            peak = rss_kib(h.proc.pid)
             # Another address is not affected: a full handshake from 127.0.0.3 works.
             user = uid("other-address")
             with rawws.RawWS(("127.0.0.1", h.port), source="127.0.0.3") as ws:

@@ -35,7 +35,6 @@ import hmac
 import json
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -44,7 +43,9 @@ import uuid
 import pytest
 
 import rawws
-from herald import Herald, herald_bin, uid
+from herald import Herald, herald_bin
+from procs import rss_kib
+from rawws import next_json, until_stream
 
 HDR = "herald-history 3\n"
 ASAN_ENV = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16")
@@ -54,14 +55,6 @@ SITES = {"a": {"ws_path": "/a/ws", "public_channels": "pub:*"},
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
 
 def sanitized():
     """Is the binary built with ASan (whose allocator keeps freed memory for a while)?"""
@@ -96,32 +89,11 @@ def no_connect_limit():
     return {"connect_rate": "0"} if knows_key("connect_rate") else {}
 
 
-def frame_json(ws, timeout=5.0):
-    """The next data frame, which must be a text frame of valid JSON."""
-    f = ws.recv_data(timeout)
-    assert f.opcode == rawws.OP_TEXT, f
-    try:
-        return json.loads(f.payload)
-    except ValueError:
-        raise AssertionError("a frame that is not JSON: %r" % f.payload[:300])
-
-
 def user_ws(h, user, site, since=None):
     path = h.ws_path(site) + "?token=" + h.token(user, site=site)
     if since is not None:
         path += "&since=" + since
     return rawws.open_ws(("127.0.0.1", h.port), path, timeout=5)
-
-
-def replay(ws, limit=100):
-    """Frames up to the stream frame: (replayed messages, the stream frame)."""
-    got = []
-    for _ in range(limit):
-        m = frame_json(ws)
-        if m.get("op") == "stream":
-            return got, m
-        got.append(m)
-    raise AssertionError("no stream frame within %d frames: %r" % (limit, got[:3]))
 
 
 def subscribe(ws, channel, ref, since=None):
@@ -134,7 +106,7 @@ def subscribe(ws, channel, ref, since=None):
 def until_ok(ws, ref, limit=100):
     got = []
     for _ in range(limit):
-        m = frame_json(ws)
+        m = next_json(ws)
         if m.get("ref") == ref:
             assert m.get("op") == "ok", m
             return got, m
@@ -168,7 +140,7 @@ class Bystanders:
                     delivered = self.h.publish([user], "bystander", {"n": n}, site=site)
                     self.latencies.append(time.monotonic() - t0)
                     assert delivered == 1, (site, delivered)
-                    m = frame_json(ws)
+                    m = next_json(ws)
                     assert m.get("event") == "bystander" and m["data"] == {"n": n}, m
                 self.done.wait(0.1)
         except BaseException as e:   # reported by finish(), not lost in the thread
@@ -207,10 +179,10 @@ def test_item4_many_user_publish_is_kept_once_within_the_budget():
     with Herald(config={"history_max_bytes": "8M"}, sites=SITES, env=ASAN_ENV) as h:
         watcher = user_ws(h, "u1999", "a")          # online: sees the ids of every publish
         by = Bystanders(h)
-        rss0 = rss_kb(h.proc.pid)
+        rss0 = rss_kib(h.proc.pid)
         took = big_publish(h, users, 500000)
         s = hist(h, "a")
-        rss1 = rss_kb(h.proc.pid)
+        rss1 = rss_kib(h.proc.pid)
         print("\nitem 4: one 0.5 MB publish to 2,000 offline users: %.2f s, history %d messages,"
               " %.2f MiB, RSS +%.1f MiB" % (took, s["messages"], s["bytes"] / 2**20,
                                             (rss1 - rss0) / 1024))
@@ -218,26 +190,26 @@ def test_item4_many_user_publish_is_kept_once_within_the_budget():
         assert 500000 < s["bytes"] < 500000 + 2000 * 400, s
         # (the bystander of site a has a stream of its own, with a few small messages)
         assert 2000 <= s["messages"] <= 2010 and s["streams"] == 2001, s
-        ids = [frame_json(watcher)["id"]]
+        ids = [next_json(watcher)["id"]]
         # a flood: 24 requests, single or a batch of two, each message ~0.45 MB to 2,000 users
         peak = 0
         for r in range(24):
             big_publish(h, users, 450000, batch=1 + r % 2)
             peak = max(peak, hist(h, "a")["bytes"])
             assert peak <= 2 * budget, hist(h, "a")
-            ids += [frame_json(watcher)["id"] for _ in range(1 + r % 2)]
+            ids += [next_json(watcher)["id"] for _ in range(1 + r % 2)]
         deadline = time.monotonic() + 5
         while hist(h, "a")["bytes"] > budget and time.monotonic() < deadline:
             time.sleep(0.1)
         s = hist(h, "a")
-        rss2 = rss_kb(h.proc.pid)
+        rss2 = rss_kib(h.proc.pid)
         assert s["bytes"] <= budget, s
         # then two calm publishes: kept, and recovered by a user who saw up to before them
         for i in range(2):
             big_publish(h, users, 100000)
-            ids.append(frame_json(watcher)["id"])
+            ids.append(next_json(watcher)["id"])
         back = user_ws(h, "u1998", "a", since=ids[-3])
-        got, f = replay(back)
+        got, f = until_stream(back)
         assert f["recovered"] is True and len(got) == 2, (f, len(got))
         assert [m["data"]["i"] for m in got] == [0, 0] and all(
             len(m["data"]["pad"]) == 100000 for m in got)
@@ -246,7 +218,7 @@ def test_item4_many_user_publish_is_kept_once_within_the_budget():
         back.close()
         # one who saw only the first: its oldest were swept, so it is told
         back = user_ws(h, "u1997", "a", since=ids[0])
-        got, f = replay(back)
+        got, f = until_stream(back)
         assert f["recovered"] is False and got == [], (f, len(got))
         back.close()
         worst = by.finish()
@@ -291,15 +263,15 @@ def test_item5_subscribe_churn_makes_no_streams_and_quiet_channels_recover():
         subscribe(q, "pub:talk", 2)
         until_ok(q, 2)
         assert h.publish_channel("pub:talk", "said", {"x": 1}, site="a") == 1
-        talk_pos = frame_json(q)["id"]
+        talk_pos = next_json(q)["id"]
         q.close()
         by = Bystanders(h)
-        rss0 = rss_kb(h.proc.pid)
+        rss0 = rss_kib(h.proc.pid)
         t0 = time.monotonic()
         made = churn(h, 12)
         took = time.monotonic() - t0
         s = hist(h, "a")
-        rss1 = rss_kb(h.proc.pid)
+        rss1 = rss_kib(h.proc.pid)
         worst = by.finish()
         print("\nitem 5: %d subscribes to new channels in %.1f s over %d connections: history "
               "%d streams, %d bytes; RSS %+.1f MiB; worst bystander publish %.0f ms" % (
@@ -332,7 +304,7 @@ def test_item7_a_site_sees_and_evicts_only_its_own_history():
         until_ok(reader, 1)
         for i in range(5):
             assert h.publish_channel("news", "n", {"i": i, "pad": "y" * 20000}, site="b") == 1
-        ids = [frame_json(reader)["id"] for _ in range(5)]
+        ids = [next_json(reader)["id"] for _ in range(5)]
         reader.close()
         b0 = hist(h, "b")
         by = Bystanders(h)
@@ -442,13 +414,13 @@ def history_round(h, path, alter):
     file) and alter(path) runs before it starts again. Returns ann's and bob's ids.
     """
     ann, bob = user_ws(h, "ann", "a", since=""), user_ws(h, "bob", "b", since="")
-    replay(ann)
-    replay(bob)
+    until_stream(ann)
+    until_stream(bob)
     for i in range(2):
         assert h.publish(["ann"], "m", {"i": i}, site="a") == 1
         assert h.publish(["bob"], "m", {"i": i}, site="b") == 1
-    ann_ids = [frame_json(ann)["id"] for _ in range(2)]
-    bob_ids = [frame_json(bob)["id"] for _ in range(2)]
+    ann_ids = [next_json(ann)["id"] for _ in range(2)]
+    bob_ids = [next_json(bob)["id"] for _ in range(2)]
     ann.close()
     bob.close()
     h.stop()
@@ -461,9 +433,9 @@ def history_round(h, path, alter):
 def check_told_false(h, ann_ids):
     """ann comes back: every frame valid JSON, recovered false, nothing replayed, live works."""
     ann = user_ws(h, "ann", "a", since=ann_ids[0])
-    got, f = replay(ann)
+    got, f = until_stream(ann)
     assert h.publish(["ann"], "after", 1, site="a") == 1
-    m = frame_json(ann)
+    m = next_json(ann)
     ann.close()
     assert got == [] and f["recovered"] is False, (got, f)
     for frame in (f, m):
@@ -503,9 +475,9 @@ def test_item8_symlink_at_the_temporary_name_is_not_followed(tmp_path):
         def nothing(p):
             pass
         ann = user_ws(h, "ann", "a", since="")
-        replay(ann)
+        until_stream(ann)
         assert h.publish(["ann"], "m", 1, site="a") == 1
-        first = frame_json(ann)["id"]
+        first = next_json(ann)["id"]
         ann.close()
         os.symlink(str(victim), path + ".tmp")
         h.stop()
@@ -516,7 +488,7 @@ def test_item8_symlink_at_the_temporary_name_is_not_followed(tmp_path):
         # the history was still saved, properly: ann recovers
         assert h.publish(["ann"], "m", 2, site="a") == 0
         ann = user_ws(h, "ann", "a", since=first)
-        got, f = replay(ann)
+        got, f = until_stream(ann)
         assert f["recovered"] is True and [m["data"] for m in got] == [2], (f, got)
         ann.close()
         worst = by.finish()

@@ -5,6 +5,7 @@ in /proc, stopping them by PID, and the `with` block they share.
     stop_child(proc, signal.SIGTERM, 5)    # True: it exited on the signal; False: SIGKILLed
     children(fpm.proc.pid)                 # PIDs whose parent it is
     proc_stat(pid).state                   # "Z" for a zombie; None once the PID is gone
+    rss_kib(pid)                           # resident memory, KiB
 
 Processes are only ever signalled by their own PID (STYLE.md 3.8), never by name.
 """
@@ -31,6 +32,15 @@ def proc_stat(pid):
     fields = stat[stat.rindex(")") + 2:].split()
     return ProcStat(stat[stat.index("(") + 1:stat.rindex(")")], fields[0], int(fields[1]),
                     fields[19])
+
+
+def rss_kib(pid):
+    """A process's resident memory in KiB (VmRSS in /proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def children(pid):

@@ -8,11 +8,13 @@ fragments), then read what the server answers frame by frame, wait for its
 close frame and code, and detect when it drops the TCP connection.
 
 The address is (host, port) for TCP or a str path for a unix socket. Every
-read has a deadline.
+read has a deadline. next_json(ws) and until_stream(ws) read Herald's JSON
+frames and a recovery's replay.
 """
 
 import base64
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -383,3 +385,24 @@ def open_ws(address, path, headers=None, timeout=3.0):
         ws.close()
         raise
     return ws
+
+
+def next_json(ws, timeout=5.0):
+    """The next data frame of a RawWS, which must be a text frame of valid JSON, decoded."""
+    f = ws.recv_data(timeout)
+    assert f.opcode == OP_TEXT, f
+    try:
+        return json.loads(f.payload)
+    except ValueError:
+        raise AssertionError("a frame that is not JSON: %r" % f.payload[:300])
+
+
+def until_stream(ws, n_max=200):
+    """Messages up to the {"op":"stream"} frame (after ?since=): (messages, that frame)."""
+    got = []
+    for _ in range(n_max):
+        m = next_json(ws)
+        if m.get("op") == "stream":
+            return got, m
+        got.append(m)
+    raise AssertionError("no stream frame within %d messages: %r" % (n_max, got[:3]))

@@ -16,7 +16,7 @@ publishing to bystanders on every site while it runs, timing each publish.
         print(w.summary())                               # "... max 12.3 ms"
     pub.remove()
 
-rss_kib(pid) reads a process's resident memory. The child is ended by its PID.
+The child is ended by its PID.
 """
 
 import json
@@ -26,7 +26,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,15 +36,6 @@ from procs import stop_child
 
 LIB = Path(__file__).resolve().parent
 USER = "nobody"
-
-
-def rss_kib(pid):
-    """Resident memory of a process, in KiB, from /proc/PID/status."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def require_root():
