@@ -512,18 +512,30 @@ static void conn_feed(struct conn *c, uint8_t *p, size_t n);
 /*
  * Check the client's address (a trusted proxy's client: X-Forwarded-For)
  * against max_connections_per_ip and connect_rate, unless that was done at
- * accept, and count it there until the conn is freed.
+ * accept, and count it there until the conn is freed. A trusted proxy that
+ * names no client is not limited per address: all its clients would share
+ * one address, and one of them could use up everyone's rate.
  */
 static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request *req)
 {
     const struct cfg *cfg = c->w->cfg;
+    struct lim *l = c->w->hub->lim;
     char addr[LIM_ADDR_MAX];
     enum hs_reason r;
+    int known;
 
     if (c->addr_checked || !lim_addr_on(cfg))
         return HS_OK;
     c->addr_checked = 1;
-    if (lim_client_addr(cfg, c->fd, req, addr) < 0)
+    known = lim_client_addr(cfg, c->fd, req, addr);
+    if (known == 1) {
+        if (atomic_exchange(&l->told_no_client, 1) == 0)
+            log_msg(LOG_WARN, "conn", "the trusted proxy %s names no client in X-Forwarded-For: "
+                    "max_connections_per_ip and connect_rate do not apply to its connections "
+                    "(see nginx/herald.conf)", addr);
+        return HS_OK;
+    }
+    if (known < 0)
         snprintf(addr, sizeof addr, "unknown");
     r = lim_addr_enter(c->w->hub->lim, cfg, addr, lim_now());
     if (r != HS_OK) {

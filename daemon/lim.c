@@ -50,6 +50,7 @@ void lim_init(struct lim *l)
     atomic_init(&l->fds, 0);
     atomic_init(&l->fd_max, LONG_MAX);
     atomic_init(&l->naddrs, 0);
+    atomic_init(&l->told_no_client, 0);
     for (int i = 0; i < LIM_STRIPES; i++) {
         pthread_mutex_init(&l->lock[i], NULL);
         l->table[i] = NULL;
@@ -166,8 +167,9 @@ int lim_client_addr(const struct cfg *cfg, int fd, const struct http_request *re
     if (!lim_trusted(cfg, addr))
         return 0;
     h = http_find_header(req, "X-Forwarded-For");
-    if (h != NULL && lim_forwarded(cfg, h->value, fwd) == 0)
-        strcpy(addr, fwd);
+    if (h == NULL || lim_forwarded(cfg, h->value, fwd) != 0)
+        return 1;
+    strcpy(addr, fwd);
     return 0;
 }
 

@@ -46,6 +46,7 @@ struct lim {
     atomic_long fds;                        /* WebSocket sockets, from accept to close */
     atomic_long fd_max;                     /* most fds WebSockets may hold (lim_set_fd_max) */
     atomic_long naddrs;                     /* address entries, every stripe */
+    atomic_int told_no_client;              /* the "proxy names no client" line was logged */
     pthread_mutex_t lock[LIM_STRIPES];
     struct lim_addr *table[LIM_STRIPES];    /* owned: uthash heads */
 };
@@ -66,7 +67,9 @@ int lim_trusted(const struct cfg *cfg, const char *addr);
 /*
  * The client's address for fd and its request head into addr: the peer's,
  * or, when the peer is a trusted proxy, the nearest untrusted address in
- * X-Forwarded-For. Returns 0, or -1 when the peer cannot be read.
+ * X-Forwarded-For. Returns 0; 1 when the peer is a trusted proxy that names
+ * no client (no usable X-Forwarded-For: addr is the proxy's), so its
+ * clients cannot be told apart; -1 when the peer cannot be read.
  */
 int lim_client_addr(const struct cfg *cfg, int fd, const struct http_request *req,
                     char addr[LIM_ADDR_MAX]);

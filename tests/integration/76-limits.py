@@ -167,16 +167,18 @@ def test_max_connections_per_ip_counts_each_client_address_separately():
         held = []
         try:
             before = refused_count(h, "too_many_from_address")
-            # 127.0.0.1 is a trusted proxy (its client is counted at the upgrade: 429);
-            # 127.0.0.2 is not (counted from accept: its third socket is closed unanswered).
-            for source, refusal in (("127.0.0.1", (429, {"ok": False,
-                                                        "error": "too_many_from_address"})),
-                                    ("127.0.0.2", (CLOSED, None))):
+            # 127.0.0.1 is a trusted proxy (its client 10.1.1.1 is counted at the upgrade:
+            # 429); 127.0.0.2 is not (counted from accept: its third socket is closed
+            # unanswered).
+            for source, xff, refusal in (
+                    ("127.0.0.1", "10.1.1.1", (429, {"ok": False,
+                                                     "error": "too_many_from_address"})),
+                    ("127.0.0.2", None, (CLOSED, None))):
                 for i in range(2):
-                    st, body, ws = handshake(h, "%s-%d" % (source, i), source)
+                    st, body, ws = handshake(h, "%s-%d" % (source, i), source, xff)
                     assert st == 101, (source, i, body)
                     held.append(ws)
-                st, body, _ = handshake(h, uid("third"), source)
+                st, body, _ = handshake(h, uid("third"), source, xff)
                 assert (st, body) == refusal, source
             st, body, ws = handshake(h, "127.0.0.3-0", "127.0.0.3")
             assert st == 101, body
@@ -185,7 +187,7 @@ def test_max_connections_per_ip_counts_each_client_address_separately():
             assert stat(s, "handshakes_refused.too_many_from_address") == before + 2
             assert stat(s, "handshakes_refused.too_many_connections") == 0
             assert s["connections"] == 5
-            assert log_refusals(h, "too_many_from_address") == ["127.0.0.1", "127.0.0.2"]
+            assert log_refusals(h, "too_many_from_address") == ["10.1.1.1", "127.0.0.2"]
             # Everyone admitted is served.
             users = ["127.0.0.1-0", "127.0.0.1-1", "127.0.0.2-0", "127.0.0.2-1", "127.0.0.3-0"]
             for user, ws in zip(users, held):
@@ -199,6 +201,29 @@ def test_max_connections_per_ip_counts_each_client_address_separately():
             st, body, _ = handshake(h, uid("again"), "127.0.0.2")
             assert st == CLOSED, body
             assert refused_count(h, "too_many_from_address") == before + 3
+        finally:
+            for ws in held:
+                ws.close()
+
+
+def test_a_trusted_proxy_that_names_no_client_is_not_limited_per_address():
+    """
+    Its clients cannot be told apart: counting them as one address would let one of them
+    use up everyone's connect_rate. It is logged once, pointing at the nginx snippet.
+    """
+    cfg = {"max_connections_per_ip": "1", "connect_rate": "1", "connect_burst": "1"}
+    with Herald(workers=2, config=cfg) as h:
+        held = []
+        try:
+            for i in range(4):
+                st, body, ws = handshake(h, uid("noxff"), "127.0.0.1")
+                assert st == 101, (i, body)
+                held.append(ws)
+            assert refused_count(h, "too_many_from_address") == 0
+            assert refused_count(h, "too_fast") == 0
+            warned = [ln for ln in h.log_text().splitlines()
+                      if "names no client in X-Forwarded-For" in ln]
+            assert len(warned) == 1 and "127.0.0.1" in warned[0], warned
         finally:
             for ws in held:
                 ws.close()
@@ -222,7 +247,7 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_client():
             expect(101, "1.2.3.4, 127.0.0.1")           # past a trusted hop: 1.2.3.4
             expect(429, "1.2.3.4")                      # the same client, direct through
             expect(429, "9.9.9.9, 1.2.3.4, 127.0.0.1")  # 9.9.9.9 is what 1.2.3.4 claimed
-            expect(101, None)                           # the proxy itself, no header
+            expect(101, None)                           # the proxy naming no client
             expect(101, "10.0.0.3", "127.0.0.2")        # an untrusted peer: counted as itself
             expect(CLOSED, "10.0.0.4", "127.0.0.2")     # ... whatever it claims (at accept)
             assert log_refusals(h, "too_many_from_address") == \
