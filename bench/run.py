@@ -45,8 +45,9 @@ Environment knobs: BENCH_QUICK=1 (smoke run), BENCH_ONLY=memory,broadcast,...
 (a subset of the workloads memory, broadcast, targeted, api, held, compare,
 micro), BENCH_SERVERS=herald,nchan,... (a subset of the servers),
 BENCH_DEADLINE=SECONDS (bound on the whole run; 3600 full, 600 quick),
-BENCH_KEEP_TMP=1 (keep the servers' temp dirs and logs), BENCH_BASELINE and
-BENCH_COMPARE_RUNS (the compare workload).
+BENCH_KEEP_TMP=1 (keep the servers' temp dirs and logs), BENCH_BASELINE,
+BENCH_COMPARE_RUNS and BENCH_COMPARE_ONLY (the compare workload; the last
+keeps the cases whose label holds it, e.g. "api").
 
 Every process this script starts gets PR_SET_PDEATHSIG, is stopped by its own
 PID (SIGTERM, then SIGKILL after a timeout; for nginx also the workers its
@@ -78,6 +79,7 @@ LOADGEN = BUILD / "loadgen"
 HERALD = REPO / "build" / "herald"
 BASELINE = os.environ.get("BENCH_BASELINE", "")
 COMPARE_RUNS = int(os.environ.get("BENCH_COMPARE_RUNS", "5"))
+COMPARE_ONLY = os.environ.get("BENCH_COMPARE_ONLY", "")
 RAWSRV = BUILD / "rawsrv"
 NGINX = "/usr/sbin/nginx"
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
@@ -654,11 +656,12 @@ def compare_cases():
            "duration": s["tgt_duration"], "timeout": s["tgt_duration"] + 90, "rate": 0}
     fan = {"conns": s["fan_conns"], "messages": s["fan_messages"], "size": 1024,
            "timeout": 2 * s["lg_timeout"]}
-    return [("api per-conn", "api", dict(api, keep=False), "publishes_per_s"),
-            ("api kept", "api", dict(api, keep=True), "publishes_per_s"),
-            ("targeted max", "targeted", dict(tgt), "publishes_per_s"),
-            ("targeted max-kept", "targeted", dict(tgt, keep=True), "publishes_per_s"),
-            ("broadcast 1 KiB", "broadcast", fan, "deliveries_per_s")]
+    cases = [("api per-conn", "api", dict(api, keep=False), "publishes_per_s"),
+             ("api kept", "api", dict(api, keep=True), "publishes_per_s"),
+             ("targeted max", "targeted", dict(tgt), "publishes_per_s"),
+             ("targeted max-kept", "targeted", dict(tgt, keep=True), "publishes_per_s"),
+             ("broadcast 1 KiB", "broadcast", fan, "deliveries_per_s")]
+    return [c for c in cases if COMPARE_ONLY in c[0]]
 
 
 def wl_compare(b):

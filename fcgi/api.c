@@ -102,11 +102,8 @@ static const char *api_reason(int status)
     }
 }
 
-/*
- * Write the CGI response: Status line, headers, JSON body. The head is
- * formatted here, not with FCGX_FPrintF, whose printf knows no %zu.
- */
-static void api_write(FCGX_Request *req, const struct api_response *resp)
+/* Write the CGI response: Status line, headers, JSON body. */
+static void api_write(struct relay_buf *out, const struct api_response *resp)
 {
     size_t len = strlen(resp->body);
     char head[256];
@@ -117,9 +114,9 @@ static void api_write(FCGX_Request *req, const struct api_response *resp)
                  "Content-Length: %zu\r\n\r\n",
                  resp->status, api_reason(resp->status), resp->allow ? "Allow: " : "",
                  resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "", len + 1);
-    FCGX_PutStr(head, n, req->out);
-    FCGX_PutStr(resp->body, (int)len, req->out);
-    FCGX_PutChar('\n', req->out);
+    relay_put(out, head, (size_t)n);
+    relay_put(out, resp->body, len);
+    relay_put(out, "\n", 1);
 }
 
 /* The route: SCRIPT_NAME, or else REQUEST_URI without its query. */
@@ -217,7 +214,7 @@ struct api_call {
 };
 
 /* Answer one whole request (relay_handler): route it, or refuse it. */
-static void api_answer(void *arg, FCGX_Request *req)
+static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
 {
     struct api_call *call = arg;
     struct api *a = call->a;
@@ -238,7 +235,7 @@ static void api_answer(void *arg, FCGX_Request *req)
     else if (resp.status >= 400)
         api_log(a, c->site, LOG_INFO, "%s %.100s -> %d", method ? method : "-", path,
                 resp.status);
-    api_write(req, &resp);
+    api_write(out, &resp);
     free(resp.body);
     free(path);
 }
@@ -415,6 +412,9 @@ static int api_take_share(struct api *a, struct apiconn *c)
     struct api_site *as = &a->sites[c->site];
     int now;
 
+    /* One site: its share is every thread, so nothing ever waits; skip the lock. */
+    if (a->nsites == 1)
+        return 1;
     pthread_mutex_lock(&as->lock);
     now = as->serving < a->share;
     if (now)
@@ -431,6 +431,8 @@ static struct apiconn *api_next_in_share(struct api *a, int site)
     struct api_site *as = &a->sites[site];
     struct apiconn *c;
 
+    if (a->nsites == 1)
+        return NULL;
     pthread_mutex_lock(&as->lock);
     c = as->ready_head;
     if (c != NULL) {
@@ -457,8 +459,11 @@ static void api_serve(struct api *a, struct api_thread *t, struct apiconn *c)
         int st = apiconn_serve(c, api_cfg(a)->sites[site], &t->relay, api_answer, &call,
                                api_now(), API_IO_TIMEOUT);
 
+        /* A pipelined next request: answered now when the site is alone, else it waits
+         * its turn behind those already queued. */
+        if (st == APICONN_READY && a->nsites == 1)
+            continue;
         if (st == APICONN_READY) {
-            /* A pipelined next request waits its turn behind those already queued. */
             pthread_mutex_lock(&as->lock);
             api_enqueue(as, c);
             pthread_mutex_unlock(&as->lock);

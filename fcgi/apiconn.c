@@ -27,7 +27,8 @@
 #include "cfg.h"
 #include "xmalloc.h"
 
-#define APICONN_READS 16   /* reads per wakeup before the connection yields its thread */
+#define APICONN_READS 16     /* reads per wakeup before the connection yields its thread */
+#define APICONN_KEEP_CAP 4096 /* a buffer this small is kept between requests */
 
 struct apiconn *apiconn_new(int fd, int site, long uid, double now, double timeout)
 {
@@ -51,11 +52,19 @@ static void apiconn_buf_free(struct apiconn_buf *b)
     b->len = b->cap = 0;
 }
 
+/* Empty a buffer; a small one stays allocated for the connection's next request. */
+static void apiconn_buf_clear(struct apiconn_buf *b)
+{
+    if (b->cap > APICONN_KEEP_CAP)
+        apiconn_buf_free(b);
+    b->len = 0;
+}
+
 /* Forget the request's params and body. */
 static void apiconn_reset(struct apiconn *c)
 {
-    apiconn_buf_free(&c->params);
-    apiconn_buf_free(&c->body);
+    apiconn_buf_clear(&c->params);
+    apiconn_buf_clear(&c->body);
     c->refuse = 0;
     c->dropped = 0;
 }
@@ -65,7 +74,8 @@ void apiconn_free(struct apiconn *c)
     if (c == NULL)
         return;
     close(c->fd);
-    apiconn_reset(c);
+    apiconn_buf_free(&c->params);
+    apiconn_buf_free(&c->body);
     free(c->rest);
     free(c->out);
     free(c);
@@ -117,8 +127,8 @@ static void apiconn_refuse(struct apiconn *c, int status)
     if (c->refuse == 0)
         c->refuse = status;
     c->dropped += c->params.len + c->body.len;
-    apiconn_buf_free(&c->params);
-    apiconn_buf_free(&c->body);
+    apiconn_buf_clear(&c->params);
+    apiconn_buf_clear(&c->body);
 }
 
 /* A request began: its limits are the site's now. */
@@ -270,11 +280,52 @@ enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_
     return APICONN_READ;
 }
 
+/* Send as much of p[0..n) as the socket takes now; *sent says how much. -1 when it is broken. */
+static int apiconn_send(int fd, const uint8_t *p, size_t n, size_t *sent)
+{
+    *sent = 0;
+    while (*sent < n) {
+        ssize_t r = send(fd, p + *sent, n - *sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        *sent += (size_t)r;
+    }
+    return 0;
+}
+
+/* Add p[0..n) to what is still to be written, after what already waits. */
+static void apiconn_queue_out(struct apiconn *c, const uint8_t *p, size_t n)
+{
+    size_t pending = c->out_len - c->out_off;
+    uint8_t *out = xmalloc(pending + n);
+
+    memcpy(out, c->out + c->out_off, pending);
+    memcpy(out + pending, p, n);
+    free(c->out);
+    c->out = out;
+    c->out_len = pending + n;
+    c->out_off = 0;
+}
+
+/* The answer is written: close, or go on with the next request. */
+static enum apiconn_step apiconn_answered(struct apiconn *c, const struct cfg *site, double now,
+                                          double timeout)
+{
+    c->answering = 0;
+    if (!c->gate.keep_conn)
+        return APICONN_CLOSE;
+    c->deadline = 0;
+    return apiconn_resume(c, site, now, timeout);
+}
+
 enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struct relay *r,
                                 relay_handler *handler, void *arg, double now, double timeout)
 {
     uint8_t *answer;
-    size_t len;
+    size_t len, sent = 0;
     int rc;
 
     if (c->body.p != NULL)
@@ -285,52 +336,36 @@ enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struc
     apiconn_reset(c);
     if (rc != 0)
         return APICONN_CLOSE;
-    if (c->out_off < c->out_len) {
-        /* A management reply read with this request goes out first. */
-        size_t pending = c->out_len - c->out_off;
-        uint8_t *both = xmalloc(pending + len);
-
-        memcpy(both, c->out + c->out_off, pending);
-        memcpy(both + pending, answer, len);
-        free(answer);
-        answer = both;
-        len += pending;
-    }
-    free(c->out);
-    c->out = answer;
-    c->out_len = len;
-    c->out_off = 0;
     c->answering = 1;
     c->deadline = now + timeout;
+    /* Usually the socket takes it all at once, from the relay's buffer: nothing is copied. */
+    if (c->out_off == c->out_len) {
+        if (apiconn_send(c->fd, answer, len, &sent) != 0)
+            return APICONN_CLOSE;
+        if (sent == len)
+            return apiconn_answered(c, site, now, timeout);
+    }
+    /* Behind a management reply still waiting, or what the socket did not take. */
+    apiconn_queue_out(c, answer + sent, len - sent);
     return apiconn_write(c, site, now, timeout);
 }
 
 enum apiconn_step apiconn_write(struct apiconn *c, const struct cfg *site, double now,
                                 double timeout)
 {
-    if (atomic_load(&c->expired))
-        return APICONN_CLOSE;
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+    size_t sent;
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return APICONN_WRITE;
-        if (n < 0)
-            return APICONN_CLOSE;
-        c->out_off += (size_t)n;
-    }
+    if (atomic_load(&c->expired) ||
+        apiconn_send(c->fd, c->out + c->out_off, c->out_len - c->out_off, &sent) != 0)
+        return APICONN_CLOSE;
+    c->out_off += sent;
+    if (c->out_off < c->out_len)
+        return APICONN_WRITE;
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_off = 0;
     /* A management reply sits between records: go on reading where the gate stands. */
     if (!c->answering)
         return APICONN_READ;
-    c->answering = 0;
-    if (!c->gate.keep_conn)
-        return APICONN_CLOSE;
-    c->deadline = 0;
-    return apiconn_resume(c, site, now, timeout);
+    return apiconn_answered(c, site, now, timeout);
 }

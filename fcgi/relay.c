@@ -1,21 +1,24 @@
 /*
  * relay.c -- libfcgi fed from memory (see relay.h).
  *
- * Owns:       the relay's memory files and FCGX_Request.
+ * Owns:       the relay's memory file, FCGX_Request and buffers.
  * Called by:  one API thread per relay.
  * Invariants: FCGX_Request.keepConnection is 1 whenever libfcgi could act
- *             on it, so libfcgi never closes our files on a normal
- *             request; if it closes one after an error (ipcFd becomes -1),
- *             the relay forgets it and makes a new one next time.
+ *             on it, so libfcgi never closes in_fd on a normal request; if
+ *             it closes it after an error (ipcFd becomes -1), the relay
+ *             forgets it and makes a new one next time. libfcgi's streams
+ *             are freed with FCGX_Free, never flushed, so it writes nothing.
  *
  * How one request goes: the canonical request (BEGIN_REQUEST with the
- * caller's id, responder, no flags; PARAMS; empty PARAMS; empty STDIN) is
- * written at the start of in_fd, which is rewound; FCGX_Accept_r reads it
- * (ipcFd = in_fd). Then ipcFd becomes out_fd, rewound, and the handler's
- * answer plus END_REQUEST land there when FCGX_Finish_r flushes; they are
- * read back whole. Bytes left in a file from a longer earlier request are
- * never reached: libfcgi stops at the empty PARAMS record, and the answer's
- * length is where libfcgi's writes ended.
+ * caller's id, responder, no flags; PARAMS; the empty PARAMS record) is
+ * appended to in_fd, whose offset is where the last request ended, and
+ * FCGX_Accept_r reads it to the end: libfcgi stops at the empty PARAMS
+ * record, which is the file's last byte. No STDIN goes to libfcgi: the body
+ * is the caller's to hand the handler. The handler reads the params and
+ * writes the CGI response into memory; it goes out as STDOUT records of at
+ * most 65535 bytes, the empty STDOUT record and END_REQUEST (FastCGI 1.0,
+ * sections 5.1 and 5.5). Once in_fd passes RELAY_REWIND it is emptied, so
+ * it does not grow: two calls per several thousand requests.
  */
 #include "relay.h"
 
@@ -30,23 +33,51 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define RELAY_MAX_RECORDS 8  /* PARAMS records per write: params are at most a few */
+#define RELAY_MAX_RECORDS 8        /* PARAMS records per write: params are at most a few */
+#define RELAY_REWIND (1 << 20)     /* bytes the memory file may reach before it is emptied */
+#define RELAY_BUF (4u << 10)       /* first size of a buffer */
 
-/* Make f's memory file if it has none. Returns 0, or -1 with errno set. */
-static int relay_open(int *fd, const char *name)
+void relay_put(struct relay_buf *b, const void *p, size_t n)
 {
-    if (*fd >= 0)
+    if (b->len + n > b->cap) {
+        size_t want = b->cap ? b->cap : RELAY_BUF;
+
+        while (want < b->len + n)
+            want *= 2;
+        b->p = xrealloc(b->p, want);
+        b->cap = want;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+/* Make the memory file if there is none; it starts empty. Returns 0, or -1 with errno set. */
+static int relay_open(struct relay *r)
+{
+    if (r->in_fd >= 0)
         return 0;
-    *fd = memfd_create(name, MFD_CLOEXEC);
-    return *fd >= 0 ? 0 : -1;
+    r->in_end = 0;
+    r->in_fd = memfd_create("herald-api", MFD_CLOEXEC);
+    return r->in_fd >= 0 ? 0 : -1;
+}
+
+/* Empty the memory file once it has grown past RELAY_REWIND. Returns 0, or -1. */
+static int relay_rewind(struct relay *r)
+{
+    if (r->in_end < RELAY_REWIND)
+        return 0;
+    if (ftruncate(r->in_fd, 0) != 0 || lseek(r->in_fd, 0, SEEK_SET) != 0)
+        return -1;
+    r->in_end = 0;
+    return 0;
 }
 
 int relay_init(struct relay *r, char **cause)
 {
-    r->in_fd = r->out_fd = -1;
+    memset(r, 0, sizeof *r);
+    r->in_fd = -1;
     FCGX_InitRequest(&r->req, -1, 0);
-    if (relay_open(&r->in_fd, "herald-api-in") != 0 ||
-        relay_open(&r->out_fd, "herald-api-out") != 0) {
+    if (relay_open(r) != 0) {
         *cause = xasprintf("memfd_create: %s", strerror(errno));
         relay_free(r);
         return -1;
@@ -56,20 +87,22 @@ int relay_init(struct relay *r, char **cause)
 
 void relay_free(struct relay *r)
 {
-    /* ipcFd is one of our files (or -1): libfcgi must not close it again. */
+    /* ipcFd is in_fd (or -1): libfcgi must not close it again. */
     r->req.ipcFd = -1;
     FCGX_Free(&r->req, 0);
     if (r->in_fd >= 0)
         close(r->in_fd);
-    if (r->out_fd >= 0)
-        close(r->out_fd);
-    r->in_fd = r->out_fd = -1;
+    r->in_fd = -1;
+    free(r->cgi.p);
+    free(r->answer.p);
+    memset(&r->cgi, 0, sizeof r->cgi);
+    memset(&r->answer, 0, sizeof r->answer);
 }
 
-/* Write the canonical request for id and params at the start of in_fd, and rewind it. */
+/* Append the canonical request for id and params to in_fd, where libfcgi will read next. */
 static int relay_write_request(struct relay *r, unsigned id, const uint8_t *params, size_t plen)
 {
-    uint8_t begin[GATE_HEADER + 8] = {0}, hdrs[RELAY_MAX_RECORDS][GATE_HEADER], tail[16];
+    uint8_t begin[GATE_HEADER + 8] = {0}, hdrs[RELAY_MAX_RECORDS][GATE_HEADER], tail[GATE_HEADER];
     struct iovec iov[2 * RELAY_MAX_RECORDS + 2];
     size_t total = sizeof begin + sizeof tail;
     int n = 0, k = 0;
@@ -90,29 +123,31 @@ static int relay_write_request(struct relay *r, unsigned id, const uint8_t *para
         total += GATE_HEADER + len;
     }
     gate_header(tail, GATE_PARAMS, id, 0, 0);
-    gate_header(tail + GATE_HEADER, GATE_STDIN, id, 0, 0);
     iov[n++] = (struct iovec){tail, sizeof tail};
-    if (pwritev(r->in_fd, iov, n, 0) != (ssize_t)total)
+    if (pwritev(r->in_fd, iov, n, r->in_end) != (ssize_t)total)
         return -1;
-    return lseek(r->in_fd, 0, SEEK_SET) == 0 ? 0 : -1;
+    r->in_end += (off_t)total;
+    return 0;
 }
 
-/* Read the answer libfcgi wrote to out_fd (len bytes from its start). */
-static int relay_read_answer(struct relay *r, uint8_t **answer, size_t *len)
+/* Wrap the handler's CGI response in STDOUT records and END_REQUEST for id. */
+static void relay_frame_answer(struct relay *r, unsigned id)
 {
-    off_t end = lseek(r->out_fd, 0, SEEK_CUR);
-    uint8_t *buf;
+    uint8_t hdr[GATE_HEADER], end[GATE_HEADER + 8] = {0};
 
-    if (end <= 0)
-        return -1;
-    buf = xmalloc((size_t)end);
-    if (pread(r->out_fd, buf, (size_t)end, 0) != end) {
-        free(buf);
-        return -1;
+    r->answer.len = 0;
+    for (size_t off = 0; off < r->cgi.len; off += GATE_MAX_CONTENT) {
+        size_t len = r->cgi.len - off < GATE_MAX_CONTENT ? r->cgi.len - off : GATE_MAX_CONTENT;
+
+        gate_header(hdr, GATE_STDOUT, id, len, 0);
+        relay_put(&r->answer, hdr, sizeof hdr);
+        relay_put(&r->answer, r->cgi.p + off, len);
     }
-    *answer = buf;
-    *len = (size_t)end;
-    return 0;
+    gate_header(hdr, GATE_STDOUT, id, 0, 0);
+    relay_put(&r->answer, hdr, sizeof hdr);
+    /* appStatus 0, protocolStatus FCGI_REQUEST_COMPLETE (0). */
+    gate_header(end, GATE_END_REQUEST, id, 8, 0);
+    relay_put(&r->answer, end, sizeof end);
 }
 
 int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
@@ -120,11 +155,13 @@ int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
 {
     const char *step = "memfd_create";
 
-    if (relay_open(&r->in_fd, "herald-api-in") != 0 ||
-        relay_open(&r->out_fd, "herald-api-out") != 0)
+    if (relay_open(r) != 0)
+        goto fail;
+    step = "emptying the memory file";
+    if (relay_rewind(r) != 0)
         goto fail;
     step = "writing the request";
-    if (lseek(r->out_fd, 0, SEEK_SET) != 0 || relay_write_request(r, id, params, plen) != 0)
+    if (relay_write_request(r, id, params, plen) != 0)
         goto fail;
     r->req.ipcFd = r->in_fd;
     /* FCGX_Accept_r first finishes the previous request: it must not close in_fd. */
@@ -136,19 +173,14 @@ int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
         r->req.ipcFd = -1;
         return -1;
     }
-    r->req.ipcFd = r->out_fd;
     r->req.keepConnection = 1;
-    handler(arg, &r->req);
-    FCGX_Finish_r(&r->req);
-    if (r->req.ipcFd < 0) {
-        /* An error made libfcgi close out_fd. */
-        r->out_fd = -1;
-        step = "writing the answer";
-        goto fail;
-    }
-    step = "reading the answer back";
-    if (relay_read_answer(r, answer, len) != 0)
-        goto fail;
+    r->cgi.len = 0;
+    handler(arg, &r->req, &r->cgi);
+    /* Free the request's streams and params unflushed: libfcgi writes nothing. */
+    FCGX_Free(&r->req, 0);
+    relay_frame_answer(r, id);
+    *answer = r->answer.p;
+    *len = r->answer.len;
     return 0;
 fail:
     log_msg(LOG_ERROR, "api", "relay: %s: %s", step, strerror(errno));

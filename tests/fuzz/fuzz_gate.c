@@ -11,7 +11,8 @@
  * the input (ASan); content is never reported past what was given; libfcgi
  * accepts every such request and sees exactly the pairs the gate counted;
  * its answer is STDOUT records and an END_REQUEST for the caller's request
- * id; nothing leaks (LeakSanitizer, at exit).
+ * id; nothing leaks (LeakSanitizer). The relay, as an API thread's, lives
+ * across inputs: its memory files grow and are emptied as in the daemon.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,14 +28,15 @@
 static struct relay relay;
 static int relay_ready;
 
-/* The handler libfcgi runs: count the params it parsed and answer. */
-static void answer(void *arg, FCGX_Request *req)
+/* The handler: count the params libfcgi parsed, and answer. */
+static void answer(void *arg, FCGX_Request *req, struct relay_buf *out)
 {
+    static const char cgi[] = "Status: 200 OK\r\nContent-Type: application/json\r\n\r\n{}\n";
     int *n = arg;
 
     for (char **e = req->envp; *e != NULL; e++)
         (*n)++;
-    FCGX_PutS("Status: 200 OK\r\nContent-Type: application/json\r\n\r\n{}\n", req->out);
+    relay_put(out, cgi, sizeof cgi - 1);
 }
 
 /* Check libfcgi's answer: STDOUT records, then END_REQUEST, all for id. */
@@ -52,7 +54,7 @@ static void check_answer(const uint8_t *p, size_t n, unsigned id)
         clen = (size_t)p[off + 4] << 8 | p[off + 5];
         if (p[off + 1] == GATE_END_REQUEST)
             ended = 1;
-        else if (p[off + 1] != GATE_STDOUT && p[off + 1] != 7)
+        else if (p[off + 1] != GATE_STDOUT)
             abort();
         off += GATE_HEADER + clen + p[off + 6];
     }
@@ -80,8 +82,8 @@ static void relay_request(const uint8_t *params, size_t plen, int pairs, unsigne
     /* libfcgi adds FCGI_ROLE=RESPONDER to the caller's pairs. */
     if (seen != pairs + 1)
         abort();
+    /* The answer is the relay's own buffer, kept for the next request. */
     check_answer(out, len, id);
-    free(out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

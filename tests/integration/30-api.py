@@ -593,6 +593,11 @@ def test_management_records_are_answered_before_the_request(herald):
     assert out.startswith(b"Status: 200") and recs[-1][1] == fcgi.FCGI_END_REQUEST
 
 
+def test_pipelined_requests_on_a_kept_connection_are_answered_in_order(herald):
+    """Several whole requests in one write (nothing waits for an answer): each answered, in turn."""
+    assert fcgi.pipelined(herald.api_socket, 5) == [(i + 1, 200) for i in range(5)]
+
+
 def test_keep_conn_serves_several_requests_on_one_connection(herald, run):
     u = uid()
 

@@ -179,6 +179,12 @@ def test_one_uid_holds_at_most_api_max_connections(h, pub):
     assert 1 <= len(lines) <= 3, lines
 
 
+def test_pipelined_requests_are_answered_in_order_within_a_sites_share(h):
+    """With two sites a site's requests go through its share: pipelined ones wait their turn."""
+    for site in ("a", "b"):
+        assert fcgi.pipelined(h.site_api_socket(site), 7) == [(i + 1, 200) for i in range(7)]
+
+
 def test_a_busy_site_leaves_threads_for_another(pub):
     """Site a's own publisher floods it from 12 kept connections; site b's publishes are timed."""
     with Herald(sites=sites_for(pub, "busy-"), workers=2, config={"api_threads": "2"}) as h:

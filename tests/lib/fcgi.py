@@ -380,6 +380,23 @@ def raw_exchange(address, data, timeout=2.0, close_after=None, chunks=None):
     return received, closed
 
 
+def pipelined(address, n, wait=1.0):
+    """
+    n kept requests (GET /stats and /health in turn, ids 1..n) written at once, nothing
+    waiting for an answer; returns the answers' (request id, status), in the order read.
+    """
+    data = b"".join(encode_request("GET", "/health" if i % 2 else "/stats",
+                                   request_id=i + 1, keep_conn=True) for i in range(n))
+    got, _ = raw_exchange(address, data, timeout=wait + 2, close_after=wait)
+    out, status = [], {}
+    for _, t, rid, c in parse_records(got):
+        if t == FCGI_STDOUT and c.startswith(b"Status: "):
+            status[rid] = int(c.split()[1])
+        elif t == FCGI_END_REQUEST:
+            out.append((rid, status.get(rid)))
+    return out
+
+
 def parse_records(data):
     """Split bytes into complete records [(version, type, request_id, content)], tail ignored."""
     out = []
