@@ -302,7 +302,8 @@ static void apiconn_queue_out(struct apiconn *c, const uint8_t *p, size_t n)
     size_t pending = c->out_len - c->out_off;
     uint8_t *out = xmalloc(pending + n);
 
-    memcpy(out, c->out + c->out_off, pending);
+    if (pending > 0)
+        memcpy(out, c->out + c->out_off, pending);
     memcpy(out + pending, p, n);
     free(c->out);
     c->out = out;

@@ -39,6 +39,8 @@
 
 void relay_put(struct relay_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return;
     if (b->len + n > b->cap) {
         size_t want = b->cap ? b->cap : RELAY_BUF;
 

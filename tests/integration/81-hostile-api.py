@@ -16,6 +16,7 @@ each publish must be answered and received within 1 s. The figures print with py
   at its deadline (5 s).
 - One uid holds at most api_max_connections on a site's socket; more are closed at once and
   counted as api_errors["503"].
+- A caller that pipelines requests and reads no answer gets nothing more read until it does.
 - A busy site leaves threads for another: root floods site a with publishes while site b's are
   timed.
 """
@@ -177,6 +178,44 @@ def test_one_uid_holds_at_most_api_max_connections(h, pub):
     # Logged, but at most a line a second per site: a flood of refusals floods no log.
     lines = [ln for ln in h.log_text().splitlines() if "holds api_max_connections (64)" in ln]
     assert 1 <= len(lines) <= 3, lines
+
+
+def test_a_caller_that_does_not_read_its_answers_queues_no_more(h):
+    """
+    2,000 pipelined /stats on one kept connection, answers not read for 2 s: Herald writes
+    what the socket takes and reads nothing more meanwhile (the caller's writes block), so
+    its memory stays put; once read, every answer is there, in order.
+    """
+    import socket
+    n = 2000
+    data = b"".join(fcgi.encode_request("GET", "/stats", request_id=i % 65535 + 1,
+                                        keep_conn=True) for i in range(n))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(h.site_api_socket("a"))
+    writer = threading.Thread(target=s.sendall, args=(data,), daemon=True)
+    try:
+        with Watch(h, ["a", "b"]) as w, RssSampler(h.proc.pid) as rss:
+            writer.start()
+            time.sleep(2)
+            got = b""
+            ends = 0
+            while ends < n:
+                chunk = s.recv(1 << 16)
+                assert chunk, "closed after %d answers" % ends
+                got += chunk
+                ends = sum(1 for _, t, _, _ in fcgi.parse_records(got)
+                           if t == fcgi.FCGI_END_REQUEST)
+            writer.join(10)
+            w.check()
+        ids = [rid for _, t, rid, _ in fcgi.parse_records(got) if t == fcgi.FCGI_END_REQUEST]
+        assert ids == [i % 65535 + 1 for i in range(n)]
+        print("\n2,000 pipelined /stats, unread for 2 s: %d answers (%.1f MiB) in order; RSS "
+              "%.1f -> peak %.1f MiB; %s" % (len(ids), len(got) / 2**20, rss.before / 1024,
+                                            rss.peak / 1024, w.summary()))
+        assert (rss.peak - rss.before) / 1024 < 8
+    finally:
+        s.close()
 
 
 def test_pipelined_requests_are_answered_in_order_within_a_sites_share(h):
