@@ -28,7 +28,7 @@ import time
 import pytest
 
 import fcgi
-from herald import Herald, uid
+from herald import ASAN_ENV, Herald, sanitized, uid
 from procs import rss_kib
 from tenant import PublicDir, Tenant, Watch, run_tenant
 
@@ -50,7 +50,7 @@ def sites_for(pub, prefix="", **extra):
 @pytest.fixture
 def h(pub):
     """A daemon per test, so each attack is seen on its own (the old one died of the first)."""
-    with Herald(sites=sites_for(pub, api_max_body="1k"), workers=2) as herald:
+    with Herald(sites=sites_for(pub, api_max_body="1k"), workers=2, env=ASAN_ENV) as herald:
         yield herald
 
 
@@ -213,7 +213,8 @@ def test_a_caller_that_does_not_read_its_answers_queues_no_more(h):
         print("\n2,000 pipelined /stats, unread for 2 s: %d answers (%.1f MiB) in order; RSS "
               "%.1f -> peak %.1f MiB; %s" % (len(ids), len(got) / 2**20, rss.before / 1024,
                                             rss.peak / 1024, w.summary()))
-        assert (rss.peak - rss.before) / 1024 < 8
+        # ASan's allocator holds more of what a request allocated and freed.
+        assert (rss.peak - rss.before) / 1024 < (64 if sanitized() else 8)
     finally:
         s.close()
 

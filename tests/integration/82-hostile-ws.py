@@ -44,14 +44,12 @@ import time
 import pytest
 
 import rawws
-from herald import Herald, uid, wait_connections, without_id
+from herald import ASAN_ENV, Herald, uid, wait_connections, without_id
 from phpfpm import PhpFpm
 from procs import rss_kib
 from wscmd import client
 
 SITES = {"a": {"ws_path": "/a/ws"}, "b": {"ws_path": "/b/ws"}}
-ASAN_ENV = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16")
-            .lstrip(":")}
 MiB = 1024.0
 TEST_NOFILE = 4096
 

@@ -43,24 +43,16 @@ import uuid
 import pytest
 
 import rawws
-from herald import Herald, herald_bin
+from herald import ASAN_ENV, Herald, herald_bin, sanitized
 from procs import rss_kib
 from rawws import next_json, until_stream
 
 HDR = "herald-history 3\n"
-ASAN_ENV = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16")
-            .lstrip(":")}
 SITES = {"a": {"ws_path": "/a/ws", "public_channels": "pub:*"},
          "b": {"ws_path": "/b/ws", "public_channels": "news"}}
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-def sanitized():
-    """Is the binary built with ASan (whose allocator keeps freed memory for a while)?"""
-    with open(herald_bin(), "rb") as f:
-        return b"__asan_init" in f.read()
-
 
 def hist(h, site):
     """The site's /stats history (not_kept 0 where a build does not count it)."""

@@ -33,7 +33,8 @@ extra_ini= is raw INI text appended to herald.ini as is, and check_config(text)
 runs `herald -c FILE --check-config` on a file of that text.
 
 Beside the class: uid() (a user id no other test uses), wait_connections(h, n),
-by_user(members), stat(), recv_json(), expect_nothing(), and Bystander.
+by_user(members), stat(), recv_json(), expect_nothing(), and Bystander; for tests that
+measure memory, ASAN_ENV (a small ASan quarantine) and sanitized().
 
 The binary is $HERALD_BIN (absolute, or relative to the current directory or
 the repository root), by default build/herald in this repository.
@@ -85,6 +86,18 @@ def herald_bin():
     if p.exists():
         return str(p.resolve())
     return str(REPO / p)
+
+
+# For a test that measures memory: under ASan freed memory waits in a quarantine (256 MiB by
+# default) before it is reused, and RSS would count it as held. Harmless for a plain build.
+ASAN_ENV = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=16")
+            .lstrip(":")}
+
+
+def sanitized():
+    """Is the binary under test built with ASan (whose allocator keeps more memory)?"""
+    with open(herald_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def free_port():
