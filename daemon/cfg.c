@@ -201,7 +201,7 @@ static const struct cfg_def cfg_defs[] = {
      .check = cfg_check_uid,
      .help = "users or uids allowed to use the api socket (SO_PEERCRED); empty = any"},
     {.name = "api_threads", .type = CFG_INT, .min = 1, .max = 64, .def = "4",
-     CFG_AT(c.api_threads), .help = "FastCGI request threads"},
+     CFG_AT(c.api_threads), .help = "FastCGI request threads; several sites: half each at most"},
     {.name = "api_max_connections", .type = CFG_INT, .min = 1, .max = 100000, .def = "64",
      CFG_AT(c.api_max_connections), .flags = CFG_RELOAD | CFG_SITE,
      .help = "connections one caller (uid) may hold on a site's API socket; more are closed"},
