@@ -243,10 +243,11 @@ static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
 /* Put c on the deadline list at its apiconn deadline, or take it off (deadline 0). */
 static void api_set_deadline(struct api *a, struct apiconn *c)
 {
-    if (c->listed == c->deadline)
+    /* Read without the lock (the sweep may clear it): only a hint; the lock decides. */
+    if (atomic_load_explicit(&c->listed, memory_order_relaxed) == c->deadline)
         return;
     pthread_mutex_lock(&a->lock);
-    if (c->listed != 0) {
+    if (atomic_load_explicit(&c->listed, memory_order_relaxed) != 0) {
         if (c->tprev != NULL)
             c->tprev->tnext = c->tnext;
         else
@@ -266,7 +267,7 @@ static void api_set_deadline(struct api *a, struct apiconn *c)
             a->timed_head = c;
         a->timed_tail = c;
     }
-    c->listed = c->deadline;
+    atomic_store_explicit(&c->listed, c->deadline, memory_order_relaxed);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -530,14 +531,16 @@ static void api_sweep(struct api *a)
     struct apiconn *c;
 
     pthread_mutex_lock(&a->lock);
-    while ((c = a->timed_head) != NULL && c->deadline <= now) {
+    /* listed, not deadline: the holder may be changing deadline now, outside the lock. */
+    while ((c = a->timed_head) != NULL &&
+           atomic_load_explicit(&c->listed, memory_order_relaxed) <= now) {
         a->timed_head = c->tnext;
         if (a->timed_head != NULL)
             a->timed_head->tprev = NULL;
         else
             a->timed_tail = NULL;
         c->tprev = c->tnext = NULL;
-        c->listed = 0;
+        atomic_store_explicit(&c->listed, 0, memory_order_relaxed);
         atomic_store(&c->expired, 1);
         shutdown(c->fd, SHUT_RDWR);
     }

@@ -41,6 +41,7 @@ struct apiconn *apiconn_new(int fd, int site, long uid, double now, double timeo
     /* The first request must come in time: a caller that connects and waits holds nothing. */
     c->deadline = now + timeout;
     atomic_init(&c->expired, 0);
+    atomic_init(&c->listed, 0);
     return c;
 }
 

@@ -72,7 +72,9 @@ struct apiconn {
     struct apiconn *prev, *next;   /* borrowed: every connection */
     struct apiconn *tprev, *tnext; /* borrowed: the deadline list */
     struct apiconn *qnext;         /* borrowed: a site's queue of whole requests */
-    double listed;                 /* deadline it is on the list with; 0 = not listed */
+    _Atomic double listed;         /* deadline it is on the list with; 0 = not listed.
+                                      The sweep reads this, never deadline, which the
+                                      holder writes without the lock */
 };
 
 /* A connection for an accepted socket of site, from a caller running as uid (-1: unknown). */
