@@ -413,8 +413,8 @@ static int api_take_share(struct api *a, struct apiconn *c)
     struct api_site *as = &a->sites[c->site];
     int now;
 
-    /* One site: its share is every thread, so nothing ever waits; skip the lock. */
-    if (a->nsites == 1)
+    /* A share of every thread: nothing ever waits, so no lock and no count. */
+    if (!a->sharing)
         return 1;
     pthread_mutex_lock(&as->lock);
     now = as->serving < a->share;
@@ -432,7 +432,7 @@ static struct apiconn *api_next_in_share(struct api *a, int site)
     struct api_site *as = &a->sites[site];
     struct apiconn *c;
 
-    if (a->nsites == 1)
+    if (!a->sharing)
         return NULL;
     pthread_mutex_lock(&as->lock);
     c = as->ready_head;
@@ -460,9 +460,9 @@ static void api_serve(struct api *a, struct api_thread *t, struct apiconn *c)
         int st = apiconn_serve(c, api_cfg(a)->sites[site], &t->relay, api_answer, &call,
                                api_now(), API_IO_TIMEOUT);
 
-        /* A pipelined next request: answered now when the site is alone, else it waits
-         * its turn behind those already queued. */
-        if (st == APICONN_READY && a->nsites == 1)
+        /* A pipelined next request: answered now when nothing waits for a share, else
+         * it waits its turn behind those already queued. */
+        if (st == APICONN_READY && !a->sharing)
             continue;
         if (st == APICONN_READY) {
             pthread_mutex_lock(&as->lock);
@@ -672,6 +672,7 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
     /* With several sites, one site's answers may take half the threads: the rest stay free. */
     a->share = a->nsites > 1 && cfg->api_threads > 1 ? (cfg->api_threads + 1) / 2
                                                      : cfg->api_threads;
+    a->sharing = a->share < cfg->api_threads;
     if (FCGX_Init() != 0) {
         *cause = xasprintf("FCGX_Init failed");
         goto fail;

@@ -68,6 +68,7 @@ struct api {
     int nthreads;
     struct api_thread *threads;   /* owned */
     int share;                    /* requests of one site answered at once, at most */
+    int sharing;                  /* share < api_threads: sites take turns (queue, count) */
     atomic_int stopping;
     time_t started;
     pthread_mutex_t lock;         /* conns and the deadline list */

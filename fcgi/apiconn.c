@@ -46,7 +46,7 @@ struct apiconn *apiconn_new(int fd, int site, long uid, double now, double timeo
 }
 
 /* Let go of a buffer's bytes. */
-static void apiconn_buf_free(struct apiconn_buf *b)
+static void apiconn_buf_free(struct relay_buf *b)
 {
     free(b->p);
     b->p = NULL;
@@ -54,7 +54,7 @@ static void apiconn_buf_free(struct apiconn_buf *b)
 }
 
 /* Empty a buffer; a small one stays allocated for the connection's next request. */
-static void apiconn_buf_clear(struct apiconn_buf *b)
+static void apiconn_buf_clear(struct relay_buf *b)
 {
     if (b->cap > APICONN_KEEP_CAP)
         apiconn_buf_free(b);
@@ -100,23 +100,13 @@ static int apiconn_allowed(const struct apiconn *c, const struct cfg *site)
 
 /*
  * Append p[0..n) to b, which may hold at most max bytes (plus a NUL);
- * -1, and nothing added, past that. Grows by doubling, so a body that
- * trickles in costs few copies.
+ * -1, and nothing added, past that. Never allocates past the limit.
  */
-static int apiconn_keep(struct apiconn_buf *b, const uint8_t *p, size_t n, size_t max)
+static int apiconn_keep(struct relay_buf *b, const uint8_t *p, size_t n, size_t max)
 {
     if (n > max - b->len)
         return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t want = b->cap ? b->cap : 1024;
-
-        while (want < b->len + n + 1)
-            want *= 2;
-        if (want > max + 1)
-            want = max + 1;
-        b->p = xrealloc(b->p, want);
-        b->cap = want;
-    }
+    relay_reserve(b, n + 1, max + 1);
     memcpy(b->p + b->len, p, n);
     b->len += n;
     return 0;

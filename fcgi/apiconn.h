@@ -41,12 +41,6 @@ enum apiconn_step {
     APICONN_CLOSE,  /* done, or broken: close it */
 };
 
-/* A growing buffer of request bytes. */
-struct apiconn_buf {
-    uint8_t *p;                  /* owned, or NULL */
-    size_t len, cap;
-};
-
 struct apiconn {
     int fd;                      /* owned */
     int site;                    /* index of the site whose socket it came in on */
@@ -57,8 +51,8 @@ struct apiconn {
     int fail;                    /* closed for this status (400 not FastCGI, 408 stalled,
                                     413 drained too much): counted by api.c; 0 = none */
     const char *fail_why;        /* static: why, for api.c's log line */
-    struct apiconn_buf params;   /* the PARAMS stream so far */
-    struct apiconn_buf body;     /* STDIN so far; NUL-terminated once whole */
+    struct relay_buf params;     /* the PARAMS stream so far */
+    struct relay_buf body;       /* STDIN so far; NUL-terminated once whole */
     size_t max_body;             /* the site's api_max_body when the request began */
     size_t dropped;              /* bytes of this request read and not kept */
     uint8_t *rest;               /* owned: bytes read past the request, for the next */

@@ -35,20 +35,29 @@
 
 #define RELAY_MAX_RECORDS 8        /* PARAMS records per write: params are at most a few */
 #define RELAY_REWIND (1 << 20)     /* bytes the memory file may reach before it is emptied */
-#define RELAY_BUF (4u << 10)       /* first size of a buffer */
+#define RELAY_BUF 1024             /* first size of a buffer */
+
+void relay_reserve(struct relay_buf *b, size_t n, size_t limit)
+{
+    size_t want;
+
+    if (b->len + n <= b->cap)
+        return;
+    /* Doubling: a buffer filled in many small pieces costs few copies. */
+    want = b->cap ? b->cap : RELAY_BUF;
+    while (want < b->len + n)
+        want *= 2;
+    if (limit != 0 && want > limit)
+        want = limit;
+    b->p = xrealloc(b->p, want);
+    b->cap = want;
+}
 
 void relay_put(struct relay_buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return;
-    if (b->len + n > b->cap) {
-        size_t want = b->cap ? b->cap : RELAY_BUF;
-
-        while (want < b->len + n)
-            want *= 2;
-        b->p = xrealloc(b->p, want);
-        b->cap = want;
-    }
+    relay_reserve(b, n, 0);
     memcpy(b->p + b->len, p, n);
     b->len += n;
 }

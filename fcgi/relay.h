@@ -31,9 +31,12 @@
 
 #include <fcgiapp.h>
 
-/* A growing byte buffer: the CGI response a handler writes, or the records around it. */
+/*
+ * A growing byte buffer: the CGI response a handler writes, the records
+ * around it, and (apiconn.c) a request's params and body as they arrive.
+ */
 struct relay_buf {
-    uint8_t *p;           /* owned */
+    uint8_t *p;           /* owned, or NULL */
     size_t len, cap;
 };
 
@@ -51,6 +54,12 @@ struct relay {
  * blank line, the body) to out with relay_put.
  */
 typedef void relay_handler(void *arg, FCGX_Request *req, struct relay_buf *out);
+
+/*
+ * Make room in b for n more bytes, allocating no more than limit bytes in
+ * all (0: no limit); the caller keeps len + n within limit.
+ */
+void relay_reserve(struct relay_buf *b, size_t n, size_t limit);
 
 /* Append p[0..n) to b. */
 void relay_put(struct relay_buf *b, const void *p, size_t n);
