@@ -245,6 +245,27 @@ static void test_apiconn_params_and_body_over_their_limits(void **state)
     close(peer);
 }
 
+static void test_apiconn_a_body_of_exactly_the_limit_allocates_no_more(void **state)
+{
+    static char body[3001];
+    static uint8_t req[4096];
+    struct cfg site = site_cfg(3000, NULL, 0);
+    int peer;
+    struct apiconn *c = pair_conn(&peer, 0);
+    size_t n;
+
+    /* Grown by doubling (1024, 2048, ...), but never past the budget and its NUL. */
+    memset(body, 'b', 3000);
+    n = request(req, 1, 0, body);
+    assert_int_equal(write(peer, req, n), (ssize_t)n);
+    assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READY);
+    assert_int_equal(c->refuse, 0);
+    assert_int_equal(c->body.len, 3000);
+    assert_true(c->body.cap <= 3001);
+    apiconn_free(c);
+    close(peer);
+}
+
 static void test_apiconn_closes_past_the_drain_cap(void **state)
 {
     struct cfg site = site_cfg(1024, NULL, 0);
@@ -377,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_apiconn_a_byte_at_a_time),
         cmocka_unit_test(test_apiconn_keeps_nothing_of_a_refused_caller),
         cmocka_unit_test(test_apiconn_params_and_body_over_their_limits),
+        cmocka_unit_test(test_apiconn_a_body_of_exactly_the_limit_allocates_no_more),
         cmocka_unit_test(test_apiconn_closes_past_the_drain_cap),
         cmocka_unit_test(test_apiconn_bytes_that_are_not_fastcgi),
         cmocka_unit_test(test_apiconn_answers_management_records_and_goes_on),
