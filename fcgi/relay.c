@@ -11,14 +11,20 @@
  *
  * How one request goes: the canonical request (BEGIN_REQUEST with the
  * caller's id, responder, no flags; PARAMS; the empty PARAMS record) is
- * appended to in_fd, whose offset is where the last request ended, and
- * FCGX_Accept_r reads it to the end: libfcgi stops at the empty PARAMS
- * record, which is the file's last byte. No STDIN goes to libfcgi: the body
- * is the caller's to hand the handler. The handler reads the params and
- * writes the CGI response into memory; it goes out as STDOUT records of at
- * most 65535 bytes, the empty STDOUT record and END_REQUEST (FastCGI 1.0,
- * sections 5.1 and 5.5). Once in_fd passes RELAY_REWIND it is emptied, so
- * it does not grow: two calls per several thousand requests.
+ * written into the mapped memory file where libfcgi's offset will be, and
+ * FCGX_Accept_r reads it: libfcgi stops at the empty PARAMS record. No STDIN
+ * goes to libfcgi: the body is the caller's to hand the handler. The handler
+ * reads the params and writes the CGI response into memory; it goes out as
+ * STDOUT records of at most 65535 bytes, the empty STDOUT record and
+ * END_REQUEST (FastCGI 1.0, sections 5.1 and 5.5).
+ *
+ * Where libfcgi's offset will be is known without asking: it reads in its
+ * own fixed size (measured once, by relay_probe), so each request starts
+ * that size, times its own length rounded up, after the last. The file has
+ * a fixed size and libfcgi is sent back to its start once past
+ * RELAY_REWIND, where the offset is also checked; a request's bytes are
+ * zeroed once read, so a wrong guess meets zeros and fails rather than an
+ * old request. A request thus costs libfcgi's one read and nothing more.
  */
 #include "relay.h"
 
@@ -26,15 +32,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "gate.h"
 #include "log.h"
 #include "xmalloc.h"
 
-#define RELAY_MAX_RECORDS 8        /* PARAMS records per write: params are at most a few */
-#define RELAY_REWIND (1 << 20)     /* bytes the memory file may reach before it is emptied */
+#define RELAY_MAX_RECORDS 8        /* PARAMS records per request: params are at most a few */
+#define RELAY_REWIND (1 << 18)     /* offset past which libfcgi is sent back to the start */
+#define RELAY_MAX_REQUEST (GATE_HEADER + 8 + RELAY_MAX_RECORDS * (GATE_HEADER + GATE_MAX_CONTENT) + GATE_HEADER)
+#define RELAY_MAX_CHUNK (1 << 16)  /* largest read size of libfcgi's the relay relies on */
+/* The memory file's fixed size: a request starting before RELAY_REWIND and libfcgi's last read fit. */
+#define RELAY_FILE (RELAY_REWIND + RELAY_MAX_REQUEST + RELAY_MAX_CHUNK)
 #define RELAY_BUF 1024             /* first size of a buffer */
 
 void relay_reserve(struct relay_buf *b, size_t n, size_t limit)
@@ -62,25 +71,106 @@ void relay_put(struct relay_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-/* Make the memory file if there is none; it starts empty. Returns 0, or -1 with errno set. */
-static int relay_open(struct relay *r)
+static int relay_write_request(struct relay *r, unsigned id, const uint8_t *params, size_t plen);
+
+/* Forget the memory file and its mapping (libfcgi may already have closed the file). */
+static void relay_close(struct relay *r)
 {
+    if (r->map != NULL)
+        munmap(r->map, RELAY_FILE);
     if (r->in_fd >= 0)
-        return 0;
-    r->in_end = 0;
-    r->in_fd = memfd_create("herald-api", MFD_CLOEXEC);
-    return r->in_fd >= 0 ? 0 : -1;
+        close(r->in_fd);
+    r->map = NULL;
+    r->in_fd = -1;
+    r->req.ipcFd = -1;
 }
 
-/* Empty the memory file once it has grown past RELAY_REWIND. Returns 0, or -1. */
-static int relay_rewind(struct relay *r)
+/*
+ * Learn how far libfcgi reads past a request: hand it one empty request and
+ * see where the file's offset ends. libfcgi fills its buffer with one read of
+ * its own fixed size whenever the buffer is empty (fcgiapp.c, FillBuffProc),
+ * so a request of n bytes moves the offset by that size times n rounded up.
+ * Knowing it, the next request can be written where libfcgi will read without
+ * a call to move the offset. Returns 0, or -1 with errno set.
+ */
+static int relay_probe(struct relay *r)
 {
-    if (r->in_end < RELAY_REWIND)
-        return 0;
-    if (ftruncate(r->in_fd, 0) != 0 || lseek(r->in_fd, 0, SEEK_SET) != 0)
+    off_t end;
+
+    if (relay_write_request(r, 1, NULL, 0) != 0)
         return -1;
-    r->in_end = 0;
+    r->req.ipcFd = r->in_fd;
+    r->req.keepConnection = 1;
+    if (FCGX_Accept_r(&r->req) < 0) {
+        if (r->req.ipcFd < 0)
+            r->in_fd = -1; /* libfcgi closed it */
+        errno = EPROTO;
+        return -1;
+    }
+    FCGX_Free(&r->req, 0);
+    end = lseek(r->in_fd, 0, SEEK_CUR);
+    if (end < 0)
+        return -1;
+    r->chunk = end >= (off_t)r->in_len && end <= RELAY_MAX_CHUNK ? (size_t)end : 0;
+    if (r->chunk == 0)
+        log_msg(LOG_WARN, "api", "libfcgi read %lld bytes of a %zu-byte request: the API makes "
+                "one more call a request", (long long)end, r->in_len);
+    memset(r->map, 0, r->in_len);
+    r->in_at = (size_t)end;
     return 0;
+}
+
+/* Make and map the memory file if there is none. Returns 0, or -1 with errno set. */
+static int relay_open(struct relay *r)
+{
+    void *map;
+
+    if (r->in_fd >= 0)
+        return 0;
+    r->in_fd = memfd_create("herald-api", MFD_CLOEXEC);
+    if (r->in_fd < 0)
+        return -1;
+    if (ftruncate(r->in_fd, RELAY_FILE) != 0)
+        goto fail;
+    map = mmap(NULL, RELAY_FILE, PROT_READ | PROT_WRITE, MAP_SHARED, r->in_fd, 0);
+    if (map == MAP_FAILED)
+        goto fail;
+    r->map = map;
+    r->in_at = 0;
+    if (relay_probe(r) != 0)
+        goto fail;
+    return 0;
+fail:
+    relay_close(r);
+    return -1;
+}
+
+/*
+ * Put libfcgi's offset where the next request goes: back to the start once
+ * it passes RELAY_REWIND (checking there that it is where it was expected),
+ * or on every request when the probe could not tell libfcgi's read size.
+ * Returns 0, or -1 with errno set.
+ */
+static int relay_seek(struct relay *r)
+{
+    off_t at;
+
+    if (r->in_at >= RELAY_REWIND) {
+        if (r->chunk != 0) {
+            at = lseek(r->in_fd, 0, SEEK_CUR);
+            if (at < 0)
+                return -1;
+            if (at != (off_t)r->in_at) {
+                log_msg(LOG_ERROR, "api", "libfcgi read to %lld, not %zu: the API makes one "
+                        "more call a request", (long long)at, r->in_at);
+                r->chunk = 0;
+            }
+        }
+        r->in_at = 0;
+    } else if (r->chunk != 0) {
+        return 0;
+    }
+    return lseek(r->in_fd, (off_t)r->in_at, SEEK_SET) < 0 ? -1 : 0;
 }
 
 int relay_init(struct relay *r, char **cause)
@@ -89,7 +179,7 @@ int relay_init(struct relay *r, char **cause)
     r->in_fd = -1;
     FCGX_InitRequest(&r->req, -1, 0);
     if (relay_open(r) != 0) {
-        *cause = xasprintf("memfd_create: %s", strerror(errno));
+        *cause = xasprintf("the API's memory file: %s", strerror(errno));
         relay_free(r);
         return -1;
     }
@@ -101,43 +191,36 @@ void relay_free(struct relay *r)
     /* ipcFd is in_fd (or -1): libfcgi must not close it again. */
     r->req.ipcFd = -1;
     FCGX_Free(&r->req, 0);
-    if (r->in_fd >= 0)
-        close(r->in_fd);
-    r->in_fd = -1;
+    relay_close(r);
     free(r->cgi.p);
     free(r->answer.p);
     memset(&r->cgi, 0, sizeof r->cgi);
     memset(&r->answer, 0, sizeof r->answer);
 }
 
-/* Append the canonical request for id and params to in_fd, where libfcgi will read next. */
+/* Write the canonical request for id and params into the file at in_at; its length is in_len. */
 static int relay_write_request(struct relay *r, unsigned id, const uint8_t *params, size_t plen)
 {
-    uint8_t begin[GATE_HEADER + 8] = {0}, hdrs[RELAY_MAX_RECORDS][GATE_HEADER], tail[GATE_HEADER];
-    struct iovec iov[2 * RELAY_MAX_RECORDS + 2];
-    size_t total = sizeof begin + sizeof tail;
-    int n = 0, k = 0;
+    uint8_t *p = r->map + r->in_at;
+    size_t n = 0;
 
-    gate_header(begin, GATE_BEGIN_REQUEST, id, 8, 0);
-    begin[GATE_HEADER + 1] = GATE_RESPONDER;
-    iov[n++] = (struct iovec){begin, sizeof begin};
-    for (size_t off = 0; off < plen; off += GATE_MAX_CONTENT, k++) {
+    if (plen > RELAY_MAX_RECORDS * GATE_MAX_CONTENT) {
+        errno = E2BIG;
+        return -1;
+    }
+    memset(p, 0, GATE_HEADER + 8);
+    gate_header(p, GATE_BEGIN_REQUEST, id, 8, 0);
+    p[GATE_HEADER + 1] = GATE_RESPONDER;
+    n = GATE_HEADER + 8;
+    for (size_t off = 0; off < plen; off += GATE_MAX_CONTENT) {
         size_t len = plen - off < GATE_MAX_CONTENT ? plen - off : GATE_MAX_CONTENT;
 
-        if (k == RELAY_MAX_RECORDS) {
-            errno = E2BIG;
-            return -1;
-        }
-        gate_header(hdrs[k], GATE_PARAMS, id, len, 0);
-        iov[n++] = (struct iovec){hdrs[k], GATE_HEADER};
-        iov[n++] = (struct iovec){(void *)(params + off), len};
-        total += GATE_HEADER + len;
+        gate_header(p + n, GATE_PARAMS, id, len, 0);
+        memcpy(p + n + GATE_HEADER, params + off, len);
+        n += GATE_HEADER + len;
     }
-    gate_header(tail, GATE_PARAMS, id, 0, 0);
-    iov[n++] = (struct iovec){tail, sizeof tail};
-    if (pwritev(r->in_fd, iov, n, r->in_end) != (ssize_t)total)
-        return -1;
-    r->in_end += (off_t)total;
+    gate_header(p + n, GATE_PARAMS, id, 0, 0);
+    r->in_len = n + GATE_HEADER;
     return 0;
 }
 
@@ -164,12 +247,13 @@ static void relay_frame_answer(struct relay *r, unsigned id)
 int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
               relay_handler *handler, void *arg, uint8_t **answer, size_t *len)
 {
-    const char *step = "memfd_create";
+    const char *step = "making the memory file";
+    int rc;
 
     if (relay_open(r) != 0)
         goto fail;
-    step = "emptying the memory file";
-    if (relay_rewind(r) != 0)
+    step = "placing libfcgi's offset";
+    if (relay_seek(r) != 0)
         goto fail;
     step = "writing the request";
     if (relay_write_request(r, id, params, plen) != 0)
@@ -177,13 +261,23 @@ int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
     r->req.ipcFd = r->in_fd;
     /* FCGX_Accept_r first finishes the previous request: it must not close in_fd. */
     r->req.keepConnection = 1;
-    if (FCGX_Accept_r(&r->req) < 0) {
-        /* libfcgi closed in_fd: the gate let through something libfcgi refused. */
+    rc = FCGX_Accept_r(&r->req);
+    /*
+     * Zero what was read, so that if libfcgi's offset were ever not where it
+     * was expected, it would meet zeros and fail, never an old request.
+     */
+    memset(r->map + r->in_at, 0, r->in_len);
+    if (rc < 0 || r->req.requestId != (int)id) {
         log_msg(LOG_ERROR, "api", "libfcgi refused a request the gate passed");
-        r->in_fd = -1;
-        r->req.ipcFd = -1;
+        if (rc >= 0)
+            FCGX_Free(&r->req, 0);
+        /* After an error libfcgi may have closed in_fd; the next request makes a new file. */
+        if (r->req.ipcFd < 0)
+            r->in_fd = -1;
+        relay_close(r);
         return -1;
     }
+    r->in_at += r->chunk != 0 ? (r->in_len + r->chunk - 1) / r->chunk * r->chunk : r->in_len;
     r->req.keepConnection = 1;
     r->cgi.len = 0;
     handler(arg, &r->req, &r->cgi);

@@ -19,8 +19,9 @@
  * libfcgi parses every request's params because the project's design names
  * it for that; it is the gate, not libfcgi, that decides what a caller may
  * send. The answer's records (STDOUT, the empty STDOUT, END_REQUEST) are a
- * fixed few bytes of framing, written here into memory, so a request costs
- * one call on the memory file beyond libfcgi's own read.
+ * fixed few bytes of framing, written here into memory, and the request is
+ * written into the mapped file, so a request costs libfcgi's own read and
+ * no other call.
  */
 #ifndef HERALD_RELAY_H
 #define HERALD_RELAY_H
@@ -42,7 +43,10 @@ struct relay_buf {
 
 struct relay {
     int in_fd;            /* owned: memfd libfcgi reads requests from, or -1 */
-    off_t in_end;         /* in_fd's size, and its offset once libfcgi has read it all */
+    uint8_t *map;         /* owned: in_fd mapped, requests are written here */
+    size_t in_at;         /* where the next request goes, and in_fd's offset then */
+    size_t in_len;        /* the length of the request last written */
+    size_t chunk;         /* bytes libfcgi reads at once, or 0: in_fd's offset is set each time */
     FCGX_Request req;     /* libfcgi's request state, reused */
     struct relay_buf cgi; /* the handler's CGI response (head and body) */
     struct relay_buf answer; /* that response in FastCGI records */

@@ -1,8 +1,9 @@
 /*
  * test_relay.c -- libfcgi fed from memory: it parses exactly the params it
- * is given, request after request on one relay (the memory file grows and
- * is emptied), and the handler's CGI response comes back in FastCGI
- * records for the caller's request id.
+ * is given, request after request on one relay (libfcgi's offset is
+ * guessed right past every read size and rewind, and a wrong guess fails
+ * rather than answers an old request), and the handler's CGI response comes
+ * back in FastCGI records for the caller's request id.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <fcgiapp.h>
@@ -144,6 +146,56 @@ static void test_relay_serves_request_after_request(void **state)
         assert_int_equal(s.nparams, 2);
         assert_int_equal(unframe(answer, len, i % 65535 + 1, out), 15);
     }
+    /* Past the rewind libfcgi was where the relay expected: it still makes no extra call. */
+    assert_int_not_equal(relay.chunk, 0);
+}
+
+static void test_relay_requests_of_every_length_around_libfcgi_reads(void **state)
+{
+    static uint8_t params[40000];
+    static char value[40000];
+    uint8_t *answer;
+    size_t len;
+    struct seen s = {.reply = "Status: 204\r\n\r\n", .reply_len = 15};
+    unsigned id = 1;
+
+    memset(value, 'x', sizeof value);
+    /* Lengths on both sides of one, two and four of libfcgi's reads, past the rewind. */
+    for (int round = 0; round < 40; round++) {
+        for (size_t k = 1; k <= 4; k *= 2) {
+            for (size_t d = 0; d < 40; d++) {
+                size_t vlen = k * relay.chunk + d - 20 - 40; /* the request is 40 + vlen */
+                size_t plen = pair(params, "BIG", value, vlen);
+
+                assert_int_equal(relay_run(&relay, id, params, plen, handler, &s, &answer, &len), 0);
+                assert_int_equal(s.big_len, vlen);
+                id = id % 65535 + 1;
+            }
+        }
+    }
+    assert_int_not_equal(relay.chunk, 0);
+}
+
+static void test_relay_a_wrong_guess_fails_and_never_answers_an_old_request(void **state)
+{
+    uint8_t params[64], *answer;
+    size_t len, plen, at;
+    struct seen s = {.reply = "Status: 204\r\n\r\n", .reply_len = 15};
+
+    plen = pair(params, "REQUEST_METHOD", "DELETE", 6);
+    at = relay.in_at;
+    assert_int_equal(relay_run(&relay, 7, params, plen, handler, &s, &answer, &len), 0);
+    assert_string_equal(s.method, "DELETE");
+    /* libfcgi's offset moved back onto the request it has just read. */
+    assert_int_equal(lseek(relay.in_fd, (off_t)at, SEEK_SET), (off_t)at);
+    memset(&s.method, 0, sizeof s.method);
+    plen = pair(params, "REQUEST_METHOD", "GET", 3);
+    assert_int_equal(relay_run(&relay, 8, params, plen, handler, &s, &answer, &len), -1);
+    assert_string_equal(s.method, "");
+    /* The next request gets a new memory file and is answered. */
+    assert_int_equal(relay_run(&relay, 9, params, plen, handler, &s, &answer, &len), 0);
+    assert_string_equal(s.method, "GET");
+    assert_int_not_equal(relay.chunk, 0);
 }
 
 static void test_relay_no_params_and_params_over_one_record(void **state)
@@ -178,6 +230,8 @@ int main(void)
         cmocka_unit_test(test_relay_parses_the_params_and_frames_the_answer),
         cmocka_unit_test(test_relay_serves_request_after_request),
         cmocka_unit_test(test_relay_no_params_and_params_over_one_record),
+        cmocka_unit_test(test_relay_requests_of_every_length_around_libfcgi_reads),
+        cmocka_unit_test(test_relay_a_wrong_guess_fails_and_never_answers_an_old_request),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
