@@ -25,7 +25,11 @@ ifneq ($(CI),)
 WARN   += -Werror
 endif
 OPT     ?= -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread -Idaemon -Ifcgi $(SANFLAGS)
+# The layers, lowest first: a file may include headers of its own layer and
+# those below it (docs/internals.md; tests/lib/check-layers.py enforces it).
+LAYERS  = core proto cfg store route event rpc api
+INCS    = $(LAYERS:%=-Ilib/%)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
 
@@ -35,9 +39,9 @@ PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
        python3 python3-websockets python3-pytest phpunit clang \
        libclang-rt-14-dev curl procps psmisc chromium openssl
 
-CORE_SRC = $(filter-out daemon/main.c,$(wildcard daemon/*.c)) $(wildcard fcgi/*.c)
+CORE_SRC = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
-HEADERS  = $(wildcard daemon/*.h fcgi/*.h)
+HEADERS  = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.h))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -53,7 +57,7 @@ $(BUILD)/libherald.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/herald: $(BUILD)/obj/daemon/main.o $(BUILD)/libherald.a
+$(BUILD)/herald: $(BUILD)/obj/src/main.o $(BUILD)/libherald.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
@@ -92,7 +96,7 @@ run: deps all
 
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -Idaemon -Ifcgi -fsanitize=fuzzer,address,undefined
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 $(INCS) -fsanitize=fuzzer,address,undefined
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build-fuzz
@@ -114,7 +118,7 @@ LOADGEN_SRC  = bench/loadgen.c $(wildcard bench/lg_*.c)
 
 build/bench/bench_%: bench/bench_%.c build/libherald.a $(HEADERS) $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(BENCH_FLAGS) -Idaemon -Ifcgi -o $@ $< build/libherald.a $(LIBS) -pthread
+	$(CC) $(BENCH_FLAGS) $(INCS) -o $@ $< build/libherald.a $(LIBS) -pthread
 
 build/bench/loadgen: $(LOADGEN_SRC) $(wildcard bench/lg_*.h)
 	@mkdir -p $(dir $@)
@@ -137,4 +141,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 format:
-	clang-format -i daemon/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format -i src/*.c lib/*/*.[ch] tests/unit/*.c tests/fuzz/*.c

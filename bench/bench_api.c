@@ -11,7 +11,7 @@
  *             FastCgi.php encodes them (BEGIN_REQUEST, PARAMS, STDIN, each
  *             stream closed by an empty record), and written to the client
  *             end before each iteration, outside the timing. The server end
- *             is handed to libfcgi the way fcgi/api.c does it: ipcFd preset,
+ *             is handed to libfcgi the way lib/api/api.c does it: ipcFd preset,
  *             keepConnection = 1, then FCGX_Accept_r. What is timed is
  *             FCGX_Accept_r through FCGX_Finish_r, including what api.c's
  *             api_handle does to read the request (the three parameters it

@@ -6,7 +6,7 @@
  * Invariants: pure; no I/O; safe on any thread. The secret is never logged.
  * Errors:     -1 when the caller's buffer is too small.
  * Spec notes: RFC 7515 compact serialisation, base64url without padding,
- *             header {"alg":"HS256","typ":"JWT"}: the spelling daemon/tok.c
+ *             header {"alg":"HS256","typ":"JWT"}: the spelling lib/proto/tok.c
  *             and the PHP client produce, so Herald verifies it unchanged.
  * Tests:      every handshake against Herald verifies one.
  *

@@ -5,8 +5,9 @@
 #
 # For each BUILDDIR: every unit test binary BUILDDIR/tests/test_* (cmocka, JUnit
 # XML via CMOCKA_MESSAGE_OUTPUT=xml), then the integration suite with
-# HERALD_BIN=BUILDDIR/herald. Then the PHP unit suite once, if
-# php-client/phpunit.xml.dist exists. tests/lib/summary.py reads the result
+# HERALD_BIN=BUILDDIR/herald. Then, once, the tree's structure checks
+# (tests/structure) and the PHP unit suite, if php-client/phpunit.xml.dist
+# exists. tests/lib/summary.py reads the result
 # files and prints one line per suite, then "N passed, N failed"; the exit
 # status is non-zero if anything failed, was skipped, crashed or timed out,
 # or if no test ran at all.
@@ -72,6 +73,12 @@ for b in "$@"; do
         --junitxml="$out/integration.xml" -q)
     record "integration $name" "pytest" "$out/integration.xml" $?
 done
+
+# The C tree's shape (layers, include cycles, file length), once.
+echo "== structure: tests/structure"
+(cd "$ROOT" && timeout -k 10 120 $PY -m pytest -p no:cacheprovider tests/structure \
+    --junitxml="$OUT/structure.xml" -q)
+record "structure" "pytest" "$OUT/structure.xml" $?
 
 # The PHP client's own unit tests, once.
 if [ -f "$ROOT/php-client/phpunit.xml.dist" ]; then

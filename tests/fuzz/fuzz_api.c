@@ -1,6 +1,6 @@
 /*
  * fuzz_api.c -- libFuzzer target for the API's request handler: api_route
- * (fcgi/routes.c) with any method, path, query string and body, as libfcgi
+ * (lib/api/routes.c) with any method, path, query string and body, as libfcgi
  * hands them over.
  *
  * Input: "METHOD\nPATH\nQUERY\nBODY" (missing parts are empty; the body is

@@ -1,6 +1,6 @@
 /*
- * fuzz_gate.c -- libFuzzer target for the API's gate (fcgi/gate.c) and the
- * contract it keeps for libfcgi (fcgi/relay.c): whatever the gate accepts,
+ * fuzz_gate.c -- libFuzzer target for the API's gate (lib/api/gate.c) and the
+ * contract it keeps for libfcgi (lib/api/relay.c): whatever the gate accepts,
  * libfcgi's real reader parses without aborting.
  *
  * Input: the first byte picks how many bytes are handed to gate_next at a

@@ -15,7 +15,7 @@ told (issue 5). Each test prints its figures (pytest -s shows them) for docs/rel
   delay a well-behaved publisher; 300 connections opened and held do not stop the WebSocket side
   (handshakes, client publishes), and neither do held connections that send nothing, half a
   request, or garbage without hanging up: the API hands a connection to libfcgi only once its
-  whole request has arrived (fcgi/gate.c), so none of them holds a thread (figures printed);
+  whole request has arrived (lib/api/gate.c), so none of them holds a thread (figures printed);
 - php-fpm SIGKILLed (master and children) during RPCs: every caller is answered rpc_failed or
   rpc_unavailable at once, not after rpc_timeout; calls meanwhile are rpc_unavailable; RPC
   works again once php-fpm is back;

@@ -2,7 +2,7 @@
  * utf8_reference.h -- a UTF-8 check written the slow, obvious way (RFC 3629:
  * decode each sequence, then refuse overlongs, surrogates and anything above
  * U+10FFFF), against which tests/unit/test_utf8.c and tests/fuzz/fuzz_utf8.c
- * compare the fast validator in daemon/utf8.c.
+ * compare the fast validator in lib/proto/utf8.c.
  */
 #ifndef HERALD_TESTS_UTF8_REFERENCE_H
 #define HERALD_TESTS_UTF8_REFERENCE_H

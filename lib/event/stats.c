@@ -2,7 +2,7 @@
  * stats.c -- counter helpers for /stats.
  *
  * Owns:       the tables of counted close codes and API statuses.
- * Called by:  conn.c (worker thread), fcgi/routes.c (API threads).
+ * Called by:  conn.c (worker thread), lib/api/routes.c (API threads).
  * Invariants: struct stats is touched by its worker only; struct stats_api
  *             only through atomics.
  */

@@ -3,7 +3,7 @@
  *
  * Owns:       struct msg, an immutable WebSocket frame (header + payload)
  *             with an atomic reference count.
- * Called by:  fcgi/routes.c (creates one per publish, on an API thread),
+ * Called by:  lib/api/routes.c (creates one per publish, on an API thread),
  *             conn.c (each out-queue entry holds one reference).
  * Invariants: the bytes never change after msg_new*, but for one case: a
  *             pong a conn holds alone and has not started writing takes a

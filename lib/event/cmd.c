@@ -2,7 +2,7 @@
  * cmd.c -- jobs from the API and main threads to the workers.
  *
  * Owns:       struct cmd_job and struct cmd_queue mechanics.
- * Called by:  fcgi/routes.c, main.c (submit, wait, free) on their threads;
+ * Called by:  lib/api/routes.c, main.c (submit, wait, free) on their threads;
  *             worker.c (take, done) on each worker's thread.
  * Invariants: a job is pushed to every worker through that worker's queue
  *             and ev_async (h2o's multithread receivers): one lock round

@@ -4,7 +4,7 @@
  * workers holding its targets.
  *
  * Owns:       nothing past the call: the job goes to the workers.
- * Called by:  fcgi/routes.c (API publishes, then waits) and client.c
+ * Called by:  lib/api/routes.c (API publishes, then waits) and client.c
  *             (browser publishes, detached), on their own threads.
  * Invariants: each user and channel stream gets its offsets and its job
  *             submitted under its history stripe lock, so every worker

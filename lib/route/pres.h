@@ -4,7 +4,7 @@
  *
  * Owns:       struct pres (striped tables channel -> member -> count).
  * Called by:  client.c on worker threads (a connection joins or leaves),
- *             fcgi/routes.c on API threads (GET /presence).
+ *             lib/api/routes.c on API threads (GET /presence).
  * Invariants: a member exists while at least one of the user's connections
  *             is subscribed to the channel, on any worker. The emit callback
  *             runs under the channel's stripe lock, so the join and leave

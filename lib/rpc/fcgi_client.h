@@ -5,7 +5,7 @@
  * Owns:       the request buffer fcgic_encode returns (the caller frees it),
  *             and in struct fcgic_parser the stdout copy (p->out) and the
  *             first FCGIC_ERR_KEEP bytes of stderr (p->err, inline).
- * Called by:  daemon/rpc.c, on a worker thread, which does the socket I/O
+ * Called by:  lib/rpc/rpc.c, on a worker thread, which does the socket I/O
  *             with libev and feeds what it reads to fcgic_parser_feed.
  * Invariants: no I/O, no locks, no globals: safe on any thread, one parser
  *             per request. Memory is bounded: stdout by max_stdout, stderr

@@ -5,7 +5,7 @@
  * Owns:       struct cmd_job (one request's work, sent to every worker and
  *             waited on by its sender), struct cmd_queue (one per worker),
  *             struct cmd_hub (all the queues, handed to the API at start).
- * Called by:  fcgi/routes.c and main.c submit and wait; worker.c takes
+ * Called by:  lib/api/routes.c and main.c submit and wait; worker.c takes
  *             jobs off its queue in its ev_async callback and finishes them.
  * Invariants: a job's inputs are read-only once submitted; its results are
  *             written only under job->lock. The sender owns the job and

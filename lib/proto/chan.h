@@ -3,7 +3,7 @@
  *
  * Owns:       nothing: pure functions over caller's strings.
  * Called by:  cfg_value.c (checking pattern lists), client.c (commands),
- *             fcgi/routes.c (API channel names), any thread.
+ *             lib/api/routes.c (API channel names), any thread.
  * Invariants: a name is 1..CHAN_MAX_NAME bytes of [A-Za-z0-9_.:@/=+-]; a
  *             pattern is a name, a name followed by '*', or "*" alone.
  *             Names never contain '*', so a pattern can never be mistaken

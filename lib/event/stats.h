@@ -4,7 +4,7 @@
  * Owns:       struct stats (one per worker, plain uint64_t: only that
  *             worker's thread writes it) and struct stats_api (shared by
  *             the API threads, atomic).
- * Called by:  conn.c and worker.c bump worker counters; fcgi/ bumps the API
+ * Called by:  conn.c and worker.c bump worker counters; lib/api/ bumps the API
  *             counters; a CMD_STATS job adds every worker's copy together.
  * Invariants: a worker's struct stats is read by other threads only as a
  *             copy the worker made while running the stats command.

@@ -6,7 +6,7 @@
  * Owns:       struct site: the name, the three tables, the RPC count.
  * Called by:  main.c makes one per configured site, in the config's order,
  *             before any thread starts, and frees them after every thread
- *             has ended; conn.c, client.c, pub.c, rpc.c and fcgi/routes.c reach a
+ *             has ended; conn.c, client.c, pub.c, rpc.c and lib/api/routes.c reach a
  *             site through hub->sites[index], index being the connection's
  *             (conn->site) or the API socket's site.
  * Invariants: sites are isolated by construction, not by checks: a site's

@@ -8,7 +8,7 @@
  *             site a byte budget, counters and a table of dropped floors.
  * Called by:  pub.c (API and browser publishes) to number and keep
  *             messages; client.c to replay; main.c to sweep old entries and
- *             to save and load the file; fcgi/routes.c for /stats; any thread.
+ *             to save and load the file; lib/api/routes.c for /stats; any thread.
  * Invariants: an id is "<epoch>:<offset>". The epoch is random per process
  *             unless read back from history_file; offsets come from one
  *             counter for the whole process, so they only grow, in every

@@ -6,7 +6,7 @@
  * Owns:       the buffer fcgic_encode returns (until the caller takes it),
  *             and a parser's stdout copy (p->out) until fcgic_parser_free.
  *             No I/O, no locks, no globals.
- * Called by:  daemon/rpc.c, on a worker thread: it encodes a call once,
+ * Called by:  lib/rpc/rpc.c, on a worker thread: it encodes a call once,
  *             writes the bytes with libev, and feeds every read to the
  *             parser until FCGIC_DONE or an error.
  * Invariants: the parser keeps at most 8 header bytes, 8 END_REQUEST body
