@@ -8,6 +8,7 @@
 #                   (or FUZZ_RUNS executions: the long run, FUZZ_RUNS=10000000)
 #   make bench      Herald beside Nchan and Node ws, the raw-write ceiling, and
 #                   the micro-benchmarks (docs/performance.md)
+#   make format     rewrite the C code as .clang-format says (make test checks it)
 #   make SANITIZE=address,undefined   a sanitized build in build-san/
 
 CC      ?= cc
@@ -36,7 +37,7 @@ LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
 # Debian packages every target needs; `make deps` installs the missing ones.
 PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
        libinih-dev uthash-dev libcmocka-dev php-cli php-fpm php-sqlite3 nginx-light \
-       python3 python3-websockets python3-pytest phpunit clang \
+       python3 python3-websockets python3-pytest phpunit clang clang-format \
        libclang-rt-14-dev curl procps psmisc chromium openssl
 
 CORE_SRC = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
@@ -141,4 +142,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 format:
-	clang-format -i src/*.c lib/*/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format -i src/*.c lib/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c

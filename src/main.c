@@ -35,23 +35,23 @@
 #include "xmalloc.h"
 
 struct herald {
-    struct cfg *cfg;             /* owned: the running snapshot */
-    struct cfg **retired;        /* owned: snapshots replaced by reloads, freed at exit */
+    struct cfg *cfg;      /* owned: the running snapshot */
+    struct cfg **retired; /* owned: snapshots replaced by reloads, freed at exit */
     size_t nretired;
-    int argc;                    /* the command line, read again on SIGHUP */
+    int argc; /* the command line, read again on SIGHUP */
     char **argv;
-    int shared_lfd;              /* owned: unix listener shared by workers, or -1 */
-    struct worker **workers;     /* owned */
+    int shared_lfd;          /* owned: unix listener shared by workers, or -1 */
+    struct worker **workers; /* owned */
     int nworkers;
-    struct cmd_queue **queues;   /* owned array; queues live in the workers */
+    struct cmd_queue **queues; /* owned array; queues live in the workers */
     struct cmd_hub hub;
-    struct site *sites;          /* owned: one per configured site */
+    struct site *sites; /* owned: one per configured site */
     int nsites;
-    struct hist hist;            /* message history */
-    struct lim lim;              /* connection limits */
-    struct api *api;             /* owned */
-    long fdlimit;                /* RLIMIT_NOFILE as raised at start, or -1 */
-    long fd_base;                /* descriptors open once started, WebSockets aside, or -1 */
+    struct hist hist; /* message history */
+    struct lim lim;   /* connection limits */
+    struct api *api;  /* owned */
+    long fdlimit;     /* RLIMIT_NOFILE as raised at start, or -1 */
+    long fd_base;     /* descriptors open once started, WebSockets aside, or -1 */
 };
 
 /* Each site's secret, which its part of the history file is signed with (borrowed from cfg). */
@@ -206,7 +206,8 @@ static void set_fd_budget(struct herald *h)
     long reserve = lim_fd_reserve(h->cfg), max;
 
     if (h->fdlimit <= 0 || h->fd_base < 0) {
-        log_msg(LOG_WARN, "main", "file limit unknown: WebSocket connections are not kept "
+        log_msg(LOG_WARN, "main",
+                "file limit unknown: WebSocket connections are not kept "
                 "from taking the API's descriptors");
         return;
     }
@@ -214,7 +215,8 @@ static void set_fd_budget(struct herald *h)
     if (max < 0)
         max = 0;
     lim_set_fd_max(&h->lim, max);
-    log_msg(max < 100 ? LOG_WARN : LOG_INFO, "main", "file limit %ld: up to %ld WebSocket "
+    log_msg(max < 100 ? LOG_WARN : LOG_INFO, "main",
+            "file limit %ld: up to %ld WebSocket "
             "connections; %ld descriptors kept for the API and RPC, %ld in use at start",
             h->fdlimit, max, reserve, h->fd_base);
 }
@@ -312,7 +314,8 @@ static void log_startup(const struct herald *h, long fdlimit)
     log_msg(LOG_INFO, "main", "herald starting: %d workers, %d api threads, file limit %ld",
             cfg->workers, cfg->api_threads, fdlimit);
     if (cfg->sites[0]->dev_secret)
-        log_msg(LOG_WARN, "main", "using the built-in development secret: anyone can make "
+        log_msg(LOG_WARN, "main",
+                "using the built-in development secret: anyone can make "
                 "tokens for it; set secret or secret_file in a config file for production");
     if (!cfg->explicit_sites) {
         log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen, cfg->ws_path);
@@ -323,8 +326,8 @@ static void log_startup(const struct herald *h, long fdlimit)
     for (size_t i = 0; i < cfg->nsites; i++) {
         const struct cfg *site = cfg->sites[i];
 
-        log_msg(LOG_INFO, "main", "site %s: ws path %s, host %s, api %s", site->site,
-                site->ws_path, site->host != NULL ? site->host : "any", site->api_socket);
+        log_msg(LOG_INFO, "main", "site %s: ws path %s, host %s, api %s", site->site, site->ws_path,
+                site->host != NULL ? site->host : "any", site->api_socket);
     }
 }
 

@@ -68,13 +68,14 @@
 #include "net.h"
 #include "xmalloc.h"
 
-#define API_IO_TIMEOUT 5.0    /* seconds a request may take to arrive, or its answer to be read */
-#define API_EVENTS 4          /* ready connections a thread takes per wait */
-#define API_POLL_MS 50        /* how often idle threads look at `stopping` */
-#define API_SWEEP_MS 50       /* how often one thread looks for passed deadlines */
-#define API_BUF (64u << 10)   /* a thread's read buffer */
-#define API_ACCEPTS 16        /* callers accepted per wakeup of a listener */
-#define API_TAG_LISTENER (1ull << 63) /* in an epoll tag: a site's listener, site in the low bits */
+#define API_IO_TIMEOUT 5.0  /* seconds a request may take to arrive, or its answer to be read */
+#define API_EVENTS 4        /* ready connections a thread takes per wait */
+#define API_POLL_MS 50      /* how often idle threads look at `stopping` */
+#define API_SWEEP_MS 50     /* how often one thread looks for passed deadlines */
+#define API_BUF (64u << 10) /* a thread's read buffer */
+#define API_ACCEPTS 16      /* callers accepted per wakeup of a listener */
+/* In an epoll tag: a site's listener, site in the low bits. */
+#define API_TAG_LISTENER (1ull << 63)
 
 /* How many connections one caller uid holds open on a site's socket. */
 struct api_caller {
@@ -192,17 +193,14 @@ static void api_log(struct api *a, int site, int level, const char *fmt, ...)
 }
 
 /* The answer to a request the gate refused to pass on (its params were not kept). */
-static void api_refusal(struct api_response *resp, const struct apiconn *c,
-                        const struct cfg *site)
+static void api_refusal(struct api_response *resp, const struct apiconn *c, const struct cfg *site)
 {
     switch (c->refuse) {
     case 403:
         api_error(resp, 403, "uid %ld may not use this API socket (publish_uids of site %s)",
                   c->uid, site->site);
         break;
-    case 413:
-        api_error(resp, 413, "body over the limit of %zu bytes", c->max_body);
-        break;
+    case 413: api_error(resp, 413, "body over the limit of %zu bytes", c->max_body); break;
     case 431:
         api_error(resp, 431, "FastCGI params over the limit of %u bytes", APICONN_MAX_PARAMS);
         break;
@@ -238,8 +236,7 @@ static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
     if (c->refuse != 0)
         api_log(a, c->site, LOG_INFO, "a request of uid %ld refused: %d", c->uid, resp.status);
     else if (resp.status >= 400)
-        api_log(a, c->site, LOG_INFO, "%s %.100s -> %d", method ? method : "-", path,
-                resp.status);
+        api_log(a, c->site, LOG_INFO, "%s %.100s -> %d", method ? method : "-", path, resp.status);
     api_write(out, &resp);
     free(resp.body);
     free(path);
@@ -366,8 +363,10 @@ static void api_refuse_caller(struct api *a, int site, int fd, long uid)
 {
     close(fd);
     stats_count_api_status(&a->sites[site].stats, 503);
-    api_log(a, site, LOG_WARN, "uid %ld holds api_max_connections (%d); closing its new "
-            "connections", uid, api_cfg(a)->sites[site]->api_max_connections);
+    api_log(a, site, LOG_WARN,
+            "uid %ld holds api_max_connections (%d); closing its new "
+            "connections",
+            uid, api_cfg(a)->sites[site]->api_max_connections);
 }
 
 /* Accept the callers waiting on site's socket. */
@@ -462,8 +461,8 @@ static void api_serve(struct api *a, struct api_thread *t, struct apiconn *c)
 
     while (c != NULL) {
         struct api_call call = {.a = a, .c = c};
-        int st = apiconn_serve(c, api_cfg(a)->sites[site], &t->relay, api_answer, &call,
-                               api_now(), API_IO_TIMEOUT);
+        int st = apiconn_serve(c, api_cfg(a)->sites[site], &t->relay, api_answer, &call, api_now(),
+                               API_IO_TIMEOUT);
 
         /* A pipelined next request: answered now when nothing waits for a share, else
          * it waits its turn behind those already queued. */
@@ -484,21 +483,15 @@ static void api_serve(struct api *a, struct api_thread *t, struct apiconn *c)
 static void api_step(struct api *a, struct api_thread *t, struct apiconn *c, int st)
 {
     switch (st) {
-    case APICONN_READ:
-        api_arm(a, c, EPOLLIN, EPOLL_CTL_MOD);
-        break;
-    case APICONN_WRITE:
-        api_arm(a, c, EPOLLOUT, EPOLL_CTL_MOD);
-        break;
+    case APICONN_READ: api_arm(a, c, EPOLLIN, EPOLL_CTL_MOD); break;
+    case APICONN_WRITE: api_arm(a, c, EPOLLOUT, EPOLL_CTL_MOD); break;
     case APICONN_READY:
         c->deadline = 0;
         api_set_deadline(a, c);
         if (api_take_share(a, c))
             api_serve(a, t, c);
         break;
-    default:
-        api_close(a, c);
-        break;
+    default: api_close(a, c); break;
     }
 }
 
@@ -525,8 +518,7 @@ static int api_sweep_due(struct api *a)
     long long now = (long long)(api_now() * 1000);
     long long due = atomic_load(&a->sweep_due_ms);
 
-    return now >= due && atomic_compare_exchange_strong(&a->sweep_due_ms, &due,
-                                                        now + API_SWEEP_MS);
+    return now >= due && atomic_compare_exchange_strong(&a->sweep_due_ms, &due, now + API_SWEEP_MS);
 }
 
 /* Shut down every connection whose deadline has passed; its holder closes it. */
@@ -602,8 +594,8 @@ static int api_listen(struct api *a, int i, const struct cfg *site, char **cause
     if (as->lfd < 0)
         return -1;
     as->path = xstrdup(site->api_socket);
-    if (site->api_socket_group != NULL && api_chgrp(site->api_socket, site->api_socket_group,
-                                                    cause) != 0)
+    if (site->api_socket_group != NULL &&
+        api_chgrp(site->api_socket, site->api_socket_group, cause) != 0)
         return -1;
     ev.data.u64 = API_TAG_LISTENER | (uint64_t)i;
     if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, as->lfd, &ev) != 0) {
@@ -624,7 +616,7 @@ static void api_unlisten(struct api *a)
         if (a->sites[i].path != NULL)
             net_unlink(a->sites[i].path);
         free(a->sites[i].path);
-        HASH_ITER(hh, a->sites[i].callers, k, tmp) {
+        HASH_ITER (hh, a->sites[i].callers, k, tmp) {
             HASH_DEL(a->sites[i].callers, k);
             free(k);
         }
@@ -677,8 +669,8 @@ struct api *api_start(const struct cfg *cfg, const struct cmd_hub *hub, char **c
         pthread_mutex_init(&a->sites[i].lock, NULL);
     }
     /* With several sites, one site's answers may take half the threads: the rest stay free. */
-    a->share = a->nsites > 1 && cfg->api_threads > 1 ? (cfg->api_threads + 1) / 2
-                                                     : cfg->api_threads;
+    a->share =
+        a->nsites > 1 && cfg->api_threads > 1 ? (cfg->api_threads + 1) / 2 : cfg->api_threads;
     a->sharing = a->share < cfg->api_threads;
     if (FCGX_Init() != 0) {
         *cause = xasprintf("FCGX_Init failed");

@@ -38,51 +38,51 @@ struct api_caller;
 
 /* One site's API socket, counters, and what its callers hold now. */
 struct api_site {
-    int lfd;                      /* owned: listening unix socket, or -1 */
-    char *path;                   /* owned: its file, removed at stop */
+    int lfd;    /* owned: listening unix socket, or -1 */
+    char *path; /* owned: its file, removed at stop */
     struct stats_api stats;
-    pthread_mutex_t lock;         /* the fields below */
-    struct api_caller *callers;   /* owned: uthash of open connections per caller uid */
-    double logged;                /* when a line about its callers was last logged */
-    unsigned long unlogged;       /* lines held back since */
-    int serving;                  /* requests being answered now */
-    struct apiconn *ready_head;   /* borrowed: whole requests waiting for the site's share */
-    struct apiconn *ready_tail;   /* borrowed */
+    pthread_mutex_t lock;       /* the fields below */
+    struct api_caller *callers; /* owned: uthash of open connections per caller uid */
+    double logged;              /* when a line about its callers was last logged */
+    unsigned long unlogged;     /* lines held back since */
+    int serving;                /* requests being answered now */
+    struct apiconn *ready_head; /* borrowed: whole requests waiting for the site's share */
+    struct apiconn *ready_tail; /* borrowed */
 };
 
 /* One API thread: its libfcgi relay and read buffer. */
 struct api_thread {
-    struct api *a;                /* borrowed */
+    struct api *a; /* borrowed */
     pthread_t tid;
     int started;
     struct relay relay;
-    uint8_t *buf;                 /* owned: read buffer */
+    uint8_t *buf; /* owned: read buffer */
 };
 
 struct api {
-    const struct cfg *cfg;        /* borrowed: the config snapshot */
-    const struct cmd_hub *hub;    /* borrowed: the workers' queues, the sites' tables */
-    struct api_site *sites;       /* owned: one per cfg->sites entry, same index */
+    const struct cfg *cfg;     /* borrowed: the config snapshot */
+    const struct cmd_hub *hub; /* borrowed: the workers' queues, the sites' tables */
+    struct api_site *sites;    /* owned: one per cfg->sites entry, same index */
     int nsites;
-    int epfd;                     /* owned: the listeners and every waiting connection */
+    int epfd; /* owned: the listeners and every waiting connection */
     int nthreads;
-    struct api_thread *threads;   /* owned */
-    int share;                    /* requests of one site answered at once, at most */
-    int sharing;                  /* share < api_threads: sites take turns (queue, count) */
+    struct api_thread *threads; /* owned */
+    int share;                  /* requests of one site answered at once, at most */
+    int sharing;                /* share < api_threads: sites take turns (queue, count) */
     atomic_int stopping;
     time_t started;
-    pthread_mutex_t lock;         /* conns and the deadline list */
-    struct apiconn *conns;        /* borrowed: every open connection */
-    struct apiconn *timed_head;   /* borrowed: connections with a deadline, earliest first */
-    struct apiconn *timed_tail;   /* borrowed */
-    atomic_llong sweep_due_ms;    /* monotonic ms when deadlines are next looked at */
+    pthread_mutex_t lock;       /* conns and the deadline list */
+    struct apiconn *conns;      /* borrowed: every open connection */
+    struct apiconn *timed_head; /* borrowed: connections with a deadline, earliest first */
+    struct apiconn *timed_tail; /* borrowed */
+    atomic_llong sweep_due_ms;  /* monotonic ms when deadlines are next looked at */
 };
 
 /* One answer: an HTTP status and a JSON body. */
 struct api_response {
     int status;
-    const char *allow;  /* static: Allow header for 405, or NULL */
-    char *body;         /* owned: JSON text */
+    const char *allow; /* static: Allow header for 405, or NULL */
+    char *body;        /* owned: JSON text */
 };
 
 /*

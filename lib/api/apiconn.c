@@ -27,7 +27,7 @@
 #include "cfg.h"
 #include "xmalloc.h"
 
-#define APICONN_READS 16     /* reads per wakeup before the connection yields its thread */
+#define APICONN_READS 16      /* reads per wakeup before the connection yields its thread */
 #define APICONN_KEEP_CAP 4096 /* a buffer this small is kept between requests */
 
 struct apiconn *apiconn_new(int fd, int site, long uid, double now, double timeout)
@@ -193,8 +193,8 @@ static void apiconn_keep_rest(struct apiconn *c, const uint8_t *p, size_t n)
  * after it kept), WRITE when a management reply is queued, READ for more,
  * CLOSE when the bytes are not FastCGI or the caller sent too much.
  */
-static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg *site,
-                                      const uint8_t *p, size_t n, double now, double timeout)
+static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg *site, const uint8_t *p,
+                                      size_t n, double now, double timeout)
 {
     while (n > 0) {
         struct gate_chunk ch;
@@ -246,8 +246,8 @@ static enum apiconn_step apiconn_resume(struct apiconn *c, const struct cfg *sit
     return st;
 }
 
-enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf,
-                               size_t size, double now, double timeout)
+enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf, size_t size,
+                               double now, double timeout)
 {
     if (atomic_load(&c->expired))
         return APICONN_CLOSE;
@@ -323,8 +323,7 @@ enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struc
     if (c->body.p != NULL)
         c->body.p[c->body.len] = '\0';
     /* A refused request's params were never kept: libfcgi gets none. */
-    rc = relay_run(r, c->gate.request_id, c->params.p, c->params.len, handler, arg, &answer,
-                   &len);
+    rc = relay_run(r, c->gate.request_id, c->params.p, c->params.len, handler, arg, &answer, &len);
     apiconn_reset(c);
     if (rc != 0)
         return APICONN_CLOSE;

@@ -30,38 +30,38 @@
 
 struct cfg;
 
-#define APICONN_MAX_PARAMS (64u << 10)  /* bytes of PARAMS a request may carry */
-#define APICONN_DRAIN_MAX (16u << 20)   /* bytes of a refused request read and dropped */
+#define APICONN_MAX_PARAMS (64u << 10) /* bytes of PARAMS a request may carry */
+#define APICONN_DRAIN_MAX (16u << 20)  /* bytes of a refused request read and dropped */
 
 /* What the connection needs next; returned by every step. */
 enum apiconn_step {
-    APICONN_READ,   /* wait until it is readable */
-    APICONN_WRITE,  /* wait until it is writable: an answer is partly written */
-    APICONN_READY,  /* a whole request is in: answer it (apiconn_serve) */
-    APICONN_CLOSE,  /* done, or broken: close it */
+    APICONN_READ,  /* wait until it is readable */
+    APICONN_WRITE, /* wait until it is writable: an answer is partly written */
+    APICONN_READY, /* a whole request is in: answer it (apiconn_serve) */
+    APICONN_CLOSE, /* done, or broken: close it */
 };
 
 struct apiconn {
-    int fd;                      /* owned */
-    int site;                    /* index of the site whose socket it came in on */
-    long uid;                    /* the caller's uid (SO_PEERCRED), -1 if unknown */
+    int fd;   /* owned */
+    int site; /* index of the site whose socket it came in on */
+    long uid; /* the caller's uid (SO_PEERCRED), -1 if unknown */
     struct gate gate;
-    int refuse;                  /* the request's answer is this error status: 400, 403,
-                                    413 or 431; 0 = route it */
-    int fail;                    /* closed for this status (400 not FastCGI, 408 stalled,
-                                    413 drained too much): counted by api.c; 0 = none */
-    const char *fail_why;        /* static: why, for api.c's log line */
-    struct relay_buf params;     /* the PARAMS stream so far */
-    struct relay_buf body;       /* STDIN so far; NUL-terminated once whole */
-    size_t max_body;             /* the site's api_max_body when the request began */
-    size_t dropped;              /* bytes of this request read and not kept */
-    uint8_t *rest;               /* owned: bytes read past the request, for the next */
+    int refuse;              /* the request's answer is this error status: 400, 403,
+                                413 or 431; 0 = route it */
+    int fail;                /* closed for this status (400 not FastCGI, 408 stalled,
+                                413 drained too much): counted by api.c; 0 = none */
+    const char *fail_why;    /* static: why, for api.c's log line */
+    struct relay_buf params; /* the PARAMS stream so far */
+    struct relay_buf body;   /* STDIN so far; NUL-terminated once whole */
+    size_t max_body;         /* the site's api_max_body when the request began */
+    size_t dropped;          /* bytes of this request read and not kept */
+    uint8_t *rest;           /* owned: bytes read past the request, for the next */
     size_t rest_len;
-    uint8_t *out;                /* owned: answer (or management reply) being written */
+    uint8_t *out; /* owned: answer (or management reply) being written */
     size_t out_len, out_off;
-    int answering;               /* out holds a request's answer (not a management reply) */
-    double deadline;             /* monotonic seconds; 0 = none (idle between requests) */
-    atomic_int expired;          /* set by the deadline sweep, which shut the socket down */
+    int answering;      /* out holds a request's answer (not a management reply) */
+    double deadline;    /* monotonic seconds; 0 = none (idle between requests) */
+    atomic_int expired; /* set by the deadline sweep, which shut the socket down */
     /* Kept by api.c under its lock. */
     struct apiconn *prev, *next;   /* borrowed: every connection */
     struct apiconn *tprev, *tnext; /* borrowed: the deadline list */
@@ -81,8 +81,8 @@ void apiconn_free(struct apiconn *c);
  * Read what has arrived (buf is a scratch buffer of size bytes) and check
  * it; site is the snapshot of c's site (limits, publish_uids).
  */
-enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf,
-                               size_t size, double now, double timeout);
+enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf, size_t size,
+                               double now, double timeout);
 
 /*
  * Answer the whole request through libfcgi (relay.h, handler writes the

@@ -13,9 +13,9 @@
 #include <string.h>
 
 enum {
-    GATE_PHASE_IDLE,    /* between requests: BEGIN_REQUEST or management records */
-    GATE_PHASE_PARAMS,  /* reading PARAMS */
-    GATE_PHASE_STDIN,   /* reading STDIN */
+    GATE_PHASE_IDLE,   /* between requests: BEGIN_REQUEST or management records */
+    GATE_PHASE_PARAMS, /* reading PARAMS */
+    GATE_PHASE_STDIN,  /* reading STDIN */
 };
 
 void gate_init(struct gate *g)
@@ -60,14 +60,10 @@ static int gate_check_header(struct gate *g)
         if (g->phase != GATE_PHASE_IDLE)
             return GATE_E_ORDER;
         return clen == sizeof g->body ? 0 : GATE_E_BEGIN;
-    case GATE_ABORT_REQUEST:
-        return gate_request_record(g, -1);
-    case GATE_PARAMS:
-        return gate_request_record(g, GATE_PHASE_PARAMS);
-    case GATE_STDIN:
-        return gate_request_record(g, GATE_PHASE_STDIN);
-    default:
-        return GATE_E_TYPE;
+    case GATE_ABORT_REQUEST: return gate_request_record(g, -1);
+    case GATE_PARAMS: return gate_request_record(g, GATE_PHASE_PARAMS);
+    case GATE_STDIN: return gate_request_record(g, GATE_PHASE_STDIN);
+    default: return GATE_E_TYPE;
     }
 }
 
@@ -88,21 +84,15 @@ static enum gate_event gate_content_done(struct gate *g, int *err)
         g->request_id = g->record_id;
         g->phase = GATE_PHASE_PARAMS;
         return GATE_BEGIN;
-    case GATE_ABORT_REQUEST:
-        g->phase = GATE_PHASE_IDLE;
-        return GATE_ABORT;
-    case GATE_PARAMS:
-        g->phase = GATE_PHASE_STDIN;
-        return GATE_PARAMS_END;
-    default:
-        g->phase = GATE_PHASE_IDLE;
-        return GATE_STDIN_END;
+    case GATE_ABORT_REQUEST: g->phase = GATE_PHASE_IDLE; return GATE_ABORT;
+    case GATE_PARAMS: g->phase = GATE_PHASE_STDIN; return GATE_PARAMS_END;
+    default: g->phase = GATE_PHASE_IDLE; return GATE_STDIN_END;
     }
 }
 
 /* Take header bytes; a complete header is checked and may end its record at once. */
-static ssize_t gate_take_header(struct gate *g, const uint8_t *p, size_t n,
-                                enum gate_event *ev, int *err)
+static ssize_t gate_take_header(struct gate *g, const uint8_t *p, size_t n, enum gate_event *ev,
+                                int *err)
 {
     size_t want = (size_t)GATE_HEADER - g->hdr_len, take = want < n ? want : n;
 
@@ -127,8 +117,8 @@ static ssize_t gate_take_header(struct gate *g, const uint8_t *p, size_t n,
 }
 
 /* Take content bytes of the record being read. */
-static ssize_t gate_take_content(struct gate *g, const uint8_t *p, size_t n,
-                                 enum gate_event *ev, struct gate_chunk *chunk, int *err)
+static ssize_t gate_take_content(struct gate *g, const uint8_t *p, size_t n, enum gate_event *ev,
+                                 struct gate_chunk *chunk, int *err)
 {
     size_t take = g->content_left < n ? g->content_left : n;
 
@@ -188,8 +178,8 @@ static int gate_nv_length(const uint8_t *p, size_t n, size_t *off, size_t *len)
     }
     if (n - *off < 4)
         return -1;
-    *len = (size_t)(p[*off] & 0x7f) << 24 | (size_t)p[*off + 1] << 16 |
-           (size_t)p[*off + 2] << 8 | p[*off + 3];
+    *len = (size_t)(p[*off] & 0x7f) << 24 | (size_t)p[*off + 1] << 16 | (size_t)p[*off + 2] << 8 |
+           p[*off + 3];
     *off += 4;
     return 0;
 }

@@ -57,52 +57,52 @@
 #define GATE_GET_VALUES_RESULT 10
 #define GATE_UNKNOWN_TYPE 11
 
-#define GATE_RESPONDER 1   /* the only role served */
-#define GATE_KEEP_CONN 1   /* BEGIN_REQUEST flag: keep the connection after the answer */
+#define GATE_RESPONDER 1 /* the only role served */
+#define GATE_KEEP_CONN 1 /* BEGIN_REQUEST flag: keep the connection after the answer */
 
 #define GATE_INVALID (-1)
 
 /* What the bytes gate_next consumed turned out to be. */
 enum gate_event {
-    GATE_NONE,         /* framing only (header, padding): nothing to act on */
-    GATE_BEGIN,        /* a request began: request_id and keep_conn are set */
-    GATE_PARAMS_DATA,  /* PARAMS content in *chunk */
-    GATE_PARAMS_END,   /* the empty PARAMS record */
-    GATE_STDIN_DATA,   /* STDIN content (the body) in *chunk */
-    GATE_STDIN_END,    /* the empty STDIN record: the request is whole */
-    GATE_ABORT,        /* the caller aborted the request it had begun */
-    GATE_MANAGEMENT,   /* a whole management record; its type in mgmt_type */
+    GATE_NONE,        /* framing only (header, padding): nothing to act on */
+    GATE_BEGIN,       /* a request began: request_id and keep_conn are set */
+    GATE_PARAMS_DATA, /* PARAMS content in *chunk */
+    GATE_PARAMS_END,  /* the empty PARAMS record */
+    GATE_STDIN_DATA,  /* STDIN content (the body) in *chunk */
+    GATE_STDIN_END,   /* the empty STDIN record: the request is whole */
+    GATE_ABORT,       /* the caller aborted the request it had begun */
+    GATE_MANAGEMENT,  /* a whole management record; its type in mgmt_type */
 };
 
 /* Why bytes were refused. */
 enum gate_error {
-    GATE_E_VERSION = 1,  /* not version 1: not FastCGI at all, most likely */
-    GATE_E_TYPE,         /* a type a caller never sends, or unknown */
-    GATE_E_ORDER,        /* a record out of its place in the request */
-    GATE_E_REQUEST_ID,   /* a record of another request (multiplexing) */
-    GATE_E_BEGIN,        /* a BEGIN_REQUEST body that is not 8 bytes */
-    GATE_E_ROLE,         /* not the responder role */
+    GATE_E_VERSION = 1, /* not version 1: not FastCGI at all, most likely */
+    GATE_E_TYPE,        /* a type a caller never sends, or unknown */
+    GATE_E_ORDER,       /* a record out of its place in the request */
+    GATE_E_REQUEST_ID,  /* a record of another request (multiplexing) */
+    GATE_E_BEGIN,       /* a BEGIN_REQUEST body that is not 8 bytes */
+    GATE_E_ROLE,        /* not the responder role */
 };
 
 struct gate_chunk {
-    const uint8_t *p;    /* borrowed: into the bytes given to gate_next */
+    const uint8_t *p; /* borrowed: into the bytes given to gate_next */
     size_t len;
 };
 
 struct gate {
-    uint8_t hdr[GATE_HEADER];   /* a header split across reads */
+    uint8_t hdr[GATE_HEADER]; /* a header split across reads */
     uint8_t hdr_len;
-    uint8_t type;               /* of the record being read */
-    uint8_t phase;              /* GATE_PHASE_* in gate.c */
-    uint8_t body_len;           /* bytes of a BEGIN_REQUEST body in body */
+    uint8_t type;     /* of the record being read */
+    uint8_t phase;    /* GATE_PHASE_* in gate.c */
+    uint8_t body_len; /* bytes of a BEGIN_REQUEST body in body */
     uint8_t body[8];
-    uint8_t keep_conn;          /* the request's FCGI_KEEP_CONN flag */
-    uint8_t mgmt_type;          /* with GATE_MANAGEMENT */
-    uint16_t request_id;        /* of the request being read */
-    uint16_t record_id;         /* of the record being read */
-    uint32_t content_left;      /* content bytes of the record still to come */
+    uint8_t keep_conn;     /* the request's FCGI_KEEP_CONN flag */
+    uint8_t mgmt_type;     /* with GATE_MANAGEMENT */
+    uint16_t request_id;   /* of the request being read */
+    uint16_t record_id;    /* of the record being read */
+    uint32_t content_left; /* content bytes of the record still to come */
     uint32_t padding_left;
-    uint8_t in_record;          /* past a header, in its content or padding */
+    uint8_t in_record; /* past a header, in its content or padding */
 };
 
 /* Ready a gate for a new connection. */

@@ -38,13 +38,15 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define RELAY_MAX_RECORDS 8        /* PARAMS records per request: params are at most a few */
-#define RELAY_REWIND (1 << 18)     /* offset past which libfcgi is sent back to the start */
-#define RELAY_MAX_REQUEST (GATE_HEADER + 8 + RELAY_MAX_RECORDS * (GATE_HEADER + GATE_MAX_CONTENT) + GATE_HEADER)
-#define RELAY_MAX_CHUNK (1 << 16)  /* largest read size of libfcgi's the relay relies on */
-/* The memory file's fixed size: a request starting before RELAY_REWIND and libfcgi's last read fit. */
+#define RELAY_MAX_RECORDS 8    /* PARAMS records per request: params are at most a few */
+#define RELAY_REWIND (1 << 18) /* offset past which libfcgi is sent back to the start */
+#define RELAY_MAX_REQUEST                                                                          \
+    (GATE_HEADER + 8 + RELAY_MAX_RECORDS * (GATE_HEADER + GATE_MAX_CONTENT) + GATE_HEADER)
+#define RELAY_MAX_CHUNK (1 << 16) /* largest read size of libfcgi's the relay relies on */
+/* The memory file's fixed size: a request starting before RELAY_REWIND and libfcgi's last read fit.
+ */
 #define RELAY_FILE (RELAY_REWIND + RELAY_MAX_REQUEST + RELAY_MAX_CHUNK)
-#define RELAY_BUF 1024             /* first size of a buffer */
+#define RELAY_BUF 1024 /* first size of a buffer */
 
 void relay_reserve(struct relay_buf *b, size_t n, size_t limit)
 {
@@ -113,8 +115,10 @@ static int relay_probe(struct relay *r)
         return -1;
     r->chunk = end >= (off_t)r->in_len && end <= RELAY_MAX_CHUNK ? (size_t)end : 0;
     if (r->chunk == 0)
-        log_msg(LOG_WARN, "api", "libfcgi read %lld bytes of a %zu-byte request: the API makes "
-                "one more call a request", (long long)end, r->in_len);
+        log_msg(LOG_WARN, "api",
+                "libfcgi read %lld bytes of a %zu-byte request: the API makes "
+                "one more call a request",
+                (long long)end, r->in_len);
     memset(r->map, 0, r->in_len);
     r->in_at = (size_t)end;
     return 0;
@@ -161,8 +165,10 @@ static int relay_seek(struct relay *r)
             if (at < 0)
                 return -1;
             if (at != (off_t)r->in_at) {
-                log_msg(LOG_ERROR, "api", "libfcgi read to %lld, not %zu: the API makes one "
-                        "more call a request", (long long)at, r->in_at);
+                log_msg(LOG_ERROR, "api",
+                        "libfcgi read to %lld, not %zu: the API makes one "
+                        "more call a request",
+                        (long long)at, r->in_at);
                 r->chunk = 0;
             }
         }

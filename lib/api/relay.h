@@ -37,7 +37,7 @@
  * around it, and (apiconn.c) a request's params and body as they arrive.
  */
 struct relay_buf {
-    uint8_t *p;           /* owned, or NULL */
+    uint8_t *p; /* owned, or NULL */
     size_t len, cap;
 };
 

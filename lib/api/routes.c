@@ -85,12 +85,15 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
         return -1;
     }
     it->users = xcalloc(n, sizeof *it->users);
-    json_array_foreach(users, i, u) {
+    json_array_foreach(users, i, u)
+    {
         if (tok_user_id(u, id) == 0) {
             it->users[it->nusers++] = xstrdup(id);
         } else {
-            snprintf(err, errlen, "users[%zu]: a user id is a string of 1 to %d bytes "
-                     "without control characters, or an integer", i, TOK_MAX_SUB);
+            snprintf(err, errlen,
+                     "users[%zu]: a user id is a string of 1 to %d bytes "
+                     "without control characters, or an integer",
+                     i, TOK_MAX_SUB);
             return -1;
         }
     }
@@ -140,8 +143,10 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
     chan = json_object_get(o, "channel");
     if (!json_is_string(event) ||
         !proto_event_valid(json_string_value(event), json_string_length(event))) {
-        snprintf(err, errlen, "event must be a string of 1 to %d bytes without control "
-                 "characters", PROTO_MAX_EVENT);
+        snprintf(err, errlen,
+                 "event must be a string of 1 to %d bytes without control "
+                 "characters",
+                 PROTO_MAX_EVENT);
         return -1;
     }
     if ((users != NULL) + (bc != NULL) + (chan != NULL) > 1) {
@@ -315,8 +320,7 @@ static void routes_presence_user(struct api *a, int site, const char *user,
     uint64_t n;
 
     if (!tok_user_valid(user, strlen(user))) {
-        api_error(resp, 400, "user must be 1 to %d bytes without control characters",
-                  TOK_MAX_SUB);
+        api_error(resp, 400, "user must be 1 to %d bytes without control characters", TOK_MAX_SUB);
         return;
     }
     memset(&mask, 0, sizeof mask);
@@ -330,13 +334,12 @@ static void routes_presence_user(struct api *a, int site, const char *user,
     cmd_job_wait(job);
     n = job->delivered[0];
     cmd_job_free(job);
-    routes_ok(resp, json_pack("{s:s, s:b, s:I}", "user", user, "online", n > 0,
-                              "connections", (json_int_t)n));
+    routes_ok(resp, json_pack("{s:s, s:b, s:I}", "user", user, "online", n > 0, "connections",
+                              (json_int_t)n));
 }
 
 /* GET /presence with channel= or user=. */
-static void routes_presence(struct api *a, int site, const char *query,
-                            struct api_response *resp)
+static void routes_presence(struct api *a, int site, const char *query, struct api_response *resp)
 {
     char value[512];
     int r;
@@ -349,8 +352,9 @@ static void routes_presence(struct api *a, int site, const char *query,
         routes_presence_user(a, site, value, resp);
         return;
     }
-    api_error(resp, 400, r < 0 ? "malformed query string"
-                               : "give channel=NAME or user=ID in the query string");
+    api_error(resp, 400,
+              r < 0 ? "malformed query string"
+                    : "give channel=NAME or user=ID in the query string");
 }
 
 /* {"code": count, ...} for the client error counters. */
@@ -401,33 +405,29 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     cmd_job_wait(job);
     for (size_t i = 0; i < STATS_NAPI; i++)
         api_errors[i] = atomic_load(&as->errors[i]);
-    o = json_pack(
-        "{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}",
-        "uptime", (json_int_t)(time(NULL) - a->started),
-        "workers", a->hub->nqueues,
-        "connections", (json_int_t)st->connections,
-        "users", (json_int_t)dir_count(&hs->users),
-        "published", (json_int_t)atomic_load(&as->published),
-        "delivered", (json_int_t)st->delivered,
-        "connections_total", (json_int_t)st->connections_total,
-        "accept_errors", (json_int_t)un->accept_errors,
-        "slow_consumers", (json_int_t)st->slow_consumers,
-        "handshakes_refused", routes_refusals(st),
-        "protocol_errors", routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
-        "api_requests", (json_int_t)atomic_load(&as->requests),
-        "api_errors", routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
+    o = json_pack("{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "uptime",
+                  (json_int_t)(time(NULL) - a->started), "workers", a->hub->nqueues, "connections",
+                  (json_int_t)st->connections, "users", (json_int_t)dir_count(&hs->users),
+                  "published", (json_int_t)atomic_load(&as->published), "delivered",
+                  (json_int_t)st->delivered, "connections_total", (json_int_t)st->connections_total,
+                  "accept_errors", (json_int_t)un->accept_errors, "slow_consumers",
+                  (json_int_t)st->slow_consumers, "handshakes_refused", routes_refusals(st),
+                  "protocol_errors",
+                  routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
+                  "api_requests", (json_int_t)atomic_load(&as->requests), "api_errors",
+                  routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
     json_object_set_new(o, "site", json_string(hs->name));
     /* Daemon-wide: with several sites, handshakes no site could be told of (404, timeout). */
-    json_object_set_new(o, "unrouted", json_pack("{s:o}", "handshakes_refused",
-                                                 routes_refusals(un)));
+    json_object_set_new(o, "unrouted",
+                        json_pack("{s:o}", "handshakes_refused", routes_refusals(un)));
     json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(&hs->chans)));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
     json_object_set_new(o, "rpc", routes_rpc(a, site, st));
     json_object_set_new(o, "history", routes_history(a->hub->hist, site));
-    json_object_set_new(o, "recoveries", json_pack("{s:I, s:I}", "ok",
-                                                   (json_int_t)st->recoveries_ok, "failed",
-                                                   (json_int_t)st->recoveries_failed));
+    json_object_set_new(o, "recoveries",
+                        json_pack("{s:I, s:I}", "ok", (json_int_t)st->recoveries_ok, "failed",
+                                  (json_int_t)st->recoveries_failed));
     routes_ok(resp, o);
     cmd_job_free(job);
 }

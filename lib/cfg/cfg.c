@@ -58,8 +58,8 @@
 #define CFG_SITE_SECTION "site"
 #define CFG_SITE_NAME_MAX 32
 #define CFG_DEFAULT_SITE "default" /* the one site of a file without [site] sections */
-#define CFG_SECRET_MIN 16         /* bytes, for any secret but the development one */
-#define CFG_SECRET_FILE_MAX 65536 /* a larger secret file is a mistake */
+#define CFG_SECRET_MIN 16          /* bytes, for any secret but the development one */
+#define CFG_SECRET_FILE_MAX 65536  /* a larger secret file is a mistake */
 #define CFG_WORKERS_MAX 256
 #define CFG_MAX_DEFS 64 /* room in the per-setting arrays of struct cfg_build */
 
@@ -92,7 +92,7 @@ struct cfg_def;
 /* One "key = value" line of a [site NAME] section, applied once the whole file is read. */
 struct cfg_pair {
     const struct cfg_def *d;
-    char *value;            /* owned */
+    char *value; /* owned */
     int line;
 };
 
@@ -106,21 +106,21 @@ struct cfg_site_src {
 
 /* The snapshot under construction, the values that never reach it, and the reader's state. */
 struct cfg_build {
-    struct cfg c;           /* the snapshot; handed to the caller on success */
-    char *secret_file;      /* owned: path from secret_file or --secret-file */
-    const char *file;       /* borrowed: the -c path, for messages */
-    int src[CFG_MAX_DEFS];  /* enum cfg_src of each setting */
-    int line[CFG_MAX_DEFS]; /* line in the file of each setting read from it */
-    FILE *fp;               /* owned while the file is read */
-    char *buf;              /* owned: getline buffer */
-    size_t bufsz;           /* its size */
-    int lineno;             /* line the reader handed to inih last */
-    int indented;           /* that line began with blanks */
-    int err_line;           /* line of the error in err */
-    char *err;              /* owned: the first error found, "FILE:LINE: ..." */
+    struct cfg c;               /* the snapshot; handed to the caller on success */
+    char *secret_file;          /* owned: path from secret_file or --secret-file */
+    const char *file;           /* borrowed: the -c path, for messages */
+    int src[CFG_MAX_DEFS];      /* enum cfg_src of each setting */
+    int line[CFG_MAX_DEFS];     /* line in the file of each setting read from it */
+    FILE *fp;                   /* owned while the file is read */
+    char *buf;                  /* owned: getline buffer */
+    size_t bufsz;               /* its size */
+    int lineno;                 /* line the reader handed to inih last */
+    int indented;               /* that line began with blanks */
+    int err_line;               /* line of the error in err */
+    char *err;                  /* owned: the first error found, "FILE:LINE: ..." */
     struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
     size_t nsites;
-    const char *site;       /* borrowed: the site being built, for messages; NULL = top */
+    const char *site; /* borrowed: the site being built, for messages; NULL = top */
 };
 
 /* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
@@ -532,8 +532,8 @@ static void check_section_line(struct cfg_build *b, const char *s)
         note_error(b, b->lineno, "unknown section [%.*s] (only [%s] and [%s NAME] are read)",
                    (int)len, s + 1, CFG_SECTION, CFG_SITE_SECTION);
     else if (n == 0)
-        note_error(b, b->lineno, "[%.*s]: a site's name is 1 to %d of a-z, 0-9, _ and -",
-                   (int)len, s + 1, CFG_SITE_NAME_MAX);
+        note_error(b, b->lineno, "[%.*s]: a site's name is 1 to %d of a-z, 0-9, _ and -", (int)len,
+                   s + 1, CFG_SITE_NAME_MAX);
     else
         add_site(b, name, (size_t)n);
 }
@@ -787,12 +787,8 @@ static int scan_flags(int argc, char **argv, const char **file, struct cfg_pendi
     opterr = 0;
     while (r == 0 && (ch = getopt_long(argc, argv, "+:c:", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c':
-            *file = optarg;
-            break;
-        case CFG_OPT_CHECK:
-            *action = CFG_CHECK;
-            break;
+        case 'c': *file = optarg; break;
+        case CFG_OPT_CHECK: *action = CFG_CHECK; break;
         case CFG_OPT_VERSION:
             printf("herald %s\n", HERALD_VERSION);
             r = 1;
@@ -1048,7 +1044,8 @@ static int resolve_secret(struct cfg_build *b, char **cause)
         }
         *cause = b->site != NULL
                      ? xasprintf("%s: [site %s]: no secret configured: set secret or secret_file "
-                                 "in it (each site has its own)", b->file, b->site)
+                                 "in it (each site has its own)",
+                                 b->file, b->site)
                  : b->file != NULL
                      ? xasprintf("%s: no secret configured: set secret or secret_file", b->file)
                      : xasprintf("no secret configured: set secret or secret_file "
@@ -1168,7 +1165,8 @@ static int resolve_group(struct cfg_build *b, char **cause)
     else
         *cause = xasprintf("%s: this process (uid %ld) is not in group %s, so it cannot give "
                            "the api socket to it: start as root, or add the group "
-                           "(systemd: SupplementaryGroups=)", where, (long)geteuid(), name);
+                           "(systemd: SupplementaryGroups=)",
+                           where, (long)geteuid(), name);
     free(where);
     return -1;
 }
@@ -1186,12 +1184,11 @@ static void resolve_workers(struct cfg_build *b)
 /* Resolve a site's values that depend on the machine or on other settings. */
 static int resolve(struct cfg_build *b, char **cause)
 {
-    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0 ||
-        resolve_uids(b, cause) < 0 || resolve_group(b, cause) < 0)
+    if (resolve_secret(b, cause) < 0 || resolve_rpc(b, cause) < 0 || resolve_uids(b, cause) < 0 ||
+        resolve_group(b, cause) < 0)
         return -1;
     return 0;
 }
-
 
 /* ---- Sites ------------------------------------------------------------ */
 
@@ -1212,7 +1209,6 @@ static void build_free(struct cfg_build *b)
         fclose(b->fp);
     memset(b, 0, sizeof *b);
 }
-
 
 /*
  * Build one [site NAME]: the [herald] values (b, not yet resolved), the
@@ -1278,13 +1274,13 @@ static int check_sites(const struct cfg *c, const char *file, char **cause)
 
             if (strcmp(a->api_socket, b->api_socket) == 0)
                 *cause = xasprintf("%s: [site %s] has the same api_socket as [site %s] (%s): "
-                                   "each site needs its own", file, b->site, a->site,
-                                   a->api_socket);
+                                   "each site needs its own",
+                                   file, b->site, a->site, a->api_socket);
             else if (same_endpoint(a, b))
                 *cause = xasprintf("%s: [site %s] and [site %s] both answer ws_path %s for %s%s: "
-                                   "give them different host or ws_path values", file,
-                                   a->site, b->site, a->ws_path, a->host ? "host " : "any host",
-                                   a->host ? a->host : "");
+                                   "give them different host or ws_path values",
+                                   file, a->site, b->site, a->ws_path,
+                                   a->host ? "host " : "any host", a->host ? a->host : "");
             else if (a->secret_len == b->secret_len &&
                      memcmp(a->secret, b->secret, a->secret_len) == 0)
                 *cause = xasprintf("%s: [site %s] and [site %s] have the same secret: a token "
@@ -1352,7 +1348,6 @@ static int load_defaults(struct cfg_build *b, char **cause)
     return 0;
 }
 
-
 int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause)
 {
     struct cfg_build b = {0};
@@ -1412,9 +1407,10 @@ static int keep_restart_only(const struct cfg *running, struct cfg *next, const 
         if ((d->flags & CFG_RELOAD) || !in_cfg(d) || (which == CFG_KEEP_GLOBAL && is_site) ||
             (which == CFG_KEEP_SITE && !is_site) || same_value(d, running, next))
             continue;
-        log_msg(LOG_WARN, "cfg", "reload: %s%s%s%s changed, which needs a restart; "
-                "keeping the running value", site ? "[site " : "", site ? site : "",
-                site ? "] " : "", d->name);
+        log_msg(LOG_WARN, "cfg",
+                "reload: %s%s%s%s changed, which needs a restart; "
+                "keeping the running value",
+                site ? "[site " : "", site ? site : "", site ? "] " : "", d->name);
         copy_value(d, running, next);
         kept++;
     }

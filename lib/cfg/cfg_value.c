@@ -296,8 +296,7 @@ int cfg_check_rpc_socket(const char *v, char **why)
     snprintf(host, sizeof host, "%.*s", (int)n, v);
     if (strcasecmp(host, "localhost") == 0 || net_parse_addr(host, addr) == 0)
         return 0;
-    *why = xasprintf("expected an IP address or localhost, not a name to look up, got '%s'",
-                     host);
+    *why = xasprintf("expected an IP address or localhost, not a name to look up, got '%s'", host);
     return -1;
 }
 
@@ -332,8 +331,7 @@ int cfg_check_proxy(const char *v, char **why)
 
 int cfg_check_hook(const char *v, char **why)
 {
-    if (strcmp(v, "connect") != 0 && strcmp(v, "disconnect") != 0 &&
-        strcmp(v, "subscribe") != 0) {
+    if (strcmp(v, "connect") != 0 && strcmp(v, "disconnect") != 0 && strcmp(v, "subscribe") != 0) {
         *why = xasprintf("expected connect, disconnect or subscribe, got '%s'", v);
         return -1;
     }
@@ -345,8 +343,7 @@ int cfg_check_host(const char *v, char **why)
     size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
 
     if (n > 253 || v[n] != '\0' || (n > 0 && (v[0] == '.' || v[0] == '-'))) {
-        *why = xasprintf("expected a host name such as shop.example.com (no port), got '%s'",
-                         v);
+        *why = xasprintf("expected a host name such as shop.example.com (no port), got '%s'", v);
         return -1;
     }
     return 0;

@@ -30,7 +30,7 @@ static const char *const log_names[] = {"debug", "info", "warn", "error"};
 static const char *const log_journal_prio[] = {"<7>", "<6>", "<4>", "<3>"};
 
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-static int log_to_journal;   /* stderr is systemd's journal: it adds time and level */
+static int log_to_journal; /* stderr is systemd's journal: it adds time and level */
 
 /* Is stderr the stream systemd named in JOURNAL_STREAM ("DEV:INODE")? */
 static void log_detect_journal(void)

@@ -33,8 +33,7 @@ void svc_notify(const char *state)
     if (path == NULL || path[0] == '\0')
         return;
     if ((path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof sun.sun_path) {
-        log_msg(LOG_WARN, "service", "NOTIFY_SOCKET %s is not a socket path; not notifying",
-                path);
+        log_msg(LOG_WARN, "service", "NOTIFY_SOCKET %s is not a socket path; not notifying", path);
         return;
     }
     memset(&sun, 0, sizeof sun);
@@ -44,8 +43,7 @@ void svc_notify(const char *state)
         sun.sun_path[0] = '\0';
     len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun,
-                         len) < 0)
+    if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
         log_msg(LOG_WARN, "service", "cannot notify systemd (%s): %s", state, strerror(errno));
     if (fd >= 0)
         close(fd);
@@ -110,14 +108,14 @@ int svc_drop_privileges(const char *user, const char *group, char **cause)
     if (geteuid() != 0) {
         if (uid == geteuid() && gid == getegid())
             return 0;
-        *cause = xasprintf("--user/--group need root to switch (running as uid %d)",
-                           (int)geteuid());
+        *cause =
+            xasprintf("--user/--group need root to switch (running as uid %d)", (int)geteuid());
         return -1;
     }
     if ((user != NULL ? initgroups(name, gid) : setgroups(1, &gid)) != 0 || setgid(gid) != 0 ||
         setuid(uid) != 0) {
-        *cause = xasprintf("cannot switch to uid %d gid %d: %s", (int)uid, (int)gid,
-                           strerror(errno));
+        *cause =
+            xasprintf("cannot switch to uid %d gid %d: %s", (int)uid, (int)gid, strerror(errno));
         return -1;
     }
     if (uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {

@@ -76,8 +76,8 @@ static void client_ok(struct conn *c, const json_t *ref, json_t *members)
 static void client_fail(struct conn *c, const json_t *ref, enum proto_err e, const char *why)
 {
     conn_stats(c)->client_errors[e]++;
-    log_msg(LOG_DEBUG, "client", "conn=%llu %s: %s", (unsigned long long)c->id,
-            proto_err_name(e), why);
+    log_msg(LOG_DEBUG, "client", "conn=%llu %s: %s", (unsigned long long)c->id, proto_err_name(e),
+            why);
     client_send(c, proto_error(ref, proto_err_name(e), why));
 }
 
@@ -91,12 +91,13 @@ int client_claims(struct conn *c, const json_t *payload, const char **why)
 
     if (chans == NULL && info == NULL)
         return 0;
-    if (chans != NULL && (!json_is_array(chans) ||
-                          json_array_size(chans) > CLIENT_MAX_CLAIM_CHANNELS)) {
+    if (chans != NULL &&
+        (!json_is_array(chans) || json_array_size(chans) > CLIENT_MAX_CLAIM_CHANNELS)) {
         *why = "the channels claim must be an array of at most 1000 patterns";
         return -1;
     }
-    json_array_foreach(chans, i, v) {
+    json_array_foreach(chans, i, v)
+    {
         if (!json_is_string(v) || !chan_pattern_valid(json_string_value(v))) {
             *why = "the channels claim holds something that is not a channel pattern";
             return -1;
@@ -116,8 +117,7 @@ int client_claims(struct conn *c, const json_t *payload, const char **why)
     }
     cl->nchannels = json_array_size(chans);
     cl->channels = cl->nchannels > 0 ? xcalloc(cl->nchannels, sizeof *cl->channels) : NULL;
-    json_array_foreach(chans, i, v)
-        cl->channels[i] = xstrdup(json_string_value(v));
+    json_array_foreach(chans, i, v) cl->channels[i] = xstrdup(json_string_value(v));
     return 0;
 }
 
@@ -165,17 +165,15 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     const char *granted;
     int r;
 
-    if (chan_match_any(cfg->public_channels, cfg->npublic_channels, cmd->channel,
-                       cmd->channel_len))
+    if (chan_match_any(cfg->public_channels, cfg->npublic_channels, cmd->channel, cmd->channel_len))
         return 1;
-    if (cl != NULL && chan_match_any(cl->channels, cl->nchannels, cmd->channel,
-                                     cmd->channel_len))
+    if (cl != NULL && chan_match_any(cl->channels, cl->nchannels, cmd->channel, cmd->channel_len))
         return 1;
     /* Anonymous connections may have public channels only. */
     if (cmd->token == NULL || client_user(c) == NULL)
         return 0;
-    r = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret,
-                   cfg->secret_len, time(NULL), cfg->token_leeway, &claims);
+    r = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret, cfg->secret_len,
+                   time(NULL), cfg->token_leeway, &claims);
     if (r != 0) {
         *why = tok_strerror(r);
         return PROTO_E_BAD_TOKEN;
@@ -218,8 +216,7 @@ static int client_replay(struct conn *c, const char *key, const char *since, uin
         ok = 0;
     for (size_t i = 0; i < n; i++) {
         if (ok)
-            client_send(c, proto_text_frame(items[i].body->text, hist_id(h, items[i].offset,
-                                                                         mid)));
+            client_send(c, proto_text_frame(items[i].body->text, hist_id(h, items[i].offset, mid)));
         hist_body_unref(items[i].body);
     }
     free(items);
@@ -355,9 +352,8 @@ static void client_drop_sub(struct conn *c, struct sub *s)
 /* {"op":"unsubscribe"} */
 static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
 {
-    struct sub *s = c->client != NULL ? sub_of_conn(c->client->subs, cmd->channel,
-                                                    cmd->channel_len)
-                                      : NULL;
+    struct sub *s =
+        c->client != NULL ? sub_of_conn(c->client->subs, cmd->channel, cmd->channel_len) : NULL;
 
     if (s != NULL)
         client_drop_sub(c, s);
@@ -368,8 +364,8 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
  * A one-item publish job to channel's subscribers but skip_conn, with frame m
  * (consumed; NULL when pub_submit makes it from the envelope).
  */
-static struct cmd_job *client_channel_job(const struct conn *c, const char *channel,
-                                          struct msg *m, uint64_t skip_conn)
+static struct cmd_job *client_channel_job(const struct conn *c, const char *channel, struct msg *m,
+                                          uint64_t skip_conn)
 {
     struct cmd_job *job = cmd_job_new(CMD_PUBLISH, c->w->hub->nqueues, 1);
 
@@ -387,9 +383,8 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
     struct cmd_job *job;
     char *text;
 
-    if (client_user(c) == NULL ||
-        !chan_match_any(cfg->client_publish, cfg->nclient_publish, cmd->channel,
-                        cmd->channel_len)) {
+    if (client_user(c) == NULL || !chan_match_any(cfg->client_publish, cfg->nclient_publish,
+                                                  cmd->channel, cmd->channel_len)) {
         client_fail(c, cmd->ref, PROTO_E_FORBIDDEN, "not allowed to publish into this channel");
         return;
     }
@@ -465,18 +460,10 @@ void client_message(struct conn *c, const char *text, size_t len)
         return;
     }
     switch (cmd.op) {
-    case PROTO_SUBSCRIBE:
-        client_subscribe(c, &cmd);
-        break;
-    case PROTO_UNSUBSCRIBE:
-        client_unsubscribe(c, &cmd);
-        break;
-    case PROTO_PUBLISH:
-        client_publish(c, &cmd);
-        break;
-    case PROTO_RPC:
-        client_rpc(c, &cmd);
-        break;
+    case PROTO_SUBSCRIBE: client_subscribe(c, &cmd); break;
+    case PROTO_UNSUBSCRIBE: client_unsubscribe(c, &cmd); break;
+    case PROTO_PUBLISH: client_publish(c, &cmd); break;
+    case PROTO_RPC: client_rpc(c, &cmd); break;
     }
     proto_cmd_free(&cmd);
 }

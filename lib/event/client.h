@@ -25,18 +25,18 @@ struct sub;
 struct rpc_call;
 struct rpc_result;
 
-#define CLIENT_MAX_INFO 1024   /* bytes of the info claim, encoded */
+#define CLIENT_MAX_INFO 1024 /* bytes of the info claim, encoded */
 
 struct client {
-    char **channels;           /* owned: the token's channels claim (patterns) */
+    char **channels; /* owned: the token's channels claim (patterns) */
     size_t nchannels;
-    char *info;                /* owned: the token's info claim as JSON text, or NULL */
-    struct sub *subs;          /* owned through sub.c: this connection's subscriptions */
+    char *info;       /* owned: the token's info claim as JSON text, or NULL */
+    struct sub *subs; /* owned through sub.c: this connection's subscriptions */
     size_t nsubs;
-    struct rpc_call *calls;    /* borrowed: calls in flight for this connection */
+    struct rpc_call *calls; /* borrowed: calls in flight for this connection */
     unsigned ncalls;
-    double tokens;             /* command_rate bucket: commands allowed now */
-    double refilled;           /* loop time of the last refill; 0 = never */
+    double tokens;   /* command_rate bucket: commands allowed now */
+    double refilled; /* loop time of the last refill; 0 = never */
 };
 
 /*

@@ -31,11 +31,11 @@ struct lim;
 struct site;
 
 enum cmd_type {
-    CMD_PUBLISH,   /* queue items[i].msg to its targets; count per item */
-    CMD_STATS,     /* add this worker's counters */
+    CMD_PUBLISH,    /* queue items[i].msg to its targets; count per item */
+    CMD_STATS,      /* add this worker's counters */
     CMD_COUNT_USER, /* add items[0].users[0]'s connections here to delivered[0] */
-    CMD_SHUTDOWN,  /* close every connection with 1001 and stop */
-    CMD_RELOAD,    /* use the snapshot in cfg from now on */
+    CMD_SHUTDOWN,   /* close every connection with 1001 and stop */
+    CMD_RELOAD,     /* use the snapshot in cfg from now on */
 };
 
 /*
@@ -45,52 +45,52 @@ enum cmd_type {
  * when it was routed.
  */
 struct cmd_item {
-    struct msg *msg;       /* ref: owned by the job; NULL when frames is used */
-    int broadcast;         /* every open connection */
-    char **users;          /* owned: NUL-terminated ids, deduplicated */
+    struct msg *msg; /* ref: owned by the job; NULL when frames is used */
+    int broadcast;   /* every open connection */
+    char **users;    /* owned: NUL-terminated ids, deduplicated */
     size_t nusers;
-    struct msg **frames;   /* owned, or NULL: users[u]'s numbered frame (a ref), or NULL */
-    uint64_t *offsets;     /* owned, with frames: users[u]'s stream offset */
-    char *channel;         /* owned: every subscriber of this channel, or NULL */
-    uint64_t skip_conn;    /* with channel: this connection id is left out; 0 = none */
-    uint64_t offset;       /* channel: the stream offset in msg's id (hist.h); 0 = none */
-    size_t group;          /* delivered[group] counts it: the API message it came from */
+    struct msg **frames; /* owned, or NULL: users[u]'s numbered frame (a ref), or NULL */
+    uint64_t *offsets;   /* owned, with frames: users[u]'s stream offset */
+    char *channel;       /* owned: every subscriber of this channel, or NULL */
+    uint64_t skip_conn;  /* with channel: this connection id is left out; 0 = none */
+    uint64_t offset;     /* channel: the stream offset in msg's id (hist.h); 0 = none */
+    size_t group;        /* delivered[group] counts it: the API message it came from */
 };
 
 struct cmd_job;
 
 /* A job's place in one worker's queue. */
 struct cmd_node {
-    struct cmd_node *next;   /* borrowed: next in the queue */
-    struct cmd_job *job;     /* borrowed */
+    struct cmd_node *next; /* borrowed: next in the queue */
+    struct cmd_job *job;   /* borrowed */
 };
 
 struct cmd_job {
     enum cmd_type type;
-    int site;                    /* CMD_PUBLISH, CMD_STATS, CMD_COUNT_USER: of this site only */
-    int detached;                /* nobody waits: the last worker frees the job */
+    int site;     /* CMD_PUBLISH, CMD_STATS, CMD_COUNT_USER: of this site only */
+    int detached; /* nobody waits: the last worker frees the job */
     pthread_mutex_t lock;
     pthread_cond_t done;
-    int pending;                 /* workers that have not finished */
+    int pending; /* workers that have not finished */
     /* CMD_PUBLISH */
-    struct cmd_item *items;      /* owned */
+    struct cmd_item *items; /* owned */
     size_t nitems;
-    uint64_t *delivered;         /* owned: per item, summed over workers */
+    uint64_t *delivered; /* owned: per item, summed over workers */
     /* CMD_STATS */
-    struct stats stats;          /* the job's site, summed over workers */
-    struct stats unrouted;       /* before a site was known (worker->stats), summed */
+    struct stats stats;    /* the job's site, summed over workers */
+    struct stats unrouted; /* before a site was known (worker->stats), summed */
     /* CMD_RELOAD */
-    const struct cfg *cfg;       /* borrowed: the new snapshot */
+    const struct cfg *cfg; /* borrowed: the new snapshot */
     int nnodes;
-    struct cmd_node nodes[];     /* one per worker */
+    struct cmd_node nodes[]; /* one per worker */
 };
 
 struct cmd_queue {
     pthread_mutex_t lock;
-    struct cmd_node *head;       /* borrowed */
-    struct cmd_node *tail;       /* borrowed */
-    ev_async wake;               /* fired after each push */
-    struct ev_loop *loop;        /* borrowed: the worker's loop */
+    struct cmd_node *head; /* borrowed */
+    struct cmd_node *tail; /* borrowed */
+    ev_async wake;         /* fired after each push */
+    struct ev_loop *loop;  /* borrowed: the worker's loop */
 };
 
 /*
@@ -99,12 +99,12 @@ struct cmd_queue {
  * its own locks; the hub itself is filled before any thread starts.
  */
 struct cmd_hub {
-    struct cmd_queue **queues;   /* borrowed: one per worker */
+    struct cmd_queue **queues; /* borrowed: one per worker */
     int nqueues;
-    struct site *sites;          /* borrowed: one per configured site (site.h) */
+    struct site *sites; /* borrowed: one per configured site (site.h) */
     int nsites;
-    struct hist *hist;           /* borrowed: message history */
-    struct lim *lim;             /* borrowed: connection limits */
+    struct hist *hist; /* borrowed: message history */
+    struct lim *lim;   /* borrowed: connection limits */
 };
 
 /* A job of this type for nworkers workers, with nitems empty items. */
@@ -137,8 +137,8 @@ void cmd_job_wait(struct cmd_job *job);
 void cmd_job_done(struct cmd_job *job);
 
 /* Prepare a queue for the worker whose loop will run cb on wakeups. */
-void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop, void (*cb)(struct ev_loop *,
-                    ev_async *, int));
+void cmd_queue_init(struct cmd_queue *q, struct ev_loop *loop,
+                    void (*cb)(struct ev_loop *, ev_async *, int));
 
 /* Release a queue's lock (its watcher must be stopped by the worker). */
 void cmd_queue_destroy(struct cmd_queue *q);

@@ -54,7 +54,7 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-#define CONN_LINGER 2.0     /* seconds a closing conn waits for the peer */
+#define CONN_LINGER 2.0   /* seconds a closing conn waits for the peer */
 #define CONN_IOV_MAX 1024 /* IOV_MAX on Linux: a backlog of small frames goes out in few writes */
 
 static void conn_on_io(struct ev_loop *loop, ev_io *io, int revents);
@@ -105,9 +105,11 @@ static void conn_log_refusal(struct worker *w, const char *addr, enum hs_reason 
     if (w->refused_quiet > 0)
         snprintf(more, sizeof more, " (and %lu more since the last such line)", w->refused_quiet);
     if (r == HS_TOO_MANY)
-        log_msg(LOG_WARN, "conn", "refused a client: too_many_connections at accept: WebSockets "
+        log_msg(LOG_WARN, "conn",
+                "refused a client: too_many_connections at accept: WebSockets "
                 "hold all %ld descriptors the file limit leaves them (%ld are kept for the API "
-                "and RPC)%s", atomic_load(&w->hub->lim->fd_max), lim_fd_reserve(w->cfg), more);
+                "and RPC)%s",
+                atomic_load(&w->hub->lim->fd_max), lim_fd_reserve(w->cfg), more);
     else
         log_msg(LOG_INFO, "conn", "refused %s: %s%s%s", addr, hs_reason_name(r),
                 at_accept ? " at accept" : "", more);
@@ -330,8 +332,7 @@ static void conn_leave_open(struct conn *c)
         lim_total_release(c->w->hub->lim);
     c->total_counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
-        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id),
-                   c->w->id);
+        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id), c->w->id);
     reg_remove(&conn_site(c)->reg, &c->link);
     worker_open_remove(c->w, c);
     conn_stats(c)->connections--;
@@ -530,9 +531,11 @@ static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request 
     known = lim_client_addr(cfg, c->fd, req, addr);
     if (known == 1) {
         if (atomic_exchange(&l->told_no_client, 1) == 0)
-            log_msg(LOG_WARN, "conn", "the trusted proxy %s names no client in X-Forwarded-For: "
+            log_msg(LOG_WARN, "conn",
+                    "the trusted proxy %s names no client in X-Forwarded-For: "
                     "max_connections_per_ip and connect_rate do not apply to its connections "
-                    "(see nginx/herald.conf)", addr);
+                    "(see nginx/herald.conf)",
+                    addr);
         return HS_OK;
     }
     if (known < 0)
@@ -804,15 +807,9 @@ static void conn_frame_end(struct conn *c)
 {
     c->in_frame = 0;
     switch (c->frame.opcode) {
-    case WS_OP_PING:
-        conn_pong(c);
-        break;
-    case WS_OP_PONG:
-        c->ping_out = 0;
-        break;
-    case WS_OP_CLOSE:
-        conn_close_received(c);
-        break;
+    case WS_OP_PING: conn_pong(c); break;
+    case WS_OP_PONG: c->ping_out = 0; break;
+    case WS_OP_CLOSE: conn_close_received(c); break;
     default:
         if (c->frame.fin)
             conn_message_end(c);

@@ -33,10 +33,10 @@ struct site;
 struct stats;
 
 enum conn_state {
-    CONN_HANDSHAKE,  /* reading the request head */
-    CONN_OPEN,       /* upgraded: frames both ways */
-    CONN_CLOSING,    /* close frame or refusal queued: flush, then shut down */
-    CONN_DEAD,       /* waiting on the pending list to be freed */
+    CONN_HANDSHAKE, /* reading the request head */
+    CONN_OPEN,      /* upgraded: frames both ways */
+    CONN_CLOSING,   /* close frame or refusal queued: flush, then shut down */
+    CONN_DEAD,      /* waiting on the pending list to be freed */
 };
 
 /* Which timed list a conn is on (each is FIFO by deadline). */
@@ -48,61 +48,61 @@ enum conn_timer {
 
 /* One queued frame: a reference to a msg, shared or the conn's own. */
 struct conn_out {
-    struct conn_out *next;   /* owned by the queue */
-    struct msg *msg;         /* ref */
-    uint32_t extra;          /* what it costs beyond msg->len (conn.c, conn_extra) */
+    struct conn_out *next; /* owned by the queue */
+    struct msg *msg;       /* ref */
+    uint32_t extra;        /* what it costs beyond msg->len (conn.c, conn_extra) */
 };
 
 struct conn {
-    ev_io io;                    /* read, plus write while the queue is blocked */
-    struct worker *w;            /* borrowed: owning worker */
-    struct conn *tnext;          /* borrowed: next on the timed list */
-    struct conn *tprev;          /* borrowed */
-    struct conn *pnext;          /* borrowed: next on the pending list */
-    ev_tstamp deadline;          /* for the timed list */
+    ev_io io;           /* read, plus write while the queue is blocked */
+    struct worker *w;   /* borrowed: owning worker */
+    struct conn *tnext; /* borrowed: next on the timed list */
+    struct conn *tprev; /* borrowed */
+    struct conn *pnext; /* borrowed: next on the pending list */
+    ev_tstamp deadline; /* for the timed list */
     uint64_t id;
     int fd;
-    int site;                    /* index of its site (cfg->sites, hub->sites); -1 while
-                                    several sites could still answer its handshake */
-    uint32_t slot;               /* index in w->open while OPEN */
-    uint8_t state;               /* enum conn_state */
-    uint8_t timer;               /* enum conn_timer */
-    unsigned in_pending : 1;     /* on w->pending */
-    unsigned want_write : 1;     /* io watches EV_WRITE */
-    unsigned close_queued : 1;   /* shut down writing once the queue drains */
+    int site;                  /* index of its site (cfg->sites, hub->sites); -1 while
+                                  several sites could still answer its handshake */
+    uint32_t slot;             /* index in w->open while OPEN */
+    uint8_t state;             /* enum conn_state */
+    uint8_t timer;             /* enum conn_timer */
+    unsigned in_pending : 1;   /* on w->pending */
+    unsigned want_write : 1;   /* io watches EV_WRITE */
+    unsigned close_queued : 1; /* shut down writing once the queue drains */
     unsigned write_shut : 1;
-    unsigned got_rx : 1;         /* bytes arrived since the last ping round */
-    unsigned ping_out : 1;       /* a ping round is unanswered */
-    unsigned in_frame : 1;       /* reading a payload */
-    unsigned mtext : 1;          /* the message being read is TEXT */
-    unsigned overflow : 1;       /* over max_queued_bytes: close 1008 before the next poll */
-    unsigned total_counted : 1;  /* counted by lim_total_take until it leaves OPEN */
-    unsigned addr_checked : 1;   /* checked against its address (at accept, or the upgrade) */
-    unsigned addr_counted : 1;   /* counted by lim_addr_enter under addr until freed */
-    uint8_t hdr_len;             /* bytes of a split frame header in hdr */
+    unsigned got_rx : 1;        /* bytes arrived since the last ping round */
+    unsigned ping_out : 1;      /* a ping round is unanswered */
+    unsigned in_frame : 1;      /* reading a payload */
+    unsigned mtext : 1;         /* the message being read is TEXT */
+    unsigned overflow : 1;      /* over max_queued_bytes: close 1008 before the next poll */
+    unsigned total_counted : 1; /* counted by lim_total_take until it leaves OPEN */
+    unsigned addr_checked : 1;  /* checked against its address (at accept, or the upgrade) */
+    unsigned addr_counted : 1;  /* counted by lim_addr_enter under addr until freed */
+    uint8_t hdr_len;            /* bytes of a split frame header in hdr */
     uint8_t hdr[WS_MAX_CLIENT_HEADER];
     uint8_t ctrl_len;
-    char *head;                  /* owned: a partial request head, or NULL */
+    char *head; /* owned: a partial request head, or NULL */
     uint32_t head_len;
     uint32_t head_cap;
-    struct ws_frame frame;       /* the frame being read */
-    uint64_t frame_left;         /* payload bytes still to come */
-    uint64_t frame_off;          /* payload bytes read (mask offset) */
+    struct ws_frame frame; /* the frame being read */
+    uint64_t frame_left;   /* payload bytes still to come */
+    uint64_t frame_off;    /* payload bytes read (mask offset) */
     struct ws_seq seq;
-    struct utf8_state utf8;      /* of the text message being read */
-    uint8_t *ctrl;               /* owned: control payload (125 bytes), while reading one */
-    uint8_t *mbuf;               /* owned: data message being reassembled */
+    struct utf8_state utf8; /* of the text message being read */
+    uint8_t *ctrl;          /* owned: control payload (125 bytes), while reading one */
+    uint8_t *mbuf;          /* owned: data message being reassembled */
     uint64_t mlen;
     uint64_t mcap;
-    struct conn_out *out_head;   /* owned */
-    struct conn_out *out_tail;   /* borrowed */
-    struct conn_out *pong;       /* borrowed: the queued pong not yet started, or NULL */
-    uint32_t out_off;            /* bytes of out_head already written */
-    uint64_t out_bytes;          /* what the queue costs: unsent bytes plus each entry's extra */
-    struct reg_link link;        /* registry entry, when a user is known */
-    struct client *client;       /* owned: protocol state (client.h), or NULL */
-    uint64_t user_last;          /* newest offset of the user's stream sent (hist.h) */
-    char *addr;                  /* owned: the client address counted by lim.h, or NULL */
+    struct conn_out *out_head; /* owned */
+    struct conn_out *out_tail; /* borrowed */
+    struct conn_out *pong;     /* borrowed: the queued pong not yet started, or NULL */
+    uint32_t out_off;          /* bytes of out_head already written */
+    uint64_t out_bytes;        /* what the queue costs: unsent bytes plus each entry's extra */
+    struct reg_link link;      /* registry entry, when a user is known */
+    struct client *client;     /* owned: protocol state (client.h), or NULL */
+    uint64_t user_last;        /* newest offset of the user's stream sent (hist.h) */
+    char *addr;                /* owned: the client address counted by lim.h, or NULL */
 };
 
 /*

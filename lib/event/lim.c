@@ -38,10 +38,10 @@
 
 struct lim_addr {
     UT_hash_handle hh;
-    long count;                /* connections counted by lim_addr_enter */
-    double tokens;             /* connect_rate bucket, as of stamp */
-    double stamp;              /* lim_now() when tokens was last brought up to date */
-    char addr[];               /* NUL-terminated */
+    long count;    /* connections counted by lim_addr_enter */
+    double tokens; /* connect_rate bucket, as of stamp */
+    double stamp;  /* lim_now() when tokens was last brought up to date */
+    char addr[];   /* NUL-terminated */
 };
 
 void lim_init(struct lim *l)
@@ -72,7 +72,7 @@ void lim_free(struct lim *l)
     struct lim_addr *a, *tmp;
 
     for (unsigned i = 0; i < LIM_STRIPES; i++) {
-        HASH_ITER(hh, l->table[i], a, tmp) {
+        HASH_ITER (hh, l->table[i], a, tmp) {
             lim_forget(l, i, a);
         }
         pthread_mutex_destroy(&l->lock[i]);
@@ -265,7 +265,7 @@ long lim_sweep(struct lim *l, const struct cfg *cfg, double now)
 
     for (unsigned s = 0; s < LIM_STRIPES; s++) {
         pthread_mutex_lock(&l->lock[s]);
-        HASH_ITER(hh, l->table[s], a, tmp) {
+        HASH_ITER (hh, l->table[s], a, tmp) {
             if (lim_forgettable(a, cfg, now))
                 lim_forget(l, s, a);
         }

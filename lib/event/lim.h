@@ -34,21 +34,21 @@
 #include "http.h"
 
 #define LIM_STRIPES 64
-#define LIM_ADDR_MAX 64       /* an IPv6 address as text, or "unix" */
-#define LIM_IDLE_MAX 65536    /* address entries kept without a connection (for their rate) */
-#define LIM_FD_SPARE 64       /* descriptors kept beside the API's and RPC's (lim_fd_reserve) */
+#define LIM_ADDR_MAX 64    /* an IPv6 address as text, or "unix" */
+#define LIM_IDLE_MAX 65536 /* address entries kept without a connection (for their rate) */
+#define LIM_FD_SPARE 64    /* descriptors kept beside the API's and RPC's (lim_fd_reserve) */
 
 struct cfg;
 struct lim_addr;
 
 struct lim {
-    atomic_long total;                      /* open WebSockets, every worker */
-    atomic_long fds;                        /* WebSocket sockets, from accept to close */
-    atomic_long fd_max;                     /* most fds WebSockets may hold (lim_set_fd_max) */
-    atomic_long naddrs;                     /* address entries, every stripe */
-    atomic_int told_no_client;              /* the "proxy names no client" line was logged */
+    atomic_long total;         /* open WebSockets, every worker */
+    atomic_long fds;           /* WebSocket sockets, from accept to close */
+    atomic_long fd_max;        /* most fds WebSockets may hold (lim_set_fd_max) */
+    atomic_long naddrs;        /* address entries, every stripe */
+    atomic_int told_no_client; /* the "proxy names no client" line was logged */
     pthread_mutex_t lock[LIM_STRIPES];
-    struct lim_addr *table[LIM_STRIPES];    /* owned: uthash heads */
+    struct lim_addr *table[LIM_STRIPES]; /* owned: uthash heads */
 };
 
 void lim_init(struct lim *l);

@@ -23,22 +23,22 @@
 extern const int stats_proto_codes[STATS_NPROTO]; /* 1002, 1007, 1009 */
 
 struct stats {
-    uint64_t connections;          /* open WebSocket connections now */
-    uint64_t connections_total;    /* upgrades since start */
-    uint64_t delivered;            /* frames queued to connections by publishes */
+    uint64_t connections;                         /* open WebSocket connections now */
+    uint64_t connections_total;                   /* upgrades since start */
+    uint64_t delivered;                           /* frames queued to connections by publishes */
     uint64_t handshakes_refused[HS_REASON_COUNT]; /* by reason */
     uint64_t protocol_errors[STATS_NPROTO];       /* connections we closed, by code */
-    uint64_t accept_errors;        /* accept() failures other than EAGAIN */
-    uint64_t slow_consumers;       /* closed for exceeding max_queued_bytes */
-    uint64_t subscriptions;        /* channel subscriptions now (filled for CMD_STATS) */
+    uint64_t accept_errors;                       /* accept() failures other than EAGAIN */
+    uint64_t slow_consumers;                      /* closed for exceeding max_queued_bytes */
+    uint64_t subscriptions;             /* channel subscriptions now (filled for CMD_STATS) */
     uint64_t client_errors[PROTO_NERR]; /* error answers to browser commands, by code */
-    uint64_t rpc_calls;            /* requests sent to PHP, hooks included */
-    uint64_t rpc_replies;          /* 2xx JSON answers */
-    uint64_t rpc_app_errors;       /* herald_rpc_error() answers */
-    uint64_t rpc_failed;           /* unavailable, timeout, failed, bad reply */
-    uint64_t rpc_dropped;          /* hooks not sent: over rpc_max_inflight or no socket */
-    uint64_t recoveries_ok;        /* since given and every missed message replayed */
-    uint64_t recoveries_failed;    /* since given but not recoverable: told so */
+    uint64_t rpc_calls;                 /* requests sent to PHP, hooks included */
+    uint64_t rpc_replies;               /* 2xx JSON answers */
+    uint64_t rpc_app_errors;            /* herald_rpc_error() answers */
+    uint64_t rpc_failed;                /* unavailable, timeout, failed, bad reply */
+    uint64_t rpc_dropped;               /* hooks not sent: over rpc_max_inflight or no socket */
+    uint64_t recoveries_ok;             /* since given and every missed message replayed */
+    uint64_t recoveries_failed;         /* since given but not recoverable: told so */
 };
 
 /* HTTP statuses counted as API errors, in this order. */
@@ -46,8 +46,8 @@ struct stats {
 extern const int stats_api_statuses[STATS_NAPI]; /* 400, 403, 404, 405, 408, 413, 431, 503 */
 
 struct stats_api {
-    atomic_uint_fast64_t requests;      /* FastCGI requests answered */
-    atomic_uint_fast64_t published;     /* publish items accepted */
+    atomic_uint_fast64_t requests;  /* FastCGI requests answered */
+    atomic_uint_fast64_t published; /* publish items accepted */
     atomic_uint_fast64_t errors[STATS_NAPI];
 };
 

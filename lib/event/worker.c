@@ -36,10 +36,10 @@
 #include "xmalloc.h"
 
 #define WORKER_RBUF_SIZE (64 * 1024)
-#define WORKER_TICK 0.1           /* seconds between timed-list checks */
-#define WORKER_ACCEPT_PAUSE 0.1   /* seconds to stop accepting after EMFILE */
-#define WORKER_OUT_FREE_MAX 4096  /* recycled out-queue entries kept */
-#define WORKER_FLUSH_CHUNK 64     /* conns written between looks at the command queue */
+#define WORKER_TICK 0.1          /* seconds between timed-list checks */
+#define WORKER_ACCEPT_PAUSE 0.1  /* seconds to stop accepting after EMFILE */
+#define WORKER_OUT_FREE_MAX 4096 /* recycled out-queue entries kept */
+#define WORKER_FLUSH_CHUNK 64    /* conns written between looks at the command queue */
 
 static void *worker_main(void *arg);
 static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
@@ -50,7 +50,7 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents);
 static void worker_on_wake(struct ev_loop *loop, ev_async *a, int revents);
 static void worker_run_queued(struct worker *w);
 
-#define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr) - offsetof(struct worker, field)))
+#define WORKER_OF(ptr, field) ((struct worker *)((char *)(ptr)-offsetof(struct worker, field)))
 
 /*
  * Use a config snapshot (at start, and on each reload): what the worker
@@ -69,8 +69,7 @@ static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
     }
 }
 
-struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd,
-                          char **cause)
+struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd, char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
@@ -374,8 +373,8 @@ static void worker_on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     worker_expire(&w->handshaking, now);
     worker_expire(&w->closing, now);
     if (w->shutting_down && now >= w->shutdown_deadline) {
-        log_msg(LOG_WARN, "worker", "worker %d: shutdown timeout, dropping %zu connections",
-                w->id, w->nconns);
+        log_msg(LOG_WARN, "worker", "worker %d: shutdown timeout, dropping %zu connections", w->id,
+                w->nconns);
         worker_free_conns(w);
         ev_break(loop, EVBREAK_ALL);
     }
@@ -436,8 +435,7 @@ static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item
         return n;
     }
     for (size_t u = 0; u < it->nusers; u++) {
-        struct reg_user *user = reg_find(&w->sites[site].reg, it->users[u],
-                                         strlen(it->users[u]));
+        struct reg_user *user = reg_find(&w->sites[site].reg, it->users[u], strlen(it->users[u]));
         /* Numbered: the user's own frame; none when the user had no connection at
          * routing: one made since came after this message (its position is past it). */
         struct msg *m = it->frames != NULL ? it->frames[u] : it->msg;
@@ -507,12 +505,8 @@ static void worker_add_stats(struct worker *w, struct cmd_job *job)
 static void worker_run(struct worker *w, struct cmd_job *job)
 {
     switch (job->type) {
-    case CMD_PUBLISH:
-        worker_run_publish(w, job);
-        break;
-    case CMD_STATS:
-        worker_add_stats(w, job);
-        break;
+    case CMD_PUBLISH: worker_run_publish(w, job); break;
+    case CMD_STATS: worker_add_stats(w, job); break;
     case CMD_COUNT_USER: {
         const char *id = job->items[0].users[0];
         struct reg_user *u = reg_find(&w->sites[job->site].reg, id, strlen(id));
@@ -522,12 +516,8 @@ static void worker_run(struct worker *w, struct cmd_job *job)
         pthread_mutex_unlock(&job->lock);
         break;
     }
-    case CMD_SHUTDOWN:
-        worker_shutdown(w);
-        break;
-    case CMD_RELOAD:
-        worker_use_cfg(w, job->cfg);
-        break;
+    case CMD_SHUTDOWN: worker_shutdown(w); break;
+    case CMD_RELOAD: worker_use_cfg(w, job->cfg); break;
     }
     cmd_job_done(job);
 }

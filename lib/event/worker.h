@@ -32,46 +32,46 @@ struct rpc_call;
 
 /* What a worker keeps per site: its users, its channels, its counters. */
 struct worker_site {
-    struct reg reg;              /* the site's users with a connection here */
-    struct sub_table subs;       /* the site's channel subscriptions here */
-    struct stats stats;          /* counters of the site's connections here */
+    struct reg reg;        /* the site's users with a connection here */
+    struct sub_table subs; /* the site's channel subscriptions here */
+    struct stats stats;    /* counters of the site's connections here */
 };
 
 /* A FIFO of conns with deadlines, linked through conn->tnext/tprev. */
 struct conn_list {
-    struct conn *head;  /* borrowed: earliest deadline */
-    struct conn *tail;  /* borrowed */
+    struct conn *head; /* borrowed: earliest deadline */
+    struct conn *tail; /* borrowed */
 };
 
 struct worker {
     int id;
     pthread_t thread;
-    struct ev_loop *loop;        /* owned */
-    const struct cfg *cfg;       /* borrowed: the config snapshot */
-    struct cmd_hub *hub;         /* borrowed: queues, sites' directories and presence */
-    int lfd;                     /* listener: owned when own_lfd */
+    struct ev_loop *loop;  /* owned */
+    const struct cfg *cfg; /* borrowed: the config snapshot */
+    struct cmd_hub *hub;   /* borrowed: queues, sites' directories and presence */
+    int lfd;               /* listener: owned when own_lfd */
     int own_lfd;
     ev_io accept_io;
-    ev_timer accept_pause;       /* backs off after EMFILE */
-    ev_prepare prepare;          /* flushes and frees, before each poll */
-    ev_timer tick;               /* timed lists, shutdown progress */
-    ev_timer ping;               /* ping rounds */
+    ev_timer accept_pause; /* backs off after EMFILE */
+    ev_prepare prepare;    /* flushes and frees, before each poll */
+    ev_timer tick;         /* timed lists, shutdown progress */
+    ev_timer ping;         /* ping rounds */
     struct cmd_queue queue;
-    struct worker_site *sites;   /* owned: one per hub site, same index */
+    struct worker_site *sites; /* owned: one per hub site, same index */
     int nsites;
-    struct rpc_call *calls;      /* owned through rpc.c: PHP calls in flight */
-    struct stats stats;          /* what no site owns: accept errors, and with several
-                                    sites the handshakes refused before one was known */
-    struct conn **open;          /* owned array; conns borrowed */
+    struct rpc_call *calls; /* owned through rpc.c: PHP calls in flight */
+    struct stats stats;     /* what no site owns: accept errors, and with several
+                               sites the handshakes refused before one was known */
+    struct conn **open;     /* owned array; conns borrowed */
     size_t nopen;
     size_t capopen;
-    size_t nconns;               /* conns in any state */
+    size_t nconns; /* conns in any state */
     struct conn_list handshaking;
     struct conn_list closing;
-    struct conn *pending;        /* borrowed: conns to flush or free */
-    struct conn_out *out_free;   /* owned: recycled out-queue entries */
+    struct conn *pending;      /* borrowed: conns to flush or free */
+    struct conn_out *out_free; /* owned: recycled out-queue entries */
     size_t nout_free;
-    uint8_t *rbuf;               /* owned: shared read buffer */
+    uint8_t *rbuf; /* owned: shared read buffer */
     size_t rbuf_size;
     struct msg *ping_msg;        /* ref */
     ev_tstamp refused_logged;    /* when a flood of refusals was last logged (conn.c) */

@@ -73,8 +73,8 @@ static int reason_known(enum hs_reason r)
 /* Is c in the base64 alphabet (RFC 4648 4, not the URL-safe one)? */
 static int is_base64_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* Is the key 24 characters of base64 that decode to exactly 16 bytes? */
@@ -129,8 +129,7 @@ static struct http_str target_path(struct http_str target)
     const char *p = memchr(path.p, ':', path.len);
     const char *end = path.p + path.len;
 
-    if (path.len == 0 || path.p[0] == '/' || p == NULL || end - p < 3 || p[1] != '/' ||
-        p[2] != '/')
+    if (path.len == 0 || path.p[0] == '/' || p == NULL || end - p < 3 || p[1] != '/' || p[2] != '/')
         return path;
     for (p += 3; p < end && *p != '/';)
         p++;
@@ -233,8 +232,7 @@ void hs_accept_key(const char *key, size_t keylen, char out[HS_ACCEPT_LEN + 1])
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) ||
-        !EVP_DigestUpdate(ctx, key, keylen) ||
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) || !EVP_DigestUpdate(ctx, key, keylen) ||
         !EVP_DigestUpdate(ctx, HS_GUID, sizeof(HS_GUID) - 1) ||
         !EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 20)
         abort(); /* out of memory, or no SHA-1 in libcrypto: nothing to recover */

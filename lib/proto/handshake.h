@@ -27,37 +27,37 @@
 
 enum hs_reason {
     HS_OK = 0,
-    HS_BAD_REQUEST,     /* 400: malformed head, not HTTP/1.1 */
-    HS_NOT_FOUND,       /* 404: path is not the WebSocket path */
-    HS_BAD_METHOD,      /* 405: not GET */
-    HS_TIMEOUT,         /* 408: head not complete in time */
-    HS_NO_UPGRADE,      /* 400: Upgrade/Connection tokens missing */
-    HS_BAD_KEY,         /* 400: Sec-WebSocket-Key not 16 bytes of base64 */
-    HS_BAD_VERSION,     /* 426: Sec-WebSocket-Version not 13 */
-    HS_ORIGIN,          /* 403: Origin not in the allow-list */
-    HS_TOO_LARGE,       /* 431: head over the size or header-count limit */
-    HS_NO_TOKEN,        /* 401: no token and anonymous not allowed */
-    HS_BAD_TOKEN,       /* 401: token failed verification */
-    HS_TOO_MANY,        /* 503: max_connections reached */
-    HS_ADDR_LIMIT,      /* 429: max_connections_per_ip reached for this client address */
-    HS_TOO_FAST,        /* 429: over connect_rate new connections for this client address */
+    HS_BAD_REQUEST, /* 400: malformed head, not HTTP/1.1 */
+    HS_NOT_FOUND,   /* 404: path is not the WebSocket path */
+    HS_BAD_METHOD,  /* 405: not GET */
+    HS_TIMEOUT,     /* 408: head not complete in time */
+    HS_NO_UPGRADE,  /* 400: Upgrade/Connection tokens missing */
+    HS_BAD_KEY,     /* 400: Sec-WebSocket-Key not 16 bytes of base64 */
+    HS_BAD_VERSION, /* 426: Sec-WebSocket-Version not 13 */
+    HS_ORIGIN,      /* 403: Origin not in the allow-list */
+    HS_TOO_LARGE,   /* 431: head over the size or header-count limit */
+    HS_NO_TOKEN,    /* 401: no token and anonymous not allowed */
+    HS_BAD_TOKEN,   /* 401: token failed verification */
+    HS_TOO_MANY,    /* 503: max_connections reached */
+    HS_ADDR_LIMIT,  /* 429: max_connections_per_ip reached for this client address */
+    HS_TOO_FAST,    /* 429: over connect_rate new connections for this client address */
     HS_REASON_COUNT
 };
 
 struct hs_policy {
-    const char *path;            /* borrowed: e.g. "/ws"; NULL: no site answers (404) */
-    const char *const *origins;  /* borrowed: allowed Origin values; "*" = any */
-    size_t norigins;             /* 0 = any origin */
+    const char *path;           /* borrowed: e.g. "/ws"; NULL: no site answers (404) */
+    const char *const *origins; /* borrowed: allowed Origin values; "*" = any */
+    size_t norigins;            /* 0 = any origin */
 };
 
 struct hs_result {
-    struct http_str key;     /* Sec-WebSocket-Key as sent */
-    struct http_str token;   /* raw token (query: still percent-encoded), len 0 if none */
-    int token_in_query;      /* 1 when token came from ?token= */
-    int select_protocol;     /* 1 when "herald" was offered: echo it back */
-    struct http_str origin;  /* len 0 if none */
-    struct http_str since;   /* ?since= as sent (percent-encoded), when has_since */
-    int has_since;           /* 1 when the query has since (even empty) */
+    struct http_str key;    /* Sec-WebSocket-Key as sent */
+    struct http_str token;  /* raw token (query: still percent-encoded), len 0 if none */
+    int token_in_query;     /* 1 when token came from ?token= */
+    int select_protocol;    /* 1 when "herald" was offered: echo it back */
+    struct http_str origin; /* len 0 if none */
+    struct http_str since;  /* ?since= as sent (percent-encoded), when has_since */
+    int has_since;          /* 1 when the query has since (even empty) */
 };
 
 /*

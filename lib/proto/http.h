@@ -34,8 +34,8 @@ struct http_header {
 
 struct http_request {
     struct http_str method;
-    struct http_str target;   /* as sent: path plus "?query" */
-    int minor_version;        /* 0 or 1 of HTTP/1.x */
+    struct http_str target; /* as sent: path plus "?query" */
+    int minor_version;      /* 0 or 1 of HTTP/1.x */
     size_t nheaders;
     struct http_header headers[HTTP_MAX_HEADERS];
 };

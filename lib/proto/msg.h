@@ -20,8 +20,8 @@
 
 struct msg {
     atomic_uint refs;
-    uint32_t len;       /* bytes in data[]: the whole frame */
-    uint8_t data[];     /* frame header followed by the payload */
+    uint32_t len;   /* bytes in data[]: the whole frame */
+    uint8_t data[]; /* frame header followed by the payload */
 };
 
 /*

@@ -24,9 +24,20 @@
 #define PROTO_MAX_INT_REF ((json_int_t)9007199254740991LL)
 
 static const char *const proto_err_names[PROTO_NERR] = {
-    "bad_json",        "bad_command",     "bad_channel", "forbidden",   "bad_token",
-    "not_subscribed",  "too_many_subscriptions",         "rpc_disabled", "rpc_busy",
-    "rpc_unavailable", "rpc_timeout",     "rpc_failed",  "rpc_bad_reply", "rate_limited",
+    "bad_json",
+    "bad_command",
+    "bad_channel",
+    "forbidden",
+    "bad_token",
+    "not_subscribed",
+    "too_many_subscriptions",
+    "rpc_disabled",
+    "rpc_busy",
+    "rpc_unavailable",
+    "rpc_timeout",
+    "rpc_failed",
+    "rpc_bad_reply",
+    "rate_limited",
 };
 
 const char *proto_err_name(enum proto_err e)
@@ -56,8 +67,7 @@ int proto_code_valid(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return 0;
     }
     return 1;
@@ -203,8 +213,8 @@ int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char 
     int r;
 
     memset(cmd, 0, sizeof *cmd);
-    cmd->root = json_loadb(text != NULL ? text : "", len,
-                           JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    cmd->root =
+        json_loadb(text != NULL ? text : "", len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!json_is_object(cmd->root)) {
         *why = "a command is one JSON object";
         return PROTO_E_BAD_JSON;

@@ -22,7 +22,7 @@ struct msg;
 #define PROTO_MAX_METHOD 100
 #define PROTO_MAX_REF 64
 #define PROTO_MAX_CODE 64
-#define PROTO_MAX_SINCE 31   /* a message id: HIST_ID_MAX - 1 */
+#define PROTO_MAX_SINCE 31 /* a message id: HIST_ID_MAX - 1 */
 
 enum proto_op {
     PROTO_SUBSCRIBE,
@@ -55,17 +55,17 @@ const char *proto_err_name(enum proto_err e);
 
 struct proto_cmd {
     enum proto_op op;
-    json_t *root;            /* owned: the whole message */
-    json_t *ref;             /* borrowed: NULL when absent or unusable */
-    const char *channel;     /* borrowed: NUL-terminated, or NULL */
+    json_t *root;        /* owned: the whole message */
+    json_t *ref;         /* borrowed: NULL when absent or unusable */
+    const char *channel; /* borrowed: NUL-terminated, or NULL */
     size_t channel_len;
-    const char *token;       /* borrowed: subscribe's channel token, or NULL */
-    const char *since;       /* borrowed: subscribe's last seen id ("" = none), or NULL */
+    const char *token; /* borrowed: subscribe's channel token, or NULL */
+    const char *since; /* borrowed: subscribe's last seen id ("" = none), or NULL */
     size_t token_len;
-    const char *event;       /* borrowed: publish's event ("message" if absent) */
-    const char *method;      /* borrowed: rpc's method */
-    json_t *data;            /* borrowed: publish and rpc data; NULL when absent */
-    int echo;                /* publish: the sender gets its own message */
+    const char *event;  /* borrowed: publish's event ("message" if absent) */
+    const char *method; /* borrowed: rpc's method */
+    json_t *data;       /* borrowed: publish and rpc data; NULL when absent */
+    int echo;           /* publish: the sender gets its own message */
 };
 
 /*

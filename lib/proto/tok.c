@@ -340,24 +340,15 @@ void tok_claims_free(struct tok_claims *c)
 const char *tok_strerror(int err)
 {
     switch (err) {
-    case 0:
-        return "ok";
-    case TOK_E_FORMAT:
-        return "format";
-    case TOK_E_ALG:
-        return "alg";
-    case TOK_E_SIGNATURE:
-        return "signature";
-    case TOK_E_EXPIRED:
-        return "expired";
-    case TOK_E_NOT_YET:
-        return "not_yet";
-    case TOK_E_SUBJECT:
-        return "subject";
-    case TOK_E_TOO_LONG:
-        return "too_long";
-    default:
-        return "unknown";
+    case 0: return "ok";
+    case TOK_E_FORMAT: return "format";
+    case TOK_E_ALG: return "alg";
+    case TOK_E_SIGNATURE: return "signature";
+    case TOK_E_EXPIRED: return "expired";
+    case TOK_E_NOT_YET: return "not_yet";
+    case TOK_E_SUBJECT: return "subject";
+    case TOK_E_TOO_LONG: return "too_long";
+    default: return "unknown";
     }
 }
 

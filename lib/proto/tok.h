@@ -18,15 +18,15 @@
 
 #include <jansson.h>
 
-#define TOK_MAX_LEN 8192    /* longer tokens are refused unread */
-#define TOK_MAX_SUB 128     /* bytes in a user id */
+#define TOK_MAX_LEN 8192 /* longer tokens are refused unread */
+#define TOK_MAX_SUB 128  /* bytes in a user id */
 
-#define TOK_E_FORMAT (-1)   /* not three base64url parts, or not JSON objects */
-#define TOK_E_ALG (-2)      /* header alg is not "HS256" (includes "none") */
+#define TOK_E_FORMAT (-1) /* not three base64url parts, or not JSON objects */
+#define TOK_E_ALG (-2)    /* header alg is not "HS256" (includes "none") */
 #define TOK_E_SIGNATURE (-3)
-#define TOK_E_EXPIRED (-4)  /* exp + leeway <= now */
-#define TOK_E_NOT_YET (-5)  /* nbf - leeway > now */
-#define TOK_E_SUBJECT (-6)  /* sub missing, empty, too long, not string/integer, control chars */
+#define TOK_E_EXPIRED (-4) /* exp + leeway <= now */
+#define TOK_E_NOT_YET (-5) /* nbf - leeway > now */
+#define TOK_E_SUBJECT (-6) /* sub missing, empty, too long, not string/integer, control chars */
 #define TOK_E_TOO_LONG (-7)
 
 struct tok_claims {

@@ -142,8 +142,7 @@ int ws_seq_next(struct ws_seq *seq, const struct ws_frame *f, int *close_code)
             seq->opcode = f->opcode;
         }
         return 0;
-    default:
-        break;
+    default: break;
     }
 fail:
     *close_code = WS_CLOSE_PROTOCOL;

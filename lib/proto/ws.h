@@ -48,8 +48,8 @@
 #define WS_CLOSE_GOING_AWAY 1001
 #define WS_CLOSE_PROTOCOL 1002
 #define WS_CLOSE_UNSUPPORTED 1003
-#define WS_CLOSE_NO_STATUS 1005   /* never sent on the wire */
-#define WS_CLOSE_ABNORMAL 1006    /* never sent on the wire */
+#define WS_CLOSE_NO_STATUS 1005 /* never sent on the wire */
+#define WS_CLOSE_ABNORMAL 1006  /* never sent on the wire */
 #define WS_CLOSE_BAD_DATA 1007
 #define WS_CLOSE_POLICY 1008
 #define WS_CLOSE_TOO_BIG 1009

@@ -17,7 +17,7 @@
 struct dir_entry {
     UT_hash_handle hh;
     struct dir_mask mask;
-    char id[];              /* NUL-terminated user id */
+    char id[]; /* NUL-terminated user id */
 };
 
 void dir_init(struct dir *d)
@@ -33,7 +33,7 @@ void dir_free(struct dir *d)
     struct dir_entry *e, *tmp;
 
     for (int i = 0; i < DIR_STRIPES; i++) {
-        HASH_ITER(hh, d->table[i], e, tmp) {
+        HASH_ITER (hh, d->table[i], e, tmp) {
             HASH_DEL(d->table[i], e);
             free(e);
         }

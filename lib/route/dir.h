@@ -39,7 +39,7 @@ struct dir_entry;
 
 struct dir {
     pthread_mutex_t lock[DIR_STRIPES];
-    struct dir_entry *table[DIR_STRIPES];  /* owned: uthash heads */
+    struct dir_entry *table[DIR_STRIPES]; /* owned: uthash heads */
 };
 
 /* An empty directory. */

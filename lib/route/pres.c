@@ -20,10 +20,10 @@
 #include "xmalloc.h"
 
 struct pres_member {
-    char *user;                  /* owned */
-    char *info;                  /* owned: JSON object text (for events), or NULL */
-    json_t *info_json;           /* ref: the same, parsed once for member lists; never changed */
-    size_t count;                /* the user's connections in the channel */
+    char *user;        /* owned */
+    char *info;        /* owned: JSON object text (for events), or NULL */
+    json_t *info_json; /* ref: the same, parsed once for member lists; never changed */
+    size_t count;      /* the user's connections in the channel */
     UT_hash_handle hh;
 };
 
@@ -56,8 +56,8 @@ void pres_free(struct pres *p)
     struct pres_member *m, *mtmp;
 
     for (int i = 0; i < PRES_STRIPES; i++) {
-        HASH_ITER(hh, p->table[i], ch, ctmp) {
-            HASH_ITER(hh, ch->members, m, mtmp) {
+        HASH_ITER (hh, p->table[i], ch, ctmp) {
+            HASH_ITER (hh, ch->members, m, mtmp) {
                 HASH_DEL(ch->members, m);
                 pres_member_free(m);
             }
@@ -121,8 +121,7 @@ void pres_join(struct pres *p, const char *channel, const char *user, const char
     pthread_mutex_unlock(&p->lock[s]);
 }
 
-void pres_leave(struct pres *p, const char *channel, const char *user, pres_emit_fn emit,
-                void *arg)
+void pres_leave(struct pres *p, const char *channel, const char *user, pres_emit_fn emit, void *arg)
 {
     unsigned s = stripe_of(channel, strlen(channel), PRES_STRIPES);
     struct pres_chan *ch;

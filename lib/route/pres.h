@@ -26,7 +26,7 @@ struct pres_chan;
 
 struct pres {
     pthread_mutex_t lock[PRES_STRIPES];
-    struct pres_chan *table[PRES_STRIPES];  /* owned: uthash heads */
+    struct pres_chan *table[PRES_STRIPES]; /* owned: uthash heads */
 };
 
 /* A user's first connection entered (join = 1) or last one left (join = 0). */

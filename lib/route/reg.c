@@ -24,7 +24,7 @@ void reg_free(struct reg *r)
 {
     struct reg_user *u, *tmp;
 
-    HASH_ITER(hh, r->users, u, tmp) {
+    HASH_ITER (hh, r->users, u, tmp) {
         for (struct reg_link *l = u->links; l != NULL; l = l->next)
             l->user = NULL;
         HASH_DEL(r->users, u);

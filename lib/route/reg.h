@@ -21,20 +21,20 @@ struct reg_user;
 
 /* Embedded in each connection; zeroed means "not registered". */
 struct reg_link {
-    struct reg_link *next;   /* borrowed: next tab of the same user */
-    struct reg_link *prev;   /* borrowed */
-    struct reg_user *user;   /* borrowed: NULL when not registered */
+    struct reg_link *next; /* borrowed: next tab of the same user */
+    struct reg_link *prev; /* borrowed */
+    struct reg_user *user; /* borrowed: NULL when not registered */
 };
 
 struct reg_user {
-    char *id;                /* owned: NUL-terminated user id */
-    size_t nlinks;           /* open connections of this user here */
-    struct reg_link *links;  /* borrowed: first connection */
+    char *id;               /* owned: NUL-terminated user id */
+    size_t nlinks;          /* open connections of this user here */
+    struct reg_link *links; /* borrowed: first connection */
     UT_hash_handle hh;
 };
 
 struct reg {
-    struct reg_user *users;  /* owned: uthash table by id */
+    struct reg_user *users; /* owned: uthash table by id */
     size_t nusers;
 };
 

@@ -24,10 +24,10 @@
 #include "pres.h"
 
 struct site {
-    char *name;        /* owned: as in the config; "default" without [site] sections */
-    struct dir users;  /* which workers hold which users */
-    struct dir chans;  /* which workers hold which channels */
-    struct pres pres;  /* presence members */
+    char *name;              /* owned: as in the config; "default" without [site] sections */
+    struct dir users;        /* which workers hold which users */
+    struct dir chans;        /* which workers hold which channels */
+    struct pres pres;        /* presence members */
     atomic_int rpc_inflight; /* PHP calls in flight for this site, every worker (rpc.c) */
 };
 

@@ -25,7 +25,7 @@ void sub_free(struct sub_table *t)
 {
     struct sub_chan *ch, *tmp;
 
-    HASH_ITER(hh, t->chans, ch, tmp) {
+    HASH_ITER (hh, t->chans, ch, tmp) {
         struct sub *s = ch->subs;
 
         while (s != NULL) {

@@ -24,24 +24,24 @@ struct conn;
 struct sub_chan;
 
 struct sub {
-    struct sub *next;         /* borrowed: next subscriber of the channel */
-    struct sub *prev;         /* borrowed */
-    struct sub *conn_next;    /* borrowed: the connection's next subscription */
-    struct sub_chan *chan;    /* borrowed */
-    struct conn *conn;        /* borrowed: the subscriber */
-    uint64_t last;            /* newest offset of the channel's stream sent (hist.h) */
-    unsigned presence : 1;    /* counted in the shared presence table */
+    struct sub *next;      /* borrowed: next subscriber of the channel */
+    struct sub *prev;      /* borrowed */
+    struct sub *conn_next; /* borrowed: the connection's next subscription */
+    struct sub_chan *chan; /* borrowed */
+    struct conn *conn;     /* borrowed: the subscriber */
+    uint64_t last;         /* newest offset of the channel's stream sent (hist.h) */
+    unsigned presence : 1; /* counted in the shared presence table */
 };
 
 struct sub_chan {
-    char *name;               /* owned: NUL-terminated */
+    char *name; /* owned: NUL-terminated */
     size_t nsubs;
-    struct sub *subs;         /* owned: first subscriber */
+    struct sub *subs; /* owned: first subscriber */
     UT_hash_handle hh;
 };
 
 struct sub_table {
-    struct sub_chan *chans;   /* owned: uthash table by name */
+    struct sub_chan *chans; /* owned: uthash table by name */
     size_t nchans;
     size_t nsubs;
 };

@@ -323,8 +323,7 @@ static int begin_record(struct fcgic_parser *p)
         return parser_fail(p, FCGIC_E_PROTOCOL); /* type 0 is no FastCGI type */
     switch (p->type) {
     case SKIP:
-    case FCGI_STDERR:
-        break;
+    case FCGI_STDERR: break;
     case FCGI_STDOUT:
         if (clen > p->max_stdout - p->out_len)
             return parser_fail(p, FCGIC_E_TOO_LARGE);
@@ -333,8 +332,7 @@ static int begin_record(struct fcgic_parser *p)
         if (clen < END_BODY_LEN)
             return parser_fail(p, FCGIC_E_PROTOCOL);
         break;
-    default:
-        return parser_fail(p, FCGIC_E_PROTOCOL);
+    default: return parser_fail(p, FCGIC_E_PROTOCOL);
     }
     p->state = FCGIC_ST_CONTENT;
     return clen > 0 ? FCGIC_MORE : end_content(p);

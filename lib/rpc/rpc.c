@@ -49,8 +49,8 @@ static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char he
     unsigned char mac[32];
     unsigned int mac_len = 0;
 
-    if (HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)body, len,
-             mac, &mac_len) == NULL ||
+    if (HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)body, len, mac,
+             &mac_len) == NULL ||
         mac_len != sizeof mac)
         return -1;
     for (size_t i = 0; i < sizeof mac; i++)
@@ -66,7 +66,7 @@ static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
     struct fcgic_param p[12];
     size_t n = 0;
 
-#define RPC_PARAM(k, v) \
+#define RPC_PARAM(k, v)                                                                            \
     (p[n].name = (k), p[n].name_len = strlen(k), p[n].value = (v), p[n].value_len = strlen(v), n++)
     if (rpc_sign(cfg, body, len, sig) < 0)
         return -1;
@@ -300,8 +300,10 @@ static void rpc_read(struct rpc_call *call)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0) {
-            rpc_fail(call, PROTO_E_RPC_FAILED, "php-fpm closed the connection before "
-                     "answering%s", n < 0 ? " (reset)" : "");
+            rpc_fail(call, PROTO_E_RPC_FAILED,
+                     "php-fpm closed the connection before "
+                     "answering%s",
+                     n < 0 ? " (reset)" : "");
             return;
         }
         r = fcgic_parser_feed(&call->parser, buf, (size_t)n);

@@ -27,29 +27,29 @@ struct worker;
 struct conn;
 
 enum rpc_kind {
-    RPC_CALL,        /* a client's {"op":"rpc"} */
-    RPC_CONNECT,     /* hooks */
+    RPC_CALL,    /* a client's {"op":"rpc"} */
+    RPC_CONNECT, /* hooks */
     RPC_DISCONNECT,
     RPC_SUBSCRIBE,
 };
 
 struct rpc_call {
-    struct rpc_call *conn_next;   /* borrowed: the connection's next call */
-    struct rpc_call *wnext;       /* borrowed: the worker's list of calls */
-    struct rpc_call *wprev;       /* borrowed */
-    struct conn *conn;            /* borrowed: the caller; NULL once it is gone */
+    struct rpc_call *conn_next; /* borrowed: the connection's next call */
+    struct rpc_call *wnext;     /* borrowed: the worker's list of calls */
+    struct rpc_call *wprev;     /* borrowed */
+    struct conn *conn;          /* borrowed: the caller; NULL once it is gone */
     enum rpc_kind kind;
-    json_t *ref;                  /* owned: the command's ref, or NULL */
-    char *channel;                /* owned: RPC_SUBSCRIBE's channel */
-    char *since;                  /* owned: RPC_SUBSCRIBE's since, or NULL */
-    struct worker *w;             /* borrowed */
-    int site;                     /* the site whose PHP answers (cfg->sites index) */
+    json_t *ref;      /* owned: the command's ref, or NULL */
+    char *channel;    /* owned: RPC_SUBSCRIBE's channel */
+    char *since;      /* owned: RPC_SUBSCRIBE's since, or NULL */
+    struct worker *w; /* borrowed */
+    int site;         /* the site whose PHP answers (cfg->sites index) */
     int fd;
     ev_io io;
     ev_timer timer;
-    char *req;                    /* owned: the encoded FastCGI request */
+    char *req; /* owned: the encoded FastCGI request */
     size_t req_len;
-    size_t req_off;               /* bytes written */
+    size_t req_off; /* bytes written */
     struct fcgic_parser parser;
 };
 
@@ -64,7 +64,7 @@ struct rpc_result {
     int err;
     char why[128];
     int status;
-    const char *body;    /* borrowed: the JSON text, valid until client_rpc_done returns */
+    const char *body; /* borrowed: the JSON text, valid until client_rpc_done returns */
     size_t body_len;
     const json_t *answer; /* borrowed: body parsed, when err == -1 */
 };

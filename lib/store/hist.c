@@ -34,8 +34,8 @@
 #include "stripe.h"
 #include "xmalloc.h"
 
-#define HIST_SWEEP_BINS 1024   /* the sweep's age resolution: 1/1024 of the oldest entry's age */
-#define HIST_SWEEP_ROUNDS 4    /* weigh-and-cut rounds at most per sweep */
+#define HIST_SWEEP_BINS 1024 /* the sweep's age resolution: 1/1024 of the oldest entry's age */
+#define HIST_SWEEP_ROUNDS 4  /* weigh-and-cut rounds at most per sweep */
 
 _Static_assert(HIST_BUCKETS % HIST_STRIPES == 0, "a bucket must lie in one stripe");
 
@@ -183,7 +183,7 @@ void hist_free(struct hist *h)
     struct hist_stream *s, *tmp;
 
     for (int i = 0; i < HIST_STRIPES; i++) {
-        HASH_ITER(hh, h->table[i], s, tmp) {
+        HASH_ITER (hh, h->table[i], s, tmp) {
             hist_stream_drop(h, s);
         }
         pthread_mutex_destroy(&h->lock[i]);
@@ -250,8 +250,8 @@ static struct hist_stream *hist_stream_new(struct hist *h, int site, unsigned bu
  * counted says so; if the last entry holding it went meanwhile, it is
  * counted again here, replacing what that drop uncounted).
  */
-static void hist_append(struct hist *h, struct hist_stream *s, uint64_t off,
-                        struct hist_body *body, double now, int counted)
+static void hist_append(struct hist *h, struct hist_stream *s, uint64_t off, struct hist_body *body,
+                        double now, int counted)
 {
     struct hist_site *hs = &h->sites[s->site];
     struct hist_entry *e = xmalloc(sizeof *e);
@@ -277,8 +277,8 @@ static void hist_append(struct hist *h, struct hist_stream *s, uint64_t off,
         hist_drop_head(h, s);
 }
 
-uint64_t hist_publish(struct hist *h, int site, const char *key, struct hist_body *body,
-                      double now, char *id)
+uint64_t hist_publish(struct hist *h, int site, const char *key, struct hist_body *body, double now,
+                      char *id)
 {
     unsigned bucket = hist_bucket_of(key);
     struct hist_site *hs = &h->sites[site];
@@ -331,8 +331,8 @@ void hist_restore(struct hist *h, int site, const char *key, uint64_t floor, uin
             s->floor = floor;
             atomic_fetch_add(&hs->bytes, hist_stream_cost(strlen(key)));
         }
-        atomic_fetch_add(&hs->bytes, hist_entry_cost() +
-                                         (counted ? hist_body_cost(items[i].body->len) : 0));
+        atomic_fetch_add(&hs->bytes,
+                         hist_entry_cost() + (counted ? hist_body_cost(items[i].body->len) : 0));
         hist_append(h, s, items[i].offset, items[i].body, times[i], counted);
     }
     if (s == NULL && hs->floors[bucket] < last)
@@ -345,8 +345,8 @@ static int hist_parse_id(const struct hist *h, const char *id, uint64_t *off)
 {
     char *end;
 
-    if (strlen(id) < 10 || memcmp(id, h->epoch, 8) != 0 || id[8] != ':' ||
-        id[9] < '0' || id[9] > '9')
+    if (strlen(id) < 10 || memcmp(id, h->epoch, 8) != 0 || id[8] != ':' || id[9] < '0' ||
+        id[9] > '9')
         return -1;
     *off = strtoull(id + 9, &end, 10);
     return *end == '\0' ? 0 : -1;
@@ -369,8 +369,8 @@ static void hist_collect(const struct hist_stream *s, uint64_t off, struct hist_
             (*out)[k++] = (struct hist_item){e->offset, hist_body_ref(e->body)};
 }
 
-int hist_since(struct hist *h, int site, const char *key, const char *since,
-               struct hist_item **out, size_t *n, uint64_t *last, char *id)
+int hist_since(struct hist *h, int site, const char *key, const char *since, struct hist_item **out,
+               size_t *n, uint64_t *last, char *id)
 {
     unsigned bucket = hist_bucket_of(key), stripe = bucket % HIST_STRIPES;
     uint64_t off = 0, floor, pos;
@@ -422,7 +422,7 @@ static void hist_sweep_age(struct hist *h, double now)
         h->sites[i].span = 0;
     for (int i = 0; i < HIST_STRIPES; i++) {
         hist_lock(h, i);
-        HASH_ITER(hh, h->table[i], s, tmp) {
+        HASH_ITER (hh, h->table[i], s, tmp) {
             double *span = &h->sites[s->site].span;
 
             s = hist_trim_age(h, s, now - h->ttl);
@@ -524,7 +524,7 @@ static void hist_sweep_budget(struct hist *h, double now)
     hist_sweep_pick(h);
     for (int i = 0; i < HIST_STRIPES; i++) {
         hist_lock(h, i);
-        HASH_ITER(hh, h->table[i], s, tmp) {
+        HASH_ITER (hh, h->table[i], s, tmp) {
             const struct hist_site *hs = &h->sites[s->site];
 
             while (s->head != NULL && hist_bin(hs, now - s->head->time) >= hs->cut)

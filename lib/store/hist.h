@@ -57,61 +57,61 @@
 #include <uthash.h>
 
 #define HIST_STRIPES 64
-#define HIST_BUCKETS 4096      /* dropped floors per site: a multiple of HIST_STRIPES */
-#define HIST_ID_MAX 32         /* "xxxxxxxx:" + 20 digits + NUL fits */
-#define HIST_KEY_MAX 200       /* site name (32), "/u:" or "/c:", a user id or channel (128), NUL */
+#define HIST_BUCKETS 4096 /* dropped floors per site: a multiple of HIST_STRIPES */
+#define HIST_ID_MAX 32    /* "xxxxxxxx:" + 20 digits + NUL fits */
+#define HIST_KEY_MAX 200  /* site name (32), "/u:" or "/c:", a user id or channel (128), NUL */
 #define HIST_MALLOC_OVERHEAD 16 /* bytes malloc adds to an allocation, counted in the budget */
 
 /* A message's envelope without its id (proto_channel_text), shared by its entries. */
 struct hist_body {
-    atomic_uint refs;          /* every holder: entries, replays, the publisher */
-    atomic_uint kept;          /* entries holding it: its size counts while > 0 */
-    size_t len;                /* bytes of text, NUL excluded */
-    char *text;                /* owned: NUL-terminated JSON object text */
+    atomic_uint refs; /* every holder: entries, replays, the publisher */
+    atomic_uint kept; /* entries holding it: its size counts while > 0 */
+    size_t len;       /* bytes of text, NUL excluded */
+    char *text;       /* owned: NUL-terminated JSON object text */
 };
 
 struct hist_entry {
-    struct hist_entry *next;   /* owned by the stream */
+    struct hist_entry *next; /* owned by the stream */
     uint64_t offset;
-    double time;               /* hist_clock() when kept */
-    struct hist_body *body;    /* ref */
+    double time;            /* hist_clock() when kept */
+    struct hist_body *body; /* ref */
 };
 
 struct hist_stream {
-    struct hist_entry *head;   /* owned: oldest kept; never NULL */
-    struct hist_entry *tail;   /* borrowed: newest, whose offset is last */
+    struct hist_entry *head; /* owned: oldest kept; never NULL */
+    struct hist_entry *tail; /* borrowed: newest, whose offset is last */
     size_t count;
-    uint64_t floor;            /* offsets up to here may be gone */
-    uint64_t last;             /* newest offset handed out */
-    unsigned bucket;           /* of the key: its stripe is bucket % HIST_STRIPES */
-    int site;                  /* index of the site whose budget it counts in */
+    uint64_t floor;  /* offsets up to here may be gone */
+    uint64_t last;   /* newest offset handed out */
+    unsigned bucket; /* of the key: its stripe is bucket % HIST_STRIPES */
+    int site;        /* index of the site whose budget it counts in */
     UT_hash_handle hh;
-    char key[];                /* "<site>/u:<user>" or "<site>/c:<channel>" */
+    char key[]; /* "<site>/u:<user>" or "<site>/c:<channel>" */
 };
 
 /* One site's budget, counters and dropped floors. */
 struct hist_site {
-    char *name;                /* owned: the site's name, as keys start with it */
-    size_t max_bytes;          /* history_max_bytes: the sweep's budget; twice it is a hard bound */
-    atomic_size_t bytes;       /* memory held, counted as hist.h says */
-    atomic_size_t messages;    /* entries kept */
+    char *name;             /* owned: the site's name, as keys start with it */
+    size_t max_bytes;       /* history_max_bytes: the sweep's budget; twice it is a hard bound */
+    atomic_size_t bytes;    /* memory held, counted as hist.h says */
+    atomic_size_t messages; /* entries kept */
     atomic_size_t streams;
     atomic_uint_fast64_t evicted;  /* entries dropped: size, age or budget */
     atomic_uint_fast64_t not_kept; /* messages delivered but not kept (past the hard bound) */
     uint64_t floors[HIST_BUCKETS]; /* bucket b: under stripe b % HIST_STRIPES's lock */
-    double *weights;           /* owned: the sweep's bytes by age bin (its thread only) */
-    double span;               /* the sweep's: age of the oldest entry, which the bins divide */
-    int cut;                   /* the sweep's: drop entries of age bins >= cut */
+    double *weights;               /* owned: the sweep's bytes by age bin (its thread only) */
+    double span;                   /* the sweep's: age of the oldest entry, which the bins divide */
+    int cut;                       /* the sweep's: drop entries of age bins >= cut */
 };
 
 struct hist {
     pthread_mutex_t lock[HIST_STRIPES];
-    struct hist_stream *table[HIST_STRIPES];  /* owned: uthash heads */
-    char epoch[9];             /* 8 lowercase hex digits */
+    struct hist_stream *table[HIST_STRIPES]; /* owned: uthash heads */
+    char epoch[9];                           /* 8 lowercase hex digits */
     atomic_uint_fast64_t next_offset;
-    size_t size;               /* entries kept per stream; 0 = history off */
-    double ttl;                /* seconds an entry is kept */
-    struct hist_site *sites;   /* owned: one per configured site, in the config's order */
+    size_t size;             /* entries kept per stream; 0 = history off */
+    double ttl;              /* seconds an entry is kept */
+    struct hist_site *sites; /* owned: one per configured site, in the config's order */
     int nsites;
 };
 
@@ -135,7 +135,7 @@ static inline size_t hist_stream_cost(size_t keylen)
 /* What hist_since hands back for one missed message. */
 struct hist_item {
     uint64_t offset;
-    struct hist_body *body;    /* ref: the caller unrefs */
+    struct hist_body *body; /* ref: the caller unrefs */
 };
 
 /* One site's counters, as /stats shows them. */
@@ -145,7 +145,7 @@ struct hist_stats {
 
 /* A site's secret, which the history file's MAC key is derived from. */
 struct hist_secret {
-    const void *key;           /* borrowed */
+    const void *key; /* borrowed */
     size_t len;
 };
 
@@ -195,8 +195,8 @@ char *hist_id(const struct hist *h, uint64_t off, char *id);
  * before unlocking. Past twice the site's budget the message is not kept.
  * Returns the offset, with its id written into id (HIST_ID_MAX).
  */
-uint64_t hist_publish(struct hist *h, int site, const char *key, struct hist_body *body,
-                      double now, char *id);
+uint64_t hist_publish(struct hist *h, int site, const char *key, struct hist_body *body, double now,
+                      char *id);
 
 /*
  * What a client that has seen up to since (an id, or "" for nothing) has
@@ -205,8 +205,8 @@ uint64_t hist_publish(struct hist *h, int site, const char *key, struct hist_bod
  * (not: nothing in *out). Either way *last is the position (hist.h) and id
  * its id. Makes no stream.
  */
-int hist_since(struct hist *h, int site, const char *key, const char *since,
-               struct hist_item **out, size_t *n, uint64_t *last, char *id);
+int hist_since(struct hist *h, int site, const char *key, const char *since, struct hist_item **out,
+               size_t *n, uint64_t *last, char *id);
 
 /*
  * Once a second: drop entries past their age, then in each site over its
@@ -259,8 +259,8 @@ int hist_load(struct hist *h, const char *path, const struct hist_secret *secret
  * now is the wall clock, for the time the daemon was down. Returns as
  * hist_load. For the fuzz target and tests.
  */
-int hist_file_read(struct hist *h, const char *buf, size_t len,
-                   const struct hist_secret *secrets, double now);
+int hist_file_read(struct hist *h, const char *buf, size_t len, const struct hist_secret *secrets,
+                   double now);
 
 /*
  * For hist_file_read, before other threads start: key's stream of site as

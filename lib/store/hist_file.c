@@ -85,9 +85,9 @@ static int hist_file_mac(const struct hist_secret *sec, const char *site, const 
                            OSSL_PARAM_construct_end()};
     int r = -1;
 
-    if (ctx != NULL && HMAC(EVP_sha256(), sec->key, (int)sec->len,
-                            (const unsigned char *)HIST_FILE_KDF, strlen(HIST_FILE_KDF), key,
-                            &klen) != NULL &&
+    if (ctx != NULL &&
+        HMAC(EVP_sha256(), sec->key, (int)sec->len, (const unsigned char *)HIST_FILE_KDF,
+             strlen(HIST_FILE_KDF), key, &klen) != NULL &&
         EVP_MAC_init(ctx, key, klen, params) &&
         EVP_MAC_update(ctx, (const unsigned char *)HIST_FILE_HEADER, strlen(HIST_FILE_HEADER)) &&
         EVP_MAC_update(ctx, (const unsigned char *)site, strlen(site)) &&
@@ -139,15 +139,17 @@ int hist_check_dir(const char *path, uid_t owner, char **cause)
         *cause = xasprintf("history_file %s: its directory %s: %s", path, dir, strerror(errno));
     else if (*cause == NULL && !S_ISDIR(st.st_mode))
         *cause = xasprintf("history_file %s: %s is not a directory (a symbolic link is "
-                           "refused)", path, dir);
+                           "refused)",
+                           path, dir);
     else if (*cause == NULL && st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != owner)
         *cause = xasprintf("history_file %s: its directory %s belongs to uid %ld, not to root or "
-                           "to the user Herald runs as (uid %ld)", path, dir, (long)st.st_uid,
-                           (long)owner);
+                           "to the user Herald runs as (uid %ld)",
+                           path, dir, (long)st.st_uid, (long)owner);
     else if (*cause == NULL && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         *cause = xasprintf("history_file %s: its directory %s is writable by group or others "
                            "(mode %04o): anyone there could plant or swap the file; make it "
-                           "0700", path, dir, (unsigned)(st.st_mode & 07777));
+                           "0700",
+                           path, dir, (unsigned)(st.st_mode & 07777));
     free(dir);
     return *cause == NULL ? 0 : -1;
 }
@@ -187,12 +189,11 @@ static json_t *hist_file_stream(const struct hist_stream *s, double now,
     for (const struct hist_entry *e = s->head; e != NULL; e = e->next) {
         double age = now - e->time;
 
-        json_array_append_new(entries, json_pack("[I, f, I]", (json_int_t)e->offset,
-                                                 age > 0 ? age : 0.0,
-                                                 hist_file_body_index(refs, bodies, e->body)));
+        json_array_append_new(entries,
+                              json_pack("[I, f, I]", (json_int_t)e->offset, age > 0 ? age : 0.0,
+                                        hist_file_body_index(refs, bodies, e->body)));
     }
-    return json_pack("[s, I, I, o]", s->key, (json_int_t)s->floor, (json_int_t)s->last,
-                     entries);
+    return json_pack("[s, I, I, o]", s->key, (json_int_t)s->floor, (json_int_t)s->last, entries);
 }
 
 /* Site i's part as JSON text (malloc'd), or NULL if it cannot be encoded. */
@@ -210,14 +211,13 @@ static char *hist_file_site_json(struct hist *h, int i, double now)
         for (struct hist_stream *s = h->table[k]; s != NULL; s = s->hh.next)
             if (s->site == i)
                 json_array_append_new(streams, hist_file_stream(s, now, &refs, bodies));
-    HASH_ITER(hh, refs, r, tmp) {
+    HASH_ITER (hh, refs, r, tmp) {
         HASH_DEL(refs, r);
         free(r);
     }
     doc = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "site", hs->name, "epoch", h->epoch,
                     "next", (json_int_t)atomic_load(&h->next_offset), "saved",
-                    (json_int_t)time(NULL), "floors", floors, "bodies", bodies, "streams",
-                    streams);
+                    (json_int_t)time(NULL), "floors", floors, "bodies", bodies, "streams", streams);
     text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     return text;
@@ -239,8 +239,8 @@ static int hist_file_write(struct hist *h, FILE *f, const struct hist_secret *se
         int r = 0;
 
         /* A site left out starts empty at the next start, its clients told so. */
-        if (json == NULL || len + strlen(name) + 2 + HIST_FILE_MAC_HEX + 1 >
-                                hist_file_line_max(&h->sites[i]))
+        if (json == NULL ||
+            len + strlen(name) + 2 + HIST_FILE_MAC_HEX + 1 > hist_file_line_max(&h->sites[i]))
             log_msg(LOG_ERROR, "hist", "site %s: history too large to save; it is lost", name);
         else if (hist_file_mac(&secrets[i], name, json, len, mac) != 0)
             log_msg(LOG_ERROR, "hist", "site %s: cannot sign its history; it is lost", name);
@@ -321,16 +321,16 @@ int hist_save(struct hist *h, const char *path, const struct hist_secret *secret
 
 /* One configured site's line of the file, as found. */
 struct hist_file_part {
-    json_t *doc;               /* owned: its JSON, once its MAC verified and it parsed */
-    int lines;                 /* lines that named the site */
-    const char *why;           /* static: why it is refused, or NULL */
+    json_t *doc;     /* owned: its JSON, once its MAC verified and it parsed */
+    int lines;       /* lines that named the site */
+    const char *why; /* static: why it is refused, or NULL */
 };
 
 /* A body of a part, once checked. */
 struct hist_file_body {
-    char *channel;             /* owned: its channel, or NULL for a message to users */
+    char *channel; /* owned: its channel, or NULL for a message to users */
     size_t len;
-    int used;                  /* entries referring to it */
+    int used; /* entries referring to it */
 };
 
 /* Site index of the name[0..len), or -1. */
@@ -419,9 +419,9 @@ static const char *hist_file_head(json_t *doc, const char *name, const char **ep
     const char *site;
     json_t *floors, *bodies, *streams;
 
-    if (json_unpack_ex(doc, NULL, JSON_STRICT, "{s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "site",
-                       &site, "epoch", epoch, "next", next, "saved", saved, "floors", &floors,
-                       "bodies", &bodies, "streams", &streams) != 0)
+    if (json_unpack_ex(doc, NULL, JSON_STRICT, "{s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "site", &site,
+                       "epoch", epoch, "next", next, "saved", saved, "floors", &floors, "bodies",
+                       &bodies, "streams", &streams) != 0)
         return "its fields are not those of a history";
     if (strcmp(site, name) != 0)
         return "it names another site";
@@ -472,7 +472,8 @@ static const char *hist_file_check_floors(const json_t *floors, json_int_t next)
 
     if (!json_is_array(floors) || json_array_size(floors) > HIST_BUCKETS)
         return "its floors are not a list of buckets";
-    json_array_foreach(floors, i, v) {
+    json_array_foreach(floors, i, v)
+    {
         if (json_unpack_ex(v, NULL, JSON_STRICT, "[II]", &b, &f) != 0 || b <= prev ||
             b >= HIST_BUCKETS || f <= 0 || f > next)
             return "a floor is malformed, out of order or out of range";
@@ -517,7 +518,8 @@ static const char *hist_file_check_bodies(const json_t *bodies, size_t max,
     size_t i;
     json_t *v;
 
-    json_array_foreach(bodies, i, v) {
+    json_array_foreach(bodies, i, v)
+    {
         const char *why;
 
         if (!json_is_string(v) || json_string_length(v) > max)
@@ -530,14 +532,13 @@ static const char *hist_file_check_bodies(const json_t *bodies, size_t max,
 }
 
 /* Is key "<name>/u:<user>" or "<name>/c:<channel>"? *chan: the channel, or NULL. */
-static int hist_file_check_key(const char *key, size_t klen, const char *name,
-                               const char **chan)
+static int hist_file_check_key(const char *key, size_t klen, const char *name, const char **chan)
 {
     size_t n = strlen(name);
     const char *rest = key + n + 3;
 
-    if (klen != strlen(key) || klen >= HIST_KEY_MAX || klen < n + 4 ||
-        memcmp(key, name, n) != 0 || key[n] != '/' || key[n + 2] != ':')
+    if (klen != strlen(key) || klen >= HIST_KEY_MAX || klen < n + 4 || memcmp(key, name, n) != 0 ||
+        key[n] != '/' || key[n + 2] != ':')
         return -1;
     *chan = key[n + 1] == 'c' ? rest : NULL;
     if (key[n + 1] == 'u')
@@ -590,7 +591,8 @@ static const char *hist_file_check_stream(const json_t *st, const char *name, js
         json_array_size(entries) == 0)
         return "a stream's floor, newest offset or entries are out of range";
     prev = floor;
-    json_array_foreach(entries, i, e) {
+    json_array_foreach(entries, i, e)
+    {
         why = hist_file_check_entry(e, chan, &prev, &prev_age, bodies, nbodies, cost);
         if (why != NULL)
             return why;
@@ -603,7 +605,7 @@ static const char *hist_file_check_stream(const json_t *st, const char *name, js
 
 /* A key seen in a part, to refuse a stream given twice. */
 struct hist_file_seen {
-    const char *key;           /* borrowed from the part's JSON */
+    const char *key; /* borrowed from the part's JSON */
     UT_hash_handle hh;
 };
 
@@ -619,7 +621,8 @@ static const char *hist_file_check_streams(const json_t *streams, const struct h
 
     if (!json_is_array(streams))
         return "its streams are not a list";
-    json_array_foreach(streams, i, st) {
+    json_array_foreach(streams, i, st)
+    {
         why = hist_file_check_stream(st, hs->name, next, bodies, nbodies, &cost, &key);
         if (why == NULL) {
             HASH_FIND_STR(seen, key, k);
@@ -633,7 +636,7 @@ static const char *hist_file_check_streams(const json_t *streams, const struct h
         k->key = key;
         HASH_ADD_KEYPTR(hh, seen, k->key, strlen(k->key), k);
     }
-    HASH_ITER(hh, seen, k, tmp) {
+    HASH_ITER (hh, seen, k, tmp) {
         HASH_DEL(seen, k);
         free(k);
     }
@@ -678,7 +681,8 @@ static void hist_file_commit_stream(struct hist *h, int site, const json_t *st,
     struct hist_item *items = xcalloc(n, sizeof *items);
     double *times = xcalloc(n, sizeof *times);
 
-    json_array_foreach(entries, i, e) {
+    json_array_foreach(entries, i, e)
+    {
         items[i].offset = (uint64_t)json_integer_value(json_array_get(e, 0));
         items[i].body = bodies[json_integer_value(json_array_get(e, 2))];
         times[i] = now - (json_number_value(json_array_get(e, 1)) + away);
@@ -699,18 +703,18 @@ static void hist_file_commit(struct hist *h, int site, json_t *doc, double away)
     struct hist_body **hb = xcalloc(nb + 1, sizeof *hb);
     double now = hist_clock();
 
-    json_array_foreach(floors, i, v)
-        h->sites[site].floors[json_integer_value(json_array_get(v, 0))] =
-            (uint64_t)json_integer_value(json_array_get(v, 1));
-    json_array_foreach(bodies, i, v) {
+    json_array_foreach(floors, i, v) h->sites[site]
+        .floors[json_integer_value(json_array_get(v, 0))] =
+        (uint64_t)json_integer_value(json_array_get(v, 1));
+    json_array_foreach(bodies, i, v)
+    {
         size_t len = json_string_length(v);
         char *text = xmalloc(len + 1);
 
         memcpy(text, json_string_value(v), len + 1);
         hb[i] = hist_body_new(text, len);
     }
-    json_array_foreach(streams, i, v)
-        hist_file_commit_stream(h, site, v, hb, now, away);
+    json_array_foreach(streams, i, v) hist_file_commit_stream(h, site, v, hb, now, away);
     for (i = 0; i < nb; i++)
         hist_body_unref(hb[i]);
     free(hb);
@@ -738,15 +742,16 @@ static int hist_file_keep(struct hist *h, struct hist_file_part *parts, json_int
         /* Whatever the site had is unknown: nothing up to the counter is recoverable. */
         for (int b = 0; b < HIST_BUCKETS; b++)
             hs->floors[b] = (uint64_t)next;
-        log_msg(LOG_WARN, "hist", "history file: site %s: %s; its history starts empty "
-                "(its clients are told recovered: false)", hs->name,
-                parts[i].why != NULL ? parts[i].why : "it has no line");
+        log_msg(LOG_WARN, "hist",
+                "history file: site %s: %s; its history starts empty "
+                "(its clients are told recovered: false)",
+                hs->name, parts[i].why != NULL ? parts[i].why : "it has no line");
     }
     return kept;
 }
 
-int hist_file_read(struct hist *h, const char *buf, size_t len,
-                   const struct hist_secret *secrets, double now)
+int hist_file_read(struct hist *h, const char *buf, size_t len, const struct hist_secret *secrets,
+                   double now)
 {
     struct hist_file_part *parts = xcalloc((size_t)h->nsites, sizeof *parts);
     size_t hl = strlen(HIST_FILE_HEADER), strays;
@@ -755,7 +760,8 @@ int hist_file_read(struct hist *h, const char *buf, size_t len,
     int r = -1, kept;
 
     if (len < hl || memcmp(buf, HIST_FILE_HEADER, hl) != 0) {
-        log_msg(LOG_WARN, "hist", "history file: not a version 3 history; ignored, history "
+        log_msg(LOG_WARN, "hist",
+                "history file: not a version 3 history; ignored, history "
                 "starts empty");
         free(parts);
         return -1;

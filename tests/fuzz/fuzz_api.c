@@ -74,8 +74,7 @@ static void fuzz_check(const struct api_response *resp)
     int ok = json_is_true(json_object_get(o, "ok"));
 
     if (!json_is_object(o) || ok != (resp->status == 200) ||
-        (resp->status != 200 && resp->status != 400 && resp->status != 404 &&
-         resp->status != 405))
+        (resp->status != 200 && resp->status != 400 && resp->status != 404 && resp->status != 405))
         abort();
     json_decref(o);
 }

@@ -184,7 +184,7 @@ static void run(const char *data, size_t size)
     hist_file_read(&h, data, size, SECRETS, 2e9);
     check(&h, &seen);
     hist_free(&h);
-    HASH_ITER(hh, seen, k, tmp) {
+    HASH_ITER (hh, seen, k, tmp) {
         CHECK(atomic_load(&k->body->refs) == 1 && atomic_load(&k->body->kept) == 0);
         hist_body_unref(k->body);
         HASH_DEL(seen, k);

@@ -39,8 +39,8 @@ static int inside(struct http_str s, const char *buf, size_t len)
 /* Call every accessor on a parsed head and check what the views point at. */
 static void check_accessors(const struct http_request *req, const char *buf, size_t len)
 {
-    static const char *const names[] = {"Upgrade", "Connection", "Sec-WebSocket-Protocol",
-                                        "Origin", "X"};
+    static const char *const names[] = {"Upgrade", "Connection", "Sec-WebSocket-Protocol", "Origin",
+                                        "X"};
     struct http_str v, path, elem, list;
     char out[256];
     int n;

@@ -78,8 +78,7 @@ static char *sign_raw(const uint8_t *h, size_t hlen, const uint8_t *p, size_t pl
 
     t[n++] = '.';
     n += b64url(p, plen, t + n);
-    HMAC(EVP_sha256(), FUZZ_SECRET, sizeof(FUZZ_SECRET) - 1, (unsigned char *)t, n, mac,
-         &mac_len);
+    HMAC(EVP_sha256(), FUZZ_SECRET, sizeof(FUZZ_SECRET) - 1, (unsigned char *)t, n, mac, &mac_len);
     t[n++] = '.';
     n += b64url(mac, mac_len, t + n);
     *len = n;

@@ -22,7 +22,6 @@
             __builtin_trap();                                                                      \
     } while (0)
 
-
 /* Feed the text in fuzzer-chosen chunks and compare the three verdicts. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

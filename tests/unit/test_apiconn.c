@@ -195,8 +195,8 @@ static void test_apiconn_keeps_nothing_of_a_refused_caller(void **state)
 }
 
 /* Feed a request whose PARAMS or STDIN carry n bytes; returns the step once it ends. */
-static enum apiconn_step oversized(struct apiconn *c, const struct cfg *site, int peer,
-                                   int type, size_t total)
+static enum apiconn_step oversized(struct apiconn *c, const struct cfg *site, int peer, int type,
+                                   size_t total)
 {
     static uint8_t chunk[GATE_HEADER + 60000];
     uint8_t head[64], begin[8] = {0, GATE_RESPONDER, 0};
@@ -354,8 +354,7 @@ static void test_apiconn_an_answer_read_late(void **state)
         assert_true(w > 0);
         off += (size_t)w;
         if (off < n)
-            assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT),
-                             APICONN_READ);
+            assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READ);
     }
     assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READY);
     /* The socket takes part of the answer: the rest waits, and the caller is not read. */

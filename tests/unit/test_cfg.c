@@ -605,11 +605,11 @@ static void test_cfg_version_help(void **state)
 
 #define SECRET_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define SECRET_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-#define TWO_SITES                                                                  \
-    "[herald]\nworkers = 3\npublic_channels = news\nrpc_timeout = 2s\n"            \
-    "[site shop]\nsecret = " SECRET_A "\nhost = Shop.Example.com\n"                \
-    "api_socket = /run/herald/shop.sock\npublish_uids = root 33\n"                 \
-    "[site blog]\nsecret = " SECRET_B "\nws_path = /live\n"                        \
+#define TWO_SITES                                                                                  \
+    "[herald]\nworkers = 3\npublic_channels = news\nrpc_timeout = 2s\n"                            \
+    "[site shop]\nsecret = " SECRET_A "\nhost = Shop.Example.com\n"                                \
+    "api_socket = /run/herald/shop.sock\npublish_uids = root 33\n"                                 \
+    "[site blog]\nsecret = " SECRET_B "\nws_path = /live\n"                                        \
     "api_socket = /run/herald/blog.sock\npublic_channels = posts:*\n"
 
 /* Each site is the [herald] values with its own on top; the sites keep the file's order. */

@@ -40,13 +40,13 @@ static size_t begin(uint8_t *out, unsigned id, int role, int flags)
 
 /* What feeding a buffer through the gate produced. */
 struct fed {
-    int err;                /* 0, or the gate_error */
-    size_t used;            /* bytes consumed until STDIN_END (or all) */
+    int err;     /* 0, or the gate_error */
+    size_t used; /* bytes consumed until STDIN_END (or all) */
     uint8_t params[4096];
     size_t nparams;
     uint8_t body[70000];
     size_t nbody;
-    int events[64];         /* enum gate_event, GATE_NONE left out */
+    int events[64]; /* enum gate_event, GATE_NONE left out */
     size_t nevents;
     struct gate g;
 };
@@ -102,8 +102,8 @@ static size_t php_request(uint8_t *buf, unsigned id, int flags)
 
 static void test_gate_whole_request_split_at_every_byte(void **state)
 {
-    static const int want[] = {GATE_BEGIN, GATE_PARAMS_DATA, GATE_PARAMS_END,
-                               GATE_STDIN_DATA, GATE_STDIN_END};
+    static const int want[] = {GATE_BEGIN, GATE_PARAMS_DATA, GATE_PARAMS_END, GATE_STDIN_DATA,
+                               GATE_STDIN_END};
     uint8_t buf[512];
     size_t n = php_request(buf, 1, 0);
     struct fed f;
@@ -206,15 +206,18 @@ static void test_gate_records_out_of_place(void **state)
         memcpy(buf, inputs[i], lens[i]);
         feed(buf, lens[i], 1, &f);
         if (f.err != cases[i].err)
-            fail_msg("%s: error %d (%s), expected %d", cases[i].name, f.err,
-                     gate_strerror(f.err), cases[i].err);
+            fail_msg("%s: error %d (%s), expected %d", cases[i].name, f.err, gate_strerror(f.err),
+                     cases[i].err);
     }
 }
 
 static void test_gate_management_records_between_requests(void **state)
 {
     uint8_t buf[256];
-    size_t n = rec(buf, GATE_GET_VALUES, 0, "\x0e\x00" "FCGI_MAX_CONNS", 16, 0);
+    size_t n = rec(buf, GATE_GET_VALUES, 0,
+                   "\x0e\x00"
+                   "FCGI_MAX_CONNS",
+                   16, 0);
     struct fed f;
 
     n += rec(buf + n, 200, 0, NULL, 3, 5);
@@ -234,7 +237,10 @@ static void test_gate_abort_ends_the_request(void **state)
     size_t n = begin(buf, 3, GATE_RESPONDER, GATE_KEEP_CONN);
     struct fed f;
 
-    n += rec(buf + n, GATE_PARAMS, 3, "\x01\x01" "ab", 4, 4);
+    n += rec(buf + n, GATE_PARAMS, 3,
+             "\x01\x01"
+             "ab",
+             4, 4);
     n += rec(buf + n, GATE_ABORT_REQUEST, 3, NULL, 0, 0);
     n += php_request(buf + n, 4, 0);
     feed(buf, n, 5, &f);
@@ -269,17 +275,36 @@ static void test_gate_params_check(void **state)
         int pairs;
     } cases[] = {
         {"nothing", "", 0, 0},
-        {"one short pair", "\x01\x02" "abc", 5, 1},
+        {"one short pair",
+         "\x01\x02"
+         "abc",
+         5, 1},
         {"empty name and value", "\x00\x00", 2, 1},
-        {"a four-byte value length", "\x01\x80\x00\x00\x02" "abc", 8, 1},
-        {"a four-byte name length", "\x80\x00\x00\x01\x00" "a", 6, 1},
+        {"a four-byte value length",
+         "\x01\x80\x00\x00\x02"
+         "abc",
+         8, 1},
+        {"a four-byte name length",
+         "\x80\x00\x00\x01\x00"
+         "a",
+         6, 1},
         /* The bomb: a value length of 0x7ffffffe in a stream that then ends. */
-        {"value length 0x7ffffffe", "\x01\xff\xff\xff\xfe" "a", 6, -1},
+        {"value length 0x7ffffffe",
+         "\x01\xff\xff\xff\xfe"
+         "a",
+         6, -1},
         {"name length 0x7fffffff", "\xff\xff\xff\xff\x00", 5, -1},
-        {"value one byte past the end", "\x01\x03" "abc", 5, -1},
+        {"value one byte past the end",
+         "\x01\x03"
+         "abc",
+         5, -1},
         {"a four-byte length cut short", "\x01\x80\x00", 3, -1},
         {"a name length and no value length", "\x01", 1, -1},
-        {"a good pair, then one past the end", "\x01\x01" "ab\x7f\x7f" "ab", 8, -1},
+        {"a good pair, then one past the end",
+         "\x01\x01"
+         "ab\x7f\x7f"
+         "ab",
+         8, -1},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -56,9 +56,18 @@ struct check_case {
 };
 
 /* A refusal under the LIST policy; an acceptance with no token; one with a token or protocol. */
-#define REFUSED(what, head, reason) {what, head, LIST, reason, NULL, 0, 0}
-#define ACCEPTED(what, head, policy) {what, head, policy, HS_OK, NULL, 0, 0}
-#define TOKEN(what, head, token, in_query, sel) {what, head, LIST, HS_OK, token, in_query, sel}
+#define REFUSED(what, head, reason)                                                                \
+    {                                                                                              \
+        what, head, LIST, reason, NULL, 0, 0                                                       \
+    }
+#define ACCEPTED(what, head, policy)                                                               \
+    {                                                                                              \
+        what, head, policy, HS_OK, NULL, 0, 0                                                      \
+    }
+#define TOKEN(what, head, token, in_query, sel)                                                    \
+    {                                                                                              \
+        what, head, LIST, HS_OK, token, in_query, sel                                              \
+    }
 #define KEY_IS(k) GET HOST UPGRADE CONNECTION "Sec-WebSocket-Key: " k "\r\n" VERSION "\r\n"
 #define VERSION_IS(v) GET HOST UPGRADE CONNECTION KEY "Sec-WebSocket-Version:" v "\r\n\r\n"
 #define ORIGIN_IS(o) GET GOOD "Origin:" o "\r\n\r\n"
@@ -70,11 +79,11 @@ static const struct check_case check_cases[] = {
     /* tokens are case-insensitive, lists are lists, values are trimmed */
     ACCEPTED("mixed case tokens",
              GET HOST "upgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\n" KEY VERSION
-             "\r\n",
+                      "\r\n",
              LIST),
     ACCEPTED("connection over two lines",
              GET HOST UPGRADE "Connection: keep-alive\r\nConnection: upgrade\r\n" KEY VERSION
-             "\r\n",
+                              "\r\n",
              LIST),
     ACCEPTED("version with blanks", VERSION_IS("  13 "), LIST),
     ACCEPTED("query on the path", "GET /ws?x=1 HTTP/1.1\r\n" GOOD "\r\n", LIST),
@@ -159,8 +168,8 @@ static const struct check_case check_cases[] = {
 
     /* tokens: in the query */
     TOKEN("query token", "GET /ws?token=abc.def.ghi HTTP/1.1\r\n" GOOD "\r\n", "abc.def.ghi", 1, 0),
-    TOKEN("query token kept encoded", "GET /ws?a=1&token=a%2Eb HTTP/1.1\r\n" GOOD "\r\n",
-          "a%2Eb", 1, 0),
+    TOKEN("query token kept encoded", "GET /ws?a=1&token=a%2Eb HTTP/1.1\r\n" GOOD "\r\n", "a%2Eb",
+          1, 0),
     TOKEN("empty query token", "GET /ws?token= HTTP/1.1\r\n" GOOD "\r\n", NULL, 0, 0),
     TOKEN("lookalike query key", "GET /ws?xtoken=abc HTTP/1.1\r\n" GOOD "\r\n", NULL, 0, 0),
     /* tokens: as a subprotocol, with "herald" echoed when offered */
@@ -180,8 +189,8 @@ static const struct check_case check_cases[] = {
           "Q", 1, 1),
     /* an empty query token falls back to the protocol */
     TOKEN("empty query then protocol",
-          "GET /ws?token= HTTP/1.1\r\n" GOOD "Sec-WebSocket-Protocol: herald.token.P\r\n\r\n",
-          "P", 0, 0),
+          "GET /ws?token= HTTP/1.1\r\n" GOOD "Sec-WebSocket-Protocol: herald.token.P\r\n\r\n", "P",
+          0, 0),
 };
 
 /* Fail with the case name and the two values. */
@@ -444,7 +453,7 @@ static void test_handshake_status_and_names(void **state)
     }
     assert_int_equal(hs_status(HS_REASON_COUNT), 500);
     assert_string_equal(hs_reason_name(HS_REASON_COUNT), "unknown");
-    assert_string_equal(hs_reason_name((enum hs_reason)-1), "unknown");
+    assert_string_equal(hs_reason_name((enum hs_reason) - 1), "unknown");
 }
 
 /* Run the handshake suite. */

@@ -419,8 +419,18 @@ static void test_hist_since_malformed_ids(void **state)
     };
     /* with this daemon's epoch: the same shapes, and offsets past the newest */
     const char *bad_here[] = {
-        "%s:", "%s:1x", "%s:x", "%s:-1", "%s: 1", "%s:+1", "%s:1 ", "%s::1", "%s:1:1",
-        "%s:18446744073709551615", "%s:18446744073709551616", "%s:99999999999999999999999999",
+        "%s:",
+        "%s:1x",
+        "%s:x",
+        "%s:-1",
+        "%s: 1",
+        "%s:+1",
+        "%s:1 ",
+        "%s::1",
+        "%s:1:1",
+        "%s:18446744073709551615",
+        "%s:18446744073709551616",
+        "%s:99999999999999999999999999",
         "%s:1000000",
     };
 
@@ -559,8 +569,8 @@ static void test_hist_shared_body_counted_once(void **state)
     assert_int_equal(atomic_load(&b->kept), 0);
     assert_int_equal(atomic_load(&b->refs), 1);
     t = text_for("s/u:x", 7);
-    assert_int_equal(stats(&h, 0).bytes, 3 * (hist_body_cost(strlen(t)) + hist_entry_cost()) +
-                                             streams);
+    assert_int_equal(stats(&h, 0).bytes,
+                     3 * (hist_body_cost(strlen(t)) + hist_entry_cost()) + streams);
     free(t);
     hist_free(&h);
     hist_body_unref(b);
@@ -717,8 +727,8 @@ static void test_hist_sites_are_apart(void **state)
         size_t n;
         uint64_t last;
 
-        assert_int_equal(hist_since(&h, 1, "b/c:news", id_of(&h, first_b - 1, id), &out, &n,
-                                    &last, id), 1);
+        assert_int_equal(
+            hist_since(&h, 1, "b/c:news", id_of(&h, first_b - 1, id), &out, &n, &last, id), 1);
         assert_int_equal(n, 51);
         for (size_t i = 0; i < n; i++)
             hist_body_unref(out[i].body);
@@ -917,8 +927,8 @@ static void test_hist_threads_offsets_rise_and_since_is_exact(void **state)
     for (int i = 0; i < TR; i++)
         assert_int_equal(pthread_join(r[i], NULL), 0);
     checked = tcheck_readers(rc, &failed);
-    print_message("%zu hist_since answers checked, %ld not recoverable, %" PRIu64
-                  " not kept\n", checked, failed, stats(&h, 0).not_kept);
+    print_message("%zu hist_since answers checked, %ld not recoverable, %" PRIu64 " not kept\n",
+                  checked, failed, stats(&h, 0).not_kept);
     assert_true(checked > 0);
     for (int k = 0; k < TSTREAMS; k++) {
         total += tnlog[k];
@@ -933,8 +943,7 @@ static void test_hist_threads_offsets_rise_and_since_is_exact(void **state)
     assert_int_equal(total, (size_t)TW * TITER);
     assert_int_equal(atomic_load(&h.next_offset), total);
     assert_int_equal(stats(&h, 0).messages, kept);
-    assert_int_equal(stats(&h, 0).messages + stats(&h, 0).evicted + stats(&h, 0).not_kept,
-                     total);
+    assert_int_equal(stats(&h, 0).messages + stats(&h, 0).evicted + stats(&h, 0).not_kept, total);
     assert_true(stats(&h, 0).bytes <= 2 * 4096);
     hist_free(&h);
 }
@@ -1000,8 +1009,7 @@ static void spew(const char *path, const char *text, size_t len, mode_t mode)
 }
 
 /* The MAC of a site's part, as hist_file.c makes it (written independently here). */
-static void sign(const struct hist_secret *sec, const char *site, const char *json,
-                 char hex[65])
+static void sign(const struct hist_secret *sec, const char *site, const char *json, char hex[65])
 {
     unsigned char key[32], mac[32];
     unsigned int kl = 0, ml = 0;
@@ -1024,8 +1032,7 @@ typedef void (*mutate_fn)(json_t *doc);
  * Rewrite site's line of the file at path: its JSON through fn (NULL: as it
  * is), signed with sec, or with the line's old MAC when sec is NULL.
  */
-static void rewrite(const char *path, const char *site, mutate_fn fn,
-                    const struct hist_secret *sec)
+static void rewrite(const char *path, const char *site, mutate_fn fn, const struct hist_secret *sec)
 {
     size_t len, plen = strlen(site), olen = 0;
     char *text = slurp(path, &len), *out = NULL, *line, *save = NULL;
@@ -1081,8 +1088,8 @@ static void make_file(const char *path, struct made *m)
 
     init2(&h, 100, 300, 1 << 20, 1 << 20);
     for (int i = 0; i < 3; i++)
-        m->users[i] = publish_body(&h, 0, hist_key(key, sizeof key, "a", 'u', (char[]){
-                                                      (char)('1' + i), '\0'}), b);
+        m->users[i] = publish_body(
+            &h, 0, hist_key(key, sizeof key, "a", 'u', (char[]){(char)('1' + i), '\0'}), b);
     hist_body_unref(b);
     m->chan[0] = publish(&h, 0, "a/c:x");
     m->b_chan[0] = publish(&h, 1, "b/c:news");
@@ -1196,7 +1203,8 @@ static json_t *chan_x(json_t *doc, json_t **entries)
     size_t i;
     json_t *st;
 
-    json_array_foreach(json_object_get(doc, "streams"), i, st) {
+    json_array_foreach(json_object_get(doc, "streams"), i, st)
+    {
         if (strcmp(json_string_value(json_array_get(st, 0)), "a/c:x") == 0) {
             *entries = json_array_get(st, 3);
             return st;
@@ -1234,8 +1242,8 @@ static void m_next_negative(json_t *doc)
 static void m_out_of_order(json_t *doc)
 {
     json_t *e, *st = chan_x(doc, &e);
-    json_t *a = json_array_get(json_array_get(e, 0), 0), *b = json_array_get(json_array_get(e, 1),
-                                                                            0);
+    json_t *a = json_array_get(json_array_get(e, 0), 0),
+           *b = json_array_get(json_array_get(e, 1), 0);
     json_int_t x = json_integer_value(a);
 
     (void)st;
@@ -1322,9 +1330,9 @@ static void m_body_index_out(json_t *doc)
 
 static void m_floor_past_next(json_t *doc)
 {
-    json_object_set_new(doc, "floors", json_pack("[[i, I]]", 0,
-                                                 json_integer_value(json_object_get(doc, "next")) +
-                                                     1));
+    json_object_set_new(
+        doc, "floors",
+        json_pack("[[i, I]]", 0, json_integer_value(json_object_get(doc, "next")) + 1));
 }
 
 static void m_last_past_next(json_t *doc)
@@ -1340,8 +1348,8 @@ static void m_floor_above_entry(json_t *doc)
 {
     json_t *e, *st = chan_x(doc, &e);
 
-    json_array_set_new(st, 1, json_integer(json_integer_value(json_array_get(
-                                   json_array_get(e, 0), 0))));
+    json_array_set_new(st, 1,
+                       json_integer(json_integer_value(json_array_get(json_array_get(e, 0), 0))));
 }
 
 static void m_stream_twice(json_t *doc)
@@ -1388,18 +1396,28 @@ static void test_hist_file_bad_parts_are_refused(void **state)
         const char *name;
         mutate_fn fn;
     } cases[] = {
-        {"epoch injected", m_epoch_injected},     {"epoch upper case", m_epoch_upper},
-        {"next negative", m_next_negative},       {"offsets out of order", m_out_of_order},
-        {"offset repeated", m_offset_repeated},   {"negative age", m_negative_age},
-        {"younger first", m_age_younger_first},   {"key of another site", m_key_of_other_site},
+        {"epoch injected", m_epoch_injected},
+        {"epoch upper case", m_epoch_upper},
+        {"next negative", m_next_negative},
+        {"offsets out of order", m_out_of_order},
+        {"offset repeated", m_offset_repeated},
+        {"negative age", m_negative_age},
+        {"younger first", m_age_younger_first},
+        {"key of another site", m_key_of_other_site},
         {"body of another stream", m_body_of_other_stream},
-        {"bad user key", m_user_key_bad},         {"body not Herald's", m_body_not_herald},
-        {"body not JSON", m_body_not_json},       {"body unused", m_body_unused},
+        {"bad user key", m_user_key_bad},
+        {"body not Herald's", m_body_not_herald},
+        {"body not JSON", m_body_not_json},
+        {"body unused", m_body_unused},
         {"user body with from", m_user_body_from},
-        {"body index out", m_body_index_out},     {"floor past next", m_floor_past_next},
-        {"last past next", m_last_past_next},     {"floor above an entry", m_floor_above_entry},
-        {"stream twice", m_stream_twice},         {"no entries", m_no_entries},
-        {"another site's name", m_other_site_name}, {"extra field", m_extra_field},
+        {"body index out", m_body_index_out},
+        {"floor past next", m_floor_past_next},
+        {"last past next", m_last_past_next},
+        {"floor above an entry", m_floor_above_entry},
+        {"stream twice", m_stream_twice},
+        {"no entries", m_no_entries},
+        {"another site's name", m_other_site_name},
+        {"extra field", m_extra_field},
         {"over the budget", m_huge_count},
     };
     char dir[64], path[96];
@@ -1478,8 +1496,8 @@ static void test_hist_file_bad_lines_are_refused(void **state)
     make_file(path, &m);
     text = slurp(path, &len);
     text = realloc(text, 2 * len + 1);
-    memcpy(text + len, strstr(text, "\na\t") + 1, (size_t)(strstr(text, "\nb\t") -
-                                                           strstr(text, "\na\t")));
+    memcpy(text + len, strstr(text, "\na\t") + 1,
+           (size_t)(strstr(text, "\nb\t") - strstr(text, "\na\t")));
     text[len + (size_t)(strstr(text, "\nb\t") - strstr(text, "\na\t"))] = '\0';
     spew(path, text, strlen(text), 0600);
     free(text);

@@ -37,8 +37,14 @@ struct parse_case {
     const char *name0, *value0; /* the first header, when there is one */
 };
 
-#define OK(what, in, ...) {what, in, sizeof(in) - 1, ALL, __VA_ARGS__}
-#define NOT_A_HEAD(what, in, ret) {what, in, sizeof(in) - 1, ret, NULL, NULL, 0, 0, NULL, NULL}
+#define OK(what, in, ...)                                                                          \
+    {                                                                                              \
+        what, in, sizeof(in) - 1, ALL, __VA_ARGS__                                                 \
+    }
+#define NOT_A_HEAD(what, in, ret)                                                                  \
+    {                                                                                              \
+        what, in, sizeof(in) - 1, ret, NULL, NULL, 0, 0, NULL, NULL                                \
+    }
 
 static const struct parse_case parse_cases[] = {
     /* the smallest request */
@@ -70,8 +76,7 @@ static const struct parse_case parse_cases[] = {
     OK("obs-text", "GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n", "GET", "/", 1, 1, "X",
        "caf\xc3\xa9"),
     /* a colon inside a value */
-    OK("colon in value", "GET / HTTP/1.1\r\nHost: a:80\r\n\r\n", "GET", "/", 1, 1, "Host",
-       "a:80"),
+    OK("colon in value", "GET / HTTP/1.1\r\nHost: a:80\r\n\r\n", "GET", "/", 1, 1, "Host", "a:80"),
     /* every tchar in a header name */
     OK("tchars in name", "GET / HTTP/1.1\r\nX-a_!#$%&'*+.^`|~9: v\r\n\r\n", "GET", "/", 1, 1,
        "X-a_!#$%&'*+.^`|~9", "v"),
@@ -127,7 +132,10 @@ static const struct parse_case parse_cases[] = {
     NOT_A_HEAD("obs-fold tab", "GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", HTTP_INVALID),
     NOT_A_HEAD("blank first header", "GET / HTTP/1.1\r\n X: a\r\n\r\n", HTTP_INVALID),
     /* header values */
-    NOT_A_HEAD("control in value", "GET / HTTP/1.1\r\nX: a\x01" "b\r\n\r\n", HTTP_INVALID),
+    NOT_A_HEAD("control in value",
+               "GET / HTTP/1.1\r\nX: a\x01"
+               "b\r\n\r\n",
+               HTTP_INVALID),
     NOT_A_HEAD("del in value", "GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", HTTP_INVALID),
     NOT_A_HEAD("nul in value", "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", HTTP_INVALID),
     NOT_A_HEAD("bare cr in value", "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", HTTP_INVALID),
@@ -265,16 +273,15 @@ static void test_http_parse_many_headers(void **state)
     assert_int_equal(parse_guarded(buf, len, &req), HTTP_TOO_MANY_HEADERS);
 }
 
-static const char many_lists[] =
-    "GET /ws?token=abc HTTP/1.1\r\n"
-    "Host: a\r\n"
-    "connection: keep-alive\r\n"
-    "Upgrade: WebSocket\r\n"
-    "CONNECTION: ,,  Upgrade ,\r\n"
-    "X-Empty:\r\n"
-    "X-List: a, b,,c ,\t \r\n"
-    "X-Upgrade-Lookalike: upgrade\r\n"
-    "\r\n";
+static const char many_lists[] = "GET /ws?token=abc HTTP/1.1\r\n"
+                                 "Host: a\r\n"
+                                 "connection: keep-alive\r\n"
+                                 "Upgrade: WebSocket\r\n"
+                                 "CONNECTION: ,,  Upgrade ,\r\n"
+                                 "X-Empty:\r\n"
+                                 "X-List: a, b,,c ,\t \r\n"
+                                 "X-Upgrade-Lookalike: upgrade\r\n"
+                                 "\r\n";
 
 /* Parse many_lists against a guard page; release with guard_release(p, strlen). */
 static char *parse_lists(struct http_request *req)

@@ -104,7 +104,7 @@ static void test_lim_reload_lowers_the_burst(void **state)
     struct lim l;
 
     lim_init(&l);
-    assert_int_equal(lim_addr_enter(&l, &c, "a", 0), HS_OK);   /* 99 left */
+    assert_int_equal(lim_addr_enter(&l, &c, "a", 0), HS_OK); /* 99 left */
     c.connect_burst = 2;
     assert_int_equal(lim_addr_enter(&l, &c, "a", 0), HS_OK);
     assert_int_equal(lim_addr_enter(&l, &c, "a", 0), HS_OK);
@@ -221,7 +221,7 @@ static void test_lim_fd_reserve(void **state)
     top.sites = sites;
     top.nsites = 2;
     a.api_max_connections = 64;
-    a.rpc_max_inflight = 256;     /* no rpc_socket: no RPC descriptors */
+    a.rpc_max_inflight = 256; /* no rpc_socket: no RPC descriptors */
     b.api_max_connections = 10;
     b.rpc_max_inflight = 5;
     b.rpc_socket = sock;

@@ -22,11 +22,11 @@
 
 /* What the handler saw. */
 struct seen {
-    int nparams;                 /* envp entries, FCGI_ROLE included */
+    int nparams; /* envp entries, FCGI_ROLE included */
     char method[32];
-    char big[8];                 /* the first bytes of BIG, when given */
+    char big[8]; /* the first bytes of BIG, when given */
     size_t big_len;
-    const char *reply;           /* CGI response to write */
+    const char *reply; /* CGI response to write */
     size_t reply_len;
 };
 
@@ -140,8 +140,8 @@ static void test_relay_serves_request_after_request(void **state)
     for (unsigned i = 1; i <= 40000; i++) {
         size_t plen = pair(params, "REQUEST_METHOD", i % 2 ? "GET" : "POST", i % 2 ? 3 : 4);
 
-        assert_int_equal(relay_run(&relay, i % 65535 + 1, params, plen, handler, &s, &answer,
-                                   &len), 0);
+        assert_int_equal(relay_run(&relay, i % 65535 + 1, params, plen, handler, &s, &answer, &len),
+                         0);
         assert_string_equal(s.method, i % 2 ? "GET" : "POST");
         assert_int_equal(s.nparams, 2);
         assert_int_equal(unframe(answer, len, i % 65535 + 1, out), 15);
@@ -167,7 +167,8 @@ static void test_relay_requests_of_every_length_around_libfcgi_reads(void **stat
                 size_t vlen = k * relay.chunk + d - 20 - 40; /* the request is 40 + vlen */
                 size_t plen = pair(params, "BIG", value, vlen);
 
-                assert_int_equal(relay_run(&relay, id, params, plen, handler, &s, &answer, &len), 0);
+                assert_int_equal(relay_run(&relay, id, params, plen, handler, &s, &answer, &len),
+                                 0);
                 assert_int_equal(s.big_len, vlen);
                 id = id % 65535 + 1;
             }

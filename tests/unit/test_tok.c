@@ -27,9 +27,9 @@
 
 /* Known answer, produced identically by PHP's Token::sign. */
 #define KAT_SECRET "test-secret"
-#define KAT_TOKEN                                                                                \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"                                                       \
-    ".eyJzdWIiOiI0MiIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ"                            \
+#define KAT_TOKEN                                                                                  \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"                                                         \
+    ".eyJzdWIiOiI0MiIsImlhdCI6MTcwMDAwMDAwMCwiZXhwIjoxNzAwMDAzNjAwfQ"                              \
     ".G4mieqaE7BMTnnEZPQKNYzSBHAo-7en-8ogbyDdi4mc"
 
 #define SECRET "unit-secret"
@@ -144,11 +144,11 @@ static void test_tok_known_answer_verifies(void **state)
 
 static void test_tok_known_answer_signs(void **state)
 {
-    json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", "42", "iat", (json_int_t)1700000000,
-                               "exp", (json_int_t)1700003600);
+    json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", "42", "iat", (json_int_t)1700000000, "exp",
+                               (json_int_t)1700003600);
     char *token = tok_sign(claims, (const unsigned char *)KAT_SECRET, strlen(KAT_SECRET));
-    char *independent = make_token(HS256, "{\"sub\":\"42\",\"iat\":1700000000,\"exp\":1700003600}",
-                                   KAT_SECRET);
+    char *independent =
+        make_token(HS256, "{\"sub\":\"42\",\"iat\":1700000000,\"exp\":1700003600}", KAT_SECRET);
 
     assert_non_null(token);
     assert_string_equal(token, KAT_TOKEN);
@@ -169,8 +169,8 @@ static void test_tok_known_answer_wrong_secret(void **state)
 
 static void test_tok_sign_roundtrip(void **state)
 {
-    json_t *claims = json_pack("{s:I, s:I, s:s}", "sub", (json_int_t)7, "exp",
-                               (json_int_t)NOW + 60, "room", "a/b é");
+    json_t *claims = json_pack("{s:I, s:I, s:s}", "sub", (json_int_t)7, "exp", (json_int_t)NOW + 60,
+                               "room", "a/b é");
     char *token = tok_sign(claims, (const unsigned char *)SECRET, strlen(SECRET));
     struct tok_claims c;
 
@@ -222,25 +222,25 @@ static const struct {
     const char *header;
     int rc;
 } header_cases[] = {
-    {HS256, 0},                                          /* the one we issue */
-    {"{\"alg\":\"HS256\"}", 0},                          /* typ is optional */
-    {"{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", 0},       /* and ignored */
-    {"{\"alg\":\"none\",\"typ\":\"JWT\"}", TOK_E_ALG},   /* unsecured JWS */
-    {"{\"alg\":\"None\"}", TOK_E_ALG},                   /* in any case */
-    {"{\"alg\":\"HS512\"}", TOK_E_ALG},                  /* other HMAC */
-    {"{\"alg\":\"RS256\"}", TOK_E_ALG},                  /* key confusion */
-    {"{\"alg\":\"hs256\"}", TOK_E_ALG},                  /* names are case-sensitive */
-    {"{\"alg\":\"HS256 \"}", TOK_E_ALG},                 /* exact match only */
-    {"{\"typ\":\"JWT\"}", TOK_E_ALG},                    /* alg missing */
-    {"{\"alg\":256}", TOK_E_ALG},                        /* alg not a string */
-    {"{\"alg\":[\"HS256\"]}", TOK_E_ALG},                /* nor a list */
+    {HS256, 0},                                               /* the one we issue */
+    {"{\"alg\":\"HS256\"}", 0},                               /* typ is optional */
+    {"{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", 0},            /* and ignored */
+    {"{\"alg\":\"none\",\"typ\":\"JWT\"}", TOK_E_ALG},        /* unsecured JWS */
+    {"{\"alg\":\"None\"}", TOK_E_ALG},                        /* in any case */
+    {"{\"alg\":\"HS512\"}", TOK_E_ALG},                       /* other HMAC */
+    {"{\"alg\":\"RS256\"}", TOK_E_ALG},                       /* key confusion */
+    {"{\"alg\":\"hs256\"}", TOK_E_ALG},                       /* names are case-sensitive */
+    {"{\"alg\":\"HS256 \"}", TOK_E_ALG},                      /* exact match only */
+    {"{\"typ\":\"JWT\"}", TOK_E_ALG},                         /* alg missing */
+    {"{\"alg\":256}", TOK_E_ALG},                             /* alg not a string */
+    {"{\"alg\":[\"HS256\"]}", TOK_E_ALG},                     /* nor a list */
     {"{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", TOK_E_FORMAT}, /* no extension understood */
-    {"{\"alg\":\"none\",\"alg\":\"HS256\"}", TOK_E_FORMAT}, /* duplicate names */
-    {"[\"HS256\"]", TOK_E_FORMAT},                       /* not an object */
-    {"\"HS256\"", TOK_E_FORMAT},                         /* not an object */
-    {"{\"alg\":\"HS256\"", TOK_E_FORMAT},                /* truncated JSON */
-    {"{\"alg\":\"HS256\"} x", TOK_E_FORMAT},             /* trailing garbage */
-    {"", TOK_E_FORMAT},                                  /* empty */
+    {"{\"alg\":\"none\",\"alg\":\"HS256\"}", TOK_E_FORMAT},   /* duplicate names */
+    {"[\"HS256\"]", TOK_E_FORMAT},                            /* not an object */
+    {"\"HS256\"", TOK_E_FORMAT},                              /* not an object */
+    {"{\"alg\":\"HS256\"", TOK_E_FORMAT},                     /* truncated JSON */
+    {"{\"alg\":\"HS256\"} x", TOK_E_FORMAT},                  /* trailing garbage */
+    {"", TOK_E_FORMAT},                                       /* empty */
 };
 
 static void test_tok_header(void **state)
@@ -251,8 +251,7 @@ static void test_tok_header(void **state)
         int rc = verify(token, NOW, &c);
 
         if (rc != header_cases[i].rc)
-            fail_msg("header %s: got %d, want %d", header_cases[i].header, rc,
-                     header_cases[i].rc);
+            fail_msg("header %s: got %d, want %d", header_cases[i].header, rc, header_cases[i].rc);
         tok_claims_free(&c);
         free(token);
     }
@@ -355,17 +354,17 @@ static const struct {
     const char *token;
     int rc;
 } shape_cases[] = {
-    {"", TOK_E_FORMAT},                       /* empty */
-    {"abc", TOK_E_FORMAT},                    /* no dots */
-    {"eyJhIjoxfQ.eyJhIjoxfQ", TOK_E_FORMAT},  /* two parts */
-    {"..", TOK_E_FORMAT},                     /* three empty parts: "" is not JSON */
-    {"...", TOK_E_FORMAT},                    /* four empty parts */
-    {"a.b.c.d", TOK_E_FORMAT},                /* four parts */
-    {"eyJh IjoxfQ.e.e", TOK_E_FORMAT},        /* a space */
-    {"eyJhIjoxfQ\n.e.e", TOK_E_FORMAT},        /* a newline */
-    {"\neyJhIjoxfQ.e.e", TOK_E_FORMAT},        /* starts with one */
-    {"eyJhIjoxfQ.e.e\n", TOK_E_FORMAT},        /* ends with one */
-    {"eyJhIjoxfQ.e%2E.e", TOK_E_FORMAT},      /* still percent-encoded */
+    {"", TOK_E_FORMAT},                      /* empty */
+    {"abc", TOK_E_FORMAT},                   /* no dots */
+    {"eyJhIjoxfQ.eyJhIjoxfQ", TOK_E_FORMAT}, /* two parts */
+    {"..", TOK_E_FORMAT},                    /* three empty parts: "" is not JSON */
+    {"...", TOK_E_FORMAT},                   /* four empty parts */
+    {"a.b.c.d", TOK_E_FORMAT},               /* four parts */
+    {"eyJh IjoxfQ.e.e", TOK_E_FORMAT},       /* a space */
+    {"eyJhIjoxfQ\n.e.e", TOK_E_FORMAT},      /* a newline */
+    {"\neyJhIjoxfQ.e.e", TOK_E_FORMAT},      /* starts with one */
+    {"eyJhIjoxfQ.e.e\n", TOK_E_FORMAT},      /* ends with one */
+    {"eyJhIjoxfQ.e%2E.e", TOK_E_FORMAT},     /* still percent-encoded */
 };
 
 static void test_tok_shape(void **state)
@@ -412,7 +411,7 @@ static void test_tok_padding_refused(void **state)
 {
     /* the header encodes 27 bytes: 36 characters, no padding needed; pad the claims */
     char *h = b64url(HS256, strlen(HS256));
-    char *p = b64url("{\"sub\":\"12\"}", 12); /* 12 bytes: 16 chars, none */
+    char *p = b64url("{\"sub\":\"12\"}", 12);   /* 12 bytes: 16 chars, none */
     char *p2 = b64url("{\"sub\":\"123\"}", 13); /* 13 bytes: 18 chars, "==" in std b64 */
     char padded[128];
     char *token;
@@ -447,11 +446,9 @@ static void test_tok_std_alphabet_refused(void **state)
 
     assert_non_null(dash);
     *dash = '+';
-    assert_int_equal(verify_len(token, strlen(token), KAT_SECRET, 1700000001, 0, &c),
-                     TOK_E_FORMAT);
+    assert_int_equal(verify_len(token, strlen(token), KAT_SECRET, 1700000001, 0, &c), TOK_E_FORMAT);
     *dash = '/';
-    assert_int_equal(verify_len(token, strlen(token), KAT_SECRET, 1700000001, 0, &c),
-                     TOK_E_FORMAT);
+    assert_int_equal(verify_len(token, strlen(token), KAT_SECRET, 1700000001, 0, &c), TOK_E_FORMAT);
     /* {"sub":"?"} is "..._In0" in base64url and ".../In0" in standard base64 */
     t = sign_parts(h, "eyJzdWIiOiI_In0", SECRET);
     assert_int_equal(verify(t, NOW, &c), 0);
@@ -503,18 +500,18 @@ static void test_tok_noncanonical_parts(void **state)
 
 /* Claims that are not a JSON object, each correctly signed. */
 static const char *const bad_claims[] = {
-    "",                                  /* empty */
-    "null",                              /* scalar */
-    "\"sub\"",                           /* string */
-    "42",                                /* number */
-    "[{\"sub\":\"1\"}]",                 /* array */
-    "{\"sub\":\"1\"",                    /* truncated */
-    "{\"sub\":\"1\",}",                  /* trailing comma */
-    "{\"sub\":\"1\",\"sub\":\"2\"}",     /* duplicate sub */
-    "{\"sub\":\"\\u0000\"}",             /* NUL in a string: jansson refuses it */
-    "{\"sub\":\"\xff\"}",                /* not UTF-8 */
-    "{\"sub\":1e400}",                   /* number overflow */
-    "{\"sub\":99999999999999999999}",    /* integer overflow */
+    "",                               /* empty */
+    "null",                           /* scalar */
+    "\"sub\"",                        /* string */
+    "42",                             /* number */
+    "[{\"sub\":\"1\"}]",              /* array */
+    "{\"sub\":\"1\"",                 /* truncated */
+    "{\"sub\":\"1\",}",               /* trailing comma */
+    "{\"sub\":\"1\",\"sub\":\"2\"}",  /* duplicate sub */
+    "{\"sub\":\"\\u0000\"}",          /* NUL in a string: jansson refuses it */
+    "{\"sub\":\"\xff\"}",             /* not UTF-8 */
+    "{\"sub\":1e400}",                /* number overflow */
+    "{\"sub\":99999999999999999999}", /* integer overflow */
 };
 
 static void test_tok_claims_not_object(void **state)
@@ -585,12 +582,9 @@ static void test_tok_not_before(void **state)
 
 /* exp and nbf, when present, must be numbers. */
 static const char *const bad_times[] = {
-    "{\"sub\":\"1\",\"exp\":\"1900000000\"}",
-    "{\"sub\":\"1\",\"exp\":null}",
-    "{\"sub\":\"1\",\"exp\":true}",
-    "{\"sub\":\"1\",\"exp\":[1900000000]}",
-    "{\"sub\":\"1\",\"nbf\":\"0\"}",
-    "{\"sub\":\"1\",\"nbf\":{}}",
+    "{\"sub\":\"1\",\"exp\":\"1900000000\"}", "{\"sub\":\"1\",\"exp\":null}",
+    "{\"sub\":\"1\",\"exp\":true}",           "{\"sub\":\"1\",\"exp\":[1900000000]}",
+    "{\"sub\":\"1\",\"nbf\":\"0\"}",          "{\"sub\":\"1\",\"nbf\":{}}",
 };
 
 static void test_tok_time_not_number(void **state)
@@ -625,19 +619,19 @@ static void test_tok_integer_subject(void **state)
 
 /* Subjects that are refused, each in a correctly signed token. */
 static const char *const bad_subjects[] = {
-    "{}",                            /* missing */
-    "{\"sub\":\"\"}",                /* empty */
-    "{\"sub\":null}",                /* null */
-    "{\"sub\":true}",                /* boolean */
-    "{\"sub\":42.0}",                /* a real, even a whole one */
-    "{\"sub\":[\"1\"]}",             /* array */
-    "{\"sub\":{\"id\":1}}",          /* object */
-    "{\"sub\":\"a\\u0001b\"}",       /* C0 control */
-    "{\"sub\":\"a\\tb\"}",           /* tab */
-    "{\"sub\":\"a\\nb\"}",           /* newline: would split a log line */
-    "{\"sub\":\"\\u001f\"}",         /* last C0 */
-    "{\"sub\":\"del\\u007f\"}",      /* DEL */
-    "{\"Sub\":\"1\"}",               /* names are case-sensitive */
+    "{}",                       /* missing */
+    "{\"sub\":\"\"}",           /* empty */
+    "{\"sub\":null}",           /* null */
+    "{\"sub\":true}",           /* boolean */
+    "{\"sub\":42.0}",           /* a real, even a whole one */
+    "{\"sub\":[\"1\"]}",        /* array */
+    "{\"sub\":{\"id\":1}}",     /* object */
+    "{\"sub\":\"a\\u0001b\"}",  /* C0 control */
+    "{\"sub\":\"a\\tb\"}",      /* tab */
+    "{\"sub\":\"a\\nb\"}",      /* newline: would split a log line */
+    "{\"sub\":\"\\u001f\"}",    /* last C0 */
+    "{\"sub\":\"del\\u007f\"}", /* DEL */
+    "{\"Sub\":\"1\"}",          /* names are case-sensitive */
 };
 
 static void test_tok_bad_subject(void **state)
@@ -745,8 +739,7 @@ static void test_tok_null_token(void **state)
 {
     struct tok_claims c;
 
-    assert_int_equal(tok_verify(NULL, 0, (const unsigned char *)SECRET, strlen(SECRET), NOW, 0,
-                                &c),
+    assert_int_equal(tok_verify(NULL, 0, (const unsigned char *)SECRET, strlen(SECRET), NOW, 0, &c),
                      TOK_E_FORMAT);
     assert_empty(&c);
 }

@@ -36,7 +36,10 @@ struct vector {
     enum expect expect;
 };
 
-#define V(what, s, e) {what, s, sizeof(s) - 1, e}
+#define V(what, s, e)                                                                              \
+    {                                                                                              \
+        what, s, sizeof(s) - 1, e                                                                  \
+    }
 
 static const struct vector vectors[] = {
     /* 1: some correct text */
@@ -90,7 +93,10 @@ static const struct vector vectors[] = {
     V("f4 8f bf", "\xf4\x8f\xbf", TRUNCATED),
     V("text then e2 82", "price: \xe2\x82", TRUNCATED),
     /* 3.4: truncated sequences followed by more text */
-    V("e0 a0 then ascii", "\xe0\xa0" "a", INVALID),
+    V("e0 a0 then ascii",
+      "\xe0\xa0"
+      "a",
+      INVALID),
     V("f0 90 80 then c2 80", "\xf0\x90\x80\xc2\x80", INVALID),
     /* 3.5: impossible bytes */
     V("fe", "\xfe", INVALID),
@@ -129,7 +135,10 @@ static const struct vector vectors[] = {
     V("U+FDD0", "\xef\xb7\x90", VALID),
     V("U+10FFFE", "\xf4\x8f\xbf\xbe", VALID),
     /* long runs, so the fast path and the DFA take turns */
-    V("ascii run then 4-byte", "0123456789abcdef0123456789abcdef\xf0\x9f\x98\x80" "tail", VALID),
+    V("ascii run then 4-byte",
+      "0123456789abcdef0123456789abcdef\xf0\x9f\x98\x80"
+      "tail",
+      VALID),
     V("ascii run then bad", "0123456789abcdef0123456789abcdef0123456789\xc0\xaf", INVALID),
     V("mixed", "caf\xc3\xa9 \xe2\x82\xac 10 \xf0\x9f\x8d\x95 pizza, \xe6\x97\xa5\xe6\x9c\xac",
       VALID),
@@ -308,7 +317,6 @@ static void test_utf8_ascii_fast_path_every_position(void **state)
         }
     }
 }
-
 
 /* All 2-byte strings, 3-byte ones with a lead >= C0, and a 4-byte sample. */
 static void test_utf8_exhaustive_against_reference(void **state)

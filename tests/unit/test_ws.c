@@ -55,8 +55,15 @@ static const struct header_case header_cases[] = {
     /* RFC 6455 5.7: 256 bytes binary in a single frame (16-bit length) */
     {"rfc 256 bytes", {0x82, 0xfe, 0x01, 0x00, MASK}, 8, BIG, 8, NONE, 1, WS_OP_BINARY, 256},
     /* RFC 6455 5.7: 64 KiB binary in a single frame (64-bit length) */
-    {"rfc 64 KiB", {0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, MASK}, 14, BIG, 14, NONE, 1,
-     WS_OP_BINARY, 65536},
+    {"rfc 64 KiB",
+     {0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, MASK},
+     14,
+     BIG,
+     14,
+     NONE,
+     1,
+     WS_OP_BINARY,
+     65536},
     /* empty text frame */
     {"empty text", {0x81, 0x80, MASK}, 6, BIG, 6, NONE, 1, WS_OP_TEXT, 0},
     /* largest 7-bit length */
@@ -66,8 +73,15 @@ static const struct header_case header_cases[] = {
     /* largest 16-bit length */
     {"len 65535", {0x82, 0xfe, 0xff, 0xff, MASK}, 8, BIG, 8, NONE, 1, WS_OP_BINARY, 65535},
     /* largest 64-bit length */
-    {"len 2^63-1", {0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, MASK}, 14, BIG,
-     14, NONE, 1, WS_OP_BINARY, 0x7fffffffffffffffULL},
+    {"len 2^63-1",
+     {0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, MASK},
+     14,
+     BIG,
+     14,
+     NONE,
+     1,
+     WS_OP_BINARY,
+     0x7fffffffffffffffULL},
     /* payload exactly at the limit */
     {"at max_payload", {0x81, 0x85, MASK}, 6, 5, 6, NONE, 1, WS_OP_TEXT, 5},
     /* control frames are exempt from max_payload (capped at 125 anyway) */
@@ -77,8 +91,15 @@ static const struct header_case header_cases[] = {
     /* empty close */
     {"close empty", {0x88, 0x80, MASK}, 6, BIG, 6, NONE, 1, WS_OP_CLOSE, 0},
     /* trailing payload bytes are not part of the header */
-    {"header then payload", {0x81, 0x85, MASK, 0x7f, 0x9f, 0x4d, 0x51, 0x58}, 11, BIG, 6, NONE, 1,
-     WS_OP_TEXT, 5},
+    {"header then payload",
+     {0x81, 0x85, MASK, 0x7f, 0x9f, 0x4d, 0x51, 0x58},
+     11,
+     BIG,
+     6,
+     NONE,
+     1,
+     WS_OP_TEXT,
+     5},
 
     /* RFC 6455 5.7: the unmasked "Hello" a server sends is refused from a client */
     {"unmasked", {0x81, 0x05}, 2, BIG, WS_INVALID, 1002, 0, 0, 0},
@@ -98,13 +119,27 @@ static const struct header_case header_cases[] = {
     {"16-bit 125", {0x82, 0xfe, 0x00, 0x7d}, 4, BIG, WS_INVALID, 1002, 0, 0, 0},
     {"16-bit 0", {0x82, 0xfe, 0x00, 0x00}, 4, BIG, WS_INVALID, 1002, 0, 0, 0},
     /* non-minimal 64-bit lengths */
-    {"64-bit 65535", {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 10, BIG, WS_INVALID, 1002, 0, 0,
+    {"64-bit 65535",
+     {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+     10,
+     BIG,
+     WS_INVALID,
+     1002,
+     0,
+     0,
      0},
     {"64-bit 5", {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0, 5}, 10, BIG, WS_INVALID, 1002, 0, 0, 0},
     /* 64-bit length with the top bit set */
     {"64-bit top bit", {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0}, 10, BIG, WS_INVALID, 1002, 0, 0, 0},
-    {"64-bit all ones", {0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 10, BIG,
-     WS_INVALID, 1002, 0, 0, 0},
+    {"64-bit all ones",
+     {0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+     10,
+     BIG,
+     WS_INVALID,
+     1002,
+     0,
+     0,
+     0},
     /* data frames over max_payload, in each length form; seen before the mask */
     {"7-bit over max", {0x81, 0x86}, 2, 5, WS_INVALID, 1009, 0, 0, 0},
     {"16-bit over max", {0x82, 0xfe, 0x01, 0x00}, 4, 255, WS_INVALID, 1009, 0, 0, 0},
@@ -235,8 +270,8 @@ static void test_ws_parse_header_all_first_two_bytes(void **state)
             unsigned op = b0 & 0xf, len7 = b1 & 0x7f;
             int control = op >= 8;
             int known = op <= 2 || (op >= 8 && op <= 10);
-            int bad = (b0 & 0x70) || !known || !(b1 & 0x80) ||
-                      (control && (!(b0 & 0x80) || len7 > 125));
+            int bad =
+                (b0 & 0x70) || !known || !(b1 & 0x80) || (control && (!(b0 & 0x80) || len7 > 125));
             struct ws_frame f;
             int code = NONE;
             int r;
@@ -456,8 +491,12 @@ static const struct encode_case encode_cases[] = {
     {"125", 1, WS_OP_TEXT, 125, {0x81, 0x7d}, 2},
     {"126", 1, WS_OP_TEXT, 126, {0x81, 0x7e, 0x00, 0x7e}, 4},
     {"65535", 1, WS_OP_TEXT, 65535, {0x81, 0x7e, 0xff, 0xff}, 4},
-    {"2^63-1", 1, WS_OP_BINARY, 0x7fffffffffffffffULL,
-     {0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 10},
+    {"2^63-1",
+     1,
+     WS_OP_BINARY,
+     0x7fffffffffffffffULL,
+     {0x82, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+     10},
     /* close 1000 */
     {"close", 1, WS_OP_CLOSE, 2, {0x88, 0x02}, 2},
     /* a continuation without fin */
@@ -511,7 +550,10 @@ struct close_case {
     int code; /* *code on success, *close_code on failure */
 };
 
-#define C(what, s, ret, code) {what, s, sizeof(s) - 1, ret, code}
+#define C(what, s, ret, code)                                                                      \
+    {                                                                                              \
+        what, s, sizeof(s) - 1, ret, code                                                          \
+    }
 
 static const struct close_case close_cases[] = {
     /* no payload: "no status received" */
@@ -547,14 +589,35 @@ static const struct close_case close_cases[] = {
     C("5000", "\x13\x88", WS_INVALID, 1002),
     C("65535", "\xff\xff", WS_INVALID, 1002),
     /* reasons */
-    C("ascii reason", "\x03\xe8" "bye", 0, 1000),
-    C("utf-8 reason", "\x03\xe8" "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 0, 1000),
-    C("bad byte in reason", "\x03\xe8" "ok\xff", WS_INVALID, 1007),
-    C("truncated reason", "\x03\xe8" "\xce", WS_INVALID, 1007),
-    C("surrogate in reason", "\x0f\xa0" "\xed\xa0\x80", WS_INVALID, 1007),
-    C("overlong in reason", "\x03\xe9" "\xc0\xaf", WS_INVALID, 1007),
+    C("ascii reason",
+      "\x03\xe8"
+      "bye",
+      0, 1000),
+    C("utf-8 reason",
+      "\x03\xe8"
+      "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+      0, 1000),
+    C("bad byte in reason",
+      "\x03\xe8"
+      "ok\xff",
+      WS_INVALID, 1007),
+    C("truncated reason",
+      "\x03\xe8"
+      "\xce",
+      WS_INVALID, 1007),
+    C("surrogate in reason",
+      "\x0f\xa0"
+      "\xed\xa0\x80",
+      WS_INVALID, 1007),
+    C("overlong in reason",
+      "\x03\xe9"
+      "\xc0\xaf",
+      WS_INVALID, 1007),
     /* a bad code is reported before a bad reason */
-    C("bad code and reason", "\x03\xec" "\xff", WS_INVALID, 1002),
+    C("bad code and reason",
+      "\x03\xec"
+      "\xff",
+      WS_INVALID, 1002),
 };
 
 /* Every row of close_cases. */
