@@ -142,4 +142,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 format:
-	clang-format -i src/*.c lib/*/*.[ch] tests/unit/*.[ch] tests/fuzz/*.c
+	clang-format -i src/*.c lib/*/*.[ch] tests/*/*.[ch] bench/*.[ch]

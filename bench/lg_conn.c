@@ -69,24 +69,15 @@ void lg_conn_end(struct lg_recv *r, struct lg_conn *c, enum lg_conn_end why)
     c->state = LG_CS_DEAD;
     conn_release(c);
     switch (why) {
-    case LG_END_CONNECT:
-        r->st.connect_errors++;
-        break;
-    case LG_END_HANDSHAKE:
-        r->st.handshake_errors++;
-        break;
-    case LG_END_CLOSE:
-        r->st.closes++;
-        break;
-    case LG_END_LOST:
-        r->st.disconnects++;
-        break;
+    case LG_END_CONNECT: r->st.connect_errors++; break;
+    case LG_END_HANDSHAKE: r->st.handshake_errors++; break;
+    case LG_END_CLOSE: r->st.closes++; break;
+    case LG_END_LOST: r->st.disconnects++; break;
     case LG_END_PROTOCOL:
         r->st.protocol_errors++;
         r->st.disconnects++;
         break;
-    case LG_END_SHUTDOWN:
-        break;
+    case LG_END_SHUTDOWN: break;
     }
 }
 
@@ -186,15 +177,9 @@ static void on_message(struct lg_recv *r, struct lg_conn *c, const uint8_t *p, s
             r->st.t_first_delivery = now;
         r->st.t_last_delivery = now;
         break;
-    case LG_TRACK_DUP:
-        r->st.duplicates++;
-        break;
-    case LG_TRACK_MISROUTED:
-        r->st.misrouted++;
-        break;
-    case LG_TRACK_UNKNOWN:
-        r->st.protocol_errors++;
-        break;
+    case LG_TRACK_DUP: r->st.duplicates++; break;
+    case LG_TRACK_MISROUTED: r->st.misrouted++; break;
+    case LG_TRACK_UNKNOWN: r->st.protocol_errors++; break;
     }
 }
 
@@ -247,8 +232,7 @@ static int on_frame(struct lg_recv *r, struct lg_conn *c, const struct lg_ws_fra
             return -1;
         }
         return 0;
-    case LG_WS_OP_PONG:
-        return 0;
+    case LG_WS_OP_PONG: return 0;
     case LG_WS_OP_CLOSE:
         /* Echo the status code; the socket closes right after, so ignore failures. */
         (void)send_control(r, c, LG_WS_OP_CLOSE, p, f->len >= 2 ? 2 : 0);

@@ -148,47 +148,20 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
                           .timeout = 120};
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 's':
-            o->sub = optarg;
-            break;
-        case 'p':
-            o->pub = optarg;
-            break;
-        case 'k':
-            o->secret = optarg;
-            break;
-        case 'n':
-            o->conns = arg_u64("conns", optarg, 1, 10000000);
-            break;
-        case 'i':
-            o->src_ips = (int)arg_u64("src-ips", optarg, 1, 254);
-            break;
-        case 'm':
-            o->messages = arg_u64("messages", optarg, 1, LG_TRACK_MAX_SEQ);
-            break;
-        case 'z':
-            o->size = arg_u64("size", optarg, 0, MAX_SIZE);
-            break;
-        case 'P':
-            o->publishers = (int)arg_u64("publishers", optarg, 1, MAX_PUBLISHERS);
-            break;
-        case 'r':
-            o->rate = arg_double("rate", optarg, 0, 1e9);
-            break;
-        case 'd':
-            o->duration = arg_double("duration", optarg, 0.001, 86400);
-            break;
-        case 'K':
-            o->keep = 1;
-            break;
-        case 'h':
-            o->hold = arg_double("hold", optarg, 0, 86400 * 7);
-            break;
-        case 't':
-            o->timeout = arg_double("timeout", optarg, 0.001, 86400 * 7);
-            break;
-        default:
-            usage();
+        case 's': o->sub = optarg; break;
+        case 'p': o->pub = optarg; break;
+        case 'k': o->secret = optarg; break;
+        case 'n': o->conns = arg_u64("conns", optarg, 1, 10000000); break;
+        case 'i': o->src_ips = (int)arg_u64("src-ips", optarg, 1, 254); break;
+        case 'm': o->messages = arg_u64("messages", optarg, 1, LG_TRACK_MAX_SEQ); break;
+        case 'z': o->size = arg_u64("size", optarg, 0, MAX_SIZE); break;
+        case 'P': o->publishers = (int)arg_u64("publishers", optarg, 1, MAX_PUBLISHERS); break;
+        case 'r': o->rate = arg_double("rate", optarg, 0, 1e9); break;
+        case 'd': o->duration = arg_double("duration", optarg, 0.001, 86400); break;
+        case 'K': o->keep = 1; break;
+        case 'h': o->hold = arg_double("hold", optarg, 0, 86400 * 7); break;
+        case 't': o->timeout = arg_double("timeout", optarg, 0.001, 86400 * 7); break;
+        default: usage();
         }
     }
     if (optind != argc - 1)

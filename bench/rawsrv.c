@@ -102,23 +102,23 @@ enum conn_state {
 struct conn {
     int fd;
     enum conn_state state;
-    int dead;           /* closed while CONN_WAITING: the publish frees it */
-    uint32_t events;    /* epoll interest currently registered */
-    size_t ws_index;    /* position in worker.ws while CONN_WS */
-    char *in;           /* owned; request bytes not yet handled */
+    int dead;        /* closed while CONN_WAITING: the publish frees it */
+    uint32_t events; /* epoll interest currently registered */
+    size_t ws_index; /* position in worker.ws while CONN_WS */
+    char *in;        /* owned; request bytes not yet handled */
     size_t in_len, in_cap;
-    char *out;          /* owned; bytes a short write left over */
+    char *out; /* owned; bytes a short write left over */
     size_t out_off, out_len, out_cap;
     struct conn *next_free; /* borrowed; graveyard link */
 };
 
 struct pub {
-    char *frame;             /* owned; the encoded frame */
+    char *frame; /* owned; the encoded frame */
     size_t len;
-    atomic_int pending;      /* threads that have not finished the fan-out */
-    atomic_long delivered;   /* connections the frame was written or queued to */
-    struct worker *origin;   /* borrowed; the thread that answers (--sync) */
-    struct conn *client;     /* borrowed; the HTTP connection waiting, NULL if answered */
+    atomic_int pending;    /* threads that have not finished the fan-out */
+    atomic_long delivered; /* connections the frame was written or queued to */
+    struct worker *origin; /* borrowed; the thread that answers (--sync) */
+    struct conn *client;   /* borrowed; the HTTP connection waiting, NULL if answered */
 };
 
 enum job_kind {
@@ -138,21 +138,21 @@ struct worker {
     int id;
     int epfd, lfd, efd;
     pthread_t thread;
-    pthread_mutex_t lock;     /* guards head and tail */
-    struct job *head, *tail;  /* owned; jobs posted by any thread */
-    struct conn **ws;         /* owned array of owned conns */
+    pthread_mutex_t lock;    /* guards head and tail */
+    struct job *head, *tail; /* owned; jobs posted by any thread */
+    struct conn **ws;        /* owned array of owned conns */
     size_t nws, ws_cap;
-    atomic_size_t nws_seen;   /* nws, for other threads' answers */
-    char *batch;              /* owned; frames concatenated for one write */
+    atomic_size_t nws_seen; /* nws, for other threads' answers */
+    char *batch;            /* owned; frames concatenated for one write */
     size_t batch_cap;
-    struct conn *graveyard;   /* owned; closed conns freed after the batch */
+    struct conn *graveyard; /* owned; closed conns freed after the batch */
 };
 
 static char listen_tag, wake_tag; /* epoll data for the listener and eventfd */
 static struct worker *workers;    /* owned; the W workers */
 static struct worker pub_thread;  /* serves the publishers' connections */
 static int nworkers;
-static int sync_mode;             /* --sync: answer after the writes, one frame each */
+static int sync_mode; /* --sync: answer after the writes, one frame each */
 
 static void fail(const char *what)
 {
@@ -180,7 +180,7 @@ static int conn_want(struct worker *w, struct conn *c)
         ev |= EPOLLOUT;
     if (ev == c->events)
         return 0;
-    struct epoll_event e = { .events = ev, .data.ptr = c };
+    struct epoll_event e = {.events = ev, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &e) < 0)
         return -1;
     c->events = ev;
@@ -291,8 +291,7 @@ static int http_reply(struct worker *w, struct conn *c, const char *status, cons
 }
 
 /* Finds header `name` in a request head; returns its trimmed value or NULL. */
-static const char *header_value(const char *head, size_t head_len, const char *name,
-                                size_t *len)
+static const char *header_value(const char *head, size_t head_len, const char *name, size_t *len)
 {
     size_t nlen = strlen(name);
     const char *end = head + head_len;
@@ -359,7 +358,7 @@ static int upgrade(struct worker *w, struct conn *c, const char *head, size_t he
 static void post_job(struct worker *to, enum job_kind kind, struct pub *p, struct conn *c)
 {
     struct job *j = xrealloc(NULL, sizeof *j);
-    *j = (struct job){ .kind = kind, .pub = p, .conn = c };
+    *j = (struct job){.kind = kind, .pub = p, .conn = c};
     pthread_mutex_lock(&to->lock);
     if (to->tail != NULL)
         to->tail->next = j;
@@ -627,7 +626,7 @@ static struct job *run_fanouts(struct worker *w, struct job *j)
 /* Takes over a publisher's connection a worker handed over, with its request. */
 static void adopt(struct worker *w, struct conn *c)
 {
-    struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
     c->state = CONN_HTTP;
     c->events = EPOLLIN;
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &e) < 0 || handle_http(w, c) < 0 ||
@@ -681,8 +680,8 @@ static void accept_all(struct worker *w)
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
             fail("TCP_NODELAY");
         struct conn *c = xrealloc(NULL, sizeof *c);
-        *c = (struct conn){ .fd = fd, .state = CONN_HTTP, .events = EPOLLIN };
-        struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+        *c = (struct conn){.fd = fd, .state = CONN_HTTP, .events = EPOLLIN};
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
             fail("epoll_ctl add");
     }
@@ -737,7 +736,7 @@ static void *worker_main(void *arg)
 /* Creates a thread's epoll set, eventfd and queue lock (and nothing to accept). */
 static void loop_init(struct worker *w, int id)
 {
-    *w = (struct worker){ .id = id, .lfd = -1 };
+    *w = (struct worker){.id = id, .lfd = -1};
     atomic_init(&w->nws_seen, 0);
     if (pthread_mutex_init(&w->lock, NULL) != 0)
         fail("pthread_mutex_init");
@@ -745,7 +744,7 @@ static void loop_init(struct worker *w, int id)
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->epfd < 0 || w->efd < 0)
         fail("epoll_create1/eventfd");
-    struct epoll_event ee = { .events = EPOLLIN, .data.ptr = &wake_tag };
+    struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &wake_tag};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->efd, &ee) < 0)
         fail("epoll_ctl");
 }
@@ -765,7 +764,7 @@ static void worker_init(struct worker *w, int id, const struct sockaddr_in *addr
         fail("bind");
     if (listen(w->lfd, 4096) < 0)
         fail("listen");
-    struct epoll_event le = { .events = EPOLLIN, .data.ptr = &listen_tag };
+    struct epoll_event le = {.events = EPOLLIN, .data.ptr = &listen_tag};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, &le) < 0)
         fail("epoll_ctl");
 }
@@ -798,10 +797,10 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "listen", required_argument, NULL, 'l' },
-        { "threads", required_argument, NULL, 't' },
-        { "sync", no_argument, NULL, 's' },
-        { NULL, 0, NULL, 0 },
+        {"listen", required_argument, NULL, 'l'},
+        {"threads", required_argument, NULL, 't'},
+        {"sync", no_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
     };
     const char *listen_at = NULL;
     nworkers = 0;

@@ -28,7 +28,7 @@ struct fake_worker {
     pthread_t thread;
     int id;
     fake_worker_fn run;
-    int ran[16];   /* the first job types run, in order */
+    int ran[16]; /* the first job types run, in order */
     int nran;
 };
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PATTERNS = ("src/*.c", "lib/*/*.[ch]", "tests/unit/*.[ch]", "tests/fuzz/*.c")
+PATTERNS = ("src/*.c", "lib/*/*.[ch]", "tests/*/*.[ch]", "bench/*.[ch]")
 
 
 def unformatted(root, files):
