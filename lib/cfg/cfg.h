@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cfg_value.h" /* the value parsers, public too: cfg_parse_size, ... */
+
 #define CFG_DEV_SECRET "herald-dev-secret"
 #define HERALD_VERSION "0.1.0"
 
@@ -135,16 +137,5 @@ void cfg_free(struct cfg *c);
  * tests and tools enumerate every key (docs/config.md, herald.ini.example).
  */
 const char *cfg_key_name(size_t i);
-
-/* Is this listen address on loopback (127.0.0.0/8, ::1, localhost) or a unix: path? */
-int cfg_listen_is_local(const char *listen);
-
-/*
- * Parse a size ("512", "8k", "1M", "2G") or a duration ("250ms", "10s",
- * "2m", "1h"; a bare number is seconds). Return 0, or -1 when malformed
- * or out of range.
- */
-int cfg_parse_size(const char *s, uint64_t *out);
-int cfg_parse_duration_ms(const char *s, int64_t *out);
 
 #endif

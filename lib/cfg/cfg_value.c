@@ -31,7 +31,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "cfg.h"
 #include "chan.h"
 #include "net.h"
 #include "xmalloc.h"

@@ -11,20 +11,33 @@
  *             cfg_parse_list return 0, or -1 with *why set to one malloc'd
  *             line such as "expected ..., got 'VALUE'" for the caller to free.
  * Spec notes: cfg_parse_size, cfg_parse_duration_ms and cfg_listen_is_local
- *             are public API and stay declared in cfg.h; they are defined in
- *             cfg_value.c with the rest.
+ *             are public API too: cfg.h includes this header, so its
+ *             callers reach them as before. This header needs nothing of
+ *             cfg.h (cfg.c depends on it, never the reverse).
  * Tests:      tests/unit/test_cfg_value.c.
  */
 #ifndef HERALD_CFG_VALUE_H
 #define HERALD_CFG_VALUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Units of the values: sizes are in bytes, durations in milliseconds. */
 #define CFG_K 1024LL
 #define CFG_SECOND 1000LL
 #define CFG_MINUTE (60 * CFG_SECOND)
 #define CFG_HOUR (60 * CFG_MINUTE)
+
+/* Is this listen address on loopback (127.0.0.0/8, ::1, localhost) or a unix: path? */
+int cfg_listen_is_local(const char *listen);
+
+/*
+ * Parse a size ("512", "8k", "1M", "2G") or a duration ("250ms", "10s",
+ * "2m", "1h"; a bare number is seconds). Return 0, or -1 when malformed
+ * or out of range.
+ */
+int cfg_parse_size(const char *s, uint64_t *out);
+int cfg_parse_duration_ms(const char *s, int64_t *out);
 
 /*
  * Parse a decimal integer with an optional leading '-' and nothing else
