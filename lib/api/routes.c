@@ -362,7 +362,7 @@ static json_t *routes_client_errors(const struct stats *st)
 {
     json_t *o = json_object();
 
-    for (int e = 0; e < PROTO_NERR; e++)
+    for (int e = PROTO_E_FIRST; e < PROTO_NERR; e++)
         json_object_set_new(o, proto_err_name((enum proto_err)e),
                             json_integer((json_int_t)st->client_errors[e]));
     return o;

@@ -132,13 +132,13 @@ static json_t *client_rpc_body(struct conn *c)
                      "connection", id);
 }
 
-/* Start a PHP call for c and put it on c's list. Returns 0, or the error to answer. */
-static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const json_t *ref,
-                       const char *channel, const char *since)
+/* Start a PHP call for c and put it on c's list. Returns PROTO_OK, or the error to answer. */
+static enum proto_err client_call(struct conn *c, enum rpc_kind kind, json_t *body,
+                                  const json_t *ref, const char *channel, const char *since)
 {
     struct client *cl = client_get(c);
     struct rpc_call *call;
-    int err;
+    enum proto_err err;
 
     if (cl->ncalls >= (unsigned)conn_cfg(c)->rpc_max_per_conn) {
         json_decref(body);
@@ -153,29 +153,35 @@ static int client_call(struct conn *c, enum rpc_kind kind, json_t *body, const j
     call->conn_next = cl->calls;
     cl->calls = call;
     cl->ncalls++;
-    return -1;
+    return PROTO_OK;
 }
 
-/* Does a static rule let c subscribe? 1 yes, 0 no, or an error to answer. */
-static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, const char **why)
+/*
+ * Does a static rule let c subscribe? PROTO_OK yes; PROTO_E_FORBIDDEN when
+ * no rule grants the channel (a subscribe hook may still); another error
+ * (a bad channel token) to answer as it is.
+ */
+static enum proto_err client_may_subscribe(struct conn *c, const struct proto_cmd *cmd,
+                                           const char **why)
 {
     const struct cfg *cfg = conn_cfg(c);
     struct client *cl = c->client;
     struct tok_claims claims;
     const char *granted;
-    int r;
+    enum proto_err r;
+    int bad;
 
     if (chan_match_any(cfg->public_channels, cfg->npublic_channels, cmd->channel, cmd->channel_len))
-        return 1;
+        return PROTO_OK;
     if (cl != NULL && chan_match_any(cl->channels, cl->nchannels, cmd->channel, cmd->channel_len))
-        return 1;
+        return PROTO_OK;
     /* Anonymous connections may have public channels only. */
     if (cmd->token == NULL || client_user(c) == NULL)
-        return 0;
-    r = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret, cfg->secret_len,
-                   time(NULL), cfg->token_leeway, &claims);
-    if (r != 0) {
-        *why = tok_strerror(r);
+        return PROTO_E_FORBIDDEN;
+    bad = tok_verify(cmd->token, cmd->token_len, (const unsigned char *)cfg->secret,
+                     cfg->secret_len, time(NULL), cfg->token_leeway, &claims);
+    if (bad != 0) {
+        *why = tok_strerror(bad);
         return PROTO_E_BAD_TOKEN;
     }
     granted = json_string_value(json_object_get(claims.payload, "channel"));
@@ -189,7 +195,7 @@ static int client_may_subscribe(struct conn *c, const struct proto_cmd *cmd, con
     else if (strcmp(claims.sub, client_user(c)) != 0)
         *why = "the channel token is for another user";
     else
-        r = 1;
+        r = PROTO_OK;
     tok_claims_free(&claims);
     return r;
 }
@@ -307,7 +313,7 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
     struct client *cl = c->client;
     const char *why = "not allowed to subscribe to this channel";
     struct sub *s = cl != NULL ? sub_of_conn(cl->subs, cmd->channel, cmd->channel_len) : NULL;
-    int r;
+    enum proto_err r;
 
     if (s != NULL) {
         client_subscribe_again(c, cmd->ref, s, cmd->since);
@@ -319,20 +325,21 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
         return;
     }
     r = client_may_subscribe(c, cmd, &why);
-    if (r == 1) {
+    if (r == PROTO_OK) {
         client_subscribe_now(c, cmd->ref, cmd->channel, cmd->since);
         return;
     }
-    if (r == 0 && (conn_cfg(c)->hooks & CFG_HOOK_SUBSCRIBE) && client_user(c) != NULL) {
+    if (r == PROTO_E_FORBIDDEN && (conn_cfg(c)->hooks & CFG_HOOK_SUBSCRIBE) &&
+        client_user(c) != NULL) {
         json_t *body = client_rpc_body(c);
 
         json_object_set_new(body, "channel", json_string(cmd->channel));
         r = client_call(c, RPC_SUBSCRIBE, body, cmd->ref, cmd->channel, cmd->since);
-        if (r < 0)
+        if (r == PROTO_OK)
             return;
         why = "PHP could not be asked";
     }
-    client_fail(c, cmd->ref, r == 0 ? PROTO_E_FORBIDDEN : (enum proto_err)r, why);
+    client_fail(c, cmd->ref, r, why);
 }
 
 /* Remove one subscription of c, with its presence and directory entries. */
@@ -407,7 +414,7 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
 static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
 {
     json_t *body;
-    int r;
+    enum proto_err r;
 
     if (conn_cfg(c)->rpc_socket == NULL) {
         client_fail(c, cmd->ref, PROTO_E_RPC_DISABLED, "RPC is not configured on this server");
@@ -417,8 +424,8 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
     json_object_set_new(body, "method", json_string(cmd->method));
     json_object_set(body, "data", cmd->data != NULL ? cmd->data : json_null());
     r = client_call(c, RPC_CALL, body, cmd->ref, NULL, NULL);
-    if (r >= 0)
-        client_fail(c, cmd->ref, (enum proto_err)r,
+    if (r != PROTO_OK)
+        client_fail(c, cmd->ref, r,
                     r == PROTO_E_RPC_BUSY ? "too many calls in flight" : "PHP cannot be reached");
 }
 
@@ -448,14 +455,14 @@ void client_message(struct conn *c, const char *text, size_t len)
 {
     struct proto_cmd cmd;
     const char *why = NULL;
-    int r = proto_parse(text, len, &cmd, &why);
+    enum proto_err r = proto_parse(text, len, &cmd, &why);
 
     if (!client_rate_ok(c)) {
         r = PROTO_E_RATE_LIMITED;
         why = "over command_rate: slow down";
     }
-    if (r >= 0) {
-        client_fail(c, cmd.ref, (enum proto_err)r, why);
+    if (r != PROTO_OK) {
+        client_fail(c, cmd.ref, r, why);
         proto_cmd_free(&cmd);
         return;
     }
@@ -483,7 +490,7 @@ static void client_recover_user(struct conn *c, const char *since)
 
 void client_opened(struct conn *c, const char *since)
 {
-    int err;
+    enum proto_err err;
 
     client_recover_user(c, since);
     if (!(conn_cfg(c)->hooks & CFG_HOOK_CONNECT))
@@ -497,7 +504,7 @@ void client_closed(struct conn *c)
 {
     struct client *cl = c->client;
     json_t *body;
-    int err;
+    enum proto_err err;
 
     if (cl != NULL) {
         while (cl->subs != NULL)
@@ -551,7 +558,7 @@ static void client_app_error(struct conn *c, const struct rpc_call *call,
 /* Does a subscribe hook's answer allow: true or {"allow": true}? */
 static int client_hook_allows(const struct rpc_result *res)
 {
-    if (res->err >= 0 || res->status / 100 != 2)
+    if (res->err != PROTO_OK || res->status / 100 != 2)
         return 0;
     return json_is_true(res->answer) || json_is_true(json_object_get(res->answer, "allow"));
 }
@@ -562,8 +569,8 @@ static void client_hook_subscribed(struct conn *c, const struct rpc_call *call,
 {
     struct client *cl = c->client;
 
-    if (res->err >= 0) {
-        client_fail(c, call->ref, (enum proto_err)res->err, res->why);
+    if (res->err != PROTO_OK) {
+        client_fail(c, call->ref, res->err, res->why);
         return;
     }
     if (!client_hook_allows(res)) {
@@ -591,8 +598,8 @@ void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)
         client_hook_subscribed(c, call, res);
         return;
     }
-    if (res->err >= 0)
-        client_fail(c, call->ref, (enum proto_err)res->err, res->why);
+    if (res->err != PROTO_OK)
+        client_fail(c, call->ref, res->err, res->why);
     else if (res->status / 100 == 2)
         client_send(c, proto_reply(call->ref, res->body, res->body_len));
     else

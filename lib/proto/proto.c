@@ -24,20 +24,10 @@
 #define PROTO_MAX_INT_REF ((json_int_t)9007199254740991LL)
 
 static const char *const proto_err_names[PROTO_NERR] = {
-    "bad_json",
-    "bad_command",
-    "bad_channel",
-    "forbidden",
-    "bad_token",
-    "not_subscribed",
-    "too_many_subscriptions",
-    "rpc_disabled",
-    "rpc_busy",
-    "rpc_unavailable",
-    "rpc_timeout",
-    "rpc_failed",
-    "rpc_bad_reply",
-    "rate_limited",
+    "ok",           "bad_json",      "bad_command",     "bad_channel",
+    "forbidden",    "bad_token",     "not_subscribed",  "too_many_subscriptions",
+    "rpc_disabled", "rpc_busy",      "rpc_unavailable", "rpc_timeout",
+    "rpc_failed",   "rpc_bad_reply", "rate_limited",
 };
 
 const char *proto_err_name(enum proto_err e)
@@ -100,7 +90,7 @@ static int proto_ref_valid(const json_t *v)
 }
 
 /* Read "op" into cmd->op. */
-static int proto_read_op(const json_t *root, struct proto_cmd *cmd, const char **why)
+static enum proto_err proto_read_op(const json_t *root, struct proto_cmd *cmd, const char **why)
 {
     const json_t *v = json_object_get(root, "op");
     const char *op = json_string_value(v);
@@ -126,11 +116,12 @@ static int proto_read_op(const json_t *root, struct proto_cmd *cmd, const char *
         *why = "unknown op";
         return PROTO_E_BAD_COMMAND;
     }
-    return -1;
+    return PROTO_OK;
 }
 
 /* Read "channel" (required for every op but rpc). */
-static int proto_read_channel(const json_t *root, struct proto_cmd *cmd, const char **why)
+static enum proto_err proto_read_channel(const json_t *root, struct proto_cmd *cmd,
+                                         const char **why)
 {
     const json_t *ch = json_object_get(root, "channel");
 
@@ -144,19 +135,20 @@ static int proto_read_channel(const json_t *root, struct proto_cmd *cmd, const c
     }
     cmd->channel = json_string_value(ch);
     cmd->channel_len = json_string_length(ch);
-    return -1;
+    return PROTO_OK;
 }
 
 /* Read the members of subscribe and publish. */
-static int proto_read_channel_op(const json_t *root, struct proto_cmd *cmd, const char **why)
+static enum proto_err proto_read_channel_op(const json_t *root, struct proto_cmd *cmd,
+                                            const char **why)
 {
     const json_t *tok = json_object_get(root, "token");
     const json_t *since = json_object_get(root, "since");
     const json_t *event = json_object_get(root, "event");
     const json_t *echo = json_object_get(root, "echo");
-    int r = proto_read_channel(root, cmd, why);
+    enum proto_err r = proto_read_channel(root, cmd, why);
 
-    if (r >= 0)
+    if (r != PROTO_OK)
         return r;
     if (cmd->op == PROTO_SUBSCRIBE && since != NULL) {
         if (!json_is_string(since) || json_string_length(since) > PROTO_MAX_SINCE ||
@@ -175,7 +167,7 @@ static int proto_read_channel_op(const json_t *root, struct proto_cmd *cmd, cons
         cmd->token_len = json_string_length(tok);
     }
     if (cmd->op != PROTO_PUBLISH)
-        return -1;
+        return PROTO_OK;
     if (event != NULL && (!json_is_string(event) ||
                           !proto_event_valid(json_string_value(event), json_string_length(event)) ||
                           strlen(json_string_value(event)) != json_string_length(event))) {
@@ -189,11 +181,11 @@ static int proto_read_channel_op(const json_t *root, struct proto_cmd *cmd, cons
     cmd->event = event != NULL ? json_string_value(event) : "message";
     cmd->echo = echo == NULL || json_is_true(echo);
     cmd->data = json_object_get(root, "data");
-    return -1;
+    return PROTO_OK;
 }
 
 /* Read the members of rpc. */
-static int proto_read_rpc(const json_t *root, struct proto_cmd *cmd, const char **why)
+static enum proto_err proto_read_rpc(const json_t *root, struct proto_cmd *cmd, const char **why)
 {
     const json_t *method = json_object_get(root, "method");
 
@@ -204,13 +196,13 @@ static int proto_read_rpc(const json_t *root, struct proto_cmd *cmd, const char 
     }
     cmd->method = json_string_value(method);
     cmd->data = json_object_get(root, "data");
-    return -1;
+    return PROTO_OK;
 }
 
-int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why)
+enum proto_err proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why)
 {
     json_t *ref;
-    int r;
+    enum proto_err r;
 
     memset(cmd, 0, sizeof *cmd);
     cmd->root =
@@ -227,7 +219,7 @@ int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char 
         }
         cmd->ref = ref;
     }
-    if ((r = proto_read_op(cmd->root, cmd, why)) >= 0)
+    if ((r = proto_read_op(cmd->root, cmd, why)) != PROTO_OK)
         return r;
     if (cmd->op == PROTO_RPC)
         return proto_read_rpc(cmd->root, cmd, why);

@@ -32,7 +32,9 @@ enum proto_op {
 };
 
 /* Error codes Herald answers with, in the order of docs/protocol.md's table. */
+/* What a parse or a command came to: PROTO_OK (0), or the error to answer with. */
 enum proto_err {
+    PROTO_OK = 0,
     PROTO_E_BAD_JSON,
     PROTO_E_BAD_COMMAND,
     PROTO_E_BAD_CHANNEL,
@@ -50,7 +52,10 @@ enum proto_err {
     PROTO_NERR,
 };
 
-/* The code's name as sent to clients and shown in /stats. */
+/* The first error, where a loop over the errors starts (PROTO_OK is none). */
+#define PROTO_E_FIRST PROTO_E_BAD_JSON
+
+/* The error's name as sent to clients and shown in /stats ("ok" for PROTO_OK). */
 const char *proto_err_name(enum proto_err e);
 
 struct proto_cmd {
@@ -69,11 +74,11 @@ struct proto_cmd {
 };
 
 /*
- * Parse one text message. Returns -1 and fills *cmd, or the error to answer
+ * Parse one text message. Returns PROTO_OK and fills *cmd, or the error to answer
  * with *why set to a static explanation. On error cmd->ref may still be set
  * (answer with it); either way the caller calls proto_cmd_free.
  */
-int proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why);
+enum proto_err proto_parse(const char *text, size_t len, struct proto_cmd *cmd, const char **why);
 
 /* Release the command's document. Safe on a zeroed or freed command. */
 void proto_cmd_free(struct proto_cmd *cmd);

@@ -133,10 +133,10 @@ static void rpc_end(struct rpc_call *call, struct rpc_result *res)
 {
     struct stats *st = &call->w->sites[call->site].stats;
 
-    if (res->err >= 0) {
+    if (res->err != PROTO_OK) {
         st->rpc_failed++;
         log_msg(LOG_WARN, "rpc", "%s call failed: %s: %s", rpc_kind_names[call->kind],
-                proto_err_name((enum proto_err)res->err), res->why);
+                proto_err_name(res->err), res->why);
     } else if (res->status / 100 == 2) {
         st->rpc_replies++;
     } else {
@@ -158,7 +158,7 @@ static void rpc_fail(struct rpc_call *call, enum proto_err e, const char *fmt, c
 }
 
 struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
-                           json_t *body, int *err)
+                           json_t *body, enum proto_err *err)
 {
     const struct cfg *cfg = w->cfg->sites[site];
     atomic_int *inflight = &w->hub->sites[site].rpc_inflight;
@@ -270,7 +270,7 @@ static void rpc_answered(struct rpc_call *call)
         return;
     }
     memset(&res, 0, sizeof res);
-    res.err = -1;
+    res.err = PROTO_OK;
     res.status = r.status;
     res.body = r.body;
     res.body_len = r.body_len;

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "fcgi_client.h"
+#include "proto.h"
 
 struct worker;
 struct conn;
@@ -54,19 +55,19 @@ struct rpc_call {
 };
 
 /*
- * How a call ended: err >= 0, a Herald failure (enum proto_err) explained
- * by why; or err == -1 and PHP answered: a 2xx status with JSON text in
+ * How a call ended: err is a Herald failure explained by why; or err is
+ * PROTO_OK and PHP answered: a 2xx status with JSON text in
  * body, or another status with {"code","message"} whose code is valid
  * (herald_rpc_error). Any other answer is turned into PROTO_E_RPC_FAILED
  * or PROTO_E_RPC_BAD_REPLY here.
  */
 struct rpc_result {
-    int err;
+    enum proto_err err;
     char why[128];
     int status;
     const char *body; /* borrowed: the JSON text, valid until client_rpc_done returns */
     size_t body_len;
-    const json_t *answer; /* borrowed: body parsed, when err == -1 */
+    const json_t *answer; /* borrowed: body parsed, when err is PROTO_OK */
 };
 
 /*
@@ -78,7 +79,7 @@ struct rpc_result {
  * that cannot reach php-fpm as rpc_failed.
  */
 struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
-                           json_t *body, int *err);
+                           json_t *body, enum proto_err *err);
 
 /* End every call still in flight without a result (worker exit). */
 void rpc_abort_all(struct worker *w);

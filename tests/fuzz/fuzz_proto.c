@@ -183,15 +183,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct proto_cmd cmd;
     const char *why = NULL;
-    int r = proto_parse((const char *)data, size, &cmd, &why);
+    enum proto_err r = proto_parse((const char *)data, size, &cmd, &why);
     json_t *o;
 
-    if (r < 0) {
-        CHECK(r == -1);
+    if (r == PROTO_OK) {
         check_command(&cmd);
         check_frames(&cmd);
     } else {
-        CHECK(r < PROTO_NERR && why != NULL && why[0] != '\0');
+        CHECK(r >= PROTO_E_FIRST && r < PROTO_NERR && why != NULL && why[0] != '\0');
         CHECK(r != PROTO_E_BAD_JSON || cmd.ref == NULL);
         /* the refusal, as client_fail sends it */
         o = frame_json(proto_error(cmd.ref, proto_err_name(r), why));

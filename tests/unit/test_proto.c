@@ -30,7 +30,7 @@
 #include "proto.h"
 #include "ws.h"
 
-#define OK (-1) /* proto_parse's success */
+#define OK PROTO_OK /* proto_parse's success */
 
 #define C10 "cccccccccc"
 #define C50 C10 C10 C10 C10 C10
@@ -403,7 +403,7 @@ static void test_proto_parse_table(void **state)
         if (r != c->ret) {
             print_error("case \"%s\": got %d (%s), want %d\n", c->what, r, why ? why : "-", c->ret);
             failed++;
-        } else if (r >= 0 && (why == NULL || why[0] == '\0')) {
+        } else if (r != OK && (why == NULL || why[0] == '\0')) {
             print_error("case \"%s\": no explanation\n", c->what);
             failed++;
         } else if (c->ref == NULL ? cmd.ref != NULL : !json_is(cmd.ref, c->ref)) {
@@ -654,6 +654,7 @@ static void test_proto_err_names(void **state)
 {
     /* the table of docs/protocol.md, in its order */
     static const char *const names[PROTO_NERR] = {
+        "ok", /* success: never sent, not counted */
         "bad_json",
         "bad_command",
         "bad_channel",
@@ -670,6 +671,8 @@ static void test_proto_err_names(void **state)
         "rate_limited",
     };
 
+    assert_int_equal(PROTO_OK, 0);
+    assert_int_equal(PROTO_E_FIRST, 1);
     for (int e = 0; e < PROTO_NERR; e++) {
         assert_string_equal(proto_err_name((enum proto_err)e), names[e]);
         /* every name is itself a valid code */
