@@ -1,5 +1,6 @@
 /*
- * routes.c -- the API's routes: POST /publish, GET /health, GET /stats.
+ * routes.c -- the API's routes: POST /publish, GET /presence, GET /health,
+ * GET /stats.
  *
  * Owns:       request validation and the JSON answers.
  * Called by:  api.c, on an API thread, once per request.

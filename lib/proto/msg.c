@@ -2,7 +2,7 @@
  * msg.c -- shared outgoing frames.
  *
  * Owns:       struct msg allocations.
- * Called by:  lib/api/routes.c and conn.c; any thread.
+ * Called by:  proto.c, conn.c and worker.c; any thread.
  * Invariants: a publish is encoded here exactly once, whatever the number
  *             of recipients; recipients share it by reference (h2o's shared
  *             chunks, Redis' incrRefCount). Release order: the thread that

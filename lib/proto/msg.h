@@ -3,8 +3,10 @@
  *
  * Owns:       struct msg, an immutable WebSocket frame (header + payload)
  *             with an atomic reference count.
- * Called by:  lib/api/routes.c (creates one per publish, on an API thread),
- *             conn.c (each out-queue entry holds one reference).
+ * Called by:  proto.c (makes every JSON frame: one per publish, on the
+ *             thread that publishes), conn.c and worker.c (control frames:
+ *             pong, close, ping, the 101); conn.c's out-queue entries each
+ *             hold one reference.
  * Invariants: the bytes never change after msg_new*, but for one case: a
  *             pong a conn holds alone and has not started writing takes a
  *             later ping's payload in place (conn.c, conn_pong). Only refs

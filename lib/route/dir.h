@@ -2,9 +2,11 @@
  * dir.h -- the directory: which workers hold a connection of each user.
  *
  * Owns:       struct dir (striped hash tables of user id -> worker mask).
- * Called by:  conn.c on a worker's thread, when a user's first connection
- *             on that worker opens and when its last one closes; the API
- *             threads, once per publish (routing) and per /stats (count).
+ * Called by:  conn.c (users) and client.c (channels) on a worker's thread,
+ *             when the first connection on that worker opens or subscribes
+ *             and when the last one closes or leaves; pub.c once per publish
+ *             (routing, on API and worker threads); routes.c for online
+ *             lookups and /stats counts.
  * Invariants: safe on any thread: each stripe has its own mutex, held only
  *             for one hash lookup. A worker sets its bit after adding the
  *             user to its own registry and clears it before removing, so a
