@@ -24,6 +24,7 @@
 
 #include "api.h"
 #include "cfg.h"
+#include "client.h"
 #include "cmd.h"
 #include "hist.h"
 #include "lim.h"
@@ -134,7 +135,7 @@ static int start_workers(struct herald *h, char **cause)
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = worker_new(i, cfg, &h->hub, h->shared_lfd, cause);
+        struct worker *w = worker_new(i, cfg, &h->hub, &client_conn_ops, h->shared_lfd, cause);
 
         if (w == NULL)
             return -1;

@@ -618,3 +618,18 @@ void client_emit_presence(void *arg, int join, const char *channel, const char *
     }
     pub_hand_out(c->w->hub, client_channel_job(c, channel, m, 0), 1);
 }
+
+/* conn_ops.on_free: the connection's protocol state goes with it. */
+static void client_on_free(struct conn *c)
+{
+    client_free(c->client);
+    c->client = NULL;
+}
+
+const struct conn_ops client_conn_ops = {
+    .on_claims = client_claims,
+    .on_open = client_opened,
+    .on_message = client_message,
+    .on_close = client_closed,
+    .on_free = client_on_free,
+};

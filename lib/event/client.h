@@ -5,8 +5,9 @@
  * Owns:       struct client, a connection's protocol state, allocated
  *             only for connections that need it (a token with claims,
  *             a first command), so an idle connection pays one pointer.
- * Called by:  conn.c (claims at the handshake, each text message, the
- *             connection opening and leaving), rpc.c (a call's result),
+ * Called by:  conn.c through client_conn_ops, which main.c hands the
+ *             workers (claims at the handshake, each text message, the
+ *             connection opening, leaving and freed); rpc.c (a call's result),
  *             worker.c (a channel delivery's skip check), on the owning
  *             worker's thread only.
  * Invariants: authorization is decided here and only here; answers go
@@ -21,6 +22,7 @@
 #include <jansson.h>
 
 struct conn;
+struct conn_ops;
 struct sub;
 struct rpc_call;
 struct rpc_result;
@@ -38,6 +40,9 @@ struct client {
     double tokens;   /* command_rate bucket: commands allowed now */
     double refilled; /* loop time of the last refill; 0 = never */
 };
+
+/* The browser protocol as a connection's owner: the functions below, for worker_new. */
+extern const struct conn_ops client_conn_ops;
 
 /*
  * Keep what the verified token grants beyond the user id (channels, info).

@@ -40,7 +40,6 @@
 #include <unistd.h>
 
 #include "cfg.h"
-#include "client.h"
 #include "dir.h"
 #include "handshake.h"
 #include "hist.h"
@@ -327,7 +326,7 @@ static void conn_leave_open(struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
-    client_closed(c);
+    c->w->conn_ops->on_close(c);
     if (c->total_counted)
         lim_total_release(c->w->hub->lim);
     c->total_counted = 0;
@@ -441,7 +440,7 @@ void conn_free(struct conn *c)
     free(c->head);
     free(c->ctrl);
     free(c->mbuf);
-    client_free(c->client);
+    c->w->conn_ops->on_free(c);
     free(c->addr);
     free(c);
 }
@@ -502,7 +501,7 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
     }
     if (json_object_get(claims->payload, "channel") != NULL)
         why = "a channel token is not a connection token";
-    else if (client_claims(c, claims->payload, &why) == 0)
+    else if (c->w->conn_ops->on_claims(c, claims->payload, &why) == 0)
         return HS_OK;
     log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id, why);
     return HS_BAD_TOKEN;
@@ -568,14 +567,14 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
     int n;
 
     if (!res->has_since) {
-        client_opened(c, NULL);
+        c->w->conn_ops->on_open(c, NULL);
         return;
     }
     n = http_percent_decode(res->since, since, sizeof since - 1);
     if (n < 0)
         n = snprintf(since, sizeof since, "?");
     since[n] = '\0';
-    client_opened(c, since);
+    c->w->conn_ops->on_open(c, since);
 }
 
 /*
@@ -748,7 +747,7 @@ static void conn_message_end(struct conn *c)
         return;
     }
     if (c->mtext)
-        client_message(c, (const char *)c->mbuf, (size_t)c->mlen);
+        c->w->conn_ops->on_message(c, (const char *)c->mbuf, (size_t)c->mlen);
     else
         log_msg(LOG_DEBUG, "conn", "conn=%llu binary message of %llu bytes ignored",
                 (unsigned long long)c->id, (unsigned long long)c->mlen);

@@ -19,11 +19,13 @@
 #include <stdint.h>
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "reg.h"
 #include "utf8.h"
 #include "ws.h"
 
+struct conn;
 struct worker;
 struct worker_site;
 struct msg;
@@ -44,6 +46,25 @@ enum conn_timer {
     CONN_TIMER_NONE,
     CONN_TIMER_HANDSHAKE,
     CONN_TIMER_CLOSING,
+};
+
+/*
+ * What a connection hands its owner, the protocol spoken over it (client.c
+ * in Herald, a test's functions in test_conn.c), on the worker's thread.
+ * One table for every connection of a worker (worker_new); the owner keeps
+ * its state in c->client, which conn.c never looks into.
+ */
+struct conn_ops {
+    /* The verified token's payload, beyond sub and exp: 0, or -1 with *why (refused 401). */
+    int (*on_claims)(struct conn *c, const json_t *payload, const char **why);
+    /* After the 101; since is the client's ?since= decoded, NULL when it sent none. */
+    void (*on_open)(struct conn *c, const char *since);
+    /* One whole text message, valid UTF-8. */
+    void (*on_message)(struct conn *c, const char *text, size_t len);
+    /* The connection is leaving OPEN, still in the registry. */
+    void (*on_close)(struct conn *c);
+    /* The connection is being freed: free c->client (NULL, or never opened, is fine). */
+    void (*on_free)(struct conn *c);
 };
 
 /* One queued frame: a reference to a msg, shared or the conn's own. */
@@ -100,7 +121,7 @@ struct conn {
     uint32_t out_off;          /* bytes of out_head already written */
     uint64_t out_bytes;        /* what the queue costs: unsent bytes plus each entry's extra */
     struct reg_link link;      /* registry entry, when a user is known */
-    struct client *client;     /* owned: protocol state (client.h), or NULL */
+    struct client *client;     /* owned by the ops (conn_ops): protocol state, or NULL */
     uint64_t user_last;        /* newest offset of the user's stream sent (hist.h) */
     char *addr;                /* owned: the client address counted by lim.h, or NULL */
 };

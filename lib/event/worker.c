@@ -69,12 +69,14 @@ static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
     }
 }
 
-struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd, char **cause)
+struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
+                          const struct conn_ops *ops, int lfd, char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
     w->id = id;
     w->hub = hub;
+    w->conn_ops = ops;
     /* Connection ids are unique in the process: the worker in the top bits. */
     w->next_conn_id = (uint64_t)id << 48;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);

@@ -26,6 +26,7 @@
 
 struct cfg;
 struct conn;
+struct conn_ops;
 struct conn_out;
 struct msg;
 struct rpc_call;
@@ -46,10 +47,11 @@ struct conn_list {
 struct worker {
     int id;
     pthread_t thread;
-    struct ev_loop *loop;  /* owned */
-    const struct cfg *cfg; /* borrowed: the config snapshot */
-    struct cmd_hub *hub;   /* borrowed: queues, sites' directories and presence */
-    int lfd;               /* listener: owned when own_lfd */
+    struct ev_loop *loop;            /* owned */
+    const struct cfg *cfg;           /* borrowed: the config snapshot */
+    struct cmd_hub *hub;             /* borrowed: queues, sites' directories and presence */
+    const struct conn_ops *conn_ops; /* borrowed: what its connections tell their owner */
+    int lfd;                         /* listener: owned when own_lfd */
     int own_lfd;
     ev_io accept_io;
     ev_timer accept_pause; /* backs off after EMFILE */
@@ -86,8 +88,8 @@ struct worker {
  * socket) to watch; lfd < 0 makes the worker bind its own SO_REUSEPORT
  * TCP listener. Returns NULL with *cause set.
  */
-struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub, int lfd,
-                          char **cause);
+struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
+                          const struct conn_ops *ops, int lfd, char **cause);
 
 /* Start the worker's thread. Returns 0 or -1 with *cause set. */
 int worker_start(struct worker *w, char **cause);
