@@ -28,7 +28,7 @@ endif
 OPT     ?= -O2
 # The layers, lowest first: a file may include headers of its own layer and
 # those below it (docs/internals.md; tests/lib/check-layers.py enforces it).
-LAYERS  = core proto cfg store route event rpc api
+LAYERS  = core proto cfg store route rpc event api
 INCS    = $(LAYERS:%=-Ilib/%)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread

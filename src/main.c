@@ -135,7 +135,8 @@ static int start_workers(struct herald *h, char **cause)
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
     for (int i = 0; i < cfg->workers; i++) {
-        struct worker *w = worker_new(i, cfg, &h->hub, &client_conn_ops, h->shared_lfd, cause);
+        struct worker *w =
+            worker_new(i, cfg, &h->hub, &client_conn_ops, client_rpc_done, h->shared_lfd, cause);
 
         if (w == NULL)
             return -1;

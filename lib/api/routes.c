@@ -372,10 +372,10 @@ static json_t *routes_client_errors(const struct stats *st)
 /* The RPC counters; inflight is the site's own (its rpc_max_inflight is its own budget). */
 static json_t *routes_rpc(struct api *a, int site, const struct stats *st)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i}", "calls", (json_int_t)st->rpc_calls,
-                     "replies", (json_int_t)st->rpc_replies, "app_errors",
-                     (json_int_t)st->rpc_app_errors, "failed", (json_int_t)st->rpc_failed,
-                     "dropped", (json_int_t)st->rpc_dropped, "inflight",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i}", "calls", (json_int_t)st->rpc.calls,
+                     "replies", (json_int_t)st->rpc.replies, "app_errors",
+                     (json_int_t)st->rpc.app_errors, "failed", (json_int_t)st->rpc.failed,
+                     "dropped", (json_int_t)st->rpc.dropped, "inflight",
                      atomic_load(&a->hub->sites[site].rpc_inflight));
 }
 

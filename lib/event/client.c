@@ -144,7 +144,7 @@ static enum proto_err client_call(struct conn *c, enum rpc_kind kind, json_t *bo
         json_decref(body);
         return PROTO_E_RPC_BUSY;
     }
-    call = rpc_start(c->w, c->site, kind, c, body, &err);
+    call = rpc_start(&c->w->rpc, c->site, kind, c, body, &err);
     if (call == NULL)
         return err;
     call->ref = ref != NULL ? json_deep_copy(ref) : NULL;
@@ -497,7 +497,7 @@ void client_opened(struct conn *c, const char *since)
         return;
     /* A notification: not the client's call, so not on its list or its rpc_max_per_conn.
      * rpc.c counts a hook it could not send (dropped) or not deliver (failed). */
-    rpc_start(c->w, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err);
+    rpc_start(&c->w->rpc, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err);
 }
 
 void client_closed(struct conn *c)
@@ -517,7 +517,7 @@ void client_closed(struct conn *c)
     if (!(conn_cfg(c)->hooks & CFG_HOOK_DISCONNECT))
         return;
     body = client_rpc_body(c);
-    rpc_start(c->w, c->site, RPC_DISCONNECT, NULL, body, &err);
+    rpc_start(&c->w->rpc, c->site, RPC_DISCONNECT, NULL, body, &err);
 }
 
 void client_free(struct client *cl)

@@ -42,11 +42,11 @@ void stats_add(struct stats *dst, const struct stats *src)
     dst->accept_errors += src->accept_errors;
     dst->slow_consumers += src->slow_consumers;
     dst->subscriptions += src->subscriptions;
-    dst->rpc_calls += src->rpc_calls;
-    dst->rpc_replies += src->rpc_replies;
-    dst->rpc_app_errors += src->rpc_app_errors;
-    dst->rpc_failed += src->rpc_failed;
-    dst->rpc_dropped += src->rpc_dropped;
+    dst->rpc.calls += src->rpc.calls;
+    dst->rpc.replies += src->rpc.replies;
+    dst->rpc.app_errors += src->rpc.app_errors;
+    dst->rpc.failed += src->rpc.failed;
+    dst->rpc.dropped += src->rpc.dropped;
     dst->recoveries_ok += src->recoveries_ok;
     dst->recoveries_failed += src->recoveries_failed;
     for (size_t i = 0; i < PROTO_NERR; i++)

@@ -17,6 +17,7 @@
 
 #include "handshake.h"
 #include "proto.h"
+#include "rpc.h"
 
 /* Close codes counted as protocol errors, in this order. */
 #define STATS_NPROTO 3
@@ -32,11 +33,7 @@ struct stats {
     uint64_t slow_consumers;                      /* closed for exceeding max_queued_bytes */
     uint64_t subscriptions;             /* channel subscriptions now (filled for CMD_STATS) */
     uint64_t client_errors[PROTO_NERR]; /* error answers to browser commands, by code */
-    uint64_t rpc_calls;                 /* requests sent to PHP, hooks included */
-    uint64_t rpc_replies;               /* 2xx JSON answers */
-    uint64_t rpc_app_errors;            /* herald_rpc_error() answers */
-    uint64_t rpc_failed;                /* unavailable, timeout, failed, bad reply */
-    uint64_t rpc_dropped;               /* hooks not sent: over rpc_max_inflight or no socket */
+    struct rpc_counts rpc;              /* calls to PHP (rpc.h) */
     uint64_t recoveries_ok;             /* since given and every missed message replayed */
     uint64_t recoveries_failed;         /* since given but not recoverable: told so */
 };

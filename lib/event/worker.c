@@ -32,6 +32,7 @@
 #include "msg.h"
 #include "net.h"
 #include "rpc.h"
+#include "site.h"
 #include "ws.h"
 #include "xmalloc.h"
 
@@ -60,6 +61,7 @@ static void worker_run_queued(struct worker *w);
 static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
 {
     w->cfg = cfg;
+    w->rpc.cfg = cfg;
     ev_timer_stop(w->loop, &w->ping);
     if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
         double iv = cfg->ping_interval_ms / 1000.0;
@@ -70,7 +72,7 @@ static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
 }
 
 struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
-                          const struct conn_ops *ops, int lfd, char **cause)
+                          const struct conn_ops *ops, rpc_done_fn *rpc_done, int lfd, char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
@@ -97,9 +99,11 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
     w->sites = xcalloc((size_t)hub->nsites, sizeof *w->sites);
     w->nsites = hub->nsites;
+    rpc_ctx_init(&w->rpc, w->loop, cfg, rpc_done, w->nsites);
     for (int i = 0; i < w->nsites; i++) {
         reg_init(&w->sites[i].reg);
         sub_init(&w->sites[i].subs);
+        rpc_ctx_site(&w->rpc, i, &w->sites[i].stats.rpc, &hub->sites[i].rpc_inflight);
     }
     ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
     ev_io_start(w->loop, &w->accept_io);
@@ -171,7 +175,7 @@ void worker_free(struct worker *w)
     if (w == NULL)
         return;
     worker_free_conns(w);
-    rpc_abort_all(w);
+    rpc_abort_all(&w->rpc);
     worker_drop_queued(w);
     ev_io_stop(w->loop, &w->accept_io);
     ev_timer_stop(w->loop, &w->accept_pause);
@@ -355,7 +359,7 @@ static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         }
     }
     /* The disconnect hooks of the closed connections still reach PHP (until the deadline). */
-    if (w->shutting_down && w->nconns == 0 && w->calls == NULL)
+    if (w->shutting_down && w->nconns == 0 && w->rpc.calls == NULL)
         ev_break(loop, EVBREAK_ALL);
 }
 

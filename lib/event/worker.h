@@ -21,6 +21,7 @@
 #include "cmd.h"
 #include "dir.h"
 #include "reg.h"
+#include "rpc.h"
 #include "stats.h"
 #include "sub.h"
 
@@ -29,7 +30,6 @@ struct conn;
 struct conn_ops;
 struct conn_out;
 struct msg;
-struct rpc_call;
 
 /* What a worker keeps per site: its users, its channels, its counters. */
 struct worker_site {
@@ -61,10 +61,10 @@ struct worker {
     struct cmd_queue queue;
     struct worker_site *sites; /* owned: one per hub site, same index */
     int nsites;
-    struct rpc_call *calls; /* owned through rpc.c: PHP calls in flight */
-    struct stats stats;     /* what no site owns: accept errors, and with several
-                               sites the handshakes refused before one was known */
-    struct conn **open;     /* owned array; conns borrowed */
+    struct rpc_ctx rpc; /* PHP calls in flight (rpc.c), charged to sites[i].stats */
+    struct stats stats; /* what no site owns: accept errors, and with several
+                           sites the handshakes refused before one was known */
+    struct conn **open; /* owned array; conns borrowed */
     size_t nopen;
     size_t capopen;
     size_t nconns; /* conns in any state */
@@ -89,7 +89,7 @@ struct worker {
  * TCP listener. Returns NULL with *cause set.
  */
 struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
-                          const struct conn_ops *ops, int lfd, char **cause);
+                          const struct conn_ops *ops, rpc_done_fn *rpc_done, int lfd, char **cause);
 
 /* Start the worker's thread. Returns 0 or -1 with *cause set. */
 int worker_start(struct worker *w, char **cause);

@@ -2,15 +2,15 @@
  * rpc.c -- calls to PHP through php-fpm, without blocking (see rpc.h).
  *
  * Owns:       struct rpc_call and everything in it.
- * Called by:  client.c (start) and worker.c (abort at exit), on the
- *             owning worker's thread; the loop drives each call through
+ * Called by:  client.c (start) and worker.c (its context, abort at exit),
+ *             on the owning worker's thread; the loop drives each call through
  *             connect, write, read, and ends it on the answer, an error or
  *             the timer.
  * Invariants: one FastCGI request per connection (no keep-conn), so a
  *             call owns its socket and a failure never touches another
  *             call. rpc_end is the only way out: it stops the watchers,
  *             closes the socket, settles the counters and hands the
- *             result to client.c before freeing the call.
+ *             result to the context's done callback before freeing the call.
  */
 #include "rpc.h"
 
@@ -26,13 +26,9 @@
 #include <openssl/hmac.h>
 
 #include "cfg.h"
-#include "client.h"
-#include "cmd.h"
 #include "log.h"
 #include "net.h"
 #include "proto.h"
-#include "site.h"
-#include "worker.h"
 #include "xmalloc.h"
 
 #define RPC_REQUEST_ID 1
@@ -61,7 +57,7 @@ static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char he
 /* Encode the FastCGI request for body into call->req. Returns 0 or -1. */
 static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
 {
-    const struct cfg *cfg = call->w->cfg->sites[call->site];
+    const struct cfg *cfg = call->x->cfg->sites[call->site];
     char sig[65], clen[24], uri[32];
     struct fcgic_param p[12];
     size_t n = 0;
@@ -88,23 +84,23 @@ static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
     return fcgic_encode(RPC_REQUEST_ID, p, n, body, len, &call->req, &call->req_len);
 }
 
-/* Link call onto the worker's list. */
-static void rpc_link(struct worker *w, struct rpc_call *call)
+/* Link call onto the context's list. */
+static void rpc_link(struct rpc_ctx *x, struct rpc_call *call)
 {
     call->wprev = NULL;
-    call->wnext = w->calls;
-    if (w->calls != NULL)
-        w->calls->wprev = call;
-    w->calls = call;
+    call->wnext = x->calls;
+    if (x->calls != NULL)
+        x->calls->wprev = call;
+    x->calls = call;
 }
 
-/* Take call off the worker's list. */
-static void rpc_unlink(struct worker *w, struct rpc_call *call)
+/* Take call off the context's list. */
+static void rpc_unlink(struct rpc_ctx *x, struct rpc_call *call)
 {
     if (call->wprev != NULL)
         call->wprev->wnext = call->wnext;
     else
-        w->calls = call->wnext;
+        x->calls = call->wnext;
     if (call->wnext != NULL)
         call->wnext->wprev = call->wprev;
 }
@@ -112,14 +108,14 @@ static void rpc_unlink(struct worker *w, struct rpc_call *call)
 /* Stop, close and free call; no result is handed on. */
 static void rpc_free(struct rpc_call *call)
 {
-    struct worker *w = call->w;
+    struct rpc_ctx *x = call->x;
 
-    ev_io_stop(w->loop, &call->io);
-    ev_timer_stop(w->loop, &call->timer);
+    ev_io_stop(x->loop, &call->io);
+    ev_timer_stop(x->loop, &call->timer);
     if (call->fd >= 0)
         close(call->fd);
-    rpc_unlink(w, call);
-    atomic_fetch_sub(&w->hub->sites[call->site].rpc_inflight, 1);
+    rpc_unlink(x, call);
+    atomic_fetch_sub(x->sites[call->site].inflight, 1);
     fcgic_parser_free(&call->parser);
     json_decref(call->ref);
     free(call->channel);
@@ -131,18 +127,18 @@ static void rpc_free(struct rpc_call *call)
 /* End call with res: count it, hand it to client.c, free it. */
 static void rpc_end(struct rpc_call *call, struct rpc_result *res)
 {
-    struct stats *st = &call->w->sites[call->site].stats;
+    struct rpc_counts *n = call->x->sites[call->site].counts;
 
     if (res->err != PROTO_OK) {
-        st->rpc_failed++;
+        n->failed++;
         log_msg(LOG_WARN, "rpc", "%s call failed: %s: %s", rpc_kind_names[call->kind],
                 proto_err_name(res->err), res->why);
     } else if (res->status / 100 == 2) {
-        st->rpc_replies++;
+        n->replies++;
     } else {
-        st->rpc_app_errors++;
+        n->app_errors++;
     }
-    client_rpc_done(call, res);
+    call->x->done(call, res);
     rpc_free(call);
 }
 
@@ -157,11 +153,29 @@ static void rpc_fail(struct rpc_call *call, enum proto_err e, const char *fmt, c
     rpc_end(call, &res);
 }
 
-struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struct conn *c,
+void rpc_ctx_init(struct rpc_ctx *x, struct ev_loop *loop, const struct cfg *cfg, rpc_done_fn *done,
+                  int nsites)
+{
+    memset(x, 0, sizeof *x);
+    x->loop = loop;
+    x->cfg = cfg;
+    x->done = done;
+    x->sites = xcalloc((size_t)nsites, sizeof *x->sites);
+    x->nsites = nsites;
+}
+
+void rpc_ctx_site(struct rpc_ctx *x, int site, struct rpc_counts *counts, atomic_int *inflight)
+{
+    x->sites[site].counts = counts;
+    x->sites[site].inflight = inflight;
+}
+
+struct rpc_call *rpc_start(struct rpc_ctx *x, int site, enum rpc_kind kind, struct conn *c,
                            json_t *body, enum proto_err *err)
 {
-    const struct cfg *cfg = w->cfg->sites[site];
-    atomic_int *inflight = &w->hub->sites[site].rpc_inflight;
+    const struct cfg *cfg = x->cfg->sites[site];
+    struct rpc_counts *n = x->sites[site].counts;
+    atomic_int *inflight = x->sites[site].inflight;
     struct rpc_call *call;
     char *text, *cause = NULL;
     int r;
@@ -171,7 +185,7 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
         json_decref(body);
         /* A client's call is answered rpc_busy (a client error); a hook is dropped. */
         if (kind == RPC_CONNECT || kind == RPC_DISCONNECT)
-            w->sites[site].stats.rpc_dropped++;
+            n->dropped++;
         *err = PROTO_E_RPC_BUSY;
         return NULL;
     }
@@ -180,14 +194,14 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
     text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     call = xcalloc(1, sizeof *call);
-    call->w = w;
+    call->x = x;
     call->site = site;
     call->kind = kind;
     call->conn = c;
     call->fd = -1;
     fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + FCGIC_MAX_HEAD);
-    rpc_link(w, call);
-    w->sites[site].stats.rpc_calls++;
+    rpc_link(x, call);
+    n->calls++;
     r = text != NULL ? rpc_encode(call, text, strlen(text)) : -1;
     free(text);
     if (r == 0)
@@ -195,24 +209,27 @@ struct rpc_call *rpc_start(struct worker *w, int site, enum rpc_kind kind, struc
     if (call->fd < 0) {
         log_msg(LOG_WARN, "rpc", "cannot reach php-fpm: %s", cause != NULL ? cause : "encode");
         free(cause);
-        w->sites[site].stats.rpc_failed++;
+        n->failed++;
         rpc_free(call);
         *err = PROTO_E_RPC_UNAVAILABLE;
         return NULL;
     }
     ev_io_init(&call->io, rpc_on_io, call->fd, EV_WRITE);
-    ev_io_start(w->loop, &call->io);
+    ev_io_start(x->loop, &call->io);
     ev_timer_init(&call->timer, rpc_on_timeout, cfg->rpc_timeout_ms / 1000.0, 0.);
-    ev_timer_start(w->loop, &call->timer);
+    ev_timer_start(x->loop, &call->timer);
     return call;
 }
 
-void rpc_abort_all(struct worker *w)
+void rpc_abort_all(struct rpc_ctx *x)
 {
-    while (w->calls != NULL) {
-        w->sites[w->calls->site].stats.rpc_failed++;
-        rpc_free(w->calls);
+    while (x->calls != NULL) {
+        x->sites[x->calls->site].counts->failed++;
+        rpc_free(x->calls);
     }
+    free(x->sites);
+    x->sites = NULL;
+    x->nsites = 0;
 }
 
 /* The request is written: now wait for the answer. */
@@ -231,9 +248,9 @@ static void rpc_write(struct rpc_call *call)
         }
         call->req_off += (size_t)n;
     }
-    ev_io_stop(call->w->loop, &call->io);
+    ev_io_stop(call->x->loop, &call->io);
     ev_io_set(&call->io, call->fd, EV_READ);
-    ev_io_start(call->w->loop, &call->io);
+    ev_io_start(call->x->loop, &call->io);
 }
 
 /* Does PHP's error answer carry a valid {"code": ...} (herald_rpc_error)? */
@@ -259,7 +276,7 @@ static void rpc_answered(struct rpc_call *call)
             if ((unsigned char)*s < 0x20 || *s == 0x7f)
                 *s = ' ';
         log_msg(LOG_WARN, "rpc", "%s: php-fpm stderr: %s",
-                call->w->cfg->sites[call->site]->rpc_script, p->err);
+                call->x->cfg->sites[call->site]->rpc_script, p->err);
     }
     if (p->protocol_status != FCGIC_REQUEST_COMPLETE) {
         rpc_fail(call, PROTO_E_RPC_UNAVAILABLE, "%s", "php-fpm refused the request (overloaded)");
