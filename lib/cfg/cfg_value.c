@@ -5,8 +5,9 @@
  * decides which setting gets which parser; this file only reads strings.
  *
  * Owns:       nothing; every function is pure.
- * Called by:  cfg.c only: its settings table, store_list, cfg_free and
- *             resolve_secret; and the unit tests.
+ * Called by:  cfg.c (its settings table, store_list, cfg_free) and
+ *             cfg_resolve.c (resolve_secret, resolve_uids) only; and the
+ *             unit tests.
  * Invariants: no I/O and no global state, so safe on any thread. Numbers
  *             are strict: decimal digits only, with no blanks, no '+' and no
  *             hex, and overflow is an error, never a wrap. That is why they

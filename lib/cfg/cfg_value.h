@@ -4,7 +4,8 @@
  * lists, listen addresses, socket and URL paths, origins.
  *
  * Owns:       nothing; these are pure functions of their arguments.
- * Called by:  cfg.c, whose table points at them; tests/unit/test_cfg_value.c.
+ * Called by:  cfg.c, whose table points at them; cfg_resolve.c;
+ *             tests/unit/test_cfg_value.c.
  * Invariants: no I/O, no global state, safe on any thread. Only the
  *             validators' messages and cfg_parse_list's items are allocated.
  * Errors:     parsers return 0, or -1 with *out untouched; validators and
@@ -106,7 +107,7 @@ int cfg_check_hook(const char *v, char **why);
 /* Empty (any host), or a host name: letters, digits, dots and dashes, no port. */
 int cfg_check_host(const char *v, char **why);
 
-/* A user name or a numeric uid (whether the user exists is checked by cfg.c). */
+/* A user name or a numeric uid (whether the user exists is checked by cfg_resolve.c). */
 int cfg_check_uid(const char *v, char **why);
 
 #endif

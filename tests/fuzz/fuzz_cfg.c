@@ -1,7 +1,7 @@
 /*
  * fuzz_cfg.c -- libFuzzer target for the configuration file reader
- * (cfg.c: our line reader in front of inih, [herald] and [site NAME]
- * sections, every value parser and the site checks).
+ * (cfg_file.c: our line reader in front of inih, [herald] and [site NAME]
+ * sections; every value parser, and the site checks of cfg.c).
  *
  * Owns:       one scratch file the input is written to, reused across runs.
  * Checks:     cfg_load either succeeds with at least one site, each named,
