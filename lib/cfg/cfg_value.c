@@ -57,7 +57,7 @@ static const char *parse_digits(const char *s, uint64_t limit, uint64_t *out)
     return p;
 }
 
-/* Declared in cfg.h. A suffix k, M or G (either case) multiplies by 2^10, 2^20 or 2^30. */
+/* Declared in cfg_value.h. A suffix k, M or G (either case) multiplies by 2^10, 2^20 or 2^30. */
 int cfg_parse_size(const char *s, uint64_t *out)
 {
     static const char suffixes[] = "kKmMgG";
@@ -80,7 +80,7 @@ int cfg_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Declared in cfg.h. No suffix means seconds; "ms", "s", "m" and "h" are lower case only. */
+/* Declared in cfg_value.h. No suffix means seconds; "ms", "s", "m" and "h" are lower case only. */
 int cfg_parse_duration_ms(const char *s, int64_t *out)
 {
     static const struct {
@@ -362,7 +362,7 @@ int cfg_check_uid(const char *v, char **why)
 
 /* ---- Listen addresses ------------------------------------------------- */
 
-/* Declared in cfg.h. A malformed address is not local. */
+/* Declared in cfg_value.h. A malformed address is not local. */
 int cfg_listen_is_local(const char *listen)
 {
     char host[256], *why = NULL;
