@@ -111,8 +111,63 @@ struct cfg_pending {
     const char *value; /* borrowed from argv */
 };
 
+/*
+ * Every setting, in the order of cfg_defs[] (which is indexed by it): code
+ * reaches a setting by name here, so a misspelt one does not compile.
+ */
+enum cfg_key {
+    CFG_KEY_LISTEN,
+    CFG_KEY_LISTEN_MODE,
+    CFG_KEY_WS_PATH,
+    CFG_KEY_WORKERS,
+    CFG_KEY_SECRET,
+    CFG_KEY_SECRET_FILE,
+    CFG_KEY_ALLOW_ANONYMOUS,
+    CFG_KEY_ALLOWED_ORIGINS,
+    CFG_KEY_TOKEN_LEEWAY,
+    CFG_KEY_MAX_HEADER_SIZE,
+    CFG_KEY_HANDSHAKE_TIMEOUT,
+    CFG_KEY_MAX_MESSAGE_SIZE,
+    CFG_KEY_MAX_QUEUED_BYTES,
+    CFG_KEY_PING_INTERVAL,
+    CFG_KEY_API_SOCKET,
+    CFG_KEY_API_SOCKET_MODE,
+    CFG_KEY_API_SOCKET_GROUP,
+    CFG_KEY_HOST,
+    CFG_KEY_PUBLISH_UIDS,
+    CFG_KEY_API_THREADS,
+    CFG_KEY_API_MAX_CONNECTIONS,
+    CFG_KEY_API_MAX_BODY,
+    CFG_KEY_LOG_LEVEL,
+    CFG_KEY_SHUTDOWN_TIMEOUT,
+    CFG_KEY_PUBLIC_CHANNELS,
+    CFG_KEY_CLIENT_PUBLISH,
+    CFG_KEY_PRESENCE_CHANNELS,
+    CFG_KEY_MAX_SUBSCRIPTIONS,
+    CFG_KEY_RPC_SOCKET,
+    CFG_KEY_RPC_SCRIPT,
+    CFG_KEY_RPC_TIMEOUT,
+    CFG_KEY_RPC_MAX_PER_CONN,
+    CFG_KEY_RPC_MAX_INFLIGHT,
+    CFG_KEY_RPC_HOOKS,
+    CFG_KEY_HISTORY_SIZE,
+    CFG_KEY_HISTORY_TTL,
+    CFG_KEY_HISTORY_MAX_BYTES,
+    CFG_KEY_HISTORY_FILE,
+    CFG_KEY_MAX_CONNECTIONS,
+    CFG_KEY_MAX_CONNECTIONS_PER_IP,
+    CFG_KEY_CONNECT_RATE,
+    CFG_KEY_CONNECT_BURST,
+    CFG_KEY_TRUSTED_PROXIES,
+    CFG_KEY_COMMAND_RATE,
+    CFG_KEY_COMMAND_BURST,
+    CFG_KEY_USER,
+    CFG_KEY_GROUP,
+    CFG_NKEYS,
+};
+
 /* The settings table, in cfg.c, and its number of entries (at most CFG_MAX_DEFS). */
-extern const struct cfg_def cfg_defs[];
+extern const struct cfg_def cfg_defs[CFG_NKEYS];
 extern const size_t cfg_ndefs;
 
 /* -- cfg.c: the table and storing values ---------------------------------- */

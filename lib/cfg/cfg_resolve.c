@@ -44,16 +44,10 @@ static char *origin_of(const struct cfg_build *b, size_t i)
     return xstrdup(cfg_defs[i].name);
 }
 
-/* The index of a key the table holds: only ever called with a literal key. */
-static size_t def_index(const char *name)
-{
-    return (size_t)(cfg_def_find(name) - cfg_defs);
-}
-
 /* Read the secret file: one trailing "\n" or "\r\n" is dropped. Returns 0 or -1 with *cause. */
 static int read_secret_file(struct cfg_build *b, char **cause)
 {
-    char *where = origin_of(b, def_index("secret_file"));
+    char *where = origin_of(b, CFG_KEY_SECRET_FILE);
     char *data = xmalloc(CFG_SECRET_FILE_MAX + 1);
     size_t len = 0;
     ssize_t n = 1;
@@ -103,7 +97,7 @@ fail:
  */
 static int resolve_secret(struct cfg_build *b, char **cause)
 {
-    size_t is = def_index("secret"), isf = def_index("secret_file");
+    size_t is = CFG_KEY_SECRET, isf = CFG_KEY_SECRET_FILE;
     size_t from = b->secret_file != NULL ? isf : is;
     char *where;
 
@@ -203,7 +197,7 @@ static int resolve_uids(struct cfg_build *b, char **cause)
         }
         pw = getpwnam(v);
         if (pw == NULL) {
-            where = origin_of(b, def_index("publish_uids"));
+            where = origin_of(b, CFG_KEY_PUBLISH_UIDS);
             *cause = xasprintf("%s: no user named '%s'", where, v);
             free(where);
             return -1;
@@ -243,7 +237,7 @@ static int resolve_group(struct cfg_build *b, char **cause)
     gr = getgrnam(name);
     if (gr != NULL && (geteuid() == 0 || in_group(gr->gr_gid)))
         return 0;
-    where = origin_of(b, def_index("api_socket_group"));
+    where = origin_of(b, CFG_KEY_API_SOCKET_GROUP);
     if (gr == NULL)
         *cause = xasprintf("%s: no group named %s", where, name);
     else

@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "cfg_build.h"
 #include "cfg_helpers.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -107,6 +108,21 @@ static int nprocs(void)
 }
 
 /* ---- Defaults, file, flags -------------------------------------------- */
+
+/* Every setting the code names (enum cfg_key) has its entry in the table, at its index. */
+static void test_cfg_every_key_has_its_table_entry(void **state)
+{
+    assert_int_equal(cfg_ndefs, CFG_NKEYS);
+    for (size_t i = 0; i < CFG_NKEYS; i++)
+        assert_non_null(cfg_key_name(i));
+    assert_null(cfg_key_name(CFG_NKEYS));
+    assert_string_equal(cfg_key_name(CFG_KEY_LISTEN), "listen");
+    assert_string_equal(cfg_key_name(CFG_KEY_SECRET), "secret");
+    assert_string_equal(cfg_key_name(CFG_KEY_SECRET_FILE), "secret_file");
+    assert_string_equal(cfg_key_name(CFG_KEY_PUBLISH_UIDS), "publish_uids");
+    assert_string_equal(cfg_key_name(CFG_KEY_API_SOCKET_GROUP), "api_socket_group");
+    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "group");
+}
 
 static void test_cfg_defaults(void **state)
 {
@@ -836,6 +852,7 @@ static void test_cfg_docs_name_every_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cfg_every_key_has_its_table_entry),
         cmocka_unit_test(test_cfg_defaults),
         cmocka_unit_test(test_cfg_file_syntax),
         cmocka_unit_test(test_cfg_flags_override_file),
