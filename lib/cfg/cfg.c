@@ -327,21 +327,24 @@ static int in_range(const struct cfg_def *d, long long v)
     return v >= d->min && v <= d->max;
 }
 
-int cfg_set_value(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
+/* Set a string setting: checked, "" stores NULL. */
+static int string_set(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
 {
-    char *field = (char *)b + d->off;
+    char **field = (char **)((char *)b + d->off);
+
+    if (d->check != NULL && d->check(v, why) < 0)
+        return -1;
+    free(*field);
+    *field = *v != '\0' ? xstrdup(v) : NULL;
+    return 0;
+}
+
+/* Set a numeric setting: parsed by its type, within its range, in its unit. */
+static int number_set(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
+{
     char lo[32], hi[32];
     long long n;
 
-    if (d->type == CFG_STRING) {
-        if (d->check != NULL && d->check(v, why) < 0)
-            return -1;
-        free(*(char **)field);
-        *(char **)field = *v != '\0' ? xstrdup(v) : NULL;
-        return 0;
-    }
-    if (d->type == CFG_LIST)
-        return store_list(b, d, v, why);
     if (cfg_types[d->type].parse(v, &n) < 0) {
         *why = xasprintf("%s, got '%s'", cfg_types[d->type].expected, v);
         return -1;
@@ -360,7 +363,7 @@ int cfg_set_value(struct cfg_build *b, const struct cfg_def *d, const char *v, c
         }
         n /= CFG_SECOND;
     }
-    store_num(field, d->width, (unsigned long long)n);
+    store_num((char *)b + d->off, d->width, (unsigned long long)n);
     return 0;
 }
 
@@ -380,56 +383,103 @@ const struct cfg_def *cfg_one_of_conflict(const struct cfg_build *b, const struc
 /* ---- Copies ----------------------------------------------------------- */
 
 /*
- * Are setting d's values in a and b the same? a and b are a struct
- * cfg_build, or a struct cfg when d's field lies in it (c comes first).
+ * Comparing and copying a setting's value between two bases: a struct
+ * cfg_build, or a struct cfg when the setting's field lies in it (c comes
+ * first in struct cfg_build), so one offset serves both.
  */
-static int same_value(const struct cfg_def *d, const void *a, const void *b)
+
+static int string_same(const struct cfg_def *d, const void *a, const void *b)
 {
-    const char *fa = (const char *)a + d->off, *fb = (const char *)b + d->off;
+    const char *sa = *(char *const *)((const char *)a + d->off);
+    const char *sb = *(char *const *)((const char *)b + d->off);
 
-    if (d->type == CFG_STRING) {
-        const char *sa = *(char *const *)fa, *sb = *(char *const *)fb;
-
-        return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
-    }
-    if (d->type == CFG_LIST) {
-        char *const *la = *(char **const *)fa, *const *lb = *(char **const *)fb;
-        size_t na = *(const size_t *)((const char *)a + d->aux);
-
-        if (na != *(const size_t *)((const char *)b + d->aux))
-            return 0;
-        for (size_t i = 0; i < na; i++)
-            if (strcmp(la[i], lb[i]) != 0)
-                return 0;
-        return 1;
-    }
-    return memcmp(fa, fb, d->width) == 0;
+    return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
 }
 
-/* Copy setting d's value from a into b, replacing b's (bases as for same_value). */
+static void string_copy(const struct cfg_def *d, const void *a, void *b)
+{
+    const char *sa = *(char *const *)((const char *)a + d->off);
+    char **fb = (char **)((char *)b + d->off);
+
+    free(*fb);
+    *fb = sa != NULL ? xstrdup(sa) : NULL;
+}
+
+static int list_same(const struct cfg_def *d, const void *a, const void *b)
+{
+    char *const *la = *(char **const *)((const char *)a + d->off);
+    char *const *lb = *(char **const *)((const char *)b + d->off);
+    size_t na = *(const size_t *)((const char *)a + d->aux);
+
+    if (na != *(const size_t *)((const char *)b + d->aux))
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(la[i], lb[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void list_copy(const struct cfg_def *d, const void *a, void *b)
+{
+    char *const *la = *(char **const *)((const char *)a + d->off);
+    size_t na = *(const size_t *)((const char *)a + d->aux);
+    char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
+
+    for (size_t i = 0; i < na; i++)
+        copy[i] = xstrdup(la[i]);
+    cfg_free_list(*(char ***)((char *)b + d->off), *(size_t *)((char *)b + d->aux));
+    *(char ***)((char *)b + d->off) = copy;
+    *(size_t *)((char *)b + d->aux) = na;
+}
+
+static int number_same(const struct cfg_def *d, const void *a, const void *b)
+{
+    return memcmp((const char *)a + d->off, (const char *)b + d->off, d->width) == 0;
+}
+
+static void number_copy(const struct cfg_def *d, const void *a, void *b)
+{
+    memcpy((char *)b + d->off, (const char *)a + d->off, d->width);
+}
+
+/*
+ * What each kind of value does (Redis config.c's typeInterface): every
+ * operation on a setting goes through its type's entry, never a switch.
+ */
+struct cfg_type_ops {
+    int (*set)(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why);
+    int (*same)(const struct cfg_def *d, const void *a, const void *b);
+    void (*copy)(const struct cfg_def *d, const void *a, void *b);
+};
+
+static const struct cfg_type_ops string_ops = {string_set, string_same, string_copy};
+static const struct cfg_type_ops list_ops = {store_list, list_same, list_copy};
+static const struct cfg_type_ops number_ops = {number_set, number_same, number_copy};
+
+static const struct cfg_type_ops *const cfg_type_ops[] = {
+    [CFG_STRING] = &string_ops,  [CFG_LIST] = &list_ops,   [CFG_BOOL] = &number_ops,
+    [CFG_INT] = &number_ops,     [CFG_SIZE] = &number_ops, [CFG_MSEC] = &number_ops,
+    [CFG_SECONDS] = &number_ops, [CFG_MODE] = &number_ops, [CFG_LEVEL] = &number_ops,
+};
+
+_Static_assert(sizeof cfg_type_ops / sizeof cfg_type_ops[0] == CFG_NTYPES,
+               "every value type has its operations");
+
+int cfg_set_value(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why)
+{
+    return cfg_type_ops[d->type]->set(b, d, v, why);
+}
+
+/* Are setting d's values in a and b the same? */
+static int same_value(const struct cfg_def *d, const void *a, const void *b)
+{
+    return cfg_type_ops[d->type]->same(d, a, b);
+}
+
+/* Copy setting d's value from a into b, replacing b's. */
 static void copy_value(const struct cfg_def *d, const void *a, void *b)
 {
-    const char *fa = (const char *)a + d->off;
-    char *fb = (char *)b + d->off;
-
-    if (d->type == CFG_STRING) {
-        const char *sa = *(char *const *)fa;
-
-        free(*(char **)fb);
-        *(char **)fb = sa != NULL ? xstrdup(sa) : NULL;
-    } else if (d->type == CFG_LIST) {
-        char *const *la = *(char **const *)fa;
-        size_t na = *(const size_t *)((const char *)a + d->aux);
-        char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
-
-        for (size_t i = 0; i < na; i++)
-            copy[i] = xstrdup(la[i]);
-        cfg_free_list(*(char ***)fb, *(size_t *)((char *)b + d->aux));
-        *(char ***)fb = copy;
-        *(size_t *)((char *)b + d->aux) = na;
-    } else {
-        memcpy(fb, fa, d->width);
-    }
+    cfg_type_ops[d->type]->copy(d, a, b);
 }
 
 /* Does setting d live in struct cfg (not only in struct cfg_build, as secret_file does)? */

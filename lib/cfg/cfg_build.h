@@ -38,6 +38,7 @@ enum cfg_type {
     CFG_MODE,    /* octal permission bits, mode_t */
     CFG_LIST,    /* char ** plus a size_t count at .aux; split on blanks and commas */
     CFG_LEVEL,   /* log level name, int */
+    CFG_NTYPES,
 };
 
 #define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
