@@ -32,7 +32,6 @@
 #include "site.h"
 #include "sub.h"
 #include "tok.h"
-#include "worker.h"
 #include "xmalloc.h"
 
 #define CLIENT_MAX_CLAIM_CHANNELS 1000
@@ -144,7 +143,7 @@ static enum proto_err client_call(struct conn *c, enum rpc_kind kind, json_t *bo
         json_decref(body);
         return PROTO_E_RPC_BUSY;
     }
-    call = rpc_start(&c->w->rpc, c->site, kind, c, body, &err);
+    call = rpc_start(&c->x->rpc, c->site, kind, c, body, &err);
     if (call == NULL)
         return err;
     call->ref = ref != NULL ? json_deep_copy(ref) : NULL;
@@ -208,7 +207,7 @@ static enum proto_err client_may_subscribe(struct conn *c, const struct proto_cm
 static int client_replay(struct conn *c, const char *key, const char *since, uint64_t *last,
                          char *id)
 {
-    struct hist *h = c->w->hub->hist;
+    struct hist *h = c->x->hub->hist;
     struct hist_item *items;
     size_t n, bytes = 0;
     int ok = hist_since(h, c->site, key, since, &items, &n, last, id);
@@ -242,7 +241,7 @@ static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, 
     char key[HIST_KEY_MAX], id[HIST_ID_MAX];
     int ok;
 
-    if (!hist_on(c->w->hub->hist)) {
+    if (!hist_on(c->x->hub->hist)) {
         client_ok(c, ref, members);
         return;
     }
@@ -261,7 +260,7 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 {
     struct client *cl = client_get(c);
     const struct cfg *cfg = conn_cfg(c);
-    struct worker *w = c->w;
+    struct conn_ctx *x = c->x;
     size_t len = strlen(channel);
     json_t *members = NULL;
     struct sub *s;
@@ -270,7 +269,7 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
     s = sub_add(&conn_site(c)->subs, &cl->subs, c, channel, len, &appeared);
     cl->nsubs++;
     if (appeared)
-        dir_add(&conn_shared(c)->chans, channel, len, w->id);
+        dir_add(&conn_shared(c)->chans, channel, len, x->id);
     if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, channel, len)) {
         /* An anonymous subscriber sees the members and their events, but is not one. */
         if (client_user(c) == NULL) {
@@ -299,11 +298,11 @@ static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub
 
     if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, name, strlen(name)))
         members = pres_members(&conn_shared(c)->pres, name, 0);
-    if (!hist_on(c->w->hub->hist) || ref == NULL) {
+    if (!hist_on(c->x->hub->hist) || ref == NULL) {
         client_ok(c, ref, members);
         return;
     }
-    hist_id(c->w->hub->hist, s->last, id);
+    hist_id(c->x->hub->hist, s->last, id);
     client_send(c, proto_ok_stream(ref, members, id, since != NULL ? 1 : -1));
 }
 
@@ -345,13 +344,13 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
 /* Remove one subscription of c, with its presence and directory entries. */
 static void client_drop_sub(struct conn *c, struct sub *s)
 {
-    struct worker *w = c->w;
+    struct conn_ctx *x = c->x;
     char *name = xstrdup(s->chan->name);
 
     if (s->presence)
         pres_leave(&conn_shared(c)->pres, name, client_user(c), client_emit_presence, c);
     if (sub_remove(&conn_site(c)->subs, &c->client->subs, s))
-        dir_remove(&conn_shared(c)->chans, name, strlen(name), w->id);
+        dir_remove(&conn_shared(c)->chans, name, strlen(name), x->id);
     c->client->nsubs--;
     free(name);
 }
@@ -374,7 +373,7 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
 static struct cmd_job *client_channel_job(const struct conn *c, const char *channel, struct msg *m,
                                           uint64_t skip_conn)
 {
-    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, c->w->hub->nqueues, 1);
+    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, c->x->hub->nqueues, 1);
 
     job->site = c->site;
     job->items[0].msg = m;
@@ -405,7 +404,7 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         return;
     }
     job = client_channel_job(c, cmd->channel, NULL, cmd->echo ? 0 : c->id);
-    pub_submit(c->w->hub, job, &text, 1);
+    pub_submit(c->x->hub, job, &text, 1);
     free(text);
     client_ok(c, cmd->ref, NULL);
 }
@@ -434,7 +433,7 @@ static int client_rate_ok(struct conn *c)
 {
     const struct cfg *cfg = conn_cfg(c);
     struct client *cl = client_get(c);
-    double now = ev_now(c->w->loop);
+    double now = ev_now(c->x->loop);
 
     if (cfg->command_rate == 0)
         return 1;
@@ -481,7 +480,7 @@ static void client_recover_user(struct conn *c, const char *since)
     char key[HIST_KEY_MAX], id[HIST_ID_MAX];
     int ok;
 
-    if (since == NULL || client_user(c) == NULL || !hist_on(c->w->hub->hist))
+    if (since == NULL || client_user(c) == NULL || !hist_on(c->x->hub->hist))
         return;
     hist_key(key, sizeof key, conn_shared(c)->name, 'u', client_user(c));
     ok = client_replay(c, key, since, &c->user_last, id);
@@ -497,7 +496,7 @@ void client_opened(struct conn *c, const char *since)
         return;
     /* A notification: not the client's call, so not on its list or its rpc_max_per_conn.
      * rpc.c counts a hook it could not send (dropped) or not deliver (failed). */
-    rpc_start(&c->w->rpc, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err);
+    rpc_start(&c->x->rpc, c->site, RPC_CONNECT, NULL, client_rpc_body(c), &err);
 }
 
 void client_closed(struct conn *c)
@@ -517,7 +516,7 @@ void client_closed(struct conn *c)
     if (!(conn_cfg(c)->hooks & CFG_HOOK_DISCONNECT))
         return;
     body = client_rpc_body(c);
-    rpc_start(&c->w->rpc, c->site, RPC_DISCONNECT, NULL, body, &err);
+    rpc_start(&c->x->rpc, c->site, RPC_DISCONNECT, NULL, body, &err);
 }
 
 void client_free(struct client *cl)
@@ -616,7 +615,7 @@ void client_emit_presence(void *arg, int join, const char *channel, const char *
         log_msg(LOG_ERROR, "client", "cannot encode a presence event for %s", channel);
         return;
     }
-    pub_hand_out(c->w->hub, client_channel_job(c, channel, m, 0), 1);
+    pub_hand_out(c->x->hub, client_channel_job(c, channel, m, 0), 1);
 }
 
 /* conn_ops.on_free: the connection's protocol state goes with it. */

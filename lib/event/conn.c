@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "cmd.h"
 #include "dir.h"
 #include "handshake.h"
 #include "hist.h"
@@ -50,7 +51,6 @@
 #include "site.h"
 #include "stats.h"
 #include "tok.h"
-#include "worker.h"
 #include "xmalloc.h"
 
 #define CONN_LINGER 2.0   /* seconds a closing conn waits for the peer */
@@ -65,22 +65,22 @@ struct conn *conn_from_link(struct reg_link *l)
 
 const struct cfg *conn_cfg(const struct conn *c)
 {
-    return c->site >= 0 ? c->w->cfg->sites[c->site] : c->w->cfg;
+    return c->site >= 0 ? c->x->cfg->sites[c->site] : c->x->cfg;
 }
 
-struct worker_site *conn_site(const struct conn *c)
+struct conn_ctx_site *conn_site(const struct conn *c)
 {
-    return &c->w->sites[c->site];
+    return &c->x->sites[c->site];
 }
 
 struct site *conn_shared(const struct conn *c)
 {
-    return &c->w->hub->sites[c->site];
+    return &c->x->hub->sites[c->site];
 }
 
 struct stats *conn_stats(const struct conn *c)
 {
-    return c->site >= 0 ? &c->w->sites[c->site].stats : &c->w->stats;
+    return c->site >= 0 ? &c->x->sites[c->site].stats : &c->x->stats;
 }
 
 /*
@@ -88,44 +88,44 @@ struct stats *conn_stats(const struct conn *c)
  * come in floods: at most one line a second per worker, saying how many
  * were left out.
  */
-static void conn_log_refusal(struct worker *w, const char *addr, enum hs_reason r, int at_accept)
+static void conn_log_refusal(struct conn_ctx *x, const char *addr, enum hs_reason r, int at_accept)
 {
-    ev_tstamp now = ev_now(w->loop);
+    ev_tstamp now = ev_now(x->loop);
     char more[64] = "";
 
     if (!at_accept && r != HS_TOO_FAST) {
         log_msg(LOG_INFO, "conn", "refused %s: %s", addr, hs_reason_name(r));
         return;
     }
-    if (now - w->refused_logged < 1.0) {
-        w->refused_quiet++;
+    if (now - x->refused_logged < 1.0) {
+        x->refused_quiet++;
         return;
     }
-    if (w->refused_quiet > 0)
-        snprintf(more, sizeof more, " (and %lu more since the last such line)", w->refused_quiet);
+    if (x->refused_quiet > 0)
+        snprintf(more, sizeof more, " (and %lu more since the last such line)", x->refused_quiet);
     if (r == HS_TOO_MANY)
         log_msg(LOG_WARN, "conn",
                 "refused a client: too_many_connections at accept: WebSockets "
                 "hold all %ld descriptors the file limit leaves them (%ld are kept for the API "
                 "and RPC)%s",
-                atomic_load(&w->hub->lim->fd_max), lim_fd_reserve(w->cfg), more);
+                atomic_load(&x->hub->lim->fd_max), lim_fd_reserve(x->cfg), more);
     else
         log_msg(LOG_INFO, "conn", "refused %s: %s%s%s", addr, hs_reason_name(r),
                 at_accept ? " at accept" : "", more);
-    w->refused_logged = now;
-    w->refused_quiet = 0;
+    x->refused_logged = now;
+    x->refused_quiet = 0;
 }
 
 /*
  * Close a socket refused at accept, unread: count it (as conn_stats would)
  * and log it, before the close, so whoever sees it closed finds the line.
  */
-static void conn_refuse_at_accept(struct worker *w, int fd, enum hs_reason r, const char *addr)
+static void conn_refuse_at_accept(struct conn_ctx *x, int fd, enum hs_reason r, const char *addr)
 {
-    struct stats *st = w->nsites == 1 ? &w->sites[0].stats : &w->stats;
+    struct stats *st = x->nsites == 1 ? &x->sites[0].stats : &x->stats;
 
     st->handshakes_refused[r]++;
-    conn_log_refusal(w, addr, r, 1);
+    conn_log_refusal(x, addr, r, 1);
     close(fd);
 }
 
@@ -135,52 +135,52 @@ static void conn_refuse_at_accept(struct worker *w, int fd, enum hs_reason r, co
  * checked at the upgrade, by X-Forwarded-For). Returns 0 with *counted set
  * when addr was counted, or -1 when the socket was refused and closed.
  */
-static int conn_admit_socket(struct worker *w, int fd, char addr[LIM_ADDR_MAX], int *counted)
+static int conn_admit_socket(struct conn_ctx *x, int fd, char addr[LIM_ADDR_MAX], int *counted)
 {
-    struct lim *l = w->hub->lim;
+    struct lim *l = x->hub->lim;
     enum hs_reason r;
 
     *counted = 0;
     if (lim_fd_take(l) != 0) {
-        conn_refuse_at_accept(w, fd, HS_TOO_MANY, "a client");
+        conn_refuse_at_accept(x, fd, HS_TOO_MANY, "a client");
         return -1;
     }
-    if (!lim_addr_on(w->cfg) || lim_peer(fd, addr) != 0 || lim_trusted(w->cfg, addr))
+    if (!lim_addr_on(x->cfg) || lim_peer(fd, addr) != 0 || lim_trusted(x->cfg, addr))
         return 0;
-    r = lim_addr_enter(l, w->cfg, addr, lim_now());
+    r = lim_addr_enter(l, x->cfg, addr, lim_now());
     if (r != HS_OK) {
         lim_fd_release(l);
-        conn_refuse_at_accept(w, fd, r, addr);
+        conn_refuse_at_accept(x, fd, r, addr);
         return -1;
     }
     *counted = 1;
     return 0;
 }
 
-void conn_accept(struct worker *w, int fd)
+void conn_accept(struct conn_ctx *x, int fd)
 {
     char addr[LIM_ADDR_MAX];
     struct conn *c;
     int counted;
 
-    if (conn_admit_socket(w, fd, addr, &counted) != 0)
+    if (conn_admit_socket(x, fd, addr, &counted) != 0)
         return;
     c = xcalloc(1, sizeof *c);
-    c->w = w;
+    c->x = x;
     c->fd = fd;
     /* With one site every connection is its from the first byte: its 404s and timeouts too. */
-    c->site = w->nsites == 1 ? 0 : -1;
-    c->id = ++w->next_conn_id;
+    c->site = x->nsites == 1 ? 0 : -1;
+    c->id = ++x->next_conn_id;
     c->state = CONN_HANDSHAKE;
     if (counted) {
         c->addr = xstrdup(addr);
         c->addr_checked = c->addr_counted = 1;
     }
     ev_io_init(&c->io, conn_on_io, fd, EV_READ);
-    ev_io_start(w->loop, &c->io);
-    worker_timer_add(w, c, CONN_TIMER_HANDSHAKE,
-                     ev_now(w->loop) + w->cfg->handshake_timeout_ms / 1000.0);
-    w->nconns++;
+    ev_io_start(x->loop, &c->io);
+    conn_ctx_timer_add(x, c, CONN_TIMER_HANDSHAKE,
+                       ev_now(x->loop) + x->cfg->handshake_timeout_ms / 1000.0);
+    x->nconns++;
 }
 
 /* Watch for writability too, or stop watching it. */
@@ -189,9 +189,9 @@ static void conn_want_write(struct conn *c, int want)
     if (c->want_write == want)
         return;
     c->want_write = want;
-    ev_io_stop(c->w->loop, &c->io);
+    ev_io_stop(c->x->loop, &c->io);
     ev_io_set(&c->io, c->fd, want ? EV_READ | EV_WRITE : EV_READ);
-    ev_io_start(c->w->loop, &c->io);
+    ev_io_start(c->x->loop, &c->io);
 }
 
 static void conn_overflow(struct conn *c);
@@ -221,12 +221,12 @@ static int conn_queue(struct conn *c, struct msg *m, int own)
     struct conn_out *o;
 
     if (c->state == CONN_OPEN &&
-        (c->overflow || c->out_bytes + m->len + extra > c->w->cfg->max_queued_bytes)) {
+        (c->overflow || c->out_bytes + m->len + extra > c->x->cfg->max_queued_bytes)) {
         msg_unref(m);
         conn_overflow(c);
         return 0;
     }
-    o = worker_out_get(c->w);
+    o = conn_ctx_out_get(c->x);
     o->msg = m;
     o->extra = extra;
     o->next = NULL;
@@ -237,7 +237,7 @@ static int conn_queue(struct conn *c, struct msg *m, int own)
     c->out_tail = o;
     c->out_bytes += m->len + extra;
     if (!c->want_write)
-        worker_pending_add(c->w, c);
+        conn_ctx_pending_add(c->x, c);
     return 1;
 }
 
@@ -273,7 +273,7 @@ static void conn_consume(struct conn *c, size_t n)
         if (c->out_head == NULL)
             c->out_tail = NULL;
         msg_unref(o->msg);
-        worker_out_put(c->w, o);
+        conn_ctx_out_put(c->x, o);
     }
 }
 
@@ -326,14 +326,14 @@ static void conn_leave_open(struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
-    c->w->conn_ops->on_close(c);
+    c->x->ops->on_close(c);
     if (c->total_counted)
-        lim_total_release(c->w->hub->lim);
+        lim_total_release(c->x->hub->lim);
     c->total_counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
-        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id), c->w->id);
+        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id), c->x->id);
     reg_remove(&conn_site(c)->reg, &c->link);
-    worker_open_remove(c->w, c);
+    conn_ctx_open_remove(c->x, c);
     conn_stats(c)->connections--;
 }
 
@@ -341,11 +341,11 @@ static void conn_leave_open(struct conn *c)
 static void conn_begin_closing(struct conn *c, struct msg *m)
 {
     conn_leave_open(c);
-    worker_timer_remove(c->w, c);
+    conn_ctx_timer_remove(c->x, c);
     c->state = CONN_CLOSING;
     c->close_queued = 1;
     conn_send_own(c, m);
-    worker_timer_add(c->w, c, CONN_TIMER_CLOSING, ev_now(c->w->loop) + CONN_LINGER);
+    conn_ctx_timer_add(c->x, c, CONN_TIMER_CLOSING, ev_now(c->x->loop) + CONN_LINGER);
 }
 
 void conn_close(struct conn *c, int code)
@@ -373,7 +373,7 @@ static void conn_truncate_queue(struct conn *c)
         struct conn_out *next = o->next;
 
         msg_unref(o->msg);
-        worker_out_put(c->w, o);
+        conn_ctx_out_put(c->x, o);
         o = next;
     }
     if (keep != NULL) {
@@ -396,7 +396,7 @@ static void conn_overflow(struct conn *c)
     c->overflow = 1;
     conn_stats(c)->slow_consumers++;
     conn_truncate_queue(c);
-    worker_pending_add(c->w, c);
+    conn_ctx_pending_add(c->x, c);
 }
 
 void conn_service(struct conn *c)
@@ -419,28 +419,28 @@ void conn_kill(struct conn *c)
     if (c->state == CONN_DEAD)
         return;
     conn_leave_open(c);
-    worker_timer_remove(c->w, c);
+    conn_ctx_timer_remove(c->x, c);
     c->state = CONN_DEAD;
-    ev_io_stop(c->w->loop, &c->io);
-    worker_pending_add(c->w, c);
+    ev_io_stop(c->x->loop, &c->io);
+    conn_ctx_pending_add(c->x, c);
 }
 
 void conn_free(struct conn *c)
 {
     if (c == NULL)
         return;
-    ev_io_stop(c->w->loop, &c->io);
-    worker_timer_remove(c->w, c);
+    ev_io_stop(c->x->loop, &c->io);
+    conn_ctx_timer_remove(c->x, c);
     conn_consume(c, SIZE_MAX);
     close(c->fd);
-    lim_fd_release(c->w->hub->lim);
+    lim_fd_release(c->x->hub->lim);
     if (c->addr_counted)
-        lim_addr_leave(c->w->hub->lim, c->w->cfg, c->addr, lim_now());
-    c->w->nconns--;
+        lim_addr_leave(c->x->hub->lim, c->x->cfg, c->addr, lim_now());
+    c->x->nconns--;
     free(c->head);
     free(c->ctrl);
     free(c->mbuf);
-    c->w->conn_ops->on_free(c);
+    c->x->ops->on_free(c);
     free(c->addr);
     free(c);
 }
@@ -501,7 +501,7 @@ static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *
     }
     if (json_object_get(claims->payload, "channel") != NULL)
         why = "a channel token is not a connection token";
-    else if (c->w->conn_ops->on_claims(c, claims->payload, &why) == 0)
+    else if (c->x->ops->on_claims(c, claims->payload, &why) == 0)
         return HS_OK;
     log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id, why);
     return HS_BAD_TOKEN;
@@ -518,8 +518,8 @@ static void conn_feed(struct conn *c, uint8_t *p, size_t n);
  */
 static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request *req)
 {
-    const struct cfg *cfg = c->w->cfg;
-    struct lim *l = c->w->hub->lim;
+    const struct cfg *cfg = c->x->cfg;
+    struct lim *l = c->x->hub->lim;
     char addr[LIM_ADDR_MAX];
     enum hs_reason r;
     int known;
@@ -539,9 +539,9 @@ static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request 
     }
     if (known < 0)
         snprintf(addr, sizeof addr, "unknown");
-    r = lim_addr_enter(c->w->hub->lim, cfg, addr, lim_now());
+    r = lim_addr_enter(c->x->hub->lim, cfg, addr, lim_now());
     if (r != HS_OK) {
-        conn_log_refusal(c->w, addr, r, 0);
+        conn_log_refusal(c->x, addr, r, 0);
         return r;
     }
     c->addr = xstrdup(addr);
@@ -552,11 +552,11 @@ static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request 
 /* Count the connection against max_connections, from its 101 until it leaves OPEN. */
 static enum hs_reason conn_admit_total(struct conn *c)
 {
-    enum hs_reason r = lim_total_take(c->w->hub->lim, c->w->cfg);
+    enum hs_reason r = lim_total_take(c->x->hub->lim, c->x->cfg);
 
     c->total_counted = r == HS_OK;
     if (r != HS_OK)
-        conn_log_refusal(c->w, c->addr != NULL ? c->addr : "a client", r, 0);
+        conn_log_refusal(c->x, c->addr != NULL ? c->addr : "a client", r, 0);
     return r;
 }
 
@@ -567,14 +567,14 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
     int n;
 
     if (!res->has_since) {
-        c->w->conn_ops->on_open(c, NULL);
+        c->x->ops->on_open(c, NULL);
         return;
     }
     n = http_percent_decode(res->since, since, sizeof since - 1);
     if (n < 0)
         n = snprintf(since, sizeof since, "?");
     since[n] = '\0';
-    c->w->conn_ops->on_open(c, since);
+    c->x->ops->on_open(c, since);
 }
 
 /*
@@ -585,7 +585,7 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
 static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *req,
                                      struct hs_result *res)
 {
-    const struct cfg *cfg = c->w->cfg;
+    const struct cfg *cfg = c->x->cfg;
     struct hs_policy pol = {.path = NULL};
     int best = -1, score = 0;
 
@@ -633,15 +633,15 @@ static void conn_upgrade(struct conn *c, const struct http_request *req)
         return;
     }
     conn_send_own(c, msg_new_raw(buf, hs_write_accept(buf, sizeof buf, &res)));
-    worker_timer_remove(c->w, c);
+    conn_ctx_timer_remove(c->x, c);
     c->state = CONN_OPEN;
-    worker_open_add(c->w, c);
+    conn_ctx_open_add(c->x, c);
     conn_stats(c)->connections++;
     conn_stats(c)->connections_total++;
     if (claims.sub[0] != '\0') {
         reg_add(&conn_site(c)->reg, &c->link, claims.sub, strlen(claims.sub));
         if (c->link.user->nlinks == 1)
-            dir_add(&conn_shared(c)->users, claims.sub, strlen(claims.sub), c->w->id);
+            dir_add(&conn_shared(c)->users, claims.sub, strlen(claims.sub), c->x->id);
     }
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");
@@ -658,7 +658,7 @@ static void conn_head_done(struct conn *c, int r, const struct http_request *req
                            size_t len, uint8_t *more, size_t nmore)
 {
     if (r == HTTP_NEED_MORE || r == HTTP_TOO_MANY_HEADERS ||
-        (r > 0 && (size_t)r > c->w->cfg->max_header_size)) {
+        (r > 0 && (size_t)r > c->x->cfg->max_header_size)) {
         conn_refuse(c, HS_TOO_LARGE);
     } else if (r < 0) {
         conn_refuse(c, HS_BAD_REQUEST);
@@ -675,7 +675,7 @@ static void conn_head_done(struct conn *c, int r, const struct http_request *req
 /* Make room in c->head for n bytes in all: a power of two from 256, at most max_header_size. */
 static void conn_head_room(struct conn *c, size_t n)
 {
-    size_t max = c->w->cfg->max_header_size, cap = c->head_cap ? c->head_cap : 256;
+    size_t max = c->x->cfg->max_header_size, cap = c->head_cap ? c->head_cap : 256;
 
     while (cap < n)
         cap *= 2;
@@ -693,7 +693,7 @@ static void conn_head_first(struct conn *c, uint8_t *p, size_t n)
     struct http_request req;
     int r = http_parse_request((const char *)p, n, &req);
 
-    if (r == HTTP_NEED_MORE && n < c->w->cfg->max_header_size) {
+    if (r == HTTP_NEED_MORE && n < c->x->cfg->max_header_size) {
         conn_head_room(c, n);
         memcpy(c->head, p, n);
         c->head_len = (uint32_t)n;
@@ -705,7 +705,7 @@ static void conn_head_first(struct conn *c, uint8_t *p, size_t n)
 /* More of a partial head: append what fits under max_header_size and parse it all again. */
 static void conn_head_more(struct conn *c, uint8_t *p, size_t n)
 {
-    size_t max = c->w->cfg->max_header_size;
+    size_t max = c->x->cfg->max_header_size;
     size_t take = c->head_len < max ? max - c->head_len : 0;
     struct http_request req;
     int r;
@@ -724,8 +724,8 @@ static void conn_head_more(struct conn *c, uint8_t *p, size_t n)
 /* Read into the worker's shared buffer; act on the head once it is complete. */
 static void conn_read_handshake(struct conn *c)
 {
-    struct worker *w = c->w;
-    ssize_t n = read(c->fd, w->rbuf, w->rbuf_size);
+    struct conn_ctx *x = c->x;
+    ssize_t n = read(c->fd, x->rbuf, x->rbuf_size);
 
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -734,9 +734,9 @@ static void conn_read_handshake(struct conn *c)
         return;
     }
     if (c->head == NULL)
-        conn_head_first(c, w->rbuf, (size_t)n);
+        conn_head_first(c, x->rbuf, (size_t)n);
     else
-        conn_head_more(c, w->rbuf, (size_t)n);
+        conn_head_more(c, x->rbuf, (size_t)n);
 }
 
 /* A whole data message has arrived: text is a command, binary is ignored. */
@@ -747,7 +747,7 @@ static void conn_message_end(struct conn *c)
         return;
     }
     if (c->mtext)
-        c->w->conn_ops->on_message(c, (const char *)c->mbuf, (size_t)c->mlen);
+        c->x->ops->on_message(c, (const char *)c->mbuf, (size_t)c->mlen);
     else
         log_msg(LOG_DEBUG, "conn", "conn=%llu binary message of %llu bytes ignored",
                 (unsigned long long)c->id, (unsigned long long)c->mlen);
@@ -834,7 +834,7 @@ static int conn_frame_start(struct conn *c)
             c->mlen = 0;
             utf8_init(&c->utf8);
         }
-        if (c->mlen + f->payload_len > c->w->cfg->max_message_size) {
+        if (c->mlen + f->payload_len > c->x->cfg->max_message_size) {
             conn_fail(c, WS_CLOSE_TOO_BIG);
             return 0;
         }
@@ -858,7 +858,7 @@ static size_t conn_header(struct conn *c, const uint8_t *p, size_t n)
         h = c->hdr;
         hn = old + take;
     }
-    r = ws_parse_header(h, hn, c->w->cfg->max_message_size, &c->frame, &code);
+    r = ws_parse_header(h, hn, c->x->cfg->max_message_size, &c->frame, &code);
     if (r == WS_NEED_MORE) {
         if (old == 0)
             memcpy(c->hdr, p, n);
@@ -883,8 +883,8 @@ static void conn_append(struct conn *c, const uint8_t *p, size_t n)
 
         while (cap < c->mlen + n)
             cap *= 2;
-        if (cap > c->w->cfg->max_message_size)
-            cap = c->w->cfg->max_message_size;
+        if (cap > c->x->cfg->max_message_size)
+            cap = c->x->cfg->max_message_size;
         c->mbuf = xrealloc(c->mbuf, cap);
         c->mcap = cap;
     }
@@ -929,8 +929,8 @@ static void conn_feed(struct conn *c, uint8_t *p, size_t n)
 /* Read into the worker's shared buffer and decode there. */
 static void conn_read_frames(struct conn *c)
 {
-    struct worker *w = c->w;
-    ssize_t n = read(c->fd, w->rbuf, w->rbuf_size);
+    struct conn_ctx *x = c->x;
+    ssize_t n = read(c->fd, x->rbuf, x->rbuf_size);
 
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -940,7 +940,7 @@ static void conn_read_frames(struct conn *c)
     }
     c->got_rx = 1;
     if (c->state == CONN_OPEN)
-        conn_feed(c, w->rbuf, (size_t)n);
+        conn_feed(c, x->rbuf, (size_t)n);
 }
 
 /* The socket is readable or writable. */

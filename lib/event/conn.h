@@ -4,12 +4,14 @@
  * Owns:       struct conn, its socket, its handshake buffer (only while a
  *             partial head waits for the rest), the message being
  *             reassembled, and one msg reference per queued frame.
- * Called by:  worker.c (accept, publish, timers, flush, free).
- * Invariants: only the owning worker's thread touches a conn. A conn is
+ * Called by:  worker.c (accept, publish, timers, flush, free), which embeds
+ *             the struct conn_ctx its connections share; a conn reaches its
+ *             owner (client.c) only through the ctx's conn_ops.
+ * Invariants: only the owning loop's thread touches a conn. A conn is
  *             never freed inside its own callback: conn_kill marks it dead
- *             and puts it on the worker's pending list; the worker frees it
+ *             and puts it on the ctx's pending list; the worker frees it
  *             from its prepare watcher, after every callback has returned.
- *             An OPEN conn is in the registry and in worker->open; leaving
+ *             An OPEN conn is in the registry and in ctx->open; leaving
  *             OPEN takes it out of both, so publishes only reach OPEN conns.
  */
 #ifndef HERALD_CONN_H
@@ -22,12 +24,14 @@
 #include <jansson.h>
 
 #include "reg.h"
+#include "rpc.h"
+#include "stats.h"
+#include "sub.h"
 #include "utf8.h"
 #include "ws.h"
 
 struct conn;
-struct worker;
-struct worker_site;
+struct cmd_hub;
 struct msg;
 struct client;
 struct cfg;
@@ -74,9 +78,54 @@ struct conn_out {
     uint32_t extra;        /* what it costs beyond msg->len (conn.c, conn_extra) */
 };
 
+/* What a worker keeps per site for its connections: users, channels, counters. */
+struct conn_ctx_site {
+    struct reg reg;        /* the site's users with a connection here */
+    struct sub_table subs; /* the site's channel subscriptions here */
+    struct stats stats;    /* counters of the site's connections here */
+};
+
+/* A FIFO of conns with deadlines, linked through conn->tnext/tprev. */
+struct conn_list {
+    struct conn *head; /* borrowed: earliest deadline */
+    struct conn *tail; /* borrowed */
+};
+
+/*
+ * What the connections of one loop share, and all a connection knows of
+ * the thread it lives on (worker.c embeds it): the loop, the settings, the
+ * tables, the lists a connection moves between, and the recycled buffers.
+ */
+struct conn_ctx {
+    int id;                      /* the worker's: its bit in the directory's masks */
+    struct ev_loop *loop;        /* borrowed */
+    const struct cfg *cfg;       /* borrowed: the config snapshot */
+    struct cmd_hub *hub;         /* borrowed: queues, sites' directories and presence */
+    const struct conn_ops *ops;  /* borrowed: what its connections tell their owner */
+    struct conn_ctx_site *sites; /* owned: one per hub site, same index */
+    int nsites;
+    struct rpc_ctx rpc; /* PHP calls in flight (rpc.c), charged to sites[i].stats */
+    struct stats stats; /* what no site owns: accept errors, and with several
+                           sites the handshakes refused before one was known */
+    struct conn **open; /* owned array; conns borrowed */
+    size_t nopen;
+    size_t capopen;
+    size_t nconns; /* conns in any state */
+    struct conn_list handshaking;
+    struct conn_list closing;
+    struct conn *pending;      /* borrowed: conns to flush or free */
+    struct conn_out *out_free; /* owned: recycled out-queue entries */
+    size_t nout_free;
+    uint8_t *rbuf; /* owned: shared read buffer */
+    size_t rbuf_size;
+    ev_tstamp refused_logged;    /* when a flood of refusals was last logged */
+    unsigned long refused_quiet; /* refusals not logged since then */
+    uint64_t next_conn_id;       /* worker id << 48, then a counter */
+};
+
 struct conn {
     ev_io io;           /* read, plus write while the queue is blocked */
-    struct worker *w;   /* borrowed: owning worker */
+    struct conn_ctx *x; /* borrowed: its loop's shared state */
     struct conn *tnext; /* borrowed: next on the timed list */
     struct conn *tprev; /* borrowed */
     struct conn *pnext; /* borrowed: next on the pending list */
@@ -133,7 +182,7 @@ struct conn {
  * a peer that is not a trusted proxy is over max_connections_per_ip or
  * connect_rate (too_many_from_address, too_fast).
  */
-void conn_accept(struct worker *w, int fd);
+void conn_accept(struct conn_ctx *x, int fd);
 
 /*
  * Queue a shared frame (takes a new reference); the worker flushes before
@@ -175,12 +224,27 @@ struct conn *conn_from_link(struct reg_link *l);
 const struct cfg *conn_cfg(const struct conn *c);
 
 /* What c's worker keeps of c's site (c->site must be set). */
-struct worker_site *conn_site(const struct conn *c);
+struct conn_ctx_site *conn_site(const struct conn *c);
 
 /* c's site's tables shared by every thread (c->site must be set). */
 struct site *conn_shared(const struct conn *c);
 
 /* The counters c's events go to: its site's, or the worker's before it has one. */
 struct stats *conn_stats(const struct conn *c);
+
+/* Timed lists: append with a deadline, or remove. */
+void conn_ctx_timer_add(struct conn_ctx *x, struct conn *c, int which, ev_tstamp deadline);
+void conn_ctx_timer_remove(struct conn_ctx *x, struct conn *c);
+
+/* The open array: add an upgraded conn, remove one leaving OPEN. */
+void conn_ctx_open_add(struct conn_ctx *x, struct conn *c);
+void conn_ctx_open_remove(struct conn_ctx *x, struct conn *c);
+
+/* Put a conn on the pending list (flush or free before the next poll). */
+void conn_ctx_pending_add(struct conn_ctx *x, struct conn *c);
+
+/* Out-queue entries, recycled per loop: no malloc per delivery. */
+struct conn_out *conn_ctx_out_get(struct conn_ctx *x);
+void conn_ctx_out_put(struct conn_ctx *x, struct conn_out *o);
 
 #endif

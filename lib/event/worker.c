@@ -37,10 +37,9 @@
 #include "xmalloc.h"
 
 #define WORKER_RBUF_SIZE (64 * 1024)
-#define WORKER_TICK 0.1          /* seconds between timed-list checks */
-#define WORKER_ACCEPT_PAUSE 0.1  /* seconds to stop accepting after EMFILE */
-#define WORKER_OUT_FREE_MAX 4096 /* recycled out-queue entries kept */
-#define WORKER_FLUSH_CHUNK 64    /* conns written between looks at the command queue */
+#define WORKER_TICK 0.1         /* seconds between timed-list checks */
+#define WORKER_ACCEPT_PAUSE 0.1 /* seconds to stop accepting after EMFILE */
+#define WORKER_FLUSH_CHUNK 64   /* conns written between looks at the command queue */
 
 static void *worker_main(void *arg);
 static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents);
@@ -60,14 +59,14 @@ static void worker_run_queued(struct worker *w);
  */
 static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
 {
-    w->cfg = cfg;
-    w->rpc.cfg = cfg;
-    ev_timer_stop(w->loop, &w->ping);
+    w->cx.cfg = cfg;
+    w->cx.rpc.cfg = cfg;
+    ev_timer_stop(w->cx.loop, &w->ping);
     if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
         double iv = cfg->ping_interval_ms / 1000.0;
 
         ev_timer_set(&w->ping, iv, iv);
-        ev_timer_start(w->loop, &w->ping);
+        ev_timer_start(w->cx.loop, &w->ping);
     }
 }
 
@@ -76,13 +75,13 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
 {
     struct worker *w = xcalloc(1, sizeof *w);
 
-    w->id = id;
-    w->hub = hub;
-    w->conn_ops = ops;
+    w->cx.id = id;
+    w->cx.hub = hub;
+    w->cx.ops = ops;
     /* Connection ids are unique in the process: the worker in the top bits. */
-    w->next_conn_id = (uint64_t)id << 48;
-    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (w->loop == NULL) {
+    w->cx.next_conn_id = (uint64_t)id << 48;
+    w->cx.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w->cx.loop == NULL) {
         *cause = xasprintf("worker %d: cannot create an event loop", id);
         free(w);
         return NULL;
@@ -90,32 +89,32 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
     w->own_lfd = lfd < 0;
     w->lfd = lfd >= 0 ? lfd : net_listen(cfg->listen, cfg->listen_mode, 1, cause);
     if (w->lfd < 0) {
-        ev_loop_destroy(w->loop);
+        ev_loop_destroy(w->cx.loop);
         free(w);
         return NULL;
     }
-    w->rbuf_size = WORKER_RBUF_SIZE;
-    w->rbuf = xmalloc(w->rbuf_size);
+    w->cx.rbuf_size = WORKER_RBUF_SIZE;
+    w->cx.rbuf = xmalloc(w->cx.rbuf_size);
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
-    w->sites = xcalloc((size_t)hub->nsites, sizeof *w->sites);
-    w->nsites = hub->nsites;
-    rpc_ctx_init(&w->rpc, w->loop, cfg, rpc_done, w->nsites);
-    for (int i = 0; i < w->nsites; i++) {
-        reg_init(&w->sites[i].reg);
-        sub_init(&w->sites[i].subs);
-        rpc_ctx_site(&w->rpc, i, &w->sites[i].stats.rpc, &hub->sites[i].rpc_inflight);
+    w->cx.sites = xcalloc((size_t)hub->nsites, sizeof *w->cx.sites);
+    w->cx.nsites = hub->nsites;
+    rpc_ctx_init(&w->cx.rpc, w->cx.loop, cfg, rpc_done, w->cx.nsites);
+    for (int i = 0; i < w->cx.nsites; i++) {
+        reg_init(&w->cx.sites[i].reg);
+        sub_init(&w->cx.sites[i].subs);
+        rpc_ctx_site(&w->cx.rpc, i, &w->cx.sites[i].stats.rpc, &hub->sites[i].rpc_inflight);
     }
     ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
-    ev_io_start(w->loop, &w->accept_io);
+    ev_io_start(w->cx.loop, &w->accept_io);
     ev_init(&w->accept_pause, worker_on_accept_pause);
     ev_prepare_init(&w->prepare, worker_on_prepare);
-    ev_prepare_start(w->loop, &w->prepare);
+    ev_prepare_start(w->cx.loop, &w->prepare);
     ev_timer_init(&w->tick, worker_on_tick, WORKER_TICK, WORKER_TICK);
-    ev_timer_start(w->loop, &w->tick);
+    ev_timer_start(w->cx.loop, &w->tick);
     ev_init(&w->ping, worker_on_ping);
     worker_use_cfg(w, cfg);
-    cmd_queue_init(&w->queue, w->loop, worker_on_wake);
-    ev_async_start(w->loop, &w->queue.wake);
+    cmd_queue_init(&w->queue, w->cx.loop, worker_on_wake);
+    ev_async_start(w->cx.loop, &w->queue.wake);
     return w;
 }
 
@@ -124,7 +123,7 @@ int worker_start(struct worker *w, char **cause)
     int r = pthread_create(&w->thread, NULL, worker_main, w);
 
     if (r != 0) {
-        *cause = xasprintf("worker %d: pthread_create: %s", w->id, strerror(r));
+        *cause = xasprintf("worker %d: pthread_create: %s", w->cx.id, strerror(r));
         return -1;
     }
     return 0;
@@ -138,16 +137,16 @@ void worker_join(struct worker *w)
 /* Free every conn still held, whatever its state. */
 static void worker_free_conns(struct worker *w)
 {
-    while (w->nopen > 0)
-        conn_kill(w->open[w->nopen - 1]);
-    while (w->handshaking.head != NULL)
-        conn_kill(w->handshaking.head);
-    while (w->closing.head != NULL)
-        conn_kill(w->closing.head);
-    while (w->pending != NULL) {
-        struct conn *c = w->pending;
+    while (w->cx.nopen > 0)
+        conn_kill(w->cx.open[w->cx.nopen - 1]);
+    while (w->cx.handshaking.head != NULL)
+        conn_kill(w->cx.handshaking.head);
+    while (w->cx.closing.head != NULL)
+        conn_kill(w->cx.closing.head);
+    while (w->cx.pending != NULL) {
+        struct conn *c = w->cx.pending;
 
-        w->pending = c->pnext;
+        w->cx.pending = c->pnext;
         c->in_pending = 0;
         if (c->state == CONN_DEAD)
             conn_free(c);
@@ -175,32 +174,32 @@ void worker_free(struct worker *w)
     if (w == NULL)
         return;
     worker_free_conns(w);
-    rpc_abort_all(&w->rpc);
+    rpc_abort_all(&w->cx.rpc);
     worker_drop_queued(w);
-    ev_io_stop(w->loop, &w->accept_io);
-    ev_timer_stop(w->loop, &w->accept_pause);
-    ev_prepare_stop(w->loop, &w->prepare);
-    ev_timer_stop(w->loop, &w->tick);
-    ev_timer_stop(w->loop, &w->ping);
-    ev_async_stop(w->loop, &w->queue.wake);
+    ev_io_stop(w->cx.loop, &w->accept_io);
+    ev_timer_stop(w->cx.loop, &w->accept_pause);
+    ev_prepare_stop(w->cx.loop, &w->prepare);
+    ev_timer_stop(w->cx.loop, &w->tick);
+    ev_timer_stop(w->cx.loop, &w->ping);
+    ev_async_stop(w->cx.loop, &w->queue.wake);
     cmd_queue_destroy(&w->queue);
     if (w->own_lfd)
         close(w->lfd);
-    while (w->out_free != NULL) {
-        struct conn_out *o = w->out_free;
+    while (w->cx.out_free != NULL) {
+        struct conn_out *o = w->cx.out_free;
 
-        w->out_free = o->next;
+        w->cx.out_free = o->next;
         free(o);
     }
-    for (int i = 0; i < w->nsites; i++) {
-        reg_free(&w->sites[i].reg);
-        sub_free(&w->sites[i].subs);
+    for (int i = 0; i < w->cx.nsites; i++) {
+        reg_free(&w->cx.sites[i].reg);
+        sub_free(&w->cx.sites[i].subs);
     }
-    free(w->sites);
+    free(w->cx.sites);
     msg_unref(w->ping_msg);
-    free(w->open);
-    free(w->rbuf);
-    ev_loop_destroy(w->loop);
+    free(w->cx.open);
+    free(w->cx.rbuf);
+    ev_loop_destroy(w->cx.loop);
     free(w);
 }
 
@@ -209,91 +208,8 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
 
-    ev_run(w->loop, 0);
+    ev_run(w->cx.loop, 0);
     return NULL;
-}
-
-void worker_timer_add(struct worker *w, struct conn *c, int which, ev_tstamp deadline)
-{
-    struct conn_list *l = which == CONN_TIMER_HANDSHAKE ? &w->handshaking : &w->closing;
-
-    c->timer = (uint8_t)which;
-    c->deadline = deadline;
-    c->tnext = NULL;
-    c->tprev = l->tail;
-    if (l->tail != NULL)
-        l->tail->tnext = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
-void worker_timer_remove(struct worker *w, struct conn *c)
-{
-    struct conn_list *l;
-
-    if (c->timer == CONN_TIMER_NONE)
-        return;
-    l = c->timer == CONN_TIMER_HANDSHAKE ? &w->handshaking : &w->closing;
-    if (c->tprev != NULL)
-        c->tprev->tnext = c->tnext;
-    else
-        l->head = c->tnext;
-    if (c->tnext != NULL)
-        c->tnext->tprev = c->tprev;
-    else
-        l->tail = c->tprev;
-    c->tnext = c->tprev = NULL;
-    c->timer = CONN_TIMER_NONE;
-}
-
-void worker_open_add(struct worker *w, struct conn *c)
-{
-    if (w->nopen == w->capopen) {
-        w->capopen = w->capopen ? w->capopen * 2 : 64;
-        w->open = xrealloc(w->open, w->capopen * sizeof *w->open);
-    }
-    c->slot = (uint32_t)w->nopen;
-    w->open[w->nopen++] = c;
-}
-
-void worker_open_remove(struct worker *w, struct conn *c)
-{
-    struct conn *last = w->open[--w->nopen];
-
-    w->open[c->slot] = last;
-    last->slot = c->slot;
-}
-
-void worker_pending_add(struct worker *w, struct conn *c)
-{
-    if (c->in_pending)
-        return;
-    c->in_pending = 1;
-    c->pnext = w->pending;
-    w->pending = c;
-}
-
-struct conn_out *worker_out_get(struct worker *w)
-{
-    struct conn_out *o = w->out_free;
-
-    if (o == NULL)
-        return xmalloc(sizeof *o);
-    w->out_free = o->next;
-    w->nout_free--;
-    return o;
-}
-
-void worker_out_put(struct worker *w, struct conn_out *o)
-{
-    if (w->nout_free >= WORKER_OUT_FREE_MAX) {
-        free(o);
-        return;
-    }
-    o->next = w->out_free;
-    w->out_free = o;
-    w->nout_free++;
 }
 
 /* Accept what is waiting; on EMFILE, pause accepting briefly. */
@@ -305,20 +221,20 @@ static void worker_on_accept(struct ev_loop *loop, ev_io *io, int revents)
         int fd = net_accept(w->lfd);
 
         if (fd >= 0) {
-            conn_accept(w, fd);
+            conn_accept(&w->cx, fd);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        w->stats.accept_errors++;
+        w->cx.stats.accept_errors++;
         if (errno == EMFILE || errno == ENFILE) {
-            log_msg(LOG_WARN, "net", "worker %d: accept: %s; pausing accepts", w->id,
+            log_msg(LOG_WARN, "net", "worker %d: accept: %s; pausing accepts", w->cx.id,
                     strerror(errno));
             ev_io_stop(loop, &w->accept_io);
             ev_timer_set(&w->accept_pause, WORKER_ACCEPT_PAUSE, 0);
             ev_timer_start(loop, &w->accept_pause);
         } else if (errno != ECONNABORTED) {
-            log_msg(LOG_WARN, "net", "worker %d: accept: %s", w->id, strerror(errno));
+            log_msg(LOG_WARN, "net", "worker %d: accept: %s", w->cx.id, strerror(errno));
         }
         return;
     }
@@ -345,8 +261,8 @@ static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     unsigned n = 0;
     struct conn *c, *round;
 
-    while ((round = w->pending) != NULL) {
-        w->pending = NULL;
+    while ((round = w->cx.pending) != NULL) {
+        w->cx.pending = NULL;
         while ((c = round) != NULL) {
             round = c->pnext;
             c->in_pending = 0;
@@ -359,7 +275,7 @@ static void worker_on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
         }
     }
     /* The disconnect hooks of the closed connections still reach PHP (until the deadline). */
-    if (w->shutting_down && w->nconns == 0 && w->rpc.calls == NULL)
+    if (w->shutting_down && w->cx.nconns == 0 && w->cx.rpc.calls == NULL)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -376,11 +292,11 @@ static void worker_on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = WORKER_OF(t, tick);
     ev_tstamp now = ev_now(loop);
 
-    worker_expire(&w->handshaking, now);
-    worker_expire(&w->closing, now);
+    worker_expire(&w->cx.handshaking, now);
+    worker_expire(&w->cx.closing, now);
     if (w->shutting_down && now >= w->shutdown_deadline) {
-        log_msg(LOG_WARN, "worker", "worker %d: shutdown timeout, dropping %zu connections", w->id,
-                w->nconns);
+        log_msg(LOG_WARN, "worker", "worker %d: shutdown timeout, dropping %zu connections",
+                w->cx.id, w->cx.nconns);
         worker_free_conns(w);
         ev_break(loop, EVBREAK_ALL);
     }
@@ -391,8 +307,8 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = WORKER_OF(t, ping);
 
-    for (size_t i = 0; i < w->nopen;) {
-        struct conn *c = w->open[i];
+    for (size_t i = 0; i < w->cx.nopen;) {
+        struct conn *c = w->cx.open[i];
 
         if (c->ping_out && !c->got_rx) {
             log_msg(LOG_DEBUG, "conn", "conn=%llu no answer to ping", (unsigned long long)c->id);
@@ -409,7 +325,7 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
 /* Queue a channel item to the channel's subscribers here. */
 static uint64_t worker_publish_channel(struct worker *w, int site, const struct cmd_item *it)
 {
-    struct sub_chan *ch = sub_find(&w->sites[site].subs, it->channel, strlen(it->channel));
+    struct sub_chan *ch = sub_find(&w->cx.sites[site].subs, it->channel, strlen(it->channel));
     uint64_t n = 0;
 
     if (ch == NULL)
@@ -435,13 +351,14 @@ static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item
     if (it->channel != NULL)
         return worker_publish_channel(w, site, it);
     if (it->broadcast) {
-        for (size_t i = 0; i < w->nopen; i++)
-            if (w->open[i]->site == site)
-                n += (uint64_t)conn_send(w->open[i], it->msg);
+        for (size_t i = 0; i < w->cx.nopen; i++)
+            if (w->cx.open[i]->site == site)
+                n += (uint64_t)conn_send(w->cx.open[i], it->msg);
         return n;
     }
     for (size_t u = 0; u < it->nusers; u++) {
-        struct reg_user *user = reg_find(&w->sites[site].reg, it->users[u], strlen(it->users[u]));
+        struct reg_user *user =
+            reg_find(&w->cx.sites[site].reg, it->users[u], strlen(it->users[u]));
         /* Numbered: the user's own frame; none when the user had no connection at
          * routing: one made since came after this message (its position is past it). */
         struct msg *m = it->frames != NULL ? it->frames[u] : it->msg;
@@ -466,14 +383,14 @@ static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item
 static void worker_shutdown(struct worker *w)
 {
     w->shutting_down = 1;
-    w->shutdown_deadline = ev_now(w->loop) + w->cfg->shutdown_timeout_ms / 1000.0;
-    ev_io_stop(w->loop, &w->accept_io);
-    ev_timer_stop(w->loop, &w->accept_pause);
-    ev_timer_stop(w->loop, &w->ping);
-    while (w->handshaking.head != NULL)
-        conn_kill(w->handshaking.head);
-    while (w->nopen > 0)
-        conn_close(w->open[w->nopen - 1], WS_CLOSE_GOING_AWAY);
+    w->shutdown_deadline = ev_now(w->cx.loop) + w->cx.cfg->shutdown_timeout_ms / 1000.0;
+    ev_io_stop(w->cx.loop, &w->accept_io);
+    ev_timer_stop(w->cx.loop, &w->accept_pause);
+    ev_timer_stop(w->cx.loop, &w->ping);
+    while (w->cx.handshaking.head != NULL)
+        conn_kill(w->cx.handshaking.head);
+    while (w->cx.nopen > 0)
+        conn_close(w->cx.open[w->cx.nopen - 1], WS_CLOSE_GOING_AWAY);
 }
 
 /* Queue every item of a publish job, then add up what was reached under one lock. */
@@ -486,7 +403,7 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
         n[i] = worker_publish(w, job->site, &job->items[i]);
         total += n[i];
     }
-    w->sites[job->site].stats.delivered += total;
+    w->cx.sites[job->site].stats.delivered += total;
     pthread_mutex_lock(&job->lock);
     for (size_t i = 0; i < job->nitems; i++)
         job->delivered[job->items[i].group] += n[i];
@@ -498,12 +415,12 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
 /* Add the job's site's counters, and those no site owns, to a stats job. */
 static void worker_add_stats(struct worker *w, struct cmd_job *job)
 {
-    struct worker_site *ws = &w->sites[job->site];
+    struct conn_ctx_site *ws = &w->cx.sites[job->site];
 
     ws->stats.subscriptions = ws->subs.nsubs;
     pthread_mutex_lock(&job->lock);
     stats_add(&job->stats, &ws->stats);
-    stats_add(&job->unrouted, &w->stats);
+    stats_add(&job->unrouted, &w->cx.stats);
     pthread_mutex_unlock(&job->lock);
 }
 
@@ -515,7 +432,7 @@ static void worker_run(struct worker *w, struct cmd_job *job)
     case CMD_STATS: worker_add_stats(w, job); break;
     case CMD_COUNT_USER: {
         const char *id = job->items[0].users[0];
-        struct reg_user *u = reg_find(&w->sites[job->site].reg, id, strlen(id));
+        struct reg_user *u = reg_find(&w->cx.sites[job->site].reg, id, strlen(id));
 
         pthread_mutex_lock(&job->lock);
         job->delivered[0] += u != NULL ? u->nlinks : 0;

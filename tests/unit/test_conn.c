@@ -100,7 +100,7 @@ static int pump(int fd)
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
-        ev_run(w->loop, EVRUN_NOWAIT);
+        ev_run(w->cx.loop, EVRUN_NOWAIT);
         if (poll(&p, 1, 5) > 0)
             return 0;
         clock_gettime(CLOCK_MONOTONIC, &t);
@@ -115,7 +115,7 @@ static int browser(void)
     int sv[2];
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    conn_accept(w, sv[0]);
+    conn_accept(&w->cx, sv[0]);
     return sv[1];
 }
 
@@ -218,7 +218,7 @@ static void test_conn_upgrades_and_answers_commands(void **state)
     send_text(fd, "not json");
     assert_int_equal(read_frame(fd, buf, sizeof buf), 1);
     assert_non_null(strstr(buf, "\"code\":\"bad_json\""));
-    assert_int_equal(w->sites[0].stats.client_errors[PROTO_E_BAD_JSON], 1);
+    assert_int_equal(w->cx.sites[0].stats.client_errors[PROTO_E_BAD_JSON], 1);
     close(fd);
 }
 
@@ -260,8 +260,8 @@ static void test_conn_closes_bad_input_with_its_code_and_spares_the_others(void 
     assert_int_equal(read_frame(fd, buf, sizeof buf), 8);
     assert_int_equal(close_code(buf), 1007);
     close(fd);
-    assert_int_equal(w->sites[0].stats.protocol_errors[0], 1); /* 1002 */
-    assert_int_equal(w->sites[0].stats.protocol_errors[1], 1); /* 1007 */
+    assert_int_equal(w->cx.sites[0].stats.protocol_errors[0], 1); /* 1002 */
+    assert_int_equal(w->cx.sites[0].stats.protocol_errors[1], 1); /* 1007 */
     /* The bystander still talks. */
     send_text(bystander, "{\"op\":\"subscribe\",\"channel\":\"news\",\"ref\":\"b\"}");
     assert_int_equal(read_frame(bystander, buf, sizeof buf), 1);
