@@ -721,22 +721,32 @@ static void conn_head_more(struct conn *c, uint8_t *p, size_t n)
     conn_head_done(c, r, &req, (uint8_t *)c->head, c->head_len, p + take, n - take);
 }
 
-/* Read into the worker's shared buffer; act on the head once it is complete. */
+/*
+ * Read what the socket has into the loop's shared buffer. Returns its
+ * length, or 0: nothing yet, or the peer is gone (then c is killed).
+ */
+static size_t conn_read(struct conn *c)
+{
+    ssize_t n = read(c->fd, c->x->rbuf, c->x->rbuf_size);
+
+    if (n > 0)
+        return (size_t)n;
+    if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        conn_kill(c);
+    return 0;
+}
+
+/* Read into the loop's shared buffer; act on the head once it is complete. */
 static void conn_read_handshake(struct conn *c)
 {
-    struct conn_ctx *x = c->x;
-    ssize_t n = read(c->fd, x->rbuf, x->rbuf_size);
+    size_t n = conn_read(c);
 
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_kill(c);
+    if (n == 0)
         return;
-    }
     if (c->head == NULL)
-        conn_head_first(c, x->rbuf, (size_t)n);
+        conn_head_first(c, c->x->rbuf, n);
     else
-        conn_head_more(c, x->rbuf, (size_t)n);
+        conn_head_more(c, c->x->rbuf, n);
 }
 
 /* A whole data message has arrived: text is a command, binary is ignored. */
@@ -926,21 +936,16 @@ static void conn_feed(struct conn *c, uint8_t *p, size_t n)
     }
 }
 
-/* Read into the worker's shared buffer and decode there. */
+/* Read into the loop's shared buffer and decode there. */
 static void conn_read_frames(struct conn *c)
 {
-    struct conn_ctx *x = c->x;
-    ssize_t n = read(c->fd, x->rbuf, x->rbuf_size);
+    size_t n = conn_read(c);
 
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_kill(c);
+    if (n == 0)
         return;
-    }
     c->got_rx = 1;
     if (c->state == CONN_OPEN)
-        conn_feed(c, x->rbuf, (size_t)n);
+        conn_feed(c, c->x->rbuf, n);
 }
 
 /* The socket is readable or writable. */
