@@ -38,13 +38,11 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define RELAY_MAX_RECORDS 8    /* PARAMS records per request: params are at most a few */
-#define RELAY_REWIND (1 << 18) /* offset past which libfcgi is sent back to the start */
+#define RELAY_MAX_RECORDS 8 /* PARAMS records per request: params are at most a few */
 #define RELAY_MAX_REQUEST                                                                          \
     (GATE_HEADER + 8 + RELAY_MAX_RECORDS * (GATE_HEADER + GATE_MAX_CONTENT) + GATE_HEADER)
 #define RELAY_MAX_CHUNK (1 << 16) /* largest read size of libfcgi's the relay relies on */
-/* The memory file's fixed size: a request starting before RELAY_REWIND and libfcgi's last read fit.
- */
+/* The file's fixed size: any request that starts before RELAY_REWIND, and one read past it. */
 #define RELAY_FILE (RELAY_REWIND + RELAY_MAX_REQUEST + RELAY_MAX_CHUNK)
 #define RELAY_BUF 1024 /* first size of a buffer */
 
@@ -73,7 +71,7 @@ void relay_put(struct relay_buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-static int relay_write_request(struct relay *r, unsigned id, const uint8_t *params, size_t plen);
+static int relay_feed(struct relay *r, unsigned id, const uint8_t *params, size_t plen);
 
 /* Forget the memory file and its mapping (libfcgi may already have closed the file). */
 static void relay_close(struct relay *r)
@@ -99,16 +97,8 @@ static int relay_probe(struct relay *r)
 {
     off_t end;
 
-    if (relay_write_request(r, 1, NULL, 0) != 0)
+    if (relay_feed(r, 1, NULL, 0) != 0)
         return -1;
-    r->req.ipcFd = r->in_fd;
-    r->req.keepConnection = 1;
-    if (FCGX_Accept_r(&r->req) < 0) {
-        if (r->req.ipcFd < 0)
-            r->in_fd = -1; /* libfcgi closed it */
-        errno = EPROTO;
-        return -1;
-    }
     FCGX_Free(&r->req, 0);
     end = lseek(r->in_fd, 0, SEEK_CUR);
     if (end < 0)
@@ -119,7 +109,6 @@ static int relay_probe(struct relay *r)
                 "libfcgi read %lld bytes of a %zu-byte request: the API makes "
                 "one more call a request",
                 (long long)end, r->in_len);
-    memset(r->map, 0, r->in_len);
     r->in_at = (size_t)end;
     return 0;
 }
@@ -250,39 +239,49 @@ static void relay_frame_answer(struct relay *r, unsigned id)
     relay_put(&r->answer, end, sizeof end);
 }
 
+/*
+ * Write request id at in_at and have libfcgi read it (FCGX_Accept_r), then
+ * zero what was read: were libfcgi's offset ever not where it was expected,
+ * it would meet zeros and fail, never an old request. Returns 0 with req
+ * holding the request, or -1 (errno EPROTO) with the file closed: libfcgi
+ * refused it, or read another request than id.
+ */
+static int relay_feed(struct relay *r, unsigned id, const uint8_t *params, size_t plen)
+{
+    int rc;
+
+    if (relay_write_request(r, id, params, plen) != 0)
+        return -1;
+    r->req.ipcFd = r->in_fd;
+    /* FCGX_Accept_r first finishes the previous request: it must not close in_fd. */
+    r->req.keepConnection = 1;
+    rc = FCGX_Accept_r(&r->req);
+    memset(r->map + r->in_at, 0, r->in_len);
+    if (rc >= 0 && r->req.requestId == (int)id)
+        return 0;
+    if (rc >= 0)
+        FCGX_Free(&r->req, 0);
+    /* After an error libfcgi may have closed in_fd; the next request makes a new file. */
+    if (r->req.ipcFd < 0)
+        r->in_fd = -1;
+    relay_close(r);
+    errno = EPROTO;
+    return -1;
+}
+
 int relay_run(struct relay *r, unsigned id, const uint8_t *params, size_t plen,
               relay_handler *handler, void *arg, uint8_t **answer, size_t *len)
 {
     const char *step = "making the memory file";
-    int rc;
 
     if (relay_open(r) != 0)
         goto fail;
     step = "placing libfcgi's offset";
     if (relay_seek(r) != 0)
         goto fail;
-    step = "writing the request";
-    if (relay_write_request(r, id, params, plen) != 0)
+    step = "libfcgi refused a request the gate passed";
+    if (relay_feed(r, id, params, plen) != 0)
         goto fail;
-    r->req.ipcFd = r->in_fd;
-    /* FCGX_Accept_r first finishes the previous request: it must not close in_fd. */
-    r->req.keepConnection = 1;
-    rc = FCGX_Accept_r(&r->req);
-    /*
-     * Zero what was read, so that if libfcgi's offset were ever not where it
-     * was expected, it would meet zeros and fail, never an old request.
-     */
-    memset(r->map + r->in_at, 0, r->in_len);
-    if (rc < 0 || r->req.requestId != (int)id) {
-        log_msg(LOG_ERROR, "api", "libfcgi refused a request the gate passed");
-        if (rc >= 0)
-            FCGX_Free(&r->req, 0);
-        /* After an error libfcgi may have closed in_fd; the next request makes a new file. */
-        if (r->req.ipcFd < 0)
-            r->in_fd = -1;
-        relay_close(r);
-        return -1;
-    }
     r->in_at += r->chunk != 0 ? (r->in_len + r->chunk - 1) / r->chunk * r->chunk : r->in_len;
     r->req.keepConnection = 1;
     r->cgi.len = 0;

@@ -41,6 +41,9 @@ struct relay_buf {
     size_t len, cap;
 };
 
+/* The offset past which libfcgi is sent back to the file's start: the file's memory budget. */
+#define RELAY_REWIND (1 << 18)
+
 struct relay {
     int in_fd;            /* owned: memfd libfcgi reads requests from, or -1 */
     uint8_t *map;         /* owned: in_fd mapped, requests are written here */

@@ -225,6 +225,27 @@ static void test_relay_no_params_and_params_over_one_record(void **state)
     assert_memory_equal(out, value, sizeof value);
 }
 
+static void test_relay_a_misplaced_offset_at_the_rewind_falls_back_to_seeking(void **state)
+{
+    uint8_t params[64], *answer;
+    size_t len, plen = pair(params, "REQUEST_METHOD", "PUT", 3);
+    struct seen s = {.reply = "Status: 204\r\n\r\n", .reply_len = 15};
+
+    assert_int_not_equal(relay.chunk, 0);
+    /* The relay believes libfcgi is past the rewind point; libfcgi is not there. */
+    relay.in_at = RELAY_REWIND + relay.chunk;
+    assert_int_equal(relay_run(&relay, 11, params, plen, handler, &s, &answer, &len), 0);
+    assert_string_equal(s.method, "PUT");
+    /* It noticed, and now sets the offset itself for every request, across rewinds. */
+    assert_int_equal(relay.chunk, 0);
+    for (unsigned i = 1; i <= 6000; i++) {
+        plen = pair(params, "REQUEST_METHOD", i % 2 ? "GET" : "POST", i % 2 ? 3 : 4);
+        assert_int_equal(relay_run(&relay, i, params, plen, handler, &s, &answer, &len), 0);
+        assert_string_equal(s.method, i % 2 ? "GET" : "POST");
+    }
+    assert_true(relay.in_at < RELAY_REWIND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_relay_no_params_and_params_over_one_record),
         cmocka_unit_test(test_relay_requests_of_every_length_around_libfcgi_reads),
         cmocka_unit_test(test_relay_a_wrong_guess_fails_and_never_answers_an_old_request),
+        cmocka_unit_test(test_relay_a_misplaced_offset_at_the_rewind_falls_back_to_seeking),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
