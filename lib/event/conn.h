@@ -232,6 +232,20 @@ struct site *conn_shared(const struct conn *c);
 /* The counters c's events go to: its site's, or the worker's before it has one. */
 struct stats *conn_stats(const struct conn *c);
 
+/*
+ * Ready x for worker id's connections on loop (borrowed, as are cfg, hub,
+ * ops): its read buffer, per site a registry, subscriptions and counters,
+ * and an RPC context whose calls end in rpc_done.
+ */
+void conn_ctx_init(struct conn_ctx *x, int id, struct ev_loop *loop, const struct cfg *cfg,
+                   struct cmd_hub *hub, const struct conn_ops *ops, rpc_done_fn *rpc_done);
+
+/* Use a new config snapshot (a reload): the connections and their RPC calls both see it. */
+void conn_ctx_use_cfg(struct conn_ctx *x, const struct cfg *cfg);
+
+/* Free what x owns, RPC calls still in flight included; every conn must be gone. */
+void conn_ctx_free(struct conn_ctx *x);
+
 /* Timed lists: append with a deadline, or remove. */
 void conn_ctx_timer_add(struct conn_ctx *x, struct conn *c, int which, ev_tstamp deadline);
 void conn_ctx_timer_remove(struct conn_ctx *x, struct conn *c);

@@ -36,7 +36,6 @@
 #include "ws.h"
 #include "xmalloc.h"
 
-#define WORKER_RBUF_SIZE (64 * 1024)
 #define WORKER_TICK 0.1         /* seconds between timed-list checks */
 #define WORKER_ACCEPT_PAUSE 0.1 /* seconds to stop accepting after EMFILE */
 #define WORKER_FLUSH_CHUNK 64   /* conns written between looks at the command queue */
@@ -59,8 +58,7 @@ static void worker_run_queued(struct worker *w);
  */
 static void worker_use_cfg(struct worker *w, const struct cfg *cfg)
 {
-    w->cx.cfg = cfg;
-    w->cx.rpc.cfg = cfg;
+    conn_ctx_use_cfg(&w->cx, cfg);
     ev_timer_stop(w->cx.loop, &w->ping);
     if (cfg->ping_interval_ms > 0 && !w->shutting_down) {
         double iv = cfg->ping_interval_ms / 1000.0;
@@ -74,14 +72,9 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
                           const struct conn_ops *ops, rpc_done_fn *rpc_done, int lfd, char **cause)
 {
     struct worker *w = xcalloc(1, sizeof *w);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 
-    w->cx.id = id;
-    w->cx.hub = hub;
-    w->cx.ops = ops;
-    /* Connection ids are unique in the process: the worker in the top bits. */
-    w->cx.next_conn_id = (uint64_t)id << 48;
-    w->cx.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (w->cx.loop == NULL) {
+    if (loop == NULL) {
         *cause = xasprintf("worker %d: cannot create an event loop", id);
         free(w);
         return NULL;
@@ -89,21 +82,12 @@ struct worker *worker_new(int id, const struct cfg *cfg, struct cmd_hub *hub,
     w->own_lfd = lfd < 0;
     w->lfd = lfd >= 0 ? lfd : net_listen(cfg->listen, cfg->listen_mode, 1, cause);
     if (w->lfd < 0) {
-        ev_loop_destroy(w->cx.loop);
+        ev_loop_destroy(loop);
         free(w);
         return NULL;
     }
-    w->cx.rbuf_size = WORKER_RBUF_SIZE;
-    w->cx.rbuf = xmalloc(w->cx.rbuf_size);
+    conn_ctx_init(&w->cx, id, loop, cfg, hub, ops, rpc_done);
     w->ping_msg = msg_new(WS_OP_PING, NULL, 0);
-    w->cx.sites = xcalloc((size_t)hub->nsites, sizeof *w->cx.sites);
-    w->cx.nsites = hub->nsites;
-    rpc_ctx_init(&w->cx.rpc, w->cx.loop, cfg, rpc_done, w->cx.nsites);
-    for (int i = 0; i < w->cx.nsites; i++) {
-        reg_init(&w->cx.sites[i].reg);
-        sub_init(&w->cx.sites[i].subs);
-        rpc_ctx_site(&w->cx.rpc, i, &w->cx.sites[i].stats.rpc, &hub->sites[i].rpc_inflight);
-    }
     ev_io_init(&w->accept_io, worker_on_accept, w->lfd, EV_READ);
     ev_io_start(w->cx.loop, &w->accept_io);
     ev_init(&w->accept_pause, worker_on_accept_pause);
@@ -174,7 +158,6 @@ void worker_free(struct worker *w)
     if (w == NULL)
         return;
     worker_free_conns(w);
-    rpc_abort_all(&w->cx.rpc);
     worker_drop_queued(w);
     ev_io_stop(w->cx.loop, &w->accept_io);
     ev_timer_stop(w->cx.loop, &w->accept_pause);
@@ -185,20 +168,8 @@ void worker_free(struct worker *w)
     cmd_queue_destroy(&w->queue);
     if (w->own_lfd)
         close(w->lfd);
-    while (w->cx.out_free != NULL) {
-        struct conn_out *o = w->cx.out_free;
-
-        w->cx.out_free = o->next;
-        free(o);
-    }
-    for (int i = 0; i < w->cx.nsites; i++) {
-        reg_free(&w->cx.sites[i].reg);
-        sub_free(&w->cx.sites[i].subs);
-    }
-    free(w->cx.sites);
+    conn_ctx_free(&w->cx);
     msg_unref(w->ping_msg);
-    free(w->cx.open);
-    free(w->cx.rbuf);
     ev_loop_destroy(w->cx.loop);
     free(w);
 }
