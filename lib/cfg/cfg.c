@@ -207,17 +207,14 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
 };
 /* clang-format on */
 
-const size_t cfg_ndefs = CFG_NKEYS;
-_Static_assert(sizeof cfg_defs / sizeof cfg_defs[0] <= CFG_MAX_DEFS, "raise CFG_MAX_DEFS");
-
 const char *cfg_key_name(size_t i)
 {
-    return i < cfg_ndefs ? cfg_defs[i].name : NULL;
+    return i < CFG_NKEYS ? cfg_defs[i].name : NULL;
 }
 
 const struct cfg_def *cfg_def_find(const char *name)
 {
-    for (size_t i = 0; i < cfg_ndefs; i++)
+    for (size_t i = 0; i < CFG_NKEYS; i++)
         if (strcmp(cfg_defs[i].name, name) == 0)
             return &cfg_defs[i];
     return NULL;
@@ -370,7 +367,7 @@ static int number_set(struct cfg_build *b, const struct cfg_def *d, const char *
 const struct cfg_def *cfg_one_of_conflict(const struct cfg_build *b, const struct cfg_def *d,
                                           int src)
 {
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         const struct cfg_def *o = &cfg_defs[i];
 
         if (o != d && (o->flags & CFG_ONE_OF) && b->src[i] == src &&
@@ -491,7 +488,7 @@ static int in_cfg(const struct cfg_def *d)
 /* Copy every setting, and where it came from, of a build that is not yet resolved. */
 static void build_copy(const struct cfg_build *a, struct cfg_build *b)
 {
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         copy_value(&cfg_defs[i], a, b);
         b->src[i] = a->src[i];
         b->line[i] = a->line[i];
@@ -502,7 +499,7 @@ static void build_copy(const struct cfg_build *a, struct cfg_build *b)
 /* Copy a resolved snapshot (without its sites) into the zeroed *b. */
 static void cfg_copy(const struct cfg *a, struct cfg *b)
 {
-    for (size_t i = 0; i < cfg_ndefs; i++)
+    for (size_t i = 0; i < CFG_NKEYS; i++)
         if (in_cfg(&cfg_defs[i]) && cfg_defs[i].off != offsetof(struct cfg_build, c.secret))
             copy_value(&cfg_defs[i], a, b);
     if (a->secret != NULL) {
@@ -558,7 +555,7 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
      * a site starts without one, so resolve_secret (cfg_resolve.c) asks for its own. */
     if (sb.c.secret != NULL)
         explicit_bzero(sb.c.secret, strlen(sb.c.secret));
-    for (size_t o = 0; o < cfg_ndefs; o++)
+    for (size_t o = 0; o < CFG_NKEYS; o++)
         if (cfg_defs[o].flags & CFG_ONE_OF)
             cfg_set_value(&sb, &cfg_defs[o], "", &why);
     for (size_t k = 0; k < src->npairs; k++) {
@@ -666,7 +663,7 @@ static int build_sites(struct cfg_build *b, const struct cfg_pending *pend, size
 /* Set every setting to its default, through the same parser as the file. */
 static int load_defaults(struct cfg_build *b, char **cause)
 {
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         char *why;
 
         if (cfg_set_value(b, &cfg_defs[i], cfg_defs[i].def, &why) < 0) {
@@ -730,7 +727,7 @@ static int keep_restart_only(const struct cfg *running, struct cfg *next, const 
 {
     int kept = 0;
 
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         const struct cfg_def *d = &cfg_defs[i];
         int is_site = (d->flags & CFG_SITE) != 0;
 

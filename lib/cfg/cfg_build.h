@@ -26,91 +26,6 @@
 
 #define CFG_SITE_NAME_MAX 32
 #define CFG_WORKERS_MAX 256
-#define CFG_MAX_DEFS 64 /* room in the per-setting arrays of struct cfg_build */
-
-enum cfg_type {
-    CFG_STRING,  /* char *; "" stores NULL */
-    CFG_BOOL,    /* int 0/1: yes/no, true/false, on/off, 1/0 */
-    CFG_INT,     /* decimal integer, min..max */
-    CFG_SIZE,    /* bytes with k, M, G suffixes; size_t or uint64_t field */
-    CFG_MSEC,    /* duration, stored in milliseconds in an int */
-    CFG_SECONDS, /* duration in whole seconds, stored in seconds in an int */
-    CFG_MODE,    /* octal permission bits, mode_t */
-    CFG_LIST,    /* char ** plus a size_t count at .aux; split on blanks and commas */
-    CFG_LEVEL,   /* log level name, int */
-    CFG_NTYPES,
-};
-
-#define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
-#define CFG_ZERO_OK 0x2 /* 0 ("off") is allowed below min */
-#define CFG_ONE_OF 0x4  /* at most one setting with this mark per source */
-#define CFG_SITE 0x8    /* may be set per [site NAME]; else [herald] only */
-
-/* Where a setting's current value came from, in order of precedence. */
-enum cfg_src {
-    CFG_SRC_DEFAULT,
-    CFG_SRC_FILE,
-    CFG_SRC_FLAG,
-};
-
-struct cfg_def;
-
-/* One "key = value" line of a [site NAME] section, applied once the whole file is read. */
-struct cfg_pair {
-    const struct cfg_def *d;
-    char *value; /* owned */
-    int line;
-};
-
-/* A [site NAME] section as read from the file. */
-struct cfg_site_src {
-    char name[CFG_SITE_NAME_MAX + 1];
-    int line;               /* of its "[site NAME]" line */
-    struct cfg_pair *pairs; /* owned */
-    size_t npairs;
-};
-
-/* The snapshot under construction, the values that never reach it, and the reader's state. */
-struct cfg_build {
-    struct cfg c;               /* the snapshot; handed to the caller on success */
-    char *secret_file;          /* owned: path from secret_file or --secret-file */
-    const char *file;           /* borrowed: the -c path, for messages */
-    int src[CFG_MAX_DEFS];      /* enum cfg_src of each setting */
-    int line[CFG_MAX_DEFS];     /* line in the file of each setting read from it */
-    FILE *fp;                   /* owned while the file is read */
-    char *buf;                  /* owned: getline buffer */
-    size_t bufsz;               /* its size */
-    int lineno;                 /* line the reader handed to inih last */
-    int indented;               /* that line began with blanks */
-    int err_line;               /* line of the error in err */
-    char *err;                  /* owned: the first error found, "FILE:LINE: ..." */
-    struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
-    size_t nsites;
-    const char *site; /* borrowed: the site being built, for messages; NULL = top */
-};
-
-/* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
-struct cfg_def {
-    const char *name; /* INI key */
-    enum cfg_type type;
-    long long min, max;
-    const char *def;     /* default, as written in the file; "" = unset */
-    size_t off;          /* offsetof(struct cfg_build, field) */
-    size_t width;        /* sizeof field */
-    size_t aux;          /* CFG_LIST: offsetof the count */
-    unsigned flags;      /* CFG_RELOAD, CFG_ZERO_OK, CFG_ONE_OF */
-    const char *flag;    /* long option without "--", or NULL: file only */
-    const char *metavar; /* the flag's argument in --help */
-    /* CFG_STRING, and each CFG_LIST item: 0, or -1 with *why set */
-    int (*check)(const char *value, char **why);
-    const char *help; /* one line for --help, docs/config.md and the example */
-};
-
-/* One table flag seen on the command line, applied after the file. */
-struct cfg_pending {
-    const struct cfg_def *d;
-    const char *value; /* borrowed from argv */
-};
 
 /*
  * Every setting, in the order of cfg_defs[] (which is indexed by it): code
@@ -167,9 +82,92 @@ enum cfg_key {
     CFG_NKEYS,
 };
 
-/* The settings table, in cfg.c, and its number of entries (at most CFG_MAX_DEFS). */
+enum cfg_type {
+    CFG_STRING,  /* char *; "" stores NULL */
+    CFG_BOOL,    /* int 0/1: yes/no, true/false, on/off, 1/0 */
+    CFG_INT,     /* decimal integer, min..max */
+    CFG_SIZE,    /* bytes with k, M, G suffixes; size_t or uint64_t field */
+    CFG_MSEC,    /* duration, stored in milliseconds in an int */
+    CFG_SECONDS, /* duration in whole seconds, stored in seconds in an int */
+    CFG_MODE,    /* octal permission bits, mode_t */
+    CFG_LIST,    /* char ** plus a size_t count at .aux; split on blanks and commas */
+    CFG_LEVEL,   /* log level name, int */
+    CFG_NTYPES,
+};
+
+#define CFG_RELOAD 0x1  /* may change on reload (SIGHUP); else needs a restart */
+#define CFG_ZERO_OK 0x2 /* 0 ("off") is allowed below min */
+#define CFG_ONE_OF 0x4  /* at most one setting with this mark per source */
+#define CFG_SITE 0x8    /* may be set per [site NAME]; else [herald] only */
+
+/* Where a setting's current value came from, in order of precedence. */
+enum cfg_src {
+    CFG_SRC_DEFAULT,
+    CFG_SRC_FILE,
+    CFG_SRC_FLAG,
+};
+
+struct cfg_def;
+
+/* One "key = value" line of a [site NAME] section, applied once the whole file is read. */
+struct cfg_pair {
+    const struct cfg_def *d;
+    char *value; /* owned */
+    int line;
+};
+
+/* A [site NAME] section as read from the file. */
+struct cfg_site_src {
+    char name[CFG_SITE_NAME_MAX + 1];
+    int line;               /* of its "[site NAME]" line */
+    struct cfg_pair *pairs; /* owned */
+    size_t npairs;
+};
+
+/* The snapshot under construction, the values that never reach it, and the reader's state. */
+struct cfg_build {
+    struct cfg c;               /* the snapshot; handed to the caller on success */
+    char *secret_file;          /* owned: path from secret_file or --secret-file */
+    const char *file;           /* borrowed: the -c path, for messages */
+    int src[CFG_NKEYS];         /* enum cfg_src of each setting */
+    int line[CFG_NKEYS];        /* line in the file of each setting read from it */
+    FILE *fp;                   /* owned while the file is read */
+    char *buf;                  /* owned: getline buffer */
+    size_t bufsz;               /* its size */
+    int lineno;                 /* line the reader handed to inih last */
+    int indented;               /* that line began with blanks */
+    int err_line;               /* line of the error in err */
+    char *err;                  /* owned: the first error found, "FILE:LINE: ..." */
+    struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
+    size_t nsites;
+    const char *site; /* borrowed: the site being built, for messages; NULL = top */
+};
+
+/* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */
+struct cfg_def {
+    const char *name; /* INI key */
+    enum cfg_type type;
+    long long min, max;
+    const char *def;     /* default, as written in the file; "" = unset */
+    size_t off;          /* offsetof(struct cfg_build, field) */
+    size_t width;        /* sizeof field */
+    size_t aux;          /* CFG_LIST: offsetof the count */
+    unsigned flags;      /* CFG_RELOAD, CFG_ZERO_OK, CFG_ONE_OF */
+    const char *flag;    /* long option without "--", or NULL: file only */
+    const char *metavar; /* the flag's argument in --help */
+    /* CFG_STRING, and each CFG_LIST item: 0, or -1 with *why set */
+    int (*check)(const char *value, char **why);
+    const char *help; /* one line for --help, docs/config.md and the example */
+};
+
+/* One table flag seen on the command line, applied after the file. */
+struct cfg_pending {
+    const struct cfg_def *d;
+    const char *value; /* borrowed from argv */
+};
+
+/* The settings table, in cfg.c: one entry per key. */
 extern const struct cfg_def cfg_defs[CFG_NKEYS];
-extern const size_t cfg_ndefs;
 
 /* -- cfg.c: the table and storing values ---------------------------------- */
 

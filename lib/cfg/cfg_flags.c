@@ -42,10 +42,10 @@ static struct option *build_options(void)
         {.name = "help", .has_arg = no_argument, .val = CFG_OPT_HELP},
     };
     size_t n = sizeof fixed / sizeof fixed[0];
-    struct option *opts = xcalloc(n + cfg_ndefs + 1, sizeof *opts);
+    struct option *opts = xcalloc(n + CFG_NKEYS + 1, sizeof *opts);
 
     memcpy(opts, fixed, sizeof fixed);
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         if (cfg_defs[i].flag == NULL)
             continue;
         opts[n].name = cfg_defs[i].flag;
@@ -63,7 +63,7 @@ static void print_usage(void)
     printf("usage: herald [-c FILE] [options]\n\n");
     printf("  %-30s %s\n", "-c, --config FILE", "read settings from an INI file");
     printf("  %-30s %s\n", "", "(every key: docs/config.md, herald.ini.example)");
-    for (size_t i = 0; i < cfg_ndefs; i++) {
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
         const struct cfg_def *d = &cfg_defs[i];
 
         if (d->flag == NULL)
