@@ -86,8 +86,7 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
         return -1;
     }
     it->users = xcalloc(n, sizeof *it->users);
-    json_array_foreach(users, i, u)
-    {
+    json_array_foreach (users, i, u) {
         if (tok_user_id(u, id) == 0) {
             it->users[it->nusers++] = xstrdup(id);
         } else {

@@ -95,8 +95,7 @@ int client_claims(struct conn *c, const json_t *payload, const char **why)
         *why = "the channels claim must be an array of at most 1000 patterns";
         return -1;
     }
-    json_array_foreach(chans, i, v)
-    {
+    json_array_foreach (chans, i, v) {
         if (!json_is_string(v) || !chan_pattern_valid(json_string_value(v))) {
             *why = "the channels claim holds something that is not a channel pattern";
             return -1;
@@ -116,7 +115,8 @@ int client_claims(struct conn *c, const json_t *payload, const char **why)
     }
     cl->nchannels = json_array_size(chans);
     cl->channels = cl->nchannels > 0 ? xcalloc(cl->nchannels, sizeof *cl->channels) : NULL;
-    json_array_foreach(chans, i, v) cl->channels[i] = xstrdup(json_string_value(v));
+    json_array_foreach (chans, i, v)
+        cl->channels[i] = xstrdup(json_string_value(v));
     return 0;
 }
 

@@ -472,8 +472,7 @@ static const char *hist_file_check_floors(const json_t *floors, json_int_t next)
 
     if (!json_is_array(floors) || json_array_size(floors) > HIST_BUCKETS)
         return "its floors are not a list of buckets";
-    json_array_foreach(floors, i, v)
-    {
+    json_array_foreach (floors, i, v) {
         if (json_unpack_ex(v, NULL, JSON_STRICT, "[II]", &b, &f) != 0 || b <= prev ||
             b >= HIST_BUCKETS || f <= 0 || f > next)
             return "a floor is malformed, out of order or out of range";
@@ -518,8 +517,7 @@ static const char *hist_file_check_bodies(const json_t *bodies, size_t max,
     size_t i;
     json_t *v;
 
-    json_array_foreach(bodies, i, v)
-    {
+    json_array_foreach (bodies, i, v) {
         const char *why;
 
         if (!json_is_string(v) || json_string_length(v) > max)
@@ -591,8 +589,7 @@ static const char *hist_file_check_stream(const json_t *st, const char *name, js
         json_array_size(entries) == 0)
         return "a stream's floor, newest offset or entries are out of range";
     prev = floor;
-    json_array_foreach(entries, i, e)
-    {
+    json_array_foreach (entries, i, e) {
         why = hist_file_check_entry(e, chan, &prev, &prev_age, bodies, nbodies, cost);
         if (why != NULL)
             return why;
@@ -621,8 +618,7 @@ static const char *hist_file_check_streams(const json_t *streams, const struct h
 
     if (!json_is_array(streams))
         return "its streams are not a list";
-    json_array_foreach(streams, i, st)
-    {
+    json_array_foreach (streams, i, st) {
         why = hist_file_check_stream(st, hs->name, next, bodies, nbodies, &cost, &key);
         if (why == NULL) {
             HASH_FIND_STR(seen, key, k);
@@ -681,8 +677,7 @@ static void hist_file_commit_stream(struct hist *h, int site, const json_t *st,
     struct hist_item *items = xcalloc(n, sizeof *items);
     double *times = xcalloc(n, sizeof *times);
 
-    json_array_foreach(entries, i, e)
-    {
+    json_array_foreach (entries, i, e) {
         items[i].offset = (uint64_t)json_integer_value(json_array_get(e, 0));
         items[i].body = bodies[json_integer_value(json_array_get(e, 2))];
         times[i] = now - (json_number_value(json_array_get(e, 1)) + away);
@@ -703,18 +698,18 @@ static void hist_file_commit(struct hist *h, int site, json_t *doc, double away)
     struct hist_body **hb = xcalloc(nb + 1, sizeof *hb);
     double now = hist_clock();
 
-    json_array_foreach(floors, i, v) h->sites[site]
-        .floors[json_integer_value(json_array_get(v, 0))] =
-        (uint64_t)json_integer_value(json_array_get(v, 1));
-    json_array_foreach(bodies, i, v)
-    {
+    json_array_foreach (floors, i, v)
+        h->sites[site].floors[json_integer_value(json_array_get(v, 0))] =
+            (uint64_t)json_integer_value(json_array_get(v, 1));
+    json_array_foreach (bodies, i, v) {
         size_t len = json_string_length(v);
         char *text = xmalloc(len + 1);
 
         memcpy(text, json_string_value(v), len + 1);
         hb[i] = hist_body_new(text, len);
     }
-    json_array_foreach(streams, i, v) hist_file_commit_stream(h, site, v, hb, now, away);
+    json_array_foreach (streams, i, v)
+        hist_file_commit_stream(h, site, v, hb, now, away);
     for (i = 0; i < nb; i++)
         hist_body_unref(hb[i]);
     free(hb);

@@ -1203,8 +1203,7 @@ static json_t *chan_x(json_t *doc, json_t **entries)
     size_t i;
     json_t *st;
 
-    json_array_foreach(json_object_get(doc, "streams"), i, st)
-    {
+    json_array_foreach (json_object_get(doc, "streams"), i, st) {
         if (strcmp(json_string_value(json_array_get(st, 0)), "a/c:x") == 0) {
             *entries = json_array_get(st, 3);
             return st;

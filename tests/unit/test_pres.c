@@ -78,8 +78,7 @@ static json_t *member(json_t *arr, const char *user)
     size_t i;
     json_t *m;
 
-    json_array_foreach(arr, i, m)
-    {
+    json_array_foreach (arr, i, m) {
         const char *u = json_string_value(json_object_get(m, "user"));
 
         if (u != NULL && strcmp(u, user) == 0)
@@ -511,8 +510,7 @@ static void *read_members(void *arg)
             arr = pres_members(p, channel, 1);
             if (!json_is_array(arr) || json_array_size(arr) > NUSER)
                 bad++;
-            json_array_foreach(arr, i, m)
-            {
+            json_array_foreach (arr, i, m) {
                 json_int_t n = json_integer_value(json_object_get(m, "connections"));
 
                 if (json_string_value(json_object_get(m, "user")) == NULL || n < 1 ||
