@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -246,6 +247,26 @@ static void test_relay_a_misplaced_offset_at_the_rewind_falls_back_to_seeking(vo
     assert_true(relay.in_at < RELAY_REWIND);
 }
 
+static void test_relay_memory_file_stays_within_its_budget(void **state)
+{
+    static uint8_t params[66000];
+    static char value[65000];
+    uint8_t *answer;
+    size_t len, plen;
+    struct seen s = {.reply = "Status: 204\r\n\r\n", .reply_len = 15};
+    struct stat st;
+
+    /* The largest params a caller may send (64 KiB), over and over: 75 MiB through the file. */
+    memset(value, 'v', sizeof value);
+    plen = pair(params, "BIG", value, sizeof value);
+    for (unsigned i = 1; i <= 1200; i++)
+        assert_int_equal(relay_run(&relay, i, params, plen, handler, &s, &answer, &len), 0);
+    assert_int_equal(s.big_len, sizeof value);
+    /* What the file holds in memory: the rewind point and one request past it. */
+    assert_int_equal(fstat(relay.in_fd, &st), 0);
+    assert_true((size_t)st.st_blocks * 512 <= RELAY_REWIND + plen + 65536);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_relay_requests_of_every_length_around_libfcgi_reads),
         cmocka_unit_test(test_relay_a_wrong_guess_fails_and_never_answers_an_old_request),
         cmocka_unit_test(test_relay_a_misplaced_offset_at_the_rewind_falls_back_to_seeking),
+        cmocka_unit_test(test_relay_memory_file_stays_within_its_budget),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
