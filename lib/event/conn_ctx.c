@@ -56,7 +56,7 @@ void conn_ctx_use_cfg(struct conn_ctx *x, const struct cfg *cfg)
 
 void conn_ctx_free(struct conn_ctx *x)
 {
-    rpc_abort_all(&x->rpc);
+    rpc_ctx_free(&x->rpc);
     while (x->out_free != NULL) {
         struct conn_out *o = x->out_free;
 

@@ -221,7 +221,7 @@ struct rpc_call *rpc_start(struct rpc_ctx *x, int site, enum rpc_kind kind, stru
     return call;
 }
 
-void rpc_abort_all(struct rpc_ctx *x)
+void rpc_ctx_free(struct rpc_ctx *x)
 {
     while (x->calls != NULL) {
         x->sites[x->calls->site].counts->failed++;

@@ -6,7 +6,7 @@
  *             buffers, from rpc_start until its result is handed on.
  * Called by:  client.c on the owning worker's thread; the worker owns one
  *             struct rpc_ctx and frees what is left at exit with
- *             rpc_abort_all.
+ *             rpc_ctx_free.
  * Invariants: nothing here blocks: the connect, the writes and the reads
  *             are all non-blocking and driven by the loop, and every call
  *             ends within rpc_timeout. A call ends exactly once, through
@@ -126,6 +126,6 @@ struct rpc_call *rpc_start(struct rpc_ctx *x, int site, enum rpc_kind kind, stru
                            json_t *body, enum proto_err *err);
 
 /* End every call still in flight without a result (worker exit), and free x's table. */
-void rpc_abort_all(struct rpc_ctx *x);
+void rpc_ctx_free(struct rpc_ctx *x);
 
 #endif

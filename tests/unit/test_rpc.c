@@ -258,7 +258,7 @@ static int setup_tight(void **state)
 
 static int teardown(void **state)
 {
-    rpc_abort_all(&ctx);
+    rpc_ctx_free(&ctx);
     ev_loop_destroy(loop);
     cfg_free(&cfg);
     tmp_remove(ini);
@@ -375,7 +375,7 @@ static void test_rpc_abort_ends_calls_without_a_result(void **state)
 
     fpm_start(FPM_SILENT);
     assert_non_null(start(RPC_CALL, &err));
-    rpc_abort_all(&ctx);
+    rpc_ctx_free(&ctx);
     fpm_stop();
     assert_int_equal(ended.calls, 0);
     assert_int_equal(counts.failed, 1);
