@@ -66,7 +66,7 @@
 #include "api.h"
 #include "cfg.h"
 #include "cmd.h"
-#include "dir.h"
+#include "engine.h"
 #include "hist.h"
 #include "site.h"
 
@@ -379,6 +379,8 @@ static void bench_route(const struct cfg *cfg)
     const char *names[] = {"default"};
     const size_t budgets[] = {64u << 20};
     struct api_site asite = {.lfd = -1};
+    struct eng_stream user = {0, 'u', "user-48213"};
+    struct engine *engine, *engine_none;
     struct site site;
     struct api a;
     char name[128];
@@ -389,14 +391,17 @@ static void bench_route(const struct cfg *cfg)
     site_init(&site, "default");
     /* History on, as by default: each publish is numbered and kept. */
     hist_init(&hist, 100, 300, 1, names, budgets);
-    dir_add(&site.users, "user-48213", strlen("user-48213"), 0);
+    engine = eng_memory_new(&hist, 1, names, 1, cmd_deliver, NULL, &hub);
+    engine_none = eng_memory_new(&hist, 1, names, 0, cmd_deliver, NULL, &none);
+    eng_hold(engine, &user, 0, 1);
+    eng_hold(engine_none, &user, 0, 1);
     fake_workers_start(&w, 1, qs, &hub, deliver_one_each);
     hub.sites = &site;
     hub.nsites = 1;
-    hub.hist = &hist;
+    hub.engine = engine;
     none.sites = &site;
     none.nsites = 1;
-    none.hist = &hist;
+    none.engine = engine_none;
     a.cfg = cfg;
     a.hub = &hub;
     a.sites = &asite;
@@ -417,13 +422,15 @@ static void bench_route(const struct cfg *cfg)
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
     /* The user offline: the directory says so and no worker is woken. */
-    dir_remove(&site.users, "user-48213", strlen("user-48213"), 0);
+    eng_hold(engine, &user, 0, 0);
     a.hub = &hub;
     check_route(&a, "{\"ok\":true,\"delivered\":0}");
     snprintf(name, sizeof name, "api_route POST /publish (1 offline user, %zu B body)",
              sizeof body - 1);
     bench_run(name, run_route, &a, 0);
     site_free(&site);
+    eng_free(engine);
+    eng_free(engine_none);
     hist_free(&hist);
 }
 

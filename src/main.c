@@ -26,6 +26,7 @@
 #include "cfg.h"
 #include "client.h"
 #include "cmd.h"
+#include "engine.h"
 #include "hist.h"
 #include "lim.h"
 #include "log.h"
@@ -48,11 +49,12 @@ struct herald {
     struct cmd_hub hub;
     struct site *sites; /* owned: one per configured site */
     int nsites;
-    struct hist hist; /* message history */
-    struct lim lim;   /* connection limits */
-    struct api *api;  /* owned */
-    long fdlimit;     /* RLIMIT_NOFILE as raised at start, or -1 */
-    long fd_base;     /* descriptors open once started, WebSockets aside, or -1 */
+    struct hist hist;      /* message history, the memory engine's */
+    struct engine *engine; /* owned: publishing, history, presence, who is where */
+    struct lim lim;        /* connection limits */
+    struct api *api;       /* owned */
+    long fdlimit;          /* RLIMIT_NOFILE as raised at start, or -1 */
+    long fd_base;          /* descriptors open once started, WebSockets aside, or -1 */
 };
 
 /* Each site's secret, which its part of the history file is signed with (borrowed from cfg). */
@@ -66,9 +68,10 @@ static struct hist_secret *history_secrets(const struct cfg *cfg)
 }
 
 /*
- * Set up the history with each site's budget and read history_file back.
- * This runs before privileges are dropped: the file must belong to the user
- * Herald will run as, who wrote it at the last shutdown.
+ * Set up the history with each site's budget and read history_file back,
+ * then the engine over it. This runs before privileges are dropped: the
+ * file must belong to the user Herald will run as, who wrote it at the
+ * last shutdown.
  */
 static void start_history(struct herald *h)
 {
@@ -88,8 +91,10 @@ static void start_history(struct herald *h)
         hist_load(&h->hist, cfg->history_file, sec, svc_run_uid(cfg->user));
         free(sec);
     }
-    free(names);
     free(budgets);
+    h->engine = eng_memory_new(&h->hist, (int)cfg->nsites, names, cfg->workers, cmd_deliver,
+                               client_presence_event, &h->hub);
+    free(names);
 }
 
 /* Write the history to history_file, signed with each site's current secret. */
@@ -130,7 +135,7 @@ static int start_workers(struct herald *h, char **cause)
     start_history(h);
     h->hub.sites = h->sites;
     h->hub.nsites = h->nsites;
-    h->hub.hist = &h->hist;
+    h->hub.engine = h->engine;
     h->hub.lim = &h->lim;
     h->workers = xcalloc((size_t)cfg->workers, sizeof *h->workers);
     h->queues = xcalloc((size_t)cfg->workers, sizeof *h->queues);
@@ -173,6 +178,7 @@ static void free_workers(struct herald *h)
     for (int i = 0; i < h->nsites; i++)
         site_free(&h->sites[i]);
     free(h->sites);
+    eng_free(h->engine);
     hist_free(&h->hist);
     lim_free(&h->lim);
     if (h->shared_lfd >= 0) {

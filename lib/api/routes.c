@@ -1,17 +1,20 @@
 /*
- * routes.c -- the API's routes: POST /publish, GET /presence, GET /health,
- * GET /stats.
+ * routes.c -- the API's routes: POST /publish, GET /presence (a channel's
+ * members, or a user's connections), GET /health, GET /stats.
  *
  * Owns:       request validation and the JSON answers.
  * Called by:  api.c, on an API thread, once per request.
  * Invariants: a publish is validated whole before anything is sent (a batch
  *             with one bad message publishes nothing), encoded into one
- *             shared frame per message, and handed to every worker as one
- *             job; the answer waits for the workers' counts. Every refusal
- *             is a 4xx with {"ok":false,"error":...}, made in api_error.
+ *             shared frame per message, and handed through the engine to the
+ *             workers as one job; the answer waits for the workers' counts.
+ *             Every refusal is a 4xx with {"ok":false,"error":...}, made in
+ *             api_error; what the engine could not do is a 503
+ *             ("engine_unavailable"), never accepted and dropped.
  */
 #include "api.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +24,10 @@
 
 #include "cfg.h"
 #include "chan.h"
-#include "hist.h"
+#include "engine.h"
 #include "http.h"
 #include "msg.h"
-#include "pres.h"
 #include "proto.h"
-#include "pub.h"
 #include "site.h"
 #include "tok.h"
 #include "ws.h"
@@ -74,7 +75,7 @@ static int routes_cmp_str(const void *a, const void *b)
 }
 
 /* Read "users" into it->users, deduplicated. Returns 0, or -1 with *err set. */
-static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t errlen)
+static int routes_users(json_t *users, struct eng_item *it, char *err, size_t errlen)
 {
     size_t n = json_array_size(users), i, j;
     char id[TOK_MAX_SUB + 1];
@@ -110,7 +111,7 @@ static int routes_users(json_t *users, struct cmd_item *it, char *err, size_t er
 
 /* A publish to a channel: check the name and encode the channel envelope. */
 static int routes_channel_item(const json_t *chan, const json_t *event, const json_t *data,
-                               struct cmd_item *it, char **text, char *err, size_t errlen)
+                               struct eng_item *it, char **text, char *err, size_t errlen)
 {
     if (!json_is_string(chan) ||
         !chan_name_valid(json_string_value(chan), json_string_length(chan))) {
@@ -128,7 +129,7 @@ static int routes_channel_item(const json_t *chan, const json_t *event, const js
 }
 
 /* Validate one message object; encode its envelope into *text and its frame into *it. */
-static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, size_t errlen)
+static int routes_item(json_t *o, struct eng_item *it, char **text, char *err, size_t errlen)
 {
     json_t *event, *data, *users, *bc, *chan;
 
@@ -175,6 +176,102 @@ static int routes_item(json_t *o, struct cmd_item *it, char **text, char *err, s
     return 0;
 }
 
+/*
+ * An engine call from an API thread, which may block: the callback fills in
+ * the answer and says it is done; routes_wait sleeps until then (not at all
+ * with the memory engine, which answers before returning).
+ */
+struct routes_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int err;
+    json_t *members;          /* eng_members_fn's answer */
+    struct eng_online online; /* eng_online_fn's */
+    struct eng_counts counts; /* eng_counts_fn's */
+};
+
+#define ROUTES_WAIT_INIT                                                                           \
+    {                                                                                              \
+        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER                        \
+    }
+
+/* The engine has answered w with err. */
+static void routes_answered(struct routes_wait *w, int err)
+{
+    pthread_mutex_lock(&w->lock);
+    w->err = err;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Wait for the engine's answer; returns its error. */
+static int routes_wait(struct routes_wait *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    return w->err;
+}
+
+/* eng_done_fn */
+static void routes_done(void *arg, int err)
+{
+    routes_answered(arg, err);
+}
+
+/* eng_members_fn */
+static void routes_got_members(void *arg, int err, json_t *members)
+{
+    struct routes_wait *w = arg;
+
+    w->members = members;
+    routes_answered(w, err);
+}
+
+/* eng_online_fn */
+static void routes_got_online(void *arg, int err, const struct eng_online *r)
+{
+    struct routes_wait *w = arg;
+
+    if (err == ENG_OK)
+        w->online = *r;
+    routes_answered(w, err);
+}
+
+/* eng_counts_fn */
+static void routes_got_counts(void *arg, int err, const struct eng_counts *r)
+{
+    struct routes_wait *w = arg;
+
+    if (err == ENG_OK)
+        w->counts = *r;
+    routes_answered(w, err);
+}
+
+/* Answer 503: the engine could not do it, so nothing was done. */
+static void routes_unavailable(struct api_response *resp)
+{
+    api_error(resp, 503, "engine_unavailable");
+}
+
+/* Hand job to the engine and wait for the workers; returns the engine's error. */
+static int routes_submit(struct api *a, struct cmd_job *job, char **texts)
+{
+    struct routes_wait w = ROUTES_WAIT_INIT;
+    struct eng_pub p = {job->site, job->items, job->nitems, texts, job, 0};
+
+    eng_publish(a->hub->engine, &p, routes_done, &w);
+    if (routes_wait(&w) != ENG_OK)
+        return w.err;
+    cmd_job_wait(job);
+    return ENG_OK;
+}
+
 /* POST /publish: one message object, or an array of them. */
 static void routes_publish(struct api *a, int site, const char *body, size_t len,
                            struct api_response *resp)
@@ -219,8 +316,10 @@ static void routes_publish(struct api *a, int site, const char *body, size_t len
             goto done;
         }
     }
-    job = pub_submit(a->hub, job, texts, 0);
-    cmd_job_wait(job);
+    if (routes_submit(a, job, texts) != ENG_OK) {
+        routes_unavailable(resp);
+        goto done;
+    }
     atomic_fetch_add(&a->sites[site].stats.published, n);
     counts = json_array();
     for (i = 0; i < n; i++)
@@ -297,6 +396,8 @@ static void routes_presence_channel(struct api *a, int site, const char *channel
 {
     const struct cfg *cfg = api_cfg(a)->sites[site];
     size_t len = strlen(channel);
+    struct routes_wait w = ROUTES_WAIT_INIT;
+    struct eng_stream ch = {site, 'c', channel};
 
     if (!chan_name_valid(channel, len)) {
         api_error(resp, 400, "channel must be 1 to %d bytes of A-Z a-z 0-9 _ . : @ / = + -",
@@ -307,32 +408,39 @@ static void routes_presence_channel(struct api *a, int site, const char *channel
         api_error(resp, 400, "%s is not a presence channel (see presence_channels)", channel);
         return;
     }
-    routes_ok(resp, json_pack("{s:s, s:o}", "channel", channel, "members",
-                              pres_members(&a->hub->sites[site].pres, channel, 1)));
+    eng_members(a->hub->engine, &ch, 1, routes_got_members, &w);
+    if (routes_wait(&w) != ENG_OK) {
+        routes_unavailable(resp);
+        return;
+    }
+    routes_ok(resp, json_pack("{s:s, s:o}", "channel", channel, "members", w.members));
 }
 
 /* GET /presence?user=U: is the user online here, and with how many connections. */
 static void routes_presence_user(struct api *a, int site, const char *user,
                                  struct api_response *resp)
 {
+    struct routes_wait w = ROUTES_WAIT_INIT;
     struct cmd_job *job;
-    struct dir_mask mask;
     uint64_t n;
 
     if (!tok_user_valid(user, strlen(user))) {
         api_error(resp, 400, "user must be 1 to %d bytes without control characters", TOK_MAX_SUB);
         return;
     }
-    memset(&mask, 0, sizeof mask);
-    dir_lookup(&a->hub->sites[site].users, user, &mask);
+    eng_online(a->hub->engine, site, user, routes_got_online, &w);
+    if (routes_wait(&w) != ENG_OK) {
+        routes_unavailable(resp);
+        return;
+    }
     job = cmd_job_new(CMD_COUNT_USER, a->hub->nqueues, 1);
     job->site = site;
     job->items[0].users = xcalloc(1, sizeof *job->items[0].users);
     job->items[0].users[0] = xstrdup(user);
     job->items[0].nusers = 1;
-    cmd_submit_to(a->hub, job, &mask);
+    cmd_submit_to(a->hub, job, &w.online.local);
     cmd_job_wait(job);
-    n = job->delivered[0];
+    n = job->delivered[0] + w.online.remote;
     cmd_job_free(job);
     routes_ok(resp, json_pack("{s:s, s:b, s:I}", "user", user, "online", n > 0, "connections",
                               (json_int_t)n));
@@ -379,11 +487,10 @@ static json_t *routes_rpc(struct api *a, int site, const struct stats *st)
 }
 
 /* The site's history gauges: its streams, kept messages, memory and budget, drops. */
-static json_t *routes_history(struct hist *h, int site)
+static json_t *routes_history(const struct hist_stats *h)
 {
-    struct hist_stats st;
+    const struct hist_stats st = *h;
 
-    hist_stats(h, site, &st);
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "streams", (json_int_t)st.streams,
                      "messages", (json_int_t)st.messages, "bytes", (json_int_t)st.bytes,
                      "max_bytes", (json_int_t)st.max_bytes, "evicted", (json_int_t)st.evicted,
@@ -396,23 +503,28 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     struct cmd_job *job = cmd_job_new(CMD_STATS, a->hub->nqueues, 0);
     const struct stats_api *as = &a->sites[site].stats;
     struct site *hs = &a->hub->sites[site];
+    struct routes_wait w = ROUTES_WAIT_INIT;
     uint64_t api_errors[STATS_NAPI];
     const struct stats *st = &job->stats, *un = &job->unrouted;
+    const struct eng_counts *ec = &w.counts;
     json_t *o;
 
     job->site = site;
     cmd_submit(a->hub, job);
     cmd_job_wait(job);
+    /* This node's own figures are worth having even when the engine cannot answer. */
+    memset(&w.counts, 0, sizeof w.counts);
+    eng_counts(a->hub->engine, site, routes_got_counts, &w);
+    routes_wait(&w);
     for (size_t i = 0; i < STATS_NAPI; i++)
         api_errors[i] = atomic_load(&as->errors[i]);
     o = json_pack("{s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "uptime",
                   (json_int_t)(time(NULL) - a->started), "workers", a->hub->nqueues, "connections",
-                  (json_int_t)st->connections, "users", (json_int_t)dir_count(&hs->users),
-                  "published", (json_int_t)atomic_load(&as->published), "delivered",
-                  (json_int_t)st->delivered, "connections_total", (json_int_t)st->connections_total,
-                  "accept_errors", (json_int_t)un->accept_errors, "slow_consumers",
-                  (json_int_t)st->slow_consumers, "handshakes_refused", routes_refusals(st),
-                  "protocol_errors",
+                  (json_int_t)st->connections, "users", (json_int_t)ec->users, "published",
+                  (json_int_t)atomic_load(&as->published), "delivered", (json_int_t)st->delivered,
+                  "connections_total", (json_int_t)st->connections_total, "accept_errors",
+                  (json_int_t)un->accept_errors, "slow_consumers", (json_int_t)st->slow_consumers,
+                  "handshakes_refused", routes_refusals(st), "protocol_errors",
                   routes_by_code(stats_proto_codes, STATS_NPROTO, st->protocol_errors),
                   "api_requests", (json_int_t)atomic_load(&as->requests), "api_errors",
                   routes_by_code(stats_api_statuses, STATS_NAPI, api_errors));
@@ -420,11 +532,14 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     /* Daemon-wide: with several sites, handshakes no site could be told of (404, timeout). */
     json_object_set_new(o, "unrouted",
                         json_pack("{s:o}", "handshakes_refused", routes_refusals(un)));
-    json_object_set_new(o, "channels", json_integer((json_int_t)dir_count(&hs->chans)));
+    json_object_set_new(o, "channels", json_integer((json_int_t)ec->channels));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));
     json_object_set_new(o, "rpc", routes_rpc(a, site, st));
-    json_object_set_new(o, "history", routes_history(a->hub->hist, site));
+    json_object_set_new(o, "history", routes_history(&ec->history));
+    json_object_set_new(
+        o, "engine",
+        json_pack("{s:s, s:b}", "name", a->hub->engine->ops->name, "available", w.err == ENG_OK));
     json_object_set_new(o, "recoveries",
                         json_pack("{s:I, s:I}", "ok", (json_int_t)st->recoveries_ok, "failed",
                                   (json_int_t)st->recoveries_failed));

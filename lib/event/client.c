@@ -3,11 +3,11 @@
  * (see client.h and docs/protocol.md).
  *
  * Owns:       struct client; the worker's side of subscriptions (sub.c),
- *             the channel directory and presence (dir.c, pres.c) for them.
+ *             and the engine's holds and presence memberships for them.
  * Called by:  conn.c and rpc.c on the owning worker's thread.
  * Invariants: a subscription exists in the worker's table, on the
- *             connection's list, in the directory (for its worker) and,
- *             on presence channels, in the presence counts, or in none of
+ *             connection's list, held in the engine (for its worker) and,
+ *             on presence channels, joined in the engine, or in none of
  *             them. A publish from a browser goes to the channel's workers
  *             as a detached job: a worker never waits for another.
  */
@@ -22,12 +22,10 @@
 #include "chan.h"
 #include "cmd.h"
 #include "conn.h"
-#include "hist.h"
+#include "engine.h"
 #include "log.h"
 #include "msg.h"
-#include "pres.h"
 #include "proto.h"
-#include "pub.h"
 #include "rpc.h"
 #include "site.h"
 #include "sub.h"
@@ -200,58 +198,84 @@ static enum proto_err client_may_subscribe(struct conn *c, const struct proto_cm
 }
 
 /*
- * Send c what it missed in stream key after since; returns recovered (1/0)
- * and sets *last to the stream's position and id to its id. The frames are
- * made here, outside the history's lock, from the kept bodies.
+ * A replay under way: what the engine's answer is for. The engine answers
+ * at once today (memory), so it lives on the caller's stack; the answer is
+ * sent from the callback all the same, so only this storage changes for an
+ * engine that answers later.
  */
-static int client_replay(struct conn *c, const char *key, const char *since, uint64_t *last,
-                         char *id)
+struct client_replay {
+    struct conn *c;
+    struct eng_stream stream;
+    uint64_t *last;    /* where the position goes: the subscription's or the user's */
+    const json_t *ref; /* a subscribe's ref: answer it; NULL: the user stream's own message */
+    json_t *members;   /* a subscribe's presence members (stolen), or NULL */
+    const char *since; /* as the client gave it, or NULL (a subscribe without since) */
+};
+
+/* Send what was missed unless it would overflow the out-queue; returns whether it was sent. */
+static int client_send_missed(struct client_replay *rp, const struct eng_since *r)
 {
-    struct hist *h = c->x->hub->hist;
-    struct hist_item *items;
-    size_t n, bytes = 0;
-    int ok = hist_since(h, c->site, key, since, &items, &n, last, id);
-    char mid[HIST_ID_MAX];
+    struct conn *c = rp->c;
+    char mid[ENG_ID_MAX];
+    size_t bytes = 0;
 
     /* A replay that would overflow max_queued_bytes would only get the client
      * closed with 1008, and again on every retry: tell it to reload instead. */
-    for (size_t i = 0; i < n; i++)
-        bytes += items[i].body->len + HIST_ID_MAX + 16;
-    if (bytes > conn_cfg(c)->max_queued_bytes / 2)
-        ok = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ok)
-            client_send(c, proto_text_frame(items[i].body->text, hist_id(h, items[i].offset, mid)));
-        hist_body_unref(items[i].body);
+    for (size_t i = 0; i < r->n; i++)
+        bytes += r->items[i].body->len + ENG_ID_MAX + 16;
+    if (!r->ok || bytes > conn_cfg(c)->max_queued_bytes / 2)
+        return 0;
+    for (size_t i = 0; i < r->n; i++) {
+        eng_id(c->x->hub->engine, &rp->stream, r->items[i].offset, mid);
+        client_send(c, proto_text_frame(r->items[i].body->text, mid));
     }
-    free(items);
-    if (since[0] != '\0') {
+    return 1;
+}
+
+/* eng_since_fn: replay, record the position, then answer as the replay says. */
+static void client_replayed(void *arg, int err, const struct eng_since *r)
+{
+    struct client_replay *rp = arg;
+    struct conn *c = rp->c;
+    int ok = err == ENG_OK && client_send_missed(rp, r);
+
+    if (err == ENG_OK)
+        *rp->last = r->last;
+    if (rp->since != NULL && rp->since[0] != '\0') {
         if (ok)
             conn_stats(c)->recoveries_ok++;
         else
             conn_stats(c)->recoveries_failed++;
     }
-    return ok;
+    if (rp->stream.kind == 'u') {
+        client_send(c, proto_stream(err == ENG_OK ? r->id : "", ok));
+    } else if (rp->ref != NULL) {
+        client_send(c, proto_ok_stream(rp->ref, rp->members, err == ENG_OK ? r->id : "",
+                                       rp->since != NULL ? ok : -1));
+        rp->members = NULL;
+    }
+    json_decref(rp->members);
 }
 
 /* Answer a subscribe: with the channel's position (and what was recovered) under history. */
 static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, const char *since,
                               json_t *members)
 {
-    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
-    int ok;
+    struct client_replay rp = {c, {c->site, 'c', s->chan->name}, &s->last, ref, members, since};
 
-    if (!hist_on(c->x->hub->hist)) {
+    if (!c->x->hub->engine->history) {
         client_ok(c, ref, members);
         return;
     }
-    hist_key(key, sizeof key, conn_shared(c)->name, 'c', s->chan->name);
-    ok = client_replay(c, key, since != NULL ? since : "", &s->last, id);
-    if (ref == NULL) {
-        json_decref(members);
-        return;
-    }
-    client_send(c, proto_ok_stream(ref, members, id, since != NULL ? ok : -1));
+    eng_since(c->x->hub->engine, &rp.stream, since != NULL ? since : "", client_replayed, &rp);
+}
+
+/* eng_members_fn: the members go into *arg. */
+static void client_got_members(void *arg, int err, json_t *members)
+{
+    json_t **out = arg;
+
+    *out = err == ENG_OK ? members : json_array();
 }
 
 /* Subscribe c (allowed, not yet subscribed), replay what it missed, and answer ok. */
@@ -260,7 +284,8 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 {
     struct client *cl = client_get(c);
     const struct cfg *cfg = conn_cfg(c);
-    struct conn_ctx *x = c->x;
+    struct engine *e = c->x->hub->engine;
+    struct eng_stream ch = {c->site, 'c', channel};
     size_t len = strlen(channel);
     json_t *members = NULL;
     struct sub *s;
@@ -269,15 +294,14 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
     s = sub_add(&conn_site(c)->subs, &cl->subs, c, channel, len, &appeared);
     cl->nsubs++;
     if (appeared)
-        dir_add(&conn_shared(c)->chans, channel, len, x->id);
+        eng_hold(e, &ch, c->x->id, 1);
     if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, channel, len)) {
         /* An anonymous subscriber sees the members and their events, but is not one. */
         if (client_user(c) == NULL) {
-            members = pres_members(&conn_shared(c)->pres, channel, 0);
+            eng_members(e, &ch, 0, client_got_members, &members);
         } else {
             s->presence = 1;
-            pres_join(&conn_shared(c)->pres, channel, client_user(c), cl->info,
-                      client_emit_presence, c, &members);
+            eng_join(e, &ch, client_user(c), cl->info, client_got_members, &members);
         }
     }
     client_subscribed(c, ref, s, since, members);
@@ -292,17 +316,18 @@ static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub
                                    const char *since)
 {
     const struct cfg *cfg = conn_cfg(c);
-    const char *name = s->chan->name;
+    struct engine *e = c->x->hub->engine;
+    struct eng_stream ch = {c->site, 'c', s->chan->name};
     json_t *members = NULL;
-    char id[HIST_ID_MAX];
+    char id[ENG_ID_MAX];
 
-    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, name, strlen(name)))
-        members = pres_members(&conn_shared(c)->pres, name, 0);
-    if (!hist_on(c->x->hub->hist) || ref == NULL) {
+    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, ch.name, strlen(ch.name)))
+        eng_members(e, &ch, 0, client_got_members, &members);
+    if (!e->history || ref == NULL) {
         client_ok(c, ref, members);
         return;
     }
-    hist_id(c->x->hub->hist, s->last, id);
+    eng_id(e, &ch, s->last, id);
     client_send(c, proto_ok_stream(ref, members, id, since != NULL ? 1 : -1));
 }
 
@@ -344,13 +369,13 @@ static void client_subscribe(struct conn *c, const struct proto_cmd *cmd)
 /* Remove one subscription of c, with its presence and directory entries. */
 static void client_drop_sub(struct conn *c, struct sub *s)
 {
-    struct conn_ctx *x = c->x;
     char *name = xstrdup(s->chan->name);
+    struct eng_stream ch = {c->site, 'c', name};
 
     if (s->presence)
-        pres_leave(&conn_shared(c)->pres, name, client_user(c), client_emit_presence, c);
+        eng_leave(c->x->hub->engine, &ch, client_user(c));
     if (sub_remove(&conn_site(c)->subs, &c->client->subs, s))
-        dir_remove(&conn_shared(c)->chans, name, strlen(name), x->id);
+        eng_hold(c->x->hub->engine, &ch, c->x->id, 0);
     c->client->nsubs--;
     free(name);
 }
@@ -367,19 +392,36 @@ static void client_unsubscribe(struct conn *c, const struct proto_cmd *cmd)
 }
 
 /*
- * A one-item publish job to channel's subscribers but skip_conn, with frame m
- * (consumed; NULL when pub_submit makes it from the envelope).
+ * A one-item publish job to channel's subscribers in site but skip_conn,
+ * with frame m (consumed; NULL when the engine makes it from the envelope).
  */
-static struct cmd_job *client_channel_job(const struct conn *c, const char *channel, struct msg *m,
-                                          uint64_t skip_conn)
+static struct cmd_job *client_channel_job(const struct cmd_hub *hub, int site, const char *channel,
+                                          struct msg *m, uint64_t skip_conn)
 {
-    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, c->x->hub->nqueues, 1);
+    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, hub->nqueues, 1);
 
-    job->site = c->site;
+    job->site = site;
     job->items[0].msg = m;
     job->items[0].channel = xstrdup(channel);
     job->items[0].skip_conn = skip_conn;
     return job;
+}
+
+/* eng_done_fn for a detached job: one the engine did not take is still ours. */
+static void client_handed_out(void *job, int err)
+{
+    if (err == ENG_OK)
+        return;
+    log_msg(LOG_WARN, "client", "a browser's publish was not sent: the engine is unavailable");
+    cmd_job_free(job);
+}
+
+/* Publish job (detached: a worker never waits for another), made from *text when not NULL. */
+static void client_hand_out(struct cmd_hub *hub, struct cmd_job *job, char **text)
+{
+    struct eng_pub p = {job->site, job->items, job->nitems, text, job, 1};
+
+    eng_publish(hub->engine, &p, client_handed_out, job);
 }
 
 /* {"op":"publish"} */
@@ -403,8 +445,8 @@ static void client_publish(struct conn *c, const struct proto_cmd *cmd)
         client_fail(c, cmd->ref, PROTO_E_BAD_COMMAND, "data cannot be encoded");
         return;
     }
-    job = client_channel_job(c, cmd->channel, NULL, cmd->echo ? 0 : c->id);
-    pub_submit(c->x->hub, job, &text, 1);
+    job = client_channel_job(c->x->hub, c->site, cmd->channel, NULL, cmd->echo ? 0 : c->id);
+    client_hand_out(c->x->hub, job, &text);
     free(text);
     client_ok(c, cmd->ref, NULL);
 }
@@ -477,14 +519,11 @@ void client_message(struct conn *c, const char *text, size_t len)
 /* ?since= on the URL: replay the user's stream, then say where it stands. */
 static void client_recover_user(struct conn *c, const char *since)
 {
-    char key[HIST_KEY_MAX], id[HIST_ID_MAX];
-    int ok;
+    struct client_replay rp = {c, {c->site, 'u', client_user(c)}, &c->user_last, NULL, NULL, since};
 
-    if (since == NULL || client_user(c) == NULL || !hist_on(c->x->hub->hist))
+    if (since == NULL || client_user(c) == NULL || !c->x->hub->engine->history)
         return;
-    hist_key(key, sizeof key, conn_shared(c)->name, 'u', client_user(c));
-    ok = client_replay(c, key, since, &c->user_last, id);
-    client_send(c, proto_stream(id, ok));
+    eng_since(c->x->hub->engine, &rp.stream, since, client_replayed, &rp);
 }
 
 void client_opened(struct conn *c, const char *since)
@@ -605,17 +644,16 @@ void client_rpc_done(struct rpc_call *call, const struct rpc_result *res)
         client_app_error(c, call, res);
 }
 
-void client_emit_presence(void *arg, int join, const char *channel, const char *user,
-                          const char *info)
+void client_presence_event(void *hub, int site, int join, const char *channel, const char *user,
+                           const char *info)
 {
-    struct conn *c = arg;
     struct msg *m = proto_presence(join, channel, user, info);
 
     if (m == NULL) {
         log_msg(LOG_ERROR, "client", "cannot encode a presence event for %s", channel);
         return;
     }
-    pub_hand_out(c->x->hub, client_channel_job(c, channel, m, 0), 1);
+    client_hand_out(hub, client_channel_job(hub, site, channel, m, 0), NULL);
 }
 
 /* conn_ops.on_free: the connection's protocol state goes with it. */

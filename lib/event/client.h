@@ -68,8 +68,11 @@ void client_free(struct client *cl);
 /* A call to PHP ended (rpc.c); the call is freed when this returns. */
 void client_rpc_done(struct rpc_call *call, const struct rpc_result *res);
 
-/* Join/leave handed on to the channel's workers; arg is the emitting connection. */
-void client_emit_presence(void *arg, int join, const char *channel, const char *user,
-                          const char *info);
+/*
+ * eng_event_fn (main.c hands it to the engine, with the hub as arg): a
+ * presence join or leave, published unnumbered to the channel's subscribers.
+ */
+void client_presence_event(void *hub, int site, int join, const char *channel, const char *user,
+                           const char *info);
 
 #endif

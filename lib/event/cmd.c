@@ -102,6 +102,14 @@ void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
     cmd_submit_to(hub, job, mask);
 }
 
+void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached)
+{
+    if (detached)
+        cmd_submit_detached(hub, job, mask);
+    else
+        cmd_submit_to(hub, job, mask);
+}
+
 void cmd_job_wait(struct cmd_job *job)
 {
     pthread_mutex_lock(&job->lock);

@@ -22,11 +22,11 @@
 #include <ev.h>
 
 #include "dir.h"
+#include "engine.h"
 #include "stats.h"
 
 struct msg;
 struct cfg;
-struct hist;
 struct lim;
 struct site;
 
@@ -36,25 +36,6 @@ enum cmd_type {
     CMD_COUNT_USER, /* add items[0].users[0]'s connections here to delivered[0] */
     CMD_SHUTDOWN,   /* close every connection with 1001 and stop */
     CMD_RELOAD,     /* use the snapshot in cfg from now on */
-};
-
-/*
- * One publish: a shared frame and its targets (broadcast, users or a
- * channel). Numbered for history, a message to users has a frame per user
- * instead, each with that user's id (pub.c): made only for users online
- * when it was routed.
- */
-struct cmd_item {
-    struct msg *msg; /* ref: owned by the job; NULL when frames is used */
-    int broadcast;   /* every open connection */
-    char **users;    /* owned: NUL-terminated ids, deduplicated */
-    size_t nusers;
-    struct msg **frames; /* owned, or NULL: users[u]'s numbered frame (a ref), or NULL */
-    uint64_t *offsets;   /* owned, with frames: users[u]'s stream offset */
-    char *channel;       /* owned: every subscriber of this channel, or NULL */
-    uint64_t skip_conn;  /* with channel: this connection id is left out; 0 = none */
-    uint64_t offset;     /* channel: the stream offset in msg's id (hist.h); 0 = none */
-    size_t group;        /* delivered[group] counts it: the API message it came from */
 };
 
 struct cmd_job;
@@ -73,7 +54,7 @@ struct cmd_job {
     pthread_cond_t done;
     int pending; /* workers that have not finished */
     /* CMD_PUBLISH */
-    struct cmd_item *items; /* owned */
+    struct eng_item *items; /* owned */
     size_t nitems;
     uint64_t *delivered; /* owned: per item, summed over workers */
     /* CMD_STATS */
@@ -94,17 +75,18 @@ struct cmd_queue {
 };
 
 /*
- * What every thread shares: the workers' queues, and per site the tables
- * that say where users, channels and presence members are. Each table has
- * its own locks; the hub itself is filled before any thread starts.
+ * What every thread shares: the workers' queues, the sites, the engine
+ * (where users, channels and presence members are, and history) and the
+ * connection limits. Each has its own locks; the hub itself is filled
+ * before any thread starts.
  */
 struct cmd_hub {
     struct cmd_queue **queues; /* borrowed: one per worker */
     int nqueues;
     struct site *sites; /* borrowed: one per configured site (site.h) */
     int nsites;
-    struct hist *hist; /* borrowed: message history */
-    struct lim *lim;   /* borrowed: connection limits */
+    struct engine *engine; /* borrowed: publishing, history, presence, who is where */
+    struct lim *lim;       /* borrowed: connection limits */
 };
 
 /* A job of this type for nworkers workers, with nitems empty items. */
@@ -129,6 +111,12 @@ void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct 
  */
 void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
                          const struct dir_mask *mask);
+
+/*
+ * eng_deliver_fn for the engine (main.c hands it over with the hub as arg):
+ * job, a struct cmd_job, goes to the workers in mask, detached or not.
+ */
+void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached);
 
 /* Block until every worker has finished the job. */
 void cmd_job_wait(struct cmd_job *job);

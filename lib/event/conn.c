@@ -1,5 +1,6 @@
 /*
- * conn.c -- one client connection, from accept to free.
+ * conn.c -- one client connection, from accept to free. Whether it may
+ * be (site, address, token, counts) is conn_admit.c's.
  *
  * Owns:       struct conn and everything it points to (see conn.h).
  * Called by:  worker.c, on the owning worker's thread only.
@@ -41,9 +42,8 @@
 
 #include "cfg.h"
 #include "cmd.h"
-#include "dir.h"
 #include "handshake.h"
-#include "hist.h"
+#include "engine.h"
 #include "http.h"
 #include "lim.h"
 #include "log.h"
@@ -81,80 +81,6 @@ struct site *conn_shared(const struct conn *c)
 struct stats *conn_stats(const struct conn *c)
 {
     return c->site >= 0 ? &c->x->sites[c->site].stats : &c->x->stats;
-}
-
-/*
- * Log a refusal by address. Those at accept, and too_fast ones anywhere,
- * come in floods: at most one line a second per worker, saying how many
- * were left out.
- */
-static void conn_log_refusal(struct conn_ctx *x, const char *addr, enum hs_reason r, int at_accept)
-{
-    ev_tstamp now = ev_now(x->loop);
-    char more[64] = "";
-
-    if (!at_accept && r != HS_TOO_FAST) {
-        log_msg(LOG_INFO, "conn", "refused %s: %s", addr, hs_reason_name(r));
-        return;
-    }
-    if (now - x->refused_logged < 1.0) {
-        x->refused_quiet++;
-        return;
-    }
-    if (x->refused_quiet > 0)
-        snprintf(more, sizeof more, " (and %lu more since the last such line)", x->refused_quiet);
-    if (r == HS_TOO_MANY)
-        log_msg(LOG_WARN, "conn",
-                "refused a client: too_many_connections at accept: WebSockets "
-                "hold all %ld descriptors the file limit leaves them (%ld are kept for the API "
-                "and RPC)%s",
-                atomic_load(&x->hub->lim->fd_max), lim_fd_reserve(x->cfg), more);
-    else
-        log_msg(LOG_INFO, "conn", "refused %s: %s%s%s", addr, hs_reason_name(r),
-                at_accept ? " at accept" : "", more);
-    x->refused_logged = now;
-    x->refused_quiet = 0;
-}
-
-/*
- * Close a socket refused at accept, unread: count it (as conn_stats would)
- * and log it, before the close, so whoever sees it closed finds the line.
- */
-static void conn_refuse_at_accept(struct conn_ctx *x, int fd, enum hs_reason r, const char *addr)
-{
-    struct stats *st = x->nsites == 1 ? &x->sites[0].stats : &x->stats;
-
-    st->handshakes_refused[r]++;
-    conn_log_refusal(x, addr, r, 1);
-    close(fd);
-}
-
-/*
- * Check a new socket against the descriptor budget and, for a peer that is
- * not a trusted proxy, against its address's limits (a proxy's clients are
- * checked at the upgrade, by X-Forwarded-For). Returns 0 with *counted set
- * when addr was counted, or -1 when the socket was refused and closed.
- */
-static int conn_admit_socket(struct conn_ctx *x, int fd, char addr[LIM_ADDR_MAX], int *counted)
-{
-    struct lim *l = x->hub->lim;
-    enum hs_reason r;
-
-    *counted = 0;
-    if (lim_fd_take(l) != 0) {
-        conn_refuse_at_accept(x, fd, HS_TOO_MANY, "a client");
-        return -1;
-    }
-    if (!lim_addr_on(x->cfg) || lim_peer(fd, addr) != 0 || lim_trusted(x->cfg, addr))
-        return 0;
-    r = lim_addr_enter(l, x->cfg, addr, lim_now());
-    if (r != HS_OK) {
-        lim_fd_release(l);
-        conn_refuse_at_accept(x, fd, r, addr);
-        return -1;
-    }
-    *counted = 1;
-    return 0;
 }
 
 void conn_accept(struct conn_ctx *x, int fd)
@@ -321,6 +247,14 @@ void conn_flush(struct conn *c)
     conn_drained(c);
 }
 
+/* This worker holds (1) or no longer holds (0) a connection of user, as the engine says. */
+static void conn_hold_user(const struct conn *c, const char *user, int held)
+{
+    struct eng_stream s = {c->site, 'u', user};
+
+    eng_hold(c->x->hub->engine, &s, c->x->id, held);
+}
+
 /* Leave OPEN: out of the registry and the open array. */
 static void conn_leave_open(struct conn *c)
 {
@@ -331,7 +265,7 @@ static void conn_leave_open(struct conn *c)
         lim_total_release(c->x->hub->lim);
     c->total_counted = 0;
     if (c->link.user != NULL && c->link.user->nlinks == 1)
-        dir_remove(&conn_shared(c)->users, c->link.user->id, strlen(c->link.user->id), c->x->id);
+        conn_hold_user(c, c->link.user->id, 0);
     reg_remove(&conn_site(c)->reg, &c->link);
     conn_ctx_open_remove(c->x, c);
     conn_stats(c)->connections--;
@@ -468,102 +402,12 @@ void conn_expire(struct conn *c)
         conn_kill(c);
 }
 
-/*
- * Verify the offered token, if any. Fills *claims on success. A token with
- * a "channel" claim is a channel token (herald_channel_token), made for a
- * subscribe command: it is not a connection token, whatever else it holds.
- */
-static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
-                                        struct tok_claims *claims)
-{
-    const struct cfg *cfg = conn_cfg(c);
-    char decoded[TOK_MAX_LEN];
-    const char *why = NULL;
-    const char *tok = res->token.p;
-    size_t len = res->token.len;
-    int r;
-
-    if (len == 0)
-        return cfg->allow_anonymous ? HS_OK : HS_NO_TOKEN;
-    if (res->token_in_query) {
-        r = http_percent_decode(res->token, decoded, sizeof decoded);
-        if (r < 0)
-            return HS_BAD_TOKEN;
-        tok = decoded;
-        len = (size_t)r;
-    }
-    r = tok_verify(tok, len, (const unsigned char *)cfg->secret, cfg->secret_len, time(NULL),
-                   cfg->token_leeway, claims);
-    if (r != 0) {
-        log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id,
-                tok_strerror(r));
-        return HS_BAD_TOKEN;
-    }
-    if (json_object_get(claims->payload, "channel") != NULL)
-        why = "a channel token is not a connection token";
-    else if (c->x->ops->on_claims(c, claims->payload, &why) == 0)
-        return HS_OK;
-    log_msg(LOG_DEBUG, "auth", "conn=%llu token refused: %s", (unsigned long long)c->id, why);
-    return HS_BAD_TOKEN;
-}
-
 static void conn_feed(struct conn *c, uint8_t *p, size_t n);
-
-/*
- * Check the client's address (a trusted proxy's client: X-Forwarded-For)
- * against max_connections_per_ip and connect_rate, unless that was done at
- * accept, and count it there until the conn is freed. A trusted proxy that
- * names no client is not limited per address: all its clients would share
- * one address, and one of them could use up everyone's rate.
- */
-static enum hs_reason conn_admit_addr(struct conn *c, const struct http_request *req)
-{
-    const struct cfg *cfg = c->x->cfg;
-    struct lim *l = c->x->hub->lim;
-    char addr[LIM_ADDR_MAX];
-    enum hs_reason r;
-    int known;
-
-    if (c->addr_checked || !lim_addr_on(cfg))
-        return HS_OK;
-    c->addr_checked = 1;
-    known = lim_client_addr(cfg, c->fd, req, addr);
-    if (known == 1) {
-        if (atomic_exchange(&l->told_no_client, 1) == 0)
-            log_msg(LOG_WARN, "conn",
-                    "the trusted proxy %s names no client in X-Forwarded-For: "
-                    "max_connections_per_ip and connect_rate do not apply to its connections "
-                    "(see nginx/herald.conf)",
-                    addr);
-        return HS_OK;
-    }
-    if (known < 0)
-        snprintf(addr, sizeof addr, "unknown");
-    r = lim_addr_enter(c->x->hub->lim, cfg, addr, lim_now());
-    if (r != HS_OK) {
-        conn_log_refusal(c->x, addr, r, 0);
-        return r;
-    }
-    c->addr = xstrdup(addr);
-    c->addr_counted = 1;
-    return HS_OK;
-}
-
-/* Count the connection against max_connections, from its 101 until it leaves OPEN. */
-static enum hs_reason conn_admit_total(struct conn *c)
-{
-    enum hs_reason r = lim_total_take(c->x->hub->lim, c->x->cfg);
-
-    c->total_counted = r == HS_OK;
-    if (r != HS_OK)
-        conn_log_refusal(c->x, c->addr != NULL ? c->addr : "a client", r, 0);
-    return r;
-}
 
 /* Tell the client layer, with ?since= decoded ("?" when it cannot be: not recoverable). */
 static void conn_opened(struct conn *c, const struct hs_result *res)
 {
-    char since[HIST_ID_MAX];
+    char since[ENG_ID_MAX];
     int n;
 
     if (!res->has_since) {
@@ -578,35 +422,6 @@ static void conn_opened(struct conn *c, const struct hs_result *res)
 }
 
 /*
- * Pick the site that answers req (by path and Host, hs_site_match) and
- * check the handshake against that site's policy. No site: hs_check's 404,
- * unless the request is wrong in a way found earlier (a POST is still a 405).
- */
-static enum hs_reason conn_pick_site(struct conn *c, const struct http_request *req,
-                                     struct hs_result *res)
-{
-    const struct cfg *cfg = c->x->cfg;
-    struct hs_policy pol = {.path = NULL};
-    int best = -1, score = 0;
-
-    for (size_t i = 0; i < cfg->nsites && score < 2; i++) {
-        int m = hs_site_match(req, cfg->sites[i]->ws_path, cfg->sites[i]->host);
-
-        if (m > score) {
-            score = m;
-            best = (int)i;
-        }
-    }
-    if (best >= 0) {
-        c->site = best;
-        pol.path = cfg->sites[best]->ws_path;
-        pol.origins = (const char *const *)cfg->sites[best]->origins;
-        pol.norigins = cfg->sites[best]->norigins;
-    }
-    return hs_check(req, &pol, res);
-}
-
-/*
  * The head is complete: check it, answer 101 or refuse. Every head that
  * gets here counts against its address's rate, refused or not, so a loop
  * of bad requests through a proxy is cut off like a loop of good ones.
@@ -615,18 +430,11 @@ static void conn_upgrade(struct conn *c, const struct http_request *req)
 {
     struct tok_claims claims;
     struct hs_result res;
-    enum hs_reason r, a;
+    enum hs_reason r;
     char buf[256];
 
     memset(&claims, 0, sizeof claims);
-    r = conn_pick_site(c, req, &res);
-    a = conn_admit_addr(c, req);
-    if (r == HS_OK)
-        r = a;
-    if (r == HS_OK)
-        r = conn_authenticate(c, &res, &claims);
-    if (r == HS_OK)
-        r = conn_admit_total(c);
+    r = conn_admit(c, req, &res, &claims);
     if (r != HS_OK) {
         tok_claims_free(&claims);
         conn_refuse(c, r);
@@ -641,7 +449,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req)
     if (claims.sub[0] != '\0') {
         reg_add(&conn_site(c)->reg, &c->link, claims.sub, strlen(claims.sub));
         if (c->link.user->nlinks == 1)
-            dir_add(&conn_shared(c)->users, claims.sub, strlen(claims.sub), c->x->id);
+            conn_hold_user(c, claims.sub, 1);
     }
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");

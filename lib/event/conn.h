@@ -1,5 +1,8 @@
 /*
  * conn.h -- one client connection: handshake, frame reading, out-queue.
+ * Three files implement it: conn.c (the connection), conn_admit.c (the
+ * handshake's policy: whether it may be) and conn_ctx.c (what a loop's
+ * connections share).
  *
  * Owns:       struct conn, its socket, its handshake buffer (only while a
  *             partial head waits for the rest), the message being
@@ -23,6 +26,8 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "handshake.h"
+#include "lim.h"
 #include "reg.h"
 #include "rpc.h"
 #include "stats.h"
@@ -37,6 +42,8 @@ struct client;
 struct cfg;
 struct site;
 struct stats;
+struct http_request;
+struct tok_claims;
 
 enum conn_state {
     CONN_HANDSHAKE, /* reading the request head */
@@ -100,7 +107,7 @@ struct conn_ctx {
     int id;                      /* the worker's: its bit in the directory's masks */
     struct ev_loop *loop;        /* borrowed */
     const struct cfg *cfg;       /* borrowed: the config snapshot */
-    struct cmd_hub *hub;         /* borrowed: queues, sites' directories and presence */
+    struct cmd_hub *hub;         /* borrowed: queues, sites, the engine, limits */
     const struct conn_ops *ops;  /* borrowed: what its connections tell their owner */
     struct conn_ctx_site *sites; /* owned: one per hub site, same index */
     int nsites;
@@ -260,5 +267,25 @@ void conn_ctx_pending_add(struct conn_ctx *x, struct conn *c);
 /* Out-queue entries, recycled per loop: no malloc per delivery. */
 struct conn_out *conn_ctx_out_get(struct conn_ctx *x);
 void conn_ctx_out_put(struct conn_ctx *x, struct conn_out *o);
+
+/* -- conn_admit.c: whether a connection may be ------------------------------ */
+
+/*
+ * Check a new socket against the descriptor budget and, for a peer that is
+ * not a trusted proxy, against its address's limits (a proxy's clients are
+ * checked at the upgrade, by X-Forwarded-For). Returns 0 with *counted set
+ * when addr was counted, or -1 when the socket was refused, counted, logged
+ * and closed.
+ */
+int conn_admit_socket(struct conn_ctx *x, int fd, char addr[LIM_ADDR_MAX], int *counted);
+
+/*
+ * The handshake's policy for c's complete head req: pick the site (setting
+ * c->site), check the client's address, verify the token, count the
+ * connection. Returns HS_OK with *res and *claims filled, or the reason to
+ * refuse with (logged; the caller counts and answers it).
+ */
+enum hs_reason conn_admit(struct conn *c, const struct http_request *req, struct hs_result *res,
+                          struct tok_claims *claims);
 
 #endif

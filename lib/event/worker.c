@@ -294,7 +294,7 @@ static void worker_on_ping(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* Queue a channel item to the channel's subscribers here. */
-static uint64_t worker_publish_channel(struct worker *w, int site, const struct cmd_item *it)
+static uint64_t worker_publish_channel(struct worker *w, int site, const struct eng_item *it)
 {
     struct sub_chan *ch = sub_find(&w->cx.sites[site].subs, it->channel, strlen(it->channel));
     uint64_t n = 0;
@@ -315,7 +315,7 @@ static uint64_t worker_publish_channel(struct worker *w, int site, const struct 
 }
 
 /* Queue one publish item to its targets in site; returns the conns it reached. */
-static uint64_t worker_publish(struct worker *w, int site, const struct cmd_item *it)
+static uint64_t worker_publish(struct worker *w, int site, const struct eng_item *it)
 {
     uint64_t n = 0;
 

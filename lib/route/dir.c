@@ -2,10 +2,9 @@
  * dir.c -- the directory of which workers hold each user (see dir.h).
  *
  * Owns:       struct dir_entry allocations.
- * Called by:  conn.c and client.c (worker threads: a user's or channel's
- *             first and last connection there); pub.c and routes.c (API and
- *             worker threads: routing a publish, online lookups, /stats);
- *             cmd.c and pub.c use its worker masks.
+ * Called by:  engine_memory.c, on any thread: holds (a worker's first
+ *             and last connection of a user or channel), routing a publish,
+ *             online lookups, /stats counts. cmd.c uses its worker masks.
  * Invariants: an entry exists exactly while its mask is non-empty; each
  *             stripe's table is touched only under that stripe's mutex.
  */

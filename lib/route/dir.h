@@ -2,11 +2,11 @@
  * dir.h -- the directory: which workers hold a connection of each user.
  *
  * Owns:       struct dir (striped hash tables of user id -> worker mask).
- * Called by:  conn.c (users) and client.c (channels) on a worker's thread,
- *             when the first connection on that worker opens or subscribes
- *             and when the last one closes or leaves; pub.c once per publish
- *             (routing, on API and worker threads); routes.c for online
- *             lookups and /stats counts.
+ * Called by:  engine_memory.c: its holds (eng_hold, from conn.c for users
+ *             and client.c for channels, on a worker's thread, when the
+ *             first connection on that worker opens or subscribes and when
+ *             the last one closes or leaves), once per publish (routing, on
+ *             API and worker threads), online lookups and /stats counts.
  * Invariants: safe on any thread: each stripe has its own mutex, held only
  *             for one hash lookup. A worker sets its bit after adding the
  *             user to its own registry and clears it before removing, so a

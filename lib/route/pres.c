@@ -2,11 +2,12 @@
  * pres.c -- presence across workers (see pres.h).
  *
  * Owns:       struct pres_chan and struct pres_member allocations.
- * Called by:  worker threads (join, leave) and API threads (members).
+ * Called by:  engine_memory.c: worker threads (join, leave) and API
+ *             threads (members).
  * Invariants: each stripe's channels and their members are touched only
  *             under that stripe's mutex; lock order is pres -> dir -> cmd
- *             queue (the emit callback looks up the directory and submits
- *             a job), and no thread takes a pres lock while holding
+ *             queue (the emit callback publishes the event: it looks up the
+ *             directory and submits a job), and no thread takes a pres lock while holding
  *             either of the others.
  */
 #include "pres.h"

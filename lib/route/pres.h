@@ -3,8 +3,9 @@
  * every worker.
  *
  * Owns:       struct pres (striped tables channel -> member -> count).
- * Called by:  client.c on worker threads (a connection joins or leaves),
- *             lib/api/routes.c on API threads (GET /presence).
+ * Called by:  engine_memory.c: for client.c on worker threads (a
+ *             connection joins or leaves), for lib/api/routes.c on API
+ *             threads (GET /presence).
  * Invariants: a member exists while at least one of the user's connections
  *             is subscribed to the channel, on any worker. The emit callback
  *             runs under the channel's stripe lock, so the join and leave

@@ -1,5 +1,5 @@
 /*
- * site.c -- one site's shared tables (site.h).
+ * site.c -- one site's name and RPC count (site.h).
  *
  * Owns:       struct site.
  * Called by:  main.c, at start and at exit, on the main thread.
@@ -14,17 +14,11 @@
 void site_init(struct site *s, const char *name)
 {
     s->name = xstrdup(name);
-    dir_init(&s->users);
-    dir_init(&s->chans);
-    pres_init(&s->pres);
     atomic_init(&s->rpc_inflight, 0);
 }
 
 void site_free(struct site *s)
 {
-    dir_free(&s->users);
-    dir_free(&s->chans);
-    pres_free(&s->pres);
     free(s->name);
     s->name = NULL;
 }

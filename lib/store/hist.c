@@ -3,7 +3,7 @@
  *
  * Owns:       struct hist_stream, struct hist_entry and struct hist_body
  *             allocations; each site's counters and dropped floors.
- * Called by:  API threads and worker threads (pub.c, client.c), the main
+ * Called by:  API threads and worker threads (engine_memory.c), the main
  *             thread (sweep, file), /stats readers.
  * Invariants: a stripe's streams, their entries and the dropped floors of
  *             its buckets are touched only under that stripe's mutex. A
@@ -12,7 +12,7 @@
  *             atomic; it is counted when kept goes 0 -> 1 and uncounted when
  *             it goes 1 -> 0. Lock order: a hist stripe, then the directory,
  *             then a command queue; several stripes are only ever taken in
- *             increasing order (pub.c).
+ *             increasing order (engine_memory.c).
  *
  * The sweep keeps each site under its budget oldest first across its
  * streams without a global list (which would need a global lock on the

@@ -6,9 +6,9 @@
  * Owns:       struct hist (striped tables of streams), each stream's
  *             entries, the shared message bodies they reference, and per
  *             site a byte budget, counters and a table of dropped floors.
- * Called by:  pub.c (API and browser publishes) to number and keep
- *             messages; client.c to replay; main.c to sweep old entries and
- *             to save and load the file; lib/api/routes.c for /stats; any thread.
+ * Called by:  engine_memory.c (publishes to number and keep messages,
+ *             replays, /stats), any thread; main.c to sweep old entries and
+ *             to save and load the file.
  * Invariants: an id is "<epoch>:<offset>". The epoch is random per process
  *             unless read back from history_file; offsets come from one
  *             counter for the whole process, so they only grow, in every

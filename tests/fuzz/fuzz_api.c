@@ -6,8 +6,9 @@
  * Input: "METHOD\nPATH\nQUERY\nBODY" (missing parts are empty; the body is
  * the rest, NUL bytes included). The hub has no workers, so publishes are
  * done as soon as they are submitted, but they still go through validation,
- * numbering and history (pub.c, hist.c), and /presence and /stats read the
- * real tables. History is made fresh for each input so it cannot grow.
+ * numbering and history (the memory engine, hist.c), and /presence and
+ * /stats read the real tables. History and the engine are made fresh for
+ * each input so they cannot grow.
  * Checks: nothing crashes or reads outside the input (ASan, UBSan); every
  * answer is a known status with a JSON object body whose "ok" agrees with
  * the status; nothing leaks (LSan).
@@ -22,10 +23,9 @@
 #include <jansson.h>
 
 #include "cfg.h"
-#include "dir.h"
+#include "engine.h"
 #include "hist.h"
 #include "lim.h"
-#include "pres.h"
 #include "site.h"
 
 static struct cfg cfg;
@@ -33,8 +33,8 @@ static struct site site;
 static struct lim lim;
 
 /* Presence events have no subscriber here. */
-static void fuzz_no_emit(void *arg, int join, const char *channel, const char *user,
-                         const char *info)
+static void fuzz_no_event(void *arg, int site, int join, const char *channel, const char *user,
+                          const char *info)
 {
 }
 
@@ -50,7 +50,6 @@ static void fuzz_setup(void)
         abort();
     site_init(&site, "default");
     lim_init(&lim);
-    pres_join(&site.pres, "room:1", "42", "{\"name\":\"Ann\"}", fuzz_no_emit, NULL, NULL);
 }
 
 /* Cut the next '\n'-terminated part off *p; the last part runs to the end. */
@@ -84,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int ready;
     struct cmd_hub hub;
     struct hist hist;
+    struct engine *engine;
+    struct eng_stream room = {0, 'c', "room:1"};
     const char *names[] = {"default"};
     const size_t budgets[] = {1 << 20};
     struct api a;
@@ -103,9 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = fuzz_part(&data, &size, 1);
     hist_init(&hist, 100, 300, 1, names, budgets);
     memset(&hub, 0, sizeof hub);
+    engine = eng_memory_new(&hist, 1, names, 0, cmd_deliver, fuzz_no_event, &hub);
+    eng_join(engine, &room, "42", "{\"name\":\"Ann\"}", NULL, NULL);
     hub.sites = &site;
     hub.nsites = 1;
-    hub.hist = &hist;
+    hub.engine = engine;
     hub.lim = &lim;
     memset(&a, 0, sizeof a);
     a.cfg = &cfg;
@@ -117,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     api_route(&a, 0, method, path, query, body, len, &resp);
     fuzz_check(&resp);
     free(resp.body);
+    eng_free(engine);
     hist_free(&hist);
     free(method);
     free(path);

@@ -96,7 +96,7 @@ static void init2(struct hist *h, size_t size, double ttl, size_t ba, size_t bb)
     hist_init(h, size, ttl, 2, TWO, b);
 }
 
-/* The envelope pub.c keeps for a message with data n to key (a channel's names it). */
+/* The envelope the memory engine keeps for a message with data n to key (a channel's names it). */
 static char *text_for(const char *key, json_int_t n)
 {
     const char *c = strstr(key, "/c:");
@@ -107,7 +107,8 @@ static char *text_for(const char *key, json_int_t n)
     return t;
 }
 
-/* Publish body to key of site as pub.c does, under the key's stripe lock; returns the offset. */
+/* Publish body to key of site as the memory engine does, under the key's stripe lock; returns the
+ * offset. */
 static uint64_t publish_body(struct hist *h, int site, const char *key, struct hist_body *b)
 {
     unsigned stripe = hist_stripe_of(key);

@@ -829,7 +829,7 @@ static void test_proto_reply_long(void **state)
     json_decref(ref);
 }
 
-/* The frame of a channel envelope, as pub.c makes it (id NULL: history off). */
+/* The frame of a channel envelope, as the memory engine makes it (id NULL: history off). */
 static struct msg *channel_message(const char *channel, const char *event, const json_t *data,
                                    const char *from, const char *id)
 {
