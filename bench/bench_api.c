@@ -445,7 +445,7 @@ int main(void)
 
     if (cfg_load(1, argv, &cfg, &action, &cause) != 0 || action != CFG_RUN)
         bench_fail("cfg_load: %s", cause ? cause : "no configuration");
-    bench_fcgi(cfg.api_max_body, clock_cost);
+    bench_fcgi(cfg.sites[0]->api_max_body, clock_cost);
     bench_route(&cfg);
     cfg_free(&cfg);
     return 0;

@@ -326,13 +326,14 @@ static void log_startup(const struct herald *h, long fdlimit)
                 "using the built-in development secret: anyone can make "
                 "tokens for it; set secret or secret_file in a config file for production");
     if (!cfg->explicit_sites) {
-        log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen, cfg->ws_path);
-        log_msg(LOG_INFO, "main", "listening on api %s", cfg->api_socket);
+        log_msg(LOG_INFO, "main", "listening on ws %s path %s", cfg->listen,
+                cfg->sites[0]->ws_path);
+        log_msg(LOG_INFO, "main", "listening on api %s", cfg->sites[0]->api_socket);
         return;
     }
     log_msg(LOG_INFO, "main", "listening on ws %s", cfg->listen);
     for (size_t i = 0; i < cfg->nsites; i++) {
-        const struct cfg *site = cfg->sites[i];
+        const struct cfg_site *site = cfg->sites[i];
 
         log_msg(LOG_INFO, "main", "site %s: ws path %s, host %s, api %s", site->site, site->ws_path,
                 site->host != NULL ? site->host : "any", site->api_socket);

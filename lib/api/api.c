@@ -193,7 +193,8 @@ static void api_log(struct api *a, int site, int level, const char *fmt, ...)
 }
 
 /* The answer to a request the gate refused to pass on (its params were not kept). */
-static void api_refusal(struct api_response *resp, const struct apiconn *c, const struct cfg *site)
+static void api_refusal(struct api_response *resp, const struct apiconn *c,
+                        const struct cfg_site *site)
 {
     switch (c->refuse) {
     case 403:
@@ -222,7 +223,7 @@ static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
     struct api_call *call = arg;
     struct api *a = call->a;
     struct apiconn *c = call->c;
-    const struct cfg *site = api_cfg(a)->sites[c->site];
+    const struct cfg_site *site = api_cfg(a)->sites[c->site];
     const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
     char *path = api_path(req);
     struct api_response resp = {0};
@@ -498,7 +499,7 @@ static void api_step(struct api *a, struct api_thread *t, struct apiconn *c, int
 /* c has an event: go on writing its answer, or read what it sent. */
 static void api_on_conn(struct api *a, struct api_thread *t, struct apiconn *c)
 {
-    const struct cfg *site = api_cfg(a)->sites[c->site];
+    const struct cfg_site *site = api_cfg(a)->sites[c->site];
     double now = api_now();
     int st;
 
@@ -583,7 +584,7 @@ static int api_chgrp(const char *path, const char *group, char **cause)
 }
 
 /* Bind site i's socket, give it its group, and watch it. Returns 0, or -1 with *cause set. */
-static int api_listen(struct api *a, int i, const struct cfg *site, char **cause)
+static int api_listen(struct api *a, int i, const struct cfg_site *site, char **cause)
 {
     struct api_site *as = &a->sites[i];
     char *addr = xasprintf("unix:%s", site->api_socket);

@@ -88,7 +88,7 @@ int apiconn_mid_request(const struct apiconn *c)
 }
 
 /* May this caller use the site's socket (publish_uids, checked per request for reloads)? */
-static int apiconn_allowed(const struct apiconn *c, const struct cfg *site)
+static int apiconn_allowed(const struct apiconn *c, const struct cfg_site *site)
 {
     if (site->nuids == 0)
         return 1;
@@ -123,7 +123,8 @@ static void apiconn_refuse(struct apiconn *c, int status)
 }
 
 /* A request began: its limits are the site's now. */
-static void apiconn_begin(struct apiconn *c, const struct cfg *site, double now, double timeout)
+static void apiconn_begin(struct apiconn *c, const struct cfg_site *site, double now,
+                          double timeout)
 {
     apiconn_reset(c);
     c->max_body = site->api_max_body;
@@ -193,8 +194,8 @@ static void apiconn_keep_rest(struct apiconn *c, const uint8_t *p, size_t n)
  * after it kept), WRITE when a management reply is queued, READ for more,
  * CLOSE when the bytes are not FastCGI or the caller sent too much.
  */
-static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg *site, const uint8_t *p,
-                                      size_t n, double now, double timeout)
+static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg_site *site,
+                                      const uint8_t *p, size_t n, double now, double timeout)
 {
     while (n > 0) {
         struct gate_chunk ch;
@@ -232,7 +233,7 @@ static enum apiconn_step apiconn_feed(struct apiconn *c, const struct cfg *site,
 }
 
 /* Go on with the bytes kept from the last read, if any. */
-static enum apiconn_step apiconn_resume(struct apiconn *c, const struct cfg *site, double now,
+static enum apiconn_step apiconn_resume(struct apiconn *c, const struct cfg_site *site, double now,
                                         double timeout)
 {
     uint8_t *rest = c->rest;
@@ -246,8 +247,8 @@ static enum apiconn_step apiconn_resume(struct apiconn *c, const struct cfg *sit
     return st;
 }
 
-enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf, size_t size,
-                               double now, double timeout)
+enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg_site *site, uint8_t *buf,
+                               size_t size, double now, double timeout)
 {
     if (atomic_load(&c->expired))
         return APICONN_CLOSE;
@@ -303,8 +304,8 @@ static void apiconn_queue_out(struct apiconn *c, const uint8_t *p, size_t n)
 }
 
 /* The answer is written: close, or go on with the next request. */
-static enum apiconn_step apiconn_answered(struct apiconn *c, const struct cfg *site, double now,
-                                          double timeout)
+static enum apiconn_step apiconn_answered(struct apiconn *c, const struct cfg_site *site,
+                                          double now, double timeout)
 {
     c->answering = 0;
     if (!c->gate.keep_conn)
@@ -313,7 +314,7 @@ static enum apiconn_step apiconn_answered(struct apiconn *c, const struct cfg *s
     return apiconn_resume(c, site, now, timeout);
 }
 
-enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struct relay *r,
+enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg_site *site, struct relay *r,
                                 relay_handler *handler, void *arg, double now, double timeout)
 {
     uint8_t *answer;
@@ -341,7 +342,7 @@ enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struc
     return apiconn_write(c, site, now, timeout);
 }
 
-enum apiconn_step apiconn_write(struct apiconn *c, const struct cfg *site, double now,
+enum apiconn_step apiconn_write(struct apiconn *c, const struct cfg_site *site, double now,
                                 double timeout)
 {
     size_t sent;

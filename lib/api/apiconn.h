@@ -28,7 +28,7 @@
 #include "gate.h"
 #include "relay.h"
 
-struct cfg;
+struct cfg_site;
 
 #define APICONN_MAX_PARAMS (64u << 10) /* bytes of PARAMS a request may carry */
 #define APICONN_DRAIN_MAX (16u << 20)  /* bytes of a refused request read and dropped */
@@ -81,18 +81,18 @@ void apiconn_free(struct apiconn *c);
  * Read what has arrived (buf is a scratch buffer of size bytes) and check
  * it; site is the snapshot of c's site (limits, publish_uids).
  */
-enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg *site, uint8_t *buf, size_t size,
-                               double now, double timeout);
+enum apiconn_step apiconn_read(struct apiconn *c, const struct cfg_site *site, uint8_t *buf,
+                               size_t size, double now, double timeout);
 
 /*
  * Answer the whole request through libfcgi (relay.h, handler writes the
  * response with c as its argument) and start writing it.
  */
-enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg *site, struct relay *r,
+enum apiconn_step apiconn_serve(struct apiconn *c, const struct cfg_site *site, struct relay *r,
                                 relay_handler *handler, void *arg, double now, double timeout);
 
 /* Go on writing the answer; once written, close or read the next request. */
-enum apiconn_step apiconn_write(struct apiconn *c, const struct cfg *site, double now,
+enum apiconn_step apiconn_write(struct apiconn *c, const struct cfg_site *site, double now,
                                 double timeout);
 
 /* Is a request partly read (as opposed to idle between requests)? */

@@ -394,7 +394,7 @@ static int routes_param(const char *query, const char *name, char *out, size_t o
 static void routes_presence_channel(struct api *a, int site, const char *channel,
                                     struct api_response *resp)
 {
-    const struct cfg *cfg = api_cfg(a)->sites[site];
+    const struct cfg_site *cfg = api_cfg(a)->sites[site];
     size_t len = strlen(channel);
     struct routes_wait w = ROUTES_WAIT_INIT;
     struct eng_stream ch = {site, 'c', channel};

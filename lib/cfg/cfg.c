@@ -12,7 +12,11 @@
  * cfg_resolve.c settles what depends on the machine or on other settings;
  * this file stores every value, builds the sites and answers a reload.
  *
- * Owns:       the table, and the building of one struct cfg snapshot.
+ * Owns:       the table, and the building of one snapshot: a struct cfg
+ *             (the process's settings) holding a struct cfg_site per site.
+ *             Each setting lives at one level: per site (CFG_SITE, in
+ *             struct cfg_site, its [herald] value the default every site
+ *             starts from) or global (struct cfg); test_cfg.c checks it.
  * Called by:  main.c at startup, and on SIGHUP for a new snapshot
  *             (cfg_load, then cfg_same_sites and cfg_keep_restart_only).
  * Invariants: main thread only. At startup no other thread exists yet; on
@@ -55,26 +59,26 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
     [CFG_KEY_LISTEN_MODE] = {.name = "listen_mode", .type = CFG_MODE, .min = 0, .max = 0777,
         .def = "0666", CFG_AT(c.listen_mode), .help = "permissions of a unix: listen socket"},
     [CFG_KEY_WS_PATH] = {.name = "ws_path", .type = CFG_STRING, .def = "/ws", .flags = CFG_SITE,
-        CFG_AT(c.ws_path), .check = cfg_check_ws_path,
+        CFG_AT(s.ws_path), .check = cfg_check_ws_path,
         .help = "URL path of the WebSocket endpoint"},
     [CFG_KEY_WORKERS] = {.name = "workers", .type = CFG_INT, .min = 0, .max = CFG_WORKERS_MAX,
         .def = "0", CFG_AT(c.workers), .flag = "workers", .metavar = "N",
         .help = "worker threads; 0 = one per CPU core"},
-    [CFG_KEY_SECRET] = {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(c.secret),
+    [CFG_KEY_SECRET] = {.name = "secret", .type = CFG_STRING, .def = "", CFG_AT(s.secret),
         .flags = CFG_ONE_OF | CFG_RELOAD | CFG_SITE, .flag = "secret", .metavar = "SECRET",
         .help = "HS256 key for tokens, at least 16 bytes"},
     [CFG_KEY_SECRET_FILE] = {.name = "secret_file", .type = CFG_STRING, .def = "",
         CFG_AT(secret_file), .flags = CFG_ONE_OF | CFG_RELOAD | CFG_SITE, .flag = "secret-file",
         .metavar = "FILE", .help = "read the secret from this file"},
     [CFG_KEY_ALLOW_ANONYMOUS] = {.name = "allow_anonymous", .type = CFG_BOOL, .def = "no",
-        CFG_AT(c.allow_anonymous), .flags = CFG_RELOAD | CFG_SITE,
+        CFG_AT(s.allow_anonymous), .flags = CFG_RELOAD | CFG_SITE,
         .help = "accept connections without a token (broadcasts only)"},
     [CFG_KEY_ALLOWED_ORIGINS] = {.name = "allowed_origins", .type = CFG_LIST, .def = "",
-        CFG_AT(c.origins), .aux = offsetof(struct cfg_build, c.norigins),
+        CFG_AT(s.origins), .aux = offsetof(struct cfg_build, s.norigins),
         .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_origin,
         .help = "exact Origin values, space/comma separated; empty = any"},
     [CFG_KEY_TOKEN_LEEWAY] = {.name = "token_leeway", .type = CFG_SECONDS, .min = 0,
-        .max = 10 * CFG_MINUTE, .def = "30s", CFG_AT(c.token_leeway),
+        .max = 10 * CFG_MINUTE, .def = "30s", CFG_AT(s.token_leeway),
         .flags = CFG_RELOAD | CFG_SITE, .help = "clock skew allowed on a token's exp and nbf"},
     [CFG_KEY_MAX_HEADER_SIZE] = {.name = "max_header_size", .type = CFG_SIZE, .min = CFG_K,
         .max = 64 * CFG_K, .def = "8k", CFG_AT(c.max_header_size), .flags = CFG_RELOAD,
@@ -93,29 +97,29 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .flags = CFG_RELOAD | CFG_ZERO_OK,
         .help = "server ping period; 2 silent periods close; 0 = no pings"},
     [CFG_KEY_API_SOCKET] = {.name = "api_socket", .type = CFG_STRING, .def = "/tmp/herald.sock",
-        .flags = CFG_SITE, CFG_AT(c.api_socket), .flag = "api-socket", .metavar = "PATH",
+        .flags = CFG_SITE, CFG_AT(s.api_socket), .flag = "api-socket", .metavar = "PATH",
         .check = cfg_check_socket_path, .help = "Unix socket of the FastCGI publish API"},
     [CFG_KEY_API_SOCKET_MODE] = {.name = "api_socket_mode", .type = CFG_MODE, .min = 0, .max = 0777,
-        .def = "0660", .flags = CFG_SITE, CFG_AT(c.api_socket_mode),
+        .def = "0660", .flags = CFG_SITE, CFG_AT(s.api_socket_mode),
         .help = "permissions of the api socket"},
     [CFG_KEY_API_SOCKET_GROUP] = {.name = "api_socket_group", .type = CFG_STRING, .def = "",
-        .flags = CFG_SITE, CFG_AT(c.api_socket_group),
+        .flags = CFG_SITE, CFG_AT(s.api_socket_group),
         .help = "group name for the api socket; empty = the daemon's group"},
-    [CFG_KEY_HOST] = {.name = "host", .type = CFG_STRING, .def = "", CFG_AT(c.host),
+    [CFG_KEY_HOST] = {.name = "host", .type = CFG_STRING, .def = "", CFG_AT(s.host),
         .flags = CFG_SITE, .check = cfg_check_host,
         .help = "the Host (no port) this site's WebSocket answers; empty = any host"},
     [CFG_KEY_PUBLISH_UIDS] = {.name = "publish_uids", .type = CFG_LIST, .def = "",
-        CFG_AT(c.publish_uids), .aux = offsetof(struct cfg_build, c.npublish_uids),
+        CFG_AT(s.publish_uids), .aux = offsetof(struct cfg_build, s.npublish_uids),
         .flags = CFG_SITE | CFG_RELOAD, .check = cfg_check_uid,
         .help = "users or uids allowed to use the api socket (SO_PEERCRED); empty = any"},
     [CFG_KEY_API_THREADS] = {.name = "api_threads", .type = CFG_INT, .min = 1, .max = 64,
         .def = "4", CFG_AT(c.api_threads),
         .help = "FastCGI request threads; several sites: half each at most"},
     [CFG_KEY_API_MAX_CONNECTIONS] = {.name = "api_max_connections", .type = CFG_INT, .min = 1,
-        .max = 100000, .def = "64", CFG_AT(c.api_max_connections), .flags = CFG_RELOAD | CFG_SITE,
+        .max = 100000, .def = "64", CFG_AT(s.api_max_connections), .flags = CFG_RELOAD | CFG_SITE,
         .help = "connections one caller (uid) may hold on a site's API socket; more are closed"},
     [CFG_KEY_API_MAX_BODY] = {.name = "api_max_body", .type = CFG_SIZE, .min = CFG_K,
-        .max = 64 * CFG_K * CFG_K, .def = "1M", CFG_AT(c.api_max_body),
+        .max = 64 * CFG_K * CFG_K, .def = "1M", CFG_AT(s.api_max_body),
         .flags = CFG_RELOAD | CFG_SITE, .help = "largest API request body; over it -> 413"},
     [CFG_KEY_LOG_LEVEL] = {.name = "log_level", .type = CFG_LEVEL, .def = "info",
         CFG_AT(c.log_level), .flags = CFG_RELOAD, .flag = "log-level", .metavar = "LEVEL",
@@ -124,41 +128,41 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .max = 60 * CFG_SECOND, .def = "5s", CFG_AT(c.shutdown_timeout_ms), .flags = CFG_RELOAD,
         .help = "how long shutdown waits for connections to close"},
     [CFG_KEY_PUBLIC_CHANNELS] = {.name = "public_channels", .type = CFG_LIST, .def = "",
-        CFG_AT(c.public_channels), .aux = offsetof(struct cfg_build, c.npublic_channels),
+        CFG_AT(s.public_channels), .aux = offsetof(struct cfg_build, s.npublic_channels),
         .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_pattern, .flag = "public-channels",
         .metavar = "PATTERNS",
         .help = "channels anyone may subscribe to: names or prefix* patterns"},
     [CFG_KEY_CLIENT_PUBLISH] = {.name = "client_publish", .type = CFG_LIST, .def = "",
-        CFG_AT(c.client_publish), .aux = offsetof(struct cfg_build, c.nclient_publish),
+        CFG_AT(s.client_publish), .aux = offsetof(struct cfg_build, s.nclient_publish),
         .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_pattern, .flag = "client-publish",
         .metavar = "PATTERNS", .help = "channels whose subscribers may publish into them"},
     [CFG_KEY_PRESENCE_CHANNELS] = {.name = "presence_channels", .type = CFG_LIST, .def = "",
-        .flags = CFG_SITE, CFG_AT(c.presence_channels),
-        .aux = offsetof(struct cfg_build, c.npresence_channels), .check = cfg_check_pattern,
+        .flags = CFG_SITE, CFG_AT(s.presence_channels),
+        .aux = offsetof(struct cfg_build, s.npresence_channels), .check = cfg_check_pattern,
         .flag = "presence-channels", .metavar = "PATTERNS",
         .help = "channels that track their members and send join/leave"},
     [CFG_KEY_MAX_SUBSCRIPTIONS] = {.name = "max_subscriptions", .type = CFG_INT, .min = 1,
-        .max = 100000, .def = "100", CFG_AT(c.max_subscriptions), .flags = CFG_RELOAD | CFG_SITE,
+        .max = 100000, .def = "100", CFG_AT(s.max_subscriptions), .flags = CFG_RELOAD | CFG_SITE,
         .help = "channels per connection"},
     [CFG_KEY_RPC_SOCKET] = {.name = "rpc_socket", .type = CFG_STRING, .def = "",
-        CFG_AT(c.rpc_socket), .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_rpc_socket,
+        CFG_AT(s.rpc_socket), .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_rpc_socket,
         .flag = "rpc-socket", .metavar = "ADDR",
         .help = "php-fpm for RPC and hooks: unix:/path or HOST:PORT"},
     [CFG_KEY_RPC_SCRIPT] = {.name = "rpc_script", .type = CFG_STRING, .def = "",
-        CFG_AT(c.rpc_script), .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_script,
+        CFG_AT(s.rpc_script), .flags = CFG_RELOAD | CFG_SITE, .check = cfg_check_script,
         .flag = "rpc-script", .metavar = "PATH",
         .help = "absolute path of the PHP script that answers RPC and hooks"},
     [CFG_KEY_RPC_TIMEOUT] = {.name = "rpc_timeout", .type = CFG_MSEC, .min = 100,
-        .max = 10 * CFG_MINUTE, .def = "10s", CFG_AT(c.rpc_timeout_ms),
+        .max = 10 * CFG_MINUTE, .def = "10s", CFG_AT(s.rpc_timeout_ms),
         .flags = CFG_RELOAD | CFG_SITE, .help = "time allowed for one PHP call"},
     [CFG_KEY_RPC_MAX_PER_CONN] = {.name = "rpc_max_per_conn", .type = CFG_INT, .min = 1,
-        .max = 10000, .def = "8", CFG_AT(c.rpc_max_per_conn), .flags = CFG_RELOAD | CFG_SITE,
+        .max = 10000, .def = "8", CFG_AT(s.rpc_max_per_conn), .flags = CFG_RELOAD | CFG_SITE,
         .help = "RPC calls in flight per connection; more -> rpc_busy"},
     [CFG_KEY_RPC_MAX_INFLIGHT] = {.name = "rpc_max_inflight", .type = CFG_INT, .min = 1,
-        .max = 100000, .def = "256", CFG_AT(c.rpc_max_inflight), .flags = CFG_RELOAD | CFG_SITE,
+        .max = 100000, .def = "256", CFG_AT(s.rpc_max_inflight), .flags = CFG_RELOAD | CFG_SITE,
         .help = "PHP calls in flight for a site, hooks included"},
-    [CFG_KEY_RPC_HOOKS] = {.name = "rpc_hooks", .type = CFG_LIST, .def = "", CFG_AT(c.rpc_hooks),
-        .aux = offsetof(struct cfg_build, c.nrpc_hooks), .flags = CFG_RELOAD | CFG_SITE,
+    [CFG_KEY_RPC_HOOKS] = {.name = "rpc_hooks", .type = CFG_LIST, .def = "", CFG_AT(s.rpc_hooks),
+        .aux = offsetof(struct cfg_build, s.nrpc_hooks), .flags = CFG_RELOAD | CFG_SITE,
         .check = cfg_check_hook, .flag = "rpc-hooks", .metavar = "HOOKS",
         .help = "PHP calls on events: connect, disconnect, subscribe"},
     [CFG_KEY_HISTORY_SIZE] = {.name = "history_size", .type = CFG_INT, .min = 0, .max = 100000,
@@ -169,7 +173,7 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .help = "how long a message is kept for recovery"},
     [CFG_KEY_HISTORY_MAX_BYTES] = {.name = "history_max_bytes", .type = CFG_SIZE,
         .min = CFG_K * CFG_K, .max = 64 * CFG_K * CFG_K * CFG_K, .def = "64M",
-        CFG_AT(c.history_max_bytes), .flags = CFG_SITE,
+        CFG_AT(s.history_max_bytes), .flags = CFG_SITE,
         .help = "memory for a site's kept messages; over it the oldest go first"},
     [CFG_KEY_HISTORY_FILE] = {.name = "history_file", .type = CFG_STRING, .def = "",
         CFG_AT(c.history_file), .check = cfg_check_abs_path, .flag = "history-file",
@@ -193,10 +197,10 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .check = cfg_check_proxy,
         .help = "peers whose X-Forwarded-For names the client: addresses, CIDRs, unix"},
     [CFG_KEY_COMMAND_RATE] = {.name = "command_rate", .type = CFG_INT, .min = 0, .max = 1000000,
-        .def = "50", CFG_AT(c.command_rate), .flags = CFG_RELOAD | CFG_SITE,
+        .def = "50", CFG_AT(s.command_rate), .flags = CFG_RELOAD | CFG_SITE,
         .help = "browser commands per second per connection; over it -> rate_limited"},
     [CFG_KEY_COMMAND_BURST] = {.name = "command_burst", .type = CFG_INT, .min = 1, .max = 1000000,
-        .def = "100", CFG_AT(c.command_burst), .flags = CFG_RELOAD | CFG_SITE,
+        .def = "100", CFG_AT(s.command_burst), .flags = CFG_RELOAD | CFG_SITE,
         .help = "browser commands a connection may send at once above command_rate"},
     [CFG_KEY_USER] = {.name = "user", .type = CFG_STRING, .def = "", CFG_AT(c.user), .flag = "user",
         .metavar = "USER",
@@ -380,35 +384,76 @@ const struct cfg_def *cfg_one_of_conflict(const struct cfg_build *b, const struc
 /* ---- Copies ----------------------------------------------------------- */
 
 /*
- * Comparing and copying a setting's value between two bases: a struct
- * cfg_build, or a struct cfg when the setting's field lies in it (c comes
- * first in struct cfg_build), so one offset serves both.
+ * A setting's field is found by its offset in struct cfg_build (d->off).
+ * In a snapshot it lies in struct cfg (a process setting: c comes first in
+ * struct cfg_build, so the offset is the same) or in struct cfg_site (a
+ * site's: the offset less where s lies); secret_file lies in the build
+ * alone. A list's count (d->aux) lies in the same struct as its items, so
+ * the ops below take the field itself and find the count beside it.
  */
+enum cfg_home {
+    CFG_IN_CFG,   /* struct cfg */
+    CFG_IN_SITE,  /* struct cfg_site */
+    CFG_IN_BUILD, /* struct cfg_build only */
+};
 
-static int string_same(const struct cfg_def *d, const void *a, const void *b)
+static enum cfg_home home_of(const struct cfg_def *d)
 {
-    const char *sa = *(char *const *)((const char *)a + d->off);
-    const char *sb = *(char *const *)((const char *)b + d->off);
+    size_t s = offsetof(struct cfg_build, s);
 
+    if (d->off + d->width <= sizeof(struct cfg))
+        return CFG_IN_CFG;
+    if (d->off >= s && d->off + d->width <= s + sizeof(struct cfg_site))
+        return CFG_IN_SITE;
+    return CFG_IN_BUILD;
+}
+
+/* Setting d's field in a snapshot part: a struct cfg, or a struct cfg_site for a site's. */
+static void *field_in(const struct cfg_def *d, const void *part)
+{
+    size_t off = home_of(d) == CFG_IN_SITE ? d->off - offsetof(struct cfg_build, s) : d->off;
+
+    return (char *)part + off;
+}
+
+/* A list's count, beside its items (f is the items' field). */
+static size_t *count_of(const struct cfg_def *d, const void *f)
+{
+    return (size_t *)((char *)f + (d->aux - d->off));
+}
+
+static int string_same(const struct cfg_def *d, const void *fa, const void *fb)
+{
+    const char *sa = *(char *const *)fa;
+    const char *sb = *(char *const *)fb;
+
+    (void)d;
     return (sa == NULL && sb == NULL) || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
 }
 
-static void string_copy(const struct cfg_def *d, const void *a, void *b)
+static void string_copy(const struct cfg_def *d, const void *fa, void *fb)
 {
-    const char *sa = *(char *const *)((const char *)a + d->off);
-    char **fb = (char **)((char *)b + d->off);
+    const char *sa = *(char *const *)fa;
 
-    free(*fb);
-    *fb = sa != NULL ? xstrdup(sa) : NULL;
+    (void)d;
+    free(*(char **)fb);
+    *(char **)fb = sa != NULL ? xstrdup(sa) : NULL;
 }
 
-static int list_same(const struct cfg_def *d, const void *a, const void *b)
+static void string_free(const struct cfg_def *d, void *f)
 {
-    char *const *la = *(char **const *)((const char *)a + d->off);
-    char *const *lb = *(char **const *)((const char *)b + d->off);
-    size_t na = *(const size_t *)((const char *)a + d->aux);
+    (void)d;
+    free(*(char **)f);
+    *(char **)f = NULL;
+}
 
-    if (na != *(const size_t *)((const char *)b + d->aux))
+static int list_same(const struct cfg_def *d, const void *fa, const void *fb)
+{
+    char *const *la = *(char **const *)fa;
+    char *const *lb = *(char **const *)fb;
+    size_t na = *count_of(d, fa);
+
+    if (na != *count_of(d, fb))
         return 0;
     for (size_t i = 0; i < na; i++)
         if (strcmp(la[i], lb[i]) != 0)
@@ -416,27 +461,40 @@ static int list_same(const struct cfg_def *d, const void *a, const void *b)
     return 1;
 }
 
-static void list_copy(const struct cfg_def *d, const void *a, void *b)
+static void list_copy(const struct cfg_def *d, const void *fa, void *fb)
 {
-    char *const *la = *(char **const *)((const char *)a + d->off);
-    size_t na = *(const size_t *)((const char *)a + d->aux);
+    char *const *la = *(char **const *)fa;
+    size_t na = *count_of(d, fa);
     char **copy = na > 0 ? xcalloc(na, sizeof *copy) : NULL;
 
     for (size_t i = 0; i < na; i++)
         copy[i] = xstrdup(la[i]);
-    cfg_free_list(*(char ***)((char *)b + d->off), *(size_t *)((char *)b + d->aux));
-    *(char ***)((char *)b + d->off) = copy;
-    *(size_t *)((char *)b + d->aux) = na;
+    cfg_free_list(*(char ***)fb, *count_of(d, fb));
+    *(char ***)fb = copy;
+    *count_of(d, fb) = na;
 }
 
-static int number_same(const struct cfg_def *d, const void *a, const void *b)
+static void list_free(const struct cfg_def *d, void *f)
 {
-    return memcmp((const char *)a + d->off, (const char *)b + d->off, d->width) == 0;
+    cfg_free_list(*(char ***)f, *count_of(d, f));
+    *(char ***)f = NULL;
+    *count_of(d, f) = 0;
 }
 
-static void number_copy(const struct cfg_def *d, const void *a, void *b)
+static int number_same(const struct cfg_def *d, const void *fa, const void *fb)
 {
-    memcpy((char *)b + d->off, (const char *)a + d->off, d->width);
+    return memcmp(fa, fb, d->width) == 0;
+}
+
+static void number_copy(const struct cfg_def *d, const void *fa, void *fb)
+{
+    memcpy(fb, fa, d->width);
+}
+
+static void number_free(const struct cfg_def *d, void *f)
+{
+    (void)d;
+    (void)f;
 }
 
 /*
@@ -445,13 +503,14 @@ static void number_copy(const struct cfg_def *d, const void *a, void *b)
  */
 struct cfg_type_ops {
     int (*set)(struct cfg_build *b, const struct cfg_def *d, const char *v, char **why);
-    int (*same)(const struct cfg_def *d, const void *a, const void *b);
-    void (*copy)(const struct cfg_def *d, const void *a, void *b);
+    int (*same)(const struct cfg_def *d, const void *fa, const void *fb);
+    void (*copy)(const struct cfg_def *d, const void *fa, void *fb);
+    void (*free)(const struct cfg_def *d, void *f);
 };
 
-static const struct cfg_type_ops string_ops = {string_set, string_same, string_copy};
-static const struct cfg_type_ops list_ops = {store_list, list_same, list_copy};
-static const struct cfg_type_ops number_ops = {number_set, number_same, number_copy};
+static const struct cfg_type_ops string_ops = {string_set, string_same, string_copy, string_free};
+static const struct cfg_type_ops list_ops = {store_list, list_same, list_copy, list_free};
+static const struct cfg_type_ops number_ops = {number_set, number_same, number_copy, number_free};
 
 static const struct cfg_type_ops *const cfg_type_ops[] = {
     [CFG_STRING] = &string_ops,  [CFG_LIST] = &list_ops,   [CFG_BOOL] = &number_ops,
@@ -467,55 +526,36 @@ int cfg_set_value(struct cfg_build *b, const struct cfg_def *d, const char *v, c
     return cfg_type_ops[d->type]->set(b, d, v, why);
 }
 
-/* Are setting d's values in a and b the same? */
-static int same_value(const struct cfg_def *d, const void *a, const void *b)
-{
-    return cfg_type_ops[d->type]->same(d, a, b);
-}
-
-/* Copy setting d's value from a into b, replacing b's. */
-static void copy_value(const struct cfg_def *d, const void *a, void *b)
-{
-    cfg_type_ops[d->type]->copy(d, a, b);
-}
-
-/* Does setting d live in struct cfg (not only in struct cfg_build, as secret_file does)? */
-static int in_cfg(const struct cfg_def *d)
-{
-    return d->off + d->width <= sizeof(struct cfg);
-}
-
 /* Copy every setting, and where it came from, of a build that is not yet resolved. */
 static void build_copy(const struct cfg_build *a, struct cfg_build *b)
 {
     for (size_t i = 0; i < CFG_NKEYS; i++) {
-        copy_value(&cfg_defs[i], a, b);
+        const struct cfg_def *d = &cfg_defs[i];
+
+        cfg_type_ops[d->type]->copy(d, (const char *)a + d->off, (char *)b + d->off);
         b->src[i] = a->src[i];
         b->line[i] = a->line[i];
     }
     b->file = a->file;
 }
 
-/* Copy a resolved snapshot (without its sites) into the zeroed *b. */
-static void cfg_copy(const struct cfg *a, struct cfg *b)
+/* Free every setting of one part of a snapshot (home says which) that lies in part. */
+static void free_part(void *part, enum cfg_home home)
 {
     for (size_t i = 0; i < CFG_NKEYS; i++)
-        if (in_cfg(&cfg_defs[i]) && cfg_defs[i].off != offsetof(struct cfg_build, c.secret))
-            copy_value(&cfg_defs[i], a, b);
-    if (a->secret != NULL) {
-        b->secret = xmalloc(a->secret_len + 1);
-        memcpy(b->secret, a->secret, a->secret_len + 1);
-    }
-    b->secret_len = a->secret_len;
-    b->dev_secret = a->dev_secret;
-    b->hooks = a->hooks;
-    if (a->nuids > 0) {
-        b->uids = xcalloc(a->nuids, sizeof *b->uids);
-        memcpy(b->uids, a->uids, a->nuids * sizeof *b->uids);
-    }
-    b->nuids = a->nuids;
-    b->file = a->file != NULL ? xstrdup(a->file) : NULL;
-    b->site = a->site != NULL ? xstrdup(a->site) : NULL;
+        if (home_of(&cfg_defs[i]) == home)
+            cfg_type_ops[cfg_defs[i].type]->free(&cfg_defs[i], field_in(&cfg_defs[i], part));
+}
+
+/* Free one site's settings, the secret wiped first. */
+static void cfg_site_free(struct cfg_site *s)
+{
+    if (s->secret != NULL)
+        explicit_bzero(s->secret, s->secret_len);
+    free_part(s, CFG_IN_SITE);
+    free(s->site);
+    free(s->uids);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- Sites ------------------------------------------------------------ */
@@ -530,6 +570,7 @@ static void build_free(struct cfg_build *b)
     }
     free(b->sites);
     cfg_free(&b->c);
+    cfg_site_free(&b->s);
     free(b->secret_file);
     free(b->buf);
     free(b->err);
@@ -538,23 +579,36 @@ static void build_free(struct cfg_build *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Hand b's site over to a new struct cfg_site named name; b's is left empty. */
+static struct cfg_site *take_site(struct cfg_build *b, const char *name)
+{
+    struct cfg_site *s = xmalloc(sizeof *s);
+
+    *s = b->s;
+    memset(&b->s, 0, sizeof b->s);
+    free(s->site);
+    s->site = xstrdup(name);
+    return s;
+}
+
 /*
  * Build one [site NAME]: the [herald] values (b, not yet resolved), the
  * site's own lines on top, the flags of per-site keys on top of those, then
- * resolved like a whole configuration. Fills *out, or returns -1 with *cause.
+ * resolved like a whole configuration. Returns the site, or NULL with *cause.
  */
-static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
-                      const struct cfg_pending *pend, size_t npend, struct cfg *out, char **cause)
+static struct cfg_site *build_site(const struct cfg_build *b, const struct cfg_site_src *src,
+                                   const struct cfg_pending *pend, size_t npend, char **cause)
 {
     struct cfg_build sb = {0};
+    struct cfg_site *site = NULL;
     char *why;
 
     build_copy(b, &sb);
     sb.site = src->name;
     /* A secret shared through [herald] would let one site's tokens open another:
      * a site starts without one, so resolve_secret (cfg_resolve.c) asks for its own. */
-    if (sb.c.secret != NULL)
-        explicit_bzero(sb.c.secret, strlen(sb.c.secret));
+    if (sb.s.secret != NULL)
+        explicit_bzero(sb.s.secret, strlen(sb.s.secret));
     for (size_t o = 0; o < CFG_NKEYS; o++)
         if (cfg_defs[o].flags & CFG_ONE_OF)
             cfg_set_value(&sb, &cfg_defs[o], "", &why);
@@ -565,27 +619,21 @@ static int build_site(const struct cfg_build *b, const struct cfg_site_src *src,
         if (cfg_set_value(&sb, p->d, p->value, &why) < 0) {
             *cause = xasprintf("%s:%d: %s: %s", b->file, p->line, p->d->name, why);
             free(why);
-            goto fail;
+            goto done;
         }
         sb.src[i] = CFG_SRC_FILE;
         sb.line[i] = p->line;
     }
-    if (cfg_flags_apply(&sb, pend, npend, 1, cause) < 0)
-        goto fail;
-    if (cfg_resolve(&sb, cause) < 0)
-        goto fail;
-    sb.c.site = xstrdup(src->name);
-    *out = sb.c;
-    memset(&sb.c, 0, sizeof sb.c);
+    if (cfg_flags_apply(&sb, pend, npend, 1, cause) < 0 || cfg_resolve(&sb, cause) < 0)
+        goto done;
+    site = take_site(&sb, src->name);
+done:
     build_free(&sb);
-    return 0;
-fail:
-    build_free(&sb);
-    return -1;
+    return site;
 }
 
 /* Do sites a and b answer the same WebSocket requests? */
-static int same_endpoint(const struct cfg *a, const struct cfg *b)
+static int same_endpoint(const struct cfg_site *a, const struct cfg_site *b)
 {
     if (strcmp(a->ws_path, b->ws_path) != 0)
         return 0;
@@ -598,7 +646,7 @@ static int check_sites(const struct cfg *c, const char *file, char **cause)
 {
     for (size_t i = 0; i < c->nsites; i++)
         for (size_t j = 0; j < i; j++) {
-            const struct cfg *a = c->sites[j], *b = c->sites[i];
+            const struct cfg_site *a = c->sites[j], *b = c->sites[i];
 
             if (strcmp(a->api_socket, b->api_socket) == 0)
                 *cause = xasprintf("%s: [site %s] has the same api_socket as [site %s] (%s): "
@@ -620,20 +668,6 @@ static int check_sites(const struct cfg *c, const char *file, char **cause)
     return 0;
 }
 
-/* (Re)make the one site of a file without [site] sections: a copy of the top level. */
-static void set_default_site(struct cfg *c)
-{
-    if (c->nsites == 0) {
-        c->sites = xcalloc(1, sizeof *c->sites);
-        c->sites[0] = xcalloc(1, sizeof *c->sites[0]);
-        c->nsites = 1;
-    } else {
-        cfg_free(c->sites[0]);
-    }
-    cfg_copy(c, c->sites[0]);
-    c->sites[0]->site = xstrdup(CFG_DEFAULT_SITE);
-}
-
 /*
  * Settle the sites: each [site NAME] built on the [herald] values; without
  * any, the [herald] values resolved are the one site, "default".
@@ -646,16 +680,18 @@ static int build_sites(struct cfg_build *b, const struct cfg_pending *pend, size
     if (b->nsites == 0) {
         if (cfg_resolve(b, cause) < 0)
             return -1;
-        set_default_site(c);
+        c->sites = xcalloc(1, sizeof *c->sites);
+        c->sites[0] = take_site(b, CFG_DEFAULT_SITE);
+        c->nsites = 1;
         return 0;
     }
     c->explicit_sites = 1;
     c->sites = xcalloc(b->nsites, sizeof *c->sites);
     for (size_t i = 0; i < b->nsites; i++) {
-        c->sites[i] = xcalloc(1, sizeof *c->sites[i]);
-        c->nsites++;
-        if (build_site(b, &b->sites[i], pend, npend, c->sites[i], cause) < 0)
+        c->sites[i] = build_site(b, &b->sites[i], pend, npend, cause);
+        if (c->sites[i] == NULL)
             return -1;
+        c->nsites++;
     }
     return check_sites(c, b->file, cause);
 }
@@ -714,32 +750,28 @@ fail:
     return -1;
 }
 
-/* Which settings keep_restart_only looks at. */
-enum cfg_keep {
-    CFG_KEEP_ALL,
-    CFG_KEEP_GLOBAL, /* [herald]-only settings */
-    CFG_KEEP_SITE,   /* CFG_SITE settings */
-};
-
-/* cfg_keep_restart_only for one snapshot; site names the section in warnings. */
-static int keep_restart_only(const struct cfg *running, struct cfg *next, const char *site,
-                             enum cfg_keep which)
+/*
+ * cfg_keep_restart_only for one part of the snapshots: the process's
+ * settings (home CFG_IN_CFG, parts are struct cfg) or one site's
+ * (CFG_IN_SITE, struct cfg_site); site names the section in warnings.
+ */
+static int keep_restart_only(const void *running, void *next, enum cfg_home home, const char *site)
 {
     int kept = 0;
 
     for (size_t i = 0; i < CFG_NKEYS; i++) {
         const struct cfg_def *d = &cfg_defs[i];
-        int is_site = (d->flags & CFG_SITE) != 0;
+        const struct cfg_type_ops *ops = cfg_type_ops[d->type];
 
-        /* Settings kept outside struct cfg (secret_file) are resolved into it already. */
-        if ((d->flags & CFG_RELOAD) || !in_cfg(d) || (which == CFG_KEEP_GLOBAL && is_site) ||
-            (which == CFG_KEEP_SITE && !is_site) || same_value(d, running, next))
+        /* Settings kept outside the snapshot (secret_file) are resolved into it already. */
+        if ((d->flags & CFG_RELOAD) || home_of(d) != home ||
+            ops->same(d, field_in(d, running), field_in(d, next)))
             continue;
         log_msg(LOG_WARN, "cfg",
                 "reload: %s%s%s%s changed, which needs a restart; "
                 "keeping the running value",
                 site ? "[site " : "", site ? site : "", site ? "] " : "", d->name);
-        copy_value(d, running, next);
+        ops->copy(d, field_in(d, running), field_in(d, next));
         kept++;
     }
     return kept;
@@ -747,18 +779,11 @@ static int keep_restart_only(const struct cfg *running, struct cfg *next, const 
 
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
 {
-    int kept;
+    int kept = keep_restart_only(running, next, CFG_IN_CFG, NULL);
 
-    if (!next->explicit_sites) {
-        /* The one site is a copy of the top level: keep there, then copy again. */
-        kept = keep_restart_only(running, next, NULL, CFG_KEEP_ALL);
-        set_default_site(next);
-        return kept;
-    }
-    kept = keep_restart_only(running, next, NULL, CFG_KEEP_GLOBAL);
     for (size_t i = 0; i < next->nsites && i < running->nsites; i++)
-        kept += keep_restart_only(running->sites[i], next->sites[i], next->sites[i]->site,
-                                  CFG_KEEP_SITE);
+        kept += keep_restart_only(running->sites[i], next->sites[i], CFG_IN_SITE,
+                                  next->explicit_sites ? next->sites[i]->site : NULL);
     return kept;
 }
 
@@ -786,31 +811,10 @@ void cfg_free(struct cfg *c)
 {
     if (c == NULL)
         return;
-    free(c->listen);
-    free(c->ws_path);
-    if (c->secret != NULL)
-        explicit_bzero(c->secret, c->secret_len);
-    free(c->secret);
-    cfg_free_list(c->origins, c->norigins);
-    free(c->api_socket);
-    free(c->api_socket_group);
-    cfg_free_list(c->public_channels, c->npublic_channels);
-    cfg_free_list(c->client_publish, c->nclient_publish);
-    cfg_free_list(c->presence_channels, c->npresence_channels);
-    free(c->rpc_socket);
-    free(c->rpc_script);
-    cfg_free_list(c->rpc_hooks, c->nrpc_hooks);
-    cfg_free_list(c->trusted_proxies, c->ntrusted_proxies);
-    free(c->history_file);
-    free(c->user);
-    free(c->group);
+    free_part(c, CFG_IN_CFG);
     free(c->file);
-    free(c->site);
-    free(c->host);
-    cfg_free_list(c->publish_uids, c->npublish_uids);
-    free(c->uids);
     for (size_t i = 0; i < c->nsites; i++) {
-        cfg_free(c->sites[i]);
+        cfg_site_free(c->sites[i]);
         free(c->sites[i]);
     }
     free(c->sites);

@@ -126,18 +126,19 @@ struct cfg_site_src {
 
 /* The snapshot under construction, the values that never reach it, and the reader's state. */
 struct cfg_build {
-    struct cfg c;               /* the snapshot; handed to the caller on success */
-    char *secret_file;          /* owned: path from secret_file or --secret-file */
-    const char *file;           /* borrowed: the -c path, for messages */
-    int src[CFG_NKEYS];         /* enum cfg_src of each setting */
-    int line[CFG_NKEYS];        /* line in the file of each setting read from it */
-    FILE *fp;                   /* owned while the file is read */
-    char *buf;                  /* owned: getline buffer */
-    size_t bufsz;               /* its size */
-    int lineno;                 /* line the reader handed to inih last */
-    int indented;               /* that line began with blanks */
-    int err_line;               /* line of the error in err */
-    char *err;                  /* owned: the first error found, "FILE:LINE: ..." */
+    struct cfg c;        /* the snapshot; handed to the caller on success (first: see cfg.c) */
+    struct cfg_site s;   /* the site being built: [herald]'s values, or a [site]'s */
+    char *secret_file;   /* owned: path from secret_file or --secret-file */
+    const char *file;    /* borrowed: the -c path, for messages */
+    int src[CFG_NKEYS];  /* enum cfg_src of each setting */
+    int line[CFG_NKEYS]; /* line in the file of each setting read from it */
+    FILE *fp;            /* owned while the file is read */
+    char *buf;           /* owned: getline buffer */
+    size_t bufsz;        /* its size */
+    int lineno;          /* line the reader handed to inih last */
+    int indented;        /* that line began with blanks */
+    int err_line;        /* line of the error in err */
+    char *err;           /* owned: the first error found, "FILE:LINE: ..." */
     struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
     size_t nsites;
     const char *site; /* borrowed: the site being built, for messages; NULL = top */

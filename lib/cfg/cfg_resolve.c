@@ -77,9 +77,9 @@ static int read_secret_file(struct cfg_build *b, char **cause)
     }
     close(fd);
     data[len] = '\0';
-    free(b->c.secret);
-    b->c.secret = data;
-    b->c.secret_len = len;
+    free(b->s.secret);
+    b->s.secret = data;
+    b->s.secret_len = len;
     free(where);
     return 0;
 fail:
@@ -101,23 +101,23 @@ static int resolve_secret(struct cfg_build *b, char **cause)
     size_t from = b->secret_file != NULL ? isf : is;
     char *where;
 
-    if (b->src[is] == CFG_SRC_FLAG && b->c.secret != NULL && b->src[isf] != CFG_SRC_FLAG) {
+    if (b->src[is] == CFG_SRC_FLAG && b->s.secret != NULL && b->src[isf] != CFG_SRC_FLAG) {
         free(b->secret_file);
         b->secret_file = NULL;
         from = is;
     } else if (b->src[isf] == CFG_SRC_FLAG && b->secret_file != NULL &&
-               b->src[is] != CFG_SRC_FLAG && b->c.secret != NULL) {
-        explicit_bzero(b->c.secret, strlen(b->c.secret));
-        free(b->c.secret);
-        b->c.secret = NULL;
+               b->src[is] != CFG_SRC_FLAG && b->s.secret != NULL) {
+        explicit_bzero(b->s.secret, strlen(b->s.secret));
+        free(b->s.secret);
+        b->s.secret = NULL;
     }
     if (b->secret_file != NULL && read_secret_file(b, cause) < 0)
         return -1;
-    if (b->c.secret == NULL) {
+    if (b->s.secret == NULL) {
         if (b->file == NULL && cfg_listen_is_local(b->c.listen)) {
-            b->c.secret = xstrdup(CFG_DEV_SECRET);
-            b->c.secret_len = strlen(CFG_DEV_SECRET);
-            b->c.dev_secret = 1;
+            b->s.secret = xstrdup(CFG_DEV_SECRET);
+            b->s.secret_len = strlen(CFG_DEV_SECRET);
+            b->s.dev_secret = 1;
             return 0;
         }
         *cause = b->site != NULL
@@ -132,18 +132,18 @@ static int resolve_secret(struct cfg_build *b, char **cause)
         return -1;
     }
     if (b->secret_file == NULL)
-        b->c.secret_len = strlen(b->c.secret);
+        b->s.secret_len = strlen(b->s.secret);
     where = origin_of(b, from);
-    if (b->c.secret_len == strlen(CFG_DEV_SECRET) &&
-        memcmp(b->c.secret, CFG_DEV_SECRET, b->c.secret_len) == 0) {
+    if (b->s.secret_len == strlen(CFG_DEV_SECRET) &&
+        memcmp(b->s.secret, CFG_DEV_SECRET, b->s.secret_len) == 0) {
         if (b->file != NULL)
             *cause = xasprintf("%s: the development secret is public; set one of your own", where);
         else if (!cfg_listen_is_local(b->c.listen))
             *cause = xasprintf("%s: the development secret is public and only accepted on "
                                "a loopback listen address",
                                where);
-        b->c.dev_secret = 1;
-    } else if (b->c.secret_len < CFG_SECRET_MIN) {
+        b->s.dev_secret = 1;
+    } else if (b->s.secret_len < CFG_SECRET_MIN) {
         *cause = xasprintf("%s: secret must be at least %d bytes", where, CFG_SECRET_MIN);
     }
     free(where);
@@ -153,7 +153,7 @@ static int resolve_secret(struct cfg_build *b, char **cause)
 /* Turn rpc_hooks into bits; hooks and RPC need both rpc_socket and rpc_script. */
 static int resolve_rpc(struct cfg_build *b, char **cause)
 {
-    struct cfg *c = &b->c;
+    struct cfg_site *c = &b->s;
 
     c->hooks = 0;
     for (size_t i = 0; i < c->nrpc_hooks; i++) {
@@ -180,7 +180,7 @@ static int resolve_rpc(struct cfg_build *b, char **cause)
 /* Turn publish_uids into uids: a number is a uid, a name is looked up. */
 static int resolve_uids(struct cfg_build *b, char **cause)
 {
-    struct cfg *c = &b->c;
+    struct cfg_site *c = &b->s;
     char *where;
 
     free(c->uids);
@@ -228,7 +228,7 @@ static int in_group(gid_t gid)
  */
 static int resolve_group(struct cfg_build *b, char **cause)
 {
-    const char *name = b->c.api_socket_group;
+    const char *name = b->s.api_socket_group;
     struct group *gr;
     char *where;
 

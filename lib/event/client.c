@@ -161,7 +161,7 @@ static enum proto_err client_call(struct conn *c, enum rpc_kind kind, json_t *bo
 static enum proto_err client_may_subscribe(struct conn *c, const struct proto_cmd *cmd,
                                            const char **why)
 {
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     struct client *cl = c->client;
     struct tok_claims claims;
     const char *granted;
@@ -223,7 +223,7 @@ static int client_send_missed(struct client_replay *rp, const struct eng_since *
      * closed with 1008, and again on every retry: tell it to reload instead. */
     for (size_t i = 0; i < r->n; i++)
         bytes += r->items[i].body->len + ENG_ID_MAX + 16;
-    if (!r->ok || bytes > conn_cfg(c)->max_queued_bytes / 2)
+    if (!r->ok || bytes > c->x->cfg->max_queued_bytes / 2)
         return 0;
     for (size_t i = 0; i < r->n; i++) {
         eng_id(c->x->hub->engine, &rp->stream, r->items[i].offset, mid);
@@ -283,7 +283,7 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
                                  const char *since)
 {
     struct client *cl = client_get(c);
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     struct engine *e = c->x->hub->engine;
     struct eng_stream ch = {c->site, 'c', channel};
     size_t len = strlen(channel);
@@ -315,7 +315,7 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s,
                                    const char *since)
 {
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     struct engine *e = c->x->hub->engine;
     struct eng_stream ch = {c->site, 'c', s->chan->name};
     json_t *members = NULL;
@@ -427,7 +427,7 @@ static void client_hand_out(struct cmd_hub *hub, struct cmd_job *job, char **tex
 /* {"op":"publish"} */
 static void client_publish(struct conn *c, const struct proto_cmd *cmd)
 {
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     struct cmd_job *job;
     char *text;
 
@@ -473,7 +473,7 @@ static void client_rpc(struct conn *c, const struct proto_cmd *cmd)
 /* Take one command from c's bucket (command_rate per second, command_burst deep). */
 static int client_rate_ok(struct conn *c)
 {
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     struct client *cl = client_get(c);
     double now = ev_now(c->x->loop);
 

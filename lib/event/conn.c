@@ -63,9 +63,9 @@ struct conn *conn_from_link(struct reg_link *l)
     return (struct conn *)((char *)l - offsetof(struct conn, link));
 }
 
-const struct cfg *conn_cfg(const struct conn *c)
+const struct cfg_site *conn_cfg(const struct conn *c)
 {
-    return c->site >= 0 ? c->x->cfg->sites[c->site] : c->x->cfg;
+    return c->x->cfg->sites[c->site];
 }
 
 struct conn_ctx_site *conn_site(const struct conn *c)

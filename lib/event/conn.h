@@ -40,6 +40,7 @@ struct cmd_hub;
 struct msg;
 struct client;
 struct cfg;
+struct cfg_site;
 struct site;
 struct stats;
 struct http_request;
@@ -227,8 +228,8 @@ void conn_free(struct conn *c);
 /* The connection that embeds this registry link. */
 struct conn *conn_from_link(struct reg_link *l);
 
-/* The config of c's site; before the handshake picks one, the [herald] settings. */
-const struct cfg *conn_cfg(const struct conn *c);
+/* The settings of c's site (c->site must be set; the process's are c->x->cfg). */
+const struct cfg_site *conn_cfg(const struct conn *c);
 
 /* What c's worker keeps of c's site (c->site must be set). */
 struct conn_ctx_site *conn_site(const struct conn *c);

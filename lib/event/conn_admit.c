@@ -104,7 +104,7 @@ int conn_admit_socket(struct conn_ctx *x, int fd, char addr[LIM_ADDR_MAX], int *
 static enum hs_reason conn_authenticate(struct conn *c, const struct hs_result *res,
                                         struct tok_claims *claims)
 {
-    const struct cfg *cfg = conn_cfg(c);
+    const struct cfg_site *cfg = conn_cfg(c);
     char decoded[TOK_MAX_LEN];
     const char *why = NULL;
     const char *tok = res->token.p;

@@ -15,9 +15,13 @@
  *             several. Nothing here blocks on the network: an operation
  *             with an answer takes a done callback, which runs exactly once,
  *             either before the operation returns (memory always does) or
- *             later on a thread of the engine's. A caller therefore keeps
- *             what arg points at alive until done has run, and never holds
- *             a lock across a call that done would take.
+ *             later: for a call from a worker, on that worker's loop (an
+ *             engine keeps what it needs per loop), so the callback may
+ *             touch the worker's connections; for a call from a thread
+ *             without a loop (an API thread, which then waits), on any
+ *             thread. A caller therefore keeps what arg points at alive
+ *             until done has run, and never holds a lock across a call
+ *             that done would take.
  *
  * What reaches the workers reaches them through the deliver callback the
  * engine was made with (main.c hands it cmd_deliver): the engine knows

@@ -40,7 +40,7 @@ static void rpc_on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void rpc_on_timeout(struct ev_loop *loop, ev_timer *t, int revents);
 
 /* Hex HMAC-SHA256 of body with the secret into hex (65 bytes). */
-static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char hex[65])
+static int rpc_sign(const struct cfg_site *cfg, const char *body, size_t len, char hex[65])
 {
     unsigned char mac[32];
     unsigned int mac_len = 0;
@@ -57,7 +57,7 @@ static int rpc_sign(const struct cfg *cfg, const char *body, size_t len, char he
 /* Encode the FastCGI request for body into call->req. Returns 0 or -1. */
 static int rpc_encode(struct rpc_call *call, const char *body, size_t len)
 {
-    const struct cfg *cfg = call->x->cfg->sites[call->site];
+    const struct cfg_site *cfg = call->x->cfg->sites[call->site];
     char sig[65], clen[24], uri[32];
     struct fcgic_param p[12];
     size_t n = 0;
@@ -173,7 +173,7 @@ void rpc_ctx_site(struct rpc_ctx *x, int site, struct rpc_counts *counts, atomic
 struct rpc_call *rpc_start(struct rpc_ctx *x, int site, enum rpc_kind kind, struct conn *c,
                            json_t *body, enum proto_err *err)
 {
-    const struct cfg *cfg = x->cfg->sites[site];
+    const struct cfg_site *cfg = x->cfg->sites[site];
     struct rpc_counts *n = x->sites[site].counts;
     atomic_int *inflight = x->sites[site].inflight;
     struct rpc_call *call;
@@ -199,7 +199,7 @@ struct rpc_call *rpc_start(struct rpc_ctx *x, int site, enum rpc_kind kind, stru
     call->kind = kind;
     call->conn = c;
     call->fd = -1;
-    fcgic_parser_init(&call->parser, RPC_REQUEST_ID, cfg->max_message_size + FCGIC_MAX_HEAD);
+    fcgic_parser_init(&call->parser, RPC_REQUEST_ID, x->cfg->max_message_size + FCGIC_MAX_HEAD);
     rpc_link(x, call);
     n->calls++;
     r = text != NULL ? rpc_encode(call, text, strlen(text)) : -1;

@@ -66,9 +66,9 @@ static size_t request(uint8_t *out, unsigned id, int keep, const char *body)
 }
 
 /* The site's settings an API connection reads. */
-static struct cfg site_cfg(size_t max_body, uid_t *uids, size_t nuids)
+static struct cfg_site site_cfg(size_t max_body, uid_t *uids, size_t nuids)
 {
-    struct cfg s;
+    struct cfg_site s;
 
     memset(&s, 0, sizeof s);
     s.site = "test";
@@ -134,7 +134,7 @@ static int teardown(void **state)
 
 static void test_apiconn_whole_request_then_close(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     uint8_t req[512];
     size_t n = request(req, 7, 0, "{\"x\":1}");
     unsigned id = 0;
@@ -156,7 +156,7 @@ static void test_apiconn_whole_request_then_close(void **state)
 
 static void test_apiconn_a_byte_at_a_time(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     uint8_t req[512];
     size_t n = request(req, 1, 0, "{}");
     int peer;
@@ -177,7 +177,7 @@ static void test_apiconn_a_byte_at_a_time(void **state)
 static void test_apiconn_keeps_nothing_of_a_refused_caller(void **state)
 {
     uid_t only = 4242;
-    struct cfg site = site_cfg(1024, &only, 1);
+    struct cfg_site site = site_cfg(1024, &only, 1);
     uint8_t req[512];
     size_t n = request(req, 1, 0, "{\"a\":\"b\"}");
     unsigned id;
@@ -195,8 +195,8 @@ static void test_apiconn_keeps_nothing_of_a_refused_caller(void **state)
 }
 
 /* Feed a request whose PARAMS or STDIN carry n bytes; returns the step once it ends. */
-static enum apiconn_step oversized(struct apiconn *c, const struct cfg *site, int peer, int type,
-                                   size_t total)
+static enum apiconn_step oversized(struct apiconn *c, const struct cfg_site *site, int peer,
+                                   int type, size_t total)
 {
     static uint8_t chunk[GATE_HEADER + 60000];
     uint8_t head[64], begin[8] = {0, GATE_RESPONDER, 0};
@@ -227,7 +227,7 @@ static enum apiconn_step oversized(struct apiconn *c, const struct cfg *site, in
 
 static void test_apiconn_params_and_body_over_their_limits(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     int peer;
     struct apiconn *c = pair_conn(&peer, 0);
 
@@ -249,7 +249,7 @@ static void test_apiconn_a_body_of_exactly_the_limit_allocates_no_more(void **st
 {
     static char body[3001];
     static uint8_t req[4096];
-    struct cfg site = site_cfg(3000, NULL, 0);
+    struct cfg_site site = site_cfg(3000, NULL, 0);
     int peer;
     struct apiconn *c = pair_conn(&peer, 0);
     size_t n;
@@ -268,7 +268,7 @@ static void test_apiconn_a_body_of_exactly_the_limit_allocates_no_more(void **st
 
 static void test_apiconn_closes_past_the_drain_cap(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     int peer;
     struct apiconn *c = pair_conn(&peer, 0);
 
@@ -281,7 +281,7 @@ static void test_apiconn_closes_past_the_drain_cap(void **state)
 
 static void test_apiconn_bytes_that_are_not_fastcgi(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     int peer;
     struct apiconn *c = pair_conn(&peer, 0);
 
@@ -295,7 +295,7 @@ static void test_apiconn_bytes_that_are_not_fastcgi(void **state)
 
 static void test_apiconn_answers_management_records_and_goes_on(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     uint8_t buf[64];
     size_t n = rec(buf, GATE_GET_VALUES, 0, NULL, 0);
     int peer;
@@ -312,7 +312,7 @@ static void test_apiconn_answers_management_records_and_goes_on(void **state)
 
 static void test_apiconn_pipelined_requests_on_a_kept_connection(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     uint8_t req[1024];
     size_t n = request(req, 1, 1, "first");
     unsigned id;
@@ -338,7 +338,7 @@ static void test_apiconn_pipelined_requests_on_a_kept_connection(void **state)
 static void test_apiconn_an_answer_read_late(void **state)
 {
     static char body[200000];
-    struct cfg site = site_cfg(sizeof body, NULL, 0);
+    struct cfg_site site = site_cfg(sizeof body, NULL, 0);
     static uint8_t req[sizeof body + 4096];
     size_t n;
     unsigned id;
@@ -377,7 +377,7 @@ static void test_apiconn_an_answer_read_late(void **state)
 
 static void test_apiconn_a_passed_deadline_closes(void **state)
 {
-    struct cfg site = site_cfg(1024, NULL, 0);
+    struct cfg_site site = site_cfg(1024, NULL, 0);
     int peer;
     struct apiconn *c = pair_conn(&peer, 0);
 

@@ -124,6 +124,25 @@ static void test_cfg_every_key_has_its_table_entry(void **state)
     assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "group");
 }
 
+/* A per-site setting lives in struct cfg_site, any other in struct cfg: never both. */
+static void test_cfg_every_key_lives_at_its_level(void **state)
+{
+    size_t s = offsetof(struct cfg_build, s);
+
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
+        const struct cfg_def *d = &cfg_defs[i];
+        int in_site = d->off >= s && d->off + d->width <= s + sizeof(struct cfg_site);
+        int in_cfg = d->off + d->width <= sizeof(struct cfg);
+
+        /* secret_file is per site but never reaches a snapshot: it resolves into secret. */
+        if (i == CFG_KEY_SECRET_FILE)
+            continue;
+        if ((d->flags & CFG_SITE) ? !in_site : !in_cfg)
+            fail_msg("%s is %s but lives in struct %s", d->name,
+                     d->flags & CFG_SITE ? "per site" : "global", in_site ? "cfg_site" : "cfg");
+    }
+}
+
 static void test_cfg_defaults(void **state)
 {
     struct cfg c;
@@ -131,24 +150,24 @@ static void test_cfg_defaults(void **state)
     load_ok(&c, NULL);
     assert_string_equal(c.listen, "127.0.0.1:9601");
     assert_int_equal(c.listen_mode, 0666);
-    assert_string_equal(c.ws_path, "/ws");
+    assert_string_equal(c.sites[0]->ws_path, "/ws");
     assert_int_equal(c.workers, nprocs());
-    assert_string_equal(c.secret, CFG_DEV_SECRET);
-    assert_int_equal(c.secret_len, strlen(CFG_DEV_SECRET));
-    assert_int_equal(c.dev_secret, 1);
-    assert_int_equal(c.allow_anonymous, 0);
-    assert_null(c.origins);
-    assert_int_equal(c.norigins, 0);
-    assert_int_equal(c.token_leeway, 30);
+    assert_string_equal(c.sites[0]->secret, CFG_DEV_SECRET);
+    assert_int_equal(c.sites[0]->secret_len, strlen(CFG_DEV_SECRET));
+    assert_int_equal(c.sites[0]->dev_secret, 1);
+    assert_int_equal(c.sites[0]->allow_anonymous, 0);
+    assert_null(c.sites[0]->origins);
+    assert_int_equal(c.sites[0]->norigins, 0);
+    assert_int_equal(c.sites[0]->token_leeway, 30);
     assert_int_equal(c.max_header_size, 8192);
     assert_int_equal(c.handshake_timeout_ms, 10000);
     assert_int_equal(c.max_message_size, 1048576);
     assert_int_equal(c.ping_interval_ms, 30000);
-    assert_string_equal(c.api_socket, "/tmp/herald.sock");
-    assert_int_equal(c.api_socket_mode, 0660);
-    assert_null(c.api_socket_group);
+    assert_string_equal(c.sites[0]->api_socket, "/tmp/herald.sock");
+    assert_int_equal(c.sites[0]->api_socket_mode, 0660);
+    assert_null(c.sites[0]->api_socket_group);
     assert_int_equal(c.api_threads, 4);
-    assert_int_equal(c.api_max_body, 1048576);
+    assert_int_equal(c.sites[0]->api_max_body, 1048576);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.shutdown_timeout_ms, 5000);
     assert_null(c.file);
@@ -175,7 +194,7 @@ static void test_cfg_file_syntax(void **state)
 
     load_ok(&c, "-c", path, NULL);
     assert_int_equal(c.workers, 2);
-    assert_string_equal(c.secret, GOOD_SECRET);
+    assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
     assert_string_equal(c.group, "a#b"); /* '#' only starts a line comment */
     assert_int_equal(c.api_threads, 7);
     cfg_free(&c);
@@ -200,10 +219,10 @@ static void test_cfg_flags_override_file(void **state)
     assert_string_equal(c.listen, "0.0.0.0:7001");
     assert_int_equal(c.workers, 5);
     assert_int_equal(c.log_level, LOG_ERROR);
-    assert_string_equal(c.api_socket, "/tmp/flag.sock");
+    assert_string_equal(c.sites[0]->api_socket, "/tmp/flag.sock");
     assert_int_equal(c.api_threads, 9); /* from the file: no flag */
-    assert_string_equal(c.secret, GOOD_SECRET);
-    assert_int_equal(c.dev_secret, 0);
+    assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
+    assert_int_equal(c.sites[0]->dev_secret, 0);
     cfg_free(&c);
 
     /* the last of a repeated flag wins */
@@ -263,16 +282,16 @@ static void test_cfg_channels_and_rpc(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_ini_error(bad[i].ini, NULL, bad[i].cause);
     load_ok(&c, "-c", path, NULL);
-    assert_int_equal(c.npublic_channels, 2);
-    assert_string_equal(c.public_channels[0], "news:*");
-    assert_string_equal(c.public_channels[1], "lobby");
-    assert_int_equal(c.npresence_channels, 1);
-    assert_int_equal(c.nclient_publish, 0);
-    assert_int_equal(c.max_subscriptions, 100);
-    assert_string_equal(c.rpc_socket, "127.0.0.1:9000");
-    assert_string_equal(c.rpc_script, "/srv/app/rpc.php");
-    assert_int_equal(c.rpc_timeout_ms, 10000);
-    assert_int_equal(c.hooks, CFG_HOOK_SUBSCRIBE | CFG_HOOK_DISCONNECT);
+    assert_int_equal(c.sites[0]->npublic_channels, 2);
+    assert_string_equal(c.sites[0]->public_channels[0], "news:*");
+    assert_string_equal(c.sites[0]->public_channels[1], "lobby");
+    assert_int_equal(c.sites[0]->npresence_channels, 1);
+    assert_int_equal(c.sites[0]->nclient_publish, 0);
+    assert_int_equal(c.sites[0]->max_subscriptions, 100);
+    assert_string_equal(c.sites[0]->rpc_socket, "127.0.0.1:9000");
+    assert_string_equal(c.sites[0]->rpc_script, "/srv/app/rpc.php");
+    assert_int_equal(c.sites[0]->rpc_timeout_ms, 10000);
+    assert_int_equal(c.sites[0]->hooks, CFG_HOOK_SUBSCRIBE | CFG_HOOK_DISCONNECT);
     cfg_free(&c);
     tmp_remove(path);
 }
@@ -318,8 +337,8 @@ static void test_cfg_limits_history_service(void **state)
     assert_string_equal(c.history_file, "/var/lib/herald/history.json");
     assert_int_equal(c.history_size, 0);
     assert_int_equal(c.max_connections_per_ip, 200);
-    assert_int_equal(c.command_rate, 0);
-    assert_int_equal(c.command_burst, 100);
+    assert_int_equal(c.sites[0]->command_rate, 0);
+    assert_int_equal(c.sites[0]->command_burst, 100);
     cfg_free(&c);
     tmp_remove(path);
 }
@@ -426,18 +445,18 @@ static void test_cfg_secret_dev_on_loopback(void **state)
 
     for (size_t i = 0; i < sizeof listens / sizeof listens[0]; i++) {
         load_ok(&c, "--listen", listens[i], NULL);
-        assert_int_equal(c.dev_secret, 1);
-        assert_string_equal(c.secret, CFG_DEV_SECRET);
+        assert_int_equal(c.sites[0]->dev_secret, 1);
+        assert_string_equal(c.sites[0]->secret, CFG_DEV_SECRET);
         cfg_free(&c);
     }
     /* naming the dev secret explicitly, on loopback without -c, is the same thing */
     load_ok(&c, "--secret", CFG_DEV_SECRET, NULL);
-    assert_int_equal(c.dev_secret, 1);
+    assert_int_equal(c.sites[0]->dev_secret, 1);
     cfg_free(&c);
     /* a real secret is not the dev secret */
     load_ok(&c, "--secret", GOOD_SECRET, NULL);
-    assert_int_equal(c.dev_secret, 0);
-    assert_string_equal(c.secret, GOOD_SECRET);
+    assert_int_equal(c.sites[0]->dev_secret, 0);
+    assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
     cfg_free(&c);
 }
 
@@ -455,7 +474,7 @@ static void test_cfg_secret_dev_refused_off_loopback(void **state)
                  "--secret: the development secret is public and only accepted on a loopback "
                  "listen address");
     load_ok(&c, "--listen", "0.0.0.0:9601", "--secret", GOOD_SECRET, NULL);
-    assert_int_equal(c.dev_secret, 0);
+    assert_int_equal(c.sites[0]->dev_secret, 0);
     cfg_free(&c);
 }
 
@@ -489,7 +508,7 @@ static void test_cfg_secret_short(void **state)
     rename_file(cause, path);
     expect_cause(cause, "herald.ini:3: secret: secret must be at least 16 bytes");
     load_ok(&c, "-c", path, "--secret", "0123456789abcdef", NULL); /* 16 bytes is enough */
-    assert_int_equal(c.secret_len, 16);
+    assert_int_equal(c.sites[0]->secret_len, 16);
     cfg_free(&c);
     tmp_remove(path);
 }
@@ -514,9 +533,9 @@ static void test_cfg_secret_file(void **state)
         char *sf = tmp_write(ok[i].content, ok[i].len);
 
         load_ok(&c, "--secret-file", sf, NULL);
-        assert_int_equal(c.secret_len, strlen(ok[i].secret));
-        assert_memory_equal(c.secret, ok[i].secret, c.secret_len);
-        assert_int_equal(c.dev_secret, 0);
+        assert_int_equal(c.sites[0]->secret_len, strlen(ok[i].secret));
+        assert_memory_equal(c.sites[0]->secret, ok[i].secret, c.sites[0]->secret_len);
+        assert_int_equal(c.sites[0]->dev_secret, 0);
         cfg_free(&c);
         tmp_remove(sf);
     }
@@ -529,12 +548,12 @@ static void test_cfg_secret_file(void **state)
         snprintf(buf, sizeof buf, "[herald]\nsecret_file = %s\n", sf);
         ini = tmp_ini(buf);
         load_ok(&c, "-c", ini, NULL);
-        assert_string_equal(c.secret, GOOD_SECRET);
+        assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
         cfg_free(&c);
         tmp_remove(ini);
         ini = tmp_ini("[herald]\nsecret = short\n");
         load_ok(&c, "-c", ini, "--secret-file", sf, NULL);
-        assert_string_equal(c.secret, GOOD_SECRET);
+        assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
         cfg_free(&c);
         tmp_remove(ini);
         tmp_remove(sf);
@@ -633,7 +652,7 @@ static void test_cfg_sites(void **state)
 {
     char *path = tmp_ini(TWO_SITES);
     struct cfg c;
-    const struct cfg *shop, *blog;
+    const struct cfg_site *shop, *blog;
 
     load_ok(&c, "-c", path, NULL);
     assert_int_equal(c.nsites, 2);
@@ -683,7 +702,7 @@ static void test_cfg_default_site(void **state)
     assert_string_equal(c.sites[0]->site, "default");
     assert_string_equal(c.sites[0]->secret, GOOD_SECRET);
     assert_string_equal(c.sites[0]->public_channels[0], "news");
-    assert_string_equal(c.sites[0]->api_socket, c.api_socket);
+    assert_string_equal(c.sites[0]->api_socket, c.sites[0]->api_socket);
     cfg_free(&c);
     load_ok(&c, NULL);
     assert_true(c.sites[0]->dev_secret);
@@ -812,21 +831,21 @@ static void test_cfg_example_file(void **state)
     load_ok(&def, "--secret", GOOD_SECRET, NULL);
     assert_string_equal(ex.listen, def.listen);
     assert_int_equal(ex.listen_mode, def.listen_mode);
-    assert_string_equal(ex.ws_path, def.ws_path);
+    assert_string_equal(ex.sites[0]->ws_path, def.sites[0]->ws_path);
     assert_int_equal(ex.workers, def.workers);
-    assert_string_equal(ex.secret, def.secret);
-    assert_int_equal(ex.allow_anonymous, def.allow_anonymous);
-    assert_int_equal(ex.norigins, def.norigins);
-    assert_int_equal(ex.token_leeway, def.token_leeway);
+    assert_string_equal(ex.sites[0]->secret, def.sites[0]->secret);
+    assert_int_equal(ex.sites[0]->allow_anonymous, def.sites[0]->allow_anonymous);
+    assert_int_equal(ex.sites[0]->norigins, def.sites[0]->norigins);
+    assert_int_equal(ex.sites[0]->token_leeway, def.sites[0]->token_leeway);
     assert_int_equal(ex.max_header_size, def.max_header_size);
     assert_int_equal(ex.handshake_timeout_ms, def.handshake_timeout_ms);
     assert_int_equal(ex.max_message_size, def.max_message_size);
     assert_int_equal(ex.ping_interval_ms, def.ping_interval_ms);
-    assert_string_equal(ex.api_socket, def.api_socket);
-    assert_int_equal(ex.api_socket_mode, def.api_socket_mode);
-    assert_null(ex.api_socket_group);
+    assert_string_equal(ex.sites[0]->api_socket, def.sites[0]->api_socket);
+    assert_int_equal(ex.sites[0]->api_socket_mode, def.sites[0]->api_socket_mode);
+    assert_null(ex.sites[0]->api_socket_group);
     assert_int_equal(ex.api_threads, def.api_threads);
-    assert_int_equal(ex.api_max_body, def.api_max_body);
+    assert_int_equal(ex.sites[0]->api_max_body, def.sites[0]->api_max_body);
     assert_int_equal(ex.log_level, def.log_level);
     assert_int_equal(ex.shutdown_timeout_ms, def.shutdown_timeout_ms);
     cfg_free(&ex);
@@ -853,6 +872,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cfg_every_key_has_its_table_entry),
+        cmocka_unit_test(test_cfg_every_key_lives_at_its_level),
         cmocka_unit_test(test_cfg_defaults),
         cmocka_unit_test(test_cfg_file_syntax),
         cmocka_unit_test(test_cfg_flags_override_file),

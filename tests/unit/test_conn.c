@@ -66,7 +66,7 @@ static int setup(void **state)
     site_init(&site, cfg.sites[0]->site);
     lim_init(&lim);
     names[0] = cfg.sites[0]->site;
-    budgets[0] = (size_t)cfg.history_max_bytes;
+    budgets[0] = (size_t)cfg.sites[0]->history_max_bytes;
     hist_init(&hist, (size_t)cfg.history_size, cfg.history_ttl, 1, names, budgets);
     engine = eng_memory_new(&hist, 1, names, 1, cmd_deliver, client_presence_event, &hub);
     hub.sites = &site;

@@ -211,8 +211,9 @@ static void test_lim_fd_budget(void **state)
 /* The reserve: 64, each site's API connections, and RPC calls where a site has RPC. */
 static void test_lim_fd_reserve(void **state)
 {
-    struct cfg top, a, b;
-    struct cfg *sites[2] = {&a, &b};
+    struct cfg top;
+    struct cfg_site a, b;
+    struct cfg_site *sites[2] = {&a, &b};
     char sock[] = "unix:/run/php.sock";
 
     memset(&top, 0, sizeof top);
