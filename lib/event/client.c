@@ -198,24 +198,84 @@ static enum proto_err client_may_subscribe(struct conn *c, const struct proto_cm
 }
 
 /*
- * A replay under way: what the engine's answer is for. The engine answers
- * at once today (memory), so it lives on the caller's stack; the answer is
- * sent from the callback all the same, so only this storage changes for an
- * engine that answers later.
+ * An engine call a connection waits on (engine.h: the answer may come
+ * later, on this worker's loop). It is on the client's list until its
+ * answer is handled; a connection that closes first detaches it (c = NULL,
+ * as RPC calls are), and the answer then only frees it.
  */
-struct client_replay {
-    struct conn *c;
-    struct eng_stream stream;
-    uint64_t *last;    /* where the position goes: the subscription's or the user's */
-    const json_t *ref; /* a subscribe's ref: answer it; NULL: the user stream's own message */
-    json_t *members;   /* a subscribe's presence members (stolen), or NULL */
-    const char *since; /* as the client gave it, or NULL (a subscribe without since) */
+struct client_wait {
+    struct client_wait *next; /* borrowed: next on the client's list */
+    struct conn *c;           /* borrowed; NULL once the connection closed */
+    struct engine *engine;    /* borrowed: the one asked */
+    int site;                 /* the connection's */
+    char kind;                /* 'c': a subscribe; 'u': the user's stream at open */
+    char *name;               /* owned: the channel, or the user */
+    json_t *ref;              /* a subscribe's ref (a reference), or NULL: answer nothing */
+    char *since;              /* owned: as the client gave it, or NULL */
+    int again;                /* the subscription was already in place: no replay */
+    char *joiner;             /* owned: the user whose join this is (presence), or NULL */
+    json_t *members;          /* presence members to answer with (a reference), or NULL */
 };
 
-/* Send what was missed unless it would overflow the out-queue; returns whether it was sent. */
-static int client_send_missed(struct client_replay *rp, const struct eng_since *r)
+/* A wait for c on stream (kind, name), on c's list. */
+static struct client_wait *client_wait_new(struct conn *c, char kind, const char *name,
+                                           const json_t *ref, const char *since)
 {
-    struct conn *c = rp->c;
+    struct client *cl = client_get(c);
+    struct client_wait *w = xcalloc(1, sizeof *w);
+
+    w->engine = c->x->hub->engine;
+    w->c = c;
+    w->site = c->site;
+    w->kind = kind;
+    w->name = xstrdup(name);
+    w->ref = json_incref((json_t *)ref);
+    w->since = since != NULL ? xstrdup(since) : NULL;
+    w->next = cl->waits;
+    cl->waits = w;
+    return w;
+}
+
+/* The answer is handled (or its connection gone): off the list, and freed. */
+static void client_wait_end(struct client_wait *w)
+{
+    if (w->c != NULL) {
+        struct client_wait **pp = &w->c->client->waits;
+
+        while (*pp != w)
+            pp = &(*pp)->next;
+        *pp = w->next;
+    }
+    free(w->name);
+    json_decref(w->ref);
+    free(w->since);
+    free(w->joiner);
+    json_decref(w->members);
+    free(w);
+}
+
+/* The stream w waits on, as the engine names it. */
+static struct eng_stream client_wait_stream(const struct client_wait *w)
+{
+    return (struct eng_stream){w->site, w->kind, w->name};
+}
+
+/* Where w's stream position goes: the user's, or the subscription's (NULL if it went since). */
+static uint64_t *client_wait_last(const struct client_wait *w)
+{
+    struct sub *s;
+
+    if (w->kind == 'u')
+        return &w->c->user_last;
+    s = sub_of_conn(w->c->client->subs, w->name, strlen(w->name));
+    return s != NULL ? &s->last : NULL;
+}
+
+/* Send what was missed unless it would overflow the out-queue; returns whether it was sent. */
+static int client_send_missed(struct client_wait *w, const struct eng_since *r)
+{
+    struct conn *c = w->c;
+    struct eng_stream st = client_wait_stream(w);
     char mid[ENG_ID_MAX];
     size_t bytes = 0;
 
@@ -226,56 +286,124 @@ static int client_send_missed(struct client_replay *rp, const struct eng_since *
     if (!r->ok || bytes > c->x->cfg->max_queued_bytes / 2)
         return 0;
     for (size_t i = 0; i < r->n; i++) {
-        eng_id(c->x->hub->engine, &rp->stream, r->items[i].offset, mid);
+        eng_id(c->x->hub->engine, &st, r->items[i].offset, mid);
         client_send(c, proto_text_frame(r->items[i].body->text, mid));
     }
     return 1;
 }
 
+/* Answer w's subscribe with position id (a stream's) and what since recovered. */
+static void client_wait_answer(struct client_wait *w, const char *id, int ok)
+{
+    if (w->ref == NULL)
+        return;
+    if (id == NULL)
+        client_ok(w->c, w->ref, w->members);
+    else
+        client_send(w->c, proto_ok_stream(w->ref, w->members, id, w->since != NULL ? ok : -1));
+    w->members = NULL;
+}
+
 /* eng_since_fn: replay, record the position, then answer as the replay says. */
 static void client_replayed(void *arg, int err, const struct eng_since *r)
 {
-    struct client_replay *rp = arg;
-    struct conn *c = rp->c;
-    int ok = err == ENG_OK && client_send_missed(rp, r);
+    struct client_wait *w = arg;
+    uint64_t *last;
+    int ok;
 
-    if (err == ENG_OK)
-        *rp->last = r->last;
-    if (rp->since != NULL && rp->since[0] != '\0') {
-        if (ok)
-            conn_stats(c)->recoveries_ok++;
-        else
-            conn_stats(c)->recoveries_failed++;
-    }
-    if (rp->stream.kind == 'u') {
-        client_send(c, proto_stream(err == ENG_OK ? r->id : "", ok));
-    } else if (rp->ref != NULL) {
-        client_send(c, proto_ok_stream(rp->ref, rp->members, err == ENG_OK ? r->id : "",
-                                       rp->since != NULL ? ok : -1));
-        rp->members = NULL;
-    }
-    json_decref(rp->members);
-}
-
-/* Answer a subscribe: with the channel's position (and what was recovered) under history. */
-static void client_subscribed(struct conn *c, const json_t *ref, struct sub *s, const char *since,
-                              json_t *members)
-{
-    struct client_replay rp = {c, {c->site, 'c', s->chan->name}, &s->last, ref, members, since};
-
-    if (!c->x->hub->engine->history) {
-        client_ok(c, ref, members);
+    if (w->c == NULL) {
+        client_wait_end(w);
         return;
     }
-    eng_since(c->x->hub->engine, &rp.stream, since != NULL ? since : "", client_replayed, &rp);
+    ok = err == ENG_OK && client_send_missed(w, r);
+    last = client_wait_last(w);
+    if (err == ENG_OK && last != NULL)
+        *last = r->last;
+    if (w->since != NULL && w->since[0] != '\0') {
+        if (ok)
+            conn_stats(w->c)->recoveries_ok++;
+        else
+            conn_stats(w->c)->recoveries_failed++;
+    }
+    if (w->kind == 'u')
+        client_send(w->c, proto_stream(err == ENG_OK ? r->id : "", ok));
+    else
+        client_wait_answer(w, err == ENG_OK ? r->id : "", ok);
+    client_wait_end(w);
 }
 
-/* eng_members_fn: the members go into *arg. */
+/* The members are in (or there are none to ask for): replay, or answer at once. */
+static void client_wait_members_done(struct client_wait *w)
+{
+    struct engine *e = w->c->x->hub->engine;
+    struct eng_stream st = client_wait_stream(w);
+    uint64_t *last = client_wait_last(w);
+    char id[ENG_ID_MAX];
+
+    if (!e->history || (w->again && w->ref == NULL)) {
+        client_wait_answer(w, NULL, 1);
+        client_wait_end(w);
+    } else if (w->again) {
+        /* In place all along: its position is what it has been sent; nothing to replay. */
+        eng_id(e, &st, last != NULL ? *last : 0, id);
+        client_wait_answer(w, id, 1);
+        client_wait_end(w);
+    } else {
+        eng_since(e, &st, w->since != NULL ? w->since : "", client_replayed, w);
+    }
+}
+
+/*
+ * A join went through: the subscription is a member from now on, or, if
+ * it went away (or its connection) while the engine answered, it leaves.
+ */
+static void client_joined(struct client_wait *w)
+{
+    struct eng_stream ch = client_wait_stream(w);
+    struct sub *s = NULL;
+
+    if (w->c != NULL)
+        s = sub_of_conn(w->c->client->subs, w->name, strlen(w->name));
+    if (s != NULL)
+        s->presence = 1;
+    else
+        eng_leave(w->engine, &ch, w->joiner);
+}
+
+/* eng_members_fn: keep the members for the answer, then go on. */
 static void client_got_members(void *arg, int err, json_t *members)
 {
-    json_t **out = arg;
+    struct client_wait *w = arg;
 
-    *out = err == ENG_OK ? members : json_array();
+    w->members = err == ENG_OK ? members : json_array();
+    if (err == ENG_OK && w->joiner != NULL)
+        client_joined(w);
+    if (w->c == NULL) {
+        client_wait_end(w);
+        return;
+    }
+    client_wait_members_done(w);
+}
+
+/* Ask for the members when channel is a presence channel (joining when c is a user), then go on. */
+static void client_wait_start(struct client_wait *w, int join)
+{
+    struct conn *c = w->c;
+    const struct cfg_site *cfg = conn_cfg(c);
+    struct engine *e = c->x->hub->engine;
+    struct eng_stream ch = client_wait_stream(w);
+
+    if (!chan_match_any(cfg->presence_channels, cfg->npresence_channels, w->name,
+                        strlen(w->name))) {
+        client_wait_members_done(w);
+        return;
+    }
+    /* An anonymous subscriber sees the members and their events, but is not one. */
+    if (join && client_user(c) != NULL) {
+        w->joiner = xstrdup(client_user(c));
+        eng_join(e, &ch, w->joiner, c->client->info, client_got_members, w);
+    } else
+        eng_members(e, &ch, 0, client_got_members, w);
 }
 
 /* Subscribe c (allowed, not yet subscribed), replay what it missed, and answer ok. */
@@ -283,28 +411,14 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
                                  const char *since)
 {
     struct client *cl = client_get(c);
-    const struct cfg_site *cfg = conn_cfg(c);
-    struct engine *e = c->x->hub->engine;
     struct eng_stream ch = {c->site, 'c', channel};
-    size_t len = strlen(channel);
-    json_t *members = NULL;
-    struct sub *s;
     int appeared;
 
-    s = sub_add(&conn_site(c)->subs, &cl->subs, c, channel, len, &appeared);
+    sub_add(&conn_site(c)->subs, &cl->subs, c, channel, strlen(channel), &appeared);
     cl->nsubs++;
     if (appeared)
-        eng_hold(e, &ch, c->x->id, 1);
-    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, channel, len)) {
-        /* An anonymous subscriber sees the members and their events, but is not one. */
-        if (client_user(c) == NULL) {
-            eng_members(e, &ch, 0, client_got_members, &members);
-        } else {
-            s->presence = 1;
-            eng_join(e, &ch, client_user(c), cl->info, client_got_members, &members);
-        }
-    }
-    client_subscribed(c, ref, s, since, members);
+        eng_hold(c->x->hub->engine, &ch, c->x->id, 1);
+    client_wait_start(client_wait_new(c, 'c', channel, ref, since), 1);
 }
 
 /*
@@ -315,20 +429,10 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 static void client_subscribe_again(struct conn *c, const json_t *ref, struct sub *s,
                                    const char *since)
 {
-    const struct cfg_site *cfg = conn_cfg(c);
-    struct engine *e = c->x->hub->engine;
-    struct eng_stream ch = {c->site, 'c', s->chan->name};
-    json_t *members = NULL;
-    char id[ENG_ID_MAX];
+    struct client_wait *w = client_wait_new(c, 'c', s->chan->name, ref, since);
 
-    if (chan_match_any(cfg->presence_channels, cfg->npresence_channels, ch.name, strlen(ch.name)))
-        eng_members(e, &ch, 0, client_got_members, &members);
-    if (!e->history || ref == NULL) {
-        client_ok(c, ref, members);
-        return;
-    }
-    eng_id(e, &ch, s->last, id);
-    client_send(c, proto_ok_stream(ref, members, id, since != NULL ? 1 : -1));
+    w->again = 1;
+    client_wait_start(w, 0);
 }
 
 /* {"op":"subscribe"} */
@@ -519,11 +623,13 @@ void client_message(struct conn *c, const char *text, size_t len)
 /* ?since= on the URL: replay the user's stream, then say where it stands. */
 static void client_recover_user(struct conn *c, const char *since)
 {
-    struct client_replay rp = {c, {c->site, 'u', client_user(c)}, &c->user_last, NULL, NULL, since};
+    struct client_wait *w;
 
     if (since == NULL || client_user(c) == NULL || !c->x->hub->engine->history)
         return;
-    eng_since(c->x->hub->engine, &rp.stream, since, client_replayed, &rp);
+    w = client_wait_new(c, 'u', client_user(c), NULL, since);
+    eng_since(c->x->hub->engine, &(struct eng_stream){c->site, 'u', w->name}, since,
+              client_replayed, w);
 }
 
 void client_opened(struct conn *c, const char *since)
@@ -551,6 +657,10 @@ void client_closed(struct conn *c)
             call->conn = NULL;
         cl->calls = NULL;
         cl->ncalls = 0;
+        /* Engine answers still to come find their connection gone, and free themselves. */
+        for (struct client_wait *w = cl->waits; w != NULL; w = w->next)
+            w->c = NULL;
+        cl->waits = NULL;
     }
     if (!(conn_cfg(c)->hooks & CFG_HOOK_DISCONNECT))
         return;
@@ -562,6 +672,9 @@ void client_free(struct client *cl)
 {
     if (cl == NULL)
         return;
+    /* client_closed detached them already, unless the connection never closed as OPEN. */
+    for (struct client_wait *w = cl->waits; w != NULL; w = w->next)
+        w->c = NULL;
     for (size_t i = 0; i < cl->nchannels; i++)
         free(cl->channels[i]);
     free(cl->channels);

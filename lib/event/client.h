@@ -29,6 +29,8 @@ struct rpc_result;
 
 #define CLIENT_MAX_INFO 1024 /* bytes of the info claim, encoded */
 
+struct client_wait;
+
 struct client {
     char **channels; /* owned: the token's channels claim (patterns) */
     size_t nchannels;
@@ -37,8 +39,9 @@ struct client {
     size_t nsubs;
     struct rpc_call *calls; /* borrowed: calls in flight for this connection */
     unsigned ncalls;
-    double tokens;   /* command_rate bucket: commands allowed now */
-    double refilled; /* loop time of the last refill; 0 = never */
+    struct client_wait *waits; /* owned: engine answers this connection waits for */
+    double tokens;             /* command_rate bucket: commands allowed now */
+    double refilled;           /* loop time of the last refill; 0 = never */
 };
 
 /* The browser protocol as a connection's owner: the functions below, for worker_new. */

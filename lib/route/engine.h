@@ -191,7 +191,7 @@ struct eng_ops {
     /* The site's users, channels and history figures. */
     void (*counts)(struct engine *e, int site, eng_counts_fn *done, void *arg);
 
-    /* Free the engine; no thread may use it any more. */
+    /* Free the engine, once no thread calls it; a call still unanswered gets ENG_E_UNAVAILABLE. */
     void (*free)(struct engine *e);
 };
 

@@ -32,6 +32,7 @@
 #include "proto.h"
 #include "site.h"
 #include "stats.h"
+#include "token_helpers.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -58,7 +59,8 @@ static int setup(void **state)
 
     snprintf(text, sizeof text,
              "[herald]\nlisten = unix:/tmp/herald-test-conn-%d.sock\nsecret = " GOOD_SECRET
-             "\nallow_anonymous = yes\npublic_channels = news\nping_interval = 0\n"
+             "\nallow_anonymous = yes\npublic_channels = news room\npresence_channels = room\n"
+             "ping_interval = 0\n"
              "workers = 1\n",
              (int)getpid());
     ini = tmp_ini(text);
@@ -296,6 +298,258 @@ static void test_conn_refuses_a_head_that_is_not_an_upgrade(void **state)
     close(fd);
 }
 
+/* -- An engine that answers later ------------------------------------------ */
+
+/*
+ * A stand-in for a network engine: since, join and members are held until
+ * the test releases them (on this thread, the worker's loop, as engine.h
+ * says a later answer comes), then answered by the memory engine; every
+ * other operation goes straight to it.
+ */
+enum held_op { HELD_SINCE, HELD_JOIN, HELD_MEMBERS };
+
+struct held {
+    enum held_op op;
+    struct eng_stream st;
+    char name[64], user[64], since[64], info[128];
+    int has_info, counts;
+    void *done, *arg;
+};
+
+static struct held held[8];
+static int nheld;
+
+static void late_publish(struct engine *e, struct eng_pub *p, eng_done_fn *done, void *arg)
+{
+    eng_publish(engine, p, done, arg);
+}
+
+static void late_hold(struct engine *e, const struct eng_stream *s, int worker, int on)
+{
+    eng_hold(engine, s, worker, on);
+}
+
+static void late_id(struct engine *e, const struct eng_stream *s, uint64_t off, char *id)
+{
+    eng_id(engine, s, off, id);
+}
+
+static void late_leave(struct engine *e, const struct eng_stream *ch, const char *user)
+{
+    eng_leave(engine, ch, user);
+}
+
+static void late_online(struct engine *e, int site_index, const char *user, eng_online_fn *done,
+                        void *arg)
+{
+    eng_online(engine, site_index, user, done, arg);
+}
+
+static void late_counts(struct engine *e, int site_index, eng_counts_fn *done, void *arg)
+{
+    eng_counts(engine, site_index, done, arg);
+}
+
+static void late_free(struct engine *e)
+{
+}
+
+/* Hold one call: its stream, what it names, and its callback. */
+static struct held *late_hold_call(enum held_op op, const struct eng_stream *s, void *done,
+                                   void *arg)
+{
+    struct held *h = &held[nheld++];
+
+    assert_true(nheld <= 8);
+    memset(h, 0, sizeof *h);
+    h->op = op;
+    h->st = *s;
+    snprintf(h->name, sizeof h->name, "%s", s->name);
+    h->st.name = h->name;
+    h->done = done;
+    h->arg = arg;
+    return h;
+}
+
+static void late_since(struct engine *e, const struct eng_stream *s, const char *since,
+                       eng_since_fn *done, void *arg)
+{
+    struct held *h = late_hold_call(HELD_SINCE, s, (void *)done, arg);
+
+    snprintf(h->since, sizeof h->since, "%s", since);
+}
+
+static void late_join(struct engine *e, const struct eng_stream *ch, const char *user,
+                      const char *info, eng_members_fn *done, void *arg)
+{
+    struct held *h = late_hold_call(HELD_JOIN, ch, (void *)done, arg);
+
+    snprintf(h->user, sizeof h->user, "%s", user);
+    h->has_info = info != NULL;
+    snprintf(h->info, sizeof h->info, "%s", info != NULL ? info : "");
+}
+
+static void late_members(struct engine *e, const struct eng_stream *ch, int counts,
+                         eng_members_fn *done, void *arg)
+{
+    late_hold_call(HELD_MEMBERS, ch, (void *)done, arg)->counts = counts;
+}
+
+static const struct eng_ops late_ops = {
+    .name = "late",
+    .publish = late_publish,
+    .hold = late_hold,
+    .since = late_since,
+    .id = late_id,
+    .join = late_join,
+    .leave = late_leave,
+    .members = late_members,
+    .online = late_online,
+    .counts = late_counts,
+    .free = late_free,
+};
+
+static struct engine late = {.ops = &late_ops};
+
+/* Answer every held call now, through the memory engine; a call an answer makes is held anew. */
+static int release(void)
+{
+    struct held now[8];
+    int n = nheld;
+
+    memcpy(now, held, sizeof now);
+    nheld = 0;
+    for (int i = 0; i < n; i++) {
+        struct held *h = &now[i];
+
+        h->st.name = h->name;
+        if (h->op == HELD_SINCE)
+            eng_since(engine, &h->st, h->since, (eng_since_fn *)h->done, h->arg);
+        else if (h->op == HELD_JOIN)
+            eng_join(engine, &h->st, h->user, h->has_info ? h->info : NULL,
+                     (eng_members_fn *)h->done, h->arg);
+        else
+            eng_members(engine, &h->st, h->counts, (eng_members_fn *)h->done, h->arg);
+    }
+    return n;
+}
+
+/* Put the late engine in the memory engine's place (history on, as by default). */
+static void use_late_engine(void)
+{
+    late.history = engine->history;
+    late.deliver = engine->deliver;
+    late.event = engine->event;
+    late.arg = engine->arg;
+    hub.engine = &late;
+}
+
+/* Run the worker's loop until n calls are held, at most 2 s. */
+static void wait_held(int n)
+{
+    for (int i = 0; i < 2000 && nheld < n; i++) {
+        ev_run(w->cx.loop, EVRUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(nheld, n);
+}
+
+/* A browser with a token for user, upgraded; returns its end. */
+static int open_user(const char *user)
+{
+    char claims[128], head[1024], req[1024];
+    char *token;
+    int fd = browser(), n;
+
+    snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"exp\":%lld}", user,
+             (long long)time(NULL) + 600);
+    token = make_token(HS256, claims, GOOD_SECRET);
+    n = snprintf(req, sizeof req,
+                 "GET /ws?token=%s HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n",
+                 token);
+    free(token);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    assert_int_equal(read_head(fd, head, sizeof head), 101);
+    return fd;
+}
+
+/* eng_members_fn: the list as compact JSON text into arg's buffer. */
+static void got_room_members(void *arg, int err, json_t *members)
+{
+    struct {
+        char *out;
+        size_t size;
+    } *into = arg;
+    char *text = json_dumps(members, JSON_COMPACT);
+
+    assert_int_equal(err, ENG_OK);
+    snprintf(into->out, into->size, "%s", text);
+    free(text);
+    json_decref(members);
+}
+
+/* The members of room, as the memory engine has them (compact JSON) into out. */
+static void room_members(char *out, size_t size)
+{
+    struct eng_stream room = {0, 'c', "room"};
+    struct {
+        char *out;
+        size_t size;
+    } into = {out, size};
+
+    eng_members(engine, &room, 0, got_room_members, &into);
+}
+
+static void test_conn_answers_when_a_late_engine_does(void **state)
+{
+    char buf[1024];
+    int fd;
+
+    use_late_engine();
+    fd = open_user("alice");
+    send_text(fd, "{\"op\":\"subscribe\",\"channel\":\"room\",\"ref\":7}");
+    /* The join is asked; nothing is answered until the engine answers. */
+    wait_held(1);
+    assert_int_equal(held[0].op, HELD_JOIN);
+    assert_int_equal(pump(fd), -1);
+    /* The join answers, then the position is asked for: then the ok, with both. */
+    assert_int_equal(release(), 1);
+    wait_held(1);
+    assert_int_equal(held[0].op, HELD_SINCE);
+    assert_int_equal(release(), 1);
+    assert_int_equal(read_frame(fd, buf, sizeof buf), 1);
+    assert_non_null(strstr(buf, "\"ref\":7"));
+    assert_non_null(strstr(buf, "\"members\":[{\"user\":\"alice\"}]"));
+    assert_non_null(strstr(buf, "\"id\":\""));
+    close(fd);
+}
+
+static void test_conn_gone_before_a_late_engine_answers(void **state)
+{
+    char members[256];
+    int fd;
+
+    use_late_engine();
+    fd = open_user("bob");
+    send_text(fd, "{\"op\":\"subscribe\",\"channel\":\"room\",\"ref\":1}");
+    wait_held(1);
+    /* bob closes while the engine is still joining him. */
+    close(fd);
+    for (int i = 0; i < 200 && w->cx.nconns > 0; i++) {
+        ev_run(w->cx.loop, EVRUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(w->cx.nconns, 0);
+    /* The join lands after he left: he must not stay a member (ASan checks nothing
+     * reaches the freed connection). */
+    assert_int_equal(release(), 1);
+    assert_int_equal(nheld, 0);
+    room_members(members, sizeof members);
+    assert_string_equal(members, "[]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,6 +559,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_conn_closes_bad_input_with_its_code_and_spares_the_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_refuses_a_head_that_is_not_an_upgrade, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_conn_answers_when_a_late_engine_does, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_gone_before_a_late_engine_answers, setup,
                                         teardown),
     };
 

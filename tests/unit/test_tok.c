@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+
+#include "token_helpers.h"
 
 /* Known answer, produced identically by PHP's Token::sign. */
 #define KAT_SECRET "test-secret"
@@ -33,59 +33,8 @@
     ".G4mieqaE7BMTnnEZPQKNYzSBHAo-7en-8ogbyDdi4mc"
 
 #define SECRET "unit-secret"
-#define HS256 "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define NOW 1700000000
 #define LEEWAY 30
-
-/* base64url without padding, through OpenSSL's standard base64 encoder. */
-static char *b64url(const void *data, size_t len)
-{
-    char *out = malloc(len / 3 * 4 + 5);
-    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-
-    while (n > 0 && out[n - 1] == '=')
-        n--;
-    out[n] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (out[i] == '+')
-            out[i] = '-';
-        else if (out[i] == '/')
-            out[i] = '_';
-    }
-    return out;
-}
-
-/* "h.p." plus the base64url HMAC-SHA256 of "h.p" with secret. */
-static char *sign_parts(const char *h, const char *p, const char *secret)
-{
-    size_t n = strlen(h) + strlen(p) + 1;
-    char *input = malloc(n + 1);
-    unsigned char mac[32];
-    unsigned int mac_len = 0;
-    char *sig, *token;
-
-    snprintf(input, n + 1, "%s.%s", h, p);
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)input, n, mac, &mac_len);
-    assert_int_equal(mac_len, 32);
-    sig = b64url(mac, mac_len);
-    token = malloc(n + strlen(sig) + 2);
-    sprintf(token, "%s.%s", input, sig);
-    free(input);
-    free(sig);
-    return token;
-}
-
-/* A token with the given header and claims JSON text, signed with secret. */
-static char *make_token(const char *header, const char *claims, const char *secret)
-{
-    char *h = b64url(header, strlen(header));
-    char *p = b64url(claims, strlen(claims));
-    char *token = sign_parts(h, p, secret);
-
-    free(h);
-    free(p);
-    return token;
-}
 
 /* tok_verify on a copy of token[0..len) that ends right before a guard page. */
 static int verify_len(const char *token, size_t len, const char *secret, time_t now, int leeway,
