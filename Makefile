@@ -32,11 +32,12 @@ LAYERS  = core proto cfg store route rpc event api
 INCS    = $(LAYERS:%=-Ilib/%)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
-LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto
+LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto -lhiredis
 
 # Debian packages every target needs; `make deps` installs the missing ones.
 PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
-       libinih-dev uthash-dev libcmocka-dev php-cli php-fpm php-sqlite3 nginx-light \
+       libinih-dev uthash-dev libhiredis-dev libcmocka-dev php-cli php-fpm php-sqlite3 \
+       nginx-light redis-server \
        python3 python3-websockets python3-pytest phpunit clang clang-format \
        libclang-rt-14-dev curl procps psmisc chromium openssl
 

@@ -1,0 +1,383 @@
+/*
+ * rlink.c -- one link to Redis on a libev loop (rlink.h), over hiredis's
+ * async API and its libev adapter.
+ *
+ * Owns:       struct rlink, its redisAsyncContext (NULL while down) and the
+ *             list of commands in flight, oldest first.
+ * Called by:  the loop's thread only.
+ * Invariants: a command is on the list from the moment hiredis took it
+ *             until hiredis hands its reply (or NULL, when the context
+ *             goes) to rlink_on_reply, which frees it. It is answered once:
+ *             when the deadline passes first, it is answered then and
+ *             marked, and the reply that hiredis hands over later (NULL,
+ *             as the context is freed) only frees it. The context is freed
+ *             only outside hiredis's callbacks (the deadline timer,
+ *             rlink_free); a connection hiredis drops itself is freed by
+ *             hiredis after its disconnect callback.
+ */
+#include "rlink.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+
+#include "log.h"
+#include "net.h"
+#include "xmalloc.h"
+
+struct rlink_cmd {
+    struct rlink_cmd *next; /* borrowed: the next command sent */
+    struct rlink *l;        /* borrowed */
+    rlink_reply_fn *done;
+    void *arg;
+    ev_tstamp due; /* when it times out */
+    int answered;  /* done has been called (a timeout) */
+};
+
+struct rlink {
+    struct ev_loop *loop;
+    char *host;     /* owned: numeric address, or NULL for a unix socket */
+    int port;       /* with host */
+    char *path;     /* owned: unix socket path, or NULL */
+    char *password; /* owned, or NULL */
+    int db;
+    double timeout, backoff_min, backoff_max;
+    double backoff;           /* the wait before the next reconnect */
+    redisAsyncContext *ac;    /* owned: NULL while down */
+    int up;                   /* connected, AUTH and SELECT done */
+    ev_timer retry;           /* the next reconnect */
+    ev_timer deadline;        /* the oldest command's */
+    struct rlink_cmd *head;   /* owned: commands in flight, oldest first */
+    struct rlink_cmd *tail;   /* borrowed */
+    rlink_state_fn *on_state; /* may be NULL */
+    void *arg;
+};
+
+static void rlink_connect(struct rlink *l);
+
+/* Split "HOST:PORT" (numeric host, or localhost) or "unix:PATH" into l; -1 when malformed. */
+static int rlink_parse(struct rlink *l, const char *address)
+{
+    const char *colon = strrchr(address, ':');
+    unsigned char bin[16];
+    char *end;
+    long port;
+
+    if (net_is_unix(address)) {
+        l->path = xstrdup(address + 5);
+        return l->path[0] == '/' ? 0 : -1;
+    }
+    if (colon == NULL)
+        return -1;
+    port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 1 || port > 65535 || end == colon + 1)
+        return -1;
+    l->host = xstrndup(address, (size_t)(colon - address));
+    if (strcmp(l->host, "localhost") == 0) {
+        free(l->host);
+        l->host = xstrdup("127.0.0.1");
+    }
+    l->port = (int)port;
+    /* Numeric only: hiredis would resolve a name with a blocking lookup. */
+    return net_parse_addr(l->host, bin) == 0 ? 0 : -1;
+}
+
+/* The link went down (or never came up): tell the owner, once. */
+static void rlink_went_down(struct rlink *l)
+{
+    if (!l->up)
+        return;
+    l->up = 0;
+    if (l->on_state != NULL)
+        l->on_state(l->arg, 0);
+}
+
+/* Try again after the backoff, which doubles up to backoff_max. */
+static void rlink_schedule(struct rlink *l)
+{
+    ev_timer_set(&l->retry, l->backoff, 0);
+    ev_timer_start(l->loop, &l->retry);
+    l->backoff *= 2;
+    if (l->backoff > l->backoff_max)
+        l->backoff = l->backoff_max;
+}
+
+/* Arm the deadline for the oldest command in flight, or stop it when there is none. */
+static void rlink_arm(struct rlink *l)
+{
+    struct rlink_cmd *c = l->head;
+
+    ev_timer_stop(l->loop, &l->deadline);
+    while (c != NULL && c->answered)
+        c = c->next;
+    if (c == NULL)
+        return;
+    ev_timer_set(&l->deadline, c->due - ev_now(l->loop) > 0 ? c->due - ev_now(l->loop) : 0, 0);
+    ev_timer_start(l->loop, &l->deadline);
+}
+
+/* Answer every command not answered yet with err (they stay listed until hiredis lets go). */
+static void rlink_fail_all(struct rlink *l, int err)
+{
+    for (struct rlink_cmd *c = l->head; c != NULL; c = c->next) {
+        if (c->answered)
+            continue;
+        c->answered = 1;
+        c->done(c->arg, err, NULL);
+    }
+    ev_timer_stop(l->loop, &l->deadline);
+}
+
+/* hiredis: a command's reply, or NULL when its context goes. */
+static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct rlink_cmd *c = privdata;
+    struct rlink *l = c->l;
+    const redisReply *reply = r;
+    struct rlink_cmd **pp = &l->head;
+
+    while (*pp != c)
+        pp = &(*pp)->next;
+    *pp = c->next;
+    if (l->tail == c) {
+        l->tail = NULL;
+        for (struct rlink_cmd *t = l->head; t != NULL; t = t->next)
+            l->tail = t;
+    }
+    if (!c->answered) {
+        if (reply == NULL)
+            c->done(c->arg, RLINK_E_DOWN, NULL);
+        else
+            c->done(c->arg, reply->type == REDIS_REPLY_ERROR ? RLINK_E_REPLY : RLINK_OK, reply);
+    }
+    free(c);
+    rlink_arm(l);
+}
+
+/* Send a command on the context as it is, up or not (the handshake needs that). */
+static int rlink_send(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, va_list ap)
+{
+    struct rlink_cmd *c = xcalloc(1, sizeof *c);
+
+    c->l = l;
+    c->done = done;
+    c->arg = arg;
+    c->due = ev_now(l->loop) + l->timeout;
+    if (redisvAsyncCommand(l->ac, rlink_on_reply, c, fmt, ap) != REDIS_OK) {
+        free(c);
+        return RLINK_E_DOWN;
+    }
+    if (l->tail != NULL)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    if (!ev_is_active(&l->deadline))
+        rlink_arm(l);
+    return RLINK_OK;
+}
+
+/* rlink_send with the arguments given here. */
+static int rlink_send_f(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    r = rlink_send(l, done, arg, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Drop the connection (not from inside a hiredis callback), and reconnect later. */
+static void rlink_drop(struct rlink *l, int err)
+{
+    redisAsyncContext *ac = l->ac;
+
+    rlink_fail_all(l, err);
+    rlink_went_down(l);
+    if (ac != NULL) {
+        /* NULL first: freeing runs the disconnect callback, which must see it gone. */
+        l->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    rlink_schedule(l);
+}
+
+/* The oldest command's deadline passed. */
+static void rlink_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct rlink *l = t->data;
+
+    log_msg(LOG_WARN, "redis", "no reply within %.3g s: dropping the connection and reconnecting",
+            l->timeout);
+    rlink_drop(l, RLINK_E_TIMEOUT);
+}
+
+/* A handshake step Redis refused (a wrong password, a database it has not): drop, retry later. */
+static int rlink_refused(struct rlink *l, int err, const redisReply *reply)
+{
+    if (err != RLINK_E_REPLY)
+        return err != RLINK_OK;
+    /* The first refusal says why; those queued behind it only repeat it. */
+    if (l->ac != NULL && !(l->ac->c.flags & REDIS_DISCONNECTING)) {
+        log_msg(LOG_ERROR, "redis", "the server refused the connection: %s", reply->str);
+        redisAsyncDisconnect(l->ac);
+    }
+    return 1;
+}
+
+/* AUTH or SELECT answered. */
+static void rlink_on_step(void *arg, int err, const redisReply *reply)
+{
+    rlink_refused(arg, err, reply);
+}
+
+/* The handshake's last step (PING) answered: the link is up, unless a step was refused. */
+static void rlink_on_ready(void *arg, int err, const redisReply *reply)
+{
+    struct rlink *l = arg;
+
+    if (rlink_refused(l, err, reply) || l->ac == NULL || (l->ac->c.flags & REDIS_DISCONNECTING))
+        return;
+    l->up = 1;
+    l->backoff = l->backoff_min;
+    log_msg(LOG_INFO, "redis", "connected");
+    if (l->on_state != NULL)
+        l->on_state(l->arg, 1);
+}
+
+/* hiredis: the connection is made, or failed (then hiredis frees the context). */
+static void rlink_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct rlink *l = ac->data;
+
+    if (l == NULL)
+        return;
+    if (status == REDIS_OK)
+        return;
+    log_msg(LOG_WARN, "redis", "cannot connect: %s; retrying in %.3g s", ac->errstr, l->backoff);
+    l->ac = NULL;
+    rlink_fail_all(l, RLINK_E_DOWN);
+    rlink_schedule(l);
+}
+
+/* hiredis: the connection is gone (then hiredis frees the context). */
+static void rlink_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct rlink *l = ac->data;
+
+    if (l == NULL)
+        return;
+    log_msg(LOG_WARN, "redis", "connection lost%s%s; reconnecting in %.3g s",
+            ac->errstr[0] != '\0' ? ": " : "", ac->errstr, l->backoff);
+    l->ac = NULL;
+    rlink_fail_all(l, RLINK_E_DOWN);
+    rlink_went_down(l);
+    rlink_schedule(l);
+}
+
+/* Start connecting; the handshake commands are queued behind the connect. */
+static void rlink_connect(struct rlink *l)
+{
+    redisAsyncContext *ac =
+        l->path != NULL ? redisAsyncConnectUnix(l->path) : redisAsyncConnect(l->host, l->port);
+
+    if (ac == NULL || ac->err) {
+        log_msg(LOG_WARN, "redis", "cannot connect: %s; retrying in %.3g s",
+                ac != NULL ? ac->errstr : "out of memory", l->backoff);
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        rlink_schedule(l);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    redisLibevAttach(l->loop, ac);
+    redisAsyncSetConnectCallback(ac, rlink_on_connect);
+    redisAsyncSetDisconnectCallback(ac, rlink_on_disconnect);
+    if (l->password != NULL)
+        rlink_send_f(l, rlink_on_step, l, "AUTH %s", l->password);
+    if (l->db != 0)
+        rlink_send_f(l, rlink_on_step, l, "SELECT %d", l->db);
+    rlink_send_f(l, rlink_on_ready, l, "PING");
+}
+
+/* The backoff is over: connect again. */
+static void rlink_on_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    rlink_connect(t->data);
+}
+
+struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink_state_fn *on_state,
+                        void *arg)
+{
+    struct rlink *l = xcalloc(1, sizeof *l);
+
+    if (rlink_parse(l, cfg->address) != 0) {
+        log_msg(LOG_ERROR, "redis", "%s: expected HOST:PORT (a numeric address) or unix:/PATH",
+                cfg->address);
+        free(l->host);
+        free(l->path);
+        free(l);
+        return NULL;
+    }
+    l->loop = loop;
+    l->password = cfg->password != NULL ? xstrdup(cfg->password) : NULL;
+    l->db = cfg->db;
+    l->timeout = cfg->timeout;
+    l->backoff_min = l->backoff = cfg->backoff_min;
+    l->backoff_max = cfg->backoff_max;
+    l->on_state = on_state;
+    l->arg = arg;
+    ev_timer_init(&l->retry, rlink_on_retry, 0, 0);
+    l->retry.data = l;
+    ev_timer_init(&l->deadline, rlink_on_deadline, 0, 0);
+    l->deadline.data = l;
+    rlink_connect(l);
+    return l;
+}
+
+int rlink_up(const struct rlink *l)
+{
+    return l->up;
+}
+
+int rlink_command(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    if (!l->up)
+        return RLINK_E_DOWN;
+    va_start(ap, fmt);
+    r = rlink_send(l, done, arg, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+void rlink_free(struct rlink *l)
+{
+    if (l == NULL)
+        return;
+    ev_timer_stop(l->loop, &l->retry);
+    rlink_fail_all(l, RLINK_E_DOWN);
+    if (l->ac != NULL) {
+        redisAsyncContext *ac = l->ac;
+
+        l->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    ev_timer_stop(l->loop, &l->deadline);
+    free(l->host);
+    free(l->path);
+    if (l->password != NULL)
+        explicit_bzero(l->password, strlen(l->password));
+    free(l->password);
+    free(l);
+}

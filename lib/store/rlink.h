@@ -1,0 +1,81 @@
+/*
+ * rlink.h -- one link to a Redis server on a libev loop: connect (and AUTH,
+ * SELECT) in the background, run commands with a deadline each, notice a
+ * dead or hung server, and reconnect with backoff. The Redis engine (issue
+ * #13) talks to Redis through it.
+ *
+ * Owns:       struct rlink, its hiredis context, and each command in flight
+ *             until its answer has been handed on.
+ * Called by:  the thread that runs its loop, only.
+ * Invariants: every command gets exactly one answer through its callback:
+ *             Redis's reply, or RLINK_E_TIMEOUT when no reply came within
+ *             the deadline, or RLINK_E_DOWN when the connection went away
+ *             first. hiredis 0.14 has no timeouts of its own in async mode,
+ *             so the deadlines are this module's: replies come in the order
+ *             commands were sent, so the oldest command's deadline is the
+ *             only one that needs a timer. A command that times out takes
+ *             the connection with it (a server that does not answer one
+ *             command answers none after it); the link reconnects, waiting
+ *             backoff_min, doubled after each failure up to backoff_max.
+ *             While the link is down, rlink_command refuses at once.
+ * Tests:      tests/unit/test_rlink.c, against a real redis-server.
+ */
+#ifndef HERALD_RLINK_H
+#define HERALD_RLINK_H
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+
+enum rlink_err {
+    RLINK_OK = 0,
+    RLINK_E_DOWN = -1,    /* not connected, or the connection went away before the reply */
+    RLINK_E_TIMEOUT = -2, /* no reply within the deadline: the connection is dropped */
+    RLINK_E_REPLY = -3,   /* Redis answered with an error reply */
+};
+
+/* Where and how to reach Redis. The strings are copied. */
+struct rlink_cfg {
+    const char *address;  /* "HOST:PORT" or "unix:PATH" */
+    const char *password; /* AUTH with it, or NULL */
+    int db;               /* SELECT it when not 0 */
+    double timeout;       /* seconds a command may take */
+    double backoff_min;   /* seconds before the first reconnect */
+    double backoff_max;   /* the longest wait between reconnects */
+};
+
+struct rlink;
+
+/*
+ * A command's answer: err and, for RLINK_OK and RLINK_E_REPLY, the reply
+ * (hiredis's, valid during the call only; NULL otherwise).
+ */
+typedef void rlink_reply_fn(void *arg, int err, const redisReply *reply);
+
+/* The link came up (1: connected, authenticated, database selected) or went down (0). */
+typedef void rlink_state_fn(void *arg, int up);
+
+/*
+ * A link on loop, connecting at once in the background. on_state (may be
+ * NULL) is told each change. Returns NULL, logged, when address is
+ * malformed.
+ */
+struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink_state_fn *on_state,
+                        void *arg);
+
+/* Is the link up now? */
+int rlink_up(const struct rlink *l);
+
+/*
+ * Send a command (hiredis's format: "SET %s %b", ...). Returns RLINK_OK, and
+ * done(arg, ...) is called once, later; or RLINK_E_DOWN at once, and done
+ * is never called.
+ */
+int rlink_command(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, ...);
+
+/*
+ * Close the link; every command still in flight is answered RLINK_E_DOWN
+ * first. Not from inside one of its own callbacks.
+ */
+void rlink_free(struct rlink *l);
+
+#endif

@@ -1,0 +1,319 @@
+/*
+ * test_rlink.c -- the link to Redis (lib/store/rlink.c) against a real
+ * redis-server (Debian's), started by each test on a unix socket of its
+ * own and killed by its pid: commands and their replies, an error reply,
+ * a hung server (SIGSTOP) timed out and the link back once it answers, a
+ * server killed and restarted, AUTH and SELECT, a wrong password, commands
+ * in flight answered when the link is freed, and malformed addresses.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rlink.h"
+
+static char sock[108];
+static pid_t redis = -1;
+static struct ev_loop *loop;
+
+/* Start redis-server on sock, with requirepass when password is not NULL; wait until it answers. */
+static void redis_start(const char *password)
+{
+    char *argv[16];
+    int n = 0;
+
+    argv[n++] = "redis-server";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--unixsocket";
+    argv[n++] = sock;
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "no";
+    argv[n++] = "--loglevel";
+    argv[n++] = "warning";
+    if (password != NULL) {
+        argv[n++] = "--requirepass";
+        argv[n++] = (char *)password;
+    }
+    argv[n] = NULL;
+    redis = fork();
+    assert_true(redis >= 0);
+    if (redis == 0) {
+        int null = open("/dev/null", O_WRONLY);
+
+        /* Its own log lines would bury the test's. */
+        dup2(null, STDOUT_FILENO);
+        execvp("redis-server", argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        int ok;
+
+        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock);
+        ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+        close(fd);
+        if (ok)
+            return;
+        usleep(10000);
+    }
+    fail_msg("redis-server did not start on %s", sock);
+}
+
+/* Kill the server (ours, by its pid) and reap it. */
+static void redis_kill(void)
+{
+    if (redis <= 0)
+        return;
+    kill(redis, SIGCONT);
+    kill(redis, SIGKILL);
+    waitpid(redis, NULL, 0);
+    redis = -1;
+    unlink(sock);
+}
+
+static int setup(void **state)
+{
+    snprintf(sock, sizeof sock, "/tmp/herald-test-rlink-%d.sock", (int)getpid());
+    unlink(sock);
+    loop = ev_loop_new(EVFLAG_AUTO);
+    return loop == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    redis_kill();
+    ev_loop_destroy(loop);
+    return 0;
+}
+
+/* What the callbacks saw. */
+struct seen {
+    int answers; /* replies handed on */
+    int err;     /* the last one's */
+    char text[128];
+    int ups, downs; /* state changes */
+};
+
+static void on_reply(void *arg, int err, const redisReply *reply)
+{
+    struct seen *s = arg;
+
+    s->answers++;
+    s->err = err;
+    s->text[0] = '\0';
+    if (reply != NULL && reply->str != NULL)
+        snprintf(s->text, sizeof s->text, "%s", reply->str);
+    else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+        snprintf(s->text, sizeof s->text, "%lld", reply->integer);
+}
+
+static void on_state(void *arg, int up)
+{
+    struct seen *s = arg;
+
+    if (up)
+        s->ups++;
+    else
+        s->downs++;
+}
+
+/* Run the loop until *flag reaches want, at most seconds; returns the seconds it took. */
+static double run_until(const int *flag, int want, double seconds)
+{
+    struct timespec t0, t;
+    double took;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        ev_run(loop, EVRUN_NOWAIT);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        took = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+        if (*flag >= want || took > seconds)
+            return took;
+        usleep(1000);
+    }
+}
+
+/* A link to sock with a 200 ms deadline and a short backoff; the test waits until it is up. */
+static struct rlink *link_up(struct seen *s, const char *password, int db)
+{
+    char address[128];
+    struct rlink_cfg cfg = {address, password, db, 0.2, 0.05, 0.2};
+    struct rlink *l;
+
+    snprintf(address, sizeof address, "unix:%s", sock);
+    l = rlink_new(loop, &cfg, on_state, s);
+    assert_non_null(l);
+    run_until(&s->ups, 1, 3);
+    assert_int_equal(s->ups, 1);
+    assert_true(rlink_up(l));
+    return l;
+}
+
+/* Send a command and wait for its answer (at most 3 s); returns its error. */
+static int command(struct rlink *l, struct seen *s, const char *fmt, const char *arg)
+{
+    int before = s->answers;
+
+    assert_int_equal(rlink_command(l, on_reply, s, fmt, arg), RLINK_OK);
+    run_until(&s->answers, before + 1, 3);
+    assert_int_equal(s->answers, before + 1);
+    return s->err;
+}
+
+static void test_rlink_runs_commands(void **state)
+{
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    assert_int_equal(command(l, &r, "SET herald:k %s", "v1"), RLINK_OK);
+    assert_string_equal(r.text, "OK");
+    assert_int_equal(command(l, &r, "GET %s", "herald:k"), RLINK_OK);
+    assert_string_equal(r.text, "v1");
+    /* Redis's own refusal comes back as such, with its message. */
+    assert_int_equal(command(l, &r, "INCR %s", "herald:k"), RLINK_E_REPLY);
+    assert_non_null(strstr(r.text, "not an integer"));
+    /* The link is still good after an error reply. */
+    assert_int_equal(command(l, &r, "INCR %s", "herald:n"), RLINK_OK);
+    assert_string_equal(r.text, "1");
+    rlink_free(l);
+    assert_int_equal(s.downs, 0);
+}
+
+static void test_rlink_times_out_a_hung_server_and_comes_back(void **state)
+{
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+    double took;
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    kill(redis, SIGSTOP);
+    assert_int_equal(rlink_command(l, on_reply, &r, "PING"), RLINK_OK);
+    took = run_until(&r.answers, 1, 3);
+    assert_int_equal(r.err, RLINK_E_TIMEOUT);
+    assert_true(took >= 0.15 && took < 1.5);
+    /* The link is down: a command is refused at once, and never answered. */
+    assert_int_equal(s.downs, 1);
+    assert_false(rlink_up(l));
+    assert_int_equal(rlink_command(l, on_reply, &r, "PING"), RLINK_E_DOWN);
+    /* The server answers again: the link reconnects by itself. */
+    kill(redis, SIGCONT);
+    run_until(&s.ups, 2, 5);
+    assert_int_equal(s.ups, 2);
+    assert_int_equal(command(l, &r, "ECHO %s", "back"), RLINK_OK);
+    assert_string_equal(r.text, "back");
+    assert_int_equal(r.answers, 2);
+    rlink_free(l);
+}
+
+static void test_rlink_reconnects_after_a_restart(void **state)
+{
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    redis_kill();
+    run_until(&s.downs, 1, 3);
+    assert_int_equal(s.downs, 1);
+    assert_int_equal(rlink_command(l, on_reply, &r, "PING"), RLINK_E_DOWN);
+    /* Down for a while: the link keeps trying, backing off, and comes back with the server. */
+    run_until(&s.ups, 2, 0.5);
+    redis_start(NULL);
+    run_until(&s.ups, 2, 5);
+    assert_int_equal(s.ups, 2);
+    assert_int_equal(command(l, &r, "PING%s", ""), RLINK_OK);
+    assert_string_equal(r.text, "PONG");
+    rlink_free(l);
+}
+
+static void test_rlink_authenticates_and_selects(void **state)
+{
+    struct seen s = {0}, s0 = {0}, bad = {0}, r = {0};
+    struct rlink *l, *l0, *wrong;
+    char address[128];
+    struct rlink_cfg cfg = {address, "not-the-password", 0, 0.2, 0.05, 0.2};
+
+    redis_start("s3cret-pass");
+    l = link_up(&s, "s3cret-pass", 3);
+    l0 = link_up(&s0, "s3cret-pass", 0);
+    assert_int_equal(command(l, &r, "SET herald:db %s", "three"), RLINK_OK);
+    /* SELECT 3 took: database 0 does not have the key, database 3 does. */
+    assert_int_equal(command(l0, &r, "EXISTS %s", "herald:db"), RLINK_OK);
+    assert_string_equal(r.text, "0");
+    assert_int_equal(command(l, &r, "EXISTS %s", "herald:db"), RLINK_OK);
+    assert_string_equal(r.text, "1");
+    /* A wrong password never makes a link that is up. */
+    snprintf(address, sizeof address, "unix:%s", sock);
+    wrong = rlink_new(loop, &cfg, on_state, &bad);
+    run_until(&bad.ups, 1, 1);
+    assert_int_equal(bad.ups, 0);
+    assert_false(rlink_up(wrong));
+    rlink_free(wrong);
+    rlink_free(l0);
+    rlink_free(l);
+}
+
+static void test_rlink_free_answers_what_is_in_flight(void **state)
+{
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    kill(redis, SIGSTOP);
+    assert_int_equal(rlink_command(l, on_reply, &r, "PING"), RLINK_OK);
+    assert_int_equal(rlink_command(l, on_reply, &r, "PING"), RLINK_OK);
+    rlink_free(l);
+    assert_int_equal(r.answers, 2);
+    assert_int_equal(r.err, RLINK_E_DOWN);
+}
+
+static void test_rlink_refuses_a_malformed_address(void **state)
+{
+    static const char *const bad[] = {
+        "redis.example.com:6379", "127.0.0.1",          "127.0.0.1:0", "127.0.0.1:65536",
+        "127.0.0.1:6379x",        "unix:relative.sock", ":6379"};
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct rlink_cfg cfg = {bad[i], NULL, 0, 0.2, 0.05, 0.2};
+
+        assert_null(rlink_new(loop, &cfg, NULL, NULL));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_rlink_runs_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_times_out_a_hung_server_and_comes_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_reconnects_after_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_authenticates_and_selects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_free_answers_what_is_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
