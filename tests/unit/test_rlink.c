@@ -26,83 +26,7 @@
 
 #include "rlink.h"
 
-static char sock[108];
-static pid_t redis = -1;
-static struct ev_loop *loop;
-
-/* Start redis-server on sock, with requirepass when password is not NULL; wait until it answers. */
-static void redis_start(const char *password)
-{
-    char *argv[16];
-    int n = 0;
-
-    argv[n++] = "redis-server";
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    argv[n++] = "--unixsocket";
-    argv[n++] = sock;
-    argv[n++] = "--save";
-    argv[n++] = "";
-    argv[n++] = "--appendonly";
-    argv[n++] = "no";
-    argv[n++] = "--loglevel";
-    argv[n++] = "warning";
-    if (password != NULL) {
-        argv[n++] = "--requirepass";
-        argv[n++] = (char *)password;
-    }
-    argv[n] = NULL;
-    redis = fork();
-    assert_true(redis >= 0);
-    if (redis == 0) {
-        int null = open("/dev/null", O_WRONLY);
-
-        /* Its own log lines would bury the test's. */
-        dup2(null, STDOUT_FILENO);
-        execvp("redis-server", argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        struct sockaddr_un sun = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        int ok;
-
-        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock);
-        ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-        close(fd);
-        if (ok)
-            return;
-        usleep(10000);
-    }
-    fail_msg("redis-server did not start on %s", sock);
-}
-
-/* Kill the server (ours, by its pid) and reap it. */
-static void redis_kill(void)
-{
-    if (redis <= 0)
-        return;
-    kill(redis, SIGCONT);
-    kill(redis, SIGKILL);
-    waitpid(redis, NULL, 0);
-    redis = -1;
-    unlink(sock);
-}
-
-static int setup(void **state)
-{
-    snprintf(sock, sizeof sock, "/tmp/herald-test-rlink-%d.sock", (int)getpid());
-    unlink(sock);
-    loop = ev_loop_new(EVFLAG_AUTO);
-    return loop == NULL ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-    redis_kill();
-    ev_loop_destroy(loop);
-    return 0;
-}
+#include "redis_fixture.h"
 
 /* What the callbacks saw. */
 struct seen {
@@ -133,23 +57,6 @@ static void on_state(void *arg, int up)
         s->ups++;
     else
         s->downs++;
-}
-
-/* Run the loop until *flag reaches want, at most seconds; returns the seconds it took. */
-static double run_until(const int *flag, int want, double seconds)
-{
-    struct timespec t0, t;
-    double took;
-
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        ev_run(loop, EVRUN_NOWAIT);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        took = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
-        if (*flag >= want || took > seconds)
-            return took;
-        usleep(1000);
-    }
 }
 
 /* A link to sock with a 200 ms deadline and a short backoff; the test waits until it is up. */
@@ -306,13 +213,17 @@ static void test_rlink_refuses_a_malformed_address(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rlink_runs_commands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rlink_times_out_a_hung_server_and_comes_back, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_rlink_reconnects_after_a_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rlink_authenticates_and_selects, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rlink_free_answers_what_is_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_runs_commands, redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_times_out_a_hung_server_and_comes_back,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_reconnects_after_a_restart, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_authenticates_and_selects, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_free_answers_what_is_in_flight, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, redis_setup,
+                                        redis_teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,213 @@
+/*
+ * rhist.c -- message history in Redis (rhist.h): two Lua scripts, sent
+ * with EVAL (Redis keeps the compiled script by its digest), and the
+ * parsing of what they answer.
+ *
+ * Owns:       each call's small context, until its answer is handed on.
+ * Called by:  the link's loop thread.
+ * Invariants: the scripts touch only the two keys they are given, so a
+ *             stream is atomic on its own and the keys fit Redis Cluster.
+ *             A new stream's epoch comes from Redis's clock inside the
+ *             script (8 hex digits of its microseconds): two creations of
+ *             one stream are never in the same microsecond, and no node
+ *             needs randomness of its own. Everything Redis answers is
+ *             checked before use: a reply of another shape is an error.
+ */
+#include "rhist.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+#define RHIST_KEY_MAX 400
+
+/* The epoch, made once per stream, then: number, keep (bounded), expire, publish. */
+static const char rhist_publish_lua[] =
+    "local e = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not e then\n"
+    "  local t = redis.call('TIME')\n"
+    "  e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
+    "  redis.call('HSET', KEYS[1], 'e', e)\n"
+    "end\n"
+    "local o = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  redis.call('LPUSH', KEYS[2], o .. ':' .. ARGV[1])\n"
+    "  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('PUBLISH', ARGV[5], e .. ':' .. o .. ' ' .. ARGV[1])\n"
+    "end\n"
+    "return {e, o}\n";
+
+/*
+ * The position (making the epoch if the stream has none, as a read must
+ * hand out an id to recover from), then what came after since: whole, or
+ * not recoverable.
+ */
+static const char rhist_since_lua[] =
+    "local e = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not e then\n"
+    "  local t = redis.call('TIME')\n"
+    "  e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
+    "  redis.call('HSET', KEYS[1], 'e', e)\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
+    "local last = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')\n"
+    "if ARGV[1] == '' then return {e, last, 1} end\n"
+    "local se, so = string.match(ARGV[1], '^(%x+):(%d+)$')\n"
+    "so = tonumber(so)\n"
+    "if se ~= e or so == nil or so > last then return {e, last, 0} end\n"
+    "if so == last then return {e, last, 1} end\n"
+    "local out = {e, last, 0}\n"
+    "local kept = redis.call('LRANGE', KEYS[2], 0, -1)\n"
+    "for i = #kept, 1, -1 do\n"
+    "  local off = tonumber(string.match(kept[i], '^(%d+):'))\n"
+    "  if off > so then out[#out + 1] = kept[i] end\n"
+    "end\n"
+    "if #out > 3 and tonumber(string.match(out[4], '^(%d+):')) == so + 1 then out[3] = 1 end\n"
+    "if out[3] == 0 then return {e, last, 0} end\n"
+    "return out\n";
+
+/* One call in flight: where its answer goes. */
+struct rhist_call {
+    rhist_published_fn *published;
+    rhist_since_fn *since;
+    void *arg;
+};
+
+/* "<prefix>{<site>/<kind>:<name>}:<suffix>" into buf; -1 when it does not fit. */
+static int rhist_key(char *buf, const struct rhist_stream *s, char suffix)
+{
+    int n = snprintf(buf, RHIST_KEY_MAX, "%s{%s/%c:%s}:%c", s->prefix, s->site, s->kind, s->name,
+                     suffix);
+
+    return n > 0 && n < RHIST_KEY_MAX ? 0 : -1;
+}
+
+/* An integer element as a uint64_t; -1 when it is not one. */
+static int rhist_int(const redisReply *r, uint64_t *out)
+{
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+        return -1;
+    *out = (uint64_t)r->integer;
+    return 0;
+}
+
+/* "<epoch>:<offset>" into id, from an epoch element; -1 when the epoch is malformed. */
+static int rhist_id(char *id, const redisReply *epoch, uint64_t off)
+{
+    if (epoch->type != REDIS_REPLY_STRING || epoch->len != RHIST_EPOCH_LEN)
+        return -1;
+    snprintf(id, RHIST_ID_MAX, "%s:%" PRIu64, epoch->str, off);
+    return 0;
+}
+
+/* rlink_reply_fn for a publish: {epoch, offset}. */
+static void rhist_on_published(void *arg, int err, const redisReply *r)
+{
+    struct rhist_call *call = arg;
+    char id[RHIST_ID_MAX];
+    uint64_t off;
+
+    if (err == RLINK_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || rhist_int(r->element[1], &off) != 0 ||
+         rhist_id(id, r->element[0], off) != 0)) {
+        log_msg(LOG_ERROR, "redis", "the publish script answered something else than it returns");
+        err = RLINK_E_REPLY;
+    }
+    call->published(call->arg, err, err == RLINK_OK ? id : NULL);
+    free(call);
+}
+
+/* Parse the missed entries ("<offset>:<payload>", oldest first) of a since answer. */
+static int rhist_items(const redisReply *r, struct rhist_item *items)
+{
+    for (size_t i = 3; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        char *colon;
+
+        if (e->type != REDIS_REPLY_STRING || (colon = memchr(e->str, ':', e->len)) == NULL)
+            return -1;
+        items[i - 3].offset = strtoull(e->str, NULL, 10);
+        items[i - 3].payload = colon + 1;
+        items[i - 3].len = e->len - (size_t)(colon + 1 - e->str);
+    }
+    return 0;
+}
+
+/* rlink_reply_fn for a read: {epoch, last, ok, entries...}. */
+static void rhist_on_since(void *arg, int err, const redisReply *r)
+{
+    struct rhist_call *call = arg;
+    struct rhist_item *items = NULL;
+    char id[RHIST_ID_MAX];
+    uint64_t last, ok = 0;
+    size_t n = 0;
+
+    if (err == RLINK_OK) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+            rhist_int(r->element[1], &last) != 0 || rhist_int(r->element[2], &ok) != 0 ||
+            rhist_id(id, r->element[0], last) != 0 || ok > 1) {
+            err = RLINK_E_REPLY;
+        } else {
+            n = r->elements - 3;
+            items = n > 0 ? xcalloc(n, sizeof *items) : NULL;
+            if (rhist_items(r, items) != 0)
+                err = RLINK_E_REPLY;
+        }
+        if (err != RLINK_OK)
+            log_msg(LOG_ERROR, "redis",
+                    "the history script answered something else than it returns");
+    }
+    if (err == RLINK_OK)
+        call->since(call->arg, RLINK_OK, (int)ok, id, items, n);
+    else
+        call->since(call->arg, err, 0, NULL, NULL, 0);
+    free(items);
+    free(call);
+}
+
+int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
+                  const char *pubsub, rhist_published_fn *done, void *arg)
+{
+    char meta[RHIST_KEY_MAX], list[RHIST_KEY_MAX];
+    struct rhist_call *call;
+    int r;
+
+    if (rhist_key(meta, s, 'm') != 0 || rhist_key(list, s, 'h') != 0)
+        return RLINK_E_REPLY;
+    call = xcalloc(1, sizeof *call);
+    call->published = done;
+    call->arg = arg;
+    r = rlink_command(l, rhist_on_published, call, "EVAL %s 2 %s %s %b %d %d %d %s",
+                      rhist_publish_lua, meta, list, payload, len, s->size, s->ttl, s->meta_ttl,
+                      pubsub != NULL ? pubsub : "");
+    if (r != RLINK_OK)
+        free(call);
+    return r;
+}
+
+int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,
+                rhist_since_fn *done, void *arg)
+{
+    char meta[RHIST_KEY_MAX], list[RHIST_KEY_MAX];
+    struct rhist_call *call;
+    int r;
+
+    if (rhist_key(meta, s, 'm') != 0 || rhist_key(list, s, 'h') != 0)
+        return RLINK_E_REPLY;
+    call = xcalloc(1, sizeof *call);
+    call->since = done;
+    call->arg = arg;
+    r = rlink_command(l, rhist_on_since, call, "EVAL %s 2 %s %s %s %d", rhist_since_lua, meta, list,
+                      since, s->meta_ttl);
+    if (r != RLINK_OK)
+        free(call);
+    return r;
+}

@@ -1,0 +1,78 @@
+/*
+ * rhist.h -- message history kept in Redis, for the Redis engine (issue
+ * #13): numbering, keeping and publishing a message is one Lua script, so
+ * offsets are gap-free and in order across every node that shares the
+ * Redis; reading back what a client missed is another.
+ *
+ * Owns:       nothing past a call: the answers are handed to callbacks.
+ * Called by:  the thread that runs the link's loop (rlink.h).
+ * Invariants: a stream's keys are "<prefix>{<site>/<kind>:<name>}:m" (its
+ *             meta hash: epoch "e", newest offset "o") and "...:h" (a list
+ *             of "<offset>:<payload>", newest first, at most size long);
+ *             the braces keep both in one Redis Cluster slot. An id is
+ *             "<epoch>:<offset>". The epoch is chosen by whoever touches
+ *             the stream first (a publish or a read), and changes only
+ *             when the meta hash is lost (expired, evicted, or Redis
+ *             restarted without persistence): then every older id is
+ *             answered "not recoverable", never a partial replay. The meta
+ *             hash outlives the list (meta_ttl >= ttl), so an expired list
+ *             keeps its numbering.
+ * Tests:      tests/unit/test_rhist.c, against a real redis-server.
+ */
+#ifndef HERALD_RHIST_H
+#define HERALD_RHIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rlink.h"
+
+#define RHIST_EPOCH_LEN 8 /* lowercase hex digits */
+#define RHIST_ID_MAX 32   /* "<epoch>:<offset>" and its NUL */
+
+/* One stream and how it is kept. */
+struct rhist_stream {
+    const char *prefix; /* redis_prefix, e.g. "herald:" */
+    const char *site;
+    char kind;        /* 'u' or 'c' */
+    const char *name; /* the user id or channel name */
+    int size;         /* messages kept; 0: numbered and published, not kept */
+    int ttl;          /* seconds the list lives after its last publish */
+    int meta_ttl;     /* seconds the numbering lives after its last use; >= ttl */
+};
+
+/* A publish's answer: its id (valid during the call), or an rlink error. */
+typedef void rhist_published_fn(void *arg, int err, const char *id);
+
+/* One missed message: its offset and its payload (valid during the call). */
+struct rhist_item {
+    uint64_t offset;
+    const char *payload;
+    size_t len;
+};
+
+/*
+ * A read's answer. ok: 1 when items are every message after since (oldest
+ * first), 0 when some may be gone. id is the stream's position ("<epoch>:
+ * <newest offset>"), for the client to recover from later. All valid
+ * during the call only.
+ */
+typedef void rhist_since_fn(void *arg, int err, int ok, const char *id,
+                            const struct rhist_item *items, size_t n);
+
+/*
+ * Number payload[0..len) in stream s, keep it, and PUBLISH "<id> <payload>"
+ * on pubsub (unless NULL), in one step. Returns RLINK_OK (done is called
+ * later) or RLINK_E_DOWN (at once; done is never called).
+ */
+int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
+                  const char *pubsub, rhist_published_fn *done, void *arg);
+
+/*
+ * What a client that has seen up to since (an id, or "" for nothing) missed
+ * in s. Returns as rhist_publish.
+ */
+int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,
+                rhist_since_fn *done, void *arg);
+
+#endif
