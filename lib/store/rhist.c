@@ -99,12 +99,27 @@ static int rhist_int(const redisReply *r, uint64_t *out)
     return 0;
 }
 
-/* "<epoch>:<offset>" into id, from an epoch element; -1 when the epoch is malformed. */
+/* "<epoch>:<offset>" into id, from an epoch element; -1 unless it is 8 lowercase hex digits. */
 static int rhist_id(char *id, const redisReply *epoch, uint64_t off)
 {
     if (epoch->type != REDIS_REPLY_STRING || epoch->len != RHIST_EPOCH_LEN)
         return -1;
+    /* It goes into every id a client sees: what the scripts make, and nothing else. */
+    for (size_t i = 0; i < RHIST_EPOCH_LEN; i++)
+        if (!((epoch->str[i] >= '0' && epoch->str[i] <= '9') ||
+              (epoch->str[i] >= 'a' && epoch->str[i] <= 'f')))
+            return -1;
     snprintf(id, RHIST_ID_MAX, "%s:%" PRIu64, epoch->str, off);
+    return 0;
+}
+
+int rhist_parse_published(const redisReply *r, char *id)
+{
+    uint64_t off;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || rhist_int(r->element[1], &off) != 0 ||
+        rhist_id(id, r->element[0], off) != 0)
+        return -1;
     return 0;
 }
 
@@ -113,11 +128,8 @@ static void rhist_on_published(void *arg, int err, const redisReply *r)
 {
     struct rhist_call *call = arg;
     char id[RHIST_ID_MAX];
-    uint64_t off;
 
-    if (err == RLINK_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || rhist_int(r->element[1], &off) != 0 ||
-         rhist_id(id, r->element[0], off) != 0)) {
+    if (err == RLINK_OK && rhist_parse_published(r, id) != 0) {
         log_msg(LOG_ERROR, "redis", "the publish script answered something else than it returns");
         err = RLINK_E_REPLY;
     }
@@ -125,19 +137,51 @@ static void rhist_on_published(void *arg, int err, const redisReply *r)
     free(call);
 }
 
-/* Parse the missed entries ("<offset>:<payload>", oldest first) of a since answer. */
-static int rhist_items(const redisReply *r, struct rhist_item *items)
+/* Parse the missed entries ("<offset>:<payload>", oldest first, offsets rising) of a read. */
+static int rhist_items(const redisReply *r, uint64_t last, struct rhist_item *items)
 {
+    uint64_t prev = 0;
+
     for (size_t i = 3; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        char *colon;
+        const char *colon;
+        char *end;
+        uint64_t off;
 
-        if (e->type != REDIS_REPLY_STRING || (colon = memchr(e->str, ':', e->len)) == NULL)
+        if (e->type != REDIS_REPLY_STRING || (colon = memchr(e->str, ':', e->len)) == NULL ||
+            colon == e->str || !(e->str[0] >= '0' && e->str[0] <= '9'))
             return -1;
-        items[i - 3].offset = strtoull(e->str, NULL, 10);
+        off = strtoull(e->str, &end, 10);
+        if (end != colon || off <= prev || off > last)
+            return -1;
+        prev = off;
+        items[i - 3].offset = off;
         items[i - 3].payload = colon + 1;
         items[i - 3].len = e->len - (size_t)(colon + 1 - e->str);
     }
+    return 0;
+}
+
+int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item **items, size_t *n)
+{
+    uint64_t last, good;
+
+    *items = NULL;
+    *n = 0;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || rhist_int(r->element[1], &last) != 0 ||
+        rhist_int(r->element[2], &good) != 0 || rhist_id(id, r->element[0], last) != 0 ||
+        good > 1 || (good == 0 && r->elements > 3))
+        return -1;
+    *ok = (int)good;
+    if (r->elements == 3)
+        return 0;
+    *items = xcalloc(r->elements - 3, sizeof **items);
+    if (rhist_items(r, last, *items) != 0) {
+        free(*items);
+        *items = NULL;
+        return -1;
+    }
+    *n = r->elements - 3;
     return 0;
 }
 
@@ -147,26 +191,15 @@ static void rhist_on_since(void *arg, int err, const redisReply *r)
     struct rhist_call *call = arg;
     struct rhist_item *items = NULL;
     char id[RHIST_ID_MAX];
-    uint64_t last, ok = 0;
     size_t n = 0;
+    int ok = 0;
 
-    if (err == RLINK_OK) {
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-            rhist_int(r->element[1], &last) != 0 || rhist_int(r->element[2], &ok) != 0 ||
-            rhist_id(id, r->element[0], last) != 0 || ok > 1) {
-            err = RLINK_E_REPLY;
-        } else {
-            n = r->elements - 3;
-            items = n > 0 ? xcalloc(n, sizeof *items) : NULL;
-            if (rhist_items(r, items) != 0)
-                err = RLINK_E_REPLY;
-        }
-        if (err != RLINK_OK)
-            log_msg(LOG_ERROR, "redis",
-                    "the history script answered something else than it returns");
+    if (err == RLINK_OK && rhist_parse_since(r, &ok, id, &items, &n) != 0) {
+        log_msg(LOG_ERROR, "redis", "the history script answered something else than it returns");
+        err = RLINK_E_REPLY;
     }
     if (err == RLINK_OK)
-        call->since(call->arg, RLINK_OK, (int)ok, id, items, n);
+        call->since(call->arg, RLINK_OK, ok, id, items, n);
     else
         call->since(call->arg, err, 0, NULL, NULL, 0);
     free(items);

@@ -75,4 +75,13 @@ int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *pay
 int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,
                 rhist_since_fn *done, void *arg);
 
+/*
+ * The checks behind the answers, on a reply from Redis (untrusted: its
+ * shape, epoch, offsets and their order are checked), for the fuzz target
+ * and tests. A publish's: 0 with id filled, or -1. A read's: 0 with *ok,
+ * id and *items (malloc'd, pointing into r; *n of them), or -1.
+ */
+int rhist_parse_published(const redisReply *r, char *id);
+int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item **items, size_t *n);
+
 #endif

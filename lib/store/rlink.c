@@ -28,6 +28,14 @@
 #include "net.h"
 #include "xmalloc.h"
 
+/* The most elements one reply may hold, nested arrays counted together. */
+#define RLINK_MAX_ELEMENTS (1 << 20)
+
+/* What the reply being read has cost so far (the reader's privdata). */
+struct rlink_budget {
+    long long elements;
+};
+
 struct rlink_cmd {
     struct rlink_cmd *next; /* borrowed: the next command sent */
     struct rlink *l;        /* borrowed */
@@ -54,9 +62,107 @@ struct rlink {
     struct rlink_cmd *tail;   /* borrowed */
     rlink_state_fn *on_state; /* may be NULL */
     void *arg;
+    struct rlink_budget budget; /* of the reply being read */
 };
 
 static void rlink_connect(struct rlink *l);
+
+/*
+ * The reply objects, as hiredis makes them, except that an array is
+ * refused (and with it the connection) when the reply would hold more than
+ * RLINK_MAX_ELEMENTS elements in all: hiredis 0.14 allocates an array's
+ * pointers as soon as its header arrives, so "*2000000000\r\n" alone
+ * would cost 16 GB. A string costs what was received for it.
+ */
+static void *rlink_attach(const redisReadTask *task, redisReply *r)
+{
+    if (task->parent != NULL)
+        ((redisReply *)task->parent->obj)->element[task->idx] = r;
+    return r;
+}
+
+/* A new reply starts at the top: its budget starts again. */
+static redisReply *rlink_object(const redisReadTask *task, int type)
+{
+    redisReply *r = calloc(1, sizeof *r);
+
+    if (task->parent == NULL && task->privdata != NULL)
+        ((struct rlink_budget *)task->privdata)->elements = 0;
+    if (r != NULL)
+        r->type = type;
+    return r;
+}
+
+static void *rlink_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = rlink_object(task, task->type);
+    char *copy = malloc(len + 1);
+
+    if (r == NULL || copy == NULL) {
+        free(r);
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, str, len);
+    copy[len] = '\0';
+    r->str = copy;
+    r->len = len;
+    return rlink_attach(task, r);
+}
+
+static void *rlink_array(const redisReadTask *task, int elements)
+{
+    struct rlink_budget *b = task->privdata;
+    redisReply *r = rlink_object(task, REDIS_REPLY_ARRAY);
+
+    if (r == NULL)
+        return NULL;
+    if (b != NULL && (elements < 0 || b->elements + elements > RLINK_MAX_ELEMENTS)) {
+        log_msg(LOG_ERROR, "redis", "a reply of more than %d elements: dropping the connection",
+                RLINK_MAX_ELEMENTS);
+        free(r);
+        return NULL;
+    }
+    if (b != NULL)
+        b->elements += elements;
+    if (elements > 0 && (r->element = calloc((size_t)elements, sizeof *r->element)) == NULL) {
+        free(r);
+        return NULL;
+    }
+    r->elements = (size_t)(elements > 0 ? elements : 0);
+    return rlink_attach(task, r);
+}
+
+static void *rlink_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = rlink_object(task, REDIS_REPLY_INTEGER);
+
+    if (r == NULL)
+        return NULL;
+    r->integer = value;
+    return rlink_attach(task, r);
+}
+
+static void *rlink_nil(const redisReadTask *task)
+{
+    redisReply *r = rlink_object(task, REDIS_REPLY_NIL);
+
+    return r != NULL ? rlink_attach(task, r) : NULL;
+}
+
+static redisReplyObjectFunctions rlink_reply_fns = {
+    rlink_string, rlink_array, rlink_integer, rlink_nil, freeReplyObject,
+};
+
+redisReader *rlink_reader_new(struct rlink_budget **budget)
+{
+    redisReader *r = redisReaderCreateWithFunctions(&rlink_reply_fns);
+
+    *budget = xcalloc(1, sizeof **budget);
+    if (r != NULL)
+        r->privdata = *budget;
+    return r;
+}
 
 /* Split "HOST:PORT" (numeric host, or localhost) or "unix:PATH" into l; -1 when malformed. */
 static int rlink_parse(struct rlink *l, const char *address)
@@ -297,6 +403,8 @@ static void rlink_connect(struct rlink *l)
     }
     ac->data = l;
     l->ac = ac;
+    ac->c.reader->fn = &rlink_reply_fns;
+    ac->c.reader->privdata = &l->budget;
     redisLibevAttach(l->loop, ac);
     redisAsyncSetConnectCallback(ac, rlink_on_connect);
     redisAsyncSetDisconnectCallback(ac, rlink_on_disconnect);

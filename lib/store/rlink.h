@@ -78,4 +78,13 @@ int rlink_command(struct rlink *l, rlink_reply_fn *done, void *arg, const char *
  */
 void rlink_free(struct rlink *l);
 
+struct rlink_budget;
+
+/*
+ * A reply reader with the link's bounded reply objects (at most
+ * RLINK_MAX_ELEMENTS elements in one reply), for the fuzz target; free it
+ * with redisReaderFree, and *budget (malloc'd) with free.
+ */
+redisReader *rlink_reader_new(struct rlink_budget **budget);
+
 #endif

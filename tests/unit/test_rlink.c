@@ -197,6 +197,54 @@ static void test_rlink_free_answers_what_is_in_flight(void **state)
     assert_int_equal(r.err, RLINK_E_DOWN);
 }
 
+/*
+ * A server that answers the handshake's PING, then answers the next command
+ * with header (an array's, or whatever the test gives), and waits.
+ */
+static pid_t fake_server(const char *header)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    pid_t pid;
+
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char buf[256];
+        int fd = accept(lfd, NULL, NULL);
+
+        if (read(fd, buf, sizeof buf) <= 0 || write(fd, "+PONG\r\n", 7) != 7 ||
+            read(fd, buf, sizeof buf) <= 0 ||
+            write(fd, header, strlen(header)) != (ssize_t)strlen(header))
+            _exit(1);
+        sleep(5);
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+static void test_rlink_drops_a_reply_that_would_not_fit(void **state)
+{
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+    pid_t server = fake_server("*2000000000\r\n");
+
+    /* hiredis alone would allocate 16 GB for these 13 bytes; the link drops the connection. */
+    l = link_up(&s, NULL, 0);
+    assert_int_equal(rlink_command(l, on_reply, &r, "GET %s", "k"), RLINK_OK);
+    run_until(&r.answers, 1, 3);
+    assert_int_equal(r.err, RLINK_E_DOWN);
+    assert_int_equal(s.downs, 1);
+    rlink_free(l);
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    unlink(sock);
+}
+
 static void test_rlink_refuses_a_malformed_address(void **state)
 {
     static const char *const bad[] = {
@@ -221,6 +269,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rlink_authenticates_and_selects, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_free_answers_what_is_in_flight, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_drops_a_reply_that_would_not_fit, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, redis_setup,
                                         redis_teardown),
