@@ -63,7 +63,8 @@ typedef void rhist_since_fn(void *arg, int err, int ok, const char *id,
 /*
  * Number payload[0..len) in stream s, keep it, and PUBLISH "<id> <payload>"
  * on pubsub (unless NULL), in one step. Returns RLINK_OK (done is called
- * later) or RLINK_E_DOWN (at once; done is never called).
+ * later), or at once, with done never called: RLINK_E_DOWN, or
+ * RLINK_E_REPLY when the stream's names do not fit in a key.
  */
 int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
                   const char *pubsub, rhist_published_fn *done, void *arg);
