@@ -91,23 +91,16 @@ void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct 
     }
 }
 
-void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
-                         const struct dir_mask *mask)
-{
-    job->detached = 1;
-    if (dir_mask_empty(mask)) {
-        cmd_job_free(job);
-        return;
-    }
-    cmd_submit_to(hub, job, mask);
-}
-
 void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached)
 {
-    if (detached)
-        cmd_submit_detached(hub, job, mask);
-    else
-        cmd_submit_to(hub, job, mask);
+    struct cmd_job *j = job;
+
+    j->detached = detached;
+    if (detached && dir_mask_empty(mask)) {
+        cmd_job_free(j);
+        return;
+    }
+    cmd_submit_to(hub, j, mask);
 }
 
 void cmd_job_wait(struct cmd_job *job)

@@ -105,16 +105,10 @@ void cmd_submit(const struct cmd_hub *hub, struct cmd_job *job);
 void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct dir_mask *mask);
 
 /*
- * Send the job to the workers in mask and forget it: nobody waits, and the
- * last worker to finish frees it (at once, here, if mask is empty). For
- * workers publishing to each other, which must never block.
- */
-void cmd_submit_detached(const struct cmd_hub *hub, struct cmd_job *job,
-                         const struct dir_mask *mask);
-
-/*
  * eng_deliver_fn for the engine (main.c hands it over with the hub as arg):
- * job, a struct cmd_job, goes to the workers in mask, detached or not.
+ * job, a struct cmd_job, goes to the workers in mask. Detached, nobody
+ * waits: the last worker to finish frees it (at once, here, if mask is
+ * empty); for workers publishing to each other, which must never block.
  */
 void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached);
 

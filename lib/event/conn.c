@@ -48,7 +48,6 @@
 #include "lim.h"
 #include "log.h"
 #include "msg.h"
-#include "site.h"
 #include "stats.h"
 #include "tok.h"
 #include "xmalloc.h"
@@ -71,11 +70,6 @@ const struct cfg_site *conn_cfg(const struct conn *c)
 struct conn_ctx_site *conn_site(const struct conn *c)
 {
     return &c->x->sites[c->site];
-}
-
-struct site *conn_shared(const struct conn *c)
-{
-    return &c->x->hub->sites[c->site];
 }
 
 struct stats *conn_stats(const struct conn *c)

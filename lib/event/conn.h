@@ -41,7 +41,6 @@ struct msg;
 struct client;
 struct cfg;
 struct cfg_site;
-struct site;
 struct stats;
 struct http_request;
 struct tok_claims;
@@ -233,9 +232,6 @@ const struct cfg_site *conn_cfg(const struct conn *c);
 
 /* What c's worker keeps of c's site (c->site must be set). */
 struct conn_ctx_site *conn_site(const struct conn *c);
-
-/* c's site's tables shared by every thread (c->site must be set). */
-struct site *conn_shared(const struct conn *c);
 
 /* The counters c's events go to: its site's, or the worker's before it has one. */
 struct stats *conn_stats(const struct conn *c);

@@ -206,18 +206,32 @@ static void rhist_on_since(void *arg, int err, const redisReply *r)
     free(call);
 }
 
+/*
+ * A call on s: its two keys into meta and list, and its context. NULL when
+ * s's names do not fit in a key (the caller answers RLINK_E_REPLY).
+ */
+static struct rhist_call *rhist_call_new(const struct rhist_stream *s, char *meta, char *list,
+                                         void *arg)
+{
+    struct rhist_call *call;
+
+    if (rhist_key(meta, s, 'm') != 0 || rhist_key(list, s, 'h') != 0)
+        return NULL;
+    call = xcalloc(1, sizeof *call);
+    call->arg = arg;
+    return call;
+}
+
 int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
                   const char *pubsub, rhist_published_fn *done, void *arg)
 {
     char meta[RHIST_KEY_MAX], list[RHIST_KEY_MAX];
-    struct rhist_call *call;
+    struct rhist_call *call = rhist_call_new(s, meta, list, arg);
     int r;
 
-    if (rhist_key(meta, s, 'm') != 0 || rhist_key(list, s, 'h') != 0)
+    if (call == NULL)
         return RLINK_E_REPLY;
-    call = xcalloc(1, sizeof *call);
     call->published = done;
-    call->arg = arg;
     r = rlink_command(l, rhist_on_published, call, "EVAL %s 2 %s %s %b %d %d %d %s",
                       rhist_publish_lua, meta, list, payload, len, s->size, s->ttl, s->meta_ttl,
                       pubsub != NULL ? pubsub : "");
@@ -230,14 +244,12 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
                 rhist_since_fn *done, void *arg)
 {
     char meta[RHIST_KEY_MAX], list[RHIST_KEY_MAX];
-    struct rhist_call *call;
+    struct rhist_call *call = rhist_call_new(s, meta, list, arg);
     int r;
 
-    if (rhist_key(meta, s, 'm') != 0 || rhist_key(list, s, 'h') != 0)
+    if (call == NULL)
         return RLINK_E_REPLY;
-    call = xcalloc(1, sizeof *call);
     call->since = done;
-    call->arg = arg;
     r = rlink_command(l, rhist_on_since, call, "EVAL %s 2 %s %s %s %d", rhist_since_lua, meta, list,
                       since, s->meta_ttl);
     if (r != RLINK_OK)

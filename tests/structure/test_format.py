@@ -7,17 +7,9 @@ import re
 import shutil
 import subprocess
 
+from makefile_vars import makefile_var
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def format_patterns(root):
-    """The FORMAT_SRC line of root's Makefile."""
-    with open(os.path.join(root, "Makefile")) as f:
-        for line in f:
-            m = re.match(r"FORMAT_SRC\s*=\s*(.*)", line)
-            if m:
-                return m.group(1).split()
-    raise AssertionError("no FORMAT_SRC line in the Makefile")
 
 
 def unformatted(root, files):
@@ -34,7 +26,7 @@ def unformatted(root, files):
 
 
 def test_every_c_file_is_formatted():
-    files = sorted(os.path.relpath(f, ROOT) for p in format_patterns(ROOT)
+    files = sorted(os.path.relpath(f, ROOT) for p in makefile_var(ROOT, "FORMAT_SRC")
                    for f in glob.glob(os.path.join(ROOT, p)))
     assert len(files) > 100
     bad = unformatted(ROOT, files)

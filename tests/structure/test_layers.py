@@ -14,20 +14,12 @@ import re
 
 import pytest
 
+from makefile_vars import makefile_var
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KNOWN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers-known.txt")
 MAX_LINES = 1000
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)\.h"', re.M)
-
-
-def makefile_layers(root):
-    """The LAYERS line of root's Makefile, lowest first."""
-    with open(os.path.join(root, "Makefile")) as f:
-        for line in f:
-            m = re.match(r"LAYERS\s*=\s*(.*)", line)
-            if m:
-                return m.group(1).split()
-    raise AssertionError("no LAYERS line in the Makefile")
 
 
 def scan(root, layers):
@@ -133,7 +125,7 @@ def known():
 
 @pytest.fixture(scope="module")
 def tree():
-    layers = makefile_layers(ROOT)
+    layers = makefile_var(ROOT, "LAYERS")
     modules, edges = scan(ROOT, layers)
     return modules, edges
 
@@ -191,7 +183,7 @@ def test_the_checks_catch_an_upward_include_a_cycle_and_a_long_file(tmp_path):
     write(root, "lib/high/b.h", "")
     write(root, "lib/high/b.c", '#include "a.h"\n' + "int x;\n" * MAX_LINES)
     write(root, "src/main.c", '#include "b.h"\n')
-    modules, edges = scan(root, makefile_layers(root))
+    modules, edges = scan(root, makefile_var(root, "LAYERS"))
     assert upward(modules, edges) == [("a", "b")]
     assert find_cycle(edges) is not None
     assert reaches(edges, "c", "a") and not reaches(edges, "c", "main")

@@ -296,6 +296,26 @@ static void test_rhist_sites_never_share_a_key(void **state)
     rlink_free(l);
 }
 
+static void test_rhist_refuses_names_that_do_not_fit_a_key(void **state)
+{
+    struct seen up = {0}, p = {0};
+    struct rlink *l;
+    struct rhist_stream huge = news;
+    char name[600];
+
+    redis_start(NULL);
+    l = link_up(&up);
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    huge.name = name;
+    /* Refused at once, and never answered: nothing reaches Redis. */
+    assert_int_equal(rhist_publish(l, &huge, "x", 1, NULL, on_published, &p), RLINK_E_REPLY);
+    assert_int_equal(rhist_since(l, &huge, "", on_since, &p), RLINK_E_REPLY);
+    run_until(&p.answers, 1, 0.2);
+    assert_int_equal(p.answers, 0);
+    rlink_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +328,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rhist_publishes_with_the_id, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_sites_never_share_a_key, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_refuses_names_that_do_not_fit_a_key, redis_setup,
                                         redis_teardown),
     };
 

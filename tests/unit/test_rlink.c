@@ -229,20 +229,24 @@ static pid_t fake_server(const char *header)
 
 static void test_rlink_drops_a_reply_that_would_not_fit(void **state)
 {
-    struct seen s = {0}, r = {0};
-    struct rlink *l;
-    pid_t server = fake_server("*2000000000\r\n");
+    /* One header claiming 2e9 elements (hiredis alone would allocate 16 GB for these 13
+     * bytes), and nested arrays each within the bound but over it together. */
+    static const char *const headers[] = {"*2000000000\r\n", "*1\r\n*1048576\r\n"};
 
-    /* hiredis alone would allocate 16 GB for these 13 bytes; the link drops the connection. */
-    l = link_up(&s, NULL, 0);
-    assert_int_equal(rlink_command(l, on_reply, &r, "GET %s", "k"), RLINK_OK);
-    run_until(&r.answers, 1, 3);
-    assert_int_equal(r.err, RLINK_E_DOWN);
-    assert_int_equal(s.downs, 1);
-    rlink_free(l);
-    kill(server, SIGKILL);
-    waitpid(server, NULL, 0);
-    unlink(sock);
+    for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+        struct seen s = {0}, r = {0};
+        pid_t server = fake_server(headers[i]);
+        struct rlink *l = link_up(&s, NULL, 0);
+
+        assert_int_equal(rlink_command(l, on_reply, &r, "GET %s", "k"), RLINK_OK);
+        run_until(&r.answers, 1, 3);
+        assert_int_equal(r.err, RLINK_E_DOWN);
+        assert_int_equal(s.downs, 1);
+        rlink_free(l);
+        kill(server, SIGKILL);
+        waitpid(server, NULL, 0);
+        unlink(sock);
+    }
 }
 
 static void test_rlink_refuses_a_malformed_address(void **state)
