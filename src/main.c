@@ -67,13 +67,34 @@ static struct hist_secret *history_secrets(const struct cfg *cfg)
     return sec;
 }
 
+/* The Redis engine: history, numbering and delivery shared with every node on the same Redis. */
+static struct engine *start_redis(struct herald *h, const char **names)
+{
+    const struct cfg *cfg = h->cfg;
+    struct eng_redis_cfg rc = {
+        .address = cfg->redis_address,
+        .password = cfg->redis_password,
+        .db = cfg->redis_db,
+        .prefix = cfg->redis_prefix,
+        .node = cfg->node_name,
+        .timeout = cfg->redis_timeout_ms / 1000.0,
+        .history_size = cfg->history_size,
+        .history_ttl = cfg->history_ttl,
+    };
+
+    log_msg(LOG_INFO, "main", "engine redis at %s, prefix %s, node %s", cfg->redis_address,
+            cfg->redis_prefix, cfg->node_name);
+    return eng_redis_new(&rc, (int)cfg->nsites, names, cfg->workers, cmd_deliver,
+                         client_presence_event, cmd_post, cmd_hand, &h->hub);
+}
+
 /*
  * Set up the history with each site's budget and read history_file back,
  * then the engine over it. This runs before privileges are dropped: the
  * file must belong to the user Herald will run as, who wrote it at the
  * last shutdown.
  */
-static void start_history(struct herald *h)
+static int start_history(struct herald *h, char **cause)
 {
     const struct cfg *cfg = h->cfg;
     const char **names = xcalloc(cfg->nsites, sizeof *names);
@@ -86,15 +107,23 @@ static void start_history(struct herald *h)
     }
     hist_init(&h->hist, (size_t)cfg->history_size, cfg->history_ttl, (int)cfg->nsites, names,
               budgets);
-    if (cfg->history_file != NULL && hist_on(&h->hist)) {
+    if (cfg->history_file != NULL && hist_on(&h->hist) && strcmp(cfg->engine, "memory") == 0) {
         sec = history_secrets(cfg);
         hist_load(&h->hist, cfg->history_file, sec, svc_run_uid(cfg->user));
         free(sec);
     }
     free(budgets);
-    h->engine = eng_memory_new(&h->hist, (int)cfg->nsites, names, cfg->workers, cmd_deliver,
-                               client_presence_event, &h->hub);
+    if (strcmp(cfg->engine, "redis") == 0)
+        h->engine = start_redis(h, names);
+    else
+        h->engine = eng_memory_new(&h->hist, (int)cfg->nsites, names, cfg->workers, cmd_deliver,
+                                   client_presence_event, &h->hub);
     free(names);
+    if (h->engine == NULL) {
+        *cause = xstrdup("the engine could not start");
+        return -1;
+    }
+    return 0;
 }
 
 /* Write the history to history_file, signed with each site's current secret. */
@@ -102,7 +131,7 @@ static void save_history(struct herald *h)
 {
     struct hist_secret *sec;
 
-    if (h->cfg->history_file == NULL || !hist_on(&h->hist))
+    if (h->cfg->history_file == NULL || !hist_on(&h->hist) || strcmp(h->cfg->engine, "memory") != 0)
         return;
     sec = history_secrets(h->cfg);
     hist_save(&h->hist, h->cfg->history_file, sec);
@@ -132,7 +161,8 @@ static int start_workers(struct herald *h, char **cause)
     for (size_t i = 0; i < cfg->nsites; i++)
         site_init(&h->sites[h->nsites++], cfg->sites[i]->site);
     lim_init(&h->lim);
-    start_history(h);
+    if (start_history(h, cause) != 0)
+        return -1;
     h->hub.sites = h->sites;
     h->hub.nsites = h->nsites;
     h->hub.engine = h->engine;
@@ -397,6 +427,7 @@ int main(int argc, char **argv)
     svc_notify("STOPPING=1");
     api_stop(h.api);
     stop_workers(&h);
+    eng_stop(h.engine);
     save_history(&h);
     free_workers(&h);
     log_msg(LOG_INFO, "main", "stopped");

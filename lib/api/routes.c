@@ -323,7 +323,8 @@ static void routes_publish(struct api *a, int site, const char *body, size_t len
     atomic_fetch_add(&a->sites[site].stats.published, n);
     counts = json_array();
     for (i = 0; i < n; i++)
-        json_array_append_new(counts, json_integer((json_int_t)job->delivered[i]));
+        json_array_append_new(
+            counts, json_integer((json_int_t)(job->delivered[i] + job->items[i].reached)));
     if (batch) {
         routes_ok(resp, json_pack("{s:o}", "delivered", counts));
     } else {

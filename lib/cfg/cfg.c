@@ -208,6 +208,30 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
     [CFG_KEY_GROUP] = {.name = "group", .type = CFG_STRING, .def = "", CFG_AT(c.group),
         .flag = "group", .metavar = "GROUP",
         .help = "and to this group (default: the user's primary group)"},
+    [CFG_KEY_ENGINE] = {.name = "engine", .type = CFG_STRING, .def = "memory", CFG_AT(c.engine),
+        .flag = "engine", .metavar = "memory|redis", .check = cfg_check_engine,
+        .help = "memory: this node alone; redis: nodes sharing one Redis are one cluster"},
+    [CFG_KEY_NODE_NAME] = {.name = "node_name", .type = CFG_STRING, .def = "",
+        CFG_AT(c.node_name), .flag = "node-name", .metavar = "NAME", .check = cfg_check_node_name,
+        .help = "this node's name in the cluster; empty = HOSTNAME-PID"},
+    [CFG_KEY_REDIS_ADDRESS] = {.name = "redis_address", .type = CFG_STRING, .def = "",
+        CFG_AT(c.redis_address), .flag = "redis-address", .metavar = "HOST:PORT|unix:PATH",
+        .check = cfg_check_redis_address,
+        .help = "the Redis of engine = redis: IP:PORT, [IPv6]:PORT, localhost:PORT or unix:/path"},
+    [CFG_KEY_REDIS_PASSWORD_FILE] = {.name = "redis_password_file", .type = CFG_STRING,
+        .def = "", CFG_AT(redis_password_file), .flag = "redis-password-file", .metavar = "FILE",
+        .check = cfg_check_abs_path, .help = "read the Redis AUTH password from this file"},
+    [CFG_KEY_REDIS_DB] = {.name = "redis_db", .type = CFG_INT, .min = 0, .max = 1000, .def = "0",
+        CFG_AT(c.redis_db), .flag = "redis-db", .metavar = "N",
+        .help = "the Redis database (SELECT) Herald's keys live in"},
+    [CFG_KEY_REDIS_PREFIX] = {.name = "redis_prefix", .type = CFG_STRING, .def = "herald:",
+        CFG_AT(c.redis_prefix), .flag = "redis-prefix", .metavar = "PREFIX",
+        .check = cfg_check_redis_prefix,
+        .help = "starts every Redis key; same Redis and prefix = same cluster"},
+    [CFG_KEY_REDIS_TIMEOUT] = {.name = "redis_timeout", .type = CFG_MSEC, .min = 10,
+        .max = 60 * CFG_SECOND, .def = "1s", CFG_AT(c.redis_timeout_ms), .flag = "redis-timeout",
+        .metavar = "DURATION",
+        .help = "a Redis command's deadline; a slower answer drops the connection"},
 };
 /* clang-format on */
 
@@ -387,9 +411,10 @@ const struct cfg_def *cfg_one_of_conflict(const struct cfg_build *b, const struc
  * A setting's field is found by its offset in struct cfg_build (d->off).
  * In a snapshot it lies in struct cfg (a process setting: c comes first in
  * struct cfg_build, so the offset is the same) or in struct cfg_site (a
- * site's: the offset less where s lies); secret_file lies in the build
- * alone. A list's count (d->aux) lies in the same struct as its items, so
- * the ops below take the field itself and find the count beside it.
+ * site's: the offset less where s lies); secret_file and
+ * redis_password_file lie in the build alone. A list's count (d->aux) lies
+ * in the same struct as its items, so the ops below take the field itself
+ * and find the count beside it.
  */
 enum cfg_home {
     CFG_IN_CFG,   /* struct cfg */
@@ -547,6 +572,15 @@ static void free_part(void *part, enum cfg_home home)
             cfg_type_ops[cfg_defs[i].type]->free(&cfg_defs[i], field_in(&cfg_defs[i], part));
 }
 
+/* Free a password read from a file (redis_password), wiped first, and forget it. */
+static void free_password(char **pw)
+{
+    if (*pw != NULL)
+        explicit_bzero(*pw, strlen(*pw));
+    free(*pw);
+    *pw = NULL;
+}
+
 /* Free one site's settings, the secret wiped first. */
 static void cfg_site_free(struct cfg_site *s)
 {
@@ -572,6 +606,7 @@ static void build_free(struct cfg_build *b)
     cfg_free(&b->c);
     cfg_site_free(&b->s);
     free(b->secret_file);
+    free(b->redis_password_file);
     free(b->buf);
     free(b->err);
     if (b->fp != NULL)
@@ -734,8 +769,7 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
     if (load_defaults(&b, cause) < 0 || (file != NULL && cfg_file_load(&b, cause) < 0) ||
         cfg_flags_apply(&b, pend, npend, 0, cause) < 0)
         goto fail;
-    cfg_resolve_workers(&b);
-    if (build_sites(&b, pend, npend, cause) < 0)
+    if (cfg_resolve_global(&b, cause) < 0 || build_sites(&b, pend, npend, cause) < 0)
         goto fail;
     if (file != NULL)
         b.c.file = xstrdup(file);
@@ -763,7 +797,8 @@ static int keep_restart_only(const void *running, void *next, enum cfg_home home
         const struct cfg_def *d = &cfg_defs[i];
         const struct cfg_type_ops *ops = cfg_type_ops[d->type];
 
-        /* Settings kept outside the snapshot (secret_file) are resolved into it already. */
+        /* Settings kept outside the snapshot (secret_file, redis_password_file) are
+         * resolved into it already: the secret reloads, the Redis password is kept below. */
         if ((d->flags & CFG_RELOAD) || home_of(d) != home ||
             ops->same(d, field_in(d, running), field_in(d, next)))
             continue;
@@ -780,7 +815,17 @@ static int keep_restart_only(const void *running, void *next, enum cfg_home home
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next)
 {
     int kept = keep_restart_only(running, next, CFG_IN_CFG, NULL);
+    const char *pa = running->redis_password, *pb = next->redis_password;
 
+    /* The Redis password is in no table entry: its file's path is, and lies in the build. */
+    if ((pa == NULL) != (pb == NULL) || (pa != NULL && strcmp(pa, pb) != 0)) {
+        log_msg(LOG_WARN, "cfg",
+                "reload: the Redis password (redis_password_file) changed, which needs a "
+                "restart; keeping the running value");
+        free_password(&next->redis_password);
+        next->redis_password = pa != NULL ? xstrdup(pa) : NULL;
+        kept++;
+    }
     for (size_t i = 0; i < next->nsites && i < running->nsites; i++)
         kept += keep_restart_only(running->sites[i], next->sites[i], CFG_IN_SITE,
                                   next->explicit_sites ? next->sites[i]->site : NULL);
@@ -811,6 +856,7 @@ void cfg_free(struct cfg *c)
 {
     if (c == NULL)
         return;
+    free_password(&c->redis_password);
     free_part(c, CFG_IN_CFG);
     free(c->file);
     for (size_t i = 0; i < c->nsites; i++) {

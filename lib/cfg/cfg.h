@@ -37,8 +37,9 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
 /*
  * For a reload: every setting of next that may not change while running
  * (no CFG_RELOAD) and differs from running gets running's value back, with
- * a warning logged for each, at the top level and in each site (the sites
- * must be the same: cfg_same_sites). Returns how many were kept.
+ * a warning logged for each, at the top level (the Redis password read from
+ * redis_password_file too) and in each site (the sites must be the same:
+ * cfg_same_sites). Returns how many were kept.
  */
 int cfg_keep_restart_only(const struct cfg *running, struct cfg *next);
 

@@ -79,6 +79,13 @@ enum cfg_key {
     CFG_KEY_COMMAND_BURST,
     CFG_KEY_USER,
     CFG_KEY_GROUP,
+    CFG_KEY_ENGINE,
+    CFG_KEY_NODE_NAME,
+    CFG_KEY_REDIS_ADDRESS,
+    CFG_KEY_REDIS_PASSWORD_FILE,
+    CFG_KEY_REDIS_DB,
+    CFG_KEY_REDIS_PREFIX,
+    CFG_KEY_REDIS_TIMEOUT,
     CFG_NKEYS,
 };
 
@@ -139,6 +146,7 @@ struct cfg_build {
     int indented;        /* that line began with blanks */
     int err_line;        /* line of the error in err */
     char *err;           /* owned: the first error found, "FILE:LINE: ..." */
+    char *redis_password_file;  /* owned: path from redis_password_file; read into c */
     struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
     size_t nsites;
     const char *site; /* borrowed: the site being built, for messages; NULL = top */
@@ -216,7 +224,11 @@ int cfg_flags_apply(struct cfg_build *b, const struct cfg_pending *pend, size_t 
 /* Resolve a site's values that depend on the machine or on other settings. 0, or -1 with *cause. */
 int cfg_resolve(struct cfg_build *b, char **cause);
 
-/* Settle the number of workers: 0 means one per core. */
-void cfg_resolve_workers(struct cfg_build *b);
+/*
+ * Resolve the process's values, once, before the sites: the number of
+ * workers (0 means one per core), the node's name, the Redis password read
+ * from its file, and what the engine needs. 0, or -1 with *cause.
+ */
+int cfg_resolve_global(struct cfg_build *b, char **cause);
 
 #endif

@@ -2,18 +2,20 @@
  * cfg_resolve.c -- the values that depend on the machine or on other
  * settings, settled once every source is read: the secret (or its file),
  * the RPC hooks, the publish_uids and api_socket_group looked up, the
- * number of workers.
+ * number of workers, the node's name, the Redis password (from its file)
+ * and what engine = redis needs.
  *
  * Owns:       nothing past the call; it reads files and the user and group
  *             databases, and fills the resolved fields of struct cfg.
- * Called by:  cfg.c: once for the top level (workers), and once per site,
- *             or for the top level when the file has no [site] sections.
+ * Called by:  cfg.c: once for the top level (cfg_resolve_global), and once
+ *             per site (cfg_resolve), or for the top level when the file
+ *             has no [site] sections.
  * Invariants: main thread only, within cfg_load. A message names where
  *             the value came from (origin_of): the file and line, the flag,
  *             or the key for a default.
- * Errors:     -1 with *cause set to one malloc'd line; the secret and the
- *             secret file's contents are never echoed, and a secret read
- *             from a file is wiped before it is freed.
+ * Errors:     -1 with *cause set to one malloc'd line; the secret, the
+ *             Redis password and their files' contents are never echoed,
+ *             and what is read from those files is wiped before it is freed.
  * Tests:      tests/unit/test_cfg.c, tests/unit/test_cfg_value.c.
  */
 #include "cfg_build.h"
@@ -31,8 +33,9 @@
 #include "cfg_value.h"
 #include "xmalloc.h"
 
-#define CFG_SECRET_MIN 16         /* bytes, for any secret but the development one */
-#define CFG_SECRET_FILE_MAX 65536 /* a larger secret file is a mistake */
+#define CFG_SECRET_MIN 16           /* bytes, for any secret but the development one */
+#define CFG_SECRET_FILE_MAX 65536   /* a larger secret file is a mistake */
+#define CFG_REDIS_PASSWORD_MAX 1024 /* bytes of redis_password_file, the whole file */
 
 /* Where setting i came from, for messages: "FILE:LINE: key", "--flag" or "key". */
 static char *origin_of(const struct cfg_build *b, size_t i)
@@ -44,51 +47,78 @@ static char *origin_of(const struct cfg_build *b, size_t i)
     return xstrdup(cfg_defs[i].name);
 }
 
+/* Wipe and free a buffer of size bytes read from a private file. */
+static void wipe_free(char *data, size_t size)
+{
+    explicit_bzero(data, size);
+    free(data);
+}
+
+/*
+ * Read a private file (a secret, a password) whole, refusing one larger
+ * than max bytes. Returns 0 with *out a malloc'd buffer of max + 1 bytes,
+ * NUL-terminated after its *len bytes, or -1 with *cause set ("WHERE:
+ * cannot read PATH: ERROR", "WHERE: PATH is larger than Nk").
+ */
+static int read_private(const char *where, const char *path, size_t max, char **out, size_t *len,
+                        char **cause)
+{
+    char *data = xmalloc(max + 1);
+    size_t got = 0;
+    ssize_t n = 1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), r = -1;
+
+    while (fd >= 0 && got <= max && n != 0) {
+        n = read(fd, data + got, max + 1 - got);
+        if (n < 0 && errno != EINTR)
+            break;
+        got += n > 0 ? (size_t)n : 0;
+    }
+    if (fd < 0 || n < 0)
+        *cause = xasprintf("%s: cannot read %s: %s", where, path, strerror(errno));
+    else if (got > max)
+        *cause = xasprintf("%s: %s is larger than %zuk", where, path, max / 1024);
+    else
+        r = 0;
+    if (fd >= 0)
+        close(fd);
+    if (r < 0) {
+        wipe_free(data, max + 1);
+        return -1;
+    }
+    data[got] = '\0';
+    *out = data;
+    *len = got;
+    return 0;
+}
+
 /* Read the secret file: one trailing "\n" or "\r\n" is dropped. Returns 0 or -1 with *cause. */
 static int read_secret_file(struct cfg_build *b, char **cause)
 {
     char *where = origin_of(b, CFG_KEY_SECRET_FILE);
-    char *data = xmalloc(CFG_SECRET_FILE_MAX + 1);
-    size_t len = 0;
-    ssize_t n = 1;
-    int fd = open(b->secret_file, O_RDONLY | O_CLOEXEC);
+    char *data;
+    size_t len;
+    int r = -1;
 
-    while (fd >= 0 && len <= CFG_SECRET_FILE_MAX && n != 0) {
-        n = read(fd, data + len, CFG_SECRET_FILE_MAX + 1 - len);
-        if (n < 0 && errno != EINTR)
-            break;
-        len += n > 0 ? (size_t)n : 0;
-    }
-    if (fd < 0 || n < 0) {
-        *cause = xasprintf("%s: cannot read %s: %s", where, b->secret_file, strerror(errno));
-        goto fail;
-    }
-    if (len > CFG_SECRET_FILE_MAX) {
-        *cause = xasprintf("%s: %s is larger than 64k", where, b->secret_file);
-        goto fail;
-    }
+    if (read_private(where, b->secret_file, CFG_SECRET_FILE_MAX, &data, &len, cause) < 0)
+        goto done;
     if (len > 0 && data[len - 1] == '\n')
         len--;
     if (len > 0 && data[len - 1] == '\r')
         len--;
     if (len == 0) {
         *cause = xasprintf("%s: %s is empty", where, b->secret_file);
-        goto fail;
+        wipe_free(data, CFG_SECRET_FILE_MAX + 1);
+        goto done;
     }
-    close(fd);
     data[len] = '\0';
     free(b->s.secret);
     b->s.secret = data;
     b->s.secret_len = len;
+    r = 0;
+done:
     free(where);
-    return 0;
-fail:
-    if (fd >= 0)
-        close(fd);
-    explicit_bzero(data, CFG_SECRET_FILE_MAX + 1);
-    free(data);
-    free(where);
-    return -1;
+    return r;
 }
 
 /*
@@ -249,13 +279,88 @@ static int resolve_group(struct cfg_build *b, char **cause)
     return -1;
 }
 
-void cfg_resolve_workers(struct cfg_build *b)
+/*
+ * Read redis_password_file: its first line, without its "\n" or "\r\n",
+ * is the password. Returns 0 or -1 with *cause; the rest is wiped.
+ */
+static int read_redis_password(struct cfg_build *b, char **cause)
 {
+    const char *path = b->redis_password_file;
+    char *where, *data, *nl;
+    size_t len, size = CFG_REDIS_PASSWORD_MAX + 1;
+    int r = -1;
+
+    if (path == NULL)
+        return 0;
+    where = origin_of(b, CFG_KEY_REDIS_PASSWORD_FILE);
+    if (read_private(where, path, CFG_REDIS_PASSWORD_MAX, &data, &len, cause) < 0)
+        goto done;
+    if ((nl = memchr(data, '\n', len)) != NULL)
+        len = (size_t)(nl - data);
+    if (len > 0 && data[len - 1] == '\r')
+        len--;
+    if (len == 0 && nl != NULL && nl[1] != '\0')
+        *cause =
+            xasprintf("%s: the first line of %s is empty: the password goes there", where, path);
+    else if (len == 0)
+        *cause = xasprintf("%s: %s is empty", where, path);
+    /* hiredis sends AUTH as a C string: a NUL would silently cut the password short */
+    else if (memchr(data, '\0', len) != NULL)
+        *cause = xasprintf("%s: the password in %s holds a NUL byte", where, path);
+    else
+        r = 0;
+    if (r < 0) {
+        wipe_free(data, size);
+        goto done;
+    }
+    explicit_bzero(data + len, size - len);
+    b->c.redis_password = data; /* NULL until now: read once, for the top level */
+done:
+    free(where);
+    return r;
+}
+
+/*
+ * An unset node_name becomes "<host>-<pid>": the host name up to its first
+ * '.', other characters than a node name's made '-', cut so the whole fits.
+ */
+static void resolve_node_name(struct cfg_build *b)
+{
+    char host[256] = "";
+    size_t n;
+
+    if (b->c.node_name != NULL)
+        return;
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    n = strcspn(host, ".");
+    if (n > CFG_NODE_NAME_MAX - 11) /* room for "-" and a pid of up to 10 digits */
+        n = CFG_NODE_NAME_MAX - 11;
+    host[n] = '\0';
+    for (char *p = host; *p != '\0'; p++)
+        if (strchr(CFG_NODE_NAME_CHARS, *p) == NULL)
+            *p = '-';
+    b->c.node_name = xasprintf("%s-%ld", n > 0 ? host : "herald", (long)getpid());
+}
+
+int cfg_resolve_global(struct cfg_build *b, char **cause)
+{
+    char *where;
+
     if (b->c.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
         b->c.workers = n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
     }
+    if (strcmp(b->c.engine, "redis") == 0 && b->c.redis_address == NULL) {
+        where = origin_of(b, CFG_KEY_ENGINE);
+        *cause = xasprintf("%s: engine = redis needs redis_address", where);
+        free(where);
+        return -1;
+    }
+    resolve_node_name(b);
+    return read_redis_password(b, cause);
 }
 
 int cfg_resolve(struct cfg_build *b, char **cause)

@@ -90,6 +90,13 @@ struct cfg {
     size_t ntrusted_proxies;
     char *user;              /* owned: run as this user after binding, or NULL */
     char *group;             /* owned: and this group, or NULL (the user's) */
+    char *engine;            /* owned: "memory" (this node alone) or "redis" (nodes share one) */
+    char *node_name;         /* owned: resolved: this node's name, "<host>-<pid>" unless set */
+    char *redis_address;     /* owned: "HOST:PORT" or "unix:PATH"; NULL when not set */
+    char *redis_password;    /* owned: resolved from redis_password_file; NULL = no AUTH */
+    int redis_db;            /* SELECT it when not 0 */
+    char *redis_prefix;      /* owned: starts every key Herald writes, e.g. "herald:" */
+    int redis_timeout_ms;    /* a Redis command's deadline; a slower answer drops the link */
     char *file;              /* owned: the config file's path, or NULL */
     struct cfg_site **sites; /* owned: one per site, in the file's order; never empty */
     size_t nsites;

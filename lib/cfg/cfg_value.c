@@ -360,6 +360,69 @@ int cfg_check_uid(const char *v, char **why)
     return 0;
 }
 
+int cfg_check_engine(const char *v, char **why)
+{
+    if (strcmp(v, "memory") != 0 && strcmp(v, "redis") != 0) {
+        *why = xasprintf("expected memory or redis, got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* Like rpc_socket, but IPv6 only in brackets: "::1:6379" is itself an IPv6 address. */
+int cfg_check_redis_address(const char *v, char **why)
+{
+    unsigned char addr[16];
+    char host[256];
+    int v6;
+
+    if (v[0] == '\0')
+        return 0;
+    if (strncmp(v, "unix:", 5) == 0)
+        return cfg_check_socket_path(v + 5, why);
+    if (split_host_port(v, host, sizeof host, &v6, why) < 0)
+        return -1;
+    if (v6)
+        return check_host(host, v6, v, why);
+    if (strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, addr) == 1)
+        return 0;
+    if (inet_pton(AF_INET6, host, addr) == 1)
+        *why = xasprintf("an IPv6 address goes in brackets, as [::1]:6379, got '%s'", v);
+    else if (strspn(host, "0123456789.") == strlen(host))
+        *why = xasprintf("'%s' is not an IPv4 address", host);
+    else
+        *why =
+            xasprintf("expected an IP address or localhost, not a name to look up, got '%s'", host);
+    return -1;
+}
+
+int cfg_check_redis_prefix(const char *v, char **why)
+{
+    size_t n = strlen(v);
+    int ok = n >= 1 && n <= CFG_REDIS_PREFIX_MAX;
+
+    for (const unsigned char *p = (const unsigned char *)v; ok && *p != '\0'; p++)
+        ok = *p > ' ' && *p < 0x7f && *p != '{' && *p != '}';
+    if (!ok) {
+        *why = xasprintf("expected 1 to %d printable ASCII characters without blanks, '{' or "
+                         "'}', got '%s'",
+                         CFG_REDIS_PREFIX_MAX, v);
+        return -1;
+    }
+    return 0;
+}
+
+int cfg_check_node_name(const char *v, char **why)
+{
+    size_t n = strspn(v, CFG_NODE_NAME_CHARS);
+
+    if (v[n] != '\0' || n > CFG_NODE_NAME_MAX) {
+        *why = xasprintf("expected 1 to %d of A-Z a-z 0-9 . _ -, got '%s'", CFG_NODE_NAME_MAX, v);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- Listen addresses ------------------------------------------------- */
 
 /* Declared in cfg_value.h. A malformed address is not local. */

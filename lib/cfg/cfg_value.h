@@ -1,7 +1,8 @@
 /*
  * cfg_value.h -- the value parsers and string validators behind the
  * settings table of cfg.c: numbers, sizes, durations, modes, booleans,
- * lists, listen addresses, socket and URL paths, origins.
+ * lists, listen addresses, socket and URL paths, origins, the Redis
+ * engine's address, key prefix and node name.
  *
  * Owns:       nothing; these are pure functions of their arguments.
  * Called by:  cfg.c, whose table points at them; cfg_resolve.c;
@@ -22,6 +23,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* A node's name: at most this long, of these characters (cfg_resolve.c builds one too). */
+#define CFG_NODE_NAME_MAX 64
+#define CFG_NODE_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define CFG_REDIS_PREFIX_MAX 64
 
 /* Units of the values: sizes are in bytes, durations in milliseconds. */
 #define CFG_K 1024LL
@@ -109,5 +115,24 @@ int cfg_check_host(const char *v, char **why);
 
 /* A user name or a numeric uid (whether the user exists is checked by cfg_resolve.c). */
 int cfg_check_uid(const char *v, char **why);
+
+/* memory or redis. */
+int cfg_check_engine(const char *v, char **why);
+
+/*
+ * Empty (not set), "unix:" and a socket path, or HOST:PORT where HOST is a
+ * numeric IPv4 address, an IPv6 address in brackets, or localhost: the
+ * link connects without blocking, so no name is looked up.
+ */
+int cfg_check_redis_address(const char *v, char **why);
+
+/*
+ * 1 to 64 bytes of printable ASCII, no blanks, and no '{' or '}', which
+ * would break the Redis Cluster hash tags of the keys it starts.
+ */
+int cfg_check_redis_prefix(const char *v, char **why);
+
+/* Empty (derived from the host name), or 1 to 64 of A-Z a-z 0-9 . _ - */
+int cfg_check_node_name(const char *v, char **why);
 
 #endif

@@ -213,6 +213,8 @@ struct client_wait {
     json_t *ref;              /* a subscribe's ref (a reference), or NULL: answer nothing */
     char *since;              /* owned: as the client gave it, or NULL */
     int again;                /* the subscription was already in place: no replay */
+    int rounds;               /* replays read again, live frames having overtaken one */
+    int ok;                   /* every round so far recovered all it was asked */
     char *joiner;             /* owned: the user whose join this is (presence), or NULL */
     json_t *members;          /* presence members to answer with (a reference), or NULL */
 };
@@ -304,6 +306,62 @@ static void client_wait_answer(struct client_wait *w, const char *id, int ok)
     w->members = NULL;
 }
 
+/*
+ * Live frames of w's stream held back while its replay was on its way
+ * (worker.c): where their newest offset goes, and the flag that holds them,
+ * or NULL when the subscription went.
+ */
+static uint64_t *client_wait_skipped(const struct client_wait *w, unsigned *replaying)
+{
+    struct sub *s;
+
+    if (w->kind == 'u') {
+        *replaying = (unsigned)w->c->user_replaying;
+        return &w->c->user_skipped;
+    }
+    s = sub_of_conn(w->c->client->subs, w->name, strlen(w->name));
+    *replaying = s != NULL ? s->replaying : 0;
+    return s != NULL ? &s->skipped : NULL;
+}
+
+/* Live frames flow to w's stream again, the replay done. */
+static void client_wait_replay_off(struct client_wait *w)
+{
+    struct sub *s;
+
+    if (w->kind == 'u') {
+        w->c->user_replaying = 0;
+        w->c->user_skipped = 0;
+        return;
+    }
+    s = sub_of_conn(w->c->client->subs, w->name, strlen(w->name));
+    if (s != NULL) {
+        s->replaying = 0;
+        s->skipped = 0;
+    }
+}
+
+static void client_replayed(void *arg, int err, const struct eng_since *r);
+
+/*
+ * A network engine's live frames can overtake a replay (engine.h): those
+ * held back past what the replay read are read again, from its end.
+ * Returns whether another round is on its way.
+ */
+static int client_replay_again(struct client_wait *w, const struct eng_since *r)
+{
+    unsigned replaying;
+    uint64_t *skipped = client_wait_skipped(w, &replaying);
+
+    if (skipped == NULL || !replaying || *skipped <= r->last)
+        return 0;
+    *skipped = 0;
+    w->rounds++;
+    eng_since(w->engine, &(struct eng_stream){w->site, w->kind, w->name}, r->id, client_replayed,
+              w);
+    return 1;
+}
+
 /* eng_since_fn: replay, record the position, then answer as the replay says. */
 static void client_replayed(void *arg, int err, const struct eng_since *r)
 {
@@ -319,6 +377,11 @@ static void client_replayed(void *arg, int err, const struct eng_since *r)
     last = client_wait_last(w);
     if (err == ENG_OK && last != NULL)
         *last = r->last;
+    ok = w->rounds == 0 ? ok : w->ok && ok;
+    w->ok = ok;
+    if (ok && client_replay_again(w, r))
+        return;
+    client_wait_replay_off(w);
     if (w->since != NULL && w->since[0] != '\0') {
         if (ok)
             conn_stats(w->c)->recoveries_ok++;
@@ -412,10 +475,13 @@ static void client_subscribe_now(struct conn *c, const json_t *ref, const char *
 {
     struct client *cl = client_get(c);
     struct eng_stream ch = {c->site, 'c', channel};
+    struct sub *s;
     int appeared;
 
-    sub_add(&conn_site(c)->subs, &cl->subs, c, channel, strlen(channel), &appeared);
+    s = sub_add(&conn_site(c)->subs, &cl->subs, c, channel, strlen(channel), &appeared);
     cl->nsubs++;
+    /* Its replay (client_wait_members_done) comes first; live numbered frames wait for it. */
+    s->replaying = c->x->hub->engine->history;
     if (appeared)
         eng_hold(c->x->hub->engine, &ch, c->x->id, 1);
     client_wait_start(client_wait_new(c, 'c', channel, ref, since), 1);
@@ -628,6 +694,7 @@ static void client_recover_user(struct conn *c, const char *since)
     if (since == NULL || client_user(c) == NULL || !c->x->hub->engine->history)
         return;
     w = client_wait_new(c, 'u', client_user(c), NULL, since);
+    c->user_replaying = 1;
     eng_since(c->x->hub->engine, &(struct eng_stream){c->site, 'u', w->name}, since,
               client_replayed, w);
 }

@@ -103,6 +103,33 @@ void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached
     cmd_submit_to(hub, j, mask);
 }
 
+void cmd_post(void *hub, int worker, void (*fn)(void *), void *fnarg)
+{
+    const struct cmd_hub *h = hub;
+    struct cmd_job *job = cmd_job_new(CMD_RUN, h->nqueues, 0);
+    struct dir_mask one;
+
+    memset(&one, 0, sizeof one);
+    one.bits[worker / 64] |= (uint64_t)1 << (worker % 64);
+    job->run = fn;
+    job->run_arg = fnarg;
+    job->detached = 1;
+    cmd_submit_to(h, job, &one);
+}
+
+void cmd_hand(void *hub, int site, struct eng_item *items, size_t nitems,
+              const struct dir_mask *mask)
+{
+    const struct cmd_hub *h = hub;
+    struct cmd_job *job = cmd_job_new(CMD_PUBLISH, h->nqueues, 0);
+
+    job->site = site;
+    job->items = items;
+    job->nitems = nitems;
+    job->delivered = xcalloc(nitems, sizeof *job->delivered);
+    cmd_deliver(hub, job, mask, 1);
+}
+
 void cmd_job_wait(struct cmd_job *job)
 {
     pthread_mutex_lock(&job->lock);

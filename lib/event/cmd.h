@@ -36,6 +36,7 @@ enum cmd_type {
     CMD_COUNT_USER, /* add items[0].users[0]'s connections here to delivered[0] */
     CMD_SHUTDOWN,   /* close every connection with 1001 and stop */
     CMD_RELOAD,     /* use the snapshot in cfg from now on */
+    CMD_RUN,        /* call run(run_arg) on the worker's thread (an engine's late answer) */
 };
 
 struct cmd_job;
@@ -62,6 +63,9 @@ struct cmd_job {
     struct stats unrouted; /* before a site was known (worker->stats), summed */
     /* CMD_RELOAD */
     const struct cfg *cfg; /* borrowed: the new snapshot */
+    /* CMD_RUN */
+    void (*run)(void *arg);
+    void *run_arg;
     int nnodes;
     struct cmd_node nodes[]; /* one per worker */
 };
@@ -111,6 +115,19 @@ void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct 
  * empty); for workers publishing to each other, which must never block.
  */
 void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached);
+
+/*
+ * eng_post_fn for the engine: run fn(fnarg) on worker `worker`'s thread,
+ * after what is queued there now. Nobody waits.
+ */
+void cmd_post(void *hub, int worker, void (*fn)(void *), void *fnarg);
+
+/*
+ * eng_hand_fn for the engine: a detached publish job of site made of items
+ * (taken over, as an array of nitems), to the workers in mask.
+ */
+void cmd_hand(void *hub, int site, struct eng_item *items, size_t nitems,
+              const struct dir_mask *mask);
 
 /* Block until every worker has finished the job. */
 void cmd_job_wait(struct cmd_job *job);

@@ -179,6 +179,8 @@ struct conn {
     struct reg_link link;      /* registry entry, when a user is known */
     struct client *client;     /* owned by the ops (conn_ops): protocol state, or NULL */
     uint64_t user_last;        /* newest offset of the user's stream sent (hist.h) */
+    uint64_t user_skipped;     /* while user_replaying: the newest live offset held back */
+    int user_replaying;        /* a replay of the user's stream is on its way */
     char *addr;                /* owned: the client address counted by lim.h, or NULL */
 };
 

@@ -148,6 +148,9 @@ static void worker_drop_queued(struct worker *w)
     while (node != NULL) {
         struct cmd_node *next = node->next;
 
+        /* An engine's answer still owns what it carries: let it free that. */
+        if (node->job->type == CMD_RUN)
+            node->job->run(node->job->run_arg);
         cmd_job_done(node->job);
         node = next;
     }
@@ -179,6 +182,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
 
+    eng_bind(w->cx.hub->engine, w->cx.id);
     ev_run(w->cx.loop, 0);
     return NULL;
 }
@@ -304,6 +308,12 @@ static uint64_t worker_publish_channel(struct worker *w, int site, const struct 
     for (struct sub *s = ch->subs; s != NULL; s = s->next) {
         if (s->conn->id == it->skip_conn)
             continue;
+        /* A replay on its way may not have it: it is read again after that (client.c). */
+        if (it->offset != 0 && s->replaying) {
+            if (it->offset > s->skipped)
+                s->skipped = it->offset;
+            continue;
+        }
         /* Already sent by a replay (hist.h): no duplicate. */
         if (it->offset != 0 && it->offset <= s->last)
             continue;
@@ -340,6 +350,11 @@ static uint64_t worker_publish(struct worker *w, int site, const struct eng_item
         for (struct reg_link *l = user->links; l != NULL; l = l->next) {
             struct conn *c = conn_from_link(l);
 
+            if (off != 0 && c->user_replaying) {
+                if (off > c->user_skipped)
+                    c->user_skipped = off;
+                continue;
+            }
             if (off != 0 && off <= c->user_last)
                 continue;
             if (off != 0)
@@ -412,6 +427,7 @@ static void worker_run(struct worker *w, struct cmd_job *job)
     }
     case CMD_SHUTDOWN: worker_shutdown(w); break;
     case CMD_RELOAD: worker_use_cfg(w, job->cfg); break;
+    case CMD_RUN: job->run(job->run_arg); break;
     }
     cmd_job_done(job);
 }

@@ -76,6 +76,7 @@ struct eng_item {
     uint64_t skip_conn;  /* with channel: this connection id is left out; 0 = none */
     uint64_t offset;     /* channel: the stream offset in msg's id (hist.h); 0 = none */
     size_t group;        /* the caller's count for it: the API message it came from */
+    uint64_t reached;    /* set by a network engine: the nodes it reached (Redis: subscribers) */
 };
 
 /*
@@ -119,6 +120,15 @@ struct eng_counts {
 
 /* Hand job to the workers in mask (none: it is done at once); see cmd_deliver. */
 typedef void eng_deliver_fn(void *arg, void *job, const struct dir_mask *mask, int detached);
+/* Run fn(fnarg) on worker's loop, later: a network engine's answers to a worker; see cmd_post. */
+typedef void eng_post_fn(void *arg, int worker, void (*fn)(void *), void *fnarg);
+/*
+ * Hand items the engine made (taken over: an array of nitems, each with
+ * its msg or frames) for site to the workers in mask, nobody waiting: a
+ * message another node published; see cmd_hand.
+ */
+typedef void eng_hand_fn(void *arg, int site, struct eng_item *items, size_t nitems,
+                         const struct dir_mask *mask);
 /* A user became (join) or stopped being a member of a presence channel. */
 typedef void eng_event_fn(void *arg, int site, int join, const char *channel, const char *user,
                           const char *info);
@@ -191,6 +201,20 @@ struct eng_ops {
     /* The site's users, channels and history figures. */
     void (*counts)(struct engine *e, int site, eng_counts_fn *done, void *arg);
 
+    /*
+     * Optional. Worker `worker`'s thread says so, once, before its loop
+     * runs: the engine's late answers to calls from this thread go to this
+     * worker's loop (through post).
+     */
+    void (*bind)(struct engine *e, int worker);
+
+    /*
+     * Optional. Stop the engine's own threads, once the workers' loops have
+     * ended and before they are freed: from then on every call answers at
+     * once (ENG_E_UNAVAILABLE) and nothing more is posted to a worker.
+     */
+    void (*stop)(struct engine *e);
+
     /* Free the engine, once no thread calls it; a call still unanswered gets ENG_E_UNAVAILABLE. */
     void (*free)(struct engine *e);
 };
@@ -200,7 +224,9 @@ struct engine {
     int history;             /* numbers and keeps messages (history_size > 0) */
     eng_deliver_fn *deliver; /* borrowed: from main.c */
     eng_event_fn *event;     /* borrowed: from main.c */
-    void *arg;               /* borrowed: for deliver and event */
+    eng_post_fn *post;       /* borrowed: from main.c; used by network engines */
+    eng_hand_fn *hand;       /* borrowed: from main.c; used by network engines */
+    void *arg;               /* borrowed: for deliver, event, post and hand */
 };
 
 /* The calls, by the table. */
@@ -253,6 +279,18 @@ static inline void eng_counts(struct engine *e, int site, eng_counts_fn *done, v
     e->ops->counts(e, site, done, arg);
 }
 
+static inline void eng_bind(struct engine *e, int worker)
+{
+    if (e->ops->bind != NULL)
+        e->ops->bind(e, worker);
+}
+
+static inline void eng_stop(struct engine *e)
+{
+    if (e != NULL && e->ops->stop != NULL)
+        e->ops->stop(e);
+}
+
 static inline void eng_free(struct engine *e)
 {
     if (e != NULL)
@@ -268,5 +306,28 @@ static inline void eng_free(struct engine *e)
  */
 struct engine *eng_memory_new(struct hist *hist, int nsites, const char *const *names, int nworkers,
                               eng_deliver_fn *deliver, eng_event_fn *event, void *arg);
+
+/* -- engine_redis.c: several nodes sharing one Redis --------------------- */
+
+/* What the Redis engine needs to know (strings copied). */
+struct eng_redis_cfg {
+    const char *address;  /* "HOST:PORT" or "unix:PATH" */
+    const char *password; /* or NULL */
+    int db;
+    const char *prefix; /* every key and channel starts with it */
+    const char *node;   /* this node's name, unique in the cluster */
+    double timeout;     /* a command's deadline, seconds */
+    int history_size;   /* messages kept per stream; 0 = none */
+    int history_ttl;    /* seconds */
+};
+
+/*
+ * The Redis engine for nsites sites (names[i] is site i's) and nworkers
+ * workers; it runs a thread of its own. NULL, logged, when the address is
+ * malformed. deliver, event, post, hand and arg are as in struct engine.
+ */
+struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const char *const *names,
+                             int nworkers, eng_deliver_fn *deliver, eng_event_fn *event,
+                             eng_post_fn *post, eng_hand_fn *hand, void *arg);
 
 #endif

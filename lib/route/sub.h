@@ -24,13 +24,15 @@ struct conn;
 struct sub_chan;
 
 struct sub {
-    struct sub *next;      /* borrowed: next subscriber of the channel */
-    struct sub *prev;      /* borrowed */
-    struct sub *conn_next; /* borrowed: the connection's next subscription */
-    struct sub_chan *chan; /* borrowed */
-    struct conn *conn;     /* borrowed: the subscriber */
-    uint64_t last;         /* newest offset of the channel's stream sent (hist.h) */
-    unsigned presence : 1; /* counted in the shared presence table */
+    struct sub *next;       /* borrowed: next subscriber of the channel */
+    struct sub *prev;       /* borrowed */
+    struct sub *conn_next;  /* borrowed: the connection's next subscription */
+    struct sub_chan *chan;  /* borrowed */
+    struct conn *conn;      /* borrowed: the subscriber */
+    uint64_t last;          /* newest offset of the channel's stream sent (hist.h) */
+    uint64_t skipped;       /* while replaying: the newest live offset held back */
+    unsigned presence : 1;  /* counted in the shared presence table */
+    unsigned replaying : 1; /* a replay is on its way: live numbered frames wait for it */
 };
 
 struct sub_chan {

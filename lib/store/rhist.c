@@ -25,25 +25,45 @@
 
 #define RHIST_KEY_MAX 400
 
-/* The epoch, made once per stream, then: number, keep (bounded), expire, publish. */
+/*
+ * For each stream (KEYS in pairs: meta, list): the epoch, made once, then
+ * number, keep (bounded), expire, and publish on ARGV[5 + i]; then publish
+ * unnumbered on each channel after those. ARGV: payload, size, ttl,
+ * meta_ttl, tag. A pub/sub message is "<id> <tag> <payload>", the id
+ * empty when unnumbered. Answers {epoch, offset} per stream, then how many
+ * subscribers the PUBLISHes reached in all.
+ */
 static const char rhist_publish_lua[] =
-    "local e = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not e then\n"
-    "  local t = redis.call('TIME')\n"
-    "  e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
-    "  redis.call('HSET', KEYS[1], 'e', e)\n"
+    "local n = #KEYS / 2\n"
+    "local out = {}\n"
+    "local rc = 0\n"
+    "for i = 1, n do\n"
+    "  local m, h = KEYS[2 * i - 1], KEYS[2 * i]\n"
+    "  local e = redis.call('HGET', m, 'e')\n"
+    "  if not e then\n"
+    "    local t = redis.call('TIME')\n"
+    "    e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
+    "    redis.call('HSET', m, 'e', e)\n"
+    "  end\n"
+    "  local o = redis.call('HINCRBY', m, 'o', 1)\n"
+    "  if tonumber(ARGV[2]) > 0 then\n"
+    "    redis.call('LPUSH', h, o .. ':' .. ARGV[1])\n"
+    "    redis.call('LTRIM', h, 0, tonumber(ARGV[2]) - 1)\n"
+    "    redis.call('EXPIRE', h, ARGV[3])\n"
+    "  end\n"
+    "  redis.call('EXPIRE', m, ARGV[4])\n"
+    "  if ARGV[5 + i] ~= '' then\n"
+    "    rc = rc + redis.call('PUBLISH', ARGV[5 + i], e .. ':' .. o .. ' ' .. ARGV[5] .. ' ' .. "
+    "ARGV[1])\n"
+    "  end\n"
+    "  out[#out + 1] = e\n"
+    "  out[#out + 1] = o\n"
     "end\n"
-    "local o = redis.call('HINCRBY', KEYS[1], 'o', 1)\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('LPUSH', KEYS[2], o .. ':' .. ARGV[1])\n"
-    "  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
-    "  redis.call('EXPIRE', KEYS[2], ARGV[3])\n"
+    "for j = 6 + n, #ARGV do\n"
+    "  rc = rc + redis.call('PUBLISH', ARGV[j], ' ' .. ARGV[5] .. ' ' .. ARGV[1])\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "if ARGV[5] ~= '' then\n"
-    "  redis.call('PUBLISH', ARGV[5], e .. ':' .. o .. ' ' .. ARGV[1])\n"
-    "end\n"
-    "return {e, o}\n";
+    "out[#out + 1] = rc\n"
+    "return out\n";
 
 /*
  * The position (making the epoch if the stream has none, as a read must
@@ -77,6 +97,8 @@ static const char rhist_since_lua[] =
 /* One call in flight: where its answer goes. */
 struct rhist_call {
     rhist_published_fn *published;
+    rhist_numbered_fn *numbered;
+    size_t n; /* numbered: the streams */
     rhist_since_fn *since;
     void *arg;
 };
@@ -113,27 +135,45 @@ static int rhist_id(char *id, const redisReply *epoch, uint64_t off)
     return 0;
 }
 
-int rhist_parse_published(const redisReply *r, char *id)
+int rhist_parse_numbered(const redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX],
+                         uint64_t *reached)
 {
     uint64_t off;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || rhist_int(r->element[1], &off) != 0 ||
-        rhist_id(id, r->element[0], off) != 0)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n + 1 ||
+        rhist_int(r->element[2 * n], reached) != 0)
         return -1;
+    for (size_t i = 0; i < n; i++)
+        if (rhist_int(r->element[2 * i + 1], &off) != 0 ||
+            rhist_id(ids[i], r->element[2 * i], off) != 0)
+            return -1;
     return 0;
 }
 
-/* rlink_reply_fn for a publish: {epoch, offset}. */
+int rhist_parse_published(const redisReply *r, char *id)
+{
+    uint64_t reached;
+
+    return rhist_parse_numbered(r, 1, (char(*)[RHIST_ID_MAX])id, &reached);
+}
+
+/* rlink_reply_fn for a publish: {epoch, offset} per stream. */
 static void rhist_on_published(void *arg, int err, const redisReply *r)
 {
     struct rhist_call *call = arg;
-    char id[RHIST_ID_MAX];
+    char(*ids)[RHIST_ID_MAX] = xcalloc(call->n > 0 ? call->n : 1, sizeof *ids);
+    uint64_t reached = 0;
 
-    if (err == RLINK_OK && rhist_parse_published(r, id) != 0) {
+    if (err == RLINK_OK && rhist_parse_numbered(r, call->n, ids, &reached) != 0) {
         log_msg(LOG_ERROR, "redis", "the publish script answered something else than it returns");
         err = RLINK_E_REPLY;
     }
-    call->published(call->arg, err, err == RLINK_OK ? id : NULL);
+    if (call->numbered != NULL)
+        call->numbered(call->arg, err, err == RLINK_OK ? (const char(*)[RHIST_ID_MAX])ids : NULL,
+                       call->n, reached);
+    else
+        call->published(call->arg, err, err == RLINK_OK ? ids[0] : NULL);
+    free(ids);
     free(call);
 }
 
@@ -222,22 +262,94 @@ static struct rhist_call *rhist_call_new(const struct rhist_stream *s, char *met
     return call;
 }
 
-int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
-                  const char *pubsub, rhist_published_fn *done, void *arg)
+/* The EVAL command for p: script, key count, keys, ARGV; NULL when a key does not fit. */
+static char **rhist_publish_args(const struct rhist_pub *p, int *argc, size_t **lens)
 {
-    char meta[RHIST_KEY_MAX], list[RHIST_KEY_MAX];
-    struct rhist_call *call = rhist_call_new(s, meta, list, arg);
-    int r;
+    size_t n = 9 + 3 * p->n + p->nplain, a = 0;
+    char **argv = xcalloc(n, sizeof *argv);
+    char num[32];
 
-    if (call == NULL)
+    *lens = xcalloc(n, sizeof **lens);
+    argv[a++] = xstrdup("EVAL");
+    argv[a++] = xstrdup(rhist_publish_lua);
+    snprintf(num, sizeof num, "%zu", 2 * p->n);
+    argv[a++] = xstrdup(num);
+    for (size_t i = 0; i < p->n; i++) {
+        argv[a] = xmalloc(RHIST_KEY_MAX);
+        argv[a + 1] = xmalloc(RHIST_KEY_MAX);
+        if (rhist_key(argv[a], &p->streams[i], 'm') != 0 ||
+            rhist_key(argv[a + 1], &p->streams[i], 'h') != 0) {
+            for (size_t k = 0; k < a + 2; k++)
+                free(argv[k]);
+            free(argv);
+            free(*lens);
+            return NULL;
+        }
+        a += 2;
+    }
+    argv[a] = xmalloc(p->len + 1);
+    memcpy(argv[a], p->payload, p->len);
+    argv[a][p->len] = '\0';
+    (*lens)[a++] = p->len;
+    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].size : 0);
+    argv[a++] = xstrdup(num);
+    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].ttl : 1);
+    argv[a++] = xstrdup(num);
+    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].meta_ttl : 1);
+    argv[a++] = xstrdup(num);
+    argv[a++] = xstrdup(p->tag != NULL ? p->tag : "-");
+    for (size_t i = 0; i < p->n; i++)
+        argv[a++] = xstrdup(p->pubsub != NULL && p->pubsub[i] != NULL ? p->pubsub[i] : "");
+    for (size_t i = 0; i < p->nplain; i++)
+        argv[a++] = xstrdup(p->plain[i]);
+    for (size_t i = 0; i < a; i++)
+        if ((*lens)[i] == 0)
+            (*lens)[i] = strlen(argv[i]);
+    *argc = (int)a;
+    return argv;
+}
+
+/* Send p's EVAL with call as its context. */
+static int rhist_send_publish(struct rlink *l, const struct rhist_pub *p, struct rhist_call *call)
+{
+    size_t *lens;
+    int argc, r;
+    char **argv = rhist_publish_args(p, &argc, &lens);
+
+    if (argv == NULL) {
+        free(call);
         return RLINK_E_REPLY;
-    call->published = done;
-    r = rlink_command(l, rhist_on_published, call, "EVAL %s 2 %s %s %b %d %d %d %s",
-                      rhist_publish_lua, meta, list, payload, len, s->size, s->ttl, s->meta_ttl,
-                      pubsub != NULL ? pubsub : "");
+    }
+    call->n = p->n;
+    r = rlink_command_argv(l, rhist_on_published, call, argc, (const char **)argv, lens);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
+    free(lens);
     if (r != RLINK_OK)
         free(call);
     return r;
+}
+
+int rhist_publish_many(struct rlink *l, const struct rhist_pub *p, rhist_numbered_fn *done,
+                       void *arg)
+{
+    struct rhist_call *call = xcalloc(1, sizeof *call);
+
+    call->numbered = done;
+    call->arg = arg;
+    return rhist_send_publish(l, p, call);
+}
+
+int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
+                  const char *pubsub, rhist_published_fn *done, void *arg)
+{
+    struct rhist_pub p = {s, &pubsub, 1, NULL, 0, "-", payload, len};
+    struct rhist_call *call = xcalloc(1, sizeof *call);
+
+    call->published = done;
+    call->arg = arg;
+    return rhist_send_publish(l, &p, call);
 }
 
 int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,

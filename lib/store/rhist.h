@@ -61,10 +61,41 @@ typedef void rhist_since_fn(void *arg, int err, int ok, const char *id,
                             const struct rhist_item *items, size_t n);
 
 /*
- * Number payload[0..len) in stream s, keep it, and PUBLISH "<id> <payload>"
- * on pubsub (unless NULL), in one step. Returns RLINK_OK (done is called
- * later), or at once, with done never called: RLINK_E_DOWN, or
- * RLINK_E_REPLY when the stream's names do not fit in a key.
+ * One message to several streams of one site (their prefix, site, size
+ * and ttls are streams[0]'s), published in one step: numbered, kept and
+ * PUBLISHed as "<id> <tag> <payload>" on pubsub[i] ("" or NULL: not
+ * published) for each stream, then as " <tag> <payload>" (no id) on each
+ * of plain. tag is one word naming who published ("-" for nobody).
+ */
+struct rhist_pub {
+    const struct rhist_stream *streams;
+    const char *const *pubsub; /* one per stream, or NULL */
+    size_t n;
+    const char *const *plain; /* channels published on unnumbered */
+    size_t nplain;
+    const char *tag;
+    const char *payload;
+    size_t len;
+};
+
+/*
+ * A publish's ids, one per stream (valid during the call), and how many
+ * subscribers its PUBLISHes reached in all; or an rlink error.
+ */
+typedef void rhist_numbered_fn(void *arg, int err, const char (*ids)[RHIST_ID_MAX], size_t n,
+                               uint64_t reached);
+
+/*
+ * Publish p. Returns RLINK_OK (done is called later), or at once, with
+ * done never called: RLINK_E_DOWN, or RLINK_E_REPLY when a stream's names
+ * do not fit in a key.
+ */
+int rhist_publish_many(struct rlink *l, const struct rhist_pub *p, rhist_numbered_fn *done,
+                       void *arg);
+
+/*
+ * Number payload[0..len) in stream s, keep it, and PUBLISH "<id> - <payload>"
+ * on pubsub (unless NULL), in one step: rhist_publish_many for one stream.
  */
 int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
                   const char *pubsub, rhist_published_fn *done, void *arg);
@@ -83,6 +114,9 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
  * id and *items (malloc'd, pointing into r; *n of them), or -1.
  */
 int rhist_parse_published(const redisReply *r, char *id);
+/* A publish's answer for n streams: 0 with ids and *reached filled, or -1. */
+int rhist_parse_numbered(const redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX],
+                         uint64_t *reached);
 int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item **items, size_t *n);
 
 #endif

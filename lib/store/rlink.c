@@ -34,6 +34,7 @@
 /* What the reply being read has cost so far (the reader's privdata). */
 struct rlink_budget {
     long long elements;
+    int pushes; /* a subscriber link: every array must be a well-formed push */
 };
 
 struct rlink_cmd {
@@ -62,6 +63,8 @@ struct rlink {
     struct rlink_cmd *tail;   /* borrowed */
     rlink_state_fn *on_state; /* may be NULL */
     void *arg;
+    rlink_push_fn *on_push; /* a subscriber link's, or NULL */
+    void *push_arg;
     struct rlink_budget budget; /* of the reply being read */
 };
 
@@ -74,8 +77,33 @@ static void rlink_connect(struct rlink *l);
  * pointers as soon as its header arrives, so "*2000000000\r\n" alone
  * would cost 16 GB. A string costs what was received for it.
  */
+/*
+ * On a subscriber link, is r a fit part of a push ("message", channel,
+ * payload; or "subscribe"/"unsubscribe", channel, count)? hiredis asserts
+ * on any other shape (a crash, not an error), so it is refused here.
+ */
+static int rlink_push_part(const redisReadTask *task, const redisReply *r)
+{
+    const redisReply *kind = ((redisReply *)task->parent->obj)->element[0];
+
+    if (task->parent->parent != NULL)
+        return 0;
+    if (task->idx < 2)
+        return r->type == REDIS_REPLY_STRING;
+    if (strcmp(kind->str, "message") == 0)
+        return r->type == REDIS_REPLY_STRING;
+    return r->type == REDIS_REPLY_INTEGER;
+}
+
 static void *rlink_attach(const redisReadTask *task, redisReply *r)
 {
+    struct rlink_budget *b = task->privdata;
+
+    if (task->parent != NULL && b != NULL && b->pushes && !rlink_push_part(task, r)) {
+        log_msg(LOG_ERROR, "redis", "a malformed pub/sub message: dropping the connection");
+        freeReplyObject(r);
+        return NULL;
+    }
     if (task->parent != NULL)
         ((redisReply *)task->parent->obj)->element[task->idx] = r;
     return r;
@@ -123,6 +151,11 @@ static void *rlink_array(const redisReadTask *task, int elements)
         free(r);
         return NULL;
     }
+    if (b != NULL && b->pushes && (task->parent != NULL || elements != 3)) {
+        log_msg(LOG_ERROR, "redis", "a malformed pub/sub message: dropping the connection");
+        free(r);
+        return NULL;
+    }
     if (b != NULL)
         b->elements += elements;
     if (elements > 0 && (r->element = calloc((size_t)elements, sizeof *r->element)) == NULL) {
@@ -164,7 +197,8 @@ redisReader *rlink_reader_new(struct rlink_budget **budget)
     return r;
 }
 
-/* Split "HOST:PORT" (numeric host, or localhost) or "unix:PATH" into l; -1 when malformed. */
+/* Split "HOST:PORT" (numeric host, [IPv6], or localhost) or "unix:PATH" into l; -1 when malformed.
+ */
 static int rlink_parse(struct rlink *l, const char *address)
 {
     const char *colon = strrchr(address, ':');
@@ -181,7 +215,11 @@ static int rlink_parse(struct rlink *l, const char *address)
     port = strtol(colon + 1, &end, 10);
     if (*end != '\0' || port < 1 || port > 65535 || end == colon + 1)
         return -1;
-    l->host = xstrndup(address, (size_t)(colon - address));
+    /* "[::1]:6379": the brackets only mark where the address ends. */
+    if (address[0] == '[' && colon > address + 1 && colon[-1] == ']')
+        l->host = xstrndup(address + 1, (size_t)(colon - address - 2));
+    else
+        l->host = xstrndup(address, (size_t)(colon - address));
     if (strcmp(l->host, "localhost") == 0) {
         free(l->host);
         l->host = xstrdup("127.0.0.1");
@@ -263,6 +301,18 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     rlink_arm(l);
 }
 
+/* c went to hiredis: list it, and time it if it is the oldest. */
+static void rlink_track(struct rlink *l, struct rlink_cmd *c)
+{
+    if (l->tail != NULL)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    if (!ev_is_active(&l->deadline))
+        rlink_arm(l);
+}
+
 /* Send a command on the context as it is, up or not (the handshake needs that). */
 static int rlink_send(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, va_list ap)
 {
@@ -276,13 +326,7 @@ static int rlink_send(struct rlink *l, rlink_reply_fn *done, void *arg, const ch
         free(c);
         return RLINK_E_DOWN;
     }
-    if (l->tail != NULL)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-    if (!ev_is_active(&l->deadline))
-        rlink_arm(l);
+    rlink_track(l, c);
     return RLINK_OK;
 }
 
@@ -450,6 +494,69 @@ struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink
     return l;
 }
 
+/* hiredis: a push on a subscriber link, or NULL when the context goes. */
+static void rlink_on_push(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct rlink *l = privdata;
+    const redisReply *p = r;
+    const redisReply *kind, *chan, *data;
+    int type;
+
+    /* The shape was checked as it was read (rlink_push_part). */
+    if (p == NULL || l->on_push == NULL || p->type != REDIS_REPLY_ARRAY || p->elements != 3)
+        return;
+    kind = p->element[0];
+    chan = p->element[1];
+    data = p->element[2];
+    if (strcmp(kind->str, "message") == 0)
+        type = RLINK_PUSH_MESSAGE;
+    else if (strcmp(kind->str, "subscribe") == 0)
+        type = RLINK_PUSH_SUBSCRIBED;
+    else if (strcmp(kind->str, "unsubscribe") == 0)
+        type = RLINK_PUSH_UNSUBSCRIBED;
+    else
+        return;
+    l->on_push(l->push_arg, type, chan->str, chan->len,
+               type == RLINK_PUSH_MESSAGE ? data->str : NULL,
+               type == RLINK_PUSH_MESSAGE ? data->len : 0);
+}
+
+void rlink_set_push(struct rlink *l, rlink_push_fn *fn, void *arg)
+{
+    l->on_push = fn;
+    l->push_arg = arg;
+    l->budget.pushes = 1;
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE one channel. */
+static int rlink_subscription(struct rlink *l, const char *verb, const char *channel)
+{
+    if (!l->up || l->ac == NULL)
+        return RLINK_E_DOWN;
+    if (redisAsyncCommand(l->ac, rlink_on_push, l, "%s %s", verb, channel) != REDIS_OK)
+        return RLINK_E_DOWN;
+    return RLINK_OK;
+}
+
+int rlink_subscribe(struct rlink *l, const char *channel)
+{
+    return rlink_subscription(l, "SUBSCRIBE", channel);
+}
+
+int rlink_unsubscribe(struct rlink *l, const char *channel)
+{
+    return rlink_subscription(l, "UNSUBSCRIBE", channel);
+}
+
+void rlink_reset(struct rlink *l)
+{
+    if (l->ac == NULL)
+        return;
+    log_msg(LOG_WARN, "redis", "reconnecting a link that stopped answering");
+    ev_timer_stop(l->loop, &l->retry);
+    rlink_drop(l, RLINK_E_DOWN);
+}
+
 int rlink_up(const struct rlink *l)
 {
     return l->up;
@@ -466,6 +573,26 @@ int rlink_command(struct rlink *l, rlink_reply_fn *done, void *arg, const char *
     r = rlink_send(l, done, arg, fmt, ap);
     va_end(ap);
     return r;
+}
+
+int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int argc,
+                       const char **argv, const size_t *argvlen)
+{
+    struct rlink_cmd *c;
+
+    if (!l->up)
+        return RLINK_E_DOWN;
+    c = xcalloc(1, sizeof *c);
+    c->l = l;
+    c->done = done;
+    c->arg = arg;
+    c->due = ev_now(l->loop) + l->timeout;
+    if (redisAsyncCommandArgv(l->ac, rlink_on_reply, c, argc, argv, argvlen) != REDIS_OK) {
+        free(c);
+        return RLINK_E_DOWN;
+    }
+    rlink_track(l, c);
+    return RLINK_OK;
 }
 
 void rlink_free(struct rlink *l)

@@ -62,6 +62,36 @@ typedef void rlink_state_fn(void *arg, int up);
 struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink_state_fn *on_state,
                         void *arg);
 
+/* What a subscriber link pushes. */
+enum rlink_push {
+    RLINK_PUSH_MESSAGE,      /* a message published on a channel it subscribed to */
+    RLINK_PUSH_SUBSCRIBED,   /* a SUBSCRIBE took effect */
+    RLINK_PUSH_UNSUBSCRIBED, /* an UNSUBSCRIBE took effect */
+};
+
+/* A push: its channel, and for a message its payload (all valid during the call only). */
+typedef void rlink_push_fn(void *arg, int type, const char *channel, size_t clen, const char *data,
+                           size_t dlen);
+
+/*
+ * Make l a subscriber link: pushes go to fn. Every array it reads must
+ * then be a push of the expected shape, or the connection is dropped. A
+ * reconnect loses every subscription: the owner subscribes again when
+ * on_state says the link is up.
+ */
+void rlink_set_push(struct rlink *l, rlink_push_fn *fn, void *arg);
+
+/* SUBSCRIBE (or UNSUBSCRIBE) channel; its push says when it took effect. RLINK_E_DOWN at once. */
+int rlink_subscribe(struct rlink *l, const char *channel);
+int rlink_unsubscribe(struct rlink *l, const char *channel);
+
+/*
+ * Drop the connection and reconnect after the backoff, as for a timeout:
+ * for an owner that found the link dead by its own probe (a subscriber
+ * link has no command to time).
+ */
+void rlink_reset(struct rlink *l);
+
 /* Is the link up now? */
 int rlink_up(const struct rlink *l);
 
@@ -71,6 +101,10 @@ int rlink_up(const struct rlink *l);
  * is never called.
  */
 int rlink_command(struct rlink *l, rlink_reply_fn *done, void *arg, const char *fmt, ...);
+
+/* rlink_command with an argument vector (binary-safe, any count). */
+int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int argc,
+                       const char **argv, const size_t *argvlen);
 
 /*
  * Close the link; every command still in flight is answered RLINK_E_DOWN

@@ -121,7 +121,10 @@ static void test_cfg_every_key_has_its_table_entry(void **state)
     assert_string_equal(cfg_key_name(CFG_KEY_SECRET_FILE), "secret_file");
     assert_string_equal(cfg_key_name(CFG_KEY_PUBLISH_UIDS), "publish_uids");
     assert_string_equal(cfg_key_name(CFG_KEY_API_SOCKET_GROUP), "api_socket_group");
-    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "group");
+    assert_string_equal(cfg_key_name(CFG_KEY_GROUP), "group");
+    assert_string_equal(cfg_key_name(CFG_KEY_ENGINE), "engine");
+    assert_string_equal(cfg_key_name(CFG_KEY_REDIS_PASSWORD_FILE), "redis_password_file");
+    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "redis_timeout");
 }
 
 /* A per-site setting lives in struct cfg_site, any other in struct cfg: never both. */
@@ -134,8 +137,9 @@ static void test_cfg_every_key_lives_at_its_level(void **state)
         int in_site = d->off >= s && d->off + d->width <= s + sizeof(struct cfg_site);
         int in_cfg = d->off + d->width <= sizeof(struct cfg);
 
-        /* secret_file is per site but never reaches a snapshot: it resolves into secret. */
-        if (i == CFG_KEY_SECRET_FILE)
+        /* secret_file (per site) and redis_password_file (global) never reach a
+         * snapshot: they resolve into secret and redis_password. */
+        if (i == CFG_KEY_SECRET_FILE || i == CFG_KEY_REDIS_PASSWORD_FILE)
             continue;
         if ((d->flags & CFG_SITE) ? !in_site : !in_cfg)
             fail_msg("%s is %s but lives in struct %s", d->name,
@@ -170,6 +174,13 @@ static void test_cfg_defaults(void **state)
     assert_int_equal(c.sites[0]->api_max_body, 1048576);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.shutdown_timeout_ms, 5000);
+    assert_string_equal(c.engine, "memory");
+    assert_null(c.redis_address);
+    assert_null(c.redis_password);
+    assert_int_equal(c.redis_db, 0);
+    assert_string_equal(c.redis_prefix, "herald:");
+    assert_int_equal(c.redis_timeout_ms, 1000);
+    assert_non_null(c.node_name); /* "<host>-<pid>": test_cfg_node_name */
     assert_null(c.file);
     cfg_free(&c);
     assert_null(c.listen);
@@ -586,6 +597,214 @@ static void test_cfg_secret_file(void **state)
     tmp_remove(ini);
 }
 
+/* ---- The Redis engine (issue #13) ------------------------------------- */
+
+/* engine = redis and its keys, from the file and from flags; redis needs an address. */
+static void test_cfg_redis_engine(void **state)
+{
+    char *path = tmp_ini("[herald]\nsecret = " GOOD_SECRET "\nengine = redis\n"
+                         "redis_address = 10.0.0.5:6379\nredis_db = 3\nredis_prefix = shop:\n"
+                         "redis_timeout = 250ms\nnode_name = web-1\n");
+    char *memory = tmp_ini("[herald]\nsecret = " GOOD_SECRET "\n");
+    char *cause;
+    struct cfg c;
+
+    load_ok(&c, "-c", path, NULL);
+    assert_string_equal(c.engine, "redis");
+    assert_string_equal(c.redis_address, "10.0.0.5:6379");
+    assert_null(c.redis_password);
+    assert_int_equal(c.redis_db, 3);
+    assert_string_equal(c.redis_prefix, "shop:");
+    assert_int_equal(c.redis_timeout_ms, 250);
+    assert_string_equal(c.node_name, "web-1");
+    cfg_free(&c);
+
+    /* the flags, over the file and alone */
+    load_ok(&c, "-c", memory, "--engine", "redis", "--redis-address", "unix:/run/redis.sock",
+            "--redis-db", "1", "--redis-prefix", "h:", "--redis-timeout", "2s", "--node-name",
+            "a.b_c-d", NULL);
+    assert_string_equal(c.engine, "redis");
+    assert_string_equal(c.redis_address, "unix:/run/redis.sock");
+    assert_int_equal(c.redis_db, 1);
+    assert_string_equal(c.redis_prefix, "h:");
+    assert_int_equal(c.redis_timeout_ms, 2000);
+    assert_string_equal(c.node_name, "a.b_c-d");
+    cfg_free(&c);
+    load_ok(&c, "-c", path, "--engine", "memory", "--redis-address", "[::1]:6380", NULL);
+    assert_string_equal(c.engine, "memory");
+    assert_string_equal(c.redis_address, "[::1]:6380");
+    cfg_free(&c);
+    load_ok(&c, "--engine=redis", "--redis-address=localhost:6379", NULL);
+    assert_string_equal(c.redis_address, "localhost:6379");
+    cfg_free(&c);
+
+    /* engine = redis needs redis_address, said where engine was set */
+    expect_ini_error("[herald]\nsecret = " GOOD_SECRET "\n\nengine = redis\n", NULL,
+                     "herald.ini:4: engine: engine = redis needs redis_address");
+    expect_cause(load_err("--engine", "redis", NULL),
+                 "--engine: engine = redis needs redis_address");
+    cause = load_err("-c", path, "--redis-address", "", NULL);
+    rename_file(cause, path);
+    expect_cause(cause, "herald.ini:3: engine: engine = redis needs redis_address");
+
+    /* a check's refusal names the flag (each check's messages: test_cfg_value.c) */
+    expect_cause(load_err("--engine", "Redis", NULL),
+                 "--engine: expected memory or redis, got 'Redis'");
+
+    /* global: a site may not set them */
+    expect_ini_error("[site a]\nsecret = " GOOD_SECRET "\nengine = redis\n", NULL,
+                     "herald.ini:3: engine is global: set it under [herald]");
+    expect_ini_error("[site a]\nsecret = " GOOD_SECRET "\nredis_prefix = a:\n", NULL,
+                     "herald.ini:3: redis_prefix is global: set it under [herald]");
+    tmp_remove(path);
+    tmp_remove(memory);
+}
+
+/* redis_password_file: its first line, without the line break; never echoed. */
+static void test_cfg_redis_password_file(void **state)
+{
+    static const struct {
+        const char *content;
+        const char *password;
+    } ok[] = {
+        {"s3cret pass\n", "s3cret pass"},    {"s3cret\r\n", "s3cret"},   {"s3cret", "s3cret"},
+        {"s3cret\nsecond line\n", "s3cret"}, {" s3cret \n", " s3cret "},
+    };
+    static const struct {
+        const char *content;
+        const char *cause; /* after "--redis-password-file: " */
+    } bad[] = {
+        {"", "herald.ini is empty"},
+        {"\n", "herald.ini is empty"},
+        {"\r\n", "herald.ini is empty"},
+        {"\nsecret\n", "the first line of herald.ini is empty: the password goes there"},
+    };
+    char big[1100], buf[256];
+    char *pf, *ini, *cause;
+    struct cfg c;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        pf = tmp_ini(ok[i].content);
+        load_ok(&c, "--redis-password-file", pf, NULL);
+        assert_string_equal(c.redis_password, ok[i].password);
+        cfg_free(&c);
+        assert_null(c.redis_password);
+        tmp_remove(pf);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[256];
+
+        pf = tmp_ini(bad[i].content);
+        cause = load_err("--redis-password-file", pf, NULL);
+        rename_file(cause, pf);
+        snprintf(want, sizeof want, "--redis-password-file: %s", bad[i].cause);
+        expect_cause(cause, want);
+        tmp_remove(pf);
+    }
+    /* 1k is the most; a NUL would cut the password short */
+    memset(big, 'p', 1024);
+    pf = tmp_write(big, 1024);
+    load_ok(&c, "--redis-password-file", pf, NULL);
+    assert_int_equal(strlen(c.redis_password), 1024);
+    cfg_free(&c);
+    tmp_remove(pf);
+    pf = tmp_write(big, 1025);
+    cause = load_err("--redis-password-file", pf, NULL);
+    rename_file(cause, pf);
+    expect_cause(cause, "--redis-password-file: herald.ini is larger than 1k");
+    tmp_remove(pf);
+    pf = tmp_write("pa\0ss\n", 6);
+    cause = load_err("--redis-password-file", pf, NULL);
+    rename_file(cause, pf);
+    expect_cause(cause, "--redis-password-file: the password in herald.ini holds a NUL byte");
+    tmp_remove(pf);
+
+    /* from the file; a missing file is named with the line that names it */
+    pf = tmp_ini("from-file\n");
+    snprintf(buf, sizeof buf, "[herald]\nsecret = " GOOD_SECRET "\nredis_password_file = %s\n", pf);
+    ini = tmp_ini(buf);
+    load_ok(&c, "-c", ini, NULL);
+    assert_string_equal(c.redis_password, "from-file");
+    cfg_free(&c);
+    tmp_remove(ini);
+    tmp_remove(pf);
+    ini = tmp_ini("[herald]\nsecret = " GOOD_SECRET "\nredis_password_file = /nonexistent/pw\n");
+    cause = load_err("-c", ini, NULL);
+    rename_file(cause, ini);
+    expect_cause(cause, "herald.ini:3: redis_password_file: cannot read /nonexistent/pw: "
+                        "No such file or directory");
+    tmp_remove(ini);
+    expect_cause(load_err("--redis-password-file", "/nonexistent/pw", NULL),
+                 "--redis-password-file: cannot read /nonexistent/pw: No such file or directory");
+    expect_cause(load_err("--redis-password-file", "pw.txt", NULL),
+                 "--redis-password-file: expected an absolute path, got 'pw.txt'");
+}
+
+/* An unset node_name is "<host>-<pid>", the host name cut at its first '.'. */
+static void test_cfg_node_name(void **state)
+{
+    char host[256] = "", want[128], *p;
+    struct cfg c;
+    size_t n;
+
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    n = strcspn(host, ".");
+    host[n > 53 ? 53 : n] = '\0';
+    for (p = host; *p != '\0'; p++)
+        if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", *p) == NULL)
+            *p = '-';
+    snprintf(want, sizeof want, "%s-%ld", host[0] != '\0' ? host : "herald", (long)getpid());
+    load_ok(&c, NULL);
+    assert_string_equal(c.node_name, want);
+    assert_null(strchr(c.node_name, '.'));
+    assert_true(strlen(c.node_name) <= 64);
+    cfg_free(&c);
+    load_ok(&c, "--node-name", "", NULL); /* empty is unset */
+    assert_string_equal(c.node_name, want);
+    cfg_free(&c);
+
+    expect_ini_error("[herald]\nnode_name = web/1\n", NULL,
+                     "herald.ini:2: node_name: expected 1 to 64 of A-Z a-z 0-9 . _ -, "
+                     "got 'web/1'");
+    expect_cause(load_err("--node-name",
+                          "n2345678901234567890123456789012345678901234567890123456789012345",
+                          NULL),
+                 "--node-name: expected 1 to 64 of A-Z a-z 0-9 . _ -, "
+                 "got 'n2345678901234567890123456789012345678901234567890123456789012345'");
+}
+
+/* A reload keeps the running engine, Redis and node settings: they need a restart. */
+static void test_cfg_redis_reload(void **state)
+{
+    char *pw1 = tmp_ini("one\n"), *pw2 = tmp_ini("two\n");
+    struct cfg a, b;
+
+    load_ok(&a, "--engine", "redis", "--redis-address", "127.0.0.1:6379", "--redis-password-file",
+            pw1, "--node-name", "n1", NULL);
+    load_ok(&b, "--redis-address", "127.0.0.1:6380", "--redis-password-file", pw2, "--redis-prefix",
+            "x:", "--redis-timeout", "5s", "--redis-db", "2", NULL);
+    /* engine, node_name, redis_address, redis_db, redis_prefix, redis_timeout, the password */
+    assert_int_equal(cfg_keep_restart_only(&a, &b), 7);
+    assert_string_equal(b.engine, "redis");
+    assert_string_equal(b.node_name, "n1");
+    assert_string_equal(b.redis_address, "127.0.0.1:6379");
+    assert_string_equal(b.redis_password, "one");
+    assert_int_equal(b.redis_db, 0);
+    assert_string_equal(b.redis_prefix, "herald:");
+    assert_int_equal(b.redis_timeout_ms, 1000);
+    assert_int_equal(cfg_keep_restart_only(&a, &b), 0);
+    cfg_free(&b);
+    load_ok(&b, "--engine", "redis", "--redis-address", "127.0.0.1:6379", "--node-name", "n1",
+            NULL);
+    assert_int_equal(cfg_keep_restart_only(&a, &b), 1); /* a password, where there was none */
+    assert_string_equal(b.redis_password, "one");
+    assert_int_equal(cfg_keep_restart_only(&b, &a), 0);
+    cfg_free(&a);
+    cfg_free(&b);
+    tmp_remove(pw1);
+    tmp_remove(pw2);
+}
+
 /* ---- Actions ---------------------------------------------------------- */
 
 static void test_cfg_check_config(void **state)
@@ -609,12 +828,22 @@ static void test_cfg_check_config(void **state)
 
 static void test_cfg_version_help(void **state)
 {
-    static const char *const flags[] = {"-c, --config FILE",  "--listen HOST:PORT|unix:PATH",
-                                        "--api-socket PATH",  "--secret SECRET",
-                                        "--secret-file FILE", "--workers N",
-                                        "--log-level LEVEL",  "--check-config",
-                                        "--version",          "--help",
-                                        "docs/config.md",     "herald.ini.example"};
+    static const char *const flags[] = {"-c, --config FILE",
+                                        "--listen HOST:PORT|unix:PATH",
+                                        "--api-socket PATH",
+                                        "--secret SECRET",
+                                        "--secret-file FILE",
+                                        "--workers N",
+                                        "--log-level LEVEL",
+                                        "--check-config",
+                                        "--version",
+                                        "--help",
+                                        "docs/config.md",
+                                        "herald.ini.example",
+                                        "--engine memory|redis",
+                                        "--redis-address HOST:PORT|unix:PATH",
+                                        "--redis-password-file FILE",
+                                        "--node-name NAME"};
     enum cfg_action action = CFG_RUN;
     char *out;
     int r;
@@ -848,6 +1077,13 @@ static void test_cfg_example_file(void **state)
     assert_int_equal(ex.sites[0]->api_max_body, def.sites[0]->api_max_body);
     assert_int_equal(ex.log_level, def.log_level);
     assert_int_equal(ex.shutdown_timeout_ms, def.shutdown_timeout_ms);
+    assert_string_equal(ex.engine, def.engine);
+    assert_string_equal(ex.node_name, def.node_name);
+    assert_null(ex.redis_address);
+    assert_null(ex.redis_password);
+    assert_int_equal(ex.redis_db, def.redis_db);
+    assert_string_equal(ex.redis_prefix, def.redis_prefix);
+    assert_int_equal(ex.redis_timeout_ms, def.redis_timeout_ms);
     cfg_free(&ex);
     cfg_free(&def);
     free(path);
@@ -887,6 +1123,10 @@ int main(void)
         cmocka_unit_test(test_cfg_secret_dev_refused_with_file),
         cmocka_unit_test(test_cfg_secret_short),
         cmocka_unit_test(test_cfg_secret_file),
+        cmocka_unit_test(test_cfg_redis_engine),
+        cmocka_unit_test(test_cfg_redis_password_file),
+        cmocka_unit_test(test_cfg_node_name),
+        cmocka_unit_test(test_cfg_redis_reload),
         cmocka_unit_test(test_cfg_check_config),
         cmocka_unit_test(test_cfg_version_help),
         cmocka_unit_test(test_cfg_example_file),

@@ -49,7 +49,13 @@ static void test_cfg_file_values(void **state)
                          "api_threads = 64\n"
                          "api_max_body = 64M\n"
                          "log_level = debug\n"
-                         "shutdown_timeout = 0\n");
+                         "shutdown_timeout = 0\n"
+                         "engine = redis\n"
+                         "node_name = Web_1.a-b\n"
+                         "redis_address = [fd00::5]:6379\n"
+                         "redis_db = 1000\n"
+                         "redis_prefix = ~app/v2:!\n"
+                         "redis_timeout = 10ms\n");
     struct cfg c;
 
     load_ok(&c, "-c", path, NULL);
@@ -77,6 +83,12 @@ static void test_cfg_file_values(void **state)
     assert_int_equal(c.sites[0]->api_max_body, 64 << 20);
     assert_int_equal(c.log_level, LOG_DEBUG);
     assert_int_equal(c.shutdown_timeout_ms, 0);
+    assert_string_equal(c.engine, "redis");
+    assert_string_equal(c.node_name, "Web_1.a-b");
+    assert_string_equal(c.redis_address, "[fd00::5]:6379");
+    assert_int_equal(c.redis_db, 1000);
+    assert_string_equal(c.redis_prefix, "~app/v2:!");
+    assert_int_equal(c.redis_timeout_ms, 10);
     assert_string_equal(c.file, path);
     cfg_free(&c);
     tmp_remove(path);
@@ -218,6 +230,53 @@ static void test_cfg_value_errors(void **state)
          "herald.ini:2: publish_uids: expected a user name or a numeric uid, got '-1'"},
         {"[herald]\npublish_uids = shop:www",
          "herald.ini:2: publish_uids: expected a user name or a numeric uid, got 'shop:www'"},
+        /* the Redis engine */
+        {"[herald]\nengine = redis-cluster",
+         "herald.ini:2: engine: expected memory or redis, got 'redis-cluster'"},
+        {"[herald]\nengine =", "herald.ini:2: engine: expected memory or redis, got ''"},
+        {"[herald]\nredis_address = 6379",
+         "herald.ini:2: redis_address: expected HOST:PORT or unix:/path, got '6379'"},
+        {"[herald]\nredis_address = redis.internal:6379",
+         "herald.ini:2: redis_address: expected an IP address or localhost, not a name to look "
+         "up, got 'redis.internal'"},
+        {"[herald]\nredis_address = ::1:6379",
+         "herald.ini:2: redis_address: an IPv6 address goes in brackets, as [::1]:6379, "
+         "got '::1:6379'"},
+        {"[herald]\nredis_address = [::g]:6379",
+         "herald.ini:2: redis_address: '::g' is not an IPv6 address"},
+        {"[herald]\nredis_address = 10.0.0.5:0",
+         "herald.ini:2: redis_address: port must be from 1 to 65535, got '10.0.0.5:0'"},
+        {"[herald]\nredis_address = 10.0.0.256:6379",
+         "herald.ini:2: redis_address: '10.0.0.256' is not an IPv4 address"},
+        {"[herald]\nredis_address = unix:redis.sock",
+         "herald.ini:2: redis_address: expected an absolute socket path, got 'redis.sock'"},
+        {"[herald]\nredis_password_file = redis.pw",
+         "herald.ini:2: redis_password_file: expected an absolute path, got 'redis.pw'"},
+        {"[herald]\nredis_db = 1001", "herald.ini:2: redis_db: must be from 0 to 1000, got '1001'"},
+        {"[herald]\nredis_db = -1", "herald.ini:2: redis_db: must be from 0 to 1000, got '-1'"},
+        {"[herald]\nredis_timeout = 9ms",
+         "herald.ini:2: redis_timeout: must be from 10ms to 1m, got '9ms'"},
+        {"[herald]\nredis_timeout = 61s",
+         "herald.ini:2: redis_timeout: must be from 10ms to 1m, got '61s'"},
+        {"[herald]\nredis_prefix =",
+         "herald.ini:2: redis_prefix: expected 1 to 64 printable ASCII characters without "
+         "blanks, '{' or '}', got ''"},
+        {"[herald]\nredis_prefix = {herald}:",
+         "herald.ini:2: redis_prefix: expected 1 to 64 printable ASCII characters without "
+         "blanks, '{' or '}', got '{herald}:'"},
+        {"[herald]\nredis_prefix = my app:",
+         "herald.ini:2: redis_prefix: expected 1 to 64 printable ASCII characters without "
+         "blanks, '{' or '}', got 'my app:'"},
+        {"[herald]\nredis_prefix = h\xc3\xa9:",
+         "herald.ini:2: redis_prefix: expected 1 to 64 printable ASCII characters without "
+         "blanks, '{' or '}', got 'h\xc3\xa9:'"},
+        {"[herald]\nredis_prefix = "
+         "p2345678901234567890123456789012345678901234567890123456789012345",
+         "herald.ini:2: redis_prefix: expected 1 to 64 printable ASCII characters without "
+         "blanks, '{' or '}', got "
+         "'p2345678901234567890123456789012345678901234567890123456789012345'"},
+        {"[herald]\nnode_name = web:1",
+         "herald.ini:2: node_name: expected 1 to 64 of A-Z a-z 0-9 . _ -, got 'web:1'"},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -268,11 +268,11 @@ static void test_rhist_publishes_with_the_id(void **state)
     redis_kill();
     out[fread(out, 1, sizeof out - 1, f)] = '\0';
     pclose(f);
-    /* "<epoch>:1 <payload>": the id first, then the payload as it was. */
+    /* "<epoch>:1 - <payload>": the id first, the tag (nobody), then the payload as it was. */
     {
         char want[64];
 
-        snprintf(want, sizeof want, "%s {\"e\":1}", p.id);
+        snprintf(want, sizeof want, "%s - {\"e\":1}", p.id);
         assert_non_null(strstr(out, want));
     }
 }

@@ -1,0 +1,1092 @@
+/*
+ * engine_redis.c -- the Redis engine (engine.h): several Herald nodes
+ * share one Redis, and with it their messages, history and numbering.
+ *
+ * A publish is one Lua script per message (rhist.c): it numbers the
+ * message in each of its streams, keeps it, and PUBLISHes it on each
+ * stream's pub/sub channel, so ids are gap-free and in order across every
+ * node. A node SUBSCRIBEs only to the streams it holds (a user with a
+ * connection here, a channel with a subscriber here), and to its sites'
+ * broadcast channels; what arrives is handed to the local workers that
+ * hold the stream, as the memory engine hands out a local publish. The
+ * publishing node gets its own message back the same way: there is one
+ * path to a connection, whoever published.
+ *
+ * Owns:       struct red_engine: the engine's thread and loop, its two
+ *             links (commands, and pub/sub), the request queue, the table
+ *             of streams held here (with each one's epoch, for ids), the
+ *             table of pub/sub channels and their state, and each site's
+ *             local directories and presence (memory's, for now).
+ * Called by:  any thread, through engine.h; the links only on the
+ *             engine's thread.
+ * Invariants: Redis is touched only on the engine's thread; callers hand
+ *             it requests through a locked queue and an ev_async, in
+ *             order, so a hold's SUBSCRIBE is queued before the same
+ *             worker's replay. A replay of a stream waits until this
+ *             node's subscription to it has taken effect: a message is
+ *             then either in what the replay reads or arrives by pub/sub
+ *             (or both; the worker skips what it has sent), never
+ *             neither. Answers to a worker go to that worker's loop
+ *             through post; to a thread without a loop (the API), from the
+ *             engine's thread. Pub/sub messages and answers to one worker
+ *             travel the same queue, so they stay in the order they left.
+ *             While either link is down the engine is unavailable: a
+ *             publish is refused at once, never accepted and dropped.
+ */
+#include "engine.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <uthash.h>
+
+#include "log.h"
+#include "msg.h"
+#include "pres.h"
+#include "proto.h"
+#include "rhist.h"
+#include "rlink.h"
+#include "xmalloc.h"
+
+#define RED_PROBE_EVERY 1.0    /* seconds between probes of the pub/sub link */
+#define RED_BACKOFF_MIN 0.1    /* seconds before the first reconnect */
+#define RED_BACKOFF_MAX 2.0    /* the longest wait between reconnects */
+#define RED_META_TTL_MIN 86400 /* a stream's numbering outlives its messages by a day at least */
+
+/* The worker the calling thread is (eng_bind), or -1: a thread without a loop. */
+static __thread int red_worker = -1;
+
+enum red_req_type {
+    RED_PUBLISH,
+    RED_SINCE,
+    RED_WANT, /* subscribe (want) or unsubscribe a stream's channel */
+};
+
+/* A call handed to the engine's thread. */
+struct red_req {
+    struct red_req *next;   /* borrowed: the next queued */
+    struct red_engine *eng; /* borrowed */
+    enum red_req_type type;
+    int worker; /* the caller's worker, or -1 */
+    int site;
+    /* RED_PUBLISH */
+    void *job;
+    int detached;
+    struct eng_item *items; /* borrowed: the job's */
+    size_t nitems;
+    char **texts;   /* owned: taken over from the caller */
+    size_t pending; /* scripts not answered yet */
+    int err;
+    eng_done_fn *done;
+    /* RED_SINCE, RED_WANT */
+    char kind;
+    char *name;  /* owned */
+    char *since; /* owned */
+    int want;
+    eng_since_fn *since_done;
+    void *arg;
+    struct red_req *wnext; /* borrowed: next waiting on the same channel */
+};
+
+/* A stream this node holds: on how many workers, and its epoch as last seen. */
+struct red_hold {
+    UT_hash_handle hh;
+    int nworkers;
+    char epoch[RHIST_EPOCH_LEN + 1]; /* "" until seen */
+    char key[];                      /* "<site>/<kind>:<name>" */
+};
+
+enum red_state { RED_IDLE, RED_SUBSCRIBING, RED_ACTIVE, RED_UNSUBSCRIBING };
+
+/* A pub/sub channel of this node (engine thread only). */
+struct red_chan {
+    UT_hash_handle hh;
+    char *channel; /* owned: the key */
+    int site;
+    char kind;  /* 'u', 'c', 'b' (a site's broadcasts) or 'p' (the probe) */
+    char *name; /* owned: the stream's name, or "" */
+    int want;
+    enum red_state state;
+    struct red_req *waiting; /* owned: replays waiting for the subscription */
+};
+
+struct red_site {
+    char *name;       /* owned */
+    struct dir users; /* which workers hold which users */
+    struct dir chans; /* which workers hold which channels */
+    struct pres pres; /* presence members (this node's) */
+};
+
+struct red_engine {
+    struct engine e; /* first: the engine.h view */
+    struct red_site *sites;
+    int nsites;
+    int nworkers;
+    char *prefix;
+    char *node;
+    struct rlink_cfg link_cfg; /* its strings owned */
+    int history_size, history_ttl;
+    /* the callers' side */
+    pthread_mutex_t lock; /* the queue, holds, stopped */
+    struct red_req *head, *tail;
+    struct red_hold *holds;
+    int stopped;
+    atomic_int available;
+    /* the engine's thread */
+    pthread_t thread;
+    int started;
+    struct ev_loop *loop;
+    ev_async wake;
+    ev_async quit;
+    ev_timer probe;
+    struct rlink *cmd, *sub;
+    struct red_chan *chans;
+    int probe_pending;
+    ev_tstamp probe_sent;
+};
+
+static struct red_engine *red_of(struct engine *e)
+{
+    return (struct red_engine *)e;
+}
+
+static void red_run_req(struct red_engine *r, struct red_req *q);
+static void red_reconcile(struct red_engine *r, struct red_chan *c);
+
+/* -- answers ------------------------------------------------------------ */
+
+/* A finished call's answer, carried to the caller's thread. */
+struct red_answer {
+    struct red_req *req; /* owned */
+    int err;
+    struct eng_since since; /* RED_SINCE: its items owned */
+};
+
+static void red_req_free(struct red_req *q)
+{
+    for (size_t i = 0; q->texts != NULL && i < q->nitems; i++)
+        free(q->texts[i]);
+    free(q->texts);
+    free(q->name);
+    free(q->since);
+    free(q);
+}
+
+/* Run a's callback (on the caller's thread) and free it. */
+static void red_answer_run(void *arg)
+{
+    struct red_answer *a = arg;
+    struct red_req *q = a->req;
+
+    if (q->type == RED_PUBLISH) {
+        if (q->done != NULL)
+            q->done(q->arg, a->err);
+    } else {
+        q->since_done(q->arg, a->err, a->err == ENG_OK ? &a->since : NULL);
+        for (size_t i = 0; i < a->since.n; i++)
+            hist_body_unref(a->since.items[i].body);
+        free(a->since.items);
+    }
+    red_req_free(q);
+    free(a);
+}
+
+/* Send a to its caller: its worker's loop, or here for a thread that waits. */
+static void red_answer_send(struct red_engine *r, struct red_answer *a)
+{
+    int stopped;
+
+    pthread_mutex_lock(&r->lock);
+    stopped = r->stopped;
+    pthread_mutex_unlock(&r->lock);
+    if (a->req->worker >= 0 && !stopped)
+        r->e.post(r->e.arg, a->req->worker, red_answer_run, a);
+    else
+        red_answer_run(a);
+}
+
+/* Answer q with err alone. */
+static void red_answer_err(struct red_engine *r, struct red_req *q, int err)
+{
+    struct red_answer *a = xcalloc(1, sizeof *a);
+
+    a->req = q;
+    a->err = err;
+    red_answer_send(r, a);
+}
+
+/* -- the request queue -------------------------------------------------- */
+
+/* Queue q for the engine's thread; 0, or -1 (q untouched) once stopped. */
+static int red_queue(struct red_engine *r, struct red_req *q)
+{
+    q->eng = r;
+    pthread_mutex_lock(&r->lock);
+    if (r->stopped) {
+        pthread_mutex_unlock(&r->lock);
+        return -1;
+    }
+    if (r->tail != NULL)
+        r->tail->next = q;
+    else
+        r->head = q;
+    r->tail = q;
+    pthread_mutex_unlock(&r->lock);
+    ev_async_send(r->loop, &r->wake);
+    return 0;
+}
+
+/* ev_async: run what the callers queued, in order. */
+static void red_on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct red_engine *r = w->data;
+    struct red_req *q;
+
+    pthread_mutex_lock(&r->lock);
+    q = r->head;
+    r->head = r->tail = NULL;
+    pthread_mutex_unlock(&r->lock);
+    while (q != NULL) {
+        struct red_req *next = q->next;
+
+        q->next = NULL;
+        red_run_req(r, q);
+        q = next;
+    }
+}
+
+/* -- names -------------------------------------------------------------- */
+
+/* The pub/sub channel of a stream: "<prefix>{<site>/<kind>:<name>}" (malloc'd). */
+static char *red_channel(const struct red_engine *r, int site, char kind, const char *name)
+{
+    if (kind == 'b')
+        return xasprintf("%s{%s}:b", r->prefix, r->sites[site].name);
+    if (kind == 'p')
+        return xasprintf("%snode:%s", r->prefix, r->node);
+    return xasprintf("%s{%s/%c:%s}", r->prefix, r->sites[site].name, kind, name);
+}
+
+/* A stream as rhist names it. */
+static struct rhist_stream red_stream(const struct red_engine *r, int site, char kind,
+                                      const char *name)
+{
+    int meta_ttl = r->history_ttl > RED_META_TTL_MIN ? r->history_ttl : RED_META_TTL_MIN;
+
+    return (struct rhist_stream){r->prefix,       r->sites[site].name, kind,    name,
+                                 r->history_size, r->history_ttl,      meta_ttl};
+}
+
+/* The holds table's key for a stream (malloc'd). */
+static char *red_hold_key(int site, char kind, const char *name)
+{
+    return xasprintf("%d/%c:%s", site, kind, name);
+}
+
+/* Remember a stream's epoch (from an id "<epoch>:<offset>") for eng_id. */
+static void red_note_epoch(struct red_engine *r, int site, char kind, const char *name,
+                           const char *id)
+{
+    char *key = red_hold_key(site, kind, name);
+    struct red_hold *h;
+
+    pthread_mutex_lock(&r->lock);
+    HASH_FIND_STR(r->holds, key, h);
+    if (h != NULL && strlen(id) > RHIST_EPOCH_LEN && id[RHIST_EPOCH_LEN] == ':') {
+        memcpy(h->epoch, id, RHIST_EPOCH_LEN);
+        h->epoch[RHIST_EPOCH_LEN] = '\0';
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(key);
+}
+
+/* -- publishing --------------------------------------------------------- */
+
+/* An item's script answered (or, with item NULL, every script has been sent). */
+static void red_published_item(struct red_req *q, struct eng_item *item, int err, uint64_t reached)
+{
+    struct red_engine *r = q->eng;
+    struct dir_mask none;
+
+    if (err != RLINK_OK)
+        q->err = ENG_E_UNAVAILABLE;
+    if (item != NULL)
+        item->reached = reached;
+    if (--q->pending > 0)
+        return;
+    /* The workers get the messages by pub/sub; the job itself reaches none. */
+    if (q->err == ENG_OK) {
+        memset(&none, 0, sizeof none);
+        r->e.deliver(r->e.arg, q->job, &none, q->detached);
+    }
+    red_answer_err(r, q, q->err);
+}
+
+/* What a script's answer needs: the request, and its item. */
+struct red_pub_call {
+    struct red_req *q;
+    struct eng_item *item;
+};
+
+/* rhist_numbered_fn */
+static void red_published(void *arg, int err, const char (*ids)[RHIST_ID_MAX], size_t n,
+                          uint64_t reached)
+{
+    struct red_pub_call call = *(struct red_pub_call *)arg;
+
+    free(arg);
+    red_published_item(call.q, call.item, err, reached);
+}
+
+/* The tag a message carries: who published it, so a channel can leave that connection out. */
+static void red_tag(const struct red_engine *r, const struct eng_item *it, char *tag, size_t size)
+{
+    if (it->channel != NULL && it->skip_conn != 0)
+        snprintf(tag, size, "%s/%" PRIu64, r->node, it->skip_conn);
+    else
+        snprintf(tag, size, "-");
+}
+
+/* Send item i of q as one script; 0, or -1 when it could not be sent. */
+static int red_publish_item(struct red_engine *r, struct red_req *q, size_t i)
+{
+    const struct eng_item *it = &q->items[i];
+    size_t n = it->channel != NULL ? 1 : it->nusers;
+    struct red_pub_call *call;
+    struct rhist_stream *st = xcalloc(n + 1, sizeof *st);
+    char **chan = xcalloc(n + 1, sizeof *chan);
+    char tag[160];
+    struct rhist_pub p;
+    int err;
+
+    for (size_t k = 0; k < n; k++) {
+        const char *name = it->channel != NULL ? it->channel : it->users[k];
+        char kind = it->channel != NULL ? 'c' : 'u';
+
+        st[k] = red_stream(r, q->site, kind, name);
+        chan[k] = red_channel(r, q->site, kind, name);
+    }
+    if (it->broadcast) {
+        n = 0;
+        chan[0] = red_channel(r, q->site, 'b', "");
+    }
+    red_tag(r, it, tag, sizeof tag);
+    p = (struct rhist_pub){st,          (const char *const *)chan, n, NULL, 0, tag,
+                           q->texts[i], strlen(q->texts[i])};
+    if (it->broadcast || !r->e.history) {
+        /* Unnumbered: published on each channel as it is. */
+        p.plain = p.pubsub;
+        p.nplain = it->broadcast ? 1 : n;
+        p.pubsub = NULL;
+        p.n = 0;
+    }
+    call = xcalloc(1, sizeof *call);
+    *call = (struct red_pub_call){q, &q->items[i]};
+    err = rhist_publish_many(r->cmd, &p, red_published, call);
+    if (err != RLINK_OK)
+        free(call);
+    for (size_t k = 0; k < n + 1; k++)
+        free(chan[k]);
+    free(chan);
+    free(st);
+    return err == RLINK_OK ? 0 : -1;
+}
+
+/* RED_PUBLISH on the engine's thread: one script per message. */
+static void red_publish_run(struct red_engine *r, struct red_req *q)
+{
+    q->pending = 1; /* held until every item is sent */
+    for (size_t i = 0; i < q->nitems; i++) {
+        q->pending++;
+        if (red_publish_item(r, q, i) != 0) {
+            q->pending--;
+            q->err = ENG_E_UNAVAILABLE;
+        }
+    }
+    red_published_item(q, NULL, q->err == ENG_OK ? RLINK_OK : RLINK_E_DOWN, 0);
+}
+
+/* eng_ops.publish */
+static void red_publish(struct engine *e, struct eng_pub *p, eng_done_fn *done, void *arg)
+{
+    struct red_engine *r = red_of(e);
+    struct red_req *q;
+    struct dir_mask mask;
+
+    if (p->texts == NULL) {
+        /* Presence events: this node's, handed out here as they are. */
+        memset(&mask, 0, sizeof mask);
+        for (size_t i = 0; i < p->nitems; i++)
+            if (p->items[i].channel != NULL)
+                dir_lookup(&r->sites[p->site].chans, p->items[i].channel, &mask);
+        e->deliver(e->arg, p->job, &mask, p->detached);
+        if (done != NULL)
+            done(arg, ENG_OK);
+        return;
+    }
+    if (!atomic_load(&r->available)) {
+        if (done != NULL)
+            done(arg, ENG_E_UNAVAILABLE);
+        return;
+    }
+    q = xcalloc(1, sizeof *q);
+    q->type = RED_PUBLISH;
+    q->worker = red_worker;
+    q->site = p->site;
+    q->job = p->job;
+    q->detached = p->detached;
+    q->items = p->items;
+    q->nitems = p->nitems;
+    q->texts = xcalloc(p->nitems, sizeof *q->texts);
+    for (size_t i = 0; i < p->nitems; i++) {
+        q->texts[i] = p->texts[i];
+        p->texts[i] = NULL;
+    }
+    q->done = done;
+    q->arg = arg;
+    if (red_queue(r, q) != 0) {
+        red_req_free(q);
+        if (done != NULL)
+            done(arg, ENG_E_UNAVAILABLE);
+    }
+}
+
+/* -- pub/sub: what arrives ---------------------------------------------- */
+
+/* An item for a message of c: "<id> <tag> <payload>"; NULL when malformed. */
+static struct eng_item *red_item(struct red_engine *r, const struct red_chan *c, const char *data,
+                                 size_t len)
+{
+    const char *sp1 = memchr(data, ' ', len), *sp2, *payload;
+    char id[RHIST_ID_MAX], *end;
+    struct eng_item *it;
+    uint64_t off = 0;
+
+    if (sp1 == NULL || (size_t)(sp1 - data) >= sizeof id ||
+        (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - data))) == NULL)
+        return NULL;
+    memcpy(id, data, (size_t)(sp1 - data));
+    id[sp1 - data] = '\0';
+    payload = sp2 + 1;
+    if (id[0] != '\0') {
+        const char *colon = strchr(id, ':');
+
+        if (colon == NULL || colon - id != RHIST_EPOCH_LEN)
+            return NULL;
+        off = strtoull(colon + 1, &end, 10);
+        if (*end != '\0' || off == 0)
+            return NULL;
+    }
+    it = xcalloc(1, sizeof *it);
+    if (c->kind == 'c') {
+        size_t nl = strlen(r->node);
+
+        it->channel = xstrdup(c->name);
+        it->offset = off;
+        it->msg = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
+        if ((size_t)(sp2 - sp1 - 1) > nl + 1 && strncmp(sp1 + 1, r->node, nl) == 0 &&
+            sp1[1 + nl] == '/')
+            it->skip_conn = strtoull(sp1 + 2 + nl, NULL, 10);
+    } else if (c->kind == 'u') {
+        it->users = xcalloc(1, sizeof *it->users);
+        it->users[0] = xstrdup(c->name);
+        it->nusers = 1;
+        it->frames = xcalloc(1, sizeof *it->frames);
+        it->frames[0] = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
+        it->offsets = xcalloc(1, sizeof *it->offsets);
+        it->offsets[0] = off;
+    } else {
+        it->broadcast = 1;
+        it->msg = proto_text_frame(payload, NULL);
+    }
+    if (off != 0)
+        red_note_epoch(r, c->site, c->kind, c->name, id);
+    return it;
+}
+
+/* A message arrived on c: hand it to the workers here that hold its stream. */
+static void red_on_message(struct red_engine *r, struct red_chan *c, const char *data, size_t len)
+{
+    struct eng_item *it;
+    struct dir_mask mask;
+
+    if (c->kind == 'p') {
+        r->probe_pending = 0;
+        return;
+    }
+    it = red_item(r, c, data, len);
+    if (it == NULL) {
+        log_msg(LOG_WARN, "redis", "a malformed message on %s: dropped", c->channel);
+        return;
+    }
+    memset(&mask, 0, sizeof mask);
+    if (c->kind == 'b')
+        dir_mask_all(&mask, r->nworkers);
+    else if (c->kind == 'c')
+        dir_lookup(&r->sites[c->site].chans, c->name, &mask);
+    else
+        dir_lookup(&r->sites[c->site].users, c->name, &mask);
+    r->e.hand(r->e.arg, c->site, it, 1, &mask);
+}
+
+/* Start (or queue) the replay q: its channel's subscription is in place, or not needed. */
+static void red_since_send(struct red_engine *r, struct red_req *q);
+
+/* rlink_push_fn for the pub/sub link. */
+static void red_on_push(void *arg, int type, const char *channel, size_t clen, const char *data,
+                        size_t dlen)
+{
+    struct red_engine *r = arg;
+    struct red_chan *c;
+    struct red_req *q;
+
+    HASH_FIND(hh, r->chans, channel, clen, c);
+    if (c == NULL)
+        return;
+    if (type == RLINK_PUSH_MESSAGE) {
+        red_on_message(r, c, data, dlen);
+        return;
+    }
+    if (type == RLINK_PUSH_SUBSCRIBED && c->state == RED_SUBSCRIBING) {
+        c->state = RED_ACTIVE;
+        q = c->waiting;
+        c->waiting = NULL;
+        while (q != NULL) {
+            struct red_req *next = q->wnext;
+
+            q->wnext = NULL;
+            red_since_send(r, q);
+            q = next;
+        }
+    } else if (type == RLINK_PUSH_UNSUBSCRIBED && c->state == RED_UNSUBSCRIBING) {
+        c->state = RED_IDLE;
+    }
+    red_reconcile(r, c);
+}
+
+/* -- pub/sub: what this node holds ---------------------------------------- */
+
+/* The channel entry, made when missing. */
+static struct red_chan *red_chan_get(struct red_engine *r, int site, char kind, const char *name)
+{
+    char *channel = red_channel(r, site, kind, name);
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    if (c != NULL) {
+        free(channel);
+        return c;
+    }
+    c = xcalloc(1, sizeof *c);
+    c->channel = channel;
+    c->site = site;
+    c->kind = kind;
+    c->name = xstrdup(name);
+    HASH_ADD_KEYPTR(hh, r->chans, c->channel, strlen(c->channel), c);
+    return c;
+}
+
+/* Answer every replay waiting on c with err. */
+static void red_chan_fail(struct red_engine *r, struct red_chan *c, int err)
+{
+    struct red_req *q = c->waiting;
+
+    c->waiting = NULL;
+    while (q != NULL) {
+        struct red_req *next = q->wnext;
+
+        red_answer_err(r, q, err);
+        q = next;
+    }
+}
+
+/* Bring c's subscription to what is wanted; drop the entry once nothing needs it. */
+static void red_reconcile(struct red_engine *r, struct red_chan *c)
+{
+    if (!rlink_up(r->sub)) {
+        c->state = RED_IDLE;
+        red_chan_fail(r, c, ENG_E_UNAVAILABLE);
+    } else if (c->want && c->state == RED_IDLE) {
+        if (rlink_subscribe(r->sub, c->channel) == RLINK_OK)
+            c->state = RED_SUBSCRIBING;
+    } else if (!c->want && c->state == RED_ACTIVE) {
+        if (rlink_unsubscribe(r->sub, c->channel) == RLINK_OK)
+            c->state = RED_UNSUBSCRIBING;
+    }
+    if (!c->want && c->state == RED_IDLE && c->waiting == NULL) {
+        HASH_DEL(r->chans, c);
+        free(c->channel);
+        free(c->name);
+        free(c);
+    }
+}
+
+/* -- replays ------------------------------------------------------------ */
+
+/* rhist_since_fn: hand the missed messages to the caller. */
+static void red_since_done(void *arg, int err, int ok, const char *id,
+                           const struct rhist_item *items, size_t n)
+{
+    struct red_req *q = arg;
+    struct red_engine *r = q->eng;
+    struct red_answer *a = xcalloc(1, sizeof *a);
+    const char *colon;
+
+    a->req = q;
+    a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
+    if (a->err == ENG_OK) {
+        a->since.ok = ok;
+        snprintf(a->since.id, sizeof a->since.id, "%s", id);
+        colon = strchr(id, ':');
+        a->since.last = colon != NULL ? strtoull(colon + 1, NULL, 10) : 0;
+        a->since.items = xcalloc(n > 0 ? n : 1, sizeof *a->since.items);
+        for (size_t i = 0; i < n; i++) {
+            a->since.items[i].offset = items[i].offset;
+            a->since.items[i].body =
+                hist_body_new(xstrndup(items[i].payload, items[i].len), items[i].len);
+        }
+        a->since.n = n;
+        red_note_epoch(r, q->site, q->kind, q->name, id);
+    }
+    red_answer_send(r, a);
+}
+
+static void red_since_send(struct red_engine *r, struct red_req *q)
+{
+    struct rhist_stream st = red_stream(r, q->site, q->kind, q->name);
+
+    if (rhist_since(r->cmd, &st, q->since, red_since_done, q) != RLINK_OK)
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
+}
+
+/* RED_SINCE on the engine's thread: read now, or once the subscription has taken effect. */
+static void red_since_run(struct red_engine *r, struct red_req *q)
+{
+    char *channel = red_channel(r, q->site, q->kind, q->name);
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    free(channel);
+    if (!rlink_up(r->cmd) || !rlink_up(r->sub)) {
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
+    } else if (c != NULL && c->want && c->state != RED_ACTIVE) {
+        q->wnext = c->waiting;
+        c->waiting = q;
+    } else {
+        red_since_send(r, q);
+    }
+}
+
+/* eng_ops.since */
+static void red_since(struct engine *e, const struct eng_stream *s, const char *since,
+                      eng_since_fn *done, void *arg)
+{
+    struct red_engine *r = red_of(e);
+    struct red_req *q = xcalloc(1, sizeof *q);
+
+    q->type = RED_SINCE;
+    q->worker = red_worker;
+    q->site = s->site;
+    q->kind = s->kind;
+    q->name = xstrdup(s->name);
+    q->since = xstrdup(since);
+    q->since_done = done;
+    q->arg = arg;
+    if (red_queue(r, q) != 0) {
+        red_req_free(q);
+        done(arg, ENG_E_UNAVAILABLE, NULL);
+    }
+}
+
+/* Run one queued request. */
+static void red_run_req(struct red_engine *r, struct red_req *q)
+{
+    struct red_chan *c;
+
+    switch (q->type) {
+    case RED_PUBLISH: red_publish_run(r, q); break;
+    case RED_SINCE: red_since_run(r, q); break;
+    case RED_WANT:
+        c = red_chan_get(r, q->site, q->kind, q->name);
+        c->want = q->want;
+        red_reconcile(r, c);
+        red_req_free(q);
+        break;
+    }
+}
+
+/* -- holds, ids --------------------------------------------------------- */
+
+/* eng_ops.hold: route here by the directory; subscribe on the node's first holder. */
+static void red_hold(struct engine *e, const struct eng_stream *s, int worker, int held)
+{
+    struct red_engine *r = red_of(e);
+    struct dir *d = s->kind == 'u' ? &r->sites[s->site].users : &r->sites[s->site].chans;
+    char *key = red_hold_key(s->site, s->kind, s->name);
+    struct red_hold *h;
+    int change = 0;
+
+    if (held)
+        dir_add(d, s->name, strlen(s->name), worker);
+    else
+        dir_remove(d, s->name, strlen(s->name), worker);
+    pthread_mutex_lock(&r->lock);
+    HASH_FIND_STR(r->holds, key, h);
+    if (held && h == NULL) {
+        h = xcalloc(1, sizeof *h + strlen(key) + 1);
+        strcpy(h->key, key);
+        HASH_ADD_STR(r->holds, key, h);
+    }
+    if (h != NULL) {
+        h->nworkers += held ? 1 : -1;
+        change = (held && h->nworkers == 1) || (!held && h->nworkers == 0);
+        if (h->nworkers == 0) {
+            HASH_DEL(r->holds, h);
+            free(h);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(key);
+    if (change) {
+        struct red_req *q = xcalloc(1, sizeof *q);
+
+        q->type = RED_WANT;
+        q->site = s->site;
+        q->kind = s->kind;
+        q->name = xstrdup(s->name);
+        q->want = held;
+        if (red_queue(r, q) != 0)
+            red_req_free(q);
+    }
+}
+
+/* eng_ops.id: the stream's epoch as this node last saw it. */
+static void red_id(struct engine *e, const struct eng_stream *s, uint64_t offset, char *id)
+{
+    struct red_engine *r = red_of(e);
+    char *key = red_hold_key(s->site, s->kind, s->name);
+    struct red_hold *h;
+    char epoch[RHIST_EPOCH_LEN + 1] = "00000000";
+
+    pthread_mutex_lock(&r->lock);
+    HASH_FIND_STR(r->holds, key, h);
+    if (h != NULL && h->epoch[0] != '\0')
+        memcpy(epoch, h->epoch, sizeof epoch);
+    pthread_mutex_unlock(&r->lock);
+    free(key);
+    snprintf(id, ENG_ID_MAX, "%s:%" PRIu64, epoch, offset);
+}
+
+/* -- presence, online, counts: this node's own, for now ------------------- */
+
+/* What pres's emit callback needs to reach the engine's event callback. */
+struct red_event {
+    struct engine *e;
+    int site;
+};
+
+/* pres_emit_fn: under the channel's presence lock. */
+static void red_emit(void *arg, int join, const char *channel, const char *user, const char *info)
+{
+    struct red_event *ev = arg;
+
+    ev->e->event(ev->e->arg, ev->site, join, channel, user, info);
+}
+
+/* eng_ops.join */
+static void red_join(struct engine *e, const struct eng_stream *ch, const char *user,
+                     const char *info, eng_members_fn *done, void *arg)
+{
+    struct red_event ev = {e, ch->site};
+    json_t *members = NULL;
+
+    pres_join(&red_of(e)->sites[ch->site].pres, ch->name, user, info, red_emit, &ev,
+              done != NULL ? &members : NULL);
+    if (done != NULL)
+        done(arg, ENG_OK, members);
+}
+
+/* eng_ops.leave */
+static void red_leave(struct engine *e, const struct eng_stream *ch, const char *user)
+{
+    struct red_event ev = {e, ch->site};
+
+    pres_leave(&red_of(e)->sites[ch->site].pres, ch->name, user, red_emit, &ev);
+}
+
+/* eng_ops.members */
+static void red_members(struct engine *e, const struct eng_stream *ch, int counts,
+                        eng_members_fn *done, void *arg)
+{
+    done(arg, ENG_OK, pres_members(&red_of(e)->sites[ch->site].pres, ch->name, counts));
+}
+
+/* eng_ops.online */
+static void red_online(struct engine *e, int site, const char *user, eng_online_fn *done, void *arg)
+{
+    struct eng_online o;
+
+    memset(&o, 0, sizeof o);
+    dir_lookup(&red_of(e)->sites[site].users, user, &o.local);
+    done(arg, ENG_OK, &o);
+}
+
+/* eng_ops.counts: unavailable while Redis is out of reach, for /stats to say so. */
+static void red_counts(struct engine *e, int site, eng_counts_fn *done, void *arg)
+{
+    struct red_engine *r = red_of(e);
+    struct eng_counts c;
+
+    memset(&c, 0, sizeof c);
+    c.users = dir_count(&r->sites[site].users);
+    c.channels = dir_count(&r->sites[site].chans);
+    done(arg, atomic_load(&r->available) ? ENG_OK : ENG_E_UNAVAILABLE, &c);
+}
+
+/* -- the links ------------------------------------------------------------ */
+
+/* Available while both links are up. */
+static void red_update_available(struct red_engine *r)
+{
+    int up = rlink_up(r->cmd) && rlink_up(r->sub);
+
+    if (atomic_exchange(&r->available, up) != up)
+        log_msg(up ? LOG_INFO : LOG_WARN, "redis",
+                up ? "engine available" : "engine unavailable: publishes are refused (503)");
+}
+
+/* rlink_state_fn for the command link. */
+static void red_cmd_state(void *arg, int up)
+{
+    red_update_available(arg);
+}
+
+/* rlink_state_fn for the pub/sub link: its subscriptions went with it, or come back now. */
+static void red_sub_state(void *arg, int up)
+{
+    struct red_engine *r = arg;
+    struct red_chan *c, *tmp;
+
+    r->probe_pending = 0;
+    HASH_ITER (hh, r->chans, c, tmp) {
+        c->state = RED_IDLE;
+        red_reconcile(r, c);
+    }
+    red_update_available(r);
+}
+
+/* rlink_reply_fn for a command whose answer does not matter (the probe's PUBLISH). */
+static void red_ignore(void *arg, int err, const redisReply *reply)
+{
+}
+
+/* ev_timer: probe the pub/sub link through Redis, end to end; a silent one is reconnected. */
+static void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct red_engine *r = t->data;
+    char *channel = red_channel(r, 0, 'p', "");
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    if (!rlink_up(r->cmd) || !rlink_up(r->sub) || c == NULL || c->state != RED_ACTIVE) {
+        free(channel);
+        return;
+    }
+    if (r->probe_pending) {
+        if (ev_now(loop) - r->probe_sent > r->link_cfg.timeout + RED_PROBE_EVERY) {
+            log_msg(LOG_WARN, "redis", "the pub/sub link stopped delivering: reconnecting it");
+            rlink_reset(r->sub);
+        }
+        free(channel);
+        return;
+    }
+    if (rlink_command(r->cmd, red_ignore, NULL, "PUBLISH %s p", channel) == RLINK_OK) {
+        r->probe_pending = 1;
+        r->probe_sent = ev_now(loop);
+    }
+    free(channel);
+}
+
+/* -- the thread ----------------------------------------------------------- */
+
+/* ev_async: stop (eng_stop): close the links here, on their thread, and end the loop. */
+static void red_on_quit(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct red_engine *r = w->data;
+    struct red_chan *c, *tmp;
+
+    ev_timer_stop(loop, &r->probe);
+    ev_async_stop(loop, &r->wake);
+    ev_async_stop(loop, &r->quit);
+    /* Waiting replays are answered before the links go (their answers may post to workers). */
+    HASH_ITER (hh, r->chans, c, tmp) {
+        red_chan_fail(r, c, ENG_E_UNAVAILABLE);
+    }
+    rlink_free(r->sub);
+    rlink_free(r->cmd);
+    r->sub = r->cmd = NULL;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* The engine's thread: connect, then run the loop until stopped. */
+static void *red_main(void *arg)
+{
+    struct red_engine *r = arg;
+
+    for (int i = 0; i < r->nsites; i++)
+        red_chan_get(r, i, 'b', "")->want = 1;
+    red_chan_get(r, 0, 'p', "")->want = 1;
+    ev_timer_start(r->loop, &r->probe);
+    ev_run(r->loop, 0);
+    return NULL;
+}
+
+/* eng_ops.bind */
+static void red_bind(struct engine *e, int worker)
+{
+    red_worker = worker;
+}
+
+/* eng_ops.stop */
+static void red_stop(struct engine *e)
+{
+    struct red_engine *r = red_of(e);
+    struct red_req *q;
+
+    pthread_mutex_lock(&r->lock);
+    r->stopped = 1;
+    pthread_mutex_unlock(&r->lock);
+    if (r->started) {
+        ev_async_send(r->loop, &r->quit);
+        pthread_join(r->thread, NULL);
+        r->started = 0;
+    }
+    /* What was queued after the loop's last turn gets its answer here. */
+    pthread_mutex_lock(&r->lock);
+    q = r->head;
+    r->head = r->tail = NULL;
+    pthread_mutex_unlock(&r->lock);
+    while (q != NULL) {
+        struct red_req *next = q->next;
+
+        if (q->type == RED_WANT)
+            red_req_free(q);
+        else
+            red_answer_err(r, q, ENG_E_UNAVAILABLE);
+        q = next;
+    }
+}
+
+/* eng_ops.free */
+static void red_free(struct engine *e)
+{
+    struct red_engine *r = red_of(e);
+    struct red_hold *h, *htmp;
+    struct red_chan *c, *ctmp;
+
+    red_stop(e);
+    rlink_free(r->sub);
+    rlink_free(r->cmd);
+    HASH_ITER (hh, r->holds, h, htmp) {
+        HASH_DEL(r->holds, h);
+        free(h);
+    }
+    HASH_ITER (hh, r->chans, c, ctmp) {
+        HASH_DEL(r->chans, c);
+        free(c->channel);
+        free(c->name);
+        free(c);
+    }
+    for (int i = 0; i < r->nsites; i++) {
+        dir_free(&r->sites[i].users);
+        dir_free(&r->sites[i].chans);
+        pres_free(&r->sites[i].pres);
+        free(r->sites[i].name);
+    }
+    free(r->sites);
+    ev_loop_destroy(r->loop);
+    pthread_mutex_destroy(&r->lock);
+    free((char *)r->link_cfg.address);
+    if (r->link_cfg.password != NULL)
+        explicit_bzero((char *)r->link_cfg.password, strlen(r->link_cfg.password));
+    free((char *)r->link_cfg.password);
+    free(r->prefix);
+    free(r->node);
+    free(r);
+}
+
+static const struct eng_ops red_ops = {
+    .name = "redis",
+    .publish = red_publish,
+    .hold = red_hold,
+    .since = red_since,
+    .id = red_id,
+    .join = red_join,
+    .leave = red_leave,
+    .members = red_members,
+    .online = red_online,
+    .counts = red_counts,
+    .bind = red_bind,
+    .stop = red_stop,
+    .free = red_free,
+};
+
+struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const char *const *names,
+                             int nworkers, eng_deliver_fn *deliver, eng_event_fn *event,
+                             eng_post_fn *post, eng_hand_fn *hand, void *arg)
+{
+    struct red_engine *r = xcalloc(1, sizeof *r);
+    int err;
+
+    r->e = (struct engine){&red_ops, cfg->history_size > 0, deliver, event, post, hand, arg};
+    r->nsites = nsites;
+    r->nworkers = nworkers;
+    r->sites = xcalloc((size_t)nsites, sizeof *r->sites);
+    for (int i = 0; i < nsites; i++) {
+        r->sites[i].name = xstrdup(names[i]);
+        dir_init(&r->sites[i].users);
+        dir_init(&r->sites[i].chans);
+        pres_init(&r->sites[i].pres);
+    }
+    r->prefix = xstrdup(cfg->prefix);
+    r->node = xstrdup(cfg->node);
+    r->history_size = cfg->history_size;
+    r->history_ttl = cfg->history_ttl;
+    r->link_cfg = (struct rlink_cfg){xstrdup(cfg->address),
+                                     cfg->password != NULL ? xstrdup(cfg->password) : NULL,
+                                     cfg->db,
+                                     cfg->timeout,
+                                     RED_BACKOFF_MIN,
+                                     RED_BACKOFF_MAX};
+    pthread_mutex_init(&r->lock, NULL);
+    r->loop = ev_loop_new(EVFLAG_AUTO);
+    ev_async_init(&r->wake, red_on_wake);
+    r->wake.data = r;
+    ev_async_init(&r->quit, red_on_quit);
+    r->quit.data = r;
+    ev_timer_init(&r->probe, red_on_probe, RED_PROBE_EVERY, RED_PROBE_EVERY);
+    r->probe.data = r;
+    ev_async_start(r->loop, &r->wake);
+    ev_async_start(r->loop, &r->quit);
+    /* Made here, before the thread runs the loop; used only on that thread from then on. */
+    r->cmd = rlink_new(r->loop, &r->link_cfg, red_cmd_state, r);
+    r->sub = rlink_new(r->loop, &r->link_cfg, red_sub_state, r);
+    if (r->cmd == NULL || r->sub == NULL) {
+        red_free(&r->e);
+        return NULL;
+    }
+    rlink_set_push(r->sub, red_on_push, r);
+    err = pthread_create(&r->thread, NULL, red_main, r);
+    if (err != 0) {
+        log_msg(LOG_ERROR, "redis", "pthread_create: %s", strerror(err));
+        red_free(&r->e);
+        return NULL;
+    }
+    r->started = 1;
+    return &r->e;
+}
