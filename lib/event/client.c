@@ -214,6 +214,7 @@ struct client_wait {
     char *since;              /* owned: as the client gave it, or NULL */
     int again;                /* the subscription was already in place: no replay */
     int rounds;               /* replays read again, live frames having overtaken one */
+    int gap;                  /* a catch-up (on_gap): say only what could not be recovered */
     int ok;                   /* every round so far recovered all it was asked */
     char *joiner;             /* owned: the user whose join this is (presence), or NULL */
     json_t *members;          /* presence members to answer with (a reference), or NULL */
@@ -362,6 +363,18 @@ static int client_replay_again(struct client_wait *w, const struct eng_since *r)
     return 1;
 }
 
+/* A catch-up is done: only a loss is told (proto_gap), the page then reloads its state. */
+static void client_gap_answered(struct client_wait *w, const char *id, int ok)
+{
+    if (ok) {
+        conn_stats(w->c)->recoveries_ok++;
+    } else {
+        conn_stats(w->c)->recoveries_failed++;
+        client_send(w->c, proto_gap(w->kind == 'c' ? w->name : NULL, id));
+    }
+    client_wait_end(w);
+}
+
 /* eng_since_fn: replay, record the position, then answer as the replay says. */
 static void client_replayed(void *arg, int err, const struct eng_since *r)
 {
@@ -382,6 +395,10 @@ static void client_replayed(void *arg, int err, const struct eng_since *r)
     if (ok && client_replay_again(w, r))
         return;
     client_wait_replay_off(w);
+    if (w->gap) {
+        client_gap_answered(w, err == ENG_OK ? r->id : "", ok);
+        return;
+    }
     if (w->since != NULL && w->since[0] != '\0') {
         if (ok)
             conn_stats(w->c)->recoveries_ok++;
@@ -836,6 +853,40 @@ void client_presence_event(void *hub, int site, int join, const char *channel, c
     client_hand_out(hub, client_channel_job(hub, site, channel, m, 0), NULL);
 }
 
+/*
+ * conn_ops.on_gap: read what c missed of the stream since what it was
+ * sent. A replay already on its way reads again from its end (its held-back
+ * mark is set past anything), since what was lost may be after it.
+ */
+static void client_on_gap(struct conn *c, char kind, const char *name)
+{
+    struct engine *e = c->x->hub->engine;
+    struct client_wait w0 = {.c = c, .kind = kind, .name = (char *)name};
+    struct client_wait *w;
+    unsigned replaying;
+    uint64_t *skipped, *last;
+    char id[ENG_ID_MAX];
+
+    if (c->client == NULL || !e->history)
+        return;
+    skipped = client_wait_skipped(&w0, &replaying);
+    last = client_wait_last(&w0);
+    if (skipped == NULL || last == NULL)
+        return;
+    if (replaying) {
+        *skipped = UINT64_MAX;
+        return;
+    }
+    eng_id(e, &(struct eng_stream){c->site, kind, name}, *last, id);
+    w = client_wait_new(c, kind, name, NULL, id);
+    w->gap = 1;
+    if (kind == 'u')
+        c->user_replaying = 1;
+    else
+        sub_of_conn(c->client->subs, name, strlen(name))->replaying = 1;
+    eng_since(e, &(struct eng_stream){c->site, kind, name}, id, client_replayed, w);
+}
+
 /* conn_ops.on_free: the connection's protocol state goes with it. */
 static void client_on_free(struct conn *c)
 {
@@ -849,4 +900,5 @@ const struct conn_ops client_conn_ops = {
     .on_message = client_message,
     .on_close = client_closed,
     .on_free = client_on_free,
+    .on_gap = client_on_gap,
 };

@@ -258,6 +258,8 @@ static void conn_leave_open(struct conn *c)
     if (c->total_counted)
         lim_total_release(c->x->hub->lim);
     c->total_counted = 0;
+    if (c->link.user != NULL)
+        eng_count(c->x->hub->engine, c->site, c->link.user->id, -1);
     if (c->link.user != NULL && c->link.user->nlinks == 1)
         conn_hold_user(c, c->link.user->id, 0);
     reg_remove(&conn_site(c)->reg, &c->link);
@@ -444,6 +446,7 @@ static void conn_upgrade(struct conn *c, const struct http_request *req)
         reg_add(&conn_site(c)->reg, &c->link, claims.sub, strlen(claims.sub));
         if (c->link.user->nlinks == 1)
             conn_hold_user(c, claims.sub, 1);
+        eng_count(c->x->hub->engine, c->site, claims.sub, 1);
     }
     log_msg(LOG_DEBUG, "conn", "conn=%llu open user=%s", (unsigned long long)c->id,
             claims.sub[0] ? claims.sub : "(anonymous)");

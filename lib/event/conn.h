@@ -76,6 +76,11 @@ struct conn_ops {
     void (*on_close)(struct conn *c);
     /* The connection is being freed: free c->client (NULL, or never opened, is fine). */
     void (*on_free)(struct conn *c);
+    /*
+     * The engine may have lost messages of a stream c holds (kind 'u': its
+     * user's; 'c': channel name): catch up from what c was sent.
+     */
+    void (*on_gap)(struct conn *c, char kind, const char *name);
 };
 
 /* One queued frame: a reference to a msg, shared or the conn's own. */

@@ -324,11 +324,32 @@ static uint64_t worker_publish_channel(struct worker *w, int site, const struct 
     return n;
 }
 
+/* A stream may have a gap (engine.h): each of its holders here catches up. */
+static void worker_catch_up(struct worker *w, int site, const struct eng_item *it)
+{
+    struct sub_chan *ch;
+    struct reg_user *user;
+
+    if (it->channel != NULL) {
+        ch = sub_find(&w->cx.sites[site].subs, it->channel, strlen(it->channel));
+        for (struct sub *s = ch != NULL ? ch->subs : NULL; s != NULL; s = s->next)
+            w->cx.ops->on_gap(s->conn, 'c', it->channel);
+        return;
+    }
+    user = reg_find(&w->cx.sites[site].reg, it->users[0], strlen(it->users[0]));
+    for (struct reg_link *l = user != NULL ? user->links : NULL; l != NULL; l = l->next)
+        w->cx.ops->on_gap(conn_from_link(l), 'u', it->users[0]);
+}
+
 /* Queue one publish item to its targets in site; returns the conns it reached. */
 static uint64_t worker_publish(struct worker *w, int site, const struct eng_item *it)
 {
     uint64_t n = 0;
 
+    if (it->catch_up) {
+        worker_catch_up(w, site, it);
+        return 0;
+    }
     if (it->channel != NULL)
         return worker_publish_channel(w, site, it);
     if (it->broadcast) {

@@ -287,6 +287,17 @@ struct msg *proto_stream(const char *id, int recovered)
     return proto_frame(o);
 }
 
+struct msg *proto_gap(const char *channel, const char *id)
+{
+    json_t *o = proto_answer("stream", NULL);
+
+    if (channel != NULL)
+        json_object_set_new(o, "channel", json_string(channel));
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "recovered", json_false());
+    return proto_frame(o);
+}
+
 struct msg *proto_error(const json_t *ref, const char *code, const char *message)
 {
     json_t *o = proto_answer("error", ref);

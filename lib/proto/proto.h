@@ -104,6 +104,12 @@ struct msg *proto_ok_stream(const json_t *ref, json_t *members, const char *id, 
 /* {"op":"stream","id":I,"recovered":B}: the user stream's position after a replay. */
 struct msg *proto_stream(const char *id, int recovered);
 
+/*
+ * {"op":"stream","channel":channel (when not NULL),"id":id,"recovered":false}:
+ * messages of a stream may have been lost while the connection was open.
+ */
+struct msg *proto_gap(const char *channel, const char *id);
+
 /* {"op":"error","ref":R,"code":C,"message":M}; ref may be NULL. */
 struct msg *proto_error(const json_t *ref, const char *code, const char *message);
 

@@ -77,6 +77,8 @@ struct eng_item {
     uint64_t offset;     /* channel: the stream offset in msg's id (hist.h); 0 = none */
     size_t group;        /* the caller's count for it: the API message it came from */
     uint64_t reached;    /* set by a network engine: the nodes it reached (Redis: subscribers) */
+    int catch_up;        /* no message: the stream (channel, or users[0]) may have a gap here:
+                            each holder reads what it missed since what it was sent */
 };
 
 /*
@@ -202,6 +204,14 @@ struct eng_ops {
     void (*counts)(struct engine *e, int site, eng_counts_fn *done, void *arg);
 
     /*
+     * Optional. One connection of user (of site) more (delta 1) or less
+     * (-1) on this node: for online counts across nodes. Called by the
+     * worker after its hold when the connection opens, before its release
+     * when it closes.
+     */
+    void (*count)(struct engine *e, int site, const char *user, int delta);
+
+    /*
      * Optional. Worker `worker`'s thread says so, once, before its loop
      * runs: the engine's late answers to calls from this thread go to this
      * worker's loop (through post).
@@ -277,6 +287,12 @@ static inline void eng_online(struct engine *e, int site, const char *user, eng_
 static inline void eng_counts(struct engine *e, int site, eng_counts_fn *done, void *arg)
 {
     e->ops->counts(e, site, done, arg);
+}
+
+static inline void eng_count(struct engine *e, int site, const char *user, int delta)
+{
+    if (e->ops->count != NULL)
+        e->ops->count(e, site, user, delta);
 }
 
 static inline void eng_bind(struct engine *e, int worker)

@@ -33,122 +33,23 @@
  *             While either link is down the engine is unavailable: a
  *             publish is refused at once, never accepted and dropped.
  */
-#include "engine.h"
+#include "engine_redis.h"
 
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <ev.h>
-#include <uthash.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "msg.h"
-#include "pres.h"
 #include "proto.h"
-#include "rhist.h"
-#include "rlink.h"
 #include "xmalloc.h"
 
-#define RED_PROBE_EVERY 1.0    /* seconds between probes of the pub/sub link */
 #define RED_BACKOFF_MIN 0.1    /* seconds before the first reconnect */
 #define RED_BACKOFF_MAX 2.0    /* the longest wait between reconnects */
 #define RED_META_TTL_MIN 86400 /* a stream's numbering outlives its messages by a day at least */
-
-/* The worker the calling thread is (eng_bind), or -1: a thread without a loop. */
-static __thread int red_worker = -1;
-
-enum red_req_type {
-    RED_PUBLISH,
-    RED_SINCE,
-    RED_WANT, /* subscribe (want) or unsubscribe a stream's channel */
-};
-
-/* A call handed to the engine's thread. */
-struct red_req {
-    struct red_req *next;   /* borrowed: the next queued */
-    struct red_engine *eng; /* borrowed */
-    enum red_req_type type;
-    int worker; /* the caller's worker, or -1 */
-    int site;
-    /* RED_PUBLISH */
-    void *job;
-    int detached;
-    struct eng_item *items; /* borrowed: the job's */
-    size_t nitems;
-    char **texts;   /* owned: taken over from the caller */
-    size_t pending; /* scripts not answered yet */
-    int err;
-    eng_done_fn *done;
-    /* RED_SINCE, RED_WANT */
-    char kind;
-    char *name;  /* owned */
-    char *since; /* owned */
-    int want;
-    eng_since_fn *since_done;
-    void *arg;
-    struct red_req *wnext; /* borrowed: next waiting on the same channel */
-};
-
-/* A stream this node holds: on how many workers, and its epoch as last seen. */
-struct red_hold {
-    UT_hash_handle hh;
-    int nworkers;
-    char epoch[RHIST_EPOCH_LEN + 1]; /* "" until seen */
-    char key[];                      /* "<site>/<kind>:<name>" */
-};
-
-enum red_state { RED_IDLE, RED_SUBSCRIBING, RED_ACTIVE, RED_UNSUBSCRIBING };
-
-/* A pub/sub channel of this node (engine thread only). */
-struct red_chan {
-    UT_hash_handle hh;
-    char *channel; /* owned: the key */
-    int site;
-    char kind;  /* 'u', 'c', 'b' (a site's broadcasts) or 'p' (the probe) */
-    char *name; /* owned: the stream's name, or "" */
-    int want;
-    enum red_state state;
-    struct red_req *waiting; /* owned: replays waiting for the subscription */
-};
-
-struct red_site {
-    char *name;       /* owned */
-    struct dir users; /* which workers hold which users */
-    struct dir chans; /* which workers hold which channels */
-    struct pres pres; /* presence members (this node's) */
-};
-
-struct red_engine {
-    struct engine e; /* first: the engine.h view */
-    struct red_site *sites;
-    int nsites;
-    int nworkers;
-    char *prefix;
-    char *node;
-    struct rlink_cfg link_cfg; /* its strings owned */
-    int history_size, history_ttl;
-    /* the callers' side */
-    pthread_mutex_t lock; /* the queue, holds, stopped */
-    struct red_req *head, *tail;
-    struct red_hold *holds;
-    int stopped;
-    atomic_int available;
-    /* the engine's thread */
-    pthread_t thread;
-    int started;
-    struct ev_loop *loop;
-    ev_async wake;
-    ev_async quit;
-    ev_timer probe;
-    struct rlink *cmd, *sub;
-    struct red_chan *chans;
-    int probe_pending;
-    ev_tstamp probe_sent;
-};
 
 static struct red_engine *red_of(struct engine *e)
 {
@@ -156,24 +57,22 @@ static struct red_engine *red_of(struct engine *e)
 }
 
 static void red_run_req(struct red_engine *r, struct red_req *q);
-static void red_reconcile(struct red_engine *r, struct red_chan *c);
+static void red_online_run(struct red_engine *r, struct red_req *q);
+
+/* The worker the calling thread is (eng_bind), or -1: a thread without a loop. */
+static __thread int red_worker = -1;
 
 /* -- answers ------------------------------------------------------------ */
 
-/* A finished call's answer, carried to the caller's thread. */
-struct red_answer {
-    struct red_req *req; /* owned */
-    int err;
-    struct eng_since since; /* RED_SINCE: its items owned */
-};
-
-static void red_req_free(struct red_req *q)
+void red_req_free(struct red_req *q)
 {
     for (size_t i = 0; q->texts != NULL && i < q->nitems; i++)
         free(q->texts[i]);
     free(q->texts);
     free(q->name);
     free(q->since);
+    free(q->user);
+    free(q->info);
     free(q);
 }
 
@@ -183,21 +82,33 @@ static void red_answer_run(void *arg)
     struct red_answer *a = arg;
     struct red_req *q = a->req;
 
-    if (q->type == RED_PUBLISH) {
+    switch (q->type) {
+    case RED_PUBLISH:
         if (q->done != NULL)
             q->done(q->arg, a->err);
-    } else {
+        break;
+    case RED_SINCE:
         q->since_done(q->arg, a->err, a->err == ENG_OK ? &a->since : NULL);
         for (size_t i = 0; i < a->since.n; i++)
             hist_body_unref(a->since.items[i].body);
         free(a->since.items);
+        break;
+    case RED_JOIN:
+    case RED_MEMBERS:
+        if (q->members_done != NULL)
+            q->members_done(q->arg, a->err, a->err == ENG_OK ? a->members : NULL);
+        else
+            json_decref(a->members);
+        break;
+    case RED_ONLINE: q->online_done(q->arg, a->err, &a->online); break;
+    default: break;
     }
     red_req_free(q);
     free(a);
 }
 
 /* Send a to its caller: its worker's loop, or here for a thread that waits. */
-static void red_answer_send(struct red_engine *r, struct red_answer *a)
+void red_answer_send(struct red_engine *r, struct red_answer *a)
 {
     int stopped;
 
@@ -211,7 +122,7 @@ static void red_answer_send(struct red_engine *r, struct red_answer *a)
 }
 
 /* Answer q with err alone. */
-static void red_answer_err(struct red_engine *r, struct red_req *q, int err)
+void red_answer_err(struct red_engine *r, struct red_req *q, int err)
 {
     struct red_answer *a = xcalloc(1, sizeof *a);
 
@@ -263,7 +174,7 @@ static void red_on_wake(struct ev_loop *loop, ev_async *w, int revents)
 /* -- names -------------------------------------------------------------- */
 
 /* The pub/sub channel of a stream: "<prefix>{<site>/<kind>:<name>}" (malloc'd). */
-static char *red_channel(const struct red_engine *r, int site, char kind, const char *name)
+char *red_channel(const struct red_engine *r, int site, char kind, const char *name)
 {
     if (kind == 'b')
         return xasprintf("%s{%s}:b", r->prefix, r->sites[site].name);
@@ -288,21 +199,26 @@ static char *red_hold_key(int site, char kind, const char *name)
     return xasprintf("%d/%c:%s", site, kind, name);
 }
 
-/* Remember a stream's epoch (from an id "<epoch>:<offset>") for eng_id. */
-static void red_note_epoch(struct red_engine *r, int site, char kind, const char *name,
-                           const char *id)
+/*
+ * Remember a stream's epoch (from an id "<epoch>:<offset>") for eng_id;
+ * returns whether it replaced another one.
+ */
+int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id)
 {
     char *key = red_hold_key(site, kind, name);
     struct red_hold *h;
+    int changed = 0;
 
     pthread_mutex_lock(&r->lock);
     HASH_FIND_STR(r->holds, key, h);
     if (h != NULL && strlen(id) > RHIST_EPOCH_LEN && id[RHIST_EPOCH_LEN] == ':') {
+        changed = h->epoch[0] != '\0' && memcmp(h->epoch, id, RHIST_EPOCH_LEN) != 0;
         memcpy(h->epoch, id, RHIST_EPOCH_LEN);
         h->epoch[RHIST_EPOCH_LEN] = '\0';
     }
     pthread_mutex_unlock(&r->lock);
     free(key);
+    return changed;
 }
 
 /* -- publishing --------------------------------------------------------- */
@@ -456,176 +372,6 @@ static void red_publish(struct engine *e, struct eng_pub *p, eng_done_fn *done, 
     }
 }
 
-/* -- pub/sub: what arrives ---------------------------------------------- */
-
-/* An item for a message of c: "<id> <tag> <payload>"; NULL when malformed. */
-static struct eng_item *red_item(struct red_engine *r, const struct red_chan *c, const char *data,
-                                 size_t len)
-{
-    const char *sp1 = memchr(data, ' ', len), *sp2, *payload;
-    char id[RHIST_ID_MAX], *end;
-    struct eng_item *it;
-    uint64_t off = 0;
-
-    if (sp1 == NULL || (size_t)(sp1 - data) >= sizeof id ||
-        (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - data))) == NULL)
-        return NULL;
-    memcpy(id, data, (size_t)(sp1 - data));
-    id[sp1 - data] = '\0';
-    payload = sp2 + 1;
-    if (id[0] != '\0') {
-        const char *colon = strchr(id, ':');
-
-        if (colon == NULL || colon - id != RHIST_EPOCH_LEN)
-            return NULL;
-        off = strtoull(colon + 1, &end, 10);
-        if (*end != '\0' || off == 0)
-            return NULL;
-    }
-    it = xcalloc(1, sizeof *it);
-    if (c->kind == 'c') {
-        size_t nl = strlen(r->node);
-
-        it->channel = xstrdup(c->name);
-        it->offset = off;
-        it->msg = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
-        if ((size_t)(sp2 - sp1 - 1) > nl + 1 && strncmp(sp1 + 1, r->node, nl) == 0 &&
-            sp1[1 + nl] == '/')
-            it->skip_conn = strtoull(sp1 + 2 + nl, NULL, 10);
-    } else if (c->kind == 'u') {
-        it->users = xcalloc(1, sizeof *it->users);
-        it->users[0] = xstrdup(c->name);
-        it->nusers = 1;
-        it->frames = xcalloc(1, sizeof *it->frames);
-        it->frames[0] = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
-        it->offsets = xcalloc(1, sizeof *it->offsets);
-        it->offsets[0] = off;
-    } else {
-        it->broadcast = 1;
-        it->msg = proto_text_frame(payload, NULL);
-    }
-    if (off != 0)
-        red_note_epoch(r, c->site, c->kind, c->name, id);
-    return it;
-}
-
-/* A message arrived on c: hand it to the workers here that hold its stream. */
-static void red_on_message(struct red_engine *r, struct red_chan *c, const char *data, size_t len)
-{
-    struct eng_item *it;
-    struct dir_mask mask;
-
-    if (c->kind == 'p') {
-        r->probe_pending = 0;
-        return;
-    }
-    it = red_item(r, c, data, len);
-    if (it == NULL) {
-        log_msg(LOG_WARN, "redis", "a malformed message on %s: dropped", c->channel);
-        return;
-    }
-    memset(&mask, 0, sizeof mask);
-    if (c->kind == 'b')
-        dir_mask_all(&mask, r->nworkers);
-    else if (c->kind == 'c')
-        dir_lookup(&r->sites[c->site].chans, c->name, &mask);
-    else
-        dir_lookup(&r->sites[c->site].users, c->name, &mask);
-    r->e.hand(r->e.arg, c->site, it, 1, &mask);
-}
-
-/* Start (or queue) the replay q: its channel's subscription is in place, or not needed. */
-static void red_since_send(struct red_engine *r, struct red_req *q);
-
-/* rlink_push_fn for the pub/sub link. */
-static void red_on_push(void *arg, int type, const char *channel, size_t clen, const char *data,
-                        size_t dlen)
-{
-    struct red_engine *r = arg;
-    struct red_chan *c;
-    struct red_req *q;
-
-    HASH_FIND(hh, r->chans, channel, clen, c);
-    if (c == NULL)
-        return;
-    if (type == RLINK_PUSH_MESSAGE) {
-        red_on_message(r, c, data, dlen);
-        return;
-    }
-    if (type == RLINK_PUSH_SUBSCRIBED && c->state == RED_SUBSCRIBING) {
-        c->state = RED_ACTIVE;
-        q = c->waiting;
-        c->waiting = NULL;
-        while (q != NULL) {
-            struct red_req *next = q->wnext;
-
-            q->wnext = NULL;
-            red_since_send(r, q);
-            q = next;
-        }
-    } else if (type == RLINK_PUSH_UNSUBSCRIBED && c->state == RED_UNSUBSCRIBING) {
-        c->state = RED_IDLE;
-    }
-    red_reconcile(r, c);
-}
-
-/* -- pub/sub: what this node holds ---------------------------------------- */
-
-/* The channel entry, made when missing. */
-static struct red_chan *red_chan_get(struct red_engine *r, int site, char kind, const char *name)
-{
-    char *channel = red_channel(r, site, kind, name);
-    struct red_chan *c;
-
-    HASH_FIND_STR(r->chans, channel, c);
-    if (c != NULL) {
-        free(channel);
-        return c;
-    }
-    c = xcalloc(1, sizeof *c);
-    c->channel = channel;
-    c->site = site;
-    c->kind = kind;
-    c->name = xstrdup(name);
-    HASH_ADD_KEYPTR(hh, r->chans, c->channel, strlen(c->channel), c);
-    return c;
-}
-
-/* Answer every replay waiting on c with err. */
-static void red_chan_fail(struct red_engine *r, struct red_chan *c, int err)
-{
-    struct red_req *q = c->waiting;
-
-    c->waiting = NULL;
-    while (q != NULL) {
-        struct red_req *next = q->wnext;
-
-        red_answer_err(r, q, err);
-        q = next;
-    }
-}
-
-/* Bring c's subscription to what is wanted; drop the entry once nothing needs it. */
-static void red_reconcile(struct red_engine *r, struct red_chan *c)
-{
-    if (!rlink_up(r->sub)) {
-        c->state = RED_IDLE;
-        red_chan_fail(r, c, ENG_E_UNAVAILABLE);
-    } else if (c->want && c->state == RED_IDLE) {
-        if (rlink_subscribe(r->sub, c->channel) == RLINK_OK)
-            c->state = RED_SUBSCRIBING;
-    } else if (!c->want && c->state == RED_ACTIVE) {
-        if (rlink_unsubscribe(r->sub, c->channel) == RLINK_OK)
-            c->state = RED_UNSUBSCRIBING;
-    }
-    if (!c->want && c->state == RED_IDLE && c->waiting == NULL) {
-        HASH_DEL(r->chans, c);
-        free(c->channel);
-        free(c->name);
-        free(c);
-    }
-}
-
 /* -- replays ------------------------------------------------------------ */
 
 /* rhist_since_fn: hand the missed messages to the caller. */
@@ -656,7 +402,7 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
     red_answer_send(r, a);
 }
 
-static void red_since_send(struct red_engine *r, struct red_req *q)
+void red_since_send(struct red_engine *r, struct red_req *q)
 {
     struct rhist_stream st = red_stream(r, q->site, q->kind, q->name);
 
@@ -717,6 +463,11 @@ static void red_run_req(struct red_engine *r, struct red_req *q)
         red_reconcile(r, c);
         red_req_free(q);
         break;
+    case RED_JOIN:
+    case RED_LEAVE:
+    case RED_MEMBERS: red_presence_run(r, q); break;
+    case RED_ONLINE:
+    case RED_COUNT: red_online_run(r, q); break;
     }
 }
 
@@ -782,58 +533,130 @@ static void red_id(struct engine *e, const struct eng_stream *s, uint64_t offset
     snprintf(id, ENG_ID_MAX, "%s:%" PRIu64, epoch, offset);
 }
 
-/* -- presence, online, counts: this node's own, for now ------------------- */
+/* -- presence, online, counts ---------------------------------------------- */
 
-/* What pres's emit callback needs to reach the engine's event callback. */
-struct red_event {
-    struct engine *e;
-    int site;
-};
-
-/* pres_emit_fn: under the channel's presence lock. */
-static void red_emit(void *arg, int join, const char *channel, const char *user, const char *info)
+/* A request about (site, kind, name) from the calling thread. */
+static struct red_req *red_req_new(enum red_req_type type, int site, char kind, const char *name)
 {
-    struct red_event *ev = arg;
+    struct red_req *q = xcalloc(1, sizeof *q);
 
-    ev->e->event(ev->e->arg, ev->site, join, channel, user, info);
+    q->type = type;
+    q->worker = red_worker;
+    q->site = site;
+    q->kind = kind;
+    q->name = xstrdup(name);
+    return q;
+}
+
+/* Queue q; once stopped, answer it here with ENG_E_UNAVAILABLE. */
+static void red_submit(struct red_engine *r, struct red_req *q)
+{
+    if (red_queue(r, q) == 0)
+        return;
+    q->worker = -1;
+    red_answer_err(r, q, ENG_E_UNAVAILABLE);
 }
 
 /* eng_ops.join */
 static void red_join(struct engine *e, const struct eng_stream *ch, const char *user,
                      const char *info, eng_members_fn *done, void *arg)
 {
-    struct red_event ev = {e, ch->site};
-    json_t *members = NULL;
+    struct red_req *q = red_req_new(RED_JOIN, ch->site, 'c', ch->name);
 
-    pres_join(&red_of(e)->sites[ch->site].pres, ch->name, user, info, red_emit, &ev,
-              done != NULL ? &members : NULL);
-    if (done != NULL)
-        done(arg, ENG_OK, members);
+    q->user = xstrdup(user);
+    q->info = info != NULL ? xstrdup(info) : NULL;
+    q->members_done = done;
+    q->arg = arg;
+    red_submit(red_of(e), q);
 }
 
 /* eng_ops.leave */
 static void red_leave(struct engine *e, const struct eng_stream *ch, const char *user)
 {
-    struct red_event ev = {e, ch->site};
+    struct red_req *q = red_req_new(RED_LEAVE, ch->site, 'c', ch->name);
 
-    pres_leave(&red_of(e)->sites[ch->site].pres, ch->name, user, red_emit, &ev);
+    q->user = xstrdup(user);
+    if (red_queue(red_of(e), q) != 0)
+        red_req_free(q);
 }
 
 /* eng_ops.members */
 static void red_members(struct engine *e, const struct eng_stream *ch, int counts,
                         eng_members_fn *done, void *arg)
 {
-    done(arg, ENG_OK, pres_members(&red_of(e)->sites[ch->site].pres, ch->name, counts));
+    struct red_req *q = red_req_new(RED_MEMBERS, ch->site, 'c', ch->name);
+
+    q->counts = counts;
+    q->members_done = done;
+    q->arg = arg;
+    red_submit(red_of(e), q);
 }
 
-/* eng_ops.online */
+/* eng_ops.online: the user's connections on the other nodes, from Redis. */
 static void red_online(struct engine *e, int site, const char *user, eng_online_fn *done, void *arg)
 {
-    struct eng_online o;
+    struct red_req *q = red_req_new(RED_ONLINE, site, 'u', user);
 
-    memset(&o, 0, sizeof o);
-    dir_lookup(&red_of(e)->sites[site].users, user, &o.local);
-    done(arg, ENG_OK, &o);
+    q->online_done = done;
+    q->arg = arg;
+    red_submit(red_of(e), q);
+}
+
+/* eng_ops.count: the node's count of user's connections goes to Redis, as a value. */
+static void red_count(struct engine *e, int site, const char *user, int delta)
+{
+    struct red_engine *r = red_of(e);
+    char *key = red_hold_key(site, 'u', user);
+    struct red_hold *h;
+    struct red_req *q = red_req_new(RED_COUNT, site, 'u', user);
+
+    /* Under the lock, in queue order: the last value queued is the one Redis keeps. */
+    pthread_mutex_lock(&r->lock);
+    HASH_FIND_STR(r->holds, key, h);
+    if (h != NULL)
+        h->connections += delta;
+    q->n = h != NULL && h->connections > 0 ? h->connections : 0;
+    q->eng = r;
+    if (r->stopped) {
+        red_req_free(q);
+    } else {
+        if (r->tail != NULL)
+            r->tail->next = q;
+        else
+            r->head = q;
+        r->tail = q;
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(key);
+    ev_async_send(r->loop, &r->wake);
+}
+
+/* rpres_online_fn: the other nodes' connections, and the workers here. */
+static void red_online_done(void *arg, int err, uint64_t total, uint64_t here)
+{
+    struct red_req *q = arg;
+    struct red_engine *r = q->eng;
+    struct red_answer *a = xcalloc(1, sizeof *a);
+
+    a->req = q;
+    a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
+    dir_lookup(&r->sites[q->site].users, q->name, &a->online.local);
+    a->online.remote = total - here;
+    red_answer_send(r, a);
+}
+
+/* RED_ONLINE and RED_COUNT on the engine's thread. */
+static void red_online_run(struct red_engine *r, struct red_req *q)
+{
+    struct rpres_site s = red_pres_site(r, q->site);
+
+    if (q->type == RED_COUNT) {
+        rpres_count(r->cmd, &s, q->name, (int)q->n);
+        red_req_free(q);
+        return;
+    }
+    if (rpres_online(r->cmd, &s, q->name, red_online_done, q) != RLINK_OK)
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
 }
 
 /* eng_ops.counts: unavailable while Redis is out of reach, for /stats to say so. */
@@ -848,70 +671,6 @@ static void red_counts(struct engine *e, int site, eng_counts_fn *done, void *ar
     done(arg, atomic_load(&r->available) ? ENG_OK : ENG_E_UNAVAILABLE, &c);
 }
 
-/* -- the links ------------------------------------------------------------ */
-
-/* Available while both links are up. */
-static void red_update_available(struct red_engine *r)
-{
-    int up = rlink_up(r->cmd) && rlink_up(r->sub);
-
-    if (atomic_exchange(&r->available, up) != up)
-        log_msg(up ? LOG_INFO : LOG_WARN, "redis",
-                up ? "engine available" : "engine unavailable: publishes are refused (503)");
-}
-
-/* rlink_state_fn for the command link. */
-static void red_cmd_state(void *arg, int up)
-{
-    red_update_available(arg);
-}
-
-/* rlink_state_fn for the pub/sub link: its subscriptions went with it, or come back now. */
-static void red_sub_state(void *arg, int up)
-{
-    struct red_engine *r = arg;
-    struct red_chan *c, *tmp;
-
-    r->probe_pending = 0;
-    HASH_ITER (hh, r->chans, c, tmp) {
-        c->state = RED_IDLE;
-        red_reconcile(r, c);
-    }
-    red_update_available(r);
-}
-
-/* rlink_reply_fn for a command whose answer does not matter (the probe's PUBLISH). */
-static void red_ignore(void *arg, int err, const redisReply *reply)
-{
-}
-
-/* ev_timer: probe the pub/sub link through Redis, end to end; a silent one is reconnected. */
-static void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct red_engine *r = t->data;
-    char *channel = red_channel(r, 0, 'p', "");
-    struct red_chan *c;
-
-    HASH_FIND_STR(r->chans, channel, c);
-    if (!rlink_up(r->cmd) || !rlink_up(r->sub) || c == NULL || c->state != RED_ACTIVE) {
-        free(channel);
-        return;
-    }
-    if (r->probe_pending) {
-        if (ev_now(loop) - r->probe_sent > r->link_cfg.timeout + RED_PROBE_EVERY) {
-            log_msg(LOG_WARN, "redis", "the pub/sub link stopped delivering: reconnecting it");
-            rlink_reset(r->sub);
-        }
-        free(channel);
-        return;
-    }
-    if (rlink_command(r->cmd, red_ignore, NULL, "PUBLISH %s p", channel) == RLINK_OK) {
-        r->probe_pending = 1;
-        r->probe_sent = ev_now(loop);
-    }
-    free(channel);
-}
-
 /* -- the thread ----------------------------------------------------------- */
 
 /* ev_async: stop (eng_stop): close the links here, on their thread, and end the loop. */
@@ -921,6 +680,7 @@ static void red_on_quit(struct ev_loop *loop, ev_async *w, int revents)
     struct red_chan *c, *tmp;
 
     ev_timer_stop(loop, &r->probe);
+    ev_timer_stop(loop, &r->upkeep);
     ev_async_stop(loop, &r->wake);
     ev_async_stop(loop, &r->quit);
     /* Waiting replays are answered before the links go (their answers may post to workers). */
@@ -942,6 +702,7 @@ static void *red_main(void *arg)
         red_chan_get(r, i, 'b', "")->want = 1;
     red_chan_get(r, 0, 'p', "")->want = 1;
     ev_timer_start(r->loop, &r->probe);
+    ev_timer_start(r->loop, &r->upkeep);
     ev_run(r->loop, 0);
     return NULL;
 }
@@ -974,7 +735,7 @@ static void red_stop(struct engine *e)
     while (q != NULL) {
         struct red_req *next = q->next;
 
-        if (q->type == RED_WANT)
+        if (q->type == RED_WANT || q->type == RED_LEAVE || q->type == RED_COUNT)
             red_req_free(q);
         else
             red_answer_err(r, q, ENG_E_UNAVAILABLE);
@@ -998,14 +759,11 @@ static void red_free(struct engine *e)
     }
     HASH_ITER (hh, r->chans, c, ctmp) {
         HASH_DEL(r->chans, c);
-        free(c->channel);
-        free(c->name);
-        free(c);
+        red_chan_free(c);
     }
     for (int i = 0; i < r->nsites; i++) {
         dir_free(&r->sites[i].users);
         dir_free(&r->sites[i].chans);
-        pres_free(&r->sites[i].pres);
         free(r->sites[i].name);
     }
     free(r->sites);
@@ -1017,6 +775,7 @@ static void red_free(struct engine *e)
     free((char *)r->link_cfg.password);
     free(r->prefix);
     free(r->node);
+    free(r->incarnation);
     free(r);
 }
 
@@ -1031,6 +790,7 @@ static const struct eng_ops red_ops = {
     .members = red_members,
     .online = red_online,
     .counts = red_counts,
+    .count = red_count,
     .bind = red_bind,
     .stop = red_stop,
     .free = red_free,
@@ -1051,10 +811,10 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
         r->sites[i].name = xstrdup(names[i]);
         dir_init(&r->sites[i].users);
         dir_init(&r->sites[i].chans);
-        pres_init(&r->sites[i].pres);
     }
     r->prefix = xstrdup(cfg->prefix);
     r->node = xstrdup(cfg->node);
+    r->incarnation = xasprintf("%s#%ld-%ld", cfg->node, (long)getpid(), (long)time(NULL));
     r->history_size = cfg->history_size;
     r->history_ttl = cfg->history_ttl;
     r->link_cfg = (struct rlink_cfg){xstrdup(cfg->address),
@@ -1071,6 +831,8 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
     r->quit.data = r;
     ev_timer_init(&r->probe, red_on_probe, RED_PROBE_EVERY, RED_PROBE_EVERY);
     r->probe.data = r;
+    ev_timer_init(&r->upkeep, red_on_upkeep, RED_UPKEEP_EVERY, RED_UPKEEP_EVERY);
+    r->upkeep.data = r;
     ev_async_start(r->loop, &r->wake);
     ev_async_start(r->loop, &r->quit);
     /* Made here, before the thread runs the loop; used only on that thread from then on. */

@@ -1,0 +1,484 @@
+/*
+ * engine_redis_sub.c -- what a node of the Redis engine keeps up in Redis
+ * (engine_redis.h): its pub/sub channels (subscribed only while a worker
+ * holds the stream) and what arrives on them, handed to the workers; the
+ * state of its two links, and the probe that proves the pub/sub one still
+ * delivers; presence and online entries, refreshed so that a dead node's
+ * expire (rpres.h).
+ *
+ * Owns:       the channel table (struct red_chan) and each channel's
+ *             presence members joined here.
+ * Called by:  engine_redis.c, and the links' callbacks: the engine's
+ *             thread only.
+ * Invariants: a channel's subscription moves IDLE -> SUBSCRIBING -> ACTIVE
+ *             -> UNSUBSCRIBING -> IDLE, one command in flight at a time,
+ *             so hiredis never sees a SUBSCRIBE and UNSUBSCRIBE of one
+ *             channel cross. A subscription lost while wanted (the link
+ *             went, or stopped delivering) is marked lost; once it is back
+ *             its holders catch up from history (engine.h catch_up), as do
+ *             they when a stream's epoch changes under them: never a
+ *             silent gap.
+ */
+#include "engine_redis.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "msg.h"
+#include "proto.h"
+#include "xmalloc.h"
+
+static void red_catch_up(struct red_engine *r, const struct red_chan *c);
+static void red_presence_event(struct red_engine *r, const struct red_chan *c, const char *json);
+static void red_resync_counts(struct red_engine *r);
+static void red_refresh_presence(struct red_engine *r);
+
+/* -- pub/sub: what arrives ---------------------------------------------- */
+
+/* An item for a message of c: "<id> <tag> <payload>"; NULL when malformed. */
+static struct eng_item *red_item(struct red_engine *r, const struct red_chan *c, const char *data,
+                                 size_t len)
+{
+    const char *sp1 = memchr(data, ' ', len), *sp2, *payload;
+    char id[RHIST_ID_MAX], *end;
+    struct eng_item *it;
+    uint64_t off = 0;
+
+    if (sp1 == NULL || (size_t)(sp1 - data) >= sizeof id ||
+        (sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - data))) == NULL)
+        return NULL;
+    memcpy(id, data, (size_t)(sp1 - data));
+    id[sp1 - data] = '\0';
+    payload = sp2 + 1;
+    if (strcmp(id, "p") == 0) {
+        red_presence_event(r, c, payload);
+        return NULL;
+    }
+    if (id[0] != '\0') {
+        const char *colon = strchr(id, ':');
+
+        if (colon == NULL || colon - id != RHIST_EPOCH_LEN)
+            return NULL;
+        off = strtoull(colon + 1, &end, 10);
+        if (*end != '\0' || off == 0)
+            return NULL;
+    }
+    it = xcalloc(1, sizeof *it);
+    if (c->kind == 'c') {
+        size_t nl = strlen(r->node);
+
+        it->channel = xstrdup(c->name);
+        it->offset = off;
+        it->msg = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
+        if ((size_t)(sp2 - sp1 - 1) > nl + 1 && strncmp(sp1 + 1, r->node, nl) == 0 &&
+            sp1[1 + nl] == '/')
+            it->skip_conn = strtoull(sp1 + 2 + nl, NULL, 10);
+    } else if (c->kind == 'u') {
+        it->users = xcalloc(1, sizeof *it->users);
+        it->users[0] = xstrdup(c->name);
+        it->nusers = 1;
+        it->frames = xcalloc(1, sizeof *it->frames);
+        it->frames[0] = proto_text_frame(payload, id[0] != '\0' ? id : NULL);
+        it->offsets = xcalloc(1, sizeof *it->offsets);
+        it->offsets[0] = off;
+    } else {
+        it->broadcast = 1;
+        it->msg = proto_text_frame(payload, NULL);
+    }
+    /* Another epoch: Redis lost the stream; what holders were sent belongs to the old one. */
+    if (off != 0 && red_note_epoch(r, c->site, c->kind, c->name, id))
+        red_catch_up(r, c);
+    return it;
+}
+
+/* The workers here holding c's stream. */
+static void red_holders(struct red_engine *r, const struct red_chan *c, struct dir_mask *mask)
+{
+    memset(mask, 0, sizeof *mask);
+    if (c->kind == 'b')
+        dir_mask_all(mask, r->nworkers);
+    else if (c->kind == 'c')
+        dir_lookup(&r->sites[c->site].chans, c->name, mask);
+    else
+        dir_lookup(&r->sites[c->site].users, c->name, mask);
+}
+
+/* c's stream may have a gap: its holders here read what they missed (engine.h catch_up). */
+static void red_catch_up(struct red_engine *r, const struct red_chan *c)
+{
+    struct eng_item *it;
+    struct dir_mask mask;
+
+    if (c->kind != 'u' && c->kind != 'c')
+        return;
+    it = xcalloc(1, sizeof *it);
+    it->catch_up = 1;
+    if (c->kind == 'c') {
+        it->channel = xstrdup(c->name);
+    } else {
+        it->users = xcalloc(1, sizeof *it->users);
+        it->users[0] = xstrdup(c->name);
+        it->nusers = 1;
+    }
+    red_holders(r, c, &mask);
+    r->e.hand(r->e.arg, c->site, it, 1, &mask);
+}
+
+/* A message arrived on c: hand it to the workers here that hold its stream. */
+static void red_on_message(struct red_engine *r, struct red_chan *c, const char *data, size_t len)
+{
+    struct eng_item *it;
+    struct dir_mask mask;
+
+    if (c->kind == 'p') {
+        r->probe_pending = 0;
+        return;
+    }
+    if (len >= 2 && data[0] == 'p' && data[1] == ' ') {
+        red_item(r, c, data, len); /* a presence event: handed on as one */
+        return;
+    }
+    it = red_item(r, c, data, len);
+    if (it == NULL) {
+        log_msg(LOG_WARN, "redis", "a malformed message on %s: dropped", c->channel);
+        return;
+    }
+    red_holders(r, c, &mask);
+    r->e.hand(r->e.arg, c->site, it, 1, &mask);
+}
+
+/* rlink_push_fn for the pub/sub link. */
+void red_on_push(void *arg, int type, const char *channel, size_t clen, const char *data,
+                 size_t dlen)
+{
+    struct red_engine *r = arg;
+    struct red_chan *c;
+    struct red_req *q;
+
+    HASH_FIND(hh, r->chans, channel, clen, c);
+    if (c == NULL)
+        return;
+    if (type == RLINK_PUSH_MESSAGE) {
+        red_on_message(r, c, data, dlen);
+        return;
+    }
+    if (type == RLINK_PUSH_SUBSCRIBED && c->state == RED_SUBSCRIBING) {
+        c->state = RED_ACTIVE;
+        if (c->lost) {
+            c->lost = 0;
+            red_catch_up(r, c);
+        }
+        q = c->waiting;
+        c->waiting = NULL;
+        while (q != NULL) {
+            struct red_req *next = q->wnext;
+
+            q->wnext = NULL;
+            red_since_send(r, q);
+            q = next;
+        }
+    } else if (type == RLINK_PUSH_UNSUBSCRIBED && c->state == RED_UNSUBSCRIBING) {
+        c->state = RED_IDLE;
+    }
+    red_reconcile(r, c);
+}
+
+/* -- pub/sub: what this node holds ---------------------------------------- */
+
+/* The channel entry, made when missing. */
+struct red_chan *red_chan_get(struct red_engine *r, int site, char kind, const char *name)
+{
+    char *channel = red_channel(r, site, kind, name);
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    if (c != NULL) {
+        free(channel);
+        return c;
+    }
+    c = xcalloc(1, sizeof *c);
+    c->channel = channel;
+    c->site = site;
+    c->kind = kind;
+    c->name = xstrdup(name);
+    HASH_ADD_KEYPTR(hh, r->chans, c->channel, strlen(c->channel), c);
+    return c;
+}
+
+/* Answer every replay waiting on c with err. */
+void red_chan_fail(struct red_engine *r, struct red_chan *c, int err)
+{
+    struct red_req *q = c->waiting;
+
+    c->waiting = NULL;
+    while (q != NULL) {
+        struct red_req *next = q->wnext;
+
+        red_answer_err(r, q, err);
+        q = next;
+    }
+}
+
+/* Bring c's subscription to what is wanted; drop the entry once nothing needs it. */
+void red_reconcile(struct red_engine *r, struct red_chan *c)
+{
+    if (!rlink_up(r->sub)) {
+        c->lost |= c->want && c->state != RED_IDLE;
+        c->state = RED_IDLE;
+        red_chan_fail(r, c, ENG_E_UNAVAILABLE);
+    } else if (c->want && c->state == RED_IDLE) {
+        if (rlink_subscribe(r->sub, c->channel) == RLINK_OK)
+            c->state = RED_SUBSCRIBING;
+    } else if (!c->want && c->state == RED_ACTIVE) {
+        if (rlink_unsubscribe(r->sub, c->channel) == RLINK_OK)
+            c->state = RED_UNSUBSCRIBING;
+    }
+    if (!c->want && c->state == RED_IDLE && c->waiting == NULL && c->members == NULL) {
+        HASH_DEL(r->chans, c);
+        red_chan_free(c);
+    }
+}
+
+/* -- the links ------------------------------------------------------------ */
+
+/* Available while both links are up. */
+static void red_update_available(struct red_engine *r)
+{
+    int up = rlink_up(r->cmd) && rlink_up(r->sub);
+
+    if (atomic_exchange(&r->available, up) != up)
+        log_msg(up ? LOG_INFO : LOG_WARN, "redis",
+                up ? "engine available" : "engine unavailable: publishes are refused (503)");
+}
+
+/* rlink_state_fn for the command link: after a reconnect, Redis is told again what is here. */
+void red_cmd_state(void *arg, int up)
+{
+    struct red_engine *r = arg;
+
+    red_update_available(r);
+    if (!up)
+        return;
+    if (r->cmd_was_up)
+        red_resync_counts(r);
+    r->cmd_was_up = 1;
+    red_refresh_presence(r);
+}
+
+/* rlink_state_fn for the pub/sub link: its subscriptions went with it, or come back now. */
+void red_sub_state(void *arg, int up)
+{
+    struct red_engine *r = arg;
+    struct red_chan *c, *tmp;
+
+    r->probe_pending = 0;
+    HASH_ITER (hh, r->chans, c, tmp) {
+        c->lost |= c->want && c->state != RED_IDLE;
+        c->state = RED_IDLE;
+        red_reconcile(r, c);
+    }
+    red_update_available(r);
+}
+
+/* rlink_reply_fn for a command whose answer does not matter (the probe's PUBLISH). */
+static void red_ignore(void *arg, int err, const redisReply *reply)
+{
+}
+
+/* ev_timer: probe the pub/sub link through Redis, end to end; a silent one is reconnected. */
+void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct red_engine *r = t->data;
+    char *channel = red_channel(r, 0, 'p', "");
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    if (!rlink_up(r->cmd) || !rlink_up(r->sub) || c == NULL || c->state != RED_ACTIVE) {
+        free(channel);
+        return;
+    }
+    if (r->probe_pending) {
+        if (ev_now(loop) - r->probe_sent > r->link_cfg.timeout + RED_PROBE_EVERY) {
+            log_msg(LOG_WARN, "redis", "the pub/sub link stopped delivering: reconnecting it");
+            rlink_reset(r->sub);
+        }
+        free(channel);
+        return;
+    }
+    if (rlink_command(r->cmd, red_ignore, NULL, "PUBLISH %s p", channel) == RLINK_OK) {
+        r->probe_pending = 1;
+        r->probe_sent = ev_now(loop);
+    }
+    free(channel);
+}
+
+/* -- presence -------------------------------------------------------------- */
+
+struct rpres_chan red_pres_chan(const struct red_engine *r, const struct red_chan *c)
+{
+    return (struct rpres_chan){r->prefix,  r->sites[c->site].name, c->name, r->incarnation,
+                               c->channel, RED_PRESENCE_TTL};
+}
+
+struct rpres_site red_pres_site(const struct red_engine *r, int site)
+{
+    return (struct rpres_site){r->prefix, r->sites[site].name, r->incarnation, RED_PRESENCE_TTL};
+}
+
+void red_chan_free(struct red_chan *c)
+{
+    struct red_member *m, *tmp;
+
+    HASH_ITER (hh, c->members, m, tmp) {
+        HASH_DEL(c->members, m);
+        free(m->user);
+        free(m->info);
+        free(m);
+    }
+    free(c->channel);
+    free(c->name);
+    free(c);
+}
+
+/* "p - {"j":1|0,"u":user,"i":info}" arrived on c: tell the engine's event callback. */
+static void red_presence_event(struct red_engine *r, const struct red_chan *c, const char *json)
+{
+    json_t *o = json_loads(json, 0, NULL), *info;
+    const char *user = json_string_value(json_object_get(o, "u"));
+    char *text = NULL;
+
+    if (user == NULL || !json_is_integer(json_object_get(o, "j")) || c->kind != 'c') {
+        log_msg(LOG_WARN, "redis", "a malformed presence event on %s: dropped", c->channel);
+        json_decref(o);
+        return;
+    }
+    info = json_object_get(o, "i");
+    if (json_is_object(info))
+        text = json_dumps(info, JSON_COMPACT);
+    r->e.event(r->e.arg, c->site, json_integer_value(json_object_get(o, "j")) != 0, c->name, user,
+               text);
+    free(text);
+    json_decref(o);
+}
+
+/* rpres_members_fn: the members go to the caller. */
+static void red_members_done(void *arg, int err, json_t *members)
+{
+    struct red_req *q = arg;
+    struct red_answer *a = xcalloc(1, sizeof *a);
+
+    a->req = q;
+    a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
+    a->members = members;
+    red_answer_send(q->eng, a);
+}
+
+/* One more (or one less) connection of q's user joined here in c. */
+static void red_member_note(struct red_chan *c, const struct red_req *q, int delta)
+{
+    struct red_member *m;
+
+    HASH_FIND_STR(c->members, q->user, m);
+    if (m == NULL && delta > 0) {
+        m = xcalloc(1, sizeof *m);
+        m->user = xstrdup(q->user);
+        m->info = q->info != NULL ? xstrdup(q->info) : NULL;
+        HASH_ADD_KEYPTR(hh, c->members, m->user, strlen(m->user), m);
+    }
+    if (m == NULL)
+        return;
+    m->n += delta;
+    if (m->n <= 0) {
+        HASH_DEL(c->members, m);
+        free(m->user);
+        free(m->info);
+        free(m);
+    }
+}
+
+void red_presence_run(struct red_engine *r, struct red_req *q)
+{
+    struct red_chan *c = red_chan_get(r, q->site, 'c', q->name);
+    struct rpres_chan ch = red_pres_chan(r, c);
+    int err;
+
+    switch (q->type) {
+    case RED_JOIN:
+        err = rpres_join(r->cmd, &ch, q->user, q->info, red_members_done, q);
+        /* Kept here even when Redis is away: the upkeep tells it once it is back. */
+        red_member_note(c, q, 1);
+        break;
+    case RED_LEAVE:
+        rpres_leave(r->cmd, &ch, q->user);
+        red_member_note(c, q, -1);
+        red_reconcile(r, c);
+        red_req_free(q);
+        return;
+    default: err = rpres_members(r->cmd, &ch, q->counts, red_members_done, q); break;
+    }
+    if (err != RLINK_OK)
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
+    red_reconcile(r, c);
+}
+
+/* Tell Redis every member joined here, in every channel: they live another ttl. */
+static void red_refresh_presence(struct red_engine *r)
+{
+    struct red_chan *c, *tmp;
+
+    HASH_ITER (hh, r->chans, c, tmp) {
+        size_t n = HASH_COUNT(c->members), i = 0;
+        struct rpres_member *list;
+        struct red_member *m, *mtmp;
+        struct rpres_chan ch;
+
+        if (n == 0)
+            continue;
+        list = xcalloc(n, sizeof *list);
+        HASH_ITER (hh, c->members, m, mtmp) {
+            list[i++] = (struct rpres_member){m->user, m->n, m->info};
+        }
+        ch = red_pres_chan(r, c);
+        rpres_refresh(r->cmd, &ch, list, n);
+        free(list);
+    }
+}
+
+/* The command link is back after a drop: set this node's count of every user again. */
+static void red_resync_counts(struct red_engine *r)
+{
+    struct red_hold *h, *tmp;
+
+    pthread_mutex_lock(&r->lock);
+    HASH_ITER (hh, r->holds, h, tmp) {
+        int site;
+        char kind;
+        int off = 0;
+
+        if (sscanf(h->key, "%d/%c:%n", &site, &kind, &off) != 2 || off == 0 || kind != 'u' ||
+            site < 0 || site >= r->nsites) {
+            continue;
+        }
+        struct rpres_site s = red_pres_site(r, site);
+
+        rpres_count(r->cmd, &s, h->key + off, (int)h->connections);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void red_on_upkeep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct red_engine *r = t->data;
+
+    if (!rlink_up(r->cmd))
+        return;
+    for (int i = 0; i < r->nsites; i++) {
+        struct rpres_site s = red_pres_site(r, i);
+
+        rpres_alive(r->cmd, &s);
+    }
+    red_refresh_presence(r);
+}

@@ -1,0 +1,655 @@
+"""
+86-redis.py -- several Herald nodes sharing their traffic through one Redis (`engine = redis`,
+issue #13), with real nodes, a real redis-server (Debian's, on a unix socket in a temp dir,
+tests/lib/redis.py), real WebSocket clients (websockets) and the FastCGI API of each node.
+
+The module's cluster: one Redis without persistence and three nodes n1, n2, n3 (same
+redis_address, node_name n1..n3, each its own port and API sockets, history kept), each with
+the same two sites a and b (same secret per site on every node, as a real cluster has). The
+tests that kill a node or Redis start a cluster of their own.
+
+Proves:
+- fan-out: a publish through any node's API reaches the user's connections on every node
+  (user on n2 and n3, published on n1), a channel's subscribers on all three nodes and, for a
+  broadcast, every connection of the site on all three, each exactly once, with one id per
+  stream message that every node's connection sees the same;
+- order: 300 messages to one user published alternately through the three APIs arrive at a
+  connection on each node in publish order, each once, with one epoch and consecutive offsets
+  following the stream's position;
+- recovery on another node: a client that saw some messages on n2 reconnects to n3 with
+  ?since= (and a channel subscriber with subscribe since) and gets exactly what it missed,
+  oldest first, then recovered true, then live messages;
+- a node SIGKILLed while the API publishes in a loop: the user's connections on the other
+  nodes get every message, in order, offsets consecutive; the killed node's client reconnects
+  to another node with since and recovers all it missed;
+- Redis SIGKILLed: a publish on any node answers 503 {"ok":false,"error":"engine_unavailable"}
+  within redis_timeout plus a second, open WebSockets stay open (a ping is answered, nothing
+  is sent to them, no close), /stats says engine {"name":"redis","available":false}; Redis
+  restarted (appendonly, appendfsync always): every node publishes again within
+  RECONNECT_WITHIN, /stats available again, a connection kept open all along receives the
+  new messages with no gap, and a client that saw id X recovers everything published after X,
+  before the crash and after it;
+- Redis restarted without persistence (the stream's epoch changes): since=<old id> on the user
+  stream and on a channel answers recovered false with nothing replayed, even once the new
+  epoch's offsets have passed the old id's;
+- sites: a publish (user "u1", a channel, a broadcast) through site b's API of any node never
+  reaches site a on any node, site a's numbering is untouched by it, and since= on site a
+  never returns site b's messages;
+- /stats of every site of every node: "engine": {"name": "redis", "available": true}.
+"""
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import threading
+import time
+import urllib.parse
+
+import pytest
+import websockets.client
+import websockets.exceptions
+
+from herald import random_secret, uid
+from redis import REDIS_TIMEOUT, Cluster
+
+CONFIG = {
+    "public_channels": "chan:*",
+    "history_size": "1000",
+    "command_rate": "0",
+}
+
+# Seconds within which every node publishes again once a restarted Redis answers PING.
+RECONNECT_WITHIN = 5.0
+
+ID_RE = re.compile(r"([0-9a-f]{8}):(0|[1-9][0-9]*)")
+
+
+def sites():
+    """Two sites, each with one secret every node shares, told apart by path."""
+    return {"a": {"secret": random_secret(), "ws_path": "/a/ws"},
+            "b": {"secret": random_secret(), "ws_path": "/b/ws"}}
+
+
+def new_cluster(persist=False):
+    return Cluster(names=("n1", "n2", "n3"), persist=persist, config=CONFIG, sites=sites())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with new_cluster() as c:
+        yield c
+
+
+def site_a(c):
+    """Site a of each node: [n1, n2, n3]."""
+    return [h.site("a") for h in c.nodes]
+
+
+# -- ids ---------------------------------------------------------------------------------------
+
+def parse_id(sid):
+    assert isinstance(sid, str), "id %r is not a string" % (sid,)
+    m = ID_RE.fullmatch(sid)
+    assert m, "bad stream id %r" % (sid,)
+    return m.group(1), int(m.group(2))
+
+
+def off(sid):
+    return parse_id(sid)[1]
+
+
+def epoch(sid):
+    return parse_id(sid)[0]
+
+
+def strip(m):
+    """m without its id, after checking the id's form."""
+    m = dict(m)
+    parse_id(m.pop("id"))
+    return m
+
+
+def consecutive(ids, after=None):
+    """Assert ids share one epoch and their offsets follow each other (from after's + 1)."""
+    assert len({epoch(i) for i in ids} | ({epoch(after)} if after else set())) <= 1, \
+        "more than one epoch: %r" % (sorted({epoch(i) for i in ids}),)
+    offs = [off(i) for i in ids]
+    start = off(after) + 1 if after else (offs[0] if offs else 0)
+    want = list(range(start, start + len(offs)))
+    if offs != want:
+        bad = next(k for k, (a, b) in enumerate(zip(offs, want)) if a != b)
+        raise AssertionError("offsets not consecutive from %d: at #%d got %r, expected %r"
+                             % (start, bad, offs[bad:bad + 5], want[bad:bad + 5]))
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+class Tab:
+    """One WebSocket connection to a node's site: every message kept, refs counted from 1."""
+
+    def __init__(self, ws, where):
+        self.ws = ws
+        self.where = where
+        self.ref = 0
+
+    async def next(self, timeout=3.0):
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("%s: no message within %.1fs" % (self.where, timeout))
+        assert isinstance(raw, str), "expected a text frame, got %r" % (raw,)
+        return json.loads(raw)
+
+    async def nothing(self, timeout=0.5):
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError("%s: expected no message, got %r" % (self.where, raw))
+
+    async def until_stream(self, timeout=3.0):
+        """The user stream's replay: (messages before the stream frame, the frame)."""
+        before = []
+        deadline = time.monotonic() + timeout
+        while True:
+            m = await self.next(max(0.05, deadline - time.monotonic()))
+            if m.get("op") == "stream":
+                return before, m
+            before.append(m)
+
+    async def subscribe(self, channel, timeout=3.0, **fields):
+        """subscribe; returns (messages before the ok, the ok), which must be an ok."""
+        self.ref += 1
+        await self.ws.send(json.dumps(dict(fields, op="subscribe", channel=channel,
+                                           ref=self.ref)))
+        before = []
+        deadline = time.monotonic() + timeout
+        while True:
+            m = await self.next(max(0.05, deadline - time.monotonic()))
+            if m.get("op") in ("ok", "error") and m.get("ref") == self.ref:
+                assert m["op"] == "ok", "%s: subscribe %s %r answered %r" % (
+                    self.where, channel, fields, m)
+                return before, m
+            before.append(m)
+
+    async def alive(self, timeout=2.0):
+        """A ping is answered with a pong: the connection is open and served."""
+        pong = await self.ws.ping()
+        await asyncio.wait_for(pong, timeout)
+
+
+def ws_url(site, user, since=None):
+    params = ["token=" + site.token(user)]
+    if since is not None:
+        params.append("since=" + urllib.parse.quote(since, safe=""))
+    return "ws://127.0.0.1:%d%s?%s" % (site.port, site.ws_path, "&".join(params))
+
+
+@contextlib.asynccontextmanager
+async def tab(site, user, since=None):
+    """A Tab of `user` on a node's site, with ?since= when since is not None."""
+    async with websockets.client.connect(ws_url(site, user, since), open_timeout=5,
+                                         close_timeout=2, max_size=None) as ws:
+        yield Tab(ws, "%s/%s %s" % (site.h.config.get("node_name"), site.name, user))
+
+
+def stream_frame(f, recovered, sid=None):
+    """Check a {"op":"stream"} frame; returns its id."""
+    assert isinstance(f, dict) and set(f) == {"op", "id", "recovered"}, f
+    assert f["op"] == "stream" and f["recovered"] is recovered, f
+    parse_id(f["id"])
+    if sid is not None:
+        assert f["id"] == sid, (f, sid)
+    return f["id"]
+
+
+@contextlib.asynccontextmanager
+async def live(site, user):
+    """
+    A Tab of `user` opened as herald.js opens one (?since= empty) and past its stream frame,
+    from which on every message of the stream reaches it (docs/protocol.md, "Recovery").
+    Yields (tab, the stream's position).
+    """
+    async with tab(site, user, since="") as t:
+        before, f = await t.until_stream()
+        assert before == [], before
+        yield t, stream_frame(f, True)
+
+
+async def subscribed(t, channel):
+    """Subscribe t to channel; returns the channel's position (the ok's id)."""
+    before, ok = await t.subscribe(channel)
+    assert before == [] and set(ok) == {"op", "ref", "id"}, (before, ok)
+    parse_id(ok["id"])
+    return ok["id"]
+
+
+def publish(site, user, event, data=None):
+    """POST /publish to one user through that node's site API; asserts 200 ok."""
+    j = site.api_ok("POST", "/publish", {"users": [user], "event": event, "data": data})
+    assert isinstance(j["delivered"], int), j
+    return j
+
+
+def unavailable(site, body, within):
+    """A POST /publish that must answer 503 engine_unavailable, and within `within` seconds."""
+    t0 = time.monotonic()
+    status, headers, j = site.api("POST", "/publish", body, timeout=within + 5)
+    took = time.monotonic() - t0
+    assert (status, j) == (503, {"ok": False, "error": "engine_unavailable"}), (status, j)
+    assert headers.get("Content-Type", "").startswith("application/json"), headers
+    assert took < within, "the 503 took %.2fs (allowed %.2fs)" % (took, within)
+
+
+def wait_publishable(site, within):
+    """Publish to a throwaway user until it is accepted (503 meanwhile); assert within time."""
+    probe = uid("probe")
+    deadline = time.monotonic() + within
+    while True:
+        status, _, j = site.api("POST", "/publish", {"users": [probe], "event": "probe"})
+        if status == 200:
+            assert j.get("ok") is True, j
+            return
+        assert (status, j) == (503, {"ok": False, "error": "engine_unavailable"}), (status, j)
+        assert time.monotonic() < deadline, \
+            "node %s still refuses publishes %.0fs after Redis came back:\n%s" % (
+                site.h.config.get("node_name"), within, site.log_text()[-3000:])
+        time.sleep(0.1)
+
+
+# -- fan-out -----------------------------------------------------------------------------------
+
+def test_a_publish_on_any_node_reaches_user_channel_and_broadcast_on_every_node_once(
+        cluster, run):
+    n1, n2, n3 = site_a(cluster)
+    u, ch = uid("fan"), "chan:" + uid()
+    subs = [uid("sub") for _ in range(3)]
+
+    async def go():
+        async with live(n2, u) as (t2, pos2), live(n3, u) as (t3, pos3), \
+                live(n1, subs[0]) as (s1, _), live(n2, subs[1]) as (s2, _), \
+                live(n3, subs[2]) as (s3, _):
+            assert pos2 == pos3
+            cpos = [await subscribed(s, ch) for s in (s1, s2, s3)]
+            assert len(set(cpos)) == 1, cpos
+
+            # a user on n2 and n3, published on n1
+            publish(n1, u, "fan.user", {"k": 1})
+            got = [await t.next() for t in (t2, t3)]
+            assert [strip(m) for m in got] == [{"event": "fan.user", "data": {"k": 1}}] * 2
+            assert got[0]["id"] == got[1]["id"]
+            consecutive([got[0]["id"]], after=pos2)
+
+            # a channel with a subscriber on each node, published on n2
+            j = n2.api_ok("POST", "/publish", {"channel": ch, "event": "fan.chan",
+                                               "data": [2]})
+            assert isinstance(j["delivered"], int), j
+            got = [await s.next() for s in (s1, s2, s3)]
+            assert [strip(m) for m in got] == \
+                [{"channel": ch, "event": "fan.chan", "data": [2]}] * 3
+            assert len({m["id"] for m in got}) == 1, got
+            consecutive([got[0]["id"]], after=cpos[0])
+
+            # a broadcast on n3: every connection of the site, on every node (no id)
+            j = n3.api_ok("POST", "/publish", {"broadcast": True, "event": "fan.all",
+                                               "data": "3"})
+            assert isinstance(j["delivered"], int), j
+            for t in (t2, t3, s1, s2, s3):
+                assert await t.next() == {"event": "fan.all", "data": "3"}, t.where
+
+            # each exactly once: nothing more anywhere
+            for t in (t2, t3, s1, s2, s3):
+                await t.nothing(0.5)
+    run(go())
+
+
+def test_300_messages_through_alternating_nodes_arrive_on_every_node_in_order_once(
+        cluster, run):
+    nodes = site_a(cluster)
+    u = uid("seq")
+    n = 300
+
+    def publish_all():
+        for i in range(n):
+            publish(nodes[i % 3], u, "seq", i)
+
+    async def read(t):
+        return [await t.next(5.0) for _ in range(n)]
+
+    async def go():
+        async with live(nodes[0], u) as (t1, pos), live(nodes[1], u) as (t2, p2), \
+                live(nodes[2], u) as (t3, p3):
+            assert pos == p2 == p3
+            loop = asyncio.get_running_loop()
+            sent = loop.run_in_executor(None, publish_all)
+            got = await asyncio.gather(read(t1), read(t2), read(t3))
+            await sent
+            for t, msgs in zip((t1, t2, t3), got):
+                assert [m.get("data") for m in msgs] == list(range(n)), t.where
+                assert all(strip(m) == {"event": "seq", "data": i}
+                           for i, m in enumerate(msgs)), t.where
+                consecutive([m["id"] for m in msgs], after=pos)
+                await t.nothing(0.3)
+            assert got[0] == got[1] == got[2]
+    run(go(), timeout=45)
+
+
+# -- recovery on another node ------------------------------------------------------------------
+
+def test_a_user_recovers_on_another_node_exactly_what_it_missed(cluster, run):
+    n1, n2, n3 = site_a(cluster)
+    u = uid("away")
+
+    async def go():
+        async with live(n2, u) as (t, pos):
+            for i in range(5):
+                publish((n1, n2, n3)[i % 3], u, "seen", i)
+            seen = [await t.next() for _ in range(5)]
+            assert [strip(m) for m in seen] == [{"event": "seen", "data": i} for i in range(5)]
+            consecutive([m["id"] for m in seen], after=pos)
+            last = seen[-1]["id"]
+        for i in range(7):
+            publish(n1, u, "missed", i)
+        async with tab(n3, u, since=last) as t:
+            replay, f = await t.until_stream()
+            assert [strip(m) for m in replay] == \
+                [{"event": "missed", "data": i} for i in range(7)], replay
+            consecutive([m["id"] for m in replay], after=last)
+            stream_frame(f, True, replay[-1]["id"])
+            publish(n2, u, "live", 1)
+            m = await t.next()
+            assert strip(m) == {"event": "live", "data": 1}
+            consecutive([m["id"]], after=replay[-1]["id"])
+            await t.nothing()
+        # nothing missed since: recovered, nothing replayed, on yet another node
+        async with tab(n1, u, since=m["id"]) as t:
+            stream_frame(await t.next(), True, m["id"])
+            await t.nothing()
+    run(go())
+
+
+def test_a_channel_subscriber_recovers_on_another_node_exactly_what_it_missed(cluster, run):
+    n1, n2, n3 = site_a(cluster)
+    u, ch = uid("chaway"), "chan:" + uid()
+
+    async def go():
+        async with live(n2, u) as (t, _):
+            cpos = await subscribed(t, ch)
+            for i in range(4):
+                n1.publish_channel(ch, "seen", i)
+            seen = [await t.next() for _ in range(4)]
+            assert [strip(m) for m in seen] == \
+                [{"channel": ch, "event": "seen", "data": i} for i in range(4)]
+            consecutive([m["id"] for m in seen], after=cpos)
+            last = seen[-1]["id"]
+        for i in range(6):
+            (n1, n3)[i % 2].publish_channel(ch, "missed", i)
+        async with live(n3, u) as (t, _):
+            replay, ok = await t.subscribe(ch, since=last)
+            assert [strip(m) for m in replay] == \
+                [{"channel": ch, "event": "missed", "data": i} for i in range(6)], replay
+            consecutive([m["id"] for m in replay], after=last)
+            assert ok == {"op": "ok", "ref": 1, "id": replay[-1]["id"], "recovered": True}, ok
+            n2.publish_channel(ch, "live", 1)
+            m = await t.next()
+            assert strip(m) == {"channel": ch, "event": "live", "data": 1}
+            consecutive([m["id"]], after=replay[-1]["id"])
+            await t.nothing()
+    run(go())
+
+
+# -- a node dies -------------------------------------------------------------------------------
+
+def test_a_killed_node_loses_nothing_for_the_others_and_its_client_recovers_elsewhere(run):
+    u = uid("kill")
+
+    async def go(c):
+        n1, n2, n3 = site_a(c)
+        sent = []
+        errors = []
+        stop = threading.Event()
+
+        def publisher():
+            # PHP on the surviving nodes, publishing in a loop through their own APIs.
+            try:
+                i = 0
+                while not stop.is_set():
+                    publish((n1, n3)[i % 2], u, "loop", i)
+                    sent.append(i)
+                    i += 1
+                    time.sleep(0.003)
+            except BaseException as e:
+                errors.append(e)
+
+        async with live(n1, u) as (t1, pos), live(n2, u) as (t2, _), \
+                live(n3, u) as (t3, _):
+            got = {t1: [], t2: [], t3: []}
+            closed = {}
+
+            async def collect(t):
+                try:
+                    while True:
+                        got[t].append(json.loads(await t.ws.recv()))
+                except websockets.exceptions.ConnectionClosed as e:
+                    closed[t] = e
+
+            async def until(cond, timeout, what):
+                """Wait for cond(); what() says what did not happen."""
+                deadline = time.monotonic() + timeout
+                while not cond():
+                    assert not errors, errors
+                    assert time.monotonic() < deadline, what()
+                    await asyncio.sleep(0.01)
+
+            readers = [asyncio.ensure_future(collect(t)) for t in (t1, t2, t3)]
+            thread = threading.Thread(target=publisher, daemon=True)
+            thread.start()
+            try:
+                await until(lambda: len(got[t2]) >= 60, 15,
+                            lambda: "n2's client got %d messages" % len(got[t2]))
+                c.node("n2").stop(sig=signal.SIGKILL, expect_rc=-signal.SIGKILL)
+                at_kill = len(sent)
+                await until(lambda: t2 in closed, 5, lambda: "n2's client still open after SIGKILL")
+                await until(lambda: len(sent) >= at_kill + 150, 20,
+                            lambda: "%d published after the kill" % (len(sent) - at_kill))
+            finally:
+                stop.set()
+                thread.join(10)
+            assert not errors, errors
+            # the survivors: every message, in order, once, offsets consecutive
+            for t in (t1, t3):
+                await until(lambda: len(got[t]) >= len(sent), 10,
+                            lambda: "%s got %d of %d" % (t.where, len(got[t]), len(sent)))
+                await asyncio.sleep(0.3)
+                assert [m.get("data") for m in got[t]] == sent, t.where
+                assert all(strip(m) == {"event": "loop", "data": i}
+                           for i, m in enumerate(got[t])), t.where
+                consecutive([m["id"] for m in got[t]], after=pos)
+            for r in readers:
+                r.cancel()
+            # the killed node's client: reconnects to n3 with since and recovers all the rest
+            before = got[t2]
+            assert 60 <= len(before) < len(sent), (len(before), len(sent))
+            assert [m.get("data") for m in before] == sent[:len(before)]
+            async with tab(n3, u, since=before[-1]["id"]) as t:
+                replay, f = await t.until_stream(10)
+                assert [m.get("data") for m in before + replay] == sent
+                consecutive([m["id"] for m in before + replay], after=pos)
+                stream_frame(f, True, replay[-1]["id"])
+                await t.nothing()
+
+    with new_cluster() as c:
+        run(go(c), timeout=50)
+
+
+# -- Redis dies --------------------------------------------------------------------------------
+
+def test_redis_killed_refuses_publishes_at_once_keeps_connections_and_recovers_after_restart(
+        run):
+    u, kept, ch = uid("rk"), uid("kept"), "chan:" + uid()
+
+    async def go(c):
+        n1, n2, n3 = site_a(c)
+        async with live(n2, kept) as (k, kpos):
+            async with live(n1, u) as (t, pos):
+                for i in range(3):
+                    publish((n1, n2, n3)[i], u, "before", i)
+                    publish(n1, kept, "k", i)
+                seen = [await t.next() for _ in range(3)]
+                consecutive([m["id"] for m in seen], after=pos)
+                x = seen[-1]["id"]
+            for i in range(3, 5):           # published after X, before the crash
+                publish(n2, u, "before", i)
+            kgot = [await k.next() for _ in range(3)]
+
+            c.redis.kill()
+            killed = time.monotonic()
+            for h in (n1, n2, n3):
+                unavailable(h, {"users": [u], "event": "lost", "data": 0}, REDIS_TIMEOUT + 1)
+                unavailable(h, {"channel": ch, "event": "lost", "data": 0}, REDIS_TIMEOUT + 1)
+                unavailable(h, {"broadcast": True, "event": "lost"}, REDIS_TIMEOUT + 1)
+                s = c.wait_available(h, False, REDIS_TIMEOUT + 1)
+                assert s["engine"] == {"name": "redis", "available": False}, s["engine"]
+            # past the deadline of anything in flight: the connection is still served
+            await asyncio.sleep(max(0, killed + REDIS_TIMEOUT + 0.5 - time.monotonic()))
+            assert k.ws.open
+            await k.alive()
+            await k.nothing(0.3)
+
+            c.redis.restart()
+            for h in (n1, n2, n3):
+                wait_publishable(h, RECONNECT_WITHIN)
+                s = c.wait_available(h, True, RECONNECT_WITHIN)
+                assert s["engine"] == {"name": "redis", "available": True}, s["engine"]
+            for i in range(5, 8):
+                publish((n1, n3, n1)[i - 5], u, "after", i)
+                publish(n3, kept, "k", i)
+            # the connection kept open all along: the new messages, no gap, nothing lost
+            kgot += [await k.next() for _ in range(3)]
+            assert [{f: v for f, v in m.items() if f != "id"} for m in kgot] == \
+                [{"event": "k", "data": i} for i in (0, 1, 2, 5, 6, 7)], kgot
+            consecutive([m["id"] for m in kgot], after=kpos)
+            await k.nothing()
+        # the client that saw X: everything after X, from before the crash and after it
+        async with tab(n3, u, since=x) as t:
+            replay, f = await t.until_stream()
+            assert [strip(m) for m in replay] == \
+                [{"event": "before", "data": i} for i in (3, 4)] + \
+                [{"event": "after", "data": i} for i in (5, 6, 7)], replay
+            consecutive([m["id"] for m in replay], after=x)
+            stream_frame(f, True, replay[-1]["id"])
+            await t.nothing()
+
+    with new_cluster(persist=True) as c:
+        run(go(c), timeout=50)
+
+
+def test_redis_restarted_without_persistence_answers_recovered_false_never_a_partial_replay(
+        run):
+    u, ch = uid("lost"), "chan:" + uid()
+
+    async def go(c):
+        n1, n2, n3 = site_a(c)
+        async with live(n1, u) as (t, pos):
+            cpos = await subscribed(t, ch)
+            for i in range(3):
+                publish(n1, u, "old", i)
+                n2.publish_channel(ch, "old", i)
+            seen = [await t.next() for _ in range(6)]
+        x = [m["id"] for m in seen if "channel" not in m][-1]
+        cx = [m["id"] for m in seen if "channel" in m][-1]
+        consecutive([m["id"] for m in seen if "channel" not in m], after=pos)
+        consecutive([m["id"] for m in seen if "channel" in m], after=cpos)
+
+        c.redis.kill()
+        c.redis.start()                     # empty: no persistence
+        for h in (n1, n2, n3):
+            wait_publishable(h, RECONNECT_WITHIN)
+        # the new epoch's offsets pass the old ids': a replay by offset alone would be partial
+        for i in range(8):
+            publish(n3, u, "new", i)
+            n1.publish_channel(ch, "new", i)
+        async with tab(n2, u, since=x) as t:
+            first = await t.next()
+            newest = stream_frame(first, False)
+            assert epoch(newest) != epoch(x) and off(newest) > off(x), (newest, x)
+            replay, ok = await t.subscribe(ch, since=cx)
+            assert replay == [], replay
+            assert set(ok) == {"op", "ref", "id", "recovered"} and ok["recovered"] is False, ok
+            assert epoch(ok["id"]) != epoch(cx) and off(ok["id"]) > off(cx), (ok, cx)
+            await t.nothing()
+            # and it is live from there
+            publish(n1, u, "live", 1)
+            m = await t.next()
+            assert strip(m) == {"event": "live", "data": 1}
+            consecutive([m["id"]], after=newest)
+
+    with new_cluster(persist=False) as c:
+        run(go(c), timeout=40)
+
+
+# -- sites -------------------------------------------------------------------------------------
+
+def test_site_b_never_reaches_site_a_on_any_node_and_since_on_a_never_returns_b(cluster, run):
+    a = site_a(cluster)
+    b = [h.site("b") for h in cluster.nodes]
+    u, ch = "u1", "chan:" + uid()
+
+    async def go():
+        async with live(a[0], u) as (a1, apos), live(a[1], u) as (a2, _), \
+                live(a[2], u) as (a3, _), live(b[1], u) as (b2, bpos):
+            for t in (a1, a2, a3, b2):
+                await subscribed(t, ch)
+            for i in range(3):
+                publish(b[i], u, "b.user", i)
+                b[i].publish_channel(ch, "b.chan", i)
+            b[2].broadcast("b.all", 1)
+            # (site b gets them all: each stream in its order; streams may interleave)
+            got = [await b2.next() for _ in range(7)]
+            b_user = [m for m in got if "id" in m and "channel" not in m]
+            assert [strip(m) for m in b_user] == \
+                [{"event": "b.user", "data": i} for i in range(3)], got
+            assert [strip(m) for m in got if "channel" in m] == \
+                [{"channel": ch, "event": "b.chan", "data": i} for i in range(3)], got
+            assert {"event": "b.all", "data": 1} in got, got
+            b_ids = [m["id"] for m in b_user]
+            consecutive(b_ids, after=bpos)
+            for t in (a1, a2, a3):
+                await t.nothing(0.5)
+
+            # site a's numbering is its own: its next message follows its own position
+            publish(a[1], u, "a.user", 1)
+            for t in (a1, a2, a3):
+                m = await t.next()
+                assert strip(m) == {"event": "a.user", "data": 1}, t.where
+                consecutive([m["id"]], after=apos)
+            a_last = m["id"]
+            await b2.nothing(0.5)
+
+        # since= on site a: a's own messages only, never b's
+        async with tab(a[2], u, since=apos) as t:
+            replay, f = await t.until_stream()
+            assert [strip(m) for m in replay] == [{"event": "a.user", "data": 1}], replay
+            stream_frame(f, True, a_last)
+        # an id of b's stream: never b's messages; and as an id of another stream's epoch
+        # (each stream has its own), recovered false with nothing replayed
+        assert epoch(b_ids[0]) != epoch(apos), (b_ids[0], apos)
+        async with tab(a[0], u, since=b_ids[0]) as t:
+            replay, f = await t.until_stream()
+            assert not [m for m in replay if m.get("event", "").startswith("b.")], replay
+            assert replay == [], replay
+            stream_frame(f, False, a_last)
+    run(go())
+
+
+# -- /stats ------------------------------------------------------------------------------------
+
+def test_stats_of_every_site_on_every_node_name_the_redis_engine_available(cluster):
+    for h in cluster.nodes:
+        for name in ("a", "b"):
+            s = h.site(name).stats()
+            assert s["site"] == name, s
+            assert s["engine"] == {"name": "redis", "available": True}, \
+                (h.config.get("node_name"), name, s["engine"])
