@@ -73,6 +73,9 @@ static struct engine *start_redis(struct herald *h, const char **names)
     const struct cfg *cfg = h->cfg;
     struct eng_redis_cfg rc = {
         .address = cfg->redis_address,
+        .sentinels = cfg->redis_sentinels,
+        .nsentinels = cfg->nredis_sentinels,
+        .master = cfg->redis_sentinel_master,
         .password = cfg->redis_password,
         .db = cfg->redis_db,
         .prefix = cfg->redis_prefix,
@@ -82,8 +85,13 @@ static struct engine *start_redis(struct herald *h, const char **names)
         .history_ttl = cfg->history_ttl,
     };
 
-    log_msg(LOG_INFO, "main", "engine redis at %s, prefix %s, node %s", cfg->redis_address,
-            cfg->redis_prefix, cfg->node_name);
+    if (cfg->nredis_sentinels > 0)
+        log_msg(LOG_INFO, "main", "engine redis: master %s from %zu Sentinels, prefix %s, node %s",
+                cfg->redis_sentinel_master, cfg->nredis_sentinels, cfg->redis_prefix,
+                cfg->node_name);
+    else
+        log_msg(LOG_INFO, "main", "engine redis at %s, prefix %s, node %s", cfg->redis_address,
+                cfg->redis_prefix, cfg->node_name);
     return eng_redis_new(&rc, (int)cfg->nsites, names, cfg->workers, cmd_deliver,
                          client_presence_event, cmd_post, cmd_hand, &h->hub);
 }

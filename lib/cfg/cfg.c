@@ -232,6 +232,14 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .max = 60 * CFG_SECOND, .def = "1s", CFG_AT(c.redis_timeout_ms), .flag = "redis-timeout",
         .metavar = "DURATION",
         .help = "a Redis command's deadline; a slower answer drops the connection"},
+    [CFG_KEY_REDIS_SENTINELS] = {.name = "redis_sentinels", .type = CFG_LIST, .def = "",
+        CFG_AT(c.redis_sentinels), .aux = offsetof(struct cfg_build, c.nredis_sentinels),
+        .flag = "redis-sentinels", .metavar = "ADDRS", .check = cfg_check_redis_sentinel,
+        .help = "Sentinels to ask for the master, instead of redis_address: IP:PORT, ..."},
+    [CFG_KEY_REDIS_SENTINEL_MASTER] = {.name = "redis_sentinel_master", .type = CFG_STRING,
+        .def = "", CFG_AT(c.redis_sentinel_master), .flag = "redis-sentinel-master",
+        .metavar = "NAME", .check = cfg_check_node_name,
+        .help = "the master's name the Sentinels watch (redis_sentinels)"},
 };
 /* clang-format on */
 

@@ -344,21 +344,40 @@ static void resolve_node_name(struct cfg_build *b)
     b->c.node_name = xasprintf("%s-%ld", n > 0 ? host : "herald", (long)getpid());
 }
 
-int cfg_resolve_global(struct cfg_build *b, char **cause)
+/* Where Redis is: redis_address, or the Sentinels and the master they watch; never both. */
+static int resolve_redis_where(struct cfg_build *b, char **cause)
 {
+    const struct cfg *c = &b->c;
+    const char *why = NULL;
+    enum cfg_key key = CFG_KEY_REDIS_SENTINELS;
     char *where;
 
+    if (c->redis_address != NULL && c->nredis_sentinels > 0)
+        why = "set redis_address or redis_sentinels, not both";
+    else if (c->nredis_sentinels > 0 && c->redis_sentinel_master == NULL)
+        why = "redis_sentinels needs redis_sentinel_master, the name the Sentinels watch";
+    else if (c->nredis_sentinels == 0 && c->redis_sentinel_master != NULL)
+        why = "redis_sentinel_master needs redis_sentinels", key = CFG_KEY_REDIS_SENTINEL_MASTER;
+    else if (strcmp(c->engine, "redis") == 0 && c->redis_address == NULL &&
+             c->nredis_sentinels == 0)
+        why = "engine = redis needs redis_address (or redis_sentinels)", key = CFG_KEY_ENGINE;
+    if (why == NULL)
+        return 0;
+    where = origin_of(b, key);
+    *cause = xasprintf("%s: %s", where, why);
+    free(where);
+    return -1;
+}
+
+int cfg_resolve_global(struct cfg_build *b, char **cause)
+{
     if (b->c.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
         b->c.workers = n < 1 ? 1 : n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
     }
-    if (strcmp(b->c.engine, "redis") == 0 && b->c.redis_address == NULL) {
-        where = origin_of(b, CFG_KEY_ENGINE);
-        *cause = xasprintf("%s: engine = redis needs redis_address", where);
-        free(where);
+    if (resolve_redis_where(b, cause) != 0)
         return -1;
-    }
     resolve_node_name(b);
     return read_redis_password(b, cause);
 }

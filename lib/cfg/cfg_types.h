@@ -88,17 +88,20 @@ struct cfg {
     int connect_burst;          /* new WebSockets allowed at once above connect_rate */
     char **trusted_proxies;     /* owned: "unix", addresses, ADDRESS/BITS */
     size_t ntrusted_proxies;
-    char *user;              /* owned: run as this user after binding, or NULL */
-    char *group;             /* owned: and this group, or NULL (the user's) */
-    char *engine;            /* owned: "memory" (this node alone) or "redis" (nodes share one) */
-    char *node_name;         /* owned: resolved: this node's name, "<host>-<pid>" unless set */
-    char *redis_address;     /* owned: "HOST:PORT" or "unix:PATH"; NULL when not set */
-    char *redis_password;    /* owned: resolved from redis_password_file; NULL = no AUTH */
-    int redis_db;            /* SELECT it when not 0 */
-    char *redis_prefix;      /* owned: starts every key Herald writes, e.g. "herald:" */
-    int redis_timeout_ms;    /* a Redis command's deadline; a slower answer drops the link */
-    char *file;              /* owned: the config file's path, or NULL */
-    struct cfg_site **sites; /* owned: one per site, in the file's order; never empty */
+    char *user;             /* owned: run as this user after binding, or NULL */
+    char *group;            /* owned: and this group, or NULL (the user's) */
+    char *engine;           /* owned: "memory" (this node alone) or "redis" (nodes share one) */
+    char *node_name;        /* owned: resolved: this node's name, "<host>-<pid>" unless set */
+    char *redis_address;    /* owned: "HOST:PORT" or "unix:PATH"; NULL when not set */
+    char *redis_password;   /* owned: resolved from redis_password_file; NULL = no AUTH */
+    int redis_db;           /* SELECT it when not 0 */
+    char *redis_prefix;     /* owned: starts every key Herald writes, e.g. "herald:" */
+    int redis_timeout_ms;   /* a Redis command's deadline; a slower answer drops the link */
+    char **redis_sentinels; /* owned: "HOST:PORT" of each Sentinel, instead of redis_address */
+    size_t nredis_sentinels;
+    char *redis_sentinel_master; /* owned: the master's name the Sentinels watch, or NULL */
+    char *file;                  /* owned: the config file's path, or NULL */
+    struct cfg_site **sites;     /* owned: one per site, in the file's order; never empty */
     size_t nsites;
     int explicit_sites; /* 1 when the file has [site] sections */
 };

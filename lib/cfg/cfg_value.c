@@ -396,6 +396,15 @@ int cfg_check_redis_address(const char *v, char **why)
     return -1;
 }
 
+int cfg_check_redis_sentinel(const char *v, char **why)
+{
+    if (strncmp(v, "unix:", 5) == 0) {
+        *why = xasprintf("a Sentinel is reached over TCP: IP:PORT, got '%s'", v);
+        return -1;
+    }
+    return cfg_check_redis_address(v, why);
+}
+
 int cfg_check_redis_prefix(const char *v, char **why)
 {
     size_t n = strlen(v);

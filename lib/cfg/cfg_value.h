@@ -126,6 +126,9 @@ int cfg_check_engine(const char *v, char **why);
  */
 int cfg_check_redis_address(const char *v, char **why);
 
+/* One Sentinel: a redis_address that is not a unix socket's (Sentinels name masters by IP). */
+int cfg_check_redis_sentinel(const char *v, char **why);
+
 /*
  * 1 to 64 bytes of printable ASCII, no blanks, and no '{' or '}', which
  * would break the Redis Cluster hash tags of the keys it starts.

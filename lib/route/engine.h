@@ -327,7 +327,10 @@ struct engine *eng_memory_new(struct hist *hist, int nsites, const char *const *
 
 /* What the Redis engine needs to know (strings copied). */
 struct eng_redis_cfg {
-    const char *address;  /* "HOST:PORT" or "unix:PATH" */
+    const char *address;    /* "HOST:PORT" or "unix:PATH" */
+    char *const *sentinels; /* or, instead of address, Sentinels to ask ("IP:PORT") */
+    size_t nsentinels;
+    const char *master;   /* the name they watch the master under */
     const char *password; /* or NULL */
     int db;
     const char *prefix; /* every key and channel starts with it */

@@ -223,40 +223,23 @@ int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, 
 
 /* -- publishing --------------------------------------------------------- */
 
-/* An item's script answered (or, with item NULL, every script has been sent). */
-static void red_published_item(struct red_req *q, struct eng_item *item, int err, uint64_t reached)
+/* rhist_batch_fn: the batch is published (every message of it) or not (none). */
+static void red_published(void *arg, int err, const struct rhist_result *res, size_t n)
 {
+    struct red_req *q = arg;
     struct red_engine *r = q->eng;
     struct dir_mask none;
 
-    if (err != RLINK_OK)
-        q->err = ENG_E_UNAVAILABLE;
-    if (item != NULL)
-        item->reached = reached;
-    if (--q->pending > 0)
+    if (err != RLINK_OK) {
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
         return;
-    /* The workers get the messages by pub/sub; the job itself reaches none. */
-    if (q->err == ENG_OK) {
-        memset(&none, 0, sizeof none);
-        r->e.deliver(r->e.arg, q->job, &none, q->detached);
     }
-    red_answer_err(r, q, q->err);
-}
-
-/* What a script's answer needs: the request, and its item. */
-struct red_pub_call {
-    struct red_req *q;
-    struct eng_item *item;
-};
-
-/* rhist_numbered_fn */
-static void red_published(void *arg, int err, const char (*ids)[RHIST_ID_MAX], size_t n,
-                          uint64_t reached)
-{
-    struct red_pub_call call = *(struct red_pub_call *)arg;
-
-    free(arg);
-    red_published_item(call.q, call.item, err, reached);
+    for (size_t i = 0; i < n && i < q->nitems; i++)
+        q->items[i].reached = res[i].reached;
+    /* The workers get the messages by pub/sub, this node's too; the job itself reaches none. */
+    memset(&none, 0, sizeof none);
+    r->e.deliver(r->e.arg, q->job, &none, q->detached);
+    red_answer_err(r, q, ENG_OK);
 }
 
 /* The tag a message carries: who published it, so a channel can leave that connection out. */
@@ -268,63 +251,64 @@ static void red_tag(const struct red_engine *r, const struct eng_item *it, char 
         snprintf(tag, size, "-");
 }
 
-/* Send item i of q as one script; 0, or -1 when it could not be sent. */
-static int red_publish_item(struct red_engine *r, struct red_req *q, size_t i)
-{
-    const struct eng_item *it = &q->items[i];
-    size_t n = it->channel != NULL ? 1 : it->nusers;
-    struct red_pub_call *call;
-    struct rhist_stream *st = xcalloc(n + 1, sizeof *st);
-    char **chan = xcalloc(n + 1, sizeof *chan);
+/* One message of a batch, and what its rhist_pub points at. */
+struct red_msg {
+    struct rhist_stream *streams; /* owned */
+    char **chans;                 /* owned: one per stream, or the broadcast channel */
+    size_t nchans;
     char tag[160];
-    struct rhist_pub p;
-    int err;
+};
 
+/* Fill m and p for item it of q (its text is text). */
+static void red_msg_make(struct red_engine *r, const struct red_req *q, const struct eng_item *it,
+                         const char *text, struct red_msg *m, struct rhist_pub *p)
+{
+    size_t n = it->broadcast ? 0 : it->channel != NULL ? 1 : it->nusers;
+
+    m->streams = xcalloc(n + 1, sizeof *m->streams);
+    m->chans = xcalloc(n + 1, sizeof *m->chans);
+    m->nchans = it->broadcast ? 1 : n;
     for (size_t k = 0; k < n; k++) {
         const char *name = it->channel != NULL ? it->channel : it->users[k];
         char kind = it->channel != NULL ? 'c' : 'u';
 
-        st[k] = red_stream(r, q->site, kind, name);
-        chan[k] = red_channel(r, q->site, kind, name);
+        m->streams[k] = red_stream(r, q->site, kind, name);
+        m->chans[k] = red_channel(r, q->site, kind, name);
     }
-    if (it->broadcast) {
-        n = 0;
-        chan[0] = red_channel(r, q->site, 'b', "");
-    }
-    red_tag(r, it, tag, sizeof tag);
-    p = (struct rhist_pub){st,          (const char *const *)chan, n, NULL, 0, tag,
-                           q->texts[i], strlen(q->texts[i])};
+    if (it->broadcast)
+        m->chans[0] = red_channel(r, q->site, 'b', "");
+    red_tag(r, it, m->tag, sizeof m->tag);
+    *p = (struct rhist_pub){m->streams,  (const char *const *)m->chans, n, NULL, 0, m->tag, text,
+                            strlen(text)};
     if (it->broadcast || !r->e.history) {
         /* Unnumbered: published on each channel as it is. */
-        p.plain = p.pubsub;
-        p.nplain = it->broadcast ? 1 : n;
-        p.pubsub = NULL;
-        p.n = 0;
+        p->plain = p->pubsub;
+        p->nplain = m->nchans;
+        p->pubsub = NULL;
+        p->n = 0;
     }
-    call = xcalloc(1, sizeof *call);
-    *call = (struct red_pub_call){q, &q->items[i]};
-    err = rhist_publish_many(r->cmd, &p, red_published, call);
-    if (err != RLINK_OK)
-        free(call);
-    for (size_t k = 0; k < n + 1; k++)
-        free(chan[k]);
-    free(chan);
-    free(st);
-    return err == RLINK_OK ? 0 : -1;
 }
 
-/* RED_PUBLISH on the engine's thread: one script per message. */
+/* RED_PUBLISH on the engine's thread: the whole request is one script, all or nothing. */
 static void red_publish_run(struct red_engine *r, struct red_req *q)
 {
-    q->pending = 1; /* held until every item is sent */
+    struct red_msg *m = xcalloc(q->nitems, sizeof *m);
+    struct rhist_pub *p = xcalloc(q->nitems, sizeof *p);
+    int err;
+
+    for (size_t i = 0; i < q->nitems; i++)
+        red_msg_make(r, q, &q->items[i], q->texts[i], &m[i], &p[i]);
+    err = rhist_publish_batch(r->cmd, p, q->nitems, red_published, q);
     for (size_t i = 0; i < q->nitems; i++) {
-        q->pending++;
-        if (red_publish_item(r, q, i) != 0) {
-            q->pending--;
-            q->err = ENG_E_UNAVAILABLE;
-        }
+        for (size_t k = 0; k < m[i].nchans; k++)
+            free(m[i].chans[k]);
+        free(m[i].chans);
+        free(m[i].streams);
     }
-    red_published_item(q, NULL, q->err == ENG_OK ? RLINK_OK : RLINK_E_DOWN, 0);
+    free(m);
+    free(p);
+    if (err != RLINK_OK)
+        red_answer_err(r, q, ENG_E_UNAVAILABLE);
 }
 
 /* eng_ops.publish */
@@ -817,12 +801,18 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
     r->incarnation = xasprintf("%s#%ld-%ld", cfg->node, (long)getpid(), (long)time(NULL));
     r->history_size = cfg->history_size;
     r->history_ttl = cfg->history_ttl;
-    r->link_cfg = (struct rlink_cfg){xstrdup(cfg->address),
-                                     cfg->password != NULL ? xstrdup(cfg->password) : NULL,
-                                     cfg->db,
-                                     cfg->timeout,
-                                     RED_BACKOFF_MIN,
-                                     RED_BACKOFF_MAX};
+    r->link_cfg = (struct rlink_cfg){
+        .address = cfg->address != NULL ? xstrdup(cfg->address) : NULL,
+        .password = cfg->password != NULL ? xstrdup(cfg->password) : NULL,
+        .db = cfg->db,
+        .timeout = cfg->timeout,
+        .backoff_min = RED_BACKOFF_MIN,
+        .backoff_max = RED_BACKOFF_MAX,
+        /* Borrowed until the links are made (they copy them). */
+        .sentinels = cfg->sentinels,
+        .nsentinels = cfg->nsentinels,
+        .master = cfg->master,
+    };
     pthread_mutex_init(&r->lock, NULL);
     r->loop = ev_loop_new(EVFLAG_AUTO);
     ev_async_init(&r->wake, red_on_wake);
@@ -843,6 +833,9 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
         return NULL;
     }
     rlink_set_push(r->sub, red_on_push, r);
+    r->link_cfg.sentinels = NULL;
+    r->link_cfg.nsentinels = 0;
+    r->link_cfg.master = NULL;
     err = pthread_create(&r->thread, NULL, red_main, r);
     if (err != 0) {
         log_msg(LOG_ERROR, "redis", "pthread_create: %s", strerror(err));

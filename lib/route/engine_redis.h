@@ -54,9 +54,7 @@ struct red_req {
     int detached;
     struct eng_item *items; /* borrowed: the job's */
     size_t nitems;
-    char **texts;   /* owned: taken over from the caller */
-    size_t pending; /* scripts not answered yet */
-    int err;
+    char **texts; /* owned: taken over from the caller */
     eng_done_fn *done;
     /* the others: a stream, and for presence a user */
     char kind;

@@ -26,43 +26,50 @@
 #define RHIST_KEY_MAX 400
 
 /*
- * For each stream (KEYS in pairs: meta, list): the epoch, made once, then
- * number, keep (bounded), expire, and publish on ARGV[5 + i]; then publish
- * unnumbered on each channel after those. ARGV: payload, size, ttl,
- * meta_ttl, tag. A pub/sub message is "<id> <tag> <payload>", the id
- * empty when unnumbered. Answers {epoch, offset} per stream, then how many
- * subscribers the PUBLISHes reached in all.
+ * A batch of messages, in one step. ARGV: size, ttl, meta_ttl, the
+ * number of messages, then for each: payload, tag, its number of streams
+ * (n), of unnumbered channels (u), then n pub/sub channels (one per
+ * stream, "" for none) and u channels. KEYS: two per stream (meta, list),
+ * in order. Each stream: the epoch, made once, then number, keep
+ * (bounded), expire, publish "<id> <tag> <payload>"; each unnumbered
+ * channel gets " <tag> <payload>". Answers, per message, {epoch, offset}
+ * per stream then how many subscribers its PUBLISHes reached.
  */
 static const char rhist_publish_lua[] =
-    "local n = #KEYS / 2\n"
-    "local out = {}\n"
-    "local rc = 0\n"
-    "for i = 1, n do\n"
-    "  local m, h = KEYS[2 * i - 1], KEYS[2 * i]\n"
-    "  local e = redis.call('HGET', m, 'e')\n"
-    "  if not e then\n"
-    "    local t = redis.call('TIME')\n"
-    "    e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
-    "    redis.call('HSET', m, 'e', e)\n"
+    "local size, ttl, mttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]\n"
+    "local a, k, out = 5, 1, {}\n"
+    "for m = 1, tonumber(ARGV[4]) do\n"
+    "  local p, tag, n, u = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
+    "  local rc = 0\n"
+    "  a = a + 4\n"
+    "  for i = 1, n do\n"
+    "    local mk, hk = KEYS[k], KEYS[k + 1]\n"
+    "    local e = redis.call('HGET', mk, 'e')\n"
+    "    if not e then\n"
+    "      local t = redis.call('TIME')\n"
+    "      e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
+    "      redis.call('HSET', mk, 'e', e)\n"
+    "    end\n"
+    "    local o = redis.call('HINCRBY', mk, 'o', 1)\n"
+    "    if size > 0 then\n"
+    "      redis.call('LPUSH', hk, o .. ':' .. p)\n"
+    "      redis.call('LTRIM', hk, 0, size - 1)\n"
+    "      redis.call('EXPIRE', hk, ttl)\n"
+    "    end\n"
+    "    redis.call('EXPIRE', mk, mttl)\n"
+    "    if ARGV[a] ~= '' then\n"
+    "      rc = rc + redis.call('PUBLISH', ARGV[a], e .. ':' .. o .. ' ' .. tag .. ' ' .. p)\n"
+    "    end\n"
+    "    out[#out + 1] = e\n"
+    "    out[#out + 1] = o\n"
+    "    a, k = a + 1, k + 2\n"
     "  end\n"
-    "  local o = redis.call('HINCRBY', m, 'o', 1)\n"
-    "  if tonumber(ARGV[2]) > 0 then\n"
-    "    redis.call('LPUSH', h, o .. ':' .. ARGV[1])\n"
-    "    redis.call('LTRIM', h, 0, tonumber(ARGV[2]) - 1)\n"
-    "    redis.call('EXPIRE', h, ARGV[3])\n"
+    "  for j = 1, u do\n"
+    "    rc = rc + redis.call('PUBLISH', ARGV[a], ' ' .. tag .. ' ' .. p)\n"
+    "    a = a + 1\n"
     "  end\n"
-    "  redis.call('EXPIRE', m, ARGV[4])\n"
-    "  if ARGV[5 + i] ~= '' then\n"
-    "    rc = rc + redis.call('PUBLISH', ARGV[5 + i], e .. ':' .. o .. ' ' .. ARGV[5] .. ' ' .. "
-    "ARGV[1])\n"
-    "  end\n"
-    "  out[#out + 1] = e\n"
-    "  out[#out + 1] = o\n"
+    "  out[#out + 1] = rc\n"
     "end\n"
-    "for j = 6 + n, #ARGV do\n"
-    "  rc = rc + redis.call('PUBLISH', ARGV[j], ' ' .. ARGV[5] .. ' ' .. ARGV[1])\n"
-    "end\n"
-    "out[#out + 1] = rc\n"
     "return out\n";
 
 /*
@@ -98,7 +105,9 @@ static const char rhist_since_lua[] =
 struct rhist_call {
     rhist_published_fn *published;
     rhist_numbered_fn *numbered;
-    size_t n; /* numbered: the streams */
+    rhist_batch_fn *batch;
+    size_t *ns; /* owned: each message's number of streams */
+    size_t nmsgs;
     rhist_since_fn *since;
     void *arg;
 };
@@ -135,19 +144,31 @@ static int rhist_id(char *id, const redisReply *epoch, uint64_t off)
     return 0;
 }
 
+int rhist_parse_batch(const redisReply *r, const size_t *ns, size_t nmsgs,
+                      char (*ids)[RHIST_ID_MAX], uint64_t *reached)
+{
+    size_t want = 0, e = 0, id = 0;
+    uint64_t off;
+
+    for (size_t m = 0; m < nmsgs; m++)
+        want += 2 * ns[m] + 1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want)
+        return -1;
+    for (size_t m = 0; m < nmsgs; m++) {
+        for (size_t i = 0; i < ns[m]; i++, e += 2)
+            if (rhist_int(r->element[e + 1], &off) != 0 ||
+                rhist_id(ids[id++], r->element[e], off) != 0)
+                return -1;
+        if (rhist_int(r->element[e++], &reached[m]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int rhist_parse_numbered(const redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX],
                          uint64_t *reached)
 {
-    uint64_t off;
-
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n + 1 ||
-        rhist_int(r->element[2 * n], reached) != 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (rhist_int(r->element[2 * i + 1], &off) != 0 ||
-            rhist_id(ids[i], r->element[2 * i], off) != 0)
-            return -1;
-    return 0;
+    return rhist_parse_batch(r, &n, 1, ids, reached);
 }
 
 int rhist_parse_published(const redisReply *r, char *id)
@@ -157,23 +178,36 @@ int rhist_parse_published(const redisReply *r, char *id)
     return rhist_parse_numbered(r, 1, (char(*)[RHIST_ID_MAX])id, &reached);
 }
 
-/* rlink_reply_fn for a publish: {epoch, offset} per stream. */
+/* rlink_reply_fn for a publish: the ids and counts of each message. */
 static void rhist_on_published(void *arg, int err, const redisReply *r)
 {
     struct rhist_call *call = arg;
-    char(*ids)[RHIST_ID_MAX] = xcalloc(call->n > 0 ? call->n : 1, sizeof *ids);
-    uint64_t reached = 0;
+    size_t nids = 0;
+    char(*ids)[RHIST_ID_MAX];
+    uint64_t *reached = xcalloc(call->nmsgs, sizeof *reached);
+    struct rhist_result *res = xcalloc(call->nmsgs, sizeof *res);
 
-    if (err == RLINK_OK && rhist_parse_numbered(r, call->n, ids, &reached) != 0) {
+    for (size_t m = 0; m < call->nmsgs; m++)
+        nids += call->ns[m];
+    ids = xcalloc(nids > 0 ? nids : 1, sizeof *ids);
+    if (err == RLINK_OK && rhist_parse_batch(r, call->ns, call->nmsgs, ids, reached) != 0) {
         log_msg(LOG_ERROR, "redis", "the publish script answered something else than it returns");
         err = RLINK_E_REPLY;
     }
-    if (call->numbered != NULL)
-        call->numbered(call->arg, err, err == RLINK_OK ? (const char(*)[RHIST_ID_MAX])ids : NULL,
-                       call->n, reached);
+    for (size_t m = 0, at = 0; m < call->nmsgs; at += call->ns[m], m++)
+        res[m] =
+            (struct rhist_result){(const char(*)[RHIST_ID_MAX])ids + at, call->ns[m], reached[m]};
+    if (call->batch != NULL)
+        call->batch(call->arg, err, err == RLINK_OK ? res : NULL, call->nmsgs);
+    else if (call->numbered != NULL)
+        call->numbered(call->arg, err, err == RLINK_OK ? res[0].ids : NULL, call->ns[0],
+                       reached[0]);
     else
         call->published(call->arg, err, err == RLINK_OK ? ids[0] : NULL);
     free(ids);
+    free(reached);
+    free(res);
+    free(call->ns);
     free(call);
 }
 
@@ -262,73 +296,124 @@ static struct rhist_call *rhist_call_new(const struct rhist_stream *s, char *met
     return call;
 }
 
-/* The EVAL command for p: script, key count, keys, ARGV; NULL when a key does not fit. */
-static char **rhist_publish_args(const struct rhist_pub *p, int *argc, size_t **lens)
-{
-    size_t n = 9 + 3 * p->n + p->nplain, a = 0;
-    char **argv = xcalloc(n, sizeof *argv);
-    char num[32];
+/* A growing argument vector. */
+struct rhist_argv {
+    char **v;
+    size_t *len;
+    size_t n, cap;
+};
 
-    *lens = xcalloc(n, sizeof **lens);
-    argv[a++] = xstrdup("EVAL");
-    argv[a++] = xstrdup(rhist_publish_lua);
-    snprintf(num, sizeof num, "%zu", 2 * p->n);
-    argv[a++] = xstrdup(num);
-    for (size_t i = 0; i < p->n; i++) {
-        argv[a] = xmalloc(RHIST_KEY_MAX);
-        argv[a + 1] = xmalloc(RHIST_KEY_MAX);
-        if (rhist_key(argv[a], &p->streams[i], 'm') != 0 ||
-            rhist_key(argv[a + 1], &p->streams[i], 'h') != 0) {
-            for (size_t k = 0; k < a + 2; k++)
-                free(argv[k]);
-            free(argv);
-            free(*lens);
-            return NULL;
-        }
-        a += 2;
+/* Append a copy of s[0..len). */
+static void rhist_arg(struct rhist_argv *a, const char *s, size_t len)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 32;
+        a->v = xrealloc(a->v, a->cap * sizeof *a->v);
+        a->len = xrealloc(a->len, a->cap * sizeof *a->len);
     }
-    argv[a] = xmalloc(p->len + 1);
-    memcpy(argv[a], p->payload, p->len);
-    argv[a][p->len] = '\0';
-    (*lens)[a++] = p->len;
-    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].size : 0);
-    argv[a++] = xstrdup(num);
-    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].ttl : 1);
-    argv[a++] = xstrdup(num);
-    snprintf(num, sizeof num, "%d", p->n > 0 ? p->streams[0].meta_ttl : 1);
-    argv[a++] = xstrdup(num);
-    argv[a++] = xstrdup(p->tag != NULL ? p->tag : "-");
-    for (size_t i = 0; i < p->n; i++)
-        argv[a++] = xstrdup(p->pubsub != NULL && p->pubsub[i] != NULL ? p->pubsub[i] : "");
-    for (size_t i = 0; i < p->nplain; i++)
-        argv[a++] = xstrdup(p->plain[i]);
-    for (size_t i = 0; i < a; i++)
-        if ((*lens)[i] == 0)
-            (*lens)[i] = strlen(argv[i]);
-    *argc = (int)a;
-    return argv;
+    a->v[a->n] = xmalloc(len + 1);
+    memcpy(a->v[a->n], s, len);
+    a->v[a->n][len] = '\0';
+    a->len[a->n++] = len;
 }
 
-/* Send p's EVAL with call as its context. */
-static int rhist_send_publish(struct rlink *l, const struct rhist_pub *p, struct rhist_call *call)
+static void rhist_arg_str(struct rhist_argv *a, const char *s)
 {
-    size_t *lens;
-    int argc, r;
-    char **argv = rhist_publish_args(p, &argc, &lens);
+    rhist_arg(a, s, strlen(s));
+}
 
-    if (argv == NULL) {
-        free(call);
-        return RLINK_E_REPLY;
+static void rhist_arg_num(struct rhist_argv *a, long long v)
+{
+    char num[32];
+
+    snprintf(num, sizeof num, "%lld", v);
+    rhist_arg_str(a, num);
+}
+
+static void rhist_argv_free(struct rhist_argv *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+    free(a->len);
+}
+
+/* The batch's keys into keys, its ARGV into args; -1 when a stream's key does not fit. */
+static int rhist_batch_args(const struct rhist_pub *msgs, size_t nmsgs, struct rhist_argv *keys,
+                            struct rhist_argv *args)
+{
+    const struct rhist_stream *first = NULL;
+    char key[RHIST_KEY_MAX];
+
+    for (size_t m = 0; m < nmsgs && first == NULL; m++)
+        if (msgs[m].n > 0)
+            first = &msgs[m].streams[0];
+    rhist_arg_num(args, first != NULL ? first->size : 0);
+    rhist_arg_num(args, first != NULL ? first->ttl : 1);
+    rhist_arg_num(args, first != NULL ? first->meta_ttl : 1);
+    rhist_arg_num(args, (long long)nmsgs);
+    for (size_t m = 0; m < nmsgs; m++) {
+        const struct rhist_pub *p = &msgs[m];
+
+        rhist_arg(args, p->payload, p->len);
+        rhist_arg_str(args, p->tag != NULL ? p->tag : "-");
+        rhist_arg_num(args, (long long)p->n);
+        rhist_arg_num(args, (long long)p->nplain);
+        for (size_t i = 0; i < p->n; i++) {
+            if (rhist_key(key, &p->streams[i], 'm') != 0)
+                return -1;
+            rhist_arg_str(keys, key);
+            if (rhist_key(key, &p->streams[i], 'h') != 0)
+                return -1;
+            rhist_arg_str(keys, key);
+            rhist_arg_str(args, p->pubsub != NULL && p->pubsub[i] != NULL ? p->pubsub[i] : "");
+        }
+        for (size_t i = 0; i < p->nplain; i++)
+            rhist_arg_str(args, p->plain[i]);
     }
-    call->n = p->n;
-    r = rlink_command_argv(l, rhist_on_published, call, argc, (const char **)argv, lens);
-    for (int i = 0; i < argc; i++)
-        free(argv[i]);
-    free(argv);
-    free(lens);
-    if (r != RLINK_OK)
+    return 0;
+}
+
+/* Send the batch's EVAL with call as its context (freed here when it cannot be sent). */
+static int rhist_send_batch(struct rlink *l, const struct rhist_pub *msgs, size_t nmsgs,
+                            struct rhist_call *call)
+{
+    struct rhist_argv keys = {0}, args = {0}, all = {0};
+    int r = RLINK_E_REPLY;
+
+    call->nmsgs = nmsgs;
+    call->ns = xcalloc(nmsgs > 0 ? nmsgs : 1, sizeof *call->ns);
+    for (size_t m = 0; m < nmsgs; m++)
+        call->ns[m] = msgs[m].n;
+    if (rhist_batch_args(msgs, nmsgs, &keys, &args) == 0) {
+        rhist_arg_str(&all, "EVAL");
+        rhist_arg_str(&all, rhist_publish_lua);
+        rhist_arg_num(&all, (long long)keys.n);
+        for (size_t i = 0; i < keys.n; i++)
+            rhist_arg(&all, keys.v[i], keys.len[i]);
+        for (size_t i = 0; i < args.n; i++)
+            rhist_arg(&all, args.v[i], args.len[i]);
+        r = rlink_command_argv(l, rhist_on_published, call, (int)all.n, (const char **)all.v,
+                               all.len);
+    }
+    rhist_argv_free(&keys);
+    rhist_argv_free(&args);
+    rhist_argv_free(&all);
+    if (r != RLINK_OK) {
+        free(call->ns);
         free(call);
+    }
     return r;
+}
+
+int rhist_publish_batch(struct rlink *l, const struct rhist_pub *msgs, size_t nmsgs,
+                        rhist_batch_fn *done, void *arg)
+{
+    struct rhist_call *call = xcalloc(1, sizeof *call);
+
+    call->batch = done;
+    call->arg = arg;
+    return rhist_send_batch(l, msgs, nmsgs, call);
 }
 
 int rhist_publish_many(struct rlink *l, const struct rhist_pub *p, rhist_numbered_fn *done,
@@ -338,7 +423,7 @@ int rhist_publish_many(struct rlink *l, const struct rhist_pub *p, rhist_numbere
 
     call->numbered = done;
     call->arg = arg;
-    return rhist_send_publish(l, p, call);
+    return rhist_send_batch(l, p, 1, call);
 }
 
 int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *payload, size_t len,
@@ -349,7 +434,7 @@ int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *pay
 
     call->published = done;
     call->arg = arg;
-    return rhist_send_publish(l, &p, call);
+    return rhist_send_batch(l, &p, 1, call);
 }
 
 int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,

@@ -85,6 +85,23 @@ struct rhist_pub {
 typedef void rhist_numbered_fn(void *arg, int err, const char (*ids)[RHIST_ID_MAX], size_t n,
                                uint64_t reached);
 
+/* One message's answer in a batch: its ids (one per stream) and the subscribers reached. */
+struct rhist_result {
+    const char (*ids)[RHIST_ID_MAX];
+    size_t n;
+    uint64_t reached;
+};
+
+/* A batch's answers, one per message (valid during the call), or an rlink error (res NULL). */
+typedef void rhist_batch_fn(void *arg, int err, const struct rhist_result *res, size_t nmsgs);
+
+/*
+ * Publish msgs[0..nmsgs) in one step (one script): all of them, or, when
+ * the script cannot run, none. Returns as rhist_publish_many.
+ */
+int rhist_publish_batch(struct rlink *l, const struct rhist_pub *msgs, size_t nmsgs,
+                        rhist_batch_fn *done, void *arg);
+
 /*
  * Publish p. Returns RLINK_OK (done is called later), or at once, with
  * done never called: RLINK_E_DOWN, or RLINK_E_REPLY when a stream's names
@@ -114,6 +131,12 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
  * id and *items (malloc'd, pointing into r; *n of them), or -1.
  */
 int rhist_parse_published(const redisReply *r, char *id);
+/*
+ * A batch's answer, ns[m] streams in message m: 0 with ids (every
+ * message's, in order) and reached[m] filled, or -1.
+ */
+int rhist_parse_batch(const redisReply *r, const size_t *ns, size_t nmsgs,
+                      char (*ids)[RHIST_ID_MAX], uint64_t *reached);
 /* A publish's answer for n streams: 0 with ids and *reached filled, or -1. */
 int rhist_parse_numbered(const redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX],
                          uint64_t *reached);

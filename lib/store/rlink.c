@@ -26,15 +26,13 @@
 
 #include "log.h"
 #include "net.h"
+#include "rreply.h"
+#include "rsentinel.h"
 #include "xmalloc.h"
 
-/* The most elements one reply may hold, nested arrays counted together. */
-#define RLINK_MAX_ELEMENTS (1 << 20)
-
-/* What the reply being read has cost so far (the reader's privdata). */
+/* The fuzz target's reader budget (rlink_reader_new). */
 struct rlink_budget {
-    long long elements;
-    int pushes; /* a subscriber link: every array must be a well-formed push */
+    struct rreply_budget b;
 };
 
 struct rlink_cmd {
@@ -65,135 +63,23 @@ struct rlink {
     void *arg;
     rlink_push_fn *on_push; /* a subscriber link's, or NULL */
     void *push_arg;
-    struct rlink_budget budget; /* of the reply being read */
+    struct rreply_budget budget; /* of the reply being read */
+    char **sentinels;            /* owned: ask them where the master is, or NULL */
+    size_t nsentinels;
+    size_t next_sentinel; /* the one to ask first next time */
+    char *master;         /* owned: the name they watch it under */
+    struct rsentinel *asking;
 };
 
 static void rlink_connect(struct rlink *l);
 
-/*
- * The reply objects, as hiredis makes them, except that an array is
- * refused (and with it the connection) when the reply would hold more than
- * RLINK_MAX_ELEMENTS elements in all: hiredis 0.14 allocates an array's
- * pointers as soon as its header arrives, so "*2000000000\r\n" alone
- * would cost 16 GB. A string costs what was received for it.
- */
-/*
- * On a subscriber link, is r a fit part of a push ("message", channel,
- * payload; or "subscribe"/"unsubscribe", channel, count)? hiredis asserts
- * on any other shape (a crash, not an error), so it is refused here.
- */
-static int rlink_push_part(const redisReadTask *task, const redisReply *r)
-{
-    const redisReply *kind = ((redisReply *)task->parent->obj)->element[0];
-
-    if (task->parent->parent != NULL)
-        return 0;
-    if (task->idx < 2)
-        return r->type == REDIS_REPLY_STRING;
-    if (strcmp(kind->str, "message") == 0)
-        return r->type == REDIS_REPLY_STRING;
-    return r->type == REDIS_REPLY_INTEGER;
-}
-
-static void *rlink_attach(const redisReadTask *task, redisReply *r)
-{
-    struct rlink_budget *b = task->privdata;
-
-    if (task->parent != NULL && b != NULL && b->pushes && !rlink_push_part(task, r)) {
-        log_msg(LOG_ERROR, "redis", "a malformed pub/sub message: dropping the connection");
-        freeReplyObject(r);
-        return NULL;
-    }
-    if (task->parent != NULL)
-        ((redisReply *)task->parent->obj)->element[task->idx] = r;
-    return r;
-}
-
-/* A new reply starts at the top: its budget starts again. */
-static redisReply *rlink_object(const redisReadTask *task, int type)
-{
-    redisReply *r = calloc(1, sizeof *r);
-
-    if (task->parent == NULL && task->privdata != NULL)
-        ((struct rlink_budget *)task->privdata)->elements = 0;
-    if (r != NULL)
-        r->type = type;
-    return r;
-}
-
-static void *rlink_string(const redisReadTask *task, char *str, size_t len)
-{
-    redisReply *r = rlink_object(task, task->type);
-    char *copy = malloc(len + 1);
-
-    if (r == NULL || copy == NULL) {
-        free(r);
-        free(copy);
-        return NULL;
-    }
-    memcpy(copy, str, len);
-    copy[len] = '\0';
-    r->str = copy;
-    r->len = len;
-    return rlink_attach(task, r);
-}
-
-static void *rlink_array(const redisReadTask *task, int elements)
-{
-    struct rlink_budget *b = task->privdata;
-    redisReply *r = rlink_object(task, REDIS_REPLY_ARRAY);
-
-    if (r == NULL)
-        return NULL;
-    if (b != NULL && (elements < 0 || b->elements + elements > RLINK_MAX_ELEMENTS)) {
-        log_msg(LOG_ERROR, "redis", "a reply of more than %d elements: dropping the connection",
-                RLINK_MAX_ELEMENTS);
-        free(r);
-        return NULL;
-    }
-    if (b != NULL && b->pushes && (task->parent != NULL || elements != 3)) {
-        log_msg(LOG_ERROR, "redis", "a malformed pub/sub message: dropping the connection");
-        free(r);
-        return NULL;
-    }
-    if (b != NULL)
-        b->elements += elements;
-    if (elements > 0 && (r->element = calloc((size_t)elements, sizeof *r->element)) == NULL) {
-        free(r);
-        return NULL;
-    }
-    r->elements = (size_t)(elements > 0 ? elements : 0);
-    return rlink_attach(task, r);
-}
-
-static void *rlink_integer(const redisReadTask *task, long long value)
-{
-    redisReply *r = rlink_object(task, REDIS_REPLY_INTEGER);
-
-    if (r == NULL)
-        return NULL;
-    r->integer = value;
-    return rlink_attach(task, r);
-}
-
-static void *rlink_nil(const redisReadTask *task)
-{
-    redisReply *r = rlink_object(task, REDIS_REPLY_NIL);
-
-    return r != NULL ? rlink_attach(task, r) : NULL;
-}
-
-static redisReplyObjectFunctions rlink_reply_fns = {
-    rlink_string, rlink_array, rlink_integer, rlink_nil, freeReplyObject,
-};
-
 redisReader *rlink_reader_new(struct rlink_budget **budget)
 {
-    redisReader *r = redisReaderCreateWithFunctions(&rlink_reply_fns);
+    redisReader *r = redisReaderCreateWithFunctions(&rreply_fns);
 
     *budget = xcalloc(1, sizeof **budget);
     if (r != NULL)
-        r->privdata = *budget;
+        r->privdata = &(*budget)->b;
     return r;
 }
 
@@ -297,6 +183,14 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         else
             c->done(c->arg, reply->type == REDIS_REPLY_ERROR ? RLINK_E_REPLY : RLINK_OK, reply);
     }
+    /* A master turned replica under us (a failover): find the new one. */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR && l->nsentinels > 0 &&
+        strstr(reply->str, "READONLY") != NULL && l->ac != NULL &&
+        !(l->ac->c.flags & REDIS_DISCONNECTING)) {
+        log_msg(LOG_WARN, "redis", "%s:%d is a replica now; asking the Sentinels again", l->host,
+                l->port);
+        redisAsyncDisconnect(l->ac);
+    }
     free(c);
     rlink_arm(l);
 }
@@ -387,13 +281,23 @@ static void rlink_on_step(void *arg, int err, const redisReply *reply)
     rlink_refused(arg, err, reply);
 }
 
-/* The handshake's last step (PING) answered: the link is up, unless a step was refused. */
+/* The handshake's last step (PING, or ROLE with Sentinels) answered: the link is up. */
 static void rlink_on_ready(void *arg, int err, const redisReply *reply)
 {
     struct rlink *l = arg;
 
     if (rlink_refused(l, err, reply) || l->ac == NULL || (l->ac->c.flags & REDIS_DISCONNECTING))
         return;
+    if (l->nsentinels > 0 && !(reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                               reply->element[0]->type == REDIS_REPLY_STRING &&
+                               strcmp(reply->element[0]->str, "master") == 0)) {
+        /* The Sentinels' answer was stale (a failover under way): ask again. */
+        log_msg(LOG_WARN, "redis", "%s:%d is not the master; asking the Sentinels again", l->host,
+                l->port);
+        l->next_sentinel++;
+        redisAsyncDisconnect(l->ac);
+        return;
+    }
     l->up = 1;
     l->backoff = l->backoff_min;
     log_msg(LOG_INFO, "redis", "connected");
@@ -432,7 +336,7 @@ static void rlink_on_disconnect(const redisAsyncContext *ac, int status)
 }
 
 /* Start connecting; the handshake commands are queued behind the connect. */
-static void rlink_connect(struct rlink *l)
+static void rlink_connect_to(struct rlink *l)
 {
     redisAsyncContext *ac =
         l->path != NULL ? redisAsyncConnectUnix(l->path) : redisAsyncConnect(l->host, l->port);
@@ -447,7 +351,7 @@ static void rlink_connect(struct rlink *l)
     }
     ac->data = l;
     l->ac = ac;
-    ac->c.reader->fn = &rlink_reply_fns;
+    ac->c.reader->fn = &rreply_fns;
     ac->c.reader->privdata = &l->budget;
     redisLibevAttach(l->loop, ac);
     redisAsyncSetConnectCallback(ac, rlink_on_connect);
@@ -456,7 +360,43 @@ static void rlink_connect(struct rlink *l)
         rlink_send_f(l, rlink_on_step, l, "AUTH %s", l->password);
     if (l->db != 0)
         rlink_send_f(l, rlink_on_step, l, "SELECT %d", l->db);
-    rlink_send_f(l, rlink_on_ready, l, "PING");
+    if (l->nsentinels > 0)
+        rlink_send_f(l, rlink_on_ready, l, "ROLE");
+    else
+        rlink_send_f(l, rlink_on_ready, l, "PING");
+}
+
+/* rsentinel_fn: connect to the master the Sentinels name, or try again after the backoff. */
+static void rlink_on_master(void *arg, int ok, const char *host, int port)
+{
+    struct rlink *l = arg;
+
+    rsentinel_cancel(l->asking);
+    l->asking = NULL;
+    if (!ok) {
+        log_msg(LOG_WARN, "redis", "no Sentinel named the master %s; asking again in %.3g s",
+                l->master, l->backoff);
+        l->next_sentinel++;
+        rlink_schedule(l);
+        return;
+    }
+    if (l->host == NULL || strcmp(l->host, host) != 0 || l->port != port)
+        log_msg(LOG_INFO, "redis", "the Sentinels name %s:%d as master %s", host, port, l->master);
+    free(l->host);
+    l->host = xstrdup(host);
+    l->port = port;
+    rlink_connect_to(l);
+}
+
+/* Connect: to the address, or to the master the Sentinels name first. */
+static void rlink_connect(struct rlink *l)
+{
+    if (l->nsentinels == 0) {
+        rlink_connect_to(l);
+        return;
+    }
+    l->asking = rsentinel_ask(l->loop, l->sentinels, l->nsentinels, l->next_sentinel, l->master,
+                              l->timeout, rlink_on_master, l);
 }
 
 /* The backoff is over: connect again. */
@@ -470,7 +410,13 @@ struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink
 {
     struct rlink *l = xcalloc(1, sizeof *l);
 
-    if (rlink_parse(l, cfg->address) != 0) {
+    if (cfg->nsentinels > 0) {
+        l->sentinels = xcalloc(cfg->nsentinels, sizeof *l->sentinels);
+        for (size_t i = 0; i < cfg->nsentinels; i++)
+            l->sentinels[i] = xstrdup(cfg->sentinels[i]);
+        l->nsentinels = cfg->nsentinels;
+        l->master = xstrdup(cfg->master);
+    } else if (rlink_parse(l, cfg->address) != 0) {
         log_msg(LOG_ERROR, "redis", "%s: expected HOST:PORT (a numeric address) or unix:/PATH",
                 cfg->address);
         free(l->host);
@@ -502,7 +448,7 @@ static void rlink_on_push(redisAsyncContext *ac, void *r, void *privdata)
     const redisReply *kind, *chan, *data;
     int type;
 
-    /* The shape was checked as it was read (rlink_push_part). */
+    /* The shape was checked as it was read (rreply.c). */
     if (p == NULL || l->on_push == NULL || p->type != REDIS_REPLY_ARRAY || p->elements != 3)
         return;
     kind = p->element[0];
@@ -609,6 +555,11 @@ void rlink_free(struct rlink *l)
         redisAsyncFree(ac);
     }
     ev_timer_stop(l->loop, &l->deadline);
+    rsentinel_cancel(l->asking);
+    for (size_t i = 0; i < l->nsentinels; i++)
+        free(l->sentinels[i]);
+    free(l->sentinels);
+    free(l->master);
     free(l->host);
     free(l->path);
     if (l->password != NULL)

@@ -41,6 +41,10 @@ struct rlink_cfg {
     double timeout;       /* seconds a command may take */
     double backoff_min;   /* seconds before the first reconnect */
     double backoff_max;   /* the longest wait between reconnects */
+    /* Or, instead of address: ask these Sentinels ("IP:PORT") where master is, on each connect. */
+    char *const *sentinels;
+    size_t nsentinels;
+    const char *master;
 };
 
 struct rlink;
@@ -116,7 +120,7 @@ struct rlink_budget;
 
 /*
  * A reply reader with the link's bounded reply objects (at most
- * RLINK_MAX_ELEMENTS elements in one reply), for the fuzz target; free it
+ * RREPLY_MAX_ELEMENTS elements in one reply, rreply.h), for the fuzz target; free it
  * with redisReaderFree, and *budget (malloc'd) with free.
  */
 redisReader *rlink_reader_new(struct rlink_budget **budget);

@@ -124,7 +124,7 @@ static void test_cfg_every_key_has_its_table_entry(void **state)
     assert_string_equal(cfg_key_name(CFG_KEY_GROUP), "group");
     assert_string_equal(cfg_key_name(CFG_KEY_ENGINE), "engine");
     assert_string_equal(cfg_key_name(CFG_KEY_REDIS_PASSWORD_FILE), "redis_password_file");
-    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "redis_timeout");
+    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "redis_sentinel_master");
 }
 
 /* A per-site setting lives in struct cfg_site, any other in struct cfg: never both. */
@@ -639,13 +639,15 @@ static void test_cfg_redis_engine(void **state)
     cfg_free(&c);
 
     /* engine = redis needs redis_address, said where engine was set */
-    expect_ini_error("[herald]\nsecret = " GOOD_SECRET "\n\nengine = redis\n", NULL,
-                     "herald.ini:4: engine: engine = redis needs redis_address");
+    expect_ini_error(
+        "[herald]\nsecret = " GOOD_SECRET "\n\nengine = redis\n", NULL,
+        "herald.ini:4: engine: engine = redis needs redis_address (or redis_sentinels)");
     expect_cause(load_err("--engine", "redis", NULL),
-                 "--engine: engine = redis needs redis_address");
+                 "--engine: engine = redis needs redis_address (or redis_sentinels)");
     cause = load_err("-c", path, "--redis-address", "", NULL);
     rename_file(cause, path);
-    expect_cause(cause, "herald.ini:3: engine: engine = redis needs redis_address");
+    expect_cause(cause,
+                 "herald.ini:3: engine: engine = redis needs redis_address (or redis_sentinels)");
 
     /* a check's refusal names the flag (each check's messages: test_cfg_value.c) */
     expect_cause(load_err("--engine", "Redis", NULL),
