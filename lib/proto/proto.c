@@ -295,6 +295,7 @@ struct msg *proto_gap(const char *channel, const char *id)
         json_object_set_new(o, "channel", json_string(channel));
     json_object_set_new(o, "id", json_string(id));
     json_object_set_new(o, "recovered", json_false());
+    json_object_set_new(o, "gap", json_true());
     return proto_frame(o);
 }
 

@@ -105,8 +105,9 @@ struct msg *proto_ok_stream(const json_t *ref, json_t *members, const char *id, 
 struct msg *proto_stream(const char *id, int recovered);
 
 /*
- * {"op":"stream","channel":channel (when not NULL),"id":id,"recovered":false}:
- * messages of a stream may have been lost while the connection was open.
+ * {"op":"stream","channel":channel (when not NULL),"id":id,"recovered":false,
+ * "gap":true}: messages of a stream may have been lost while the connection
+ * was open (a cluster's Redis lost them).
  */
 struct msg *proto_gap(const char *channel, const char *id);
 

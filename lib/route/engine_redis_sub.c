@@ -364,12 +364,21 @@ static void red_presence_event(struct red_engine *r, const struct red_chan *c, c
     json_decref(o);
 }
 
+static void red_member_note(struct red_chan *c, const struct red_req *q, int delta);
+
 /* rpres_members_fn: the members go to the caller. */
 static void red_members_done(void *arg, int err, json_t *members)
 {
     struct red_req *q = arg;
     struct red_answer *a = xcalloc(1, sizeof *a);
+    struct red_chan *c;
 
+    /* A join the caller is told failed is no join: it will never leave. */
+    if (err != RLINK_OK && q->type == RED_JOIN) {
+        c = red_chan_get(q->eng, q->site, 'c', q->name);
+        red_member_note(c, q, -1);
+        red_reconcile(q->eng, c);
+    }
     a->req = q;
     a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
     a->members = members;
@@ -408,8 +417,8 @@ void red_presence_run(struct red_engine *r, struct red_req *q)
     switch (q->type) {
     case RED_JOIN:
         err = rpres_join(r->cmd, &ch, q->user, q->info, red_members_done, q);
-        /* Kept here even when Redis is away: the upkeep tells it once it is back. */
-        red_member_note(c, q, 1);
+        if (err == RLINK_OK)
+            red_member_note(c, q, 1);
         break;
     case RED_LEAVE:
         rpres_leave(r->cmd, &ch, q->user);

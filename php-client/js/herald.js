@@ -156,6 +156,8 @@
  *             stream; a resubscription answered without "recovered" means false for its
  *             channel. A refused resubscription goes to onError only. A reconnect that closes
  *             before its answers came reports nothing; the next one asks from the same ids.
+ *             While connected, {"op":"stream","gap":true} (a cluster's Redis lost messages
+ *             of a stream, docs/protocol.md) calls fn(stream, false) too.
  *
  * Errors:     onError(fn) / offError(fn) register fn(err) for HeraldErrors no promise can
  *             take: an "error" answer without a ref, and refused resubscriptions. With no
@@ -755,6 +757,10 @@
      * recovered, whatever Herald says.
      */
     Herald.prototype._stream = function (msg) {
+        if (msg.gap === true) {
+            this._gap(msg);
+            return;
+        }
         if (typeof msg.id === 'string') {
             this._userLast = msg.id;
         }
@@ -762,6 +768,29 @@
             this._awaitStream = false;
             this._emitRecover(null, this._since !== '' && msg.recovered === true);
         }
+    };
+
+    /**
+     * {"op":"stream","gap":true}: while connected, messages of the user stream (or of "channel")
+     * may have been lost (a cluster's Redis lost them): take the position Herald gives and tell
+     * onRecover, recovered false, so the page reloads that state.
+     */
+    Herald.prototype._gap = function (msg) {
+        if (typeof msg.channel === 'string') {
+            var entry = this._subs[msg.channel];
+            if (!entry) {
+                return;
+            }
+            if (typeof msg.id === 'string') {
+                entry.last = msg.id;
+            }
+            this._emitRecover(msg.channel, false);
+            return;
+        }
+        if (typeof msg.id === 'string') {
+            this._userLast = msg.id;
+        }
+        this._emitRecover(null, false);
     };
 
     /**

@@ -168,3 +168,37 @@ def test_the_unit_file_passes_systemd_analyze_verify():
         assert r.returncode == 0 and not problems, r.stdout + r.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_the_template_unit_passes_systemd_analyze_verify_and_keeps_herald_service():
+    # systemd/herald@.service (N nodes on one machine, docs/deploy.md section 10), verified as
+    # instance 2 with the binary and config paths pointed at this build. It keeps every setting
+    # of herald.service but the command lines, so that the two cannot drift apart.
+    with open(os.path.join(REPO, "systemd", "herald.service")) as f:
+        single = f.read()
+    with open(os.path.join(REPO, "systemd", "herald@.service")) as f:
+        unit = f.read()
+
+    def settings(text):
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    kept = settings(unit)
+    lost = [line for line in settings(single) if line not in kept and
+            not line.startswith(("Description=", "After=", "ExecStartPre=", "ExecStart="))]
+    assert lost == [], "herald@.service lacks these lines of herald.service: %r" % lost
+    assert "After=network.target redis-server.service" in kept
+    assert "RuntimeDirectoryPreserve=yes" in kept     # one instance's stop keeps the others'
+    d = tempfile.mkdtemp(prefix="herald-unit-")
+    try:
+        ini = os.path.join(d, "herald.ini")
+        with open(ini, "w") as f:
+            f.write("[herald]\nsecret = 0123456789abcdef0123456789\n")
+        with open(os.path.join(d, "herald@.service"), "w") as f:
+            f.write(unit.replace("/usr/local/bin/herald", herald_bin()).replace(
+                "/etc/herald/herald.ini", ini))
+        r = subprocess.run(["systemd-analyze", "verify", os.path.join(d, "herald@2.service")],
+                           capture_output=True, text=True, timeout=60)
+        problems = [line for line in (r.stdout + r.stderr).splitlines() if "herald@" in line]
+        assert r.returncode == 0 and not problems, r.stdout + r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

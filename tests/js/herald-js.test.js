@@ -1078,6 +1078,24 @@ test('onRecover: after every reconnect, not the first connection, per stream', a
     h.close();
 });
 
+test('onRecover says false for a gap while connected (a cluster\'s Redis lost messages)',
+    async () => {
+        const [h, ws] = await openClient();
+        const calls = [];
+        h.onRecover((stream, recovered) => calls.push([stream, recovered]));
+        ws.answer({ op: 'stream', id: 'e0:3', recovered: true });
+        const p = h.subscribe('a');
+        ws.answer({ op: 'ok', ref: 1, id: 'e0:4' });
+        await p;
+        ws.answer({ op: 'stream', channel: 'a', id: 'f1:2', recovered: false, gap: true });
+        ws.answer({ op: 'stream', channel: 'gone', id: 'f1:2', recovered: false, gap: true });
+        ws.answer({ op: 'stream', id: 'f1:7', recovered: false, gap: true });
+        assert.deepEqual(calls, [['a', false], [null, false]], 'one call per remembered stream');
+        assert.deepEqual(h.position(), { user: 'f1:7', channels: { a: 'f1:2' } },
+            'the positions Herald gave, to recover from next time');
+        h.close();
+    });
+
 test('onRecover says false when nothing could be recovered: no position, no history',
     async () => {
     const [h, ws] = await openClient();

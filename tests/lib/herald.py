@@ -29,6 +29,8 @@ publish_channel(), members(), online(), stats(), wait_stat(), connect() and
 raw_ws() take site=NAME; without it they use the first site. h.site(NAME)
 returns a Site, whose methods are Herald's bound to that site, so
 Bystander(h.site("a")) and wscmd.client(h.site("a"), "42") work.
+Without sites, config={"secret_file": PATH} replaces the random secret: token() and the
+log check use the file's, as for a site's secret_file.
 extra_ini= is raw INI text appended to herald.ini as is, and check_config(text)
 runs `herald -c FILE --check-config` on a file of that text.
 
@@ -298,6 +300,10 @@ class Herald(Child):
             del s["api_socket"], s["secret"]
         # "{dir}" in a value stands for this instance's temp dir.
         s.update({k: str(v).replace("{dir}", self.dir) for k, v in self.config.items()})
+        if self.sites is None and "secret_file" in self.config and "secret" not in self.config:
+            # As for a site: the file's secret is the daemon's (both keys would be an error).
+            del s["secret"]
+            self.secret = _read_secret_file(s["secret_file"])
         if self.sites is None:
             self.api_socket = s["api_socket"]
         self.listen = s["listen"]
