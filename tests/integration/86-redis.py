@@ -43,6 +43,8 @@ import contextlib
 import json
 import re
 import signal
+import os
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -51,8 +53,27 @@ import pytest
 import websockets.client
 import websockets.exceptions
 
-from herald import random_secret, uid
+from herald import _pdeathsig, random_secret, uid
 from redis import REDIS_TIMEOUT, Cluster
+
+PHP = "/usr/bin/php"
+HERALD_PHP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "php-client",
+                          "herald.php")
+# argv: socket A, socket B, stop file, user. Alternates between the two nodes' APIs (a new
+# herald_configure each time), prints each number once herald_publish answered it, and stops
+# when the stop file appears; a false answer (logged by the helper) ends it with status 1.
+PHP_LOOP = r"""
+require '%(herald)s';
+[, $a, $b, $stop, $user] = $argv;
+for ($i = 0; !file_exists($stop); $i++) {
+    herald_configure(['socket' => $i %% 2 ? $b : $a]);
+    if (herald_publish($user, 'loop', $i) === false) {
+        exit(1);
+    }
+    echo $i, "\n";
+    usleep(3000);
+}
+"""
 
 CONFIG = {
     "public_channels": "chan:*",
@@ -411,17 +432,28 @@ def test_a_killed_node_loses_nothing_for_the_others_and_its_client_recovers_else
         errors = []
         stop = threading.Event()
 
+        stop_file = os.path.join(c.redis.dir, "stop-%s" % u)
+
         def publisher():
-            # PHP on the surviving nodes, publishing in a loop through their own APIs.
+            # Real PHP (the CLI and php-client's herald_publish), publishing in a loop through
+            # the surviving nodes' APIs in turn; each number it prints was answered.
+            script = PHP_LOOP % {"herald": HERALD_PHP}
+            proc = subprocess.Popen([PHP, "-d", "display_errors=stderr", "-r", script,
+                                     n1.api_socket, n3.api_socket, stop_file, u],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=_pdeathsig)
             try:
-                i = 0
-                while not stop.is_set():
-                    publish((n1, n3)[i % 2], u, "loop", i)
-                    sent.append(i)
-                    i += 1
-                    time.sleep(0.003)
+                for line in proc.stdout:
+                    sent.append(int(line))
+                proc.wait(10)
+                if proc.returncode != 0:
+                    errors.append("PHP exited %d: %s" % (proc.returncode, proc.stderr.read()))
             except BaseException as e:
                 errors.append(e)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
         async with live(n1, u) as (t1, pos), live(n2, u) as (t2, _), \
                 live(n3, u) as (t3, _):
@@ -456,7 +488,9 @@ def test_a_killed_node_loses_nothing_for_the_others_and_its_client_recovers_else
                             lambda: "%d published after the kill" % (len(sent) - at_kill))
             finally:
                 stop.set()
-                thread.join(10)
+                with open(stop_file, "w"):
+                    pass
+                thread.join(15)
             assert not errors, errors
             # the survivors: every message, in order, once, offsets consecutive
             for t in (t1, t3):
