@@ -58,6 +58,8 @@ static struct red_engine *red_of(struct engine *e)
 
 static void red_run_req(struct red_engine *r, struct red_req *q);
 static void red_online_run(struct red_engine *r, struct red_req *q);
+static void red_since_saw(struct red_engine *r, const struct red_req *q, const char *id,
+                          uint64_t last);
 
 /* The worker the calling thread is (eng_bind), or -1: a thread without a loop. */
 static __thread int red_worker = -1;
@@ -382,8 +384,26 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
         }
         a->since.n = n;
         red_note_epoch(r, q->site, q->kind, q->name, id);
+        red_since_saw(r, q, id, a->since.last);
     }
     red_answer_send(r, a);
+}
+
+/* A replay read up to last: what this node has of the stream is at least that. */
+static void red_since_saw(struct red_engine *r, const struct red_req *q, const char *id,
+                          uint64_t last)
+{
+    char *channel = red_channel(r, q->site, q->kind, q->name);
+    char epoch[RHIST_EPOCH_LEN + 1];
+    struct red_chan *c;
+
+    HASH_FIND_STR(r->chans, channel, c);
+    free(channel);
+    if (c == NULL || strlen(id) <= RHIST_EPOCH_LEN)
+        return;
+    memcpy(epoch, id, RHIST_EPOCH_LEN);
+    epoch[RHIST_EPOCH_LEN] = '\0';
+    red_chan_saw(c, epoch, last);
 }
 
 void red_since_send(struct red_engine *r, struct red_req *q)
@@ -665,6 +685,7 @@ static void red_on_quit(struct ev_loop *loop, ev_async *w, int revents)
 
     ev_timer_stop(loop, &r->probe);
     ev_timer_stop(loop, &r->upkeep);
+    ev_timer_stop(loop, &r->check);
     ev_async_stop(loop, &r->wake);
     ev_async_stop(loop, &r->quit);
     /* Waiting replays are answered before the links go (their answers may post to workers). */
@@ -687,6 +708,7 @@ static void *red_main(void *arg)
     red_chan_get(r, 0, 'p', "")->want = 1;
     ev_timer_start(r->loop, &r->probe);
     ev_timer_start(r->loop, &r->upkeep);
+    ev_timer_start(r->loop, &r->check);
     ev_run(r->loop, 0);
     return NULL;
 }
@@ -823,6 +845,8 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
     r->probe.data = r;
     ev_timer_init(&r->upkeep, red_on_upkeep, RED_UPKEEP_EVERY, RED_UPKEEP_EVERY);
     r->upkeep.data = r;
+    ev_timer_init(&r->check, red_on_check, RED_CHECK_EVERY, RED_CHECK_EVERY);
+    r->check.data = r;
     ev_async_start(r->loop, &r->wake);
     ev_async_start(r->loop, &r->quit);
     /* Made here, before the thread runs the loop; used only on that thread from then on. */

@@ -30,6 +30,8 @@
 #define RED_PROBE_EVERY 1.0  /* seconds between probes of the pub/sub link */
 #define RED_UPKEEP_EVERY 5.0 /* seconds between refreshes of presence and online entries */
 #define RED_PRESENCE_TTL 20  /* seconds an entry lives unrefreshed: a dead node's go by then */
+#define RED_CHECK_EVERY 40.0 /* seconds between checks of every held stream's position */
+#define RED_CHECK_BATCH 256  /* streams per positions script */
 
 enum red_req_type {
     RED_PUBLISH,
@@ -112,6 +114,10 @@ struct red_chan {
     enum red_state state;
     struct red_req *waiting;    /* owned: replays waiting for the subscription */
     struct red_member *members; /* owned: presence members joined here */
+    /* What arrived here of the stream, against its position in Redis (the position check). */
+    char epoch[RHIST_EPOCH_LEN + 1]; /* of the newest numbered message seen, or "" */
+    uint64_t seen;                   /* its offset */
+    uint64_t suspect;                /* Redis was past seen at the last check: confirm, or 0 */
 };
 
 struct red_site {
@@ -144,6 +150,9 @@ struct red_engine {
     ev_async quit;
     ev_timer probe;
     ev_timer upkeep;
+    ev_timer check;
+    size_t nsuspects;     /* channels with suspect set */
+    ev_tstamp suspect_at; /* when the first of them was set */
     struct rlink *cmd, *sub;
     struct red_chan *chans;
     int probe_pending;
@@ -182,6 +191,9 @@ void red_sub_state(void *arg, int up);
 /* ev_timer callbacks: the pub/sub probe, and the upkeep of presence and online entries. */
 void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents);
 void red_on_upkeep(struct ev_loop *loop, ev_timer *t, int revents);
+void red_on_check(struct ev_loop *loop, ev_timer *t, int revents);
+/* A numbered message (or a replay's end) of c's stream was seen here: id "<epoch>:<offset>". */
+void red_chan_saw(struct red_chan *c, const char *epoch, uint64_t offset);
 /* A presence channel and a site's counts as rpres names them. */
 struct rpres_chan red_pres_chan(const struct red_engine *r, const struct red_chan *c);
 struct rpres_site red_pres_site(const struct red_engine *r, int site);

@@ -32,6 +32,7 @@
 #include "xmalloc.h"
 
 static void red_catch_up(struct red_engine *r, const struct red_chan *c);
+static void red_confirm(struct red_engine *r);
 static void red_presence_event(struct red_engine *r, const struct red_chan *c, const char *json);
 static void red_resync_counts(struct red_engine *r);
 static void red_refresh_presence(struct red_engine *r);
@@ -39,7 +40,7 @@ static void red_refresh_presence(struct red_engine *r);
 /* -- pub/sub: what arrives ---------------------------------------------- */
 
 /* An item for a message of c: "<id> <tag> <payload>"; NULL when malformed. */
-static struct eng_item *red_item(struct red_engine *r, const struct red_chan *c, const char *data,
+static struct eng_item *red_item(struct red_engine *r, struct red_chan *c, const char *data,
                                  size_t len)
 {
     const char *sp1 = memchr(data, ' ', len), *sp2, *payload;
@@ -91,6 +92,13 @@ static struct eng_item *red_item(struct red_engine *r, const struct red_chan *c,
     /* Another epoch: Redis lost the stream; what holders were sent belongs to the old one. */
     if (off != 0 && red_note_epoch(r, c->site, c->kind, c->name, id))
         red_catch_up(r, c);
+    if (off != 0) {
+        char epoch[RHIST_EPOCH_LEN + 1];
+
+        memcpy(epoch, id, RHIST_EPOCH_LEN);
+        epoch[RHIST_EPOCH_LEN] = '\0';
+        red_chan_saw(c, epoch, off);
+    }
     return it;
 }
 
@@ -295,6 +303,8 @@ void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents)
     char *channel = red_channel(r, 0, 'p', "");
     struct red_chan *c;
 
+    if (r->nsuspects > 0 && ev_now(loop) - r->suspect_at >= RED_PROBE_EVERY)
+        red_confirm(r);
     HASH_FIND_STR(r->chans, channel, c);
     if (!rlink_up(r->cmd) || !rlink_up(r->sub) || c == NULL || c->state != RED_ACTIVE) {
         free(channel);
@@ -490,4 +500,123 @@ void red_on_upkeep(struct ev_loop *loop, ev_timer *t, int revents)
         rpres_alive(r->cmd, &s);
     }
     red_refresh_presence(r);
+}
+
+/* -- the position check ----------------------------------------------------- */
+
+void red_chan_saw(struct red_chan *c, const char *epoch, uint64_t offset)
+{
+    if (strcmp(c->epoch, epoch) != 0) {
+        snprintf(c->epoch, sizeof c->epoch, "%s", epoch);
+        c->seen = offset;
+    } else if (offset > c->seen) {
+        c->seen = offset;
+    }
+}
+
+/* A positions script's context: the channels it asked about, by name (they may go meanwhile). */
+struct red_check {
+    struct red_engine *r;
+    char **channels; /* owned */
+    size_t n;
+};
+
+/* rhist_positions_fn: a stream Redis has past what arrived here is suspect until it arrives. */
+static void red_checked(void *arg, int err, const struct rhist_position *pos, size_t n)
+{
+    struct red_check *k = arg;
+    struct red_engine *r = k->r;
+
+    for (size_t i = 0; i < n && err == RLINK_OK; i++) {
+        struct red_chan *c;
+
+        HASH_FIND_STR(r->chans, k->channels[i], c);
+        if (c == NULL || c->state != RED_ACTIVE || pos[i].epoch[0] == '\0')
+            continue;
+        if (c->epoch[0] != '\0' && strcmp(c->epoch, pos[i].epoch) != 0) {
+            /* Redis lost the stream and numbers it afresh. */
+            red_chan_saw(c, pos[i].epoch, pos[i].offset);
+            red_catch_up(r, c);
+        } else if (pos[i].offset > c->seen && c->suspect == 0) {
+            if (r->nsuspects++ == 0)
+                r->suspect_at = ev_now(r->loop);
+            c->suspect = pos[i].offset;
+        }
+    }
+    for (size_t i = 0; i < k->n; i++)
+        free(k->channels[i]);
+    free(k->channels);
+    free(k);
+}
+
+/* Ask Redis where the streams of chans[0..n) stand. */
+static void red_check_batch(struct red_engine *r, struct red_chan **chans, size_t n)
+{
+    struct rhist_stream *st = xcalloc(n, sizeof *st);
+    struct red_check *k = xcalloc(1, sizeof *k);
+    int meta_ttl = r->history_ttl > 86400 ? r->history_ttl : 86400;
+
+    k->r = r;
+    k->n = n;
+    k->channels = xcalloc(n, sizeof *k->channels);
+    for (size_t i = 0; i < n; i++) {
+        st[i] = (struct rhist_stream){r->prefix,       r->sites[chans[i]->site].name,
+                                      chans[i]->kind,  chans[i]->name,
+                                      r->history_size, r->history_ttl,
+                                      meta_ttl};
+        k->channels[i] = xstrdup(chans[i]->channel);
+    }
+    if (rhist_positions(r->cmd, st, n, red_checked, k) != RLINK_OK)
+        red_checked(k, RLINK_E_DOWN, NULL, 0);
+    free(st);
+}
+
+/*
+ * Every RED_CHECK_EVERY: compare each held stream's position in Redis with
+ * what arrived here (Centrifugo's position check), so a message lost
+ * between Redis and this node without the link dropping is still noticed.
+ * A stream found behind is confirmed a tick later (red_confirm): the
+ * message may only have been on its way.
+ */
+void red_on_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct red_engine *r = t->data;
+    struct red_chan *batch[RED_CHECK_BATCH], *c, *tmp;
+    size_t n = 0;
+
+    if (!r->e.history || !rlink_up(r->cmd))
+        return;
+    HASH_ITER (hh, r->chans, c, tmp) {
+        if ((c->kind != 'u' && c->kind != 'c') || c->state != RED_ACTIVE)
+            continue;
+        batch[n++] = c;
+        if (n == RED_CHECK_BATCH) {
+            red_check_batch(r, batch, n);
+            n = 0;
+        }
+    }
+    if (n > 0)
+        red_check_batch(r, batch, n);
+}
+
+/* From the probe's tick: a suspect stream whose message has not arrived since is caught up. */
+static void red_confirm(struct red_engine *r)
+{
+    struct red_chan *c, *tmp;
+
+    if (r->nsuspects == 0)
+        return;
+    HASH_ITER (hh, r->chans, c, tmp) {
+        if (c->suspect == 0)
+            continue;
+        if (c->seen < c->suspect) {
+            log_msg(LOG_WARN, "redis",
+                    "%s: Redis is at %" PRIu64 ", this node saw %" PRIu64 ": its holders catch up",
+                    c->channel, c->suspect, c->seen);
+            c->seen = c->suspect;
+            red_catch_up(r, c);
+        }
+        c->suspect = 0;
+    }
+    r->nsuspects = 0;
 }

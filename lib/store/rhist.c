@@ -453,3 +453,76 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
         free(call);
     return r;
 }
+
+/* Each meta key's newest offset and epoch (nothing made, nothing changed): {o, e, o, e, ...}. */
+static const char rhist_positions_lua[] = "local out = {}\n"
+                                          "for i = 1, #KEYS do\n"
+                                          "  local v = redis.call('HMGET', KEYS[i], 'o', 'e')\n"
+                                          "  out[#out + 1] = tonumber(v[1] or '0')\n"
+                                          "  out[#out + 1] = v[2] or ''\n"
+                                          "end\n"
+                                          "return out\n";
+
+/* A positions call in flight. */
+struct rhist_pos_call {
+    rhist_positions_fn *done;
+    void *arg;
+    size_t n;
+};
+
+/* rlink_reply_fn for positions. */
+static void rhist_on_positions(void *arg, int err, const redisReply *r)
+{
+    struct rhist_pos_call *call = arg;
+    struct rhist_position *pos = xcalloc(call->n > 0 ? call->n : 1, sizeof *pos);
+
+    if (err == RLINK_OK && rhist_parse_positions(r, call->n, pos) != 0) {
+        log_msg(LOG_ERROR, "redis", "the positions script answered something else than it returns");
+        err = RLINK_E_REPLY;
+    }
+    call->done(call->arg, err, err == RLINK_OK ? pos : NULL, call->n);
+    free(pos);
+    free(call);
+}
+
+int rhist_parse_positions(const redisReply *r, size_t n, struct rhist_position *pos)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[2 * i + 1];
+
+        if (rhist_int(r->element[2 * i], &pos[i].offset) != 0 || e->type != REDIS_REPLY_STRING ||
+            (e->len != 0 && e->len != RHIST_EPOCH_LEN))
+            return -1;
+        memcpy(pos[i].epoch, e->str, e->len);
+        pos[i].epoch[e->len] = '\0';
+    }
+    return 0;
+}
+
+int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
+                    rhist_positions_fn *done, void *arg)
+{
+    struct rhist_argv all = {0};
+    struct rhist_pos_call *call;
+    char key[RHIST_KEY_MAX];
+    int r = RLINK_E_REPLY;
+
+    rhist_arg_str(&all, "EVAL");
+    rhist_arg_str(&all, rhist_positions_lua);
+    rhist_arg_num(&all, (long long)n);
+    for (size_t i = 0; i < n; i++) {
+        if (rhist_key(key, &s[i], 'm') != 0)
+            goto out;
+        rhist_arg_str(&all, key);
+    }
+    call = xcalloc(1, sizeof *call);
+    *call = (struct rhist_pos_call){done, arg, n};
+    r = rlink_command_argv(l, rhist_on_positions, call, (int)all.n, (const char **)all.v, all.len);
+    if (r != RLINK_OK)
+        free(call);
+out:
+    rhist_argv_free(&all);
+    return r;
+}

@@ -124,6 +124,24 @@ int rhist_publish(struct rlink *l, const struct rhist_stream *s, const char *pay
 int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since,
                 rhist_since_fn *done, void *arg);
 
+/* A stream's newest offset and epoch ("" when Redis has none: never published, or lost). */
+struct rhist_position {
+    uint64_t offset;
+    char epoch[RHIST_EPOCH_LEN + 1];
+};
+
+typedef void rhist_positions_fn(void *arg, int err, const struct rhist_position *pos, size_t n);
+
+/*
+ * Where streams s[0..n) stand in Redis, read only (one script). Returns
+ * as rhist_publish_many.
+ */
+int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
+                    rhist_positions_fn *done, void *arg);
+
+/* The positions reply's check: 0 with pos[0..n) filled, or -1. */
+int rhist_parse_positions(const redisReply *r, size_t n, struct rhist_position *pos);
+
 /*
  * The checks behind the answers, on a reply from Redis (untrusted: its
  * shape, epoch, offsets and their order are checked), for the fuzz target

@@ -518,6 +518,39 @@ def test_a_killed_node_loses_nothing_for_the_others_and_its_client_recovers_else
         run(go(c), timeout=50)
 
 
+# -- the position check ------------------------------------------------------------------------
+
+# RED_CHECK_EVERY (40 s) and the tick that confirms a stream behind (1 s), and some slack.
+POSITION_CHECK_WITHIN = 45
+
+
+def test_a_message_that_never_arrived_by_pub_sub_is_caught_up_by_the_position_check(cluster,
+                                                                                    run):
+    """Redis numbered and kept a message whose PUBLISH never reached the node (made here by
+    writing it into the stream's keys by hand, as the script would, without a PUBLISH): the
+    node's periodic position check sees Redis ahead of what arrived, and the connection gets
+    the message from history, in order, once."""
+    n1, n2, n3 = site_a(cluster)
+    u = uid("lost")
+    meta, hist = "herald:{a/u:%s}:m" % u, "herald:{a/u:%s}:h" % u
+
+    async def go():
+        async with live(n2, u) as (t, pos):
+            publish(n1, u, "before", 1)
+            first = await t.next()
+            ep, at = parse_id(first["id"])
+            assert cluster.redis.cli("HINCRBY", meta, "o", "1") == str(at + 1)
+            cluster.redis.cli("LPUSH", hist, '%d:{"event":"lost","data":2}' % (at + 1))
+            m = await t.next(POSITION_CHECK_WITHIN)
+            assert m == {"id": "%s:%d" % (ep, at + 1), "event": "lost", "data": 2}, m
+            publish(n3, u, "after", 3)
+            m = await t.next()
+            assert strip(m) == {"event": "after", "data": 3}
+            assert parse_id(m["id"]) == (ep, at + 2)
+            await t.nothing(0.3)
+    run(go(), timeout=POSITION_CHECK_WITHIN + 10)
+
+
 # -- Redis dies --------------------------------------------------------------------------------
 
 def test_redis_killed_refuses_publishes_at_once_keeps_connections_and_recovers_after_restart(
