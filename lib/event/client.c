@@ -346,8 +346,10 @@ static void client_replayed(void *arg, int err, const struct eng_since *r);
 
 /*
  * A network engine's live frames can overtake a replay (engine.h): those
- * held back past what the replay read are read again, from its end.
- * Returns whether another round is on its way.
+ * held back past what the replay read are read again, from its end, also
+ * when the replay could not recover everything (the client is told so at
+ * the end, and still gets what came after). Returns whether another round
+ * is on its way.
  */
 static int client_replay_again(struct client_wait *w, const struct eng_since *r)
 {
@@ -392,7 +394,7 @@ static void client_replayed(void *arg, int err, const struct eng_since *r)
         *last = r->last;
     ok = w->rounds == 0 ? ok : w->ok && ok;
     w->ok = ok;
-    if (ok && client_replay_again(w, r))
+    if (err == ENG_OK && client_replay_again(w, r))
         return;
     client_wait_replay_off(w);
     if (w->gap) {

@@ -157,7 +157,8 @@ struct red_engine {
     struct red_chan *chans;
     int probe_pending;
     ev_tstamp probe_sent;
-    int cmd_was_up; /* the command link has been up before: a reconnect sets counts again */
+    int cmd_was_up;  /* the command link has been up before: a reconnect sets counts again */
+    int gen_pending; /* a failover's generation is being raised: not available until done */
 };
 
 /* -- engine_redis.c ------------------------------------------------------ */

@@ -252,14 +252,43 @@ void red_reconcile(struct red_engine *r, struct red_chan *c)
 
 /* -- the links ------------------------------------------------------------ */
 
-/* Available while both links are up. */
+/* Available while both links are up, and no failover is being told to Redis. */
 static void red_update_available(struct red_engine *r)
 {
-    int up = rlink_up(r->cmd) && rlink_up(r->sub);
+    int up = rlink_up(r->cmd) && rlink_up(r->sub) && !r->gen_pending;
 
     if (atomic_exchange(&r->available, up) != up)
         log_msg(up ? LOG_INFO : LOG_WARN, "redis",
                 up ? "engine available" : "engine unavailable: publishes are refused (503)");
+}
+
+/* The generation is raised (or could not be): publishing may go on. */
+static void red_raised(void *arg, int err, const redisReply *reply)
+{
+    struct red_engine *r = arg;
+
+    if (err != RLINK_OK)
+        log_msg(LOG_WARN, "redis", "cannot raise the generation after a failover");
+    r->gen_pending = 0;
+    red_update_available(r);
+}
+
+/*
+ * The link came up on another master: writes the old one took may be lost,
+ * and the new one numbers on from where its copy stood, so ids could name
+ * two messages. Raising the cluster's generation gives every stream a new
+ * epoch as it is next touched (rhist.c): clients are then told
+ * recovered false rather than replayed someone else's message under their
+ * id. Publishing waits for it.
+ */
+static void red_raise_generation(struct red_engine *r)
+{
+    char *key = xasprintf("%sgen", r->prefix);
+
+    log_msg(LOG_WARN, "redis", "the master changed (a failover): every stream starts a new epoch");
+    if (rlink_command(r->cmd, red_raised, r, "INCR %s", key) == RLINK_OK)
+        r->gen_pending = 1;
+    free(key);
 }
 
 /* rlink_state_fn for the command link: after a reconnect, Redis is told again what is here. */
@@ -267,11 +296,16 @@ void red_cmd_state(void *arg, int up)
 {
     struct red_engine *r = arg;
 
+    if (up && rlink_moved(r->cmd))
+        red_raise_generation(r);
     red_update_available(r);
     if (!up)
         return;
-    if (r->cmd_was_up)
+    if (r->cmd_was_up) {
         red_resync_counts(r);
+        /* What Redis has against what arrived, at once: a failover may have lost writes. */
+        red_on_check(r->loop, &r->check, 0);
+    }
     r->cmd_was_up = 1;
     red_refresh_presence(r);
 }
@@ -536,6 +570,14 @@ static void red_checked(void *arg, int err, const struct rhist_position *pos, si
         if (c->epoch[0] != '\0' && strcmp(c->epoch, pos[i].epoch) != 0) {
             /* Redis lost the stream and numbers it afresh. */
             red_chan_saw(c, pos[i].epoch, pos[i].offset);
+            red_catch_up(r, c);
+        } else if (pos[i].offset < c->seen) {
+            /* The counter went back: a failover lost what this node saw. */
+            log_msg(LOG_WARN, "redis",
+                    "%s: Redis is at %" PRIu64 ", behind the %" PRIu64
+                    " this node saw: its holders catch up",
+                    c->channel, pos[i].offset, c->seen);
+            c->seen = pos[i].offset;
             red_catch_up(r, c);
         } else if (pos[i].offset > c->seen && c->suspect == 0) {
             if (r->nsuspects++ == 0)

@@ -26,8 +26,28 @@
 #define RHIST_KEY_MAX 400
 
 /*
+ * A stream's epoch: the one in its meta hash mk, unless there is none, or
+ * it was made before the cluster's generation (the key gk, raised after a
+ * failover that may have lost writes) changed, or fresh is set: then a new
+ * one, from Redis's clock. The counter is kept, so (epoch, offset) never
+ * names two messages.
+ */
+#define RHIST_EPOCH_LUA                                                                            \
+    "local function epoch(mk, gk, fresh)\n"                                                        \
+    "  local g = redis.call('GET', gk) or '0'\n"                                                   \
+    "  local v = redis.call('HMGET', mk, 'e', 'g')\n"                                              \
+    "  if v[1] and v[2] == g and not fresh then return v[1] end\n"                                 \
+    "  local t = redis.call('TIME')\n"                                                             \
+    "  local e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % "             \
+    "4294967296)\n"                                                                                \
+    "  if e == v[1] then e = string.format('%08x', (tonumber(e, 16) + 1) % 4294967296) end\n"      \
+    "  redis.call('HSET', mk, 'e', e, 'g', g)\n"                                                   \
+    "  return e\n"                                                                                 \
+    "end\n"
+
+/*
  * A batch of messages, in one step. ARGV: size, ttl, meta_ttl, the
- * number of messages, then for each: payload, tag, its number of streams
+ * number of messages, the generation's key, then for each: payload, tag, its number of streams
  * (n), of unnumbered channels (u), then n pub/sub channels (one per
  * stream, "" for none) and u channels. KEYS: two per stream (meta, list),
  * in order. Each stream: the epoch, made once, then number, keep
@@ -35,21 +55,16 @@
  * channel gets " <tag> <payload>". Answers, per message, {epoch, offset}
  * per stream then how many subscribers its PUBLISHes reached.
  */
-static const char rhist_publish_lua[] =
+static const char rhist_publish_lua[] = RHIST_EPOCH_LUA
     "local size, ttl, mttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]\n"
-    "local a, k, out = 5, 1, {}\n"
+    "local a, k, out = 6, 1, {}\n"
     "for m = 1, tonumber(ARGV[4]) do\n"
     "  local p, tag, n, u = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])\n"
     "  local rc = 0\n"
     "  a = a + 4\n"
     "  for i = 1, n do\n"
     "    local mk, hk = KEYS[k], KEYS[k + 1]\n"
-    "    local e = redis.call('HGET', mk, 'e')\n"
-    "    if not e then\n"
-    "      local t = redis.call('TIME')\n"
-    "      e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
-    "      redis.call('HSET', mk, 'e', e)\n"
-    "    end\n"
+    "    local e = epoch(mk, ARGV[5])\n"
     "    local o = redis.call('HINCRBY', mk, 'o', 1)\n"
     "    if size > 0 then\n"
     "      redis.call('LPUSH', hk, o .. ':' .. p)\n"
@@ -77,18 +92,17 @@ static const char rhist_publish_lua[] =
  * hand out an id to recover from), then what came after since: whole, or
  * not recoverable.
  */
-static const char rhist_since_lua[] =
-    "local e = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not e then\n"
-    "  local t = redis.call('TIME')\n"
-    "  e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % 4294967296)\n"
-    "  redis.call('HSET', KEYS[1], 'e', e)\n"
-    "end\n"
+static const char rhist_since_lua[] = RHIST_EPOCH_LUA
+    "local e = epoch(KEYS[1], ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
     "local last = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')\n"
     "if ARGV[1] == '' then return {e, last, 1} end\n"
     "local se, so = string.match(ARGV[1], '^(%x+):(%d+)$')\n"
     "so = tonumber(so)\n"
+    "if se == e and so ~= nil and so > last then\n"
+    "  -- the counter went back (a failover lost writes): never hand these ids out again\n"
+    "  e = epoch(KEYS[1], ARGV[3], true)\n"
+    "end\n"
     "if se ~= e or so == nil or so > last then return {e, last, 0} end\n"
     "if so == last then return {e, last, 1} end\n"
     "local out = {e, last, 0}\n"
@@ -352,6 +366,9 @@ static int rhist_batch_args(const struct rhist_pub *msgs, size_t nmsgs, struct r
     rhist_arg_num(args, first != NULL ? first->ttl : 1);
     rhist_arg_num(args, first != NULL ? first->meta_ttl : 1);
     rhist_arg_num(args, (long long)nmsgs);
+    /* A batch of broadcasts only touches no stream: its generation key is never read. */
+    snprintf(key, sizeof key, "%sgen", first != NULL ? first->prefix : "");
+    rhist_arg_str(args, key);
     for (size_t m = 0; m < nmsgs; m++) {
         const struct rhist_pub *p = &msgs[m];
 
@@ -447,8 +464,8 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
     if (call == NULL)
         return RLINK_E_REPLY;
     call->since = done;
-    r = rlink_command(l, rhist_on_since, call, "EVAL %s 2 %s %s %s %d", rhist_since_lua, meta, list,
-                      since, s->meta_ttl);
+    r = rlink_command(l, rhist_on_since, call, "EVAL %s 2 %s %s %s %d %sgen", rhist_since_lua, meta,
+                      list, since, s->meta_ttl, s->prefix);
     if (r != RLINK_OK)
         free(call);
     return r;

@@ -69,6 +69,9 @@ struct rlink {
     size_t next_sentinel; /* the one to ask first next time */
     char *master;         /* owned: the name they watch it under */
     struct rsentinel *asking;
+    char *up_host; /* owned: the master the link was last up on (Sentinels), or NULL */
+    int up_port;
+    int moved; /* it came up on another master than last time: a failover */
 };
 
 static void rlink_connect(struct rlink *l);
@@ -298,6 +301,15 @@ static void rlink_on_ready(void *arg, int err, const redisReply *reply)
         redisAsyncDisconnect(l->ac);
         return;
     }
+    /* From now on every array is a push: the handshake's (ROLE's) are not. */
+    l->budget.pushes = l->on_push != NULL;
+    if (l->nsentinels > 0) {
+        l->moved =
+            l->up_host != NULL && (strcmp(l->up_host, l->host) != 0 || l->up_port != l->port);
+        free(l->up_host);
+        l->up_host = xstrdup(l->host);
+        l->up_port = l->port;
+    }
     l->up = 1;
     l->backoff = l->backoff_min;
     log_msg(LOG_INFO, "redis", "connected");
@@ -351,6 +363,7 @@ static void rlink_connect_to(struct rlink *l)
     }
     ac->data = l;
     l->ac = ac;
+    l->budget.pushes = 0;
     ac->c.reader->fn = &rreply_fns;
     ac->c.reader->privdata = &l->budget;
     redisLibevAttach(l->loop, ac);
@@ -471,7 +484,7 @@ void rlink_set_push(struct rlink *l, rlink_push_fn *fn, void *arg)
 {
     l->on_push = fn;
     l->push_arg = arg;
-    l->budget.pushes = 1;
+    l->budget.pushes = l->up;
 }
 
 /* SUBSCRIBE or UNSUBSCRIBE one channel. */
@@ -501,6 +514,14 @@ void rlink_reset(struct rlink *l)
     log_msg(LOG_WARN, "redis", "reconnecting a link that stopped answering");
     ev_timer_stop(l->loop, &l->retry);
     rlink_drop(l, RLINK_E_DOWN);
+}
+
+int rlink_moved(struct rlink *l)
+{
+    int moved = l->moved;
+
+    l->moved = 0;
+    return moved;
 }
 
 int rlink_up(const struct rlink *l)
@@ -560,6 +581,7 @@ void rlink_free(struct rlink *l)
         free(l->sentinels[i]);
     free(l->sentinels);
     free(l->master);
+    free(l->up_host);
     free(l->host);
     free(l->path);
     if (l->password != NULL)

@@ -310,3 +310,404 @@ class Cluster:
         finally:
             self.cleanup()
         return False
+
+
+# -- Redis Sentinel (issue #13: redis_sentinels, redis_sentinel_master) -------------------------
+#
+#   with SentinelGroup() as g:                  # a master, a replica and 3 Sentinels, all TCP
+#       g.master, g.replica                     # RedisServer on 127.0.0.1, free ports
+#       g.sentinels                             # [SentinelServer] watching g.name ("herald-test")
+#       g.addresses                             # "127.0.0.1:P1, 127.0.0.1:P2, 127.0.0.1:P3"
+#       g.master.kill(); port = g.wait_failover(old_port, 15)
+#
+#   with SentinelCluster(config=..., sites=...) as c:   # a SentinelGroup and nodes n1 n2 n3
+#       c.group.master.kill()
+#
+# SentinelGroup(name="herald-test", sentinels=3, quorum=2): start() starts the master, then the
+# replica (`replicaof` the master) and waits until its replication link is up, then the
+# Sentinels (`sentinel monitor NAME 127.0.0.1 <master port> QUORUM`, down-after 1000 ms,
+# failover-timeout 5000 ms, parallel-syncs 1, announcing 127.0.0.1 and their own port), and
+# returns once every Sentinel names the master, sees the replica (up, link ok) and sees every
+# other Sentinel: from then on a failover can happen. Without persistence (the replica holds
+# the data). Every process is our child with PR_SET_PDEATHSIG, signalled by its PID only, each
+# in its own temp dir (removed by cleanup()). stop() stops the Sentinels, then whichever
+# server still runs, each with SIGTERM and exit status 0 expected.
+#
+# SentinelCluster(names, config, sites, workers, group=None): Cluster's nodes, each with
+# sentinel_node_config() instead of redis_address: redis_sentinels = the group's Sentinels (or
+# `sentinels`, a list of "IP:PORT"), redis_sentinel_master = its name. With group=None it
+# starts and stops a SentinelGroup of its own; a group given is the caller's to stop.
+#
+# call(port, *args): one command to 127.0.0.1:port in RESP, its reply as Python values (str,
+# int, None, list); an error reply raises RedisReplyError. pairs(list) makes a dict of a flat
+# [field, value, ...] reply (SENTINEL replicas, SENTINEL sentinels).
+
+SENTINEL_MASTER = "herald-test"
+
+
+class RedisReplyError(Exception):
+    """An error reply (-ERR ..., -READONLY ...) from call()."""
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise OSError("connection closed mid-reply")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode("utf-8", "replace")
+    if kind == b"-":
+        return RedisReplyError(rest.decode("utf-8", "replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        if len(data) != n + 2:
+            raise OSError("connection closed mid-reply")
+        return data[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise OSError("not a RESP reply: %r" % (line,))
+
+
+def call(port, *args, timeout=2.0):
+    """One command to 127.0.0.1:port; its reply (an error reply raises RedisReplyError)."""
+    req = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        req += b"$%d\r\n%s\r\n" % (len(a), a)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(req)
+        with s.makefile("rb") as f:
+            r = _resp_read(f)
+    if isinstance(r, RedisReplyError):
+        raise r
+    return r
+
+
+def pairs(flat):
+    """{field: value} of a flat [field, value, ...] list."""
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+class TcpRedisServer(RedisServer):
+    """
+    A RedisServer on 127.0.0.1 (a free port unless `port`), announcing 127.0.0.1, with
+    diskless replication at once; with replicaof=PORT a replica of 127.0.0.1:PORT.
+    """
+
+    def __init__(self, replicaof=None, tmpdir=None, persist=False, port=0):
+        super().__init__(tmpdir=tmpdir, persist=persist, port=port)
+        self.replicaof = replicaof
+
+    def _write_conf(self):
+        super()._write_conf()
+        lines = ["replica-announce-ip 127.0.0.1", "repl-diskless-sync-delay 0"]
+        if self.replicaof:
+            lines.append("replicaof 127.0.0.1 %d" % self.replicaof)
+        with open(os.path.join(self.dir, "redis.conf"), "a") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def role(self):
+        """ROLE's first element: "master" or "slave" (None when it does not answer)."""
+        try:
+            return call(self.port, "ROLE", timeout=1.0)[0]
+        except (OSError, RedisReplyError):
+            return None
+
+    def info(self, section):
+        """INFO section as a dict (None when it does not answer)."""
+        try:
+            text = call(self.port, "INFO", section, timeout=1.0)
+        except (OSError, RedisReplyError):
+            return None
+        return dict(line.split(":", 1) for line in text.splitlines()
+                    if ":" in line and not line.startswith("#"))
+
+
+class SentinelServer(RedisServer):
+    """
+    One Sentinel (`redis-server sentinel.conf --sentinel`) on 127.0.0.1, a free port unless
+    `port`, watching `name` at 127.0.0.1:master_port. Its sentinel.conf, which Sentinel
+    rewrites as it learns, is written once: start() again keeps what it learnt.
+    """
+
+    def __init__(self, master_port, name=SENTINEL_MASTER, quorum=2, down_after_ms=1000,
+                 failover_timeout_ms=5000, tmpdir=None, port=0):
+        super().__init__(tmpdir=tmpdir, persist=False, port=port)
+        self.master_port = master_port
+        self.name = name
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    @property
+    def conf_path(self):
+        return os.path.join(self.dir, "sentinel.conf")
+
+    def _write_conf(self):
+        if os.path.exists(self.conf_path):
+            return
+        lines = [
+            "daemonize no",
+            "dir %s" % self.dir,
+            "logfile \"\"",
+            "loglevel notice",
+            "port %d" % self.port,
+            "bind 127.0.0.1",
+            "sentinel resolve-hostnames no",
+            "sentinel announce-ip 127.0.0.1",
+            "sentinel announce-port %d" % self.port,
+            "sentinel monitor %s 127.0.0.1 %d %d" % (self.name, self.master_port, self.quorum),
+            "sentinel down-after-milliseconds %s %d" % (self.name, self.down_after_ms),
+            "sentinel failover-timeout %s %d" % (self.name, self.failover_timeout_ms),
+            "sentinel parallel-syncs %s 1" % self.name,
+        ]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout=10.0):
+        """Start the Sentinel (a fresh temp dir the first time); wait until it answers PONG."""
+        assert self.proc is None, "the Sentinel is already running"
+        if not os.access(REDIS_SERVER, os.X_OK):
+            raise RuntimeError("no %s: install redis-server (make deps)" % REDIS_SERVER)
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="herald-sentinel%d-" % os.getpid())
+        if self.port == 0:
+            self.port = free_port()
+        self._write_conf()
+        self._log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.returncode = None
+        self.proc = subprocess.Popen([REDIS_SERVER, self.conf_path, "--sentinel"],
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     preexec_fn=_pdeathsig)
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._pong():
+                if self.proc.poll() is not None:
+                    raise RuntimeError("the Sentinel exited with status %s:\n%s"
+                                       % (self.proc.returncode, self.log_text()))
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Sentinel did not answer PING within %.0fs:\n%s"
+                                       % (timeout, self.log_text()))
+                time.sleep(0.02)
+        except BaseException:
+            self._reap(signal.SIGKILL)
+            raise
+        return self
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def master_addr(self):
+        """SENTINEL get-master-addr-by-name: (host, port), or None."""
+        r = call(self.port, "SENTINEL", "get-master-addr-by-name", self.name)
+        return None if r is None else (r[0], int(r[1]))
+
+    def replicas(self):
+        return [pairs(x) for x in call(self.port, "SENTINEL", "replicas", self.name)]
+
+    def others(self):
+        return [pairs(x) for x in call(self.port, "SENTINEL", "sentinels", self.name)]
+
+
+class SentinelGroup:
+    def __init__(self, name=SENTINEL_MASTER, sentinels=3, quorum=2):
+        self.name = name
+        self.nsentinels = sentinels
+        self.quorum = quorum
+        self.master = None
+        self.replica = None
+        self.servers = []
+        self.sentinels = []
+
+    @property
+    def addresses(self):
+        """The nodes' redis_sentinels: every Sentinel, comma-separated."""
+        return ", ".join(s.address for s in self.sentinels)
+
+    def server(self, port):
+        """The TcpRedisServer on `port` (the master or the replica, whichever it is now)."""
+        return next(s for s in self.servers if s.port == port)
+
+    def start(self, timeout=30.0):
+        try:
+            self.master = TcpRedisServer().start()
+            self.servers.append(self.master)
+            self.replica = TcpRedisServer(replicaof=self.master.port)
+            self.servers.append(self.replica)
+            self.replica.start()
+            self._until(lambda: (self.replica.info("replication") or {}).get(
+                "master_link_status") == "up", 15, "the replica's link to the master is up")
+            for _ in range(self.nsentinels):
+                s = SentinelServer(self.master.port, self.name, self.quorum)
+                self.sentinels.append(s)
+                s.start()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _until(self, cond, timeout, what):
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                if cond():
+                    return
+            except (OSError, RedisReplyError) as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError("not within %.0fs: %s (last error %r)\n%s" % (
+                    timeout, what, last, self.logs()))
+            time.sleep(0.1)
+
+    def _ready(self, s, master_port, replica_port):
+        if s.master_addr() != ("127.0.0.1", master_port):
+            return False
+        reps = s.replicas()
+        if not any(int(r["port"]) == replica_port and r["ip"] == "127.0.0.1" and
+                   "down" not in r["flags"] and "disconnected" not in r["flags"] and
+                   r.get("master-link-status") == "ok" for r in reps):
+            return False
+        others = [o for o in s.others() if "down" not in o["flags"]]
+        return len(others) == self.nsentinels - 1
+
+    def wait_ready(self, timeout=30.0):
+        """Every Sentinel names the master, sees the replica up and every other Sentinel."""
+        self._until(lambda: all(self._ready(s, self.master.port, self.replica.port)
+                                for s in self.sentinels), timeout,
+                    "every Sentinel agrees on master %d, sees replica %d and %d others"
+                    % (self.master.port, self.replica.port, self.nsentinels - 1))
+
+    def wait_failover(self, old_port, timeout=15.0):
+        """Wait until every running Sentinel names a master other than old_port, and that
+        server says ROLE master; returns its port."""
+        found = []
+
+        def done():
+            named = {s.master_addr() for s in self.sentinels if s.running()}
+            if len(named) != 1:
+                return False
+            addr = named.pop()
+            if addr is None or addr[1] == old_port:
+                return False
+            if self.server(addr[1]).role() != "master":
+                return False
+            found.append(addr[1])
+            return True
+        self._until(done, timeout, "a failover away from %d" % old_port)
+        return found[-1]
+
+    def logs(self, tail=2500):
+        out = []
+        for s in self.servers + self.sentinels:
+            if s.dir:
+                out.append("--- %s %d:\n%s" % (type(s).__name__, s.port or 0,
+                                               s.log_text()[-tail:]))
+        return "\n".join(out)
+
+    def stop(self):
+        """SIGTERM the Sentinels, then every server still running; each must exit 0."""
+        errors = []
+        for s in self.sentinels + self.servers:
+            try:
+                if s.proc is not None:
+                    s.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def cleanup(self):
+        for s in self.sentinels + self.servers:
+            s.cleanup()
+
+    def __enter__(self):
+        if self.master is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.stop()
+        finally:
+            self.cleanup()
+        return False
+
+
+def sentinel_node_config(group, name, sentinels=None):
+    """The [herald] keys that make a node named `name` of the cluster behind `group`."""
+    return {
+        "engine": "redis",
+        "redis_sentinels": ", ".join(sentinels) if sentinels is not None else group.addresses,
+        "redis_sentinel_master": group.name,
+        "redis_timeout": "%dms" % int(REDIS_TIMEOUT * 1000),
+        "node_name": name,
+    }
+
+
+class SentinelCluster(Cluster):
+    def __init__(self, names=("n1", "n2", "n3"), config=None, sites=None, workers=2,
+                 group=None, sentinels=None):
+        self.own_group = group is None
+        self.group = group if group is not None else SentinelGroup()
+        self.redis = None
+        self.sentinels = sentinels
+        self.names = list(names)
+        self.config = dict(config or {})
+        self.sites = sites
+        self.workers = workers
+        self.nodes = []
+
+    def node_config(self, name):
+        cfg = dict(self.config)
+        cfg.update(sentinel_node_config(self.group, name, self.sentinels))
+        return cfg
+
+    def start(self, timeout=10.0):
+        """The group (if it is ours), then every node; returns once each says it is up."""
+        try:
+            if self.own_group and self.group.master is None:
+                self.group.start()
+            for name in self.names:
+                h = Herald(config=self.node_config(name), workers=self.workers,
+                           sites=self.sites)
+                self.nodes.append(h)
+                h.start()
+            for h in self.nodes:
+                self.wait_available(h, True, timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def stop(self):
+        """Every node still running with SIGTERM (exit 0, stderr clean), then our group."""
+        errors = []
+        for h in self.nodes:
+            try:
+                h.stop()
+            except AssertionError as e:
+                errors.append(e)
+        try:
+            if self.own_group:
+                self.group.stop()
+        except AssertionError as e:
+            errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def cleanup(self):
+        for h in self.nodes:
+            h.cleanup()
+        if self.own_group:
+            self.group.cleanup()

@@ -103,7 +103,7 @@ static int redis_teardown(void **state)
 }
 
 /* Run the loop until *flag reaches want, at most seconds; returns the seconds it took. */
-static double run_until(const int *flag, int want, double seconds)
+static inline double run_until(const int *flag, int want, double seconds)
 {
     struct timespec t0, t;
     double took;
