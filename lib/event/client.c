@@ -13,6 +13,7 @@
  */
 #include "client.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,7 @@ struct client_wait {
     int again;                /* the subscription was already in place: no replay */
     int rounds;               /* replays read again, live frames having overtaken one */
     int gap;                  /* a catch-up (on_gap): say only what could not be recovered */
+    int gap_told;             /* and it has been said */
     int ok;                   /* every round so far recovered all it was asked */
     char *joiner;             /* owned: the user whose join this is (presence), or NULL */
     json_t *members;          /* presence members to answer with (a reference), or NULL */
@@ -274,7 +276,14 @@ static uint64_t *client_wait_last(const struct client_wait *w)
     return s != NULL ? &s->last : NULL;
 }
 
-/* Send what was missed unless it would overflow the out-queue; returns whether it was sent. */
+/*
+ * Send what was missed unless it would overflow the out-queue; returns
+ * whether that was all of it. A client that recovers after a reconnect and
+ * cannot have all gets nothing (docs/protocol.md: it reloads). A catch-up
+ * of a connected client that lost some (engine.h) is told first, at the
+ * position just before what it can still have, then gets that: it was
+ * live for all of it.
+ */
 static int client_send_missed(struct client_wait *w, const struct eng_since *r)
 {
     struct conn *c = w->c;
@@ -286,13 +295,18 @@ static int client_send_missed(struct client_wait *w, const struct eng_since *r)
      * closed with 1008, and again on every retry: tell it to reload instead. */
     for (size_t i = 0; i < r->n; i++)
         bytes += r->items[i].body->len + ENG_ID_MAX + 16;
-    if (!r->ok || bytes > c->x->cfg->max_queued_bytes / 2)
+    if (bytes > c->x->cfg->max_queued_bytes / 2 || (!r->ok && !w->gap))
         return 0;
+    if (!r->ok && w->gap && r->n > 0 && !w->gap_told) {
+        eng_id(c->x->hub->engine, &st, r->items[0].offset - 1, mid);
+        client_send(c, proto_gap(w->kind == 'c' ? w->name : NULL, mid));
+        w->gap_told = 1;
+    }
     for (size_t i = 0; i < r->n; i++) {
         eng_id(c->x->hub->engine, &st, r->items[i].offset, mid);
         client_send(c, proto_text_frame(r->items[i].body->text, mid));
     }
-    return 1;
+    return r->ok;
 }
 
 /* Answer w's subscribe with position id (a stream's) and what since recovered. */
@@ -372,7 +386,8 @@ static void client_gap_answered(struct client_wait *w, const char *id, int ok)
         conn_stats(w->c)->recoveries_ok++;
     } else {
         conn_stats(w->c)->recoveries_failed++;
-        client_send(w->c, proto_gap(w->kind == 'c' ? w->name : NULL, id));
+        if (!w->gap_told)
+            client_send(w->c, proto_gap(w->kind == 'c' ? w->name : NULL, id));
     }
     client_wait_end(w);
 }
@@ -860,7 +875,7 @@ void client_presence_event(void *hub, int site, int join, const char *channel, c
  * sent. A replay already on its way reads again from its end (its held-back
  * mark is set past anything), since what was lost may be after it.
  */
-static void client_on_gap(struct conn *c, char kind, const char *name)
+static void client_on_gap(struct conn *c, char kind, const char *name, const char *epoch)
 {
     struct engine *e = c->x->hub->engine;
     struct client_wait w0 = {.c = c, .kind = kind, .name = (char *)name};
@@ -879,7 +894,10 @@ static void client_on_gap(struct conn *c, char kind, const char *name)
         *skipped = UINT64_MAX;
         return;
     }
-    eng_id(e, &(struct eng_stream){c->site, kind, name}, *last, id);
+    if (epoch[0] != '\0')
+        snprintf(id, sizeof id, "%s:%" PRIu64, epoch, *last);
+    else
+        eng_id(e, &(struct eng_stream){c->site, kind, name}, *last, id);
     w = client_wait_new(c, kind, name, NULL, id);
     w->gap = 1;
     if (kind == 'u')

@@ -78,9 +78,10 @@ struct conn_ops {
     void (*on_free)(struct conn *c);
     /*
      * The engine may have lost messages of a stream c holds (kind 'u': its
-     * user's; 'c': channel name): catch up from what c was sent.
+     * user's; 'c': channel name): catch up from what c was sent, which was
+     * of epoch (engine.h eng_item.epoch; "": the stream's current one).
      */
-    void (*on_gap)(struct conn *c, char kind, const char *name);
+    void (*on_gap)(struct conn *c, char kind, const char *name, const char *epoch);
 };
 
 /* One queued frame: a reference to a msg, shared or the conn's own. */

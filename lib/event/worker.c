@@ -333,12 +333,12 @@ static void worker_catch_up(struct worker *w, int site, const struct eng_item *i
     if (it->channel != NULL) {
         ch = sub_find(&w->cx.sites[site].subs, it->channel, strlen(it->channel));
         for (struct sub *s = ch != NULL ? ch->subs : NULL; s != NULL; s = s->next)
-            w->cx.ops->on_gap(s->conn, 'c', it->channel);
+            w->cx.ops->on_gap(s->conn, 'c', it->channel, it->epoch);
         return;
     }
     user = reg_find(&w->cx.sites[site].reg, it->users[0], strlen(it->users[0]));
     for (struct reg_link *l = user != NULL ? user->links : NULL; l != NULL; l = l->next)
-        w->cx.ops->on_gap(conn_from_link(l), 'u', it->users[0]);
+        w->cx.ops->on_gap(conn_from_link(l), 'u', it->users[0], it->epoch);
 }
 
 /* Queue one publish item to its targets in site; returns the conns it reached. */

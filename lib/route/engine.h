@@ -79,6 +79,8 @@ struct eng_item {
     uint64_t reached;    /* set by a network engine: the nodes it reached (Redis: subscribers) */
     int catch_up;        /* no message: the stream (channel, or users[0]) may have a gap here:
                             each holder reads what it missed since what it was sent */
+    char epoch[16];      /* catch_up: the epoch of what holders were sent, when it is no longer
+                            the stream's (they ask from it); "": the stream's own */
 };
 
 /*
@@ -171,7 +173,10 @@ struct eng_ops {
      * What a client that has seen up to since (an id, or "" for nothing)
      * missed in s. Makes no stream. done's r->ok is 0 when some of it may
      * be gone (older than history keeps, or of another epoch): never a
-     * partial answer passed off as whole.
+     * partial answer passed off as whole. With ok 0, r->items may still
+     * hold every message of the stream's current epoch (a network engine
+     * whose store lost the older ones): the client is told it lost some,
+     * and gets those.
      */
     void (*since)(struct engine *e, const struct eng_stream *s, const char *since,
                   eng_since_fn *done, void *arg);

@@ -205,7 +205,8 @@ static char *red_hold_key(int site, char kind, const char *name)
  * Remember a stream's epoch (from an id "<epoch>:<offset>") for eng_id;
  * returns whether it replaced another one.
  */
-int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id)
+int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id,
+                   char *old)
 {
     char *key = red_hold_key(site, kind, name);
     struct red_hold *h;
@@ -215,6 +216,8 @@ int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, 
     HASH_FIND_STR(r->holds, key, h);
     if (h != NULL && strlen(id) > RHIST_EPOCH_LEN && id[RHIST_EPOCH_LEN] == ':') {
         changed = h->epoch[0] != '\0' && memcmp(h->epoch, id, RHIST_EPOCH_LEN) != 0;
+        if (changed && old != NULL)
+            memcpy(old, h->epoch, sizeof h->epoch);
         memcpy(h->epoch, id, RHIST_EPOCH_LEN);
         h->epoch[RHIST_EPOCH_LEN] = '\0';
     }
@@ -225,19 +228,31 @@ int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, 
 
 /* -- publishing --------------------------------------------------------- */
 
-/* rhist_batch_fn: the batch is published (every message of it) or not (none). */
+/* One script of a publish request: its messages are items first.. of the request. */
+struct red_script {
+    struct red_req *q;
+    size_t first;
+};
+
+/* rhist_batch_fn: a script's messages are published (every one of them) or not (none). */
 static void red_published(void *arg, int err, const struct rhist_result *res, size_t n)
 {
-    struct red_req *q = arg;
+    struct red_script *s = arg;
+    struct red_req *q = s->q;
     struct red_engine *r = q->eng;
     struct dir_mask none;
 
-    if (err != RLINK_OK) {
+    if (err != RLINK_OK)
+        q->failed = 1;
+    for (size_t i = 0; err == RLINK_OK && i < n && s->first + i < q->nitems; i++)
+        q->items[s->first + i].reached = res[i].reached;
+    free(s);
+    if (--q->scripts > 0)
+        return;
+    if (q->failed) {
         red_answer_err(r, q, ENG_E_UNAVAILABLE);
         return;
     }
-    for (size_t i = 0; i < n && i < q->nitems; i++)
-        q->items[i].reached = res[i].reached;
     /* The workers get the messages by pub/sub, this node's too; the job itself reaches none. */
     memset(&none, 0, sizeof none);
     r->e.deliver(r->e.arg, q->job, &none, q->detached);
@@ -296,11 +311,29 @@ static void red_publish_run(struct red_engine *r, struct red_req *q)
 {
     struct red_msg *m = xcalloc(q->nitems, sizeof *m);
     struct rhist_pub *p = xcalloc(q->nitems, sizeof *p);
-    int err;
+    struct red_script *s;
+    size_t first = 0;
 
     for (size_t i = 0; i < q->nitems; i++)
         red_msg_make(r, q, &q->items[i], q->texts[i], &m[i], &p[i]);
-    err = rhist_publish_batch(r->cmd, p, q->nitems, red_published, q);
+    /* Held until every script is sent, so an early answer cannot end the request. */
+    q->scripts = 1;
+    while (first < q->nitems) {
+        size_t n = 1, streams = p[first].n;
+
+        /* A script holds Redis for its whole run: whole messages, about RED_SCRIPT_STREAMS. */
+        while (first + n < q->nitems && streams + p[first + n].n <= RED_SCRIPT_STREAMS)
+            streams += p[first + n++].n;
+        s = xcalloc(1, sizeof *s);
+        *s = (struct red_script){q, first};
+        q->scripts++;
+        if (rhist_publish_batch(r->cmd, &p[first], n, red_published, s) != RLINK_OK) {
+            q->scripts--;
+            q->failed = 1;
+            free(s);
+        }
+        first += n;
+    }
     for (size_t i = 0; i < q->nitems; i++) {
         for (size_t k = 0; k < m[i].nchans; k++)
             free(m[i].chans[k]);
@@ -309,8 +342,10 @@ static void red_publish_run(struct red_engine *r, struct red_req *q)
     }
     free(m);
     free(p);
-    if (err != RLINK_OK)
-        red_answer_err(r, q, ENG_E_UNAVAILABLE);
+    /* Let go of the hold taken above (a script of no message). */
+    s = xcalloc(1, sizeof *s);
+    *s = (struct red_script){q, q->nitems};
+    red_published(s, q->failed ? RLINK_E_DOWN : RLINK_OK, NULL, 0);
 }
 
 /* eng_ops.publish */
@@ -383,7 +418,7 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
                 hist_body_new(xstrndup(items[i].payload, items[i].len), items[i].len);
         }
         a->since.n = n;
-        red_note_epoch(r, q->site, q->kind, q->name, id);
+        red_note_epoch(r, q->site, q->kind, q->name, id, NULL);
         red_since_saw(r, q, id, a->since.last);
     }
     red_answer_send(r, a);

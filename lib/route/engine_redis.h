@@ -32,6 +32,8 @@
 #define RED_PRESENCE_TTL 20  /* seconds an entry lives unrefreshed: a dead node's go by then */
 #define RED_CHECK_EVERY 40.0 /* seconds between checks of every held stream's position */
 #define RED_CHECK_BATCH 256  /* streams per positions script */
+#define RED_SCRIPT_STREAMS                                                                         \
+    2000 /* a publish script's streams (about 16 ms of Redis): whole messages */
 
 enum red_req_type {
     RED_PUBLISH,
@@ -56,7 +58,9 @@ struct red_req {
     int detached;
     struct eng_item *items; /* borrowed: the job's */
     size_t nitems;
-    char **texts; /* owned: taken over from the caller */
+    char **texts;   /* owned: taken over from the caller */
+    size_t scripts; /* scripts not answered yet (and one while sending) */
+    int failed;     /* one of them failed */
     eng_done_fn *done;
     /* the others: a stream, and for presence a user */
     char kind;
@@ -165,8 +169,12 @@ struct red_engine {
 
 /* The pub/sub channel of a stream (malloc'd); kind 'b': the site's broadcasts, 'p': the probe. */
 char *red_channel(const struct red_engine *r, int site, char kind, const char *name);
-/* Remember a stream's epoch from an id; returns whether it replaced another. */
-int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id);
+/*
+ * Remember a stream's epoch from an id; returns whether it replaced another,
+ * copied into old (RHIST_EPOCH_LEN + 1 bytes) unless NULL.
+ */
+int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id,
+                   char *old);
 /* Send a to its caller, or answer q with err alone. */
 void red_answer_send(struct red_engine *r, struct red_answer *a);
 void red_answer_err(struct red_engine *r, struct red_req *q, int err);

@@ -31,7 +31,7 @@
 #include "proto.h"
 #include "xmalloc.h"
 
-static void red_catch_up(struct red_engine *r, const struct red_chan *c);
+static void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch);
 static void red_confirm(struct red_engine *r);
 static void red_presence_event(struct red_engine *r, const struct red_chan *c, const char *json);
 static void red_resync_counts(struct red_engine *r);
@@ -44,7 +44,7 @@ static struct eng_item *red_item(struct red_engine *r, struct red_chan *c, const
                                  size_t len)
 {
     const char *sp1 = memchr(data, ' ', len), *sp2, *payload;
-    char id[RHIST_ID_MAX], *end;
+    char id[RHIST_ID_MAX], old[RHIST_EPOCH_LEN + 1], *end;
     struct eng_item *it;
     uint64_t off = 0;
 
@@ -90,8 +90,8 @@ static struct eng_item *red_item(struct red_engine *r, struct red_chan *c, const
         it->msg = proto_text_frame(payload, NULL);
     }
     /* Another epoch: Redis lost the stream; what holders were sent belongs to the old one. */
-    if (off != 0 && red_note_epoch(r, c->site, c->kind, c->name, id))
-        red_catch_up(r, c);
+    if (off != 0 && red_note_epoch(r, c->site, c->kind, c->name, id, old))
+        red_catch_up(r, c, old);
     if (off != 0) {
         char epoch[RHIST_EPOCH_LEN + 1];
 
@@ -115,7 +115,7 @@ static void red_holders(struct red_engine *r, const struct red_chan *c, struct d
 }
 
 /* c's stream may have a gap: its holders here read what they missed (engine.h catch_up). */
-static void red_catch_up(struct red_engine *r, const struct red_chan *c)
+static void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch)
 {
     struct eng_item *it;
     struct dir_mask mask;
@@ -124,6 +124,7 @@ static void red_catch_up(struct red_engine *r, const struct red_chan *c)
         return;
     it = xcalloc(1, sizeof *it);
     it->catch_up = 1;
+    snprintf(it->epoch, sizeof it->epoch, "%s", epoch);
     if (c->kind == 'c') {
         it->channel = xstrdup(c->name);
     } else {
@@ -177,7 +178,7 @@ void red_on_push(void *arg, int type, const char *channel, size_t clen, const ch
         c->state = RED_ACTIVE;
         if (c->lost) {
             c->lost = 0;
-            red_catch_up(r, c);
+            red_catch_up(r, c, "");
         }
         q = c->waiting;
         c->waiting = NULL;
@@ -570,7 +571,7 @@ static void red_checked(void *arg, int err, const struct rhist_position *pos, si
         if (c->epoch[0] != '\0' && strcmp(c->epoch, pos[i].epoch) != 0) {
             /* Redis lost the stream and numbers it afresh. */
             red_chan_saw(c, pos[i].epoch, pos[i].offset);
-            red_catch_up(r, c);
+            red_catch_up(r, c, "");
         } else if (pos[i].offset < c->seen) {
             /* The counter went back: a failover lost what this node saw. */
             log_msg(LOG_WARN, "redis",
@@ -578,7 +579,7 @@ static void red_checked(void *arg, int err, const struct rhist_position *pos, si
                     " this node saw: its holders catch up",
                     c->channel, pos[i].offset, c->seen);
             c->seen = pos[i].offset;
-            red_catch_up(r, c);
+            red_catch_up(r, c, "");
         } else if (pos[i].offset > c->seen && c->suspect == 0) {
             if (r->nsuspects++ == 0)
                 r->suspect_at = ev_now(r->loop);
@@ -656,7 +657,7 @@ static void red_confirm(struct red_engine *r)
                     "%s: Redis is at %" PRIu64 ", this node saw %" PRIu64 ": its holders catch up",
                     c->channel, c->suspect, c->seen);
             c->seen = c->suspect;
-            red_catch_up(r, c);
+            red_catch_up(r, c, "");
         }
         c->suspect = 0;
     }

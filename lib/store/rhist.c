@@ -41,7 +41,7 @@
     "  local e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % "             \
     "4294967296)\n"                                                                                \
     "  if e == v[1] then e = string.format('%08x', (tonumber(e, 16) + 1) % 4294967296) end\n"      \
-    "  redis.call('HSET', mk, 'e', e, 'g', g)\n"                                                   \
+    "  redis.call('HSET', mk, 'e', e, 'g', g, 's', redis.call('HGET', mk, 'o') or '0')\n"          \
     "  return e\n"                                                                                 \
     "end\n"
 
@@ -103,16 +103,21 @@ static const char rhist_since_lua[] = RHIST_EPOCH_LUA
     "  -- the counter went back (a failover lost writes): never hand these ids out again\n"
     "  e = epoch(KEYS[1], ARGV[3], true)\n"
     "end\n"
-    "if se ~= e or so == nil or so > last then return {e, last, 0} end\n"
-    "if so == last then return {e, last, 1} end\n"
+    "local whole = se == e and so ~= nil and so <= last\n"
+    "if whole and so == last then return {e, last, 1} end\n"
+    "-- what was asked; or, when that cannot be had, every message of this epoch\n"
+    "local from = whole and so or tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
+    "if from >= last then return {e, last, 0} end\n"
     "local out = {e, last, 0}\n"
     "local kept = redis.call('LRANGE', KEYS[2], 0, -1)\n"
     "for i = #kept, 1, -1 do\n"
     "  local off = tonumber(string.match(kept[i], '^(%d+):'))\n"
-    "  if off > so then out[#out + 1] = kept[i] end\n"
+    "  if off > from then out[#out + 1] = kept[i] end\n"
     "end\n"
-    "if #out > 3 and tonumber(string.match(out[4], '^(%d+):')) == so + 1 then out[3] = 1 end\n"
-    "if out[3] == 0 then return {e, last, 0} end\n"
+    "if #out == 3 or tonumber(string.match(out[4], '^(%d+):')) ~= from + 1 then\n"
+    "  return {e, last, 0}\n"
+    "end\n"
+    "if whole then out[3] = 1 end\n"
     "return out\n";
 
 /* One call in flight: where its answer goes. */
@@ -257,8 +262,7 @@ int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item 
     *items = NULL;
     *n = 0;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || rhist_int(r->element[1], &last) != 0 ||
-        rhist_int(r->element[2], &good) != 0 || rhist_id(id, r->element[0], last) != 0 ||
-        good > 1 || (good == 0 && r->elements > 3))
+        rhist_int(r->element[2], &good) != 0 || rhist_id(id, r->element[0], last) != 0 || good > 1)
         return -1;
     *ok = (int)good;
     if (r->elements == 3)

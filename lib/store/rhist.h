@@ -53,9 +53,11 @@ struct rhist_item {
 
 /*
  * A read's answer. ok: 1 when items are every message after since (oldest
- * first), 0 when some may be gone. id is the stream's position ("<epoch>:
- * <newest offset>"), for the client to recover from later. All valid
- * during the call only.
+ * first), 0 when some may be gone: then items are empty, or, when since
+ * was of another epoch, every message of the stream's current epoch (what
+ * the client can still have; never part of it). id is the stream's
+ * position ("<epoch>:<newest offset>"), for the client to recover from
+ * later. All valid during the call only.
  */
 typedef void rhist_since_fn(void *arg, int err, int ok, const char *id,
                             const struct rhist_item *items, size_t n);

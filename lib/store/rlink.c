@@ -42,6 +42,7 @@ struct rlink_cmd {
     void *arg;
     ev_tstamp due; /* when it times out */
     int answered;  /* done has been called (a timeout) */
+    int gone;      /* its reply was handed over: freed after this loop turn (rlink_on_check) */
 };
 
 struct rlink {
@@ -57,6 +58,8 @@ struct rlink {
     int up;                   /* connected, AUTH and SELECT done */
     ev_timer retry;           /* the next reconnect */
     ev_timer deadline;        /* the oldest command's */
+    ev_check reap;            /* frees the commands whose replies were handed over */
+    struct rlink_cmd *gone;   /* owned: those commands */
     struct rlink_cmd *head;   /* owned: commands in flight, oldest first */
     struct rlink_cmd *tail;   /* borrowed */
     rlink_state_fn *on_state; /* may be NULL */
@@ -168,10 +171,18 @@ static void rlink_fail_all(struct rlink *l, int err)
 static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct rlink_cmd *c = privdata;
-    struct rlink *l = c->l;
+    struct rlink *l;
     const redisReply *reply = r;
-    struct rlink_cmd **pp = &l->head;
+    struct rlink_cmd **pp;
 
+    /* hiredis 0.14 hands a push on a channel it has no entry for to the previous callback
+     * again: that command is answered already (and kept until the loop turn ends). */
+    if (c->gone)
+        return;
+    l = c->l;
+    if (reply != NULL)
+        l->budget.inflight--;
+    pp = &l->head;
     while (*pp != c)
         pp = &(*pp)->next;
     *pp = c->next;
@@ -194,13 +205,31 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
                 l->port);
         redisAsyncDisconnect(l->ac);
     }
-    free(c);
+    c->gone = 1;
+    c->next = l->gone;
+    l->gone = c;
+    ev_check_start(l->loop, &l->reap);
     rlink_arm(l);
+}
+
+/* Free the commands whose replies were handed over, once hiredis is done with this turn. */
+static void rlink_on_reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+    struct rlink *l = w->data;
+
+    while (l->gone != NULL) {
+        struct rlink_cmd *c = l->gone;
+
+        l->gone = c->next;
+        free(c);
+    }
+    ev_check_stop(loop, w);
 }
 
 /* c went to hiredis: list it, and time it if it is the oldest. */
 static void rlink_track(struct rlink *l, struct rlink_cmd *c)
 {
+    l->budget.inflight++;
     if (l->tail != NULL)
         l->tail->next = c;
     else
@@ -364,6 +393,8 @@ static void rlink_connect_to(struct rlink *l)
     ac->data = l;
     l->ac = ac;
     l->budget.pushes = 0;
+    l->budget.counted = 1;
+    l->budget.inflight = 0;
     ac->c.reader->fn = &rreply_fns;
     ac->c.reader->privdata = &l->budget;
     redisLibevAttach(l->loop, ac);
@@ -449,6 +480,8 @@ struct rlink *rlink_new(struct ev_loop *loop, const struct rlink_cfg *cfg, rlink
     l->retry.data = l;
     ev_timer_init(&l->deadline, rlink_on_deadline, 0, 0);
     l->deadline.data = l;
+    ev_check_init(&l->reap, rlink_on_reap);
+    l->reap.data = l;
     rlink_connect(l);
     return l;
 }
@@ -582,6 +615,7 @@ void rlink_free(struct rlink *l)
     free(l->sentinels);
     free(l->master);
     free(l->up_host);
+    rlink_on_reap(l->loop, &l->reap, 0);
     free(l->host);
     free(l->path);
     if (l->password != NULL)

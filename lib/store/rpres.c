@@ -194,10 +194,12 @@ json_t *rpres_parse_members(const redisReply *r, int counts)
         }
         if (info->len > 0)
             io = json_loadb(info->str, info->len, 0, NULL);
-        m = json_pack("{s:s%, s:o}", "user", u->str, u->len, "info",
-                      json_is_object(io) ? io : json_null());
-        if (!json_is_object(io))
+        if (!json_is_object(io)) {
             json_decref(io);
+            io = json_null();
+        }
+        /* "o" takes io over, also when it fails (a user that is not UTF-8): no use after. */
+        m = json_pack("{s:s%, s:o}", "user", u->str, u->len, "info", io);
         if (m == NULL) {
             json_decref(out);
             return NULL;

@@ -48,10 +48,17 @@ static void *rreply_attach(const redisReadTask *task, redisReply *r)
 /* A new reply starts at the top: its budget starts again. */
 static redisReply *rreply_object(const redisReadTask *task, int type)
 {
-    redisReply *r = calloc(1, sizeof *r);
+    struct rreply_budget *b = task->privdata;
+    redisReply *r;
 
-    if (task->parent == NULL && task->privdata != NULL)
-        ((struct rreply_budget *)task->privdata)->elements = 0;
+    if (task->parent == NULL && b != NULL) {
+        b->elements = 0;
+        if (b->counted && b->inflight <= 0 && !(b->pushes && type == REDIS_REPLY_ARRAY)) {
+            log_msg(LOG_ERROR, "redis", "a reply nothing asked for: dropping the connection");
+            return NULL;
+        }
+    }
+    r = calloc(1, sizeof *r);
     if (r != NULL)
         r->type = type;
     return r;

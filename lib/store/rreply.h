@@ -14,7 +14,9 @@
  *             "*2000000000\r\n" alone would cost 16 GB. A string costs
  *             what was received for it. With pushes set (a subscriber
  *             connection), every array must be a well-formed push, since
- *             hiredis asserts on any other shape there.
+ *             hiredis asserts on any other shape there. With counted set,
+ *             a reply no command waits for (inflight 0) is refused, pushes
+ *             aside: hiredis asserts on one too.
  * Tests:      tests/unit/test_rlink.c (fake servers), tests/fuzz/fuzz_rhist.c.
  */
 #ifndef HERALD_RREPLY_H
@@ -28,7 +30,9 @@
 /* What the reply being read has cost so far: the reader's privdata. */
 struct rreply_budget {
     long long elements;
-    int pushes; /* a subscriber connection: every array must be a well-formed push */
+    int pushes;    /* a subscriber connection: every array must be a well-formed push */
+    int counted;   /* inflight is kept: a reply nobody waits for is refused */
+    long inflight; /* commands sent whose reply has not been handed over */
 };
 
 /* The functions, for a reader whose privdata is a struct rreply_budget. */

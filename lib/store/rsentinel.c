@@ -82,6 +82,7 @@ static void rsentinel_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* NULL: the context is going; its connect or disconnect callback goes on. */
     if (s == NULL || ac->data != s || r == NULL)
         return;
+    s->budget.inflight--;
     if (rsentinel_parse(r, s->host, &s->port) == 0)
         s->found = 1;
     else
@@ -193,6 +194,7 @@ static void rsentinel_try(struct rsentinel *s)
     s->ac = ac;
     ac->data = s;
     ac->c.reader->fn = &rreply_fns;
+    s->budget = (struct rreply_budget){.counted = 1, .inflight = 1};
     ac->c.reader->privdata = &s->budget;
     redisLibevAttach(s->loop, ac);
     redisAsyncSetConnectCallback(ac, rsentinel_on_connect);

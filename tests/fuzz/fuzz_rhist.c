@@ -1,16 +1,20 @@
 /*
  * fuzz_rhist.c -- libFuzzer target for the checks on what Redis answers the
- * history scripts (rhist_parse_published, rhist_parse_since in
- * lib/store/rhist.c).
+ * history scripts (rhist_parse_published, rhist_parse_numbered,
+ * rhist_parse_since in lib/store/rhist.c).
  *
  * Input: RESP bytes, as Redis would send them, read by hiredis's reply
  * reader with rlink's bounded reply objects (as on rlink's connections),
- * then handed to both checks.
+ * then handed to every check; an array of 2n+1 elements (n at most
+ * FUZZ_STREAMS) also as the answer for n streams and for n+1.
  * Checks: nothing crashes or reads outside the reply (ASan, UBSan); an
- * accepted publish answer has an id "<8 hex>:<offset>"; an accepted read
- * has ok 0 or 1, no item unless ok, items whose offsets rise and do not
- * pass the position, and payloads inside the reply's own strings; nothing
- * leaks (LSan).
+ * accepted publish answer has an id "<8 hex>:<offset>"; an accepted
+ * answer for n streams has exactly 2n+1 elements, each id
+ * "<8 hex>:<offset>" with the offset of its element, and reached the
+ * last element's count, and one for n+1 streams is refused; an accepted
+ * read has ok 0 or 1 (with items or without: rhist.h), items whose
+ * offsets rise and do not pass the position, and payloads inside the
+ * reply's own strings; nothing leaks (LSan).
  */
 #include "rhist.h"
 
@@ -36,6 +40,34 @@ static int fuzz_id_ok(const char *id)
     return 1;
 }
 
+/* The most streams one answer is checked for. */
+#define FUZZ_STREAMS 64
+
+/* The checks on a publish's answer for several streams. */
+static void fuzz_numbered(const redisReply *r)
+{
+    static char ids[FUZZ_STREAMS + 1][RHIST_ID_MAX];
+    uint64_t reached;
+    size_t n;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || (r->elements - 1) / 2 > FUZZ_STREAMS)
+        return;
+    n = (r->elements - 1) / 2;
+    if (rhist_parse_numbered(r, n + 1, ids, &reached) == 0)
+        abort();
+    if (rhist_parse_numbered(r, n, ids, &reached) != 0)
+        return;
+    if (r->elements != 2 * n + 1 || r->element[2 * n]->type != REDIS_REPLY_INTEGER ||
+        r->element[2 * n]->integer < 0 || reached != (uint64_t)r->element[2 * n]->integer)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (!fuzz_id_ok(ids[i]) || r->element[2 * i + 1]->type != REDIS_REPLY_INTEGER ||
+            strtoull(ids[i] + RHIST_EPOCH_LEN + 1, NULL, 10) !=
+                (uint64_t)r->element[2 * i + 1]->integer ||
+            memcmp(ids[i], r->element[2 * i]->str, RHIST_EPOCH_LEN) != 0)
+            abort();
+}
+
 /* The checks on one reply. */
 static void fuzz_reply(const redisReply *r)
 {
@@ -47,12 +79,13 @@ static void fuzz_reply(const redisReply *r)
 
     if (rhist_parse_published(r, id) == 0 && !fuzz_id_ok(id))
         abort();
+    fuzz_numbered(r);
     if (rhist_parse_since(r, &ok, id, &items, &n) != 0) {
         if (items != NULL || n != 0)
             abort();
         return;
     }
-    if (!fuzz_id_ok(id) || (ok != 0 && ok != 1) || (n > 0 && !ok) || n != r->elements - 3)
+    if (!fuzz_id_ok(id) || (ok != 0 && ok != 1) || n != r->elements - 3)
         abort();
     last = strtoull(id + RHIST_EPOCH_LEN + 1, NULL, 10);
     for (size_t i = 0; i < n; i++) {

@@ -6,7 +6,12 @@
  * of another epoch or from the future are "not recoverable"; a stream
  * whose keys were lost (a Redis restart without persistence) comes back
  * with a new epoch; the publish reaches a subscriber of its pub/sub
- * channel with its id; streams of two sites never share a key.
+ * channel with its id; streams of two sites never share a key. One
+ * message to several streams (rhist_publish_many) is numbered in each,
+ * kept, and published as "<id> <tag> <payload>" on each stream's channel
+ * and " <tag> <payload>" on the unnumbered ones, answering how many
+ * subscribers it reached; names too long for a key are refused before
+ * anything is touched; rhist_parse_numbered on replies built by hand.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +32,7 @@ struct seen {
     char id[RHIST_ID_MAX];
     char items[16][64];
     uint64_t offsets[16];
+    size_t lens[16];
     size_t n;
 };
 
@@ -56,6 +62,7 @@ static void on_since(void *arg, int err, int ok, const char *id, const struct rh
     snprintf(s->id, sizeof s->id, "%s", id != NULL ? id : "");
     for (size_t i = 0; i < n && i < 16; i++) {
         s->offsets[i] = items[i].offset;
+        s->lens[i] = items[i].len;
         snprintf(s->items[i], sizeof s->items[i], "%.*s", (int)items[i].len, items[i].payload);
     }
 }
@@ -74,7 +81,8 @@ static void on_numsub(void *arg, int err, const redisReply *reply)
 static struct rlink *link_up(struct seen *s)
 {
     char address[128];
-    struct rlink_cfg cfg = {address, NULL, 0, 1.0, 0.05, 0.2};
+    struct rlink_cfg cfg = {
+        .address = address, .timeout = 1.0, .backoff_min = 0.05, .backoff_max = 0.2};
     struct rlink *l;
 
     snprintf(address, sizeof address, "unix:%s", sock);
@@ -233,7 +241,8 @@ static void test_rhist_lost_keys_mean_a_new_epoch(void **state)
     assert_memory_not_equal(p.id, old, RHIST_EPOCH_LEN);
     since(l, &news, old, &r);
     assert_int_equal(r.ok, 0);
-    assert_int_equal(r.n, 0);
+    /* Told it lost some, the client still gets all the new epoch has: never a part of it. */
+    assert_int_equal(r.n, 2);
     rlink_free(l);
 }
 
@@ -316,6 +325,321 @@ static void test_rhist_refuses_names_that_do_not_fit_a_key(void **state)
     rlink_free(l);
 }
 
+/* What a subscriber link saw. */
+struct msgs {
+    int subscribed, n;
+    char channel[8][32];
+    char data[8][64];
+    size_t len[8];
+};
+
+static void on_push(void *arg, int type, const char *channel, size_t clen, const char *data,
+                    size_t dlen)
+{
+    struct msgs *m = arg;
+    int i = m->n;
+
+    if (type == RLINK_PUSH_SUBSCRIBED) {
+        m->subscribed++;
+        return;
+    }
+    assert_int_equal(type, RLINK_PUSH_MESSAGE);
+    assert_true(i < 8 && dlen <= sizeof m->data[i]);
+    m->n++;
+    snprintf(m->channel[i], sizeof m->channel[i], "%.*s", (int)clen, channel);
+    memcpy(m->data[i], data, dlen);
+    m->len[i] = dlen;
+}
+
+/* A subscriber link on the n channels, each subscription in place. */
+static struct rlink *subscriber(struct seen *up, struct msgs *m, const char *const *channels, int n)
+{
+    struct rlink *l = link_up(up);
+
+    rlink_set_push(l, on_push, m);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(rlink_subscribe(l, channels[i]), RLINK_OK);
+    run_until(&m->subscribed, n, 3);
+    assert_int_equal(m->subscribed, n);
+    return l;
+}
+
+/* The message on channel in m, or -1. */
+static int message_on(const struct msgs *m, const char *channel)
+{
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->channel[i], channel) == 0)
+            return i;
+    return -1;
+}
+
+/* Is m's message i "<prefix><payload>" exactly? */
+static int message_is(const struct msgs *m, int i, const char *prefix, const char *payload,
+                      size_t len)
+{
+    size_t plen = strlen(prefix);
+
+    return i >= 0 && m->len[i] == plen + len && memcmp(m->data[i], prefix, plen) == 0 &&
+           memcmp(m->data[i] + plen, payload, len) == 0;
+}
+
+/* What rhist_publish_many answered. */
+struct many {
+    int answers, err;
+    char ids[4][RHIST_ID_MAX];
+    size_t n;
+    uint64_t reached;
+};
+
+static void on_many(void *arg, int err, const char (*ids)[RHIST_ID_MAX], size_t n, uint64_t reached)
+{
+    struct many *m = arg;
+
+    m->answers++;
+    m->err = err;
+    m->n = n;
+    m->reached = reached;
+    for (size_t i = 0; i < n && i < 4 && ids != NULL; i++)
+        snprintf(m->ids[i], sizeof m->ids[i], "%s", ids[i]);
+}
+
+/* rhist_publish_many and wait. */
+static void publish_many(struct rlink *l, const struct rhist_pub *p, struct many *m)
+{
+    int before = m->answers;
+
+    assert_int_equal(rhist_publish_many(l, p, on_many, m), RLINK_OK);
+    run_until(&m->answers, before + 1, 3);
+    assert_int_equal(m->answers, before + 1);
+    assert_int_equal(m->err, RLINK_OK);
+}
+
+static void test_rhist_publish_many_numbers_and_publishes_each(void **state)
+{
+    static const char payload[] = "{\"e\":\"a b\"} \0z";
+    static const char *const with_ids[] = {"herald:p:news", "herald:p:sport", "herald:p:alice"};
+    static const char *const plain[] = {"herald:p:all", "herald:p:ops"};
+    static const char *const channels[] = {"herald:p:news", "herald:p:sport", "herald:p:alice",
+                                           "herald:p:all", "herald:p:ops"};
+    const struct rhist_stream streams[] = {news,
+                                           {"herald:", "shop", 'c', "sport", 3, 300, 600},
+                                           {"herald:", "shop", 'u', "alice", 3, 300, 600}};
+    struct rhist_pub p = {streams, with_ids, 3, plain, 2, "api", payload, sizeof payload - 1};
+    struct seen up = {0}, sup = {0}, sup2 = {0}, pub = {0}, r = {0};
+    struct msgs m = {0}, m2 = {0};
+    struct many got = {0};
+    struct rlink *l, *sub, *sub2;
+    char prefix[64];
+
+    redis_start(NULL);
+    l = link_up(&up);
+    sub = subscriber(&sup, &m, channels, 5);
+    sub2 = subscriber(&sup2, &m2, channels, 1);
+    publish(l, &news, "{\"n\":1}", &pub);
+    publish_many(l, &p, &got);
+    /* Each stream numbered on its own: news had one already. */
+    assert_int_equal(got.n, 3);
+    assert_string_equal(got.ids[0] + RHIST_EPOCH_LEN, ":2");
+    assert_memory_equal(got.ids[0], pub.id, RHIST_EPOCH_LEN);
+    assert_string_equal(got.ids[1] + RHIST_EPOCH_LEN, ":1");
+    assert_string_equal(got.ids[2] + RHIST_EPOCH_LEN, ":1");
+    /* Five PUBLISHes reached six subscriptions: news has two subscribers. */
+    assert_int_equal(got.reached, 6);
+    run_until(&m.n, 5, 3);
+    run_until(&m2.n, 1, 3);
+    assert_int_equal(m.n, 5);
+    assert_int_equal(m2.n, 1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(prefix, sizeof prefix, "%s api ", got.ids[i]);
+        assert_true(message_is(&m, message_on(&m, with_ids[i]), prefix, payload, p.len));
+    }
+    snprintf(prefix, sizeof prefix, "%s api ", got.ids[0]);
+    assert_true(message_is(&m2, message_on(&m2, "herald:p:news"), prefix, payload, p.len));
+    /* Unnumbered: no id, the tag, the payload. */
+    assert_true(message_is(&m, message_on(&m, "herald:p:all"), " api ", payload, p.len));
+    assert_true(message_is(&m, message_on(&m, "herald:p:ops"), " api ", payload, p.len));
+    /* Kept, binary-safe, in each stream. */
+    for (int i = 0; i < 3; i++) {
+        char before[RHIST_ID_MAX];
+
+        same_epoch(before, got.ids[i], i == 0 ? 1 : 0);
+        since(l, &streams[i], before, &r);
+        assert_int_equal(r.ok, 1);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.id, got.ids[i]);
+        assert_string_equal(r.items[0], "{\"e\":\"a b\"} ");
+        assert_int_equal(r.lens[0], sizeof payload - 1);
+    }
+    rlink_free(sub2);
+    rlink_free(sub);
+    rlink_free(l);
+}
+
+static void test_rhist_publish_many_without_channels_or_streams(void **state)
+{
+    static const char *const plain[] = {"herald:p:all"};
+    static const char *const channels[] = {"herald:p:news", "herald:p:all"};
+    const struct rhist_stream streams[] = {news, {"herald:", "shop", 'c', "sport", 3, 300, 600}};
+    struct rhist_pub p = {streams, NULL, 2, NULL, 0, "api", "x", 1};
+    struct seen up = {0}, sup = {0};
+    struct msgs m = {0};
+    struct many got = {0};
+    struct rlink *l, *sub;
+
+    redis_start(NULL);
+    l = link_up(&up);
+    sub = subscriber(&sup, &m, channels, 2);
+    /* No pub/sub channels: numbered and kept, published nowhere, reaching nobody. */
+    publish_many(l, &p, &got);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.ids[0] + RHIST_EPOCH_LEN, ":1");
+    assert_string_equal(got.ids[1] + RHIST_EPOCH_LEN, ":1");
+    assert_int_equal(got.reached, 0);
+    /* No stream at all: only the unnumbered publish (tag "-" for nobody), and nothing before it. */
+    p.n = 0;
+    p.plain = plain;
+    p.nplain = 1;
+    p.tag = NULL;
+    p.payload = "end";
+    p.len = 3;
+    publish_many(l, &p, &got);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(got.reached, 1);
+    run_until(&m.n, 1, 3);
+    assert_int_equal(m.n, 1);
+    assert_string_equal(m.channel[0], "herald:p:all");
+    assert_true(message_is(&m, 0, " - ", "end", 3));
+    rlink_free(sub);
+    rlink_free(l);
+}
+
+static void test_rhist_publish_many_refuses_names_that_do_not_fit_a_key(void **state)
+{
+    struct rhist_stream streams[3] = {news, news, news};
+    struct rhist_pub p = {streams, NULL, 3, NULL, 0, "-", "x", 1};
+    struct seen up = {0}, r = {0};
+    struct many got = {0};
+    struct rlink *l;
+    char name[600];
+
+    redis_start(NULL);
+    l = link_up(&up);
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    streams[1].name = name;
+    /* Refused at once, never answered, and not one stream touched. */
+    assert_int_equal(rhist_publish_many(l, &p, on_many, &got), RLINK_E_REPLY);
+    streams[1] = news;
+    streams[2].site = name;
+    assert_int_equal(rhist_publish_many(l, &p, on_many, &got), RLINK_E_REPLY);
+    run_until(&got.answers, 1, 0.2);
+    assert_int_equal(got.answers, 0);
+    since(l, &news, "", &r);
+    assert_string_equal(r.id + RHIST_EPOCH_LEN, ":0");
+    rlink_free(l);
+}
+
+/* Reply objects by hand, as hiredis's reader makes them (freed by freeReplyObject). */
+static redisReply *reply_new(int type)
+{
+    redisReply *r = calloc(1, sizeof *r);
+
+    assert_non_null(r);
+    r->type = type;
+    return r;
+}
+
+static redisReply *rstring(const char *s)
+{
+    redisReply *r = reply_new(REDIS_REPLY_STRING);
+
+    r->len = strlen(s);
+    r->str = strdup(s);
+    assert_non_null(r->str);
+    return r;
+}
+
+static redisReply *rinteger(long long v)
+{
+    redisReply *r = reply_new(REDIS_REPLY_INTEGER);
+
+    r->integer = v;
+    return r;
+}
+
+/* An array of the n replies that follow (taken over). */
+static redisReply *rarray(size_t n, ...)
+{
+    redisReply *r = reply_new(REDIS_REPLY_ARRAY);
+    va_list ap;
+
+    r->elements = n;
+    r->element = calloc(n > 0 ? n : 1, sizeof *r->element);
+    assert_non_null(r->element);
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        r->element[i] = va_arg(ap, redisReply *);
+    va_end(ap);
+    return r;
+}
+
+/* rhist_parse_numbered on r for n streams (at most 3); frees r. */
+static int numbered_of(redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX], uint64_t *reached)
+{
+    int rc = rhist_parse_numbered(r, n, ids, reached);
+
+    freeReplyObject(r);
+    return rc;
+}
+
+static void test_rhist_parse_numbered_refuses_malformed_replies(void **state)
+{
+    char ids[3][RHIST_ID_MAX];
+    uint64_t reached = 0;
+
+    /* What the script answers for 3 streams, and for none. */
+    assert_int_equal(numbered_of(rarray(7, rstring("0a1b2c3d"), rinteger(2), rstring("0a1b2c3d"),
+                                        rinteger(1), rstring("deadbeef"), rinteger(1), rinteger(6)),
+                                 3, ids, &reached),
+                     0);
+    assert_string_equal(ids[0], "0a1b2c3d:2");
+    assert_string_equal(ids[1], "0a1b2c3d:1");
+    assert_string_equal(ids[2], "deadbeef:1");
+    assert_int_equal(reached, 6);
+    assert_int_equal(numbered_of(rarray(1, rinteger(4)), 0, ids, &reached), 0);
+    assert_int_equal(reached, 4);
+    /* Elements for another number of streams. */
+    assert_int_equal(numbered_of(rarray(7, rstring("0a1b2c3d"), rinteger(2), rstring("0a1b2c3d"),
+                                        rinteger(1), rstring("deadbeef"), rinteger(1), rinteger(6)),
+                                 2, ids, &reached),
+                     -1);
+    assert_int_equal(
+        numbered_of(rarray(4, rstring("0a1b2c3d"), rinteger(2), rstring("0a1b2c3d"), rinteger(1)),
+                    2, ids, &reached),
+        -1);
+    assert_int_equal(numbered_of(rarray(2, rstring("0a1b2c3d"), rinteger(2)), 1, ids, &reached),
+                     -1);
+    assert_int_equal(numbered_of(rarray(0), 0, ids, &reached), -1);
+    /* Reached negative, or not a number. */
+    assert_int_equal(
+        numbered_of(rarray(3, rstring("0a1b2c3d"), rinteger(2), rinteger(-1)), 1, ids, &reached),
+        -1);
+    assert_int_equal(
+        numbered_of(rarray(3, rstring("0a1b2c3d"), rinteger(2), rstring("1")), 1, ids, &reached),
+        -1);
+    /* An offset negative, an epoch not of 8 lowercase hex digits, not an array at all. */
+    assert_int_equal(
+        numbered_of(rarray(3, rstring("0a1b2c3d"), rinteger(-2), rinteger(1)), 1, ids, &reached),
+        -1);
+    assert_int_equal(
+        numbered_of(rarray(3, rstring("0A1B2C3D"), rinteger(2), rinteger(1)), 1, ids, &reached),
+        -1);
+    assert_int_equal(
+        numbered_of(rarray(3, rstring("0a1b2c3"), rinteger(2), rinteger(1)), 1, ids, &reached), -1);
+    assert_int_equal(numbered_of(rinteger(1), 0, ids, &reached), -1);
+    assert_int_equal(numbered_of(rstring("0a1b2c3d:1"), 1, ids, &reached), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +655,13 @@ int main(void)
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_refuses_names_that_do_not_fit_a_key, redis_setup,
                                         redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_publish_many_numbers_and_publishes_each,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_publish_many_without_channels_or_streams,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_publish_many_refuses_names_that_do_not_fit_a_key,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test(test_rhist_parse_numbered_refuses_malformed_replies),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,10 @@
  * a hung server (SIGSTOP) timed out and the link back once it answers, a
  * server killed and restarted, AUTH and SELECT, a wrong password, commands
  * in flight answered when the link is freed, and malformed addresses.
+ * Pub/sub: a subscriber link's pushes (subscribed, messages published by
+ * another link, binary-safe, unsubscribed); fake servers that send a
+ * malformed push, which drops the link (it reconnects) instead of
+ * crashing in hiredis; rlink_reset; rlink_command_argv, binary-safe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,7 +67,12 @@ static void on_state(void *arg, int up)
 static struct rlink *link_up(struct seen *s, const char *password, int db)
 {
     char address[128];
-    struct rlink_cfg cfg = {address, password, db, 0.2, 0.05, 0.2};
+    struct rlink_cfg cfg = {.address = address,
+                            .password = password,
+                            .db = db,
+                            .timeout = 0.2,
+                            .backoff_min = 0.05,
+                            .backoff_max = 0.2};
     struct rlink *l;
 
     snprintf(address, sizeof address, "unix:%s", sock);
@@ -160,7 +169,11 @@ static void test_rlink_authenticates_and_selects(void **state)
     struct seen s = {0}, s0 = {0}, bad = {0}, r = {0};
     struct rlink *l, *l0, *wrong;
     char address[128];
-    struct rlink_cfg cfg = {address, "not-the-password", 0, 0.2, 0.05, 0.2};
+    struct rlink_cfg cfg = {.address = address,
+                            .password = "not-the-password",
+                            .timeout = 0.2,
+                            .backoff_min = 0.05,
+                            .backoff_max = 0.2};
 
     redis_start("s3cret-pass");
     l = link_up(&s, "s3cret-pass", 3);
@@ -249,6 +262,308 @@ static void test_rlink_drops_a_reply_that_would_not_fit(void **state)
     }
 }
 
+/* What a subscriber link's push callback saw. */
+struct pushes {
+    int n, subscribed, unsubscribed, messages;
+    int type[8];
+    char channel[8][32];
+    char data[8][32];
+    size_t dlen[8];
+    int no_data[8]; /* data was NULL */
+};
+
+static void on_push(void *arg, int type, const char *channel, size_t clen, const char *data,
+                    size_t dlen)
+{
+    struct pushes *p = arg;
+    int i = p->n++;
+
+    assert_true(i < 8);
+    p->type[i] = type;
+    snprintf(p->channel[i], sizeof p->channel[i], "%.*s", (int)clen, channel);
+    p->no_data[i] = data == NULL;
+    p->dlen[i] = dlen;
+    if (data != NULL && dlen <= sizeof p->data[i])
+        memcpy(p->data[i], data, dlen);
+    p->subscribed += type == RLINK_PUSH_SUBSCRIBED;
+    p->unsubscribed += type == RLINK_PUSH_UNSUBSCRIBED;
+    p->messages += type == RLINK_PUSH_MESSAGE;
+}
+
+/* PUBLISH data[0..len) on channel through l and wait; returns how many it reached. */
+static long long publish(struct rlink *l, const char *channel, const char *data, size_t len)
+{
+    struct seen r = {0};
+
+    assert_int_equal(rlink_command(l, on_reply, &r, "PUBLISH %s %b", channel, data, len), RLINK_OK);
+    run_until(&r.answers, 1, 3);
+    assert_int_equal(r.answers, 1);
+    assert_int_equal(r.err, RLINK_OK);
+    return strtoll(r.text, NULL, 10);
+}
+
+static void test_rlink_subscriber_gets_pushes(void **state)
+{
+    struct seen s = {0}, ss = {0};
+    struct pushes p = {0};
+    struct rlink *l, *sub;
+    char address[128];
+    struct rlink_cfg cfg = {
+        .address = address, .timeout = 0.2, .backoff_min = 0.05, .backoff_max = 0.2};
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    snprintf(address, sizeof address, "unix:%s", sock);
+    sub = rlink_new(loop, &cfg, on_state, &ss);
+    assert_non_null(sub);
+    rlink_set_push(sub, on_push, &p);
+    /* Not up yet: refused at once. */
+    assert_int_equal(rlink_subscribe(sub, "herald:t"), RLINK_E_DOWN);
+    run_until(&ss.ups, 1, 3);
+    assert_int_equal(rlink_subscribe(sub, "herald:t"), RLINK_OK);
+    assert_int_equal(rlink_subscribe(sub, "herald:u"), RLINK_OK);
+    run_until(&p.subscribed, 2, 3);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.type[0], RLINK_PUSH_SUBSCRIBED);
+    assert_string_equal(p.channel[0], "herald:t");
+    assert_true(p.no_data[0]);
+    assert_int_equal(p.dlen[0], 0);
+    assert_string_equal(p.channel[1], "herald:u");
+    /* Messages from another link, binary-safe, each on its own channel. */
+    assert_int_equal(publish(l, "herald:t", "hello world", 11), 1);
+    assert_int_equal(publish(l, "herald:u", "a\0b c", 5), 1);
+    run_until(&p.messages, 2, 3);
+    assert_int_equal(p.messages, 2);
+    assert_int_equal(p.type[2], RLINK_PUSH_MESSAGE);
+    assert_string_equal(p.channel[2], "herald:t");
+    assert_int_equal(p.dlen[2], 11);
+    assert_memory_equal(p.data[2], "hello world", 11);
+    assert_string_equal(p.channel[3], "herald:u");
+    assert_int_equal(p.dlen[3], 5);
+    assert_memory_equal(p.data[3], "a\0b c", 5);
+    /* Unsubscribed: told so, and a message there reaches nobody. */
+    assert_int_equal(rlink_unsubscribe(sub, "herald:t"), RLINK_OK);
+    run_until(&p.unsubscribed, 1, 3);
+    assert_int_equal(p.type[4], RLINK_PUSH_UNSUBSCRIBED);
+    assert_string_equal(p.channel[4], "herald:t");
+    assert_true(p.no_data[4]);
+    assert_int_equal(publish(l, "herald:t", "gone", 4), 0);
+    assert_int_equal(publish(l, "herald:u", "still", 5), 1);
+    run_until(&p.messages, 3, 3);
+    assert_int_equal(p.n, 6);
+    assert_string_equal(p.channel[5], "herald:u");
+    assert_int_equal(ss.downs, 0);
+    rlink_free(sub);
+    rlink_free(l);
+}
+
+/*
+ * A server that answers the handshake's PING, then answers the SUBSCRIBE
+ * with push (malformed), then takes the reconnect and answers its PING.
+ */
+static pid_t fake_pubsub_server(const char *push)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    pid_t pid;
+
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sock);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_int_equal(listen(lfd, 2), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char buf[256];
+        int fd, again;
+
+        /* Gone in 10 s even if the test dies before it kills this one. */
+        alarm(10);
+        fd = accept(lfd, NULL, NULL);
+        if (read(fd, buf, sizeof buf) <= 0 || write(fd, "+PONG\r\n", 7) != 7 ||
+            read(fd, buf, sizeof buf) <= 0 ||
+            write(fd, push, strlen(push)) != (ssize_t)strlen(push))
+            _exit(1);
+        again = accept(lfd, NULL, NULL);
+        if (read(again, buf, sizeof buf) <= 0 || write(again, "+PONG\r\n", 7) != 7)
+            _exit(1);
+        sleep(5);
+        _exit(0);
+    }
+    close(lfd);
+    return pid;
+}
+
+static void test_rlink_subscriber_drops_a_malformed_push(void **state)
+{
+    /* Each one hiredis 0.14 would assert on, or hand on as what it is not. */
+    static const char *const pushes[] = {
+        "*0\r\n",                                                    /* empty */
+        "*2\r\n$7\r\nmessage\r\n$1\r\nc\r\n",                        /* two elements */
+        "*4\r\n$8\r\npmessage\r\n$1\r\nc\r\n$1\r\nc\r\n$1\r\nx\r\n", /* four */
+        "*3\r\n$7\r\nmessage\r\n*1\r\n$1\r\nc\r\n$1\r\nx\r\n",       /* a nested array */
+        "*1\r\n*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n",       /* a push inside one */
+        "*3\r\n$7\r\nmessage\r\n:5\r\n$1\r\nx\r\n",                  /* an integer channel */
+        "*3\r\n$9\r\nsubscribe\r\n$-1\r\n:1\r\n",                    /* a nil channel */
+        "*3\r\n:1\r\n$1\r\nc\r\n$1\r\nx\r\n",                        /* an integer kind */
+        "*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n:1\r\n",                  /* an integer payload */
+        "*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n$1\r\n0\r\n",        /* a string count */
+    };
+
+    for (size_t i = 0; i < sizeof pushes / sizeof pushes[0]; i++) {
+        struct seen s = {0};
+        struct pushes p = {0};
+        pid_t server = fake_pubsub_server(pushes[i]);
+        struct rlink *l = link_up(&s, NULL, 0);
+
+        rlink_set_push(l, on_push, &p);
+        assert_int_equal(rlink_subscribe(l, "c"), RLINK_OK);
+        /* Dropped, not crashed; nothing handed on; and back with the server. */
+        run_until(&s.downs, 1, 3);
+        assert_int_equal(s.downs, 1);
+        run_until(&s.ups, 2, 3);
+        assert_int_equal(s.ups, 2);
+        assert_true(rlink_up(l));
+        assert_int_equal(p.n, 0);
+        rlink_free(l);
+        kill(server, SIGKILL);
+        waitpid(server, NULL, 0);
+        unlink(sock);
+    }
+}
+
+/* rlink_state_fn that writes the changes down, "1" up and "0" down. */
+static char trail[16];
+
+static void on_trail(void *arg, int up)
+{
+    size_t n = strlen(trail);
+
+    if (n + 1 < sizeof trail) {
+        trail[n] = up ? '1' : '0';
+        trail[n + 1] = '\0';
+    }
+    on_state(arg, up);
+}
+
+static void test_rlink_reset_drops_and_reconnects(void **state)
+{
+    struct seen s = {0}, ss = {0}, r = {0};
+    struct pushes p = {0};
+    struct rlink *l, *sub;
+    char address[128];
+    struct rlink_cfg cfg = {
+        .address = address, .timeout = 0.2, .backoff_min = 0.05, .backoff_max = 0.2};
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    snprintf(address, sizeof address, "unix:%s", sock);
+    trail[0] = '\0';
+    sub = rlink_new(loop, &cfg, on_trail, &ss);
+    rlink_set_push(sub, on_push, &p);
+    run_until(&ss.ups, 1, 3);
+    assert_int_equal(rlink_subscribe(sub, "herald:t"), RLINK_OK);
+    run_until(&p.subscribed, 1, 3);
+    /* A command in flight is answered at once; the link is down at once. */
+    assert_int_equal(rlink_command(sub, on_reply, &r, "PING"), RLINK_OK);
+    rlink_reset(sub);
+    assert_int_equal(r.answers, 1);
+    assert_int_equal(r.err, RLINK_E_DOWN);
+    assert_false(rlink_up(sub));
+    assert_string_equal(trail, "10");
+    assert_int_equal(rlink_subscribe(sub, "herald:t"), RLINK_E_DOWN);
+    /* Already down: nothing more to drop. */
+    rlink_reset(sub);
+    assert_string_equal(trail, "10");
+    run_until(&ss.ups, 2, 3);
+    assert_string_equal(trail, "101");
+    /* The subscription went with the connection; made again, it delivers. */
+    assert_int_equal(publish(l, "herald:t", "lost", 4), 0);
+    assert_int_equal(rlink_subscribe(sub, "herald:t"), RLINK_OK);
+    run_until(&p.subscribed, 2, 3);
+    assert_int_equal(publish(l, "herald:t", "back", 4), 1);
+    run_until(&p.messages, 1, 3);
+    assert_int_equal(p.messages, 1);
+    assert_memory_equal(p.data[2], "back", 4);
+    /* A command link too. */
+    rlink_reset(l);
+    assert_int_equal(s.downs, 1);
+    run_until(&s.ups, 2, 3);
+    assert_int_equal(command(l, &r, "ECHO %s", "again"), RLINK_OK);
+    assert_string_equal(r.text, "again");
+    rlink_free(sub);
+    rlink_free(l);
+}
+
+/* What a reply held, byte for byte. */
+struct bytes {
+    int answers, err, type;
+    char str[64];
+    size_t len;
+};
+
+static void on_bytes(void *arg, int err, const redisReply *reply)
+{
+    struct bytes *b = arg;
+
+    b->answers++;
+    b->err = err;
+    b->type = reply != NULL ? reply->type : -1;
+    b->len = 0;
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING && reply->len <= sizeof b->str) {
+        memcpy(b->str, reply->str, reply->len);
+        b->len = reply->len;
+    }
+}
+
+/* rlink_command_argv and wait for its answer. */
+static void command_argv(struct rlink *l, struct bytes *b, int argc, const char **argv,
+                         const size_t *lens)
+{
+    int before = b->answers;
+
+    assert_int_equal(rlink_command_argv(l, on_bytes, b, argc, argv, lens), RLINK_OK);
+    run_until(&b->answers, before + 1, 3);
+    assert_int_equal(b->answers, before + 1);
+    assert_int_equal(b->err, RLINK_OK);
+}
+
+static void test_rlink_command_argv_is_binary_safe(void **state)
+{
+    static const char key[] = "herald:a b\0k", other[] = "herald:a b\0j", value[] = "v a\0l\r\nue";
+    const char *set[] = {"SET", key, value}, *get[] = {"GET", key}, *get_other[] = {"GET", other};
+    const size_t set_lens[] = {3, sizeof key - 1, sizeof value - 1},
+                 get_lens[] = {3, sizeof key - 1};
+    const char *plain_set[] = {"SET", "herald:p q", "x y"}, *plain_get[] = {"GET", "herald:p q"};
+    struct seen s = {0};
+    struct bytes b = {0};
+    struct rlink *l;
+    char address[128];
+    struct rlink_cfg cfg = {
+        .address = address, .timeout = 0.2, .backoff_min = 0.05, .backoff_max = 0.2};
+
+    redis_start(NULL);
+    snprintf(address, sizeof address, "unix:%s", sock);
+    l = rlink_new(loop, &cfg, on_state, &s);
+    /* Not up yet: refused at once, never answered. */
+    assert_int_equal(rlink_command_argv(l, on_bytes, &b, 2, get, get_lens), RLINK_E_DOWN);
+    run_until(&s.ups, 1, 3);
+    assert_int_equal(b.answers, 0);
+    command_argv(l, &b, 3, set, set_lens);
+    command_argv(l, &b, 2, get, get_lens);
+    assert_int_equal(b.type, REDIS_REPLY_STRING);
+    assert_int_equal(b.len, sizeof value - 1);
+    assert_memory_equal(b.str, value, sizeof value - 1);
+    /* The key differs from it only after its NUL: another key. */
+    command_argv(l, &b, 2, get_other, get_lens);
+    assert_int_equal(b.type, REDIS_REPLY_NIL);
+    /* No lengths: each argument is a C string, spaces and all. */
+    command_argv(l, &b, 3, plain_set, NULL);
+    command_argv(l, &b, 2, plain_get, NULL);
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.str, "x y", 3);
+    rlink_free(l);
+}
+
 static void test_rlink_refuses_a_malformed_address(void **state)
 {
     static const char *const bad[] = {
@@ -256,7 +571,8 @@ static void test_rlink_refuses_a_malformed_address(void **state)
         "127.0.0.1:6379x",        "unix:relative.sock", ":6379"};
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct rlink_cfg cfg = {bad[i], NULL, 0, 0.2, 0.05, 0.2};
+        struct rlink_cfg cfg = {
+            .address = bad[i], .timeout = 0.2, .backoff_min = 0.05, .backoff_max = 0.2};
 
         assert_null(rlink_new(loop, &cfg, NULL, NULL));
     }
@@ -275,6 +591,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rlink_free_answers_what_is_in_flight, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_drops_a_reply_that_would_not_fit, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_subscriber_gets_pushes, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_subscriber_drops_a_malformed_push, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_reset_drops_and_reconnects, redis_setup,
+                                        redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_command_argv_is_binary_safe, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, redis_setup,
                                         redis_teardown),
