@@ -379,9 +379,21 @@ static int client_replay_again(struct client_wait *w, const struct eng_since *r)
     return 1;
 }
 
-/* A catch-up is done: only a loss is told (proto_gap), the page then reloads its state. */
+/*
+ * A catch-up is done: only a loss is told (proto_gap), the page then reloads
+ * its state. id NULL: the engine could not answer; the client is told at
+ * the position it has, as what was held back for the replay is gone.
+ */
 static void client_gap_answered(struct client_wait *w, const char *id, int ok)
 {
+    char own[ENG_ID_MAX];
+    uint64_t *last = client_wait_last(w);
+
+    if (id == NULL) {
+        eng_id(w->engine, &(struct eng_stream){w->site, w->kind, w->name}, last != NULL ? *last : 0,
+               own);
+        id = own;
+    }
     if (ok) {
         conn_stats(w->c)->recoveries_ok++;
     } else {
@@ -413,7 +425,7 @@ static void client_replayed(void *arg, int err, const struct eng_since *r)
         return;
     client_wait_replay_off(w);
     if (w->gap) {
-        client_gap_answered(w, err == ENG_OK ? r->id : "", ok);
+        client_gap_answered(w, err == ENG_OK ? r->id : NULL, ok);
         return;
     }
     if (w->since != NULL && w->since[0] != '\0') {

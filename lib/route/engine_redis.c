@@ -135,21 +135,30 @@ void red_answer_err(struct red_engine *r, struct red_req *q, int err)
 
 /* -- the request queue -------------------------------------------------- */
 
-/* Queue q for the engine's thread; 0, or -1 (q untouched) once stopped. */
-static int red_queue(struct red_engine *r, struct red_req *q)
+/* red_queue with r's lock held. */
+static int red_queue_locked(struct red_engine *r, struct red_req *q)
 {
     q->eng = r;
-    pthread_mutex_lock(&r->lock);
-    if (r->stopped) {
-        pthread_mutex_unlock(&r->lock);
+    if (r->stopped)
         return -1;
-    }
     if (r->tail != NULL)
         r->tail->next = q;
     else
         r->head = q;
     r->tail = q;
+    return 0;
+}
+
+/* Queue q for the engine's thread; 0, or -1 (q untouched) once stopped. */
+static int red_queue(struct red_engine *r, struct red_req *q)
+{
+    int queued;
+
+    pthread_mutex_lock(&r->lock);
+    queued = red_queue_locked(r, q);
     pthread_mutex_unlock(&r->lock);
+    if (queued != 0)
+        return -1;
     ev_async_send(r->loop, &r->wake);
     return 0;
 }
@@ -655,16 +664,8 @@ static void red_count(struct engine *e, int site, const char *user, int delta)
     if (h != NULL)
         h->connections += delta;
     q->n = h != NULL && h->connections > 0 ? h->connections : 0;
-    q->eng = r;
-    if (r->stopped) {
+    if (red_queue_locked(r, q) != 0)
         red_req_free(q);
-    } else {
-        if (r->tail != NULL)
-            r->tail->next = q;
-        else
-            r->head = q;
-        r->tail = q;
-    }
     pthread_mutex_unlock(&r->lock);
     free(key);
     ev_async_send(r->loop, &r->wake);

@@ -114,7 +114,9 @@ struct red_chan {
     char kind;  /* 'u', 'c', 'b' (a site's broadcasts) or 'p' (the probe) */
     char *name; /* owned: the stream's name, or "" */
     int want;
-    int lost; /* its subscription went while wanted: holders catch up once it is back */
+    int lost;          /* its subscription went while wanted: holders catch up once it is back */
+    int catch_pending; /* a catch-up waits for the engine to be available */
+    char catch_epoch[RHIST_EPOCH_LEN + 1]; /* and the epoch its holders ask from, or "" */
     enum red_state state;
     struct red_req *waiting;    /* owned: replays waiting for the subscription */
     struct red_member *members; /* owned: presence members joined here */

@@ -122,6 +122,16 @@ static void red_catch_up(struct red_engine *r, const struct red_chan *c, const c
 
     if (c->kind != 'u' && c->kind != 'c')
         return;
+    /* Its holders would ask what Redis cannot be asked now: once available, from the oldest
+     * epoch they may have been sent. */
+    if (!atomic_load(&r->available)) {
+        struct red_chan *w = (struct red_chan *)c;
+
+        if (!w->catch_pending)
+            snprintf(w->catch_epoch, sizeof w->catch_epoch, "%s", epoch);
+        w->catch_pending = 1;
+        return;
+    }
     it = xcalloc(1, sizeof *it);
     it->catch_up = 1;
     snprintf(it->epoch, sizeof it->epoch, "%s", epoch);
@@ -134,6 +144,22 @@ static void red_catch_up(struct red_engine *r, const struct red_chan *c, const c
     }
     red_holders(r, c, &mask);
     r->e.hand(r->e.arg, c->site, it, 1, &mask);
+}
+
+/* Free an item red_item made, when it goes to no worker. */
+static void red_item_free(struct eng_item *it)
+{
+    msg_unref(it->msg);
+    for (size_t u = 0; u < it->nusers; u++) {
+        free(it->users[u]);
+        if (it->frames != NULL)
+            msg_unref(it->frames[u]);
+    }
+    free(it->frames);
+    free(it->offsets);
+    free(it->users);
+    free(it->channel);
+    free(it);
 }
 
 /* A message arrived on c: hand it to the workers here that hold its stream. */
@@ -153,6 +179,12 @@ static void red_on_message(struct red_engine *r, struct red_chan *c, const char 
     it = red_item(r, c, data, len);
     if (it == NULL) {
         log_msg(LOG_WARN, "redis", "a malformed message on %s: dropped", c->channel);
+        return;
+    }
+    /* A catch-up waits (the engine cannot read now): it will bring this one from history,
+     * after telling the holders what they lost; live, it would come before that. */
+    if (c->catch_pending && (it->offset != 0 || (it->offsets != NULL && it->offsets[0] != 0))) {
+        red_item_free(it);
         return;
     }
     red_holders(r, c, &mask);
@@ -257,10 +289,19 @@ void red_reconcile(struct red_engine *r, struct red_chan *c)
 static void red_update_available(struct red_engine *r)
 {
     int up = rlink_up(r->cmd) && rlink_up(r->sub) && !r->gen_pending;
+    struct red_chan *c, *tmp;
 
-    if (atomic_exchange(&r->available, up) != up)
-        log_msg(up ? LOG_INFO : LOG_WARN, "redis",
-                up ? "engine available" : "engine unavailable: publishes are refused (503)");
+    if (atomic_exchange(&r->available, up) == up)
+        return;
+    log_msg(up ? LOG_INFO : LOG_WARN, "redis",
+            up ? "engine available" : "engine unavailable: publishes are refused (503)");
+    /* Catch-ups held while the engine could not read: they can now. */
+    HASH_ITER (hh, r->chans, c, tmp) {
+        if (up && c->catch_pending && c->state == RED_ACTIVE) {
+            c->catch_pending = 0;
+            red_catch_up(r, c, c->catch_epoch);
+        }
+    }
 }
 
 /* The generation is raised (or could not be): publishing may go on. */

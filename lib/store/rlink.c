@@ -414,6 +414,8 @@ static void rlink_connect_to(struct rlink *l)
 static void rlink_on_master(void *arg, int ok, const char *host, int port)
 {
     struct rlink *l = arg;
+    /* host lives in the question, which goes now. */
+    char *master = ok ? xstrdup(host) : NULL;
 
     rsentinel_cancel(l->asking);
     l->asking = NULL;
@@ -424,10 +426,11 @@ static void rlink_on_master(void *arg, int ok, const char *host, int port)
         rlink_schedule(l);
         return;
     }
-    if (l->host == NULL || strcmp(l->host, host) != 0 || l->port != port)
-        log_msg(LOG_INFO, "redis", "the Sentinels name %s:%d as master %s", host, port, l->master);
+    if (l->host == NULL || strcmp(l->host, master) != 0 || l->port != port)
+        log_msg(LOG_INFO, "redis", "the Sentinels name %s:%d as master %s", master, port,
+                l->master);
     free(l->host);
-    l->host = xstrdup(host);
+    l->host = master;
     l->port = port;
     rlink_connect_to(l);
 }

@@ -26,7 +26,7 @@
 
 struct rsentinel;
 
-/* The master is at host:port (ok = 1), or no Sentinel said (ok = 0; host NULL). */
+/* The master is at host:port (ok = 1; host lives in the question), or no Sentinel said (ok = 0). */
 typedef void rsentinel_fn(void *arg, int ok, const char *host, int port);
 
 /*

@@ -657,6 +657,45 @@ def test_redis_restarted_without_persistence_answers_recovered_false_never_a_par
         run(go(c), timeout=40)
 
 
+# -- bad input -----------------------------------------------------------------------------------
+
+def test_bad_input_on_a_node_is_refused_counted_and_disturbs_no_other_node(cluster, run):
+    """The API's and the browser's bad-input rules (#7) hold on a node of the cluster: a clear
+    error, counted in that node's /stats, nothing reaches Redis (the stream's numbering does
+    not move), and the clients on the other nodes keep receiving."""
+    n1, n2, n3 = site_a(cluster)
+    u = uid("bad")
+    bad = [
+        (b"{not json", 400),
+        ({"users": [], "event": "e"}, 400),
+        ({"users": ["x"], "event": "e", "channel": "c"}, 400),
+        ({"channel": "bad name with spaces", "event": "e"}, 400),
+        (b"[]", 400),
+    ]
+
+    async def go():
+        async with live(n2, u) as (t2, pos), live(n3, u) as (t3, _):
+            before = n1.api_ok("GET", "/stats")["api_errors"].get("400", 0)
+            for body, status in bad:
+                st, _, j = n1.api("POST", "/publish", body)
+                assert st == status and j["ok"] is False and j["error"], (body, st, j)
+            after = n1.api_ok("GET", "/stats")["api_errors"].get("400", 0)
+            assert after - before == len(bad), (before, after)
+            # A browser's bad command gets an error of its own, counted on its node only.
+            errs = sum(n1.api_ok("GET", "/stats")["client_errors"].values())
+            async with tab(n1, uid("badtab")) as bad_tab:
+                await bad_tab.ws.send("not json")
+                m = await bad_tab.next()
+                assert m.get("op") == "error" and isinstance(m.get("code"), str), m
+            assert sum(n1.api_ok("GET", "/stats")["client_errors"].values()) == errs + 1
+            publish(n1, u, "after", 1)
+            for t in (t2, t3):
+                m = await t.next()
+                assert strip(m) == {"event": "after", "data": 1}, (t.where, m)
+                assert parse_id(m["id"]) == (parse_id(pos)[0], parse_id(pos)[1] + 1), (m, pos)
+    run(go())
+
+
 # -- sites -------------------------------------------------------------------------------------
 
 def test_site_b_never_reaches_site_a_on_any_node_and_since_on_a_never_returns_b(cluster, run):
