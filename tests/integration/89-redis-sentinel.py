@@ -47,11 +47,9 @@ Proves:
 import asyncio
 import contextlib
 import json
-import re
 import socketserver
 import threading
 import time
-import urllib.parse
 
 import pytest
 import websockets.client
@@ -59,6 +57,8 @@ import websockets.exceptions
 
 from herald import Herald, free_port, random_secret, uid
 from redis import SentinelCluster, call, sentinel_node_config
+import wstab
+from wstab import parse_id, stream_frame
 
 CONFIG = {
     "public_channels": "chan:*",
@@ -69,7 +69,6 @@ CONFIG = {
 # Seconds after the master's SIGKILL within which every node must publish again (issue #13).
 FOLLOW_WITHIN = 10.0
 
-ID_RE = re.compile(r"([0-9a-f]{8}):(0|[1-9][0-9]*)")
 UNAVAILABLE = {"ok": False, "error": "engine_unavailable"}
 
 
@@ -104,13 +103,6 @@ def logs(c, tail=4000):
 
 # -- ids ---------------------------------------------------------------------------------------
 
-def parse_id(sid):
-    assert isinstance(sid, str), "id %r is not a string" % (sid,)
-    m = ID_RE.fullmatch(sid)
-    assert m, "bad stream id %r" % (sid,)
-    return m.group(1), int(m.group(2))
-
-
 def follows(sid, prev):
     """Is sid the id right after prev (same epoch, next offset)?"""
     (e, o), (pe, po) = parse_id(sid), parse_id(prev)
@@ -124,78 +116,13 @@ def consecutive(ids, after):
         prev = i
 
 
-# -- clients (as in 86-redis.py) ---------------------------------------------------------------
-
-class Tab:
-    def __init__(self, ws, where):
-        self.ws = ws
-        self.where = where
-        self.ref = 0
-
-    async def next(self, timeout=3.0):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError("%s: no message within %.1fs" % (self.where, timeout))
-        assert isinstance(raw, str), "expected a text frame, got %r" % (raw,)
-        return json.loads(raw)
-
-    async def nothing(self, timeout=0.5):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError("%s: expected no message, got %r" % (self.where, raw))
-
-    async def until_stream(self, timeout=3.0):
-        before = []
-        deadline = time.monotonic() + timeout
-        while True:
-            m = await self.next(max(0.05, deadline - time.monotonic()))
-            if m.get("op") == "stream":
-                return before, m
-            before.append(m)
-
-    async def subscribe(self, channel, timeout=3.0, **fields):
-        self.ref += 1
-        await self.ws.send(json.dumps(dict(fields, op="subscribe", channel=channel,
-                                           ref=self.ref)))
-        before = []
-        deadline = time.monotonic() + timeout
-        while True:
-            m = await self.next(max(0.05, deadline - time.monotonic()))
-            if m.get("op") in ("ok", "error") and m.get("ref") == self.ref:
-                assert m["op"] == "ok", "%s: subscribe %s %r answered %r" % (
-                    self.where, channel, fields, m)
-                return before, m
-            before.append(m)
-
-    async def alive(self, timeout=2.0):
-        pong = await self.ws.ping()
-        await asyncio.wait_for(pong, timeout)
-
-
-def ws_url(site, user, since=None):
-    params = ["token=" + site.token(user)]
-    if since is not None:
-        params.append("since=" + urllib.parse.quote(since, safe=""))
-    return "ws://127.0.0.1:%d%s?%s" % (site.port, site.ws_path, "&".join(params))
-
+# -- clients ---------------------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
 async def tab(site, user, since=None):
-    async with websockets.client.connect(ws_url(site, user, since), open_timeout=5,
-                                         close_timeout=2, max_size=None) as ws:
-        yield Tab(ws, "%s %s" % (name_of(site), user))
+    async with wstab.tab(site, user, since, where="%s %s" % (name_of(site), user)) as t:
+        yield t
 
-
-def stream_frame(f, recovered, sid=None):
-    assert isinstance(f, dict) and set(f) == {"op", "id", "recovered"}, f
-    assert f["op"] == "stream" and f["recovered"] is recovered, f
-    parse_id(f["id"])
-    if sid is not None:
-        assert f["id"] == sid, (f, sid)
-    return f["id"]
 
 
 @contextlib.asynccontextmanager
