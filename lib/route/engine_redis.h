@@ -162,9 +162,9 @@ struct red_engine {
     struct rlink *cmd, *sub;
     struct red_chan *chans;
     int probe_pending;
-    ev_tstamp probe_sent;
-    int cmd_was_up;  /* the command link has been up before: a reconnect sets counts again */
-    int gen_pending; /* a failover's generation is being raised: not available until done */
+    ev_tstamp probe_sent; /* when Redis published the probe (its PUBLISH answered), or 0 */
+    int cmd_was_up;       /* the command link has been up before: a reconnect sets counts again */
+    int gen_pending;      /* a failover's generation is being raised: not available until done */
 };
 
 /* -- engine_redis.c ------------------------------------------------------ */

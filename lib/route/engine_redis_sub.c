@@ -367,9 +367,20 @@ void red_sub_state(void *arg, int up)
     red_update_available(r);
 }
 
-/* rlink_reply_fn for a command whose answer does not matter (the probe's PUBLISH). */
-static void red_ignore(void *arg, int err, const redisReply *reply)
+/*
+ * rlink_reply_fn for the probe's PUBLISH: the message is on its way from
+ * now. Timed from here, not from when it was queued: behind a burst of
+ * commands the PUBLISH itself may wait, which says nothing of the pub/sub
+ * link.
+ */
+static void red_probed(void *arg, int err, const redisReply *reply)
 {
+    struct red_engine *r = arg;
+
+    if (err != RLINK_OK)
+        r->probe_pending = 0;
+    else if (r->probe_pending)
+        r->probe_sent = ev_now(r->loop);
 }
 
 /* ev_timer: probe the pub/sub link through Redis, end to end; a silent one is reconnected. */
@@ -387,16 +398,16 @@ void red_on_probe(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     if (r->probe_pending) {
-        if (ev_now(loop) - r->probe_sent > r->link_cfg.timeout + RED_PROBE_EVERY) {
+        if (r->probe_sent > 0 && ev_now(loop) - r->probe_sent > r->link_cfg.timeout) {
             log_msg(LOG_WARN, "redis", "the pub/sub link stopped delivering: reconnecting it");
             rlink_reset(r->sub);
         }
         free(channel);
         return;
     }
-    if (rlink_command(r->cmd, red_ignore, NULL, "PUBLISH %s p", channel) == RLINK_OK) {
+    if (rlink_command(r->cmd, red_probed, r, "PUBLISH %s p", channel) == RLINK_OK) {
         r->probe_pending = 1;
-        r->probe_sent = ev_now(loop);
+        r->probe_sent = 0;
     }
     free(channel);
 }

@@ -59,6 +59,7 @@ struct rlink {
     ev_timer retry;           /* the next reconnect */
     ev_timer deadline;        /* the oldest command's */
     ev_check reap;            /* frees the commands whose replies were handed over */
+    ev_tstamp progress;       /* the last reply (or the connect): a busy server still answers */
     struct rlink_cmd *gone;   /* owned: those commands */
     struct rlink_cmd *head;   /* owned: commands in flight, oldest first */
     struct rlink_cmd *tail;   /* borrowed */
@@ -145,13 +146,17 @@ static void rlink_schedule(struct rlink *l)
 static void rlink_arm(struct rlink *l)
 {
     struct rlink_cmd *c = l->head;
+    ev_tstamp due;
 
     ev_timer_stop(l->loop, &l->deadline);
     while (c != NULL && c->answered)
         c = c->next;
     if (c == NULL)
         return;
-    ev_timer_set(&l->deadline, c->due - ev_now(l->loop) > 0 ? c->due - ev_now(l->loop) : 0, 0);
+    /* A command waits its turn behind the others: it times out when the server has answered
+     * nothing for a whole timeout, not when a burst queued before it takes longer. */
+    due = c->due > l->progress + l->timeout ? c->due : l->progress + l->timeout;
+    ev_timer_set(&l->deadline, due - ev_now(l->loop) > 0 ? due - ev_now(l->loop) : 0, 0);
     ev_timer_start(l->loop, &l->deadline);
 }
 
@@ -180,8 +185,10 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (c->gone)
         return;
     l = c->l;
-    if (reply != NULL)
+    if (reply != NULL) {
         l->budget.inflight--;
+        l->progress = ev_now(l->loop);
+    }
     pp = &l->head;
     while (*pp != c)
         pp = &(*pp)->next;
@@ -395,6 +402,7 @@ static void rlink_connect_to(struct rlink *l)
     l->budget.pushes = 0;
     l->budget.counted = 1;
     l->budget.inflight = 0;
+    l->progress = ev_now(l->loop);
     ac->c.reader->fn = &rreply_fns;
     ac->c.reader->privdata = &l->budget;
     redisLibevAttach(l->loop, ac);

@@ -13,7 +13,10 @@
  *             first. hiredis 0.14 has no timeouts of its own in async mode,
  *             so the deadlines are this module's: replies come in the order
  *             commands were sent, so the oldest command's deadline is the
- *             only one that needs a timer. A command that times out takes
+ *             only one that needs a timer. Its deadline is timeout after
+ *             it was sent or after the server's last reply, whichever is
+ *             later: a server working through a burst is not dead. A
+ *             command that times out takes
  *             the connection with it (a server that does not answer one
  *             command answers none after it); the link reconnects, waiting
  *             backoff_min, doubled after each failure up to backoff_max.

@@ -143,6 +143,39 @@ static void test_rlink_times_out_a_hung_server_and_comes_back(void **state)
     rlink_free(l);
 }
 
+/* A script that keeps Redis busy for 100 ms, answering nothing else meanwhile. */
+static const char busy_lua[] = "local s = redis.call('TIME')\n"
+                               "local t0 = s[1] * 1000000 + s[2]\n"
+                               "repeat local n = redis.call('TIME')\n"
+                               "until n[1] * 1000000 + n[2] - t0 > 100000\n"
+                               "return 1\n";
+
+static void test_rlink_waits_out_a_busy_server_that_still_answers(void **state)
+{
+    static char pad[40000];
+    struct seen s = {0}, r = {0};
+    struct rlink *l;
+    double took;
+
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    /* A burst: 6 commands of 100 ms each, queued at once, against a 200 ms deadline. The
+     * last waits 600 ms, but Redis answers every 100 ms: it is busy, not hung. (Each is
+     * padded past Redis's 16 KiB read, so it reads, runs and answers them one by one, as it
+     * does a long burst; a short one it would read whole and answer at its end.) */
+    memset(pad, 'x', sizeof pad - 1);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(rlink_command(l, on_reply, &r, "EVAL %s 0 %s", busy_lua, pad),
+                         RLINK_OK);
+    took = run_until(&r.answers, 6, 5);
+    assert_int_equal(r.answers, 6);
+    assert_int_equal(r.err, RLINK_OK);
+    assert_true(took >= 0.5);
+    assert_int_equal(s.downs, 0);
+    assert_true(rlink_up(l));
+    rlink_free(l);
+}
+
 static void test_rlink_reconnects_after_a_restart(void **state)
 {
     struct seen s = {0}, r = {0};
@@ -583,6 +616,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rlink_runs_commands, redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_times_out_a_hung_server_and_comes_back,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rlink_waits_out_a_busy_server_that_still_answers,
                                         redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_reconnects_after_a_restart, redis_setup,
                                         redis_teardown),
