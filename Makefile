@@ -138,6 +138,15 @@ bench: deps
 		npm ci --prefix bench/peers/node --no-audit --no-fund --silent
 	@$(MAKE) --no-print-directory BUILD=build bench-build
 	@/usr/bin/python3 bench/run.py
+	@/usr/bin/python3 bench/cluster.py
+
+# Only the several-nodes benchmark (issue #13: Herald nodes on one Redis beside
+# Nchan on Redis); `make bench` runs it after run.py (BENCH_QUICK=1: 5 x 2,000).
+.PHONY: bench-cluster
+bench-cluster: deps
+	@./tests/lib/install-deps.sh $(BENCH_PKGS)
+	@$(MAKE) --no-print-directory BUILD=build bench-build
+	@/usr/bin/python3 bench/cluster.py
 
 clean:
 	rm -rf build build-san build-fuzz

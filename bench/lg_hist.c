@@ -88,3 +88,8 @@ uint64_t lg_hist_quantile(const struct lg_hist *h, double q)
     }
     return h->max_us;
 }
+
+uint64_t lg_hist_bucket_value(size_t idx)
+{
+    return value_of(idx);
+}

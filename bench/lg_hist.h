@@ -10,6 +10,7 @@
 #ifndef HERALD_LG_HIST_H
 #define HERALD_LG_HIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define LG_HIST_LINEAR 1024 /* exact 1 us buckets for 0..1023 us */
@@ -36,5 +37,8 @@ void lg_hist_merge(struct lg_hist *dst, const struct lg_hist *src);
  * the histogram is empty.
  */
 uint64_t lg_hist_quantile(const struct lg_hist *h, double q);
+
+/* The value in microseconds bucket idx stands for (for printing a histogram whole). */
+uint64_t lg_hist_bucket_value(size_t idx);
 
 #endif

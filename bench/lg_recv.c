@@ -169,7 +169,7 @@ static void conn_connected(struct lg_recv *r, struct lg_conn *c)
         lg_conn_end(r, c, LG_END_CONNECT);
         return;
     }
-    snprintf(user, sizeof user, "u%u", id);
+    snprintf(user, sizeof user, "u%llu", (unsigned long long)(r->cfg.id_base + id));
     v.channel = r->cfg.targeted ? user : "all";
     if (r->need_token && r->cfg.secret != NULL &&
         lg_tok_sign(r->cfg.secret, user, (long long)time(NULL) + 86400, token, sizeof token) > 0)

@@ -26,6 +26,7 @@ struct lg_recv_cfg {
     uint32_t conns;         /* N */
     int src_ips;            /* K: sources 127.0.0.1 .. 127.0.0.K */
     int targeted;           /* {channel} is u{id} rather than "all" */
+    uint64_t id_base;       /* {user} (and a targeted {channel}) is u{id_base + id} */
     uint64_t messages;      /* broadcast: seqs per connection to track; 0 otherwise */
     struct lg_track *track; /* borrowed: NULL in idle mode */
 };

@@ -121,7 +121,7 @@ static int publish_one(struct lg_publisher *pb, uint64_t seq)
         id = run->live[lg_util_rand(&pb->rng) % run->nlive];
         if (lg_track_target(run->track, seq, id) != 0)
             return -1;
-        snprintf(user, sizeof user, "u%u", id);
+        snprintf(user, sizeof user, "u%llu", (unsigned long long)(o->id_base + id));
         channel = target = user;
     } else if (o->mode == LG_MODE_API) {
         channel = target = "nobody";

@@ -31,7 +31,9 @@ struct lg_opts {
     const char *pub;    /* borrowed from argv: --pub, or NULL */
     const char *secret; /* borrowed from argv: --secret, or NULL */
     uint64_t conns, messages, size;
+    uint64_t id_base; /* --id-base: users are u{id_base + id} */
     int src_ips, publishers, keep;
+    int shard; /* --shard: READY/GO on stdin, hold until stdin EOF, extra JSON */
     double rate, duration, hold, timeout; /* rate in publishes/s, the rest in seconds */
 };
 

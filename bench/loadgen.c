@@ -26,6 +26,21 @@
  *             in api mode the publish round trip (also in pub_lat_us).
  *             The fd limit keeps 64 descriptors spare beside N connections
  *             and one per publisher.
+ *             Two options for runs split over several processes (bench/
+ *             cluster.py), which change nothing when absent: --id-base B
+ *             names connection i's user u{B+i} (so shards do not share
+ *             users); --shard makes the process print "READY conns=N ..."
+ *             once connected and wait for a line on stdin ("GO") before
+ *             publishing, counts --timeout again from GO, and after its
+ *             result line keeps its connections open until stdin is closed;
+ *             in idle mode it holds until stdin is closed instead of --hold.
+ *             Its result line gains t_go_ns, t_first_pub_ns,
+ *             t_last_answer_ns, t_first_delivery_ns, t_last_delivery_ns
+ *             (CLOCK_MONOTONIC, comparable between processes) and the whole
+ *             histograms lat_hist and pub_lat_hist as [[us, count], ...].
+ *             broadcast --publishers 0 only receives: it expects --messages
+ *             seqs (0..M-1) that another process publishes, and its
+ *             deliveries_per_s is over (last - first delivery).
  * Tests:      runs against Herald; bench/run.py reads the JSON.
  */
 #include <errno.h>
@@ -38,7 +53,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "lg_hist.h"
 #include "lg_pub.h"
@@ -75,7 +92,7 @@ static void usage(void)
     fputs("usage: loadgen idle|broadcast|targeted|api --sub URL_TEMPLATE [--pub PUB]\n"
           "       [--conns N] [--secret S] [--src-ips K] [--messages M] [--size S]\n"
           "       [--publishers P] [--rate R] [--duration SECS] [--keep] [--hold SECS]\n"
-          "       [--timeout SECS]   (see /work/spec/bench.md)\n",
+          "       [--timeout SECS] [--id-base B] [--shard]   (see /work/spec/bench.md)\n",
           stderr);
     exit(1);
 }
@@ -135,7 +152,8 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
         {"size", required_argument, NULL, 'z'},    {"publishers", required_argument, NULL, 'P'},
         {"rate", required_argument, NULL, 'r'},    {"duration", required_argument, NULL, 'd'},
         {"keep", no_argument, NULL, 'K'},          {"hold", required_argument, NULL, 'h'},
-        {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+        {"timeout", required_argument, NULL, 't'}, {"id-base", required_argument, NULL, 'b'},
+        {"shard", no_argument, NULL, 'S'},         {NULL, 0, NULL, 0},
     };
     int c, mode = -1;
 
@@ -155,12 +173,14 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
         case 'i': o->src_ips = (int)arg_u64("src-ips", optarg, 1, 254); break;
         case 'm': o->messages = arg_u64("messages", optarg, 1, LG_TRACK_MAX_SEQ); break;
         case 'z': o->size = arg_u64("size", optarg, 0, MAX_SIZE); break;
-        case 'P': o->publishers = (int)arg_u64("publishers", optarg, 1, MAX_PUBLISHERS); break;
+        case 'P': o->publishers = (int)arg_u64("publishers", optarg, 0, MAX_PUBLISHERS); break;
         case 'r': o->rate = arg_double("rate", optarg, 0, 1e9); break;
         case 'd': o->duration = arg_double("duration", optarg, 0.001, 86400); break;
         case 'K': o->keep = 1; break;
         case 'h': o->hold = arg_double("hold", optarg, 0, 86400 * 7); break;
         case 't': o->timeout = arg_double("timeout", optarg, 0.001, 86400 * 7); break;
+        case 'b': o->id_base = arg_u64("id-base", optarg, 0, 1000000000); break;
+        case 'S': o->shard = 1; break;
         default: usage();
         }
     }
@@ -174,7 +194,11 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
     o->mode = (enum lg_mode)mode;
     if (o->mode != LG_MODE_API && o->sub == NULL)
         die("%s needs --sub URL_TEMPLATE", mode_names[mode]);
-    if (o->mode != LG_MODE_IDLE && o->pub == NULL)
+    if (o->publishers == 0 && o->mode != LG_MODE_BROADCAST)
+        die("--publishers 0 (receive only) is for broadcast");
+    if (o->shard && o->mode == LG_MODE_API)
+        die("--shard is for idle, broadcast and targeted");
+    if (o->mode != LG_MODE_IDLE && o->publishers > 0 && o->pub == NULL)
         die("%s needs --pub PUB", mode_names[mode]);
     if (o->sub != NULL && strstr(o->sub, "{token}") != NULL && o->secret == NULL)
         die("--sub %s: {token} needs --secret", o->sub);
@@ -207,13 +231,80 @@ static void raise_fd_limit(const struct lg_opts *o)
             (unsigned long long)(rl.rlim_cur - FD_RESERVE - (uint64_t)o->publishers));
 }
 
-/* done() for broadcast: publishers finished and every open connection has every 2xx seq. */
+/*
+ * done() for broadcast: publishers finished and every open connection has
+ * every 2xx seq (receive only: every one of the --messages seqs).
+ */
 static int broadcast_done(void *arg, const struct lg_recv_stats *st)
 {
     struct lg_run *run = arg;
+    uint64_t want = run->o->publishers > 0 ? atomic_load(&run->ok) : run->o->messages;
 
-    return atomic_load(&run->done) == run->o->publishers &&
-           st->live_received >= st->live * atomic_load(&run->ok);
+    return atomic_load(&run->done) == run->o->publishers && st->live_received >= st->live * want;
+}
+
+/* done() while the driver is awaited (--shard): stdin has a line, or is closed. */
+static int stdin_ready(void *arg, const struct lg_recv_stats *st)
+{
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+
+    return poll(&p, 1, 0) > 0;
+}
+
+static uint64_t t_go; /* --shard: ns when GO was read */
+
+/*
+ * --shard: say READY, serve the connections until a line arrives on stdin
+ * (GO), and return the new deadline, --timeout from now. Exits 1 when stdin
+ * is closed first or the old deadline passes.
+ */
+static uint64_t shard_go(const struct lg_opts *o, struct lg_recv *r, uint64_t deadline)
+{
+    const struct lg_recv_stats *st = lg_recv_stats(r);
+    char line[64], *cause = NULL;
+
+    printf("READY conns=%llu seconds=%.3f\n", (unsigned long long)st->connected,
+           (double)(st->t_connected - st->t_connect_start) / NS);
+    if (fflush(stdout) != 0)
+        die("stdout: %s", strerror(errno));
+    if (lg_recv_run(r, deadline, stdin_ready, NULL, &cause) != 0)
+        die("%s", cause);
+    if (!stdin_ready(NULL, st))
+        die("--shard: no GO on stdin within --timeout");
+    if (fgets(line, sizeof line, stdin) == NULL)
+        die("--shard: stdin closed before GO");
+    t_go = lg_util_now_ns();
+    return t_go + (uint64_t)(o->timeout * NS);
+}
+
+/* --shard: after the result, keep the connections open until stdin is closed. */
+static void shard_hold(const struct lg_opts *o, struct lg_recv *r)
+{
+    uint64_t deadline = lg_util_now_ns() + (uint64_t)(o->timeout * NS);
+    char buf[256], *cause = NULL;
+
+    for (;;) {
+        if (lg_recv_run(r, deadline, stdin_ready, NULL, &cause) != 0)
+            die("%s", cause);
+        if (!stdin_ready(NULL, NULL) || read(STDIN_FILENO, buf, sizeof buf) <= 0)
+            return;
+    }
+}
+
+/* --shard: ,"key":[[us,count],...] for the non-empty buckets of h. */
+static void print_hist(const char *key, const struct lg_hist *h)
+{
+    int first = 1;
+
+    printf(",\"%s\":[", key);
+    for (size_t i = 0; i < LG_HIST_BUCKETS; i++) {
+        if (h->bucket[i] == 0)
+            continue;
+        printf("%s[%llu,%llu]", first ? "" : ",", (unsigned long long)lg_hist_bucket_value(i),
+               (unsigned long long)h->bucket[i]);
+        first = 0;
+    }
+    putchar(']');
 }
 
 /* done() for targeted: publishers finished and every 2xx seq arrived. */
@@ -266,8 +357,10 @@ static void print_result(const struct lg_run *run, const struct lg_recv_stats *s
     uint64_t last_ans = atomic_load(&run->t_last_answer);
     uint64_t dl = st ? st->deliveries : 0, last_del = st ? st->t_last_delivery : 0;
     double pub_secs = o->mode == LG_MODE_TARGETED ? o->duration : secs(first, last_ans);
-    double del_secs = secs(first, last_del);
-    double seconds = st ? (del_secs > 0 ? del_secs : secs(first, lg_util_now_ns())) : pub_secs;
+    /* Receive only (broadcast --publishers 0): from the first delivery. */
+    uint64_t from = o->publishers > 0 ? first : (st ? st->t_first_delivery : 0);
+    double del_secs = secs(from, last_del);
+    double seconds = st ? (del_secs > 0 ? del_secs : secs(from, lg_util_now_ns())) : pub_secs;
 
     printf("{\"mode\":\"%s\",\"conns\":%llu,\"messages\":%llu,\"size\":%llu,\"publishers\":%d,"
            "\"rate\":%g,\"keep\":%s,",
@@ -293,7 +386,19 @@ static void print_result(const struct lg_run *run, const struct lg_recv_stats *s
         putchar(',');
         print_conn_counters(st);
     }
-    printf(",\"timed_out\":%s}\n", timed_out ? "true" : "false");
+    printf(",\"timed_out\":%s", timed_out ? "true" : "false");
+    if (o->shard) {
+        printf(",\"id_base\":%llu,\"t_go_ns\":%llu,\"t_first_pub_ns\":%llu,"
+               "\"t_last_answer_ns\":%llu,\"t_first_delivery_ns\":%llu,"
+               "\"t_last_delivery_ns\":%llu",
+               (unsigned long long)o->id_base, (unsigned long long)t_go, (unsigned long long)first,
+               (unsigned long long)last_ans, (unsigned long long)(st ? st->t_first_delivery : 0),
+               (unsigned long long)last_del);
+        if (st != NULL)
+            print_hist("lat_hist", &st->lat);
+        print_hist("pub_lat_hist", rtt);
+    }
+    printf("}\n");
 }
 
 /* Open the connections; exit 1 if not one of them was upgraded. */
@@ -305,6 +410,7 @@ static struct lg_recv *connect_all(const struct lg_opts *o, struct lg_track *tra
                               .conns = (uint32_t)o->conns,
                               .src_ips = o->src_ips,
                               .targeted = o->mode == LG_MODE_TARGETED,
+                              .id_base = o->id_base,
                               .messages = o->mode == LG_MODE_BROADCAST ? o->messages : 0,
                               .track = track};
     const struct lg_recv_stats *st;
@@ -341,8 +447,14 @@ static void run_idle(const struct lg_opts *o, uint64_t deadline)
            secs(st->t_connect_start, st->t_connected));
     if (fflush(stdout) != 0)
         die("stdout: %s", strerror(errno));
-    if (lg_recv_run(r, end < deadline ? end : deadline, never_done, NULL, &cause) != 0)
+    if (o->shard) {
+        /* Held until the driver closes stdin (or the deadline). */
+        if (lg_recv_run(r, deadline, stdin_ready, NULL, &cause) != 0)
+            die("%s", cause);
+        end = lg_util_now_ns();
+    } else if (lg_recv_run(r, end < deadline ? end : deadline, never_done, NULL, &cause) != 0) {
         die("%s", cause);
+    }
     fprintf(stderr, "loadgen: held %llu connections for %.1f s; %llu still open\n",
             (unsigned long long)st->connected, secs(start, lg_util_now_ns()),
             (unsigned long long)st->live);
@@ -369,6 +481,13 @@ static void run_publish(const struct lg_opts *o, struct lg_run *run, uint64_t de
     int timed_out;
 
     run->track = track;
+    if (o->shard) {
+        deadline = shard_go(o, r, deadline);
+        run->deadline = deadline;
+    }
+    if (o->publishers == 0) /* receive only: every seq below --messages is expected */
+        for (uint64_t seq = 0; seq < o->messages; seq++)
+            lg_track_ok(track, seq);
     if (targeted) {
         live = lg_recv_live_ids(r, &run->nlive);
         run->live = live;
@@ -389,18 +508,24 @@ static void run_publish(const struct lg_opts *o, struct lg_run *run, uint64_t de
                 (unsigned long long)o->messages, (unsigned long long)o->size,
                 (unsigned long long)st->live, o->publishers);
     }
-    if (lg_run_start(run, &cause) != 0)
+    if (o->publishers > 0 && lg_run_start(run, &cause) != 0)
         die("%s", cause ? cause : "cannot start the publishers");
     if (lg_recv_run(r, deadline, done, run, &cause) != 0)
         die("%s", cause);
     timed_out = !done(run, st);
-    lg_run_join(run, rtt);
+    if (o->publishers > 0)
+        lg_run_join(run, rtt);
     missing = targeted ? lg_track_missing(track, atomic_load(&run->next_seq)) : lg_recv_missing(r);
     fprintf(stderr, "loadgen: %llu publishes, %llu deliveries, %llu missing, %llu duplicates%s\n",
             (unsigned long long)atomic_load(&run->ok), (unsigned long long)st->deliveries,
             (unsigned long long)missing, (unsigned long long)st->duplicates,
             timed_out ? " (timed out)" : "");
     print_result(run, st, missing, rtt, timed_out);
+    if (o->shard) {
+        if (fflush(stdout) != 0)
+            die("stdout: %s", strerror(errno));
+        shard_hold(o, r);
+    }
     free(rtt);
     free(live);
     lg_recv_free(r);
@@ -457,7 +582,7 @@ int main(int argc, char **argv)
         run_publish(&o, &run, deadline);
     if (fflush(stdout) != 0)
         die("stdout: %s", strerror(errno));
-    if (o.mode != LG_MODE_IDLE && atomic_load(&run.ok) == 0)
+    if (o.mode != LG_MODE_IDLE && o.publishers > 0 && atomic_load(&run.ok) == 0)
         die("no publish was answered 2xx: nothing was measured");
     return 0;
 }

@@ -41,10 +41,16 @@ Results: a plain table on stdout, build/bench/results.md (markdown), and every
 raw figure in build/bench/results.json. Ratios are written so that > 1 always
 means Herald is better: throughput herald/peer, memory and latency peer/herald.
 
+Several nodes (engine = redis, issue #13) are bench/cluster.py's: `make bench`
+runs it after this script, `make bench-cluster` alone. BENCH_ONLY may name
+"cluster" among the workloads: this script leaves it to cluster.py (and does
+nothing when it is the only one named); cluster.py runs only when BENCH_ONLY is
+unset or names it.
+
 Environment knobs: BENCH_QUICK=1 (smoke run), BENCH_ONLY=memory,broadcast,...
 (a subset of the workloads memory, broadcast, targeted, api, held, compare,
-micro), BENCH_SERVERS=herald,nchan,... (a subset of the servers),
-BENCH_DEADLINE=SECONDS (bound on the whole run; 3600 full, 600 quick),
+micro; and cluster, see above), BENCH_SERVERS=herald,nchan,... (a subset of
+the servers), BENCH_DEADLINE=SECONDS (bound on the whole run; 3600 full, 600 quick),
 BENCH_KEEP_TMP=1 (keep the servers' temp dirs and logs), BENCH_BASELINE,
 BENCH_COMPARE_RUNS and BENCH_COMPARE_ONLY (the compare workload; the last
 keeps the cases whose label holds it, e.g. "api").
@@ -1085,6 +1091,11 @@ def on_signal(signum, _frame):
 def main():
     servers = [x for x in os.environ.get("BENCH_SERVERS", ",".join(SERVERS)).split(",") if x]
     workloads = [x for x in os.environ.get("BENCH_ONLY", ",".join(WORKLOADS)).split(",") if x]
+    if "cluster" in workloads:  # bench/cluster.py's, run after this script
+        workloads.remove("cluster")
+        if not workloads:
+            log("BENCH_ONLY=cluster: nothing for run.py (bench/cluster.py runs it)")
+            return 0
     bad = [x for x in servers if x not in SERVERS] + [x for x in workloads if x not in WORKLOADS]
     if bad:
         sys.exit("bench: unknown server or workload: %s (servers %s; workloads %s)"
