@@ -165,8 +165,7 @@ static void test_rlink_waits_out_a_busy_server_that_still_answers(void **state)
      * does a long burst; a short one it would read whole and answer at its end.) */
     memset(pad, 'x', sizeof pad - 1);
     for (int i = 0; i < 6; i++)
-        assert_int_equal(rlink_command(l, on_reply, &r, "EVAL %s 0 %s", busy_lua, pad),
-                         RLINK_OK);
+        assert_int_equal(rlink_command(l, on_reply, &r, "EVAL %s 0 %s", busy_lua, pad), RLINK_OK);
     took = run_until(&r.answers, 6, 5);
     assert_int_equal(r.answers, 6);
     assert_int_equal(r.err, RLINK_OK);
