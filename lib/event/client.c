@@ -276,6 +276,15 @@ static uint64_t *client_wait_last(const struct client_wait *w)
     return s != NULL ? &s->last : NULL;
 }
 
+/* offset's id in the replay's epoch (ids are "<epoch>:<offset>", engine.h). */
+static void client_replay_id(const struct eng_since *r, uint64_t offset, char *id)
+{
+    const char *colon = strrchr(r->id, ':');
+
+    snprintf(id, ENG_ID_MAX, "%.*s:%" PRIu64, colon != NULL ? (int)(colon - r->id) : 0, r->id,
+             offset);
+}
+
 /*
  * Send what was missed unless it would overflow the out-queue; returns
  * whether that was all of it. A client that recovers after a reconnect and
@@ -287,7 +296,6 @@ static uint64_t *client_wait_last(const struct client_wait *w)
 static int client_send_missed(struct client_wait *w, const struct eng_since *r)
 {
     struct conn *c = w->c;
-    struct eng_stream st = client_wait_stream(w);
     char mid[ENG_ID_MAX];
     size_t bytes = 0;
 
@@ -297,13 +305,14 @@ static int client_send_missed(struct client_wait *w, const struct eng_since *r)
         bytes += r->items[i].body->len + ENG_ID_MAX + 16;
     if (bytes > c->x->cfg->max_queued_bytes / 2 || (!r->ok && !w->gap))
         return 0;
-    if (!r->ok && w->gap && r->n > 0 && !w->gap_told) {
-        eng_id(c->x->hub->engine, &st, r->items[0].offset - 1, mid);
+    /* Told before anything else: another round may follow, and its messages with it. */
+    if (!r->ok && w->gap && !w->gap_told) {
+        client_replay_id(r, r->n > 0 ? r->items[0].offset - 1 : r->last, mid);
         client_send(c, proto_gap(w->kind == 'c' ? w->name : NULL, mid));
         w->gap_told = 1;
     }
     for (size_t i = 0; i < r->n; i++) {
-        eng_id(c->x->hub->engine, &st, r->items[i].offset, mid);
+        client_replay_id(r, r->items[i].offset, mid);
         client_send(c, proto_text_frame(r->items[i].body->text, mid));
     }
     return r->ok;

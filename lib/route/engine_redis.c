@@ -59,7 +59,7 @@ static struct red_engine *red_of(struct engine *e)
 static void red_run_req(struct red_engine *r, struct red_req *q);
 static void red_online_run(struct red_engine *r, struct red_req *q);
 static void red_since_saw(struct red_engine *r, const struct red_req *q, const char *id,
-                          uint64_t last);
+                          uint64_t last, const char *old);
 
 /* The worker the calling thread is (eng_bind), or -1: a thread without a loop. */
 static __thread int red_worker = -1;
@@ -233,6 +233,21 @@ int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, 
     pthread_mutex_unlock(&r->lock);
     free(key);
     return changed;
+}
+
+/* The stream's epoch as this node last saw it into epoch ("" when none). */
+void red_hold_epoch(struct red_engine *r, int site, char kind, const char *name, char *epoch)
+{
+    char *key = red_hold_key(site, kind, name);
+    struct red_hold *h;
+
+    epoch[0] = '\0';
+    pthread_mutex_lock(&r->lock);
+    HASH_FIND_STR(r->holds, key, h);
+    if (h != NULL)
+        memcpy(epoch, h->epoch, sizeof h->epoch);
+    pthread_mutex_unlock(&r->lock);
+    free(key);
 }
 
 /* -- publishing --------------------------------------------------------- */
@@ -411,7 +426,9 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
     struct red_req *q = arg;
     struct red_engine *r = q->eng;
     struct red_answer *a = xcalloc(1, sizeof *a);
+    char old[RHIST_EPOCH_LEN + 1];
     const char *colon;
+    int changed;
 
     a->req = q;
     a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
@@ -427,15 +444,20 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
                 hist_body_new(xstrndup(items[i].payload, items[i].len), items[i].len);
         }
         a->since.n = n;
-        red_note_epoch(r, q->site, q->kind, q->name, id, NULL);
-        red_since_saw(r, q, id, a->since.last);
+        /* This read started a new epoch: the other holders were sent the old one's ids. */
+        changed = red_note_epoch(r, q->site, q->kind, q->name, id, old);
+        red_since_saw(r, q, id, a->since.last, changed ? old : NULL);
     }
     red_answer_send(r, a);
 }
 
-/* A replay read up to last: what this node has of the stream is at least that. */
+/*
+ * A replay read up to last: what this node has of the stream is at least
+ * that. If the read started a new epoch, replacing old, the stream's
+ * holders here catch up from old.
+ */
 static void red_since_saw(struct red_engine *r, const struct red_req *q, const char *id,
-                          uint64_t last)
+                          uint64_t last, const char *old)
 {
     char *channel = red_channel(r, q->site, q->kind, q->name);
     char epoch[RHIST_EPOCH_LEN + 1];
@@ -448,6 +470,8 @@ static void red_since_saw(struct red_engine *r, const struct red_req *q, const c
     memcpy(epoch, id, RHIST_EPOCH_LEN);
     epoch[RHIST_EPOCH_LEN] = '\0';
     red_chan_saw(c, epoch, last);
+    if (old != NULL)
+        red_catch_up(r, c, old);
 }
 
 void red_since_send(struct red_engine *r, struct red_req *q)

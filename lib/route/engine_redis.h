@@ -165,6 +165,7 @@ struct red_engine {
     ev_tstamp probe_sent; /* when Redis published the probe (its PUBLISH answered), or 0 */
     int cmd_was_up;       /* the command link has been up before: a reconnect sets counts again */
     int gen_pending;      /* a failover's generation is being raised: not available until done */
+    int gen_owed;         /* the link moved to another master; the raise is not done yet */
 };
 
 /* -- engine_redis.c ------------------------------------------------------ */
@@ -178,6 +179,8 @@ char *red_channel(const struct red_engine *r, int site, char kind, const char *n
 int red_note_epoch(struct red_engine *r, int site, char kind, const char *name, const char *id,
                    char *old);
 /* Send a to its caller, or answer q with err alone. */
+/* The stream's epoch as this node last saw it, into epoch[RHIST_EPOCH_LEN + 1] ("": none). */
+void red_hold_epoch(struct red_engine *r, int site, char kind, const char *name, char *epoch);
 void red_answer_send(struct red_engine *r, struct red_answer *a);
 void red_answer_err(struct red_engine *r, struct red_req *q, int err);
 /* Read what replay q asked for; its channel's subscription is in place, or not needed. */
@@ -205,6 +208,8 @@ void red_on_upkeep(struct ev_loop *loop, ev_timer *t, int revents);
 void red_on_check(struct ev_loop *loop, ev_timer *t, int revents);
 /* A numbered message (or a replay's end) of c's stream was seen here: id "<epoch>:<offset>". */
 void red_chan_saw(struct red_chan *c, const char *epoch, uint64_t offset);
+/* c's stream may have a gap: its holders here catch up from epoch ("": the one seen now). */
+void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch);
 /* A presence channel and a site's counts as rpres names them. */
 struct rpres_chan red_pres_chan(const struct red_engine *r, const struct red_chan *c);
 struct rpres_site red_pres_site(const struct red_engine *r, int site);

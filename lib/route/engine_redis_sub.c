@@ -31,7 +31,6 @@
 #include "proto.h"
 #include "xmalloc.h"
 
-static void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch);
 static void red_confirm(struct red_engine *r);
 static void red_presence_event(struct red_engine *r, const struct red_chan *c, const char *json);
 static void red_resync_counts(struct red_engine *r);
@@ -115,13 +114,20 @@ static void red_holders(struct red_engine *r, const struct red_chan *c, struct d
 }
 
 /* c's stream may have a gap: its holders here read what they missed (engine.h catch_up). */
-static void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch)
+void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch)
 {
     struct eng_item *it;
     struct dir_mask mask;
+    char now[RHIST_EPOCH_LEN + 1];
 
     if (c->kind != 'u' && c->kind != 'c')
         return;
+    /* The holders' positions are in the epoch seen now; by the time they ask, a message of
+     * another one may have arrived and moved it. */
+    if (epoch[0] == '\0') {
+        red_hold_epoch(r, c->site, c->kind, c->name, now);
+        epoch = now;
+    }
     /* Its holders would ask what Redis cannot be asked now: once available, from the oldest
      * epoch they may have been sent. */
     if (!atomic_load(&r->available)) {
@@ -304,14 +310,23 @@ static void red_update_available(struct red_engine *r)
     }
 }
 
-/* The generation is raised (or could not be): publishing may go on. */
-static void red_raised(void *arg, int err, const redisReply *reply)
+/*
+ * rhist_raised_fn: publishing may go on. A raise the link dropped is asked
+ * again as it comes back; one Redis refused is logged, and not retried.
+ */
+static void red_raised(void *arg, int err, int raised)
 {
     struct red_engine *r = arg;
 
-    if (err != RLINK_OK)
-        log_msg(LOG_WARN, "redis", "cannot raise the generation after a failover");
     r->gen_pending = 0;
+    if (err == RLINK_OK)
+        log_msg(LOG_WARN, "redis",
+                raised ? "the master changed (a failover): every stream starts a new epoch"
+                       : "the master changed (a failover): another node raised the generation");
+    else
+        log_msg(LOG_WARN, "redis", "cannot raise the generation after a failover");
+    if (err != RLINK_E_DOWN && err != RLINK_E_TIMEOUT)
+        r->gen_owed = 0;
     red_update_available(r);
 }
 
@@ -325,12 +340,8 @@ static void red_raised(void *arg, int err, const redisReply *reply)
  */
 static void red_raise_generation(struct red_engine *r)
 {
-    char *key = xasprintf("%sgen", r->prefix);
-
-    log_msg(LOG_WARN, "redis", "the master changed (a failover): every stream starts a new epoch");
-    if (rlink_command(r->cmd, red_raised, r, "INCR %s", key) == RLINK_OK)
+    if (rhist_raise_generation(r->cmd, r->prefix, red_raised, r) == RLINK_OK)
         r->gen_pending = 1;
-    free(key);
 }
 
 /* rlink_state_fn for the command link: after a reconnect, Redis is told again what is here. */
@@ -339,6 +350,8 @@ void red_cmd_state(void *arg, int up)
     struct red_engine *r = arg;
 
     if (up && rlink_moved(r->cmd))
+        r->gen_owed = 1;
+    if (up && r->gen_owed)
         red_raise_generation(r);
     red_update_available(r);
     if (!up)

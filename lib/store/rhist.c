@@ -475,6 +475,57 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
     return r;
 }
 
+/*
+ * The generation, raised once per master: KEYS the generation and the run id
+ * of the master that last raised it (replicated with it, so a new master
+ * finds its predecessor's). Effects are replicated, not the script, as the
+ * run id differs on each server.
+ */
+static const char rhist_raise_lua[] =
+    "redis.replicate_commands()\n"
+    "local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''\n"
+    "if id ~= '' and redis.call('GET', KEYS[2]) == id then return 0 end\n"
+    "redis.call('INCR', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], id)\n"
+    "return 1\n";
+
+/* A raise in flight. */
+struct rhist_raise_call {
+    rhist_raised_fn *done;
+    void *arg;
+};
+
+/* rlink_reply_fn for a raise: 0 or 1. */
+static void rhist_on_raised(void *arg, int err, const redisReply *r)
+{
+    struct rhist_raise_call *call = arg;
+    int raised = 0;
+
+    if (err == RLINK_OK) {
+        if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
+            raised = (int)r->integer;
+        } else {
+            log_msg(LOG_ERROR, "redis", "the raise script answered something else than it returns");
+            err = RLINK_E_REPLY;
+        }
+    }
+    call->done(call->arg, err, raised);
+    free(call);
+}
+
+int rhist_raise_generation(struct rlink *l, const char *prefix, rhist_raised_fn *done, void *arg)
+{
+    struct rhist_raise_call *call = xcalloc(1, sizeof *call);
+    int r;
+
+    *call = (struct rhist_raise_call){done, arg};
+    r = rlink_command(l, rhist_on_raised, call, "EVAL %s 2 %sgen %sgenby", rhist_raise_lua, prefix,
+                      prefix);
+    if (r != RLINK_OK)
+        free(call);
+    return r;
+}
+
 /* Each meta key's newest offset and epoch (nothing made, nothing changed): {o, e, o, e, ...}. */
 static const char rhist_positions_lua[] = "local out = {}\n"
                                           "for i = 1, #KEYS do\n"

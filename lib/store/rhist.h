@@ -144,6 +144,18 @@ int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
 /* The positions reply's check: 0 with pos[0..n) filled, or -1. */
 int rhist_parse_positions(const redisReply *r, size_t n, struct rhist_position *pos);
 
+/* raised: 1 if this call raised the generation, 0 if this master already had. */
+typedef void rhist_raised_fn(void *arg, int err, int raised);
+
+/*
+ * After a failover: raise the cluster's generation ("<prefix>gen"), so every
+ * stream starts a new epoch as it is next touched, unless this master (by
+ * its run id) already raised it. Every node that follows the failover asks;
+ * one raise is done, so a stream changes epoch once per failover. Returns
+ * as rhist_publish_many.
+ */
+int rhist_raise_generation(struct rlink *l, const char *prefix, rhist_raised_fn *done, void *arg);
+
 /*
  * The checks behind the answers, on a reply from Redis (untrusted: its
  * shape, epoch, offsets and their order are checked), for the fuzz target

@@ -22,6 +22,8 @@ Proves:
 - a node SIGKILLed while the API publishes in a loop: the user's connections on the other
   nodes get every message, in order, offsets consecutive; the killed node's client reconnects
   to another node with since and recovers all it missed;
+- a new epoch started by another tab's replay (the generation raised, as after a failover):
+  the connection holding the stream is told recovered false before the new epoch's messages;
 - Redis SIGKILLed: a publish on any node answers 503 {"ok":false,"error":"engine_unavailable"}
   within redis_timeout plus a second, open WebSockets stay open (a ping is answered, nothing
   is sent to them, no close), /stats says engine {"name":"redis","available":false}; Redis
@@ -461,6 +463,39 @@ def test_a_message_that_never_arrived_by_pub_sub_is_caught_up_by_the_position_ch
             assert parse_id(m["id"]) == (ep, at + 2)
             await t.nothing(0.3)
     run(go(), timeout=POSITION_CHECK_WITHIN + 10)
+
+
+def test_a_replay_that_starts_a_new_epoch_tells_the_other_connections_recovered_false(cluster,
+                                                                                     run):
+    """The cluster's generation is raised (what a node does after a failover, here by hand):
+    the stream's next touch starts a new epoch. When that touch is another tab's replay on the
+    same node, the connection already holding the stream was sent the old epoch's ids: it is
+    told {"op":"stream","gap":true,"recovered":false} before the new epoch's first message,
+    never handed it as if it followed. Both tabs then get the same ids."""
+    n1, n2, n3 = site_a(cluster)
+    u = uid("relabel")
+
+    async def go():
+        async with live(n2, u) as (a, pos):
+            publish(n1, u, "old", 1)
+            publish(n1, u, "old", 2)
+            seen = [await a.next() for _ in range(2)]
+            consecutive([m["id"] for m in seen], after=pos)
+            last = seen[-1]["id"]
+            cluster.redis.cli("INCR", "herald:gen")
+            async with tab(n2, u, since=last) as b:
+                _, f = await b.until_stream()
+                newest = stream_frame(f, False)
+                assert epoch(newest) != epoch(last) and off(newest) == off(last), (newest, last)
+                gap = await a.next()
+                assert gap == {"op": "stream", "id": newest, "recovered": False, "gap": True}, gap
+                publish(n3, u, "new", 3)
+                for t in (a, b):
+                    m = await t.next()
+                    assert strip(m) == {"event": "new", "data": 3}, m
+                    consecutive([m["id"]], after=newest)
+                    await t.nothing(0.3)
+    run(go(), timeout=20)
 
 
 # -- Redis dies --------------------------------------------------------------------------------

@@ -671,7 +671,10 @@ def test_a_failover_is_followed_within_10_s_with_no_silent_gap(run):
                     "node n%d answered 200 again only %.2fs after the kill\n%s" % (
                         k + 1, took, logs(c))
             await tr.drain()
-            tr.check_clients()
+            try:
+                tr.check_clients()
+            except AssertionError as e:
+                raise AssertionError("%s\n%s" % (e, logs(c))) from None
 
             # Another node, with since: the last id seen before the kill, and 20 before it.
             for k in range(3):

@@ -12,6 +12,8 @@
  * and " <tag> <payload>" on the unnumbered ones, answering how many
  * subscribers it reached; names too long for a key are refused before
  * anything is touched; rhist_parse_numbered on replies built by hand.
+ * After a failover the generation is raised once per master however many
+ * nodes ask, so a stream changes epoch once and keeps its counter.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -244,6 +246,65 @@ static void test_rhist_lost_keys_mean_a_new_epoch(void **state)
     /* Told it lost some, the client still gets all the new epoch has: never a part of it. */
     assert_int_equal(r.n, 2);
     rlink_free(l);
+}
+
+static void on_raised(void *arg, int err, int raised)
+{
+    struct seen *s = arg;
+
+    s->answers++;
+    s->err = err;
+    s->ok = raised;
+}
+
+/* Ask l to raise the generation and wait; returns whether this call raised it. */
+static int raise_generation(struct rlink *l, struct seen *s)
+{
+    int before = s->answers;
+
+    assert_int_equal(rhist_raise_generation(l, "herald:", on_raised, s), RLINK_OK);
+    run_until(&s->answers, before + 1, 3);
+    assert_int_equal(s->answers, before + 1);
+    assert_int_equal(s->err, RLINK_OK);
+    return s->ok;
+}
+
+static void on_reply(void *arg, int err, const redisReply *reply)
+{
+    ((struct seen *)arg)->answers++;
+}
+
+static void test_rhist_a_failover_raises_the_generation_once(void **state)
+{
+    struct seen up1 = {0}, up2 = {0}, p = {0}, g = {0}, c = {0};
+    struct rlink *n1, *n2;
+    char first[RHIST_ID_MAX], second[RHIST_ID_MAX];
+
+    redis_start(NULL);
+    n1 = link_up(&up1);
+    n2 = link_up(&up2);
+    publish(n1, &news, "{\"n\":1}", &p);
+    snprintf(first, sizeof first, "%s", p.id);
+    /* Three nodes follow one failover to this master: one raise. */
+    assert_int_equal(raise_generation(n1, &g), 1);
+    assert_int_equal(raise_generation(n2, &g), 0);
+    assert_int_equal(raise_generation(n1, &g), 0);
+    publish(n2, &news, "{\"n\":2}", &p);
+    assert_memory_not_equal(p.id, first, RHIST_EPOCH_LEN);
+    assert_string_equal(p.id + RHIST_EPOCH_LEN, ":2");
+    snprintf(second, sizeof second, "%s", p.id);
+    publish(n1, &news, "{\"n\":3}", &p);
+    assert_memory_equal(p.id, second, RHIST_EPOCH_LEN);
+    assert_string_equal(p.id + RHIST_EPOCH_LEN, ":3");
+    /* The next failover: this master's copy says another one raised it last. */
+    assert_int_equal(rlink_command(n1, on_reply, &c, "SET herald:genby %s", "0123abcd"), RLINK_OK);
+    run_until(&c.answers, 1, 3);
+    assert_int_equal(raise_generation(n2, &g), 1);
+    publish(n1, &news, "{\"n\":4}", &p);
+    assert_memory_not_equal(p.id, second, RHIST_EPOCH_LEN);
+    assert_string_equal(p.id + RHIST_EPOCH_LEN, ":4");
+    rlink_free(n1);
+    rlink_free(n2);
 }
 
 static void test_rhist_publishes_with_the_id(void **state)
@@ -649,6 +710,8 @@ int main(void)
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_lost_keys_mean_a_new_epoch, redis_setup,
                                         redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_a_failover_raises_the_generation_once,
+                                        redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_publishes_with_the_id, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_sites_never_share_a_key, redis_setup,
