@@ -24,6 +24,9 @@ Proves:
   to another node with since and recovers all it missed;
 - a new epoch started by another tab's replay (the generation raised, as after a failover):
   the connection holding the stream is told recovered false before the new epoch's messages;
+- a pub/sub link gone silent (a relay drops what Redis sends it, the connection stays open,
+  nothing is published): the probe notices within PROBE_WITHIN, the link is reconnected, and
+  the client gets the message it dropped from history, once, in order, no gap frame;
 - Redis SIGKILLed: a publish on any node answers 503 {"ok":false,"error":"engine_unavailable"}
   within redis_timeout plus a second, open WebSockets stay open (a ping is answered, nothing
   is sent to them, no close), /stats says engine {"name":"redis","available":false}; Redis
@@ -45,7 +48,9 @@ import contextlib
 import json
 import signal
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -54,7 +59,7 @@ import websockets.client
 import websockets.exceptions
 
 from herald import _pdeathsig, random_secret, uid
-from redis import REDIS_TIMEOUT, Cluster
+from redis import REDIS_TIMEOUT, Cluster, RedisRelay
 from wstab import parse_id, stream_frame, tab
 
 PHP = "/usr/bin/php"
@@ -496,6 +501,59 @@ def test_a_replay_that_starts_a_new_epoch_tells_the_other_connections_recovered_
                     consecutive([m["id"]], after=newest)
                     await t.nothing(0.3)
     run(go(), timeout=20)
+
+
+PROBE_WITHIN = REDIS_TIMEOUT + 1 + 1 + 2     # the probe's deadline, its period, and slack
+
+
+def test_a_silent_pub_sub_link_is_found_by_the_probe_and_its_clients_get_what_it_dropped(run):
+    """n2 reaches Redis through a relay. The relay silences n2's pub/sub connection: Redis's
+    pushes are dropped, the connection stays open and nothing is published. The probe (a
+    PUBLISH to the node's own channel every second, due back within redis_timeout + 1 s)
+    notices: n2 logs it and reconnects the link within PROBE_WITHIN. A message published
+    during the silence, which Redis counted as delivered to n2, reaches n2's client from
+    history, in order, once, with no gap frame; the next one arrives live. n1's client got
+    both live all along."""
+    u = uid("silent")
+    c = Cluster(names=("n1", "n2"), config=CONFIG, sites=sites())
+    tmp = tempfile.mkdtemp(prefix="herald-relay-")
+    relay = RedisRelay(c.redis, tmp)
+    c.addresses["n2"] = "unix:" + relay.path
+
+    async def go():
+        n1, n2 = (h.site("a") for h in c.nodes)
+        async with live(n1, u) as (t1, pos), live(n2, u) as (t2, _):
+            publish(n1, u, "before", 1)
+            first = [await t.next() for t in (t1, t2)]
+            assert first[0] == first[1] and strip(first[0]) == {"event": "before", "data": 1}
+            consecutive([first[0]["id"]], after=pos)
+            mark = len(n2.h.log_text())
+            assert relay.silence() == 1
+            t0 = time.monotonic()
+            publish(n1, u, "silenced", 2)
+            m1 = await t1.next()
+            assert strip(m1) == {"event": "silenced", "data": 2}
+            consecutive([m1["id"]], after=first[0]["id"])
+            # nothing published meanwhile: only the probe can find the link dead
+            m2 = await t2.next(PROBE_WITHIN)
+            took = time.monotonic() - t0
+            assert m2 == m1, (m2, m1)
+            assert "the pub/sub link stopped delivering" in n2.h.log_text()[mark:], \
+                n2.h.log_text()[mark:]
+            print("n2's client got the silenced message %.2fs after it was published" % took)
+            publish(n1, u, "after", 3)
+            for t in (t1, t2):
+                m = await t.next()
+                assert strip(m) == {"event": "after", "data": 3}, m
+                consecutive([m["id"]], after=m1["id"])
+                await t.nothing(0.3)
+
+    try:
+        with c:
+            run(go(), timeout=30)
+    finally:
+        relay.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- Redis dies --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from herald import Herald, _pdeathsig, free_port
@@ -238,10 +239,13 @@ class Cluster:
         self.sites = sites
         self.workers = workers
         self.nodes = []
+        self.addresses = {}     # a node's redis_address other than the server's (a RedisRelay)
 
     def node_config(self, name):
         cfg = dict(self.config)
         cfg.update(node_config(self.redis, name))
+        if name in self.addresses:
+            cfg["redis_address"] = self.addresses[name]
         return cfg
 
     def node(self, name):
@@ -343,6 +347,103 @@ class Cluster:
 # [field, value, ...] reply (SENTINEL replicas, SENTINEL sentinels).
 
 SENTINEL_MASTER = "herald-test"
+
+
+class RedisRelay:
+    """
+    A relay on a unix socket (path, in tmpdir) to `server`'s socket (a RedisServer, looked up
+    at each connect, so it may start later), a thread pair per connection.
+    silence() makes every connection that has sent SUBSCRIBE (a node's pub/sub link) drop
+    what Redis sends it from then on, while it stays open both ways: a subscription dead
+    without a closed connection, which only a probe through Redis can notice. Connections
+    made after silence() are relayed whole. close() ends everything.
+    """
+
+    def __init__(self, server, tmpdir):
+        self.server = server
+        self.path = os.path.join(tmpdir, "relay.sock")
+        self.lock = threading.Lock()
+        self.conns = []                 # [[client, server, subscribed, silenced]]
+        self.lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.lsock.bind(self.path)
+        self.lsock.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                server.connect(self.server.socket_path)
+            except OSError:
+                client.close()
+                continue
+            conn = [client, server, False, False]
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._up, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._down, args=(conn,), daemon=True).start()
+
+    def _up(self, conn):
+        """Node to Redis: noting a SUBSCRIBE."""
+        try:
+            while True:
+                data = conn[0].recv(65536)
+                if not data:
+                    break
+                if b"SUBSCRIBE" in data.upper():
+                    conn[2] = True
+                conn[1].sendall(data)
+        except OSError:
+            pass
+        self._end(conn)
+
+    def _down(self, conn):
+        """Redis to node, unless silenced."""
+        try:
+            while True:
+                data = conn[1].recv(65536)
+                if not data:
+                    break
+                if not conn[3]:
+                    conn[0].sendall(data)
+        except OSError:
+            pass
+        self._end(conn)
+
+    def _end(self, conn):
+        for s in conn[:2]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self.lock:
+            if conn in self.conns:
+                self.conns.remove(conn)
+                for s in conn[:2]:
+                    s.close()
+
+    def silence(self):
+        """Returns how many subscribed connections were silenced."""
+        with self.lock:
+            subs = [c for c in self.conns if c[2]]
+            for c in subs:
+                c[3] = True
+        return len(subs)
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            self._end(c)
 
 
 class RedisReplyError(Exception):
@@ -667,6 +768,7 @@ class SentinelCluster(Cluster):
         self.sites = sites
         self.workers = workers
         self.nodes = []
+        self.addresses = {}     # a node's redis_address other than the server's (a RedisRelay)
 
     def node_config(self, name):
         cfg = dict(self.config)
