@@ -1,7 +1,7 @@
 /*
- * rhist.c -- message history in Redis (rhist.h): two Lua scripts, sent
- * with EVAL (Redis keeps the compiled script by its digest), and the
- * parsing of what they answer.
+ * rhist.c -- message history in Redis (rhist.h): its Lua scripts, sent
+ * by their digests (rlink_eval: EVALSHA, loaded once per connection), and
+ * the parsing of what they answer.
  *
  * Owns:       each call's small context, until its answer is handed on.
  * Called by:  the link's loop thread.
@@ -16,6 +16,7 @@
 #include "rhist.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ static const char rhist_publish_lua[] = RHIST_EPOCH_LUA
     "  out[#out + 1] = rc\n"
     "end\n"
     "return out\n";
+static struct rlink_script rhist_publish_s = {rhist_publish_lua, ""};
 
 /*
  * The position (making the epoch if the stream has none, as a read must
@@ -119,6 +121,50 @@ static const char rhist_since_lua[] = RHIST_EPOCH_LUA
     "end\n"
     "if whole then out[3] = 1 end\n"
     "return out\n";
+static struct rlink_script rhist_since_s = {rhist_since_lua, ""};
+
+/*
+ * The generation, raised once per master: KEYS the generation and the run id
+ * of the master that last raised it (replicated with it, so a new master
+ * finds its predecessor's). Effects are replicated, not the script, as the
+ * run id differs on each server.
+ */
+static const char rhist_raise_lua[] =
+    "redis.replicate_commands()\n"
+    "local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''\n"
+    "if id ~= '' and redis.call('GET', KEYS[2]) == id then return 0 end\n"
+    "redis.call('INCR', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], id)\n"
+    "return 1\n";
+static struct rlink_script rhist_raise_s = {rhist_raise_lua, ""};
+
+/* Each meta key's newest offset and epoch (nothing made, nothing changed): {o, e, o, e, ...}. */
+static const char rhist_positions_lua[] = "local out = {}\n"
+                                          "for i = 1, #KEYS do\n"
+                                          "  local v = redis.call('HMGET', KEYS[i], 'o', 'e')\n"
+                                          "  out[#out + 1] = tonumber(v[1] or '0')\n"
+                                          "  out[#out + 1] = v[2] or ''\n"
+                                          "end\n"
+                                          "return out\n";
+static struct rlink_script rhist_positions_s = {rhist_positions_lua, ""};
+
+/* The scripts' digests, made once (by whichever thread comes first). */
+static pthread_once_t rhist_once = PTHREAD_ONCE_INIT;
+
+static void rhist_digests(void)
+{
+    rlink_script_init(&rhist_publish_s);
+    rlink_script_init(&rhist_since_s);
+    rlink_script_init(&rhist_raise_s);
+    rlink_script_init(&rhist_positions_s);
+}
+
+/* s, its digest made. */
+static const struct rlink_script *rhist_script(const struct rlink_script *s)
+{
+    pthread_once(&rhist_once, rhist_digests);
+    return s;
+}
 
 /* One call in flight: where its answer goes. */
 struct rhist_call {
@@ -395,7 +441,7 @@ static int rhist_batch_args(const struct rhist_pub *msgs, size_t nmsgs, struct r
     return 0;
 }
 
-/* Send the batch's EVAL with call as its context (freed here when it cannot be sent). */
+/* Send the batch's script with call as its context (freed here when it cannot be sent). */
 static int rhist_send_batch(struct rlink *l, const struct rhist_pub *msgs, size_t nmsgs,
                             struct rhist_call *call)
 {
@@ -407,15 +453,13 @@ static int rhist_send_batch(struct rlink *l, const struct rhist_pub *msgs, size_
     for (size_t m = 0; m < nmsgs; m++)
         call->ns[m] = msgs[m].n;
     if (rhist_batch_args(msgs, nmsgs, &keys, &args) == 0) {
-        rhist_arg_str(&all, "EVAL");
-        rhist_arg_str(&all, rhist_publish_lua);
         rhist_arg_num(&all, (long long)keys.n);
         for (size_t i = 0; i < keys.n; i++)
             rhist_arg(&all, keys.v[i], keys.len[i]);
         for (size_t i = 0; i < args.n; i++)
             rhist_arg(&all, args.v[i], args.len[i]);
-        r = rlink_command_argv(l, rhist_on_published, call, (int)all.n, (const char **)all.v,
-                               all.len);
+        r = rlink_eval(l, rhist_on_published, call, rhist_script(&rhist_publish_s), (int)all.n,
+                       (const char **)all.v, all.len);
     }
     rhist_argv_free(&keys);
     rhist_argv_free(&args);
@@ -468,26 +512,12 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
     if (call == NULL)
         return RLINK_E_REPLY;
     call->since = done;
-    r = rlink_command(l, rhist_on_since, call, "EVAL %s 2 %s %s %s %d %sgen", rhist_since_lua, meta,
-                      list, since, s->meta_ttl, s->prefix);
+    r = rlink_evalf(l, rhist_on_since, call, rhist_script(&rhist_since_s), "2 %s %s %s %d %sgen",
+                    meta, list, since, s->meta_ttl, s->prefix);
     if (r != RLINK_OK)
         free(call);
     return r;
 }
-
-/*
- * The generation, raised once per master: KEYS the generation and the run id
- * of the master that last raised it (replicated with it, so a new master
- * finds its predecessor's). Effects are replicated, not the script, as the
- * run id differs on each server.
- */
-static const char rhist_raise_lua[] =
-    "redis.replicate_commands()\n"
-    "local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''\n"
-    "if id ~= '' and redis.call('GET', KEYS[2]) == id then return 0 end\n"
-    "redis.call('INCR', KEYS[1])\n"
-    "redis.call('SET', KEYS[2], id)\n"
-    "return 1\n";
 
 /* A raise in flight. */
 struct rhist_raise_call {
@@ -519,21 +549,12 @@ int rhist_raise_generation(struct rlink *l, const char *prefix, rhist_raised_fn 
     int r;
 
     *call = (struct rhist_raise_call){done, arg};
-    r = rlink_command(l, rhist_on_raised, call, "EVAL %s 2 %sgen %sgenby", rhist_raise_lua, prefix,
-                      prefix);
+    r = rlink_evalf(l, rhist_on_raised, call, rhist_script(&rhist_raise_s), "2 %sgen %sgenby",
+                    prefix, prefix);
     if (r != RLINK_OK)
         free(call);
     return r;
 }
-
-/* Each meta key's newest offset and epoch (nothing made, nothing changed): {o, e, o, e, ...}. */
-static const char rhist_positions_lua[] = "local out = {}\n"
-                                          "for i = 1, #KEYS do\n"
-                                          "  local v = redis.call('HMGET', KEYS[i], 'o', 'e')\n"
-                                          "  out[#out + 1] = tonumber(v[1] or '0')\n"
-                                          "  out[#out + 1] = v[2] or ''\n"
-                                          "end\n"
-                                          "return out\n";
 
 /* A positions call in flight. */
 struct rhist_pos_call {
@@ -581,8 +602,6 @@ int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
     char key[RHIST_KEY_MAX];
     int r = RLINK_E_REPLY;
 
-    rhist_arg_str(&all, "EVAL");
-    rhist_arg_str(&all, rhist_positions_lua);
     rhist_arg_num(&all, (long long)n);
     for (size_t i = 0; i < n; i++) {
         if (rhist_key(key, &s[i], 'm') != 0)
@@ -591,7 +610,8 @@ int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
     }
     call = xcalloc(1, sizeof *call);
     *call = (struct rhist_pos_call){done, arg, n};
-    r = rlink_command_argv(l, rhist_on_positions, call, (int)all.n, (const char **)all.v, all.len);
+    r = rlink_eval(l, rhist_on_positions, call, rhist_script(&rhist_positions_s), (int)all.n,
+                   (const char **)all.v, all.len);
     if (r != RLINK_OK)
         free(call);
 out:

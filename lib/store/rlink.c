@@ -18,11 +18,13 @@
 #include "rlink.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "net.h"
@@ -44,6 +46,9 @@ struct rlink_cmd {
     int answered;  /* done has been called (a timeout) */
     int gone;      /* its reply was handed over: freed after this loop turn (rlink_on_check) */
 };
+
+/* The scripts one connection has loaded, at most (more are loaded before each use). */
+#define RLINK_SCRIPTS_MAX 32
 
 struct rlink {
     struct ev_loop *loop;
@@ -76,6 +81,8 @@ struct rlink {
     char *up_host; /* owned: the master the link was last up on (Sentinels), or NULL */
     int up_port;
     int moved; /* it came up on another master than last time: a failover */
+    const struct rlink_script *loaded[RLINK_SCRIPTS_MAX]; /* on this connection */
+    size_t nloaded;
 };
 
 static void rlink_connect(struct rlink *l);
@@ -210,6 +217,13 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         !(l->ac->c.flags & REDIS_DISCONNECTING)) {
         log_msg(LOG_WARN, "redis", "%s:%d is a replica now; asking the Sentinels again", l->host,
                 l->port);
+        redisAsyncDisconnect(l->ac);
+    }
+    /* The server forgot the scripts (SCRIPT FLUSH): what follows must not overtake this one. */
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0 && l->ac != NULL &&
+        !(l->ac->c.flags & REDIS_DISCONNECTING)) {
+        log_msg(LOG_WARN, "redis", "the server lost the scripts; reconnecting to load them again");
         redisAsyncDisconnect(l->ac);
     }
     c->gone = 1;
@@ -402,6 +416,7 @@ static void rlink_connect_to(struct rlink *l)
     l->budget.pushes = 0;
     l->budget.counted = 1;
     l->budget.inflight = 0;
+    l->nloaded = 0;
     l->progress = ev_now(l->loop);
     ac->c.reader->fn = &rreply_fns;
     ac->c.reader->privdata = &l->budget;
@@ -604,6 +619,108 @@ int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int arg
     }
     rlink_track(l, c);
     return RLINK_OK;
+}
+
+void rlink_script_init(struct rlink_script *s)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (!EVP_Digest(s->text, strlen(s->text), md, &len, EVP_sha1(), NULL) || len != 20)
+        abort(); /* SHA1 is built into every OpenSSL: this is no input's doing */
+    for (unsigned int i = 0; i < len; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+}
+
+/* SCRIPT LOAD answered: the digest must be the one EVALSHA sends. */
+static void rlink_on_loaded(void *arg, int err, const redisReply *reply)
+{
+    const struct rlink_script *s = arg;
+
+    if (err == RLINK_OK && (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, s->sha) != 0))
+        log_msg(LOG_ERROR, "redis", "SCRIPT LOAD answered another digest than %s", s->sha);
+    else if (err == RLINK_E_REPLY)
+        log_msg(LOG_ERROR, "redis", "SCRIPT LOAD refused: %s", reply->str);
+}
+
+/* Load s on this connection unless it is; then args (a formatted command: numkeys on) as EVALSHA.
+ */
+static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg,
+                           const struct rlink_script *s, const char *args, size_t len)
+{
+    struct rlink_cmd *c;
+    const char *rest = memchr(args, '\n', len);
+    char *cmd;
+    size_t i;
+    int n, head;
+
+    for (i = 0; i < l->nloaded && l->loaded[i] != s; i++)
+        ;
+    if (i == l->nloaded) {
+        if (rlink_send_f(l, rlink_on_loaded, (void *)s, "SCRIPT LOAD %s", s->text) != RLINK_OK)
+            return RLINK_E_DOWN;
+        if (l->nloaded < RLINK_SCRIPTS_MAX)
+            l->loaded[l->nloaded++] = s;
+    }
+    /* "*<n>\r\n<args>" becomes "*<n + 2>\r\n$7\r\nEVALSHA\r\n$40\r\n<sha>\r\n<args>". */
+    if (args[0] != '*' || rest == NULL)
+        return RLINK_E_DOWN;
+    n = atoi(args + 1) + 2;
+    rest++;
+    len -= (size_t)(rest - args);
+    head = snprintf(NULL, 0, "*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n", n, s->sha);
+    cmd = xmalloc((size_t)head + len + 1);
+    snprintf(cmd, (size_t)head + 1, "*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n", n, s->sha);
+    memcpy(cmd + head, rest, len); /* the arguments are binary */
+    c = xcalloc(1, sizeof *c);
+    c->l = l;
+    c->done = done;
+    c->arg = arg;
+    c->due = ev_now(l->loop) + l->timeout;
+    if (redisAsyncFormattedCommand(l->ac, rlink_on_reply, c, cmd, (size_t)head + len) != REDIS_OK) {
+        free(cmd);
+        free(c);
+        return RLINK_E_DOWN;
+    }
+    free(cmd);
+    rlink_track(l, c);
+    return RLINK_OK;
+}
+
+int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+               int argc, const char **argv, const size_t *argvlen)
+{
+    char *args = NULL;
+    long long len;
+    int r;
+
+    if (!l->up)
+        return RLINK_E_DOWN;
+    len = redisFormatCommandArgv(&args, argc, argv, argvlen);
+    if (len < 0)
+        return RLINK_E_DOWN;
+    r = rlink_send_eval(l, done, arg, s, args, (size_t)len);
+    redisFreeCommand(args);
+    return r;
+}
+
+int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+                const char *fmt, ...)
+{
+    char *args = NULL;
+    va_list ap;
+    int len, r;
+
+    if (!l->up)
+        return RLINK_E_DOWN;
+    va_start(ap, fmt);
+    len = redisvFormatCommand(&args, fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        return RLINK_E_DOWN;
+    r = rlink_send_eval(l, done, arg, s, args, (size_t)len);
+    redisFreeCommand(args);
+    return r;
 }
 
 void rlink_free(struct rlink *l)

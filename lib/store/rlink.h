@@ -120,6 +120,33 @@ int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int arg
                        const char **argv, const size_t *argvlen);
 
 /*
+ * A Lua script, sent by its SHA1 digest (EVALSHA). The text is static; the
+ * digest is filled by rlink_script_init, once, before any link uses it.
+ */
+struct rlink_script {
+    const char *text;
+    char sha[41];
+};
+
+/* Fill s->sha from s->text. */
+void rlink_script_init(struct rlink_script *s);
+
+/*
+ * EVALSHA s with the arguments argv (numkeys, keys, args), as
+ * rlink_command_argv. The first time s goes on a connection, a SCRIPT LOAD
+ * goes ahead of it, so Redis never needs the text again (nor evicts it).
+ * Redis not knowing it anyway (a SCRIPT FLUSH) is answered RLINK_E_REPLY
+ * and drops the connection, so no later command overtakes it; the next
+ * connection loads the scripts again.
+ */
+int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+               int argc, const char **argv, const size_t *argvlen);
+
+/* rlink_eval with hiredis's format for the arguments ("2 %s %s %d", ...). */
+int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+                const char *fmt, ...);
+
+/*
  * Close the link; every command still in flight is answered RLINK_E_DOWN
  * first. Not from inside one of its own callbacks.
  */

@@ -14,6 +14,7 @@
  */
 #include "rpres.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ static const char rpres_join_lua[] = RPRES_PRUNE
     "end\n"
     "keep(tonumber(ARGV[4]))\n"
     "return members(ARGV[6])\n";
+static struct rlink_script rpres_join_s = {rpres_join_lua, ""};
 
 /* ARGV: node, user, ttl, pubsub. */
 static const char rpres_leave_lua[] = RPRES_PRUNE
@@ -90,10 +92,12 @@ static const char rpres_leave_lua[] = RPRES_PRUNE
     "'}')\n"
     "end\n"
     "return 1\n";
+static struct rlink_script rpres_leave_s = {rpres_leave_lua, ""};
 
 /* ARGV: pubsub, counts. */
 static const char rpres_members_lua[] = RPRES_PRUNE "prune(ARGV[1])\n"
                                                     "return members(ARGV[2])\n";
+static struct rlink_script rpres_members_s = {rpres_members_lua, ""};
 
 /*
  * ARGV: node, ttl, pubsub, then (user, connections, info) for each member
@@ -116,6 +120,7 @@ static const char rpres_refresh_lua[] =
                 "end\n"
                 "keep(tonumber(ARGV[2]))\n"
                 "return 1\n";
+static struct rlink_script rpres_refresh_s = {rpres_refresh_lua, ""};
 
 /*
  * KEYS: the node's hash, the site's node set. ARGV: node, user, its
@@ -129,6 +134,7 @@ static const char rpres_count_lua[] = "if tonumber(ARGV[3]) > 0 then\n"
                                       "redis.call('SADD', KEYS[2], ARGV[1])\n"
                                       "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
                                       "return 1\n";
+static struct rlink_script rpres_count_s = {rpres_count_lua, ""};
 
 /*
  * KEYS: the site's node set, this node's hash. ARGV: the site's base key,
@@ -145,6 +151,27 @@ static const char rpres_online_lua[] =
     "  end\n"
     "end\n"
     "return {total, tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')}\n";
+static struct rlink_script rpres_online_s = {rpres_online_lua, ""};
+
+/* The scripts' digests, made once (by whichever thread comes first). */
+static pthread_once_t rpres_once = PTHREAD_ONCE_INIT;
+
+static void rpres_digests(void)
+{
+    rlink_script_init(&rpres_join_s);
+    rlink_script_init(&rpres_leave_s);
+    rlink_script_init(&rpres_members_s);
+    rlink_script_init(&rpres_refresh_s);
+    rlink_script_init(&rpres_count_s);
+    rlink_script_init(&rpres_online_s);
+}
+
+/* s, its digest made. */
+static const struct rlink_script *rpres_script(const struct rlink_script *s)
+{
+    pthread_once(&rpres_once, rpres_digests);
+    return s;
+}
 
 /* One call in flight: where its answer goes. */
 struct rpres_call {
@@ -249,9 +276,9 @@ int rpres_join(struct rlink *l, const struct rpres_chan *ch, const char *user, c
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
     call = rpres_call_new(done, 0, arg);
-    r = rlink_command(l, rpres_on_members, call, "EVAL %s 4 %s %s %s %s %s %s %s %d %s 0",
-                      rpres_join_lua, k[0], k[1], k[2], k[3], ch->node, user,
-                      info != NULL ? info : "", ch->ttl, ch->pubsub);
+    r = rlink_evalf(l, rpres_on_members, call, rpres_script(&rpres_join_s),
+                    "4 %s %s %s %s %s %s %s %d %s 0", k[0], k[1], k[2], k[3], ch->node, user,
+                    info != NULL ? info : "", ch->ttl, ch->pubsub);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -263,9 +290,9 @@ int rpres_leave(struct rlink *l, const struct rpres_chan *ch, const char *user)
 
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
-    return rlink_command(l, rpres_ignore, NULL, "EVAL %s 4 %s %s %s %s %s %s %d %s",
-                         rpres_leave_lua, k[0], k[1], k[2], k[3], ch->node, user, ch->ttl,
-                         ch->pubsub);
+    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_leave_s),
+                       "4 %s %s %s %s %s %s %d %s", k[0], k[1], k[2], k[3], ch->node, user, ch->ttl,
+                       ch->pubsub);
 }
 
 int rpres_members(struct rlink *l, const struct rpres_chan *ch, int counts, rpres_members_fn *done,
@@ -278,8 +305,8 @@ int rpres_members(struct rlink *l, const struct rpres_chan *ch, int counts, rpre
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
     call = rpres_call_new(done, counts, arg);
-    r = rlink_command(l, rpres_on_members, call, "EVAL %s 4 %s %s %s %s %s %d", rpres_members_lua,
-                      k[0], k[1], k[2], k[3], ch->pubsub, counts ? 1 : 0);
+    r = rlink_evalf(l, rpres_on_members, call, rpres_script(&rpres_members_s),
+                    "4 %s %s %s %s %s %d", k[0], k[1], k[2], k[3], ch->pubsub, counts ? 1 : 0);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -289,7 +316,7 @@ int rpres_refresh(struct rlink *l, const struct rpres_chan *ch, const struct rpr
                   size_t n)
 {
     char k[4][RPRES_KEY_MAX], ttl[16];
-    size_t argc = 10 + 3 * n;
+    size_t argc = 8 + 3 * n;
     const char **argv = xcalloc(argc, sizeof *argv);
     char(*counts)[24] = xcalloc(n > 0 ? n : 1, sizeof *counts);
     int r;
@@ -300,21 +327,19 @@ int rpres_refresh(struct rlink *l, const struct rpres_chan *ch, const struct rpr
         return RLINK_E_REPLY;
     }
     snprintf(ttl, sizeof ttl, "%d", ch->ttl);
-    argv[0] = "EVAL";
-    argv[1] = rpres_refresh_lua;
-    argv[2] = "4";
+    argv[0] = "4";
     for (int i = 0; i < 4; i++)
-        argv[3 + i] = k[i];
-    argv[7] = ch->node;
-    argv[8] = ttl;
-    argv[9] = ch->pubsub;
+        argv[1 + i] = k[i];
+    argv[5] = ch->node;
+    argv[6] = ttl;
+    argv[7] = ch->pubsub;
     for (size_t i = 0; i < n; i++) {
         snprintf(counts[i], sizeof counts[i], "%d", m[i].connections);
-        argv[10 + 3 * i] = m[i].user;
-        argv[11 + 3 * i] = counts[i];
-        argv[12 + 3 * i] = m[i].info != NULL ? m[i].info : "";
+        argv[8 + 3 * i] = m[i].user;
+        argv[9 + 3 * i] = counts[i];
+        argv[10 + 3 * i] = m[i].info != NULL ? m[i].info : "";
     }
-    r = rlink_command_argv(l, rpres_ignore, NULL, (int)argc, argv, NULL);
+    r = rlink_eval(l, rpres_ignore, NULL, rpres_script(&rpres_refresh_s), (int)argc, argv, NULL);
     free(argv);
     free(counts);
     return r;
@@ -335,8 +360,8 @@ int rpres_count(struct rlink *l, const struct rpres_site *s, const char *user, i
 
     if (rpres_site_keys(s, set, hash) != 0)
         return RLINK_E_REPLY;
-    return rlink_command(l, rpres_ignore, NULL, "EVAL %s 2 %s %s %s %s %d %d", rpres_count_lua,
-                         hash, set, s->node, user, n, s->ttl);
+    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_count_s), "2 %s %s %s %s %d %d",
+                       hash, set, s->node, user, n, s->ttl);
 }
 
 int rpres_alive(struct rlink *l, const struct rpres_site *s)
@@ -346,8 +371,8 @@ int rpres_alive(struct rlink *l, const struct rpres_site *s)
     if (rpres_site_keys(s, set, hash) != 0)
         return RLINK_E_REPLY;
     /* An empty user is never a user (tok.c): this only refreshes the set and the expiry. */
-    return rlink_command(l, rpres_ignore, NULL, "EVAL %s 2 %s %s %s %s %d %d", rpres_count_lua,
-                         hash, set, s->node, "", 0, s->ttl);
+    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_count_s), "2 %s %s %s %s %d %d",
+                       hash, set, s->node, "", 0, s->ttl);
 }
 
 /* rlink_reply_fn for online: {total, here}. */
@@ -386,8 +411,8 @@ int rpres_online(struct rlink *l, const struct rpres_site *s, const char *user,
     call = xcalloc(1, sizeof *call);
     call->online = done;
     call->arg = arg;
-    r = rlink_command(l, rpres_on_online, call, "EVAL %s 2 %s %s %s %s", rpres_online_lua, set,
-                      hash, base, user);
+    r = rlink_evalf(l, rpres_on_online, call, rpres_script(&rpres_online_s), "2 %s %s %s %s", set,
+                    hash, base, user);
     if (r != RLINK_OK)
         free(call);
     return r;

@@ -9,6 +9,9 @@
  * another link, binary-safe, unsubscribed); fake servers that send a
  * malformed push, which drops the link (it reconnects) instead of
  * crashing in hiredis; rlink_reset; rlink_command_argv, binary-safe.
+ * rlink_eval: EVALSHA with the script's digest, loaded once a connection,
+ * binary-safe; after SCRIPT FLUSH the call is refused, the link reconnects
+ * and loads it again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -596,6 +599,101 @@ static void test_rlink_command_argv_is_binary_safe(void **state)
     rlink_free(l);
 }
 
+/* INFO's text, whole. */
+static char info[16384];
+static int info_answers;
+
+static void on_info(void *arg, int err, const redisReply *reply)
+{
+    info_answers++;
+    snprintf(info, sizeof info, "%s", err == RLINK_OK ? reply->str : "");
+}
+
+/* Calls of cmd in INFO commandstats ("evalsha", "script|load"), read through l; -1: none. */
+static long stat_calls(struct rlink *l, const char *cmd)
+{
+    char want[64];
+    const char *at;
+    int before = info_answers;
+
+    assert_int_equal(rlink_command(l, on_info, NULL, "INFO commandstats"), RLINK_OK);
+    run_until(&info_answers, before + 1, 3);
+    snprintf(want, sizeof want, "cmdstat_%s:calls=", cmd);
+    at = strstr(info, want);
+    return at != NULL ? strtol(at + strlen(want), NULL, 10) : -1;
+}
+
+/* An echo script's answer: {KEYS[1], ARGV[1]}, kept whole. */
+struct echo {
+    int answers, err;
+    char key[32], arg[32];
+    size_t klen, alen;
+};
+
+static void on_echo(void *arg, int err, const redisReply *reply)
+{
+    struct echo *e = arg;
+
+    e->answers++;
+    e->err = err;
+    e->klen = e->alen = 0;
+    if (err == RLINK_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->len < sizeof e->key && reply->element[1]->len < sizeof e->arg) {
+        e->klen = reply->element[0]->len;
+        memcpy(e->key, reply->element[0]->str, e->klen);
+        e->alen = reply->element[1]->len;
+        memcpy(e->arg, reply->element[1]->str, e->alen);
+    }
+}
+
+static void test_rlink_eval_sends_the_digest_and_loads_once_per_connection(void **state)
+{
+    static struct rlink_script echo = {"return {KEYS[1], ARGV[1]}", ""};
+    static const char key[] = "herald:e\0k", arg[] = "a\0r\r\ng";
+    const char *argv[] = {"1", key, arg};
+    const size_t lens[] = {1, sizeof key - 1, sizeof arg - 1};
+    struct seen s = {0}, r = {0};
+    struct echo e = {0};
+    struct rlink *l;
+
+    rlink_script_init(&echo);
+    assert_string_equal(echo.sha, "d006f1a90249474274c76f5be725b8f5804a346b");
+    redis_start(NULL);
+    l = link_up(&s, NULL, 0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(rlink_eval(l, on_echo, &e, &echo, 3, argv, lens), RLINK_OK);
+        run_until(&e.answers, i, 3);
+        assert_int_equal(e.answers, i);
+        assert_int_equal(e.err, RLINK_OK);
+        assert_int_equal(e.klen, sizeof key - 1);
+        assert_memory_equal(e.key, key, sizeof key - 1);
+        assert_int_equal(e.alen, sizeof arg - 1);
+        assert_memory_equal(e.arg, arg, sizeof arg - 1);
+    }
+    /* The format variant: %b binary-safe too. */
+    assert_int_equal(rlink_evalf(l, on_echo, &e, &echo, "1 %b %s", key, sizeof key - 1, "x y"),
+                     RLINK_OK);
+    run_until(&e.answers, 4, 3);
+    assert_int_equal(e.err, RLINK_OK);
+    assert_memory_equal(e.key, key, sizeof key - 1);
+    assert_int_equal(e.alen, 3);
+    assert_int_equal(stat_calls(l, "evalsha"), 4);
+    assert_int_equal(stat_calls(l, "eval"), -1);
+    assert_int_equal(stat_calls(l, "script|load"), 1);
+    /* The server forgets its scripts: that call is refused, the link reconnects and loads it. */
+    assert_int_equal(command(l, &r, "SCRIPT %s", "FLUSH"), RLINK_OK);
+    assert_int_equal(rlink_eval(l, on_echo, &e, &echo, 3, argv, lens), RLINK_OK);
+    run_until(&s.ups, 2, 3);
+    assert_int_equal(e.answers, 5);
+    assert_int_equal(e.err, RLINK_E_REPLY);
+    assert_int_equal(s.ups, 2);
+    assert_int_equal(rlink_eval(l, on_echo, &e, &echo, 3, argv, lens), RLINK_OK);
+    run_until(&e.answers, 6, 3);
+    assert_int_equal(e.err, RLINK_OK);
+    assert_int_equal(stat_calls(l, "script|load"), 2);
+    rlink_free(l);
+}
+
 static void test_rlink_refuses_a_malformed_address(void **state)
 {
     static const char *const bad[] = {
@@ -634,6 +732,9 @@ int main(void)
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_command_argv_is_binary_safe, redis_setup,
                                         redis_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rlink_eval_sends_the_digest_and_loads_once_per_connection, redis_setup,
+            redis_teardown),
         cmocka_unit_test_setup_teardown(test_rlink_refuses_a_malformed_address, redis_setup,
                                         redis_teardown),
     };
