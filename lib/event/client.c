@@ -276,13 +276,20 @@ static uint64_t *client_wait_last(const struct client_wait *w)
     return s != NULL ? &s->last : NULL;
 }
 
-/* offset's id in the replay's epoch (ids are "<epoch>:<offset>", engine.h). */
-static void client_replay_id(const struct eng_since *r, uint64_t offset, char *id)
+/*
+ * offset's id as the replay numbers it (ids are "<epoch>:<offset>",
+ * engine.h): a message up to where the epoch took over keeps the id it was
+ * sent with; a position (message 0) is named in the current epoch.
+ */
+static void client_replay_id(const struct eng_since *r, uint64_t offset, int message, char *id)
 {
     const char *colon = strrchr(r->id, ':');
 
-    snprintf(id, ENG_ID_MAX, "%.*s:%" PRIu64, colon != NULL ? (int)(colon - r->id) : 0, r->id,
-             offset);
+    if (message && offset <= r->start && offset > 0 && r->prev[0] != '\0')
+        snprintf(id, ENG_ID_MAX, "%s:%" PRIu64, r->prev, offset);
+    else
+        snprintf(id, ENG_ID_MAX, "%.*s:%" PRIu64, colon != NULL ? (int)(colon - r->id) : 0, r->id,
+                 offset);
 }
 
 /*
@@ -307,12 +314,12 @@ static int client_send_missed(struct client_wait *w, const struct eng_since *r)
         return 0;
     /* Told before anything else: another round may follow, and its messages with it. */
     if (!r->ok && w->gap && !w->gap_told) {
-        client_replay_id(r, r->n > 0 ? r->items[0].offset - 1 : r->last, mid);
+        client_replay_id(r, r->n > 0 ? r->items[0].offset - 1 : r->last, 0, mid);
         client_send(c, proto_gap(w->kind == 'c' ? w->name : NULL, mid));
         w->gap_told = 1;
     }
     for (size_t i = 0; i < r->n; i++) {
-        client_replay_id(r, r->items[i].offset, mid);
+        client_replay_id(r, r->items[i].offset, 1, mid);
         client_send(c, proto_text_frame(r->items[i].body->text, mid));
     }
     return r->ok;

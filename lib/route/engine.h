@@ -47,6 +47,7 @@
 #include "hist.h"
 
 #define ENG_ID_MAX HIST_ID_MAX /* a message id, "<epoch>:<offset>", with its NUL */
+#define ENG_EPOCH_MAX 10       /* an id's epoch (8 hex digits), with its NUL */
 
 enum eng_err {
     ENG_OK = 0,
@@ -107,6 +108,10 @@ struct eng_since {
     size_t n;
     uint64_t last;       /* the stream's position: its newest offset */
     char id[ENG_ID_MAX]; /* last's id */
+    /* The epoch of id took over from prev ("" for none) after offset start: items up to
+     * start are prev's, with prev's ids (redis: numbering goes on after a new server). */
+    char prev[ENG_EPOCH_MAX];
+    uint64_t start;
 };
 
 /* Where a user is online: this node's workers, and connections elsewhere. */

@@ -209,7 +209,7 @@ static void mem_since(struct engine *e, const struct eng_stream *s, const char *
 {
     struct mem_engine *m = mem_of(e);
     char key[HIST_KEY_MAX];
-    struct eng_since r;
+    struct eng_since r = {0};
 
     hist_key(key, sizeof key, m->sites[s->site].name, s->kind, s->name);
     r.ok = hist_since(m->hist, s->site, key, since, &r.items, &r.n, &r.last, r.id);

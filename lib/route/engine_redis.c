@@ -420,7 +420,7 @@ static void red_publish(struct engine *e, struct eng_pub *p, eng_done_fn *done, 
 /* -- replays ------------------------------------------------------------ */
 
 /* rhist_since_fn: hand the missed messages to the caller. */
-static void red_since_done(void *arg, int err, int ok, const char *id,
+static void red_since_done(void *arg, int err, const struct rhist_read *rd,
                            const struct rhist_item *items, size_t n)
 {
     struct red_req *q = arg;
@@ -433,8 +433,12 @@ static void red_since_done(void *arg, int err, int ok, const char *id,
     a->req = q;
     a->err = err == RLINK_OK ? ENG_OK : ENG_E_UNAVAILABLE;
     if (a->err == ENG_OK) {
-        a->since.ok = ok;
+        const char *id = rd->id;
+
+        a->since.ok = rd->ok;
         snprintf(a->since.id, sizeof a->since.id, "%s", id);
+        snprintf(a->since.prev, sizeof a->since.prev, "%s", rd->prev);
+        a->since.start = rd->start;
         colon = strchr(id, ':');
         a->since.last = colon != NULL ? strtoull(colon + 1, NULL, 10) : 0;
         a->since.items = xcalloc(n > 0 ? n : 1, sizeof *a->since.items);

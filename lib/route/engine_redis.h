@@ -164,8 +164,7 @@ struct red_engine {
     int probe_pending;
     ev_tstamp probe_sent; /* when Redis published the probe (its PUBLISH answered), or 0 */
     int cmd_was_up;       /* the command link has been up before: a reconnect sets counts again */
-    int gen_pending;      /* a failover's generation is being raised: not available until done */
-    int gen_owed;         /* the link moved to another master; the raise is not done yet */
+    int gen_pending; /* the generation is being raised for the server just reached: not available */
 };
 
 /* -- engine_redis.c ------------------------------------------------------ */

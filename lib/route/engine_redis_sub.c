@@ -312,31 +312,31 @@ static void red_update_available(struct red_engine *r)
 
 /*
  * rhist_raised_fn: publishing may go on. A raise the link dropped is asked
- * again as it comes back; one Redis refused is logged, and not retried.
+ * again as it comes back up; one Redis refused is logged, and not retried.
  */
 static void red_raised(void *arg, int err, int raised)
 {
     struct red_engine *r = arg;
 
     r->gen_pending = 0;
-    if (err == RLINK_OK)
-        log_msg(LOG_WARN, "redis",
-                raised ? "the master changed (a failover): every stream starts a new epoch"
-                       : "the master changed (a failover): another node raised the generation");
-    else
-        log_msg(LOG_WARN, "redis", "cannot raise the generation after a failover");
-    if (err != RLINK_E_DOWN && err != RLINK_E_TIMEOUT)
-        r->gen_owed = 0;
+    if (err == RLINK_OK && raised)
+        log_msg(LOG_INFO, "redis",
+                "a Redis server new to the cluster (a first start, a restart or a failover): "
+                "every stream goes on in a new epoch");
+    else if (err != RLINK_OK)
+        log_msg(LOG_WARN, "redis", "cannot raise the generation for a new Redis server");
     red_update_available(r);
 }
 
 /*
- * The link came up on another master: writes the old one took may be lost,
- * and the new one numbers on from where its copy stood, so ids could name
- * two messages. Raising the cluster's generation gives every stream a new
- * epoch as it is next touched (rhist.c): clients are then told
- * recovered false rather than replayed someone else's message under their
- * id. Publishing waits for it.
+ * The link came up, maybe on another server than before (a restart or a
+ * failover) that may have lost writes and numbers on from where its copy
+ * stood, so ids could name two messages. The cluster's generation is
+ * raised once per server (rhist.c: by its run id): every stream goes on in
+ * a new epoch as it is next touched, and a client's id past what this
+ * server numbered is told recovered false rather than replayed someone
+ * else's message under it. Publishing waits for it, so no message is
+ * numbered here before.
  */
 static void red_raise_generation(struct red_engine *r)
 {
@@ -349,9 +349,7 @@ void red_cmd_state(void *arg, int up)
 {
     struct red_engine *r = arg;
 
-    if (up && rlink_moved(r->cmd))
-        r->gen_owed = 1;
-    if (up && r->gen_owed)
+    if (up)
         red_raise_generation(r);
     red_update_available(r);
     if (!up)

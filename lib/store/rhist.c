@@ -26,12 +26,20 @@
 
 #define RHIST_KEY_MAX 400
 
+/* A read's answer starts {epoch, last, ok, epoch before, its end}; then the entries. */
+#define RHIST_SINCE_HEAD 5
+
 /*
  * A stream's epoch: the one in its meta hash mk, unless there is none, or
- * it was made before the cluster's generation (the key gk, raised after a
- * failover that may have lost writes) changed, or fresh is set: then a new
- * one, from Redis's clock. The counter is kept, so (epoch, offset) never
- * names two messages.
+ * it was made before the cluster's generation (the key gk, raised when a
+ * node finds a new Redis server: a restart or a failover, which may have
+ * lost writes) changed, or fresh is set: then a new one, from Redis's
+ * clock. The counter is kept, so (epoch, offset) never names two messages.
+ * After a new generation the numbering goes on: 'p' keeps the epoch before
+ * and 's' the offset it reached here, so an id of p up to s still names the
+ * message this server has (what a replica has is a prefix of its master's)
+ * and only ids past s, which this server never numbered, are lost. A fresh
+ * epoch (a read found the counter behind an id it handed out) has none.
  */
 #define RHIST_EPOCH_LUA                                                                            \
     "local function epoch(mk, gk, fresh)\n"                                                        \
@@ -42,7 +50,8 @@
     "  local e = string.format('%08x', (tonumber(t[1]) * 1000000 + tonumber(t[2])) % "             \
     "4294967296)\n"                                                                                \
     "  if e == v[1] then e = string.format('%08x', (tonumber(e, 16) + 1) % 4294967296) end\n"      \
-    "  redis.call('HSET', mk, 'e', e, 'g', g, 's', redis.call('HGET', mk, 'o') or '0')\n"          \
+    "  local p = (v[1] and not fresh) and v[1] or ''\n"                                            \
+    "  redis.call('HSET', mk, 'e', e, 'g', g, 's', redis.call('HGET', mk, 'o') or '0', 'p', p)\n"  \
     "  return e\n"                                                                                 \
     "end\n"
 
@@ -98,26 +107,31 @@ static const char rhist_since_lua[] = RHIST_EPOCH_LUA
     "local e = epoch(KEYS[1], ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[2])\n"
     "local last = tonumber(redis.call('HGET', KEYS[1], 'o') or '0')\n"
-    "if ARGV[1] == '' then return {e, last, 1} end\n"
+    "local m = redis.call('HMGET', KEYS[1], 'p', 's')\n"
+    "local p, start = m[1] or '', tonumber(m[2] or '0')\n"
+    "if ARGV[1] == '' then return {e, last, 1, p, start} end\n"
     "local se, so = string.match(ARGV[1], '^(%x+):(%d+)$')\n"
     "so = tonumber(so)\n"
     "if se == e and so ~= nil and so > last then\n"
     "  -- the counter went back (a failover lost writes): never hand these ids out again\n"
     "  e = epoch(KEYS[1], ARGV[3], true)\n"
+    "  p, start = '', last\n"
     "end\n"
-    "local whole = se == e and so ~= nil and so <= last\n"
-    "if whole and so == last then return {e, last, 1} end\n"
+    "-- this epoch's ids, or the one before's up to where this one took over\n"
+    "local whole = so ~= nil and ((se == e and so <= last) or (p ~= '' and se == p and so <= "
+    "start))\n"
+    "if whole and so == last then return {e, last, 1, p, start} end\n"
     "-- what was asked; or, when that cannot be had, every message of this epoch\n"
-    "local from = whole and so or tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
-    "if from >= last then return {e, last, 0} end\n"
-    "local out = {e, last, 0}\n"
+    "local from = whole and so or start\n"
+    "if from >= last then return {e, last, 0, p, start} end\n"
+    "local out = {e, last, 0, p, start}\n"
     "local kept = redis.call('LRANGE', KEYS[2], 0, -1)\n"
     "for i = #kept, 1, -1 do\n"
     "  local off = tonumber(string.match(kept[i], '^(%d+):'))\n"
     "  if off > from then out[#out + 1] = kept[i] end\n"
     "end\n"
-    "if #out == 3 or tonumber(string.match(out[4], '^(%d+):')) ~= from + 1 then\n"
-    "  return {e, last, 0}\n"
+    "if #out == 5 or tonumber(string.match(out[6], '^(%d+):')) ~= from + 1 then\n"
+    "  return {e, last, 0, p, start}\n"
     "end\n"
     "if whole then out[3] = 1 end\n"
     "return out\n";
@@ -195,16 +209,22 @@ static int rhist_int(const redisReply *r, uint64_t *out)
     return 0;
 }
 
-/* "<epoch>:<offset>" into id, from an epoch element; -1 unless it is 8 lowercase hex digits. */
+/* Is e an epoch: 8 lowercase hex digits? It goes into every id a client sees. */
+static int rhist_epoch_ok(const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_STRING || e->len != RHIST_EPOCH_LEN)
+        return 0;
+    for (size_t i = 0; i < RHIST_EPOCH_LEN; i++)
+        if (!((e->str[i] >= '0' && e->str[i] <= '9') || (e->str[i] >= 'a' && e->str[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* "<epoch>:<offset>" into id, from an epoch element; -1 unless rhist_epoch_ok. */
 static int rhist_id(char *id, const redisReply *epoch, uint64_t off)
 {
-    if (epoch->type != REDIS_REPLY_STRING || epoch->len != RHIST_EPOCH_LEN)
+    if (!rhist_epoch_ok(epoch))
         return -1;
-    /* It goes into every id a client sees: what the scripts make, and nothing else. */
-    for (size_t i = 0; i < RHIST_EPOCH_LEN; i++)
-        if (!((epoch->str[i] >= '0' && epoch->str[i] <= '9') ||
-              (epoch->str[i] >= 'a' && epoch->str[i] <= 'f')))
-            return -1;
     snprintf(id, RHIST_ID_MAX, "%s:%" PRIu64, epoch->str, off);
     return 0;
 }
@@ -281,7 +301,7 @@ static int rhist_items(const redisReply *r, uint64_t last, struct rhist_item *it
 {
     uint64_t prev = 0;
 
-    for (size_t i = 3; i < r->elements; i++) {
+    for (size_t i = RHIST_SINCE_HEAD; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         const char *colon;
         char *end;
@@ -294,52 +314,62 @@ static int rhist_items(const redisReply *r, uint64_t last, struct rhist_item *it
         if (end != colon || off <= prev || off > last)
             return -1;
         prev = off;
-        items[i - 3].offset = off;
-        items[i - 3].payload = colon + 1;
-        items[i - 3].len = e->len - (size_t)(colon + 1 - e->str);
+        items[i - RHIST_SINCE_HEAD].offset = off;
+        items[i - RHIST_SINCE_HEAD].payload = colon + 1;
+        items[i - RHIST_SINCE_HEAD].len = e->len - (size_t)(colon + 1 - e->str);
     }
     return 0;
 }
 
-int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item **items, size_t *n)
+int rhist_parse_since(const redisReply *r, int *ok, char *id, char *prev, uint64_t *start,
+                      struct rhist_item **items, size_t *n)
 {
     uint64_t last, good;
+    const redisReply *p;
 
     *items = NULL;
     *n = 0;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || rhist_int(r->element[1], &last) != 0 ||
-        rhist_int(r->element[2], &good) != 0 || rhist_id(id, r->element[0], last) != 0 || good > 1)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < RHIST_SINCE_HEAD ||
+        rhist_int(r->element[1], &last) != 0 || rhist_int(r->element[2], &good) != 0 ||
+        rhist_id(id, r->element[0], last) != 0 || good > 1 ||
+        rhist_int(r->element[4], start) != 0 || *start > last)
         return -1;
+    /* The epoch before: "" or an epoch. */
+    p = r->element[3];
+    if (p->type != REDIS_REPLY_STRING || (p->len != 0 && !rhist_epoch_ok(p)))
+        return -1;
+    memcpy(prev, p->str, p->len);
+    prev[p->len] = '\0';
     *ok = (int)good;
-    if (r->elements == 3)
+    if (r->elements == RHIST_SINCE_HEAD)
         return 0;
-    *items = xcalloc(r->elements - 3, sizeof **items);
+    *items = xcalloc(r->elements - RHIST_SINCE_HEAD, sizeof **items);
     if (rhist_items(r, last, *items) != 0) {
         free(*items);
         *items = NULL;
         return -1;
     }
-    *n = r->elements - 3;
+    *n = r->elements - RHIST_SINCE_HEAD;
     return 0;
 }
 
-/* rlink_reply_fn for a read: {epoch, last, ok, entries...}. */
+/* rlink_reply_fn for a read: {epoch, last, ok, epoch before, its end, entries...}. */
 static void rhist_on_since(void *arg, int err, const redisReply *r)
 {
     struct rhist_call *call = arg;
     struct rhist_item *items = NULL;
-    char id[RHIST_ID_MAX];
+    struct rhist_read rd = {0};
     size_t n = 0;
-    int ok = 0;
 
-    if (err == RLINK_OK && rhist_parse_since(r, &ok, id, &items, &n) != 0) {
+    if (err == RLINK_OK &&
+        rhist_parse_since(r, &rd.ok, rd.id, rd.prev, &rd.start, &items, &n) != 0) {
         log_msg(LOG_ERROR, "redis", "the history script answered something else than it returns");
         err = RLINK_E_REPLY;
     }
     if (err == RLINK_OK)
-        call->since(call->arg, RLINK_OK, ok, id, items, n);
+        call->since(call->arg, RLINK_OK, &rd, items, n);
     else
-        call->since(call->arg, err, 0, NULL, NULL, 0);
+        call->since(call->arg, err, NULL, NULL, 0);
     free(items);
     free(call);
 }

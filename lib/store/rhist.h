@@ -52,14 +52,23 @@ struct rhist_item {
 };
 
 /*
- * A read's answer. ok: 1 when items are every message after since (oldest
- * first), 0 when some may be gone: then items are empty, or, when since
- * was of another epoch, every message of the stream's current epoch (what
- * the client can still have; never part of it). id is the stream's
+ * What a read found. ok: 1 when the items are every message after since
+ * (oldest first), 0 when some may be gone: then they are empty, or, when
+ * since was of another epoch, every message of the stream's current epoch
+ * (what the client can still have; never part of it). id is the stream's
  * position ("<epoch>:<newest offset>"), for the client to recover from
- * later. All valid during the call only.
+ * later. The epoch took over from prev ("" for none) after offset start:
+ * items up to start are prev's messages, and their ids are prev's.
  */
-typedef void rhist_since_fn(void *arg, int err, int ok, const char *id,
+struct rhist_read {
+    int ok;
+    char id[RHIST_ID_MAX];
+    char prev[RHIST_EPOCH_LEN + 1];
+    uint64_t start;
+};
+
+/* A read's answer (rd NULL unless err is RLINK_OK); all valid during the call only. */
+typedef void rhist_since_fn(void *arg, int err, const struct rhist_read *rd,
                             const struct rhist_item *items, size_t n);
 
 /*
@@ -148,11 +157,11 @@ int rhist_parse_positions(const redisReply *r, size_t n, struct rhist_position *
 typedef void rhist_raised_fn(void *arg, int err, int raised);
 
 /*
- * After a failover: raise the cluster's generation ("<prefix>gen"), so every
- * stream starts a new epoch as it is next touched, unless this master (by
- * its run id) already raised it. Every node that follows the failover asks;
- * one raise is done, so a stream changes epoch once per failover. Returns
- * as rhist_publish_many.
+ * Raise the cluster's generation ("<prefix>gen") for the server the link
+ * is on, unless it (by its run id) already had it raised: every node asks
+ * as its link comes up, one raise is done per server (a first start, a
+ * restart, a failover), and each stream goes on in a new epoch as it is
+ * next touched. Returns as rhist_publish_many.
  */
 int rhist_raise_generation(struct rlink *l, const char *prefix, rhist_raised_fn *done, void *arg);
 
@@ -172,6 +181,7 @@ int rhist_parse_batch(const redisReply *r, const size_t *ns, size_t nmsgs,
 /* A publish's answer for n streams: 0 with ids and *reached filled, or -1. */
 int rhist_parse_numbered(const redisReply *r, size_t n, char (*ids)[RHIST_ID_MAX],
                          uint64_t *reached);
-int rhist_parse_since(const redisReply *r, int *ok, char *id, struct rhist_item **items, size_t *n);
+int rhist_parse_since(const redisReply *r, int *ok, char *id, char *prev, uint64_t *start,
+                      struct rhist_item **items, size_t *n);
 
 #endif

@@ -78,9 +78,6 @@ struct rlink {
     size_t next_sentinel; /* the one to ask first next time */
     char *master;         /* owned: the name they watch it under */
     struct rsentinel *asking;
-    char *up_host; /* owned: the master the link was last up on (Sentinels), or NULL */
-    int up_port;
-    int moved; /* it came up on another master than last time: a failover */
     const struct rlink_script *loaded[RLINK_SCRIPTS_MAX]; /* on this connection */
     size_t nloaded;
 };
@@ -353,13 +350,6 @@ static void rlink_on_ready(void *arg, int err, const redisReply *reply)
     }
     /* From now on every array is a push: the handshake's (ROLE's) are not. */
     l->budget.pushes = l->on_push != NULL;
-    if (l->nsentinels > 0) {
-        l->moved =
-            l->up_host != NULL && (strcmp(l->up_host, l->host) != 0 || l->up_port != l->port);
-        free(l->up_host);
-        l->up_host = xstrdup(l->host);
-        l->up_port = l->port;
-    }
     l->up = 1;
     l->backoff = l->backoff_min;
     log_msg(LOG_INFO, "redis", "connected");
@@ -575,14 +565,6 @@ void rlink_reset(struct rlink *l)
     rlink_drop(l, RLINK_E_DOWN);
 }
 
-int rlink_moved(struct rlink *l)
-{
-    int moved = l->moved;
-
-    l->moved = 0;
-    return moved;
-}
-
 int rlink_up(const struct rlink *l)
 {
     return l->up;
@@ -742,7 +724,6 @@ void rlink_free(struct rlink *l)
         free(l->sentinels[i]);
     free(l->sentinels);
     free(l->master);
-    free(l->up_host);
     rlink_on_reap(l->loop, &l->reap, 0);
     free(l->host);
     free(l->path);

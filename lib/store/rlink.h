@@ -99,12 +99,6 @@ int rlink_unsubscribe(struct rlink *l, const char *channel);
  */
 void rlink_reset(struct rlink *l);
 
-/*
- * Did the link, with Sentinels, come up on another master than it was
- * last up on (a failover, which may have lost writes)? Tells once.
- */
-int rlink_moved(struct rlink *l);
-
 /* Is the link up now? */
 int rlink_up(const struct rlink *l);
 

@@ -73,23 +73,26 @@ static void fuzz_reply(const redisReply *r)
 {
     char id[RHIST_ID_MAX];
     struct rhist_item *items;
-    uint64_t last;
+    char prev[RHIST_EPOCH_LEN + 1];
+    uint64_t last, start;
     size_t n;
     int ok;
 
     if (rhist_parse_published(r, id) == 0 && !fuzz_id_ok(id))
         abort();
     fuzz_numbered(r);
-    if (rhist_parse_since(r, &ok, id, &items, &n) != 0) {
+    if (rhist_parse_since(r, &ok, id, prev, &start, &items, &n) != 0) {
         if (items != NULL || n != 0)
             abort();
         return;
     }
-    if (!fuzz_id_ok(id) || (ok != 0 && ok != 1) || n != r->elements - 3)
+    if (!fuzz_id_ok(id) || (ok != 0 && ok != 1) || n != r->elements - 5)
         abort();
     last = strtoull(id + RHIST_EPOCH_LEN + 1, NULL, 10);
+    if (start > last || (prev[0] != '\0' && strlen(prev) != RHIST_EPOCH_LEN))
+        abort();
     for (size_t i = 0; i < n; i++) {
-        const redisReply *e = r->element[i + 3];
+        const redisReply *e = r->element[i + 5];
 
         if (items[i].offset > last || (i > 0 && items[i].offset <= items[i - 1].offset) ||
             items[i].payload < e->str || items[i].payload + items[i].len != e->str + e->len)

@@ -22,8 +22,11 @@ Proves:
 - a node SIGKILLed while the API publishes in a loop: the user's connections on the other
   nodes get every message, in order, offsets consecutive; the killed node's client reconnects
   to another node with since and recovers all it missed;
-- a new epoch started by another tab's replay (the generation raised, as after a failover):
-  the connection holding the stream is told recovered false before the new epoch's messages;
+- a new Redis server (the generation raised) whose stream's next touch is another tab's
+  replay: nothing lost, so the replay is recovered true, the connection holding the stream
+  is told nothing and the numbering goes on in the new epoch; with the last message lost
+  (the counter one behind), the tab that saw it is told recovered false and the connection
+  holding the stream gets the gap frame before the new epoch's first message;
 - a pub/sub link gone silent (a relay drops what Redis sends it, the connection stays open,
   nothing is published): the probe notices within PROBE_WITHIN, the link is reconnected, and
   the client gets the message it dropped from history, once, in order, no gap frame;
@@ -32,8 +35,9 @@ Proves:
   is sent to them, no close), /stats says engine {"name":"redis","available":false}; Redis
   restarted (appendonly, appendfsync always): every node publishes again within
   RECONNECT_WITHIN, /stats available again, a connection kept open all along receives the
-  new messages with no gap, and a client that saw id X recovers everything published after X,
-  before the crash and after it;
+  new messages with no gap (numbered on, in a new epoch: a new server), and a client that saw
+  id X recovers everything published after X, before the crash (with the ids they had) and
+  after it;
 - Redis restarted without persistence (the stream's epoch changes): since=<old id> on the user
   stream and on a channel answers recovered false with nothing replayed, even once the new
   epoch's offsets have passed the old id's;
@@ -130,10 +134,12 @@ def strip(m):
     return m
 
 
-def consecutive(ids, after=None):
-    """Assert ids share one epoch and their offsets follow each other (from after's + 1)."""
-    assert len({epoch(i) for i in ids} | ({epoch(after)} if after else set())) <= 1, \
-        "more than one epoch: %r" % (sorted({epoch(i) for i in ids}),)
+def consecutive(ids, after=None, new_server=False):
+    """Assert ids share one epoch and their offsets follow each other (from after's + 1).
+    new_server: Redis restarted in between, so the numbering may go on in a new epoch."""
+    if not new_server:
+        assert len({epoch(i) for i in ids} | ({epoch(after)} if after else set())) <= 1, \
+            "more than one epoch: %r" % (sorted({epoch(i) for i in ids}),)
     offs = [off(i) for i in ids]
     start = off(after) + 1 if after else (offs[0] if offs else 0)
     want = list(range(start, start + len(offs)))
@@ -470,15 +476,20 @@ def test_a_message_that_never_arrived_by_pub_sub_is_caught_up_by_the_position_ch
     run(go(), timeout=POSITION_CHECK_WITHIN + 10)
 
 
-def test_a_replay_that_starts_a_new_epoch_tells_the_other_connections_recovered_false(cluster,
-                                                                                     run):
-    """The cluster's generation is raised (what a node does after a failover, here by hand):
-    the stream's next touch starts a new epoch. When that touch is another tab's replay on the
-    same node, the connection already holding the stream was sent the old epoch's ids: it is
-    told {"op":"stream","gap":true,"recovered":false} before the new epoch's first message,
-    never handed it as if it followed. Both tabs then get the same ids."""
+def test_a_new_redis_server_goes_on_numbering_and_only_a_lost_id_is_told_recovered_false(
+        cluster, run):
+    """The cluster's generation is raised (what the first node to reach a new Redis server
+    does: a restart or a failover; here by hand), so the stream's next touch starts a new
+    epoch, here another tab's replay on the same node. Nothing was lost: the replay is
+    recovered true, the connection holding the stream gets no gap frame, and the next
+    message's id is the new epoch's at the next offset. Then the same with the last message
+    lost (the new server never had it, as after a failover that lost writes: its counter one
+    behind and its history without it): the tab that saw it is told recovered false, and the
+    connection holding the stream gets {"op":"stream","gap":true,"recovered":false} before
+    the new epoch's first message, which reuses the lost offset under the new epoch."""
     n1, n2, n3 = site_a(cluster)
     u = uid("relabel")
+    meta, hist = "herald:{a/u:%s}:m" % u, "herald:{a/u:%s}:h" % u
 
     async def go():
         async with live(n2, u) as (a, pos):
@@ -489,16 +500,35 @@ def test_a_replay_that_starts_a_new_epoch_tells_the_other_connections_recovered_
             last = seen[-1]["id"]
             cluster.redis.cli("INCR", "herald:gen")
             async with tab(n2, u, since=last) as b:
-                _, f = await b.until_stream()
-                newest = stream_frame(f, False)
+                replay, f = await b.until_stream()
+                assert replay == [], replay
+                newest = stream_frame(f, True)
                 assert epoch(newest) != epoch(last) and off(newest) == off(last), (newest, last)
-                gap = await a.next()
-                assert gap == {"op": "stream", "id": newest, "recovered": False, "gap": True}, gap
                 publish(n3, u, "new", 3)
                 for t in (a, b):
                     m = await t.next()
                     assert strip(m) == {"event": "new", "data": 3}, m
-                    consecutive([m["id"]], after=newest)
+                    assert parse_id(m["id"]) == (epoch(newest), off(last) + 1), (m, newest)
+                    await t.nothing(0.3)
+                last = m["id"]
+
+            # the new server lost the last message
+            cluster.redis.cli("INCR", "herald:gen")
+            assert cluster.redis.cli("HINCRBY", meta, "o", "-1") == str(off(last) - 1)
+            cluster.redis.cli("LPOP", hist)
+            async with tab(n2, u, since=last) as b:
+                replay, f = await b.until_stream()
+                assert replay == [], replay
+                newest = stream_frame(f, False)
+                assert epoch(newest) != epoch(last) and off(newest) == off(last) - 1, \
+                    (newest, last)
+                gap = await a.next()
+                assert gap == {"op": "stream", "id": newest, "recovered": False, "gap": True}, gap
+                publish(n1, u, "after", 4)
+                for t in (a, b):
+                    m = await t.next()
+                    assert strip(m) == {"event": "after", "data": 4}, m
+                    assert parse_id(m["id"]) == (epoch(newest), off(last)), (m, newest)
                     await t.nothing(0.3)
     run(go(), timeout=20)
 
@@ -602,7 +632,8 @@ def test_redis_killed_refuses_publishes_at_once_keeps_connections_and_recovers_a
             kgot += [await k.next() for _ in range(3)]
             assert [{f: v for f, v in m.items() if f != "id"} for m in kgot] == \
                 [{"event": "k", "data": i} for i in (0, 1, 2, 5, 6, 7)], kgot
-            consecutive([m["id"] for m in kgot], after=kpos)
+            consecutive([m["id"] for m in kgot], after=kpos, new_server=True)
+            assert len({epoch(m["id"]) for m in kgot}) == 2, kgot
             await k.nothing()
         # the client that saw X: everything after X, from before the crash and after it
         async with tab(n3, u, since=x) as t:
@@ -610,7 +641,9 @@ def test_redis_killed_refuses_publishes_at_once_keeps_connections_and_recovers_a
             assert [strip(m) for m in replay] == \
                 [{"event": "before", "data": i} for i in (3, 4)] + \
                 [{"event": "after", "data": i} for i in (5, 6, 7)], replay
-            consecutive([m["id"] for m in replay], after=x)
+            consecutive([m["id"] for m in replay], after=x, new_server=True)
+            # one id per message: those from before the crash keep the ids they were sent with
+            assert all(epoch(m["id"]) == epoch(x) for m in replay[:2]), (x, replay)
             stream_frame(f, True, replay[-1]["id"])
             await t.nothing()
 

@@ -13,7 +13,8 @@
  * subscribers it reached; names too long for a key are refused before
  * anything is touched; rhist_parse_numbered on replies built by hand.
  * After a failover the generation is raised once per master however many
- * nodes ask, so a stream changes epoch once and keeps its counter.
+ * nodes ask, so a stream changes epoch once and keeps its counter; ids of
+ * the epoch before, up to where it ended, still recover, one past it not.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +33,8 @@
 struct seen {
     int answers, err, ok, ups;
     char id[RHIST_ID_MAX];
+    char prev[RHIST_EPOCH_LEN + 1]; /* a read's epoch before, and where it ended */
+    uint64_t start;
     char items[16][64];
     uint64_t offsets[16];
     size_t lens[16];
@@ -52,16 +55,18 @@ static void on_published(void *arg, int err, const char *id)
     snprintf(s->id, sizeof s->id, "%s", id != NULL ? id : "");
 }
 
-static void on_since(void *arg, int err, int ok, const char *id, const struct rhist_item *items,
-                     size_t n)
+static void on_since(void *arg, int err, const struct rhist_read *rd,
+                     const struct rhist_item *items, size_t n)
 {
     struct seen *s = arg;
 
     s->answers++;
     s->err = err;
-    s->ok = ok;
+    s->ok = rd != NULL ? rd->ok : 0;
     s->n = n;
-    snprintf(s->id, sizeof s->id, "%s", id != NULL ? id : "");
+    snprintf(s->id, sizeof s->id, "%s", rd != NULL ? rd->id : "");
+    snprintf(s->prev, sizeof s->prev, "%s", rd != NULL ? rd->prev : "");
+    s->start = rd != NULL ? rd->start : 0;
     for (size_t i = 0; i < n && i < 16; i++) {
         s->offsets[i] = items[i].offset;
         s->lens[i] = items[i].len;
@@ -305,6 +310,49 @@ static void test_rhist_a_failover_raises_the_generation_once(void **state)
     assert_string_equal(p.id + RHIST_EPOCH_LEN, ":4");
     rlink_free(n1);
     rlink_free(n2);
+}
+
+static void test_rhist_a_new_generation_goes_on_from_the_epoch_before(void **state)
+{
+    struct seen up = {0}, p = {0}, g = {0}, r = {0};
+    struct rlink *l;
+    char a1[RHIST_ID_MAX], a2[RHIST_ID_MAX], lost[RHIST_ID_MAX], epoch_a[RHIST_EPOCH_LEN + 1];
+
+    redis_start(NULL);
+    l = link_up(&up);
+    publish(l, &news, "{\"n\":1}", &p);
+    snprintf(a1, sizeof a1, "%s", p.id);
+    publish(l, &news, "{\"n\":2}", &p);
+    snprintf(a2, sizeof a2, "%s", p.id);
+    snprintf(epoch_a, sizeof epoch_a, "%.*s", RHIST_EPOCH_LEN, a2);
+    /* A new server: the next message is numbered on, in a new epoch. */
+    assert_int_equal(raise_generation(l, &g), 1);
+    publish(l, &news, "{\"n\":3}", &p);
+    assert_memory_not_equal(p.id, a2, RHIST_EPOCH_LEN);
+    assert_string_equal(p.id + RHIST_EPOCH_LEN, ":3");
+    /* Ids of the epoch before, up to where it ended here, still name the same messages. */
+    since(l, &news, a2, &r);
+    assert_int_equal(r.ok, 1);
+    assert_string_equal(r.id, p.id);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.items[0], "{\"n\":3}");
+    assert_string_equal(r.prev, epoch_a);
+    assert_int_equal(r.start, 2);
+    since(l, &news, a1, &r);
+    assert_int_equal(r.ok, 1);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.offsets[0], 2);
+    assert_string_equal(r.items[0], "{\"n\":2}");
+    /* One past it was never numbered here (the old master's, lost): not recoverable. */
+    same_epoch(lost, a2, 3);
+    since(l, &news, lost, &r);
+    assert_int_equal(r.ok, 0);
+    /* An empty since: the position, and where the epoch took over. */
+    since(l, &news, "", &r);
+    assert_int_equal(r.ok, 1);
+    assert_string_equal(r.prev, epoch_a);
+    assert_int_equal(r.start, 2);
+    rlink_free(l);
 }
 
 static void test_rhist_publishes_with_the_id(void **state)
@@ -711,6 +759,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rhist_lost_keys_mean_a_new_epoch, redis_setup,
                                         redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_a_failover_raises_the_generation_once,
+                                        redis_setup, redis_teardown),
+        cmocka_unit_test_setup_teardown(test_rhist_a_new_generation_goes_on_from_the_epoch_before,
                                         redis_setup, redis_teardown),
         cmocka_unit_test_setup_teardown(test_rhist_publishes_with_the_id, redis_setup,
                                         redis_teardown),
