@@ -16,7 +16,6 @@
 #include "rhist.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,24 +160,6 @@ static const char rhist_positions_lua[] = "local out = {}\n"
                                           "end\n"
                                           "return out\n";
 static struct rlink_script rhist_positions_s = {rhist_positions_lua, ""};
-
-/* The scripts' digests, made once (by whichever thread comes first). */
-static pthread_once_t rhist_once = PTHREAD_ONCE_INIT;
-
-static void rhist_digests(void)
-{
-    rlink_script_init(&rhist_publish_s);
-    rlink_script_init(&rhist_since_s);
-    rlink_script_init(&rhist_raise_s);
-    rlink_script_init(&rhist_positions_s);
-}
-
-/* s, its digest made. */
-static const struct rlink_script *rhist_script(const struct rlink_script *s)
-{
-    pthread_once(&rhist_once, rhist_digests);
-    return s;
-}
 
 /* One call in flight: where its answer goes. */
 struct rhist_call {
@@ -488,7 +469,7 @@ static int rhist_send_batch(struct rlink *l, const struct rhist_pub *msgs, size_
             rhist_arg(&all, keys.v[i], keys.len[i]);
         for (size_t i = 0; i < args.n; i++)
             rhist_arg(&all, args.v[i], args.len[i]);
-        r = rlink_eval(l, rhist_on_published, call, rhist_script(&rhist_publish_s), (int)all.n,
+        r = rlink_eval(l, rhist_on_published, call, &rhist_publish_s, (int)all.n,
                        (const char **)all.v, all.len);
     }
     rhist_argv_free(&keys);
@@ -542,8 +523,8 @@ int rhist_since(struct rlink *l, const struct rhist_stream *s, const char *since
     if (call == NULL)
         return RLINK_E_REPLY;
     call->since = done;
-    r = rlink_evalf(l, rhist_on_since, call, rhist_script(&rhist_since_s), "2 %s %s %s %d %sgen",
-                    meta, list, since, s->meta_ttl, s->prefix);
+    r = rlink_evalf(l, rhist_on_since, call, &rhist_since_s, "2 %s %s %s %d %sgen", meta, list,
+                    since, s->meta_ttl, s->prefix);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -579,8 +560,7 @@ int rhist_raise_generation(struct rlink *l, const char *prefix, rhist_raised_fn 
     int r;
 
     *call = (struct rhist_raise_call){done, arg};
-    r = rlink_evalf(l, rhist_on_raised, call, rhist_script(&rhist_raise_s), "2 %sgen %sgenby",
-                    prefix, prefix);
+    r = rlink_evalf(l, rhist_on_raised, call, &rhist_raise_s, "2 %sgen %sgenby", prefix, prefix);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -640,7 +620,7 @@ int rhist_positions(struct rlink *l, const struct rhist_stream *s, size_t n,
     }
     call = xcalloc(1, sizeof *call);
     *call = (struct rhist_pos_call){done, arg, n};
-    r = rlink_eval(l, rhist_on_positions, call, rhist_script(&rhist_positions_s), (int)all.n,
+    r = rlink_eval(l, rhist_on_positions, call, &rhist_positions_s, (int)all.n,
                    (const char **)all.v, all.len);
     if (r != RLINK_OK)
         free(call);

@@ -17,6 +17,7 @@
  */
 #include "rlink.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -603,15 +604,23 @@ int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int arg
     return RLINK_OK;
 }
 
-void rlink_script_init(struct rlink_script *s)
+/* Scripts are shared by every link, on any loop's thread: their digests are made under this. */
+static pthread_mutex_t rlink_script_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* s's digest, made the first time. */
+static void rlink_script_digest(struct rlink_script *s)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
 
-    if (!EVP_Digest(s->text, strlen(s->text), md, &len, EVP_sha1(), NULL) || len != 20)
-        abort(); /* SHA1 is built into every OpenSSL: this is no input's doing */
-    for (unsigned int i = 0; i < len; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    pthread_mutex_lock(&rlink_script_lock);
+    if (s->sha[0] == '\0') {
+        if (!EVP_Digest(s->text, strlen(s->text), md, &len, EVP_sha1(), NULL) || len != 20)
+            abort(); /* SHA1 is built into every OpenSSL: this is no input's doing */
+        for (unsigned int i = 0; i < len; i++)
+            snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    }
+    pthread_mutex_unlock(&rlink_script_lock);
 }
 
 /* SCRIPT LOAD answered: the digest must be the one EVALSHA sends. */
@@ -627,8 +636,8 @@ static void rlink_on_loaded(void *arg, int err, const redisReply *reply)
 
 /* Load s on this connection unless it is; then args (a formatted command: numkeys on) as EVALSHA.
  */
-static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg,
-                           const struct rlink_script *s, const char *args, size_t len)
+static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s,
+                           const char *args, size_t len)
 {
     struct rlink_cmd *c;
     const char *rest = memchr(args, '\n', len);
@@ -636,6 +645,7 @@ static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg,
     size_t i;
     int n, head;
 
+    rlink_script_digest(s);
     for (i = 0; i < l->nloaded && l->loaded[i] != s; i++)
         ;
     if (i == l->nloaded) {
@@ -669,8 +679,8 @@ static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg,
     return RLINK_OK;
 }
 
-int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
-               int argc, const char **argv, const size_t *argvlen)
+int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s, int argc,
+               const char **argv, const size_t *argvlen)
 {
     char *args = NULL;
     long long len;
@@ -686,7 +696,7 @@ int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rl
     return r;
 }
 
-int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s,
                 const char *fmt, ...)
 {
     char *args = NULL;

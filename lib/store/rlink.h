@@ -114,16 +114,13 @@ int rlink_command_argv(struct rlink *l, rlink_reply_fn *done, void *arg, int arg
                        const char **argv, const size_t *argvlen);
 
 /*
- * A Lua script, sent by its SHA1 digest (EVALSHA). The text is static; the
- * digest is filled by rlink_script_init, once, before any link uses it.
+ * A Lua script, sent by its SHA1 digest (EVALSHA): static text, and the
+ * digest rlink fills the first time any link sends it ({text, ""}).
  */
 struct rlink_script {
     const char *text;
     char sha[41];
 };
-
-/* Fill s->sha from s->text. */
-void rlink_script_init(struct rlink_script *s);
 
 /*
  * EVALSHA s with the arguments argv (numkeys, keys, args), as
@@ -133,11 +130,11 @@ void rlink_script_init(struct rlink_script *s);
  * and drops the connection, so no later command overtakes it; the next
  * connection loads the scripts again.
  */
-int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
-               int argc, const char **argv, const size_t *argvlen);
+int rlink_eval(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s, int argc,
+               const char **argv, const size_t *argvlen);
 
 /* rlink_eval with hiredis's format for the arguments ("2 %s %s %d", ...). */
-int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, const struct rlink_script *s,
+int rlink_evalf(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s,
                 const char *fmt, ...);
 
 /*

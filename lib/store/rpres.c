@@ -14,7 +14,6 @@
  */
 #include "rpres.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,26 +152,6 @@ static const char rpres_online_lua[] =
     "return {total, tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')}\n";
 static struct rlink_script rpres_online_s = {rpres_online_lua, ""};
 
-/* The scripts' digests, made once (by whichever thread comes first). */
-static pthread_once_t rpres_once = PTHREAD_ONCE_INIT;
-
-static void rpres_digests(void)
-{
-    rlink_script_init(&rpres_join_s);
-    rlink_script_init(&rpres_leave_s);
-    rlink_script_init(&rpres_members_s);
-    rlink_script_init(&rpres_refresh_s);
-    rlink_script_init(&rpres_count_s);
-    rlink_script_init(&rpres_online_s);
-}
-
-/* s, its digest made. */
-static const struct rlink_script *rpres_script(const struct rlink_script *s)
-{
-    pthread_once(&rpres_once, rpres_digests);
-    return s;
-}
-
 /* One call in flight: where its answer goes. */
 struct rpres_call {
     rpres_members_fn *members;
@@ -276,9 +255,9 @@ int rpres_join(struct rlink *l, const struct rpres_chan *ch, const char *user, c
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
     call = rpres_call_new(done, 0, arg);
-    r = rlink_evalf(l, rpres_on_members, call, rpres_script(&rpres_join_s),
-                    "4 %s %s %s %s %s %s %s %d %s 0", k[0], k[1], k[2], k[3], ch->node, user,
-                    info != NULL ? info : "", ch->ttl, ch->pubsub);
+    r = rlink_evalf(l, rpres_on_members, call, &rpres_join_s, "4 %s %s %s %s %s %s %s %d %s 0",
+                    k[0], k[1], k[2], k[3], ch->node, user, info != NULL ? info : "", ch->ttl,
+                    ch->pubsub);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -290,9 +269,8 @@ int rpres_leave(struct rlink *l, const struct rpres_chan *ch, const char *user)
 
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
-    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_leave_s),
-                       "4 %s %s %s %s %s %s %d %s", k[0], k[1], k[2], k[3], ch->node, user, ch->ttl,
-                       ch->pubsub);
+    return rlink_evalf(l, rpres_ignore, NULL, &rpres_leave_s, "4 %s %s %s %s %s %s %d %s", k[0],
+                       k[1], k[2], k[3], ch->node, user, ch->ttl, ch->pubsub);
 }
 
 int rpres_members(struct rlink *l, const struct rpres_chan *ch, int counts, rpres_members_fn *done,
@@ -305,8 +283,8 @@ int rpres_members(struct rlink *l, const struct rpres_chan *ch, int counts, rpre
     if (rpres_keys(ch, k) != 0)
         return RLINK_E_REPLY;
     call = rpres_call_new(done, counts, arg);
-    r = rlink_evalf(l, rpres_on_members, call, rpres_script(&rpres_members_s),
-                    "4 %s %s %s %s %s %d", k[0], k[1], k[2], k[3], ch->pubsub, counts ? 1 : 0);
+    r = rlink_evalf(l, rpres_on_members, call, &rpres_members_s, "4 %s %s %s %s %s %d", k[0], k[1],
+                    k[2], k[3], ch->pubsub, counts ? 1 : 0);
     if (r != RLINK_OK)
         free(call);
     return r;
@@ -339,7 +317,7 @@ int rpres_refresh(struct rlink *l, const struct rpres_chan *ch, const struct rpr
         argv[9 + 3 * i] = counts[i];
         argv[10 + 3 * i] = m[i].info != NULL ? m[i].info : "";
     }
-    r = rlink_eval(l, rpres_ignore, NULL, rpres_script(&rpres_refresh_s), (int)argc, argv, NULL);
+    r = rlink_eval(l, rpres_ignore, NULL, &rpres_refresh_s, (int)argc, argv, NULL);
     free(argv);
     free(counts);
     return r;
@@ -360,8 +338,8 @@ int rpres_count(struct rlink *l, const struct rpres_site *s, const char *user, i
 
     if (rpres_site_keys(s, set, hash) != 0)
         return RLINK_E_REPLY;
-    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_count_s), "2 %s %s %s %s %d %d",
-                       hash, set, s->node, user, n, s->ttl);
+    return rlink_evalf(l, rpres_ignore, NULL, &rpres_count_s, "2 %s %s %s %s %d %d", hash, set,
+                       s->node, user, n, s->ttl);
 }
 
 int rpres_alive(struct rlink *l, const struct rpres_site *s)
@@ -371,8 +349,8 @@ int rpres_alive(struct rlink *l, const struct rpres_site *s)
     if (rpres_site_keys(s, set, hash) != 0)
         return RLINK_E_REPLY;
     /* An empty user is never a user (tok.c): this only refreshes the set and the expiry. */
-    return rlink_evalf(l, rpres_ignore, NULL, rpres_script(&rpres_count_s), "2 %s %s %s %s %d %d",
-                       hash, set, s->node, "", 0, s->ttl);
+    return rlink_evalf(l, rpres_ignore, NULL, &rpres_count_s, "2 %s %s %s %s %d %d", hash, set,
+                       s->node, "", 0, s->ttl);
 }
 
 /* rlink_reply_fn for online: {total, here}. */
@@ -411,8 +389,8 @@ int rpres_online(struct rlink *l, const struct rpres_site *s, const char *user,
     call = xcalloc(1, sizeof *call);
     call->online = done;
     call->arg = arg;
-    r = rlink_evalf(l, rpres_on_online, call, rpres_script(&rpres_online_s), "2 %s %s %s %s", set,
-                    hash, base, user);
+    r = rlink_evalf(l, rpres_on_online, call, &rpres_online_s, "2 %s %s %s %s", set, hash, base,
+                    user);
     if (r != RLINK_OK)
         free(call);
     return r;

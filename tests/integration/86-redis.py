@@ -149,6 +149,11 @@ def consecutive(ids, after=None, new_server=False):
                              % (start, bad, offs[bad:bad + 5], want[bad:bad + 5]))
 
 
+def stream_keys(user):
+    """The Redis keys of site a's user stream (rhist.h): its meta hash and its history list."""
+    return "herald:{a/u:%s}:m" % user, "herald:{a/u:%s}:h" % user
+
+
 # -- clients -----------------------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
@@ -457,7 +462,7 @@ def test_a_message_that_never_arrived_by_pub_sub_is_caught_up_by_the_position_ch
     the message from history, in order, once."""
     n1, n2, n3 = site_a(cluster)
     u = uid("lost")
-    meta, hist = "herald:{a/u:%s}:m" % u, "herald:{a/u:%s}:h" % u
+    meta, hist = stream_keys(u)
 
     async def go():
         async with live(n2, u) as (t, pos):
@@ -489,7 +494,7 @@ def test_a_new_redis_server_goes_on_numbering_and_only_a_lost_id_is_told_recover
     the new epoch's first message, which reuses the lost offset under the new epoch."""
     n1, n2, n3 = site_a(cluster)
     u = uid("relabel")
-    meta, hist = "herald:{a/u:%s}:m" % u, "herald:{a/u:%s}:h" % u
+    meta, hist = stream_keys(u)
 
     async def go():
         async with live(n2, u) as (a, pos):

@@ -384,32 +384,21 @@ class RedisRelay:
             conn = [client, server, False, False]
             with self.lock:
                 self.conns.append(conn)
-            threading.Thread(target=self._up, args=(conn,), daemon=True).start()
-            threading.Thread(target=self._down, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(conn, False), daemon=True).start()
 
-    def _up(self, conn):
-        """Node to Redis: noting a SUBSCRIBE."""
+    def _pump(self, conn, up):
+        """Node to Redis (up), noting a SUBSCRIBE; or Redis to node, unless silenced."""
+        src, dst = (conn[0], conn[1]) if up else (conn[1], conn[0])
         try:
             while True:
-                data = conn[0].recv(65536)
+                data = src.recv(65536)
                 if not data:
                     break
-                if b"SUBSCRIBE" in data.upper():
+                if up and b"SUBSCRIBE" in data.upper():
                     conn[2] = True
-                conn[1].sendall(data)
-        except OSError:
-            pass
-        self._end(conn)
-
-    def _down(self, conn):
-        """Redis to node, unless silenced."""
-        try:
-            while True:
-                data = conn[1].recv(65536)
-                if not data:
-                    break
-                if not conn[3]:
-                    conn[0].sendall(data)
+                if up or not conn[3]:
+                    dst.sendall(data)
         except OSError:
             pass
         self._end(conn)
