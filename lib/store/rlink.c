@@ -13,7 +13,9 @@
  *             as the context is freed) only frees it. The context is freed
  *             only outside hiredis's callbacks (the deadline timer,
  *             rlink_free); a connection hiredis drops itself is freed by
- *             hiredis after its disconnect callback.
+ *             hiredis after its disconnect callback. A script (rlink_eval)
+ *             goes by its digest, loaded once per connection: the list of
+ *             loaded ones starts empty with each connection.
  */
 #include "rlink.h"
 
@@ -634,8 +636,7 @@ static void rlink_on_loaded(void *arg, int err, const redisReply *reply)
         log_msg(LOG_ERROR, "redis", "SCRIPT LOAD refused: %s", reply->str);
 }
 
-/* Load s on this connection unless it is; then args (a formatted command: numkeys on) as EVALSHA.
- */
+/* SCRIPT LOAD s unless this connection has, then EVALSHA it with args (formatted, numkeys on). */
 static int rlink_send_eval(struct rlink *l, rlink_reply_fn *done, void *arg, struct rlink_script *s,
                            const char *args, size_t len)
 {
