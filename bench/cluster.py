@@ -370,14 +370,7 @@ class Node:
         return open(os.path.join(self.dir, name), "wb")
 
     def log_text(self):
-        text = ""
-        for name in ("stderr.log", "error.log"):
-            try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except OSError:
-                pass
-        return text
+        return base.read_logs(self.dir)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

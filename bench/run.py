@@ -243,6 +243,18 @@ def memory_kib(pids):
 
 # -- servers ----------------------------------------------------------------
 
+def read_logs(d):
+    """A server's stderr.log and error.log in directory d, as text ("" when missing)."""
+    text = ""
+    for name in ("stderr.log", "error.log"):
+        try:
+            with open(os.path.join(d, name), "rb") as f:
+                text += f.read().decode("utf-8", "replace")
+        except OSError:
+            pass
+    return text
+
+
 class Server:
     """One server under test, started fresh for each workload run."""
 
@@ -282,14 +294,7 @@ class Server:
         return open(os.path.join(self.dir, name), "wb")
 
     def log_tail(self, n=600):
-        text = ""
-        for name in ("stderr.log", "error.log"):
-            try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    text += f.read().decode("utf-8", "replace")
-            except OSError:
-                pass
-        return text[-n:].strip().replace("\n", " | ")
+        return read_logs(self.dir)[-n:].strip().replace("\n", " | ")
 
     def pids(self):
         return [self.proc.pid]

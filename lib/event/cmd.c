@@ -39,18 +39,8 @@ void cmd_job_free(struct cmd_job *job)
 {
     if (job == NULL)
         return;
-    for (size_t i = 0; i < job->nitems; i++) {
-        msg_unref(job->items[i].msg);
-        for (size_t j = 0; j < job->items[i].nusers; j++) {
-            free(job->items[i].users[j]);
-            if (job->items[i].frames != NULL)
-                msg_unref(job->items[i].frames[j]);
-        }
-        free(job->items[i].frames);
-        free(job->items[i].offsets);
-        free(job->items[i].users);
-        free(job->items[i].channel);
-    }
+    for (size_t i = 0; i < job->nitems; i++)
+        eng_item_clear(&job->items[i]);
     free(job->items);
     free(job->delivered);
     pthread_mutex_destroy(&job->lock);

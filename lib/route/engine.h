@@ -40,11 +40,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <jansson.h>
 
 #include "dir.h"
 #include "hist.h"
+#include "msg.h"
 
 #define ENG_ID_MAX HIST_ID_MAX /* a message id, "<epoch>:<offset>", with its NUL */
 #define ENG_EPOCH_MAX 10       /* an id's epoch (8 hex digits), with its NUL */
@@ -83,6 +85,21 @@ struct eng_item {
     char epoch[16];      /* catch_up: the epoch of what holders were sent, when it is no longer
                             the stream's (they ask from it); "": the stream's own */
 };
+
+/* Release what an item owns (not the item itself): its message refs and strings. */
+static inline void eng_item_clear(struct eng_item *it)
+{
+    msg_unref(it->msg);
+    for (size_t u = 0; u < it->nusers; u++) {
+        free(it->users[u]);
+        if (it->frames != NULL)
+            msg_unref(it->frames[u]);
+    }
+    free(it->frames);
+    free(it->offsets);
+    free(it->users);
+    free(it->channel);
+}
 
 /*
  * A publish. With texts, item i has its targets and its envelope in

@@ -595,18 +595,10 @@ static void red_hold(struct engine *e, const struct eng_stream *s, int worker, i
 /* eng_ops.id: the stream's epoch as this node last saw it. */
 static void red_id(struct engine *e, const struct eng_stream *s, uint64_t offset, char *id)
 {
-    struct red_engine *r = red_of(e);
-    char *key = red_hold_key(s->site, s->kind, s->name);
-    struct red_hold *h;
-    char epoch[RHIST_EPOCH_LEN + 1] = "00000000";
+    char epoch[RHIST_EPOCH_LEN + 1];
 
-    pthread_mutex_lock(&r->lock);
-    HASH_FIND_STR(r->holds, key, h);
-    if (h != NULL && h->epoch[0] != '\0')
-        memcpy(epoch, h->epoch, sizeof epoch);
-    pthread_mutex_unlock(&r->lock);
-    free(key);
-    snprintf(id, ENG_ID_MAX, "%s:%" PRIu64, epoch, offset);
+    red_hold_epoch(red_of(e), s->site, s->kind, s->name, epoch);
+    snprintf(id, ENG_ID_MAX, "%s:%" PRIu64, epoch[0] != '\0' ? epoch : "00000000", offset);
 }
 
 /* -- presence, online, counts ---------------------------------------------- */

@@ -155,16 +155,7 @@ void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *ep
 /* Free an item red_item made, when it goes to no worker. */
 static void red_item_free(struct eng_item *it)
 {
-    msg_unref(it->msg);
-    for (size_t u = 0; u < it->nusers; u++) {
-        free(it->users[u]);
-        if (it->frames != NULL)
-            msg_unref(it->frames[u]);
-    }
-    free(it->frames);
-    free(it->offsets);
-    free(it->users);
-    free(it->channel);
+    eng_item_clear(it);
     free(it);
 }
 

@@ -45,6 +45,7 @@ import urllib.parse
 import websockets.client
 
 from herald import Herald, uid
+from wstab import parse_id, stream_frame
 
 HERALD_CONFIG = {
     "allow_anonymous": "yes",
@@ -57,17 +58,6 @@ HERALD_CONFIG = {
 HERALD_WORKERS = 2
 EMPTY_HISTORY = {"streams": 0, "messages": 0, "bytes": 0, "max_bytes": 64 << 20, "evicted": 0,
                  "not_kept": 0}
-
-ID_RE = re.compile(r"([0-9a-f]{8}):(0|[1-9][0-9]*)")
-
-
-def parse_id(sid):
-    """(epoch, offset) of a stream id, which must have the documented form."""
-    assert isinstance(sid, str), "id %r is not a string" % (sid,)
-    m = ID_RE.fullmatch(sid)
-    assert m, "bad stream id %r" % (sid,)
-    return m.group(1), int(m.group(2))
-
 
 def off(sid):
     return parse_id(sid)[1]
@@ -180,16 +170,6 @@ def strip(m):
     m = dict(m)
     parse_id(m.pop("id"))
     return m
-
-
-def stream_frame(f, recovered, sid=None):
-    """Check a {"op":"stream"} frame; returns its id."""
-    assert set(f) == {"op", "id", "recovered"}, f
-    assert f["op"] == "stream" and f["recovered"] is recovered, f
-    parse_id(f["id"])
-    if sid is not None:
-        assert f["id"] == sid, (f, sid)
-    return f["id"]
 
 
 def ok_frame(ans, ref, recovered=None, sid=None, members=None):

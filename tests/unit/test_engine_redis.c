@@ -91,16 +91,7 @@ static void hand(void *arg, int site, struct eng_item *items, size_t nitems,
                 snprintf(n->handed[n->nhanded], sizeof n->handed[0], "catch-up");
             n->masks[n->nhanded++] = mask->bits[0];
         }
-        msg_unref(it->msg);
-        for (size_t u = 0; u < it->nusers; u++) {
-            free(it->users[u]);
-            if (it->frames != NULL)
-                msg_unref(it->frames[u]);
-        }
-        free(it->frames);
-        free(it->offsets);
-        free(it->users);
-        free(it->channel);
+        eng_item_clear(it);
     }
     free(items);
     pthread_mutex_unlock(&n->lock);

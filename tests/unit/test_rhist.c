@@ -749,6 +749,72 @@ static void test_rhist_parse_numbered_refuses_malformed_replies(void **state)
     assert_int_equal(numbered_of(rstring("0a1b2c3d:1"), 1, ids, &reached), -1);
 }
 
+/* rhist_parse_since on r; frees r (the items point into it, so only their count is kept). */
+static int since_of(redisReply *r, int *ok, char *id, char *prev, uint64_t *start, size_t *n)
+{
+    struct rhist_item *items = NULL;
+    int rc = rhist_parse_since(r, ok, id, prev, start, &items, n);
+
+    assert_true(rc == 0 || (items == NULL && *n == 0));
+    free(items);
+    freeReplyObject(r);
+    return rc;
+}
+
+static void test_rhist_parse_since_checks_the_epoch_before_and_its_end(void **state)
+{
+    char id[RHIST_ID_MAX], prev[RHIST_EPOCH_LEN + 1];
+    uint64_t start = 0;
+    size_t n = 0;
+    int ok = 0;
+
+    /* What the script answers: no epoch before, and one that ended at 6. */
+    assert_int_equal(
+        since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1), rstring(""), rinteger(0)),
+                 &ok, id, prev, &start, &n),
+        0);
+    assert_string_equal(id, "0a1b2c3d:7");
+    assert_string_equal(prev, "");
+    assert_int_equal(ok, 1);
+    assert_int_equal(since_of(rarray(6, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("99887766"), rinteger(6), rstring("7:{}")),
+                              &ok, id, prev, &start, &n),
+                     0);
+    assert_string_equal(prev, "99887766");
+    assert_int_equal(start, 6);
+    assert_int_equal(n, 1);
+    /* The end past the stream's position, negative, not a number. */
+    assert_int_equal(since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("99887766"), rinteger(8)),
+                              &ok, id, prev, &start, &n),
+                     -1);
+    assert_int_equal(since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("99887766"), rinteger(-1)),
+                              &ok, id, prev, &start, &n),
+                     -1);
+    assert_int_equal(since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("99887766"), rstring("6")),
+                              &ok, id, prev, &start, &n),
+                     -1);
+    /* An epoch before that is not one (it would go into ids clients see), or not a string. */
+    assert_int_equal(since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("9988776\""), rinteger(6)),
+                              &ok, id, prev, &start, &n),
+                     -1);
+    assert_int_equal(since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1),
+                                     rstring("998877665"), rinteger(6)),
+                              &ok, id, prev, &start, &n),
+                     -1);
+    assert_int_equal(
+        since_of(rarray(5, rstring("0a1b2c3d"), rinteger(7), rinteger(1), rinteger(9), rinteger(6)),
+                 &ok, id, prev, &start, &n),
+        -1);
+    /* The old shape, without them. */
+    assert_int_equal(since_of(rarray(3, rstring("0a1b2c3d"), rinteger(7), rinteger(1)), &ok, id,
+                              prev, &start, &n),
+                     -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +841,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rhist_publish_many_refuses_names_that_do_not_fit_a_key,
                                         redis_setup, redis_teardown),
         cmocka_unit_test(test_rhist_parse_numbered_refuses_malformed_replies),
+        cmocka_unit_test(test_rhist_parse_since_checks_the_epoch_before_and_its_end),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
