@@ -208,7 +208,7 @@ void red_on_check(struct ev_loop *loop, ev_timer *t, int revents);
 /* A numbered message (or a replay's end) of c's stream was seen here: id "<epoch>:<offset>". */
 void red_chan_saw(struct red_chan *c, const char *epoch, uint64_t offset);
 /* c's stream may have a gap: its holders here catch up from epoch ("": the one seen now). */
-void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch);
+void red_catch_up(struct red_engine *r, struct red_chan *c, const char *epoch);
 /* A presence channel and a site's counts as rpres names them. */
 struct rpres_chan red_pres_chan(const struct red_engine *r, const struct red_chan *c);
 struct rpres_site red_pres_site(const struct red_engine *r, int site);

@@ -114,7 +114,7 @@ static void red_holders(struct red_engine *r, const struct red_chan *c, struct d
 }
 
 /* c's stream may have a gap: its holders here read what they missed (engine.h catch_up). */
-void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *epoch)
+void red_catch_up(struct red_engine *r, struct red_chan *c, const char *epoch)
 {
     struct eng_item *it;
     struct dir_mask mask;
@@ -131,11 +131,9 @@ void red_catch_up(struct red_engine *r, const struct red_chan *c, const char *ep
     /* Its holders would ask what Redis cannot be asked now: once available, from the oldest
      * epoch they may have been sent. */
     if (!atomic_load(&r->available)) {
-        struct red_chan *w = (struct red_chan *)c;
-
-        if (!w->catch_pending)
-            snprintf(w->catch_epoch, sizeof w->catch_epoch, "%s", epoch);
-        w->catch_pending = 1;
+        if (!c->catch_pending)
+            snprintf(c->catch_epoch, sizeof c->catch_epoch, "%s", epoch);
+        c->catch_pending = 1;
         return;
     }
     it = xcalloc(1, sizeof *it);
