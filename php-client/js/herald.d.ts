@@ -72,14 +72,20 @@ export type StateChange =
     /** An attempt starts; retry is null for the first one, else the backoff step it waited for. */
     | [state: 'connecting', info: { retry: number | null }]
     /** The WebSocket is open; remembered channels and queued commands were just sent. */
-    | [state: 'open', info: Record<string, never>]
+    | [state: 'open', info: {}]
     /** It closed: code is null if none was opened; retryIn is null after close(). */
     | [state: 'close', info: { code: number | null; reason: string; retryIn: number | null }]
     /** getToken() failed, the WebSocket could not be made, or the socket reported an error. */
     | [state: 'error', info: { error: unknown }];
 
-/** A handler for onState(). */
-export type StateHandler = (...change: StateChange) => void;
+/** The states onState() reports. */
+export type StateName = StateChange[0];
+
+/**
+ * A handler for onState(): fn(state, info), with info narrowed by comparing state. A handler
+ * that takes state alone is the second form (TypeScript cannot fit it to the first).
+ */
+export type StateHandler = ((...change: StateChange) => void) | ((state: StateName) => void);
 
 /** The third argument of on() handlers: where a message came from. */
 export interface MessageMeta {
@@ -89,10 +95,13 @@ export interface MessageMeta {
     from: string | undefined;
 }
 
-/** A handler for on(event): the '*' handler gets every event of the map. */
-export type EventHandler<E extends EventMap, K extends string> = K extends '*'
-    ? (data: E[keyof E], event: keyof E & string, meta: MessageMeta) => void
-    : (data: E[K], event: K, meta: MessageMeta) => void;
+/** A handler for on(event): fn(data, event, meta). */
+export type EventHandler<E extends EventMap, K extends keyof E & string> =
+    (data: E[K], event: K, meta: MessageMeta) => void;
+
+/** A handler for on('*'): every event of the map. */
+export type AnyEventHandler<E extends EventMap> =
+    (data: E[keyof E], event: keyof E & string, meta: MessageMeta) => void;
 
 /** A member of a presence channel; info is what its token gave (null when none). */
 export interface Member<Info = any> {
@@ -164,12 +173,15 @@ export declare class Herald<E extends EventMap = EventMap> {
     readonly state: HeraldState;
 
     /** Call fn(data, event, meta) for every message named event, or for all with '*'. */
-    on<K extends (keyof E & string) | '*'>(event: K, fn: EventHandler<E, K>): this;
+    on(event: '*', fn: AnyEventHandler<E>): this;
+    on<K extends keyof E & string>(event: K, fn: EventHandler<E, K>): this;
     /** Remove a handler added with on(event, fn); without fn every one for event. */
-    off<K extends (keyof E & string) | '*'>(event: K, fn?: EventHandler<E, K>): this;
+    off(event: '*', fn?: AnyEventHandler<E>): this;
+    off<K extends keyof E & string>(event: K, fn?: EventHandler<E, K>): this;
 
     /** Call fn(state, info) on every lifecycle change. */
-    onState(fn: StateHandler): this;
+    onState(fn: (...change: StateChange) => void): this;
+    onState(fn: (state: StateName) => void): this;
     offState(fn: StateHandler): this;
 
     /** Call fn(kind, channel, member) for every presence join and leave. */

@@ -9,6 +9,9 @@ notice that Herald went away (close 1001), keep retrying while it is down, recon
 themselves once it is back on the same port (asking getToken() again), and receive the next
 publish.
 
+Both run twice: against herald.js (require(), the classic-script build) and against herald.mjs
+(import(), the ES module it is generated from; herald-js.test.js --module).
+
 Needs node (Debian 12's nodejs, 18.19, or newer) and `npm ci --prefix tests/js`.
 """
 
@@ -16,15 +19,22 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from herald import Herald
 from jsdriver import NODE, ROOT, Node, require_ws_package
 
 TEST_JS = os.path.join(ROOT, "tests", "js", "herald-js.test.js")
+# The entry point under test: herald-js.test.js's flags, and the line it ends its TAP with.
+ENTRIES = {"herald.js": ([], "# tested herald.js (require)"),
+           "herald.mjs": (["--module"], "# tested herald.mjs (import)")}
 
 
-def test_unit_tests_of_herald_js_pass():
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_unit_tests_of_herald_js_pass(entry):
     require_ws_package()
-    p = subprocess.run([NODE, TEST_JS], capture_output=True, timeout=60, cwd=ROOT)
+    flags, tested = ENTRIES[entry]
+    p = subprocess.run([NODE, TEST_JS] + flags, capture_output=True, timeout=60, cwd=ROOT)
     out = p.stdout.decode()
     assert p.returncode == 0, out + p.stderr.decode()
     plan = int(out.splitlines()[0].split("..")[1])
@@ -32,14 +42,15 @@ def test_unit_tests_of_herald_js_pass():
     assert plan >= 15 and len(oks) == plan, out
     assert "not ok" not in out, out
     assert any("backoff" in l for l in oks), out
+    assert out.splitlines()[-1] == tested, out
 
 
 class NodeClients(Node):
     """The live half of herald-js.test.js: two clients, each JSON line they print in seen."""
 
-    def __init__(self, url, token):
+    def __init__(self, url, token, flags=()):
         require_ws_package()
-        super().__init__(TEST_JS, url, token)
+        super().__init__(TEST_JS, *flags, url, token)
 
     def finish(self):
         """Ask node to close both clients and exit; return its exit status."""
@@ -61,14 +72,15 @@ def events(seen, client):
             if s.get("live") == "event" and s["client"] == client]
 
 
-def test_receives_publish_and_reconnects_by_itself_after_a_restart():
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_receives_publish_and_reconnects_by_itself_after_a_restart(entry):
     require_ws_package()
     h = Herald(workers=2)
     node = None
     try:
         h.start()
         token = h.token("js-user")
-        node = NodeClients(h.ws_url, token)
+        node = NodeClients(h.ws_url, token, ENTRIES[entry][0])
         node.wait(lambda s: all(count(s, c, state="open") == 1 for c in CLIENTS), 10,
                   "both clients to open")
         h.wait_stat("connections", 2)

@@ -2,7 +2,11 @@
  * herald-js.test.js -- tests of php-client/js/herald.js under Node, with the `ws` package as the
  * WebSocket implementation (Node 18 and 20 have no global WebSocket).
  *
- * Usage:      node tests/js/herald-js.test.js
+ * Usage:      node tests/js/herald-js.test.js [--module] [<ws_url> <token>]
+ *                 --module: every test runs against the ES module php-client/js/herald.mjs
+ *                 (import()) instead of herald.js (require()); herald.js is generated from it,
+ *                 so the two must behave the same.
+ *             node tests/js/herald-js.test.js
  *                 unit tests only, against a fake WebSocket: no server needed (connection and
  *                 backoff, then the commands: refs, queueing, resubscription, HeraldError,
  *                 rpc timeouts, presence; then history and recovery: ?since=, since on
@@ -28,7 +32,10 @@ const assert = require('node:assert/strict');
 const path = require('node:path');
 const readline = require('node:readline');
 const HERALD_JS = path.join(__dirname, '..', '..', 'php-client', 'js', 'herald.js');
-const Herald = require(HERALD_JS);
+const HERALD_MJS = path.join(__dirname, '..', '..', 'php-client', 'js', 'herald.mjs');
+const MODULE = process.argv[2] === '--module';
+const ARGS = process.argv.slice(MODULE ? 3 : 2);
+let Herald = null;      /* the class under test, from herald.js or herald.mjs: see main() */
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -140,9 +147,16 @@ test('as a classic script it defines the global Herald', () => {
     assert.equal(typeof browserish.Herald._backoff, 'function');
 });
 
-test('herald.js uses no syntax newer than ES5 (plus Promise), for old browsers', () => {
+test('the client uses no syntax newer than ES5 (plus Promise), for old browsers', () => {
     const fs = require('node:fs');
-    const code = fs.readFileSync(HERALD_JS, 'utf8')
+    const file = MODULE ? HERALD_MJS : HERALD_JS;
+    const exportBlock = 'export { Herald, HeraldError };\nexport default Herald;\n';
+    let src = fs.readFileSync(file, 'utf8');
+    if (MODULE) {
+        assert.ok(src.endsWith(exportBlock), 'herald.mjs ends with its export block');
+        src = src.slice(0, -exportBlock.length);
+    }
+    const code = src
         .replace(/\/\*[\s\S]*?\*\//g, '')         /* block comments */
         .replace(/'(?:[^'\\\n]|\\.)*'/g, "''")     /* strings */
         .replace(/"(?:[^"\\\n]|\\.)*"/g, '""')
@@ -151,7 +165,7 @@ test('herald.js uses no syntax newer than ES5 (plus Promise), for old browsers',
         ['const', /\bconst\b/], ['template literal', /`/], ['class', /\bclass\b/],
         ['async/await', /\b(async|await)\b/], ['spread', /\.\.\./],
         ['ES module', /^\s*(import|export)\b/m]]) {
-        assert.ok(!re.test(code), `herald.js uses ${what}`);
+        assert.ok(!re.test(code), `${path.basename(file)} uses ${what}`);
     }
 });
 
@@ -1201,13 +1215,16 @@ async function runLive(url, token) {
 }
 
 async function main() {
+    Herald = MODULE ? (await import(require('node:url').pathToFileURL(HERALD_MJS).href)).Herald
+        : require(HERALD_JS);
     const failed = await runUnitTests();
+    console.log(`# tested ${MODULE ? 'herald.mjs (import)' : 'herald.js (require)'}`);
     if (failed) {
         console.log(`# ${failed} failed`);
         process.exit(1);
     }
-    if (process.argv.length >= 4) {
-        await runLive(process.argv[2], process.argv[3]);
+    if (ARGS.length >= 2) {
+        await runLive(ARGS[0], ARGS[1]);
     }
 }
 
