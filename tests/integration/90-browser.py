@@ -5,9 +5,9 @@ On loopback, all started here and stopped by PID: a private php-fpm (tests/lib/p
 (WebSocket on a unix socket, history_file set), and a private nginx (/usr/sbin/nginx, as in
 50-nginx.py) that includes nginx/herald-map.conf and nginx/herald.conf verbatim but for the
 upstream socket and the access log path, and that serves tests/integration/web/: page.php and
-publish.php through fastcgi_pass to php-fpm, /herald.js as a static file
-(php-client/js/herald.js). tests/js/browser-e2e.js runs Debian's Chromium through
-playwright-core (no browser download) and reports what the page shows.
+publish.php through fastcgi_pass to php-fpm, /herald.js and /herald.mjs as static files
+(php-client/js/). tests/js/browser-e2e.js runs Debian's Chromium through playwright-core (no
+browser download) and reports what the page shows.
 
 What a visitor sees, read from the page's DOM:
   1. page.php (signed with herald_token()) connects through nginx's /ws; a POST to
@@ -20,6 +20,8 @@ What a visitor sees, read from the page's DOM:
      the missed message once, with "user: recovered" from onRecover; a live publish follows,
      and the list is the three messages in order, none twice. The second Herald's /stats
      counts one recovery and no failed one; nginx's access log shows both WebSockets (101).
+  3. page.php?entry=module imports the ES module herald.mjs in a module script instead of
+     herald.js: it connects, shows a publish, and defines no global Herald.
 A screenshot of the final page is kept in $HERALD_TEST_OUT/<build>/90-browser.png (by default
 build/test-results/build/ for build/herald, build-san/ for the sanitized binary), or
 90-browser-failed.png when the test fails; the path is printed.
@@ -51,6 +53,7 @@ from procs import children, proc_stat, stop_child
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WEB = os.path.join(ROOT, "tests", "integration", "web")
 HERALD_JS = os.path.join(ROOT, "php-client", "js", "herald.js")
+HERALD_MJS = os.path.join(ROOT, "php-client", "js", "herald.mjs")
 NODE = "/usr/bin/node"
 DRIVER = os.path.join(ROOT, "tests", "js", "browser-e2e.js")
 PLAYWRIGHT = os.path.join(ROOT, "tests", "js", "node_modules", "playwright-core", "package.json")
@@ -63,12 +66,15 @@ SITE_SERVER = """\
         root {web};
         types {{
             text/html html;
-            application/javascript js;
+            application/javascript js mjs;
         }}
         default_type application/octet-stream;
         include {tmp}/herald.conf;
         location = /herald.js {{
             alias {herald_js};
+        }}
+        location = /herald.mjs {{
+            alias {herald_mjs};
         }}
         location ~ ^/[a-z]+\\.php$ {{
             fastcgi_pass unix:{fpm_socket};
@@ -260,7 +266,7 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
         first = Herald(config=config, workers=2).start()
         fpm.configure(secret=first.secret, api_socket=first.api_socket)
         ngx = Nginx("unix:" + ws_sock, SITE_SERVER, web=WEB, herald_js=HERALD_JS,
-                    fpm_socket=fpm.socket).start()
+                    herald_mjs=HERALD_MJS, fpm_socket=fpm.socket).start()
         os.mkdir(os.path.join(tmp, "browser"))
         browser = Browser(os.path.join(tmp, "browser"))
 
@@ -295,6 +301,7 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
         assert final["recoveries"] == ["user: recovered"], final
         assert final["state"] == "open" and final["opens"] == 2, final
         assert final["load"] == opened["load"], "the page was reloaded"
+        assert (final["entry"], final["global"]) == ("classic", True), final
         recoveries = second.stats()["recoveries"]
         assert recoveries == {"ok": 1, "failed": 0}, recoveries
         assert not browser.page_errors, browser.log()
@@ -335,3 +342,50 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
             with capsys.disabled():
                 print("\n90-browser: Chromium %s; screenshot: %s"
                       % (browser.version if browser else "?", shot))
+
+
+def test_page_importing_the_es_module_connects_and_shows_a_publish():
+    assert os.access(CHROMIUM, os.X_OK), "no %s: `make deps` installs chromium" % CHROMIUM
+    assert os.path.exists(PLAYWRIGHT), \
+        "playwright-core is missing: run `npm ci --prefix tests/js` in the repository root"
+    tmp = tempfile.mkdtemp(prefix="herald-browser-%d-" % os.getpid())
+    ws_sock = os.path.join(tmp, "ws.sock")
+    config = {"listen": "unix:" + ws_sock, "api_socket": os.path.join(tmp, "api.sock")}
+    user = "module-%d" % os.getpid()
+    fpm = PhpFpm(children=2)
+    herald = ngx = browser = None
+    try:
+        fpm.start()
+        herald = Herald(config=config, workers=1).start()
+        fpm.configure(secret=herald.secret, api_socket=herald.api_socket)
+        ngx = Nginx("unix:" + ws_sock, SITE_SERVER, web=WEB, herald_js=HERALD_JS,
+                    herald_mjs=HERALD_MJS, fpm_socket=fpm.socket).start()
+        os.mkdir(os.path.join(tmp, "browser"))
+        browser = Browser(os.path.join(tmp, "browser"))
+        assert browser.open(ngx.url + "/page.php?entry=module&user=" + user)["status"] == 200
+        browser.wait_dom(lambda d: d["opens"] == 1 and d["state"] == "open", 10,
+                         "the module page to connect through nginx")
+        assert publish(ngx.url, user, "to the module") == 1
+        d = browser.wait_dom(lambda d: d["messages"] == ["to the module"], 5,
+                             "the note in the module page")
+        assert (d["entry"], d["global"]) == ("module", False), d
+        assert not browser.page_errors, browser.log()
+        browser.close()
+        herald.stop()
+        ngx.stop()
+    except BaseException:
+        for what, text in (("nginx error log", ngx and read(ngx.error_log)),
+                           ("php-fpm", fpm.dir and fpm.log_text()),
+                           ("herald", herald and herald.log_text())):
+            if text:
+                print("--- %s\n%s" % (what, text[-3000:]))
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        if ngx is not None:
+            ngx.cleanup()
+        if herald is not None:
+            herald.cleanup()
+        fpm.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,9 @@
  *                   -> {"kind":"opened","status":200}
  *               {"do":"dom"}                       what the visitor sees
  *                   -> {"kind":"dom","state":"open","opens":1,"closes":[1001],"load":"...",
- *                       "messages":["..."],"recoveries":["user: recovered"]}
+ *                       "messages":["..."],"recoveries":["user: recovered"],
+ *                       "entry":"classic","global":true}   (herald.js; "module", false for
+ *                       page.php?entry=module, which imports herald.mjs)
  *               {"do":"screenshot","path":"/abs/file.png"}   the whole page, as a PNG
  *                   -> {"kind":"screenshot","path":"/abs/file.png"}
  *               {"do":"exit"}                      (or EOF) close the browser and exit 0
@@ -51,6 +53,8 @@ function readDom() {
         load: state.dataset.load || null,
         messages: texts('messages'),
         recoveries: texts('recoveries'),
+        entry: state.dataset.entry || null,
+        global: state.dataset.global === undefined ? null : state.dataset.global === 'true',
     };
 }
 

@@ -12,6 +12,10 @@
  *
  * backoffMax is 1 s, not herald.js's 30 s, to keep the test short: the page reconnects within
  * about a second of Herald being reachable again.
+ *
+ * With ?entry=module the page loads the ES module instead: `import { Herald } from
+ * '/herald.mjs'` in a module script (no global Herald then). #state's data-entry says which
+ * one ran: "classic" or "module", and data-global whether a global Herald exists.
  */
 
 declare(strict_types=1);
@@ -25,6 +29,7 @@ if ($user === null) {
     echo "?user=<id> is required\n";
     exit;
 }
+$module = ($_GET['entry'] ?? '') === 'module';
 test_configure();
 $token = herald_token($user, 600);
 $js = static fn (mixed $v): string => json_encode($v, JSON_HEX_TAG | JSON_HEX_AMP
@@ -50,9 +55,8 @@ $h = static fn (string $s): string => htmlspecialchars($s, ENT_QUOTES | ENT_SUBS
 <ul id="recoveries"></ul>
 <h2>Messages</h2>
 <ul id="messages"></ul>
-<script src="/herald.js"></script>
 <script>
-  (function () {
+  function start(Herald, entry) {
     'use strict';
     var state = document.getElementById('state');
     var messages = document.getElementById('messages');
@@ -66,6 +70,8 @@ $h = static fn (string $s): string => htmlspecialchars($s, ENT_QUOTES | ENT_SUBS
       list.appendChild(li);
     }
 
+    state.dataset.entry = entry;
+    state.dataset.global = String(typeof window.Herald !== 'undefined');
     state.dataset.load = String(Math.random()).slice(2);
     herald.onState(function (s, info) {
       state.textContent = s;
@@ -82,7 +88,18 @@ $h = static fn (string $s): string => htmlspecialchars($s, ENT_QUOTES | ENT_SUBS
       var name = stream === null ? 'user' : stream;
       add(recoveries, name + ': ' + (recovered ? 'recovered' : 'lost'));
     });
-  })();
+  }
 </script>
+<?php if ($module) : ?>
+<script type="module">
+  import { Herald } from '/herald.mjs';
+  start(Herald, 'module');
+</script>
+<?php else : ?>
+<script src="/herald.js"></script>
+<script>
+  start(window.Herald, 'classic');
+</script>
+<?php endif; ?>
 </body>
 </html>
