@@ -5,9 +5,9 @@
  *
  * Usage:      node php-client/js/build.js            rewrite herald.js
  *             node php-client/js/build.js --check    exit 1 if herald.js is not what it would
- *                                                     write (tests/integration/61-herald-js-package.py)
- *             node php-client/js/build.js --check SRC OUT    the same for other paths (the tests
- *                                                     feed it broken sources)
+ *                                                    write (61-herald-js-package.py)
+ *             node php-client/js/build.js --check SRC OUT    the same for other paths (the
+ *                                                    tests feed it broken sources)
  *
  * Why:        a browser runs an `export` statement only in a module script, and Node cannot
  *             import a file that only sets a global, so the two entry points cannot be one file.

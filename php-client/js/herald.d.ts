@@ -16,9 +16,6 @@
  *             runtime object (tests/js/dts-check.js).
  */
 
-/** Any JSON value, as Herald carries it. */
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
-
 /** Event name -> payload type; the default allows every name, with `any` data. */
 export type EventMap = { [event: string]: any };
 
@@ -37,7 +34,7 @@ export type WebSocketClass = new (url: string, protocols?: string[]) => WebSocke
 
 /** Constructor options; every one is optional. */
 export interface HeraldOptions {
-    /** A connection token (a JWT from herald_token() in PHP). Neither this nor getToken: anonymous. */
+    /** A connection token (a JWT from herald_token() in PHP); without it or getToken: anonymous. */
     token?: string | null;
     /** Called before every connection attempt: a token, or a Promise of one; falsy: anonymous. */
     getToken?: () => string | null | undefined | PromiseLike<string | null | undefined>;

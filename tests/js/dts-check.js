@@ -119,7 +119,8 @@ async function main() {
         memberNames(checker, checker.getDeclaredTypeOfSymbol(heraldSym), []),
         runtimeNames(h, ['constructor']));
     compared.error = compare(problems, 'HeraldError instance',
-        memberNames(checker, checker.getDeclaredTypeOfSymbol(errorSym), ['message', 'stack', 'cause']),
+        memberNames(checker, checker.getDeclaredTypeOfSymbol(errorSym),
+            ['message', 'stack', 'cause']),
         runtimeNames(err, ['constructor', 'message', 'stack']));
     compared.settings = compare(problems, 'HeraldSettings vs herald.options',
         memberNames(checker, checker.getDeclaredTypeOfSymbol(settingsSym), []),
