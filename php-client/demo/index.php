@@ -26,7 +26,8 @@ $other = $user === '7' ? '42' : '7';
 <body>
 <?= demo_nav($user, 'index.php') ?>
 <h1>Notifications</h1>
-<p>You are user <b><?= demo_h($user) ?></b>. Connection: <span id="state" class="state">connecting</span>.
+<p>You are user <b><?= demo_h($user) ?></b>.
+   Connection: <span id="state" class="state">connecting</span>.
    Open <a href="?user=<?= demo_h($other) ?>">user <?= demo_h($other) ?></a> in another tab: a
    publish reaches only the tabs of the user it names.</p>
 <form id="send" class="line wrap" autocomplete="off">

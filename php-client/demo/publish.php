@@ -36,7 +36,8 @@ if (($_SERVER['REQUEST_METHOD'] ?? '') !== 'POST') {
 $text = $_POST['text'] ?? '';
 /* With /u, text that is not UTF-8 does not match either. */
 if (!is_string($text) || preg_match('/^.{0,' . DEMO_TEXT_MAX . '}$/su', $text) !== 1) {
-    publish_answer(400, ['error' => 'text must be UTF-8, at most ' . DEMO_TEXT_MAX . ' characters']);
+    publish_answer(400,
+        ['error' => 'text must be UTF-8, at most ' . DEMO_TEXT_MAX . ' characters']);
     return;
 }
 if (!empty($_POST['broadcast'])) {
@@ -44,7 +45,8 @@ if (!empty($_POST['broadcast'])) {
 } else {
     $to = $_POST['to'] ?? '';
     if (!is_string($to) || !preg_match(DEMO_USER_PATTERN, $to)) {
-        publish_answer(400, ['error' => 'to must be a user id: letters, digits, _ and -, up to 32']);
+        publish_answer(400,
+            ['error' => 'to must be a user id: letters, digits, _ and -, up to 32']);
         return;
     }
     $n = herald_publish($to, 'demo.message', ['text' => $text]);

@@ -130,7 +130,8 @@ def test_notifications(demo, browser, capsys):
         got = browser.wait_eval(RECEIVED, lambda r: len(r) == 2, 5, "the banner's publish",
                                 page="n42")
         assert [(g["event"], g["data"]) for g in got] == [
-            ("order.shipped", {"id": 7}), ("demo.message", {"text": "Your order #1234 has shipped"})]
+            ("order.shipped", {"id": 7}),
+            ("demo.message", {"text": "Your order #1234 has shipped"})]
         assert ID.match(got[0]["id"]) and got[0]["id"] != got[1]["id"]
 
         browser.fill("#text", "Maintenance at 22:00", page="n7")
@@ -154,7 +155,8 @@ def test_notifications(demo, browser, capsys):
     logs = browser.wait(lambda: [e["text"] for e in browser.events
                                  if e["kind"] == "console" and e["page"] == "n7"],
                         bool, 5, "the console's log")
-    assert logs == ["order.shipped {id: 7}"], logs
+    # Chromium shows the logged object as a preview: "order.shipped {id: 7}".
+    assert len(logs) == 1 and re.match(r"^order\.shipped \{id: 7\}$", logs[0]), logs
     assert len(browser.eval(RECEIVED, page="n42")) == 4
     assert_clean(browser, "n42", "n7")
 

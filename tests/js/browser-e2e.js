@@ -72,7 +72,9 @@ function readDom() {
 /* Tell the test everything a visitor would see go wrong in `page`, the tab named `name`. */
 function watch(page, name) {
     page.on('console', (m) => say({ kind: 'console', page: name, type: m.type(), text: m.text() }));
-    page.on('pageerror', (e) => say({ kind: 'pageerror', page: name, message: String(e.stack || e) }));
+    page.on('pageerror', (e) => say({
+        kind: 'pageerror', page: name, message: String(e.stack || e),
+    }));
     page.on('requestfailed', (r) => say({
         kind: 'requestfailed', page: name, url: r.url(),
         error: r.failure() ? r.failure().errorText : 'failed',
