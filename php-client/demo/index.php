@@ -52,7 +52,7 @@ $other = $user === '7' ? '42' : '7';
 <p class="hint">The form posts to <code>publish.php</code>, which calls
    <code>herald_publish($to, 'demo.message', ['text' => ...])</code> over Herald's API socket.
    Herald queues one frame to every open tab of that user,
-   <code>{"event":"demo.message","data":{...},"id":"..."}</code>, and answers how many tabs
+   <code>{"id":"...","event":"demo.message","data":{...}}</code>, and answers how many tabs
    that was. The id lets a tab that reconnects get what it missed; a broadcast has none.</p>
 <script type="application/json" id="demo-config"><?= demo_js($config) ?></script>
 <script src="herald.js"></script>
