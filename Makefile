@@ -1,7 +1,7 @@
 # Herald -- one GNU make for the daemon, its tests, fuzzers and benchmarks.
 #
 #   make            build build/herald
-#   make run        install what is missing, build, start Herald with its demo
+#   make run        install what running needs, build, start Herald with its demo
 #   make test       install, build, run every suite (plain, then ASan+UBSan),
 #                   ending with one line "N passed, N failed"
 #   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
@@ -34,12 +34,16 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -pthread $(INCS) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto -lhiredis
 
-# Debian packages every target needs; `make deps` installs the missing ones.
-PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
-       libinih-dev uthash-dev libhiredis-dev libcmocka-dev php-cli php-fpm php-sqlite3 \
-       nginx-light redis-server \
-       python3 python3-websockets python3-pytest phpunit clang clang-format \
-       libclang-rt-14-dev curl procps psmisc chromium openssl
+# Debian packages, split so that `make run` installs only what running needs:
+# RUN_PKGS builds Herald and runs its demo (php-fpm and SQLite for the office
+# RPC script, procps for run.sh's pgrep); TEST_PKGS adds the test toolchain.
+# `make deps-run` installs the first list, `make deps` both (and npm's).
+RUN_PKGS  = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
+            libinih-dev uthash-dev libhiredis-dev php-cli php-fpm php-sqlite3 procps
+TEST_PKGS = libcmocka-dev nginx-light redis-server \
+            python3 python3-websockets python3-pytest phpunit clang clang-format \
+            libclang-rt-14-dev curl psmisc chromium openssl
+PKGS = $(RUN_PKGS) $(TEST_PKGS)
 
 CORE_SRC = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -47,7 +51,7 @@ HEADERS  = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.h))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test test-plain unit fuzz fuzz-build bench bench-build clean format
+.PHONY: all deps deps-run run test test-plain unit fuzz fuzz-build bench bench-build clean format
 
 all: $(BUILD)/herald
 
@@ -67,6 +71,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libherald.a $(LIBS) -lcmocka $(LDFLAGS)
 
 unit: $(UNIT_BIN)
+
+# What `make run` needs, and nothing of the test toolchain (no npm either).
+deps-run:
+	@./tests/lib/install-deps.sh $(RUN_PKGS)
 
 # Node runs herald.js's tests with npm's ws package. Debian's nodejs and npm
 # are installed only where no node is on the PATH (a NodeSource node bundles
@@ -93,7 +101,9 @@ test-plain: deps
 	@$(MAKE) --no-print-directory all unit
 	@./tests/run.sh build
 
-run: deps all
+# The build after the packages, even under -j: the compiler may be among them.
+run: deps-run
+	@$(MAKE) --no-print-directory all
 	@./php-client/demo/run.sh $(BUILD)/herald
 
 FUZZ_SECONDS ?= 60

@@ -23,10 +23,7 @@ $config = ['user' => $user, 'room' => $room, 'channel' => "room:$room",
 <!doctype html>
 <html lang="en">
 <head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Team chat: <?= demo_h($room) ?> (<?= demo_h($user) ?>)</title>
-<link rel="stylesheet" href="demo.css">
+<?= demo_head("Team chat: $room ($user)") ?>
 </head>
 <body>
 <?= demo_nav($user, 'chat.php') ?>

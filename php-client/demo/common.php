@@ -2,7 +2,8 @@
 
 /*
  * common.php -- what the demo pages share: who the visitor is, their tokens,
- * the WebSocket URL, HTML escaping and the navigation between the demos.
+ * the WebSocket URL, HTML escaping, the <head> (demo.css, favicon.svg) and
+ * the navigation between the demos.
  *
  * The demo has no login: the user is whoever ?user= names (letters, digits,
  * "_" and "-", up to 32), 42 by default. A real site takes the id from its
@@ -20,12 +21,14 @@ declare(strict_types=1);
 require_once __DIR__ . '/../herald.php';
 
 const DEMO_OFFICE_CHANNEL = 'office:tasks';
+/** A user id the demos accept: what ?user= and the publish form may name. */
+const DEMO_USER_PATTERN = '/^[A-Za-z0-9_-]{1,32}$/';
 
 /** The visitor's user id from ?user=, or "42". */
 function demo_user(): string
 {
     $user = $_GET['user'] ?? '';
-    return is_string($user) && preg_match('/^[A-Za-z0-9_-]{1,32}$/', $user) ? $user : '42';
+    return is_string($user) && preg_match(DEMO_USER_PATTERN, $user) ? $user : '42';
 }
 
 /** A connection token for the demos: any room:* channel, the user id as its presence name. */
@@ -53,6 +56,16 @@ function demo_js(mixed $v): string
         | JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
 }
 
+/** What every demo page's <head> holds: the title $title, demo.css and the favicon. */
+function demo_head(string $title): string
+{
+    return "<meta charset=\"utf-8\">\n"
+        . "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        . '<title>' . demo_h($title) . "</title>\n"
+        . "<link rel=\"icon\" href=\"favicon.svg\" type=\"image/svg+xml\">\n"
+        . "<link rel=\"stylesheet\" href=\"demo.css\">\n";
+}
+
 /** The links between the three demos, for the user $user, marking $current. */
 function demo_nav(string $user, string $current): string
 {
@@ -62,8 +75,9 @@ function demo_nav(string $user, string $current): string
     foreach ($pages as $file => $title) {
         $href = ($file === 'index.php' ? './' : $file) . '?user=' . rawurlencode($user);
         $out[] = $file === $current
-            ? '<b>' . demo_h($title) . '</b>'
+            ? '<b aria-current="page">' . demo_h($title) . '</b>'
             : '<a href="' . demo_h($href) . '">' . demo_h($title) . '</a>';
     }
-    return '<nav>' . implode(' · ', $out) . "</nav>\n";
+    return '<header class="top"><span class="brand">Herald demo</span><nav>'
+        . implode('', $out) . "</nav></header>\n";
 }

@@ -1,6 +1,6 @@
 /*
- * demo.js -- what the team chat and mobile office pages share, loaded after herald.js and
- * before the page's own script (chat.js, office.js):
+ * demo.js -- what the three demo pages share, loaded after herald.js and before the page's
+ * own script (notify.js, chat.js, office.js):
  *
  *   Demo.cfg                   the page's settings {user, channel, wsUrl, ...}: the JSON that
  *                              the PHP page wrote into <script id="demo-config">
@@ -8,8 +8,9 @@
  *   Demo.getText(url)          GET from the demo site; resolves the body as text
  *   Demo.connect(button, fn)   the page's Herald: a fresh connection token from token.php
  *                              before every attempt, the state shown in #state (and
- *                              body.offline), the form button #button enabled only while
- *                              open, and fn(), when given, called on every open
+ *                              body.offline), the form button #button, when given,
+ *                              enabled only while open, and fn(), when given, called on
+ *                              every open
  */
 var Demo = (function () {
     'use strict';
@@ -42,7 +43,9 @@ var Demo = (function () {
             el.textContent = state;
             el.className = 'state ' + state;
             document.body.classList.toggle('offline', state !== 'open');
-            $(button).disabled = state !== 'open';
+            if (button) {
+                $(button).disabled = state !== 'open';
+            }
             if (state === 'open' && onOpen) {
                 onOpen();
             }

@@ -1,71 +1,62 @@
 <?php
+
 /*
- * The `make run` demo page: signs a token for the user in ?user= (default
- * 42) with herald_token(), connects through herald.js, and shows every
- * event that arrives. The form posts to publish.php, which calls
- * herald_publish(). Open two tabs as user 42 and one as user 7 to see that
- * a publish reaches exactly the targeted user's tabs. The other two demos,
- * chat.php and office.php, are linked from here.
+ * index.php -- the notifications demo, the first page `make run` points to:
+ * the visitor (?user=, 42 by default) connects through herald.js with a
+ * token from token.php and sees every notification PHP sends them: its event
+ * name, data, id and the time it came. The form posts to publish.php, which
+ * calls herald_publish() (one user's tabs) or herald_broadcast() (everyone).
+ * Open user 42 in two tabs and user 7 in a third: a publish to 42 shows in
+ * both of 42's tabs and not in 7's. The page logic is in notify.js.
  */
+
 declare(strict_types=1);
 
 require __DIR__ . '/common.php';
 
 $user = demo_user();
-$token = herald_token($user, 3600);
-$wsUrl = demo_ws_url();
-$h = 'demo_h';
+$config = ['user' => $user, 'wsUrl' => demo_ws_url()];
+$other = $user === '7' ? '42' : '7';
 ?>
 <!doctype html>
 <html lang="en">
 <head>
-<meta charset="utf-8">
-<title>Herald demo: user <?= $h($user) ?></title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-  nav { margin-bottom: 1rem; }
-  body { font: 15px/1.4 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; }
-  #state { font-weight: bold; }
-  #log li { font-family: ui-monospace, monospace; margin: .2rem 0; }
-  form { margin: 1rem 0; display: flex; gap: .5rem; }
-</style>
+<?= demo_head("Notifications ($user)") ?>
 </head>
 <body>
 <?= demo_nav($user, 'index.php') ?>
-<h1>Herald demo: notifications</h1>
-<p>You are user <b><?= $h($user) ?></b>. Connection: <span id="state">connecting</span>.
-   Try <a href="?user=7">user 7</a> in another tab.
-   Also: the <a href="chat.php?user=<?= $h(rawurlencode($user)) ?>">team chat</a> (channels,
-   presence, messages between browsers) and the
-   <a href="office.php?user=<?= $h(rawurlencode($user)) ?>">mobile office</a> (RPC to PHP, a
-   shared task list in SQLite).</p>
-<form id="send">
-  <input name="to" value="<?= $h($user) ?>" size="8" aria-label="to user">
-  <input name="text" value="Hello from PHP" size="30" aria-label="text">
-  <button>herald_publish()</button>
-  <button name="broadcast" value="1">herald_broadcast()</button>
+<h1>Notifications</h1>
+<p>You are user <b><?= demo_h($user) ?></b>.
+   Connection: <span id="state" class="state">connecting</span>.
+   Open <a href="?user=<?= demo_h($other) ?>">user <?= demo_h($other) ?></a> in another tab: a
+   publish reaches only the tabs of the user it names.</p>
+<form id="send" class="line wrap" autocomplete="off">
+  <label class="field">To user
+    <input type="text" name="to" id="to" value="<?= demo_h($user) ?>" maxlength="32" size="8"
+           pattern="[A-Za-z0-9_\-]{1,32}" required>
+  </label>
+  <label class="field grow">Message
+    <input type="text" name="text" id="text" value="Your order has shipped" maxlength="500">
+  </label>
+  <button id="publish" name="mode" value="publish">herald_publish()</button>
+  <button id="broadcast" name="mode" value="broadcast" class="secondary">herald_broadcast()</button>
 </form>
-<ul id="log"></ul>
+<p id="sent" class="sent" aria-live="polite"></p>
+<section class="panel live">
+  <h2>Received <span id="count" class="count">0</span></h2>
+  <ul id="received" class="plain received" aria-live="polite">
+    <li class="empty">Nothing yet. Publish above, or run the PHP command that
+      <code>make run</code> printed.</li>
+  </ul>
+</section>
+<p class="hint">The form posts to <code>publish.php</code>, which calls
+   <code>herald_publish($to, 'demo.message', ['text' => ...])</code> over Herald's API socket.
+   Herald queues one frame to every open tab of that user,
+   <code>{"id":"...","event":"demo.message","data":{...}}</code>, and answers how many tabs
+   that was. The id lets a tab that reconnects get what it missed; a broadcast has none.</p>
+<script type="application/json" id="demo-config"><?= demo_js($config) ?></script>
 <script src="herald.js"></script>
-<script>
-  const state = document.getElementById('state');
-  const log = document.getElementById('log');
-  const herald = new Herald(<?= json_encode($wsUrl, JSON_UNESCAPED_SLASHES) ?>, { token: <?= json_encode($token) ?> });
-  herald.onState((s) => { state.textContent = s; });
-  herald.on('*', (data, event) => {
-    const li = document.createElement('li');
-    li.textContent = event + ' ' + JSON.stringify(data);
-    log.prepend(li);
-  });
-  document.getElementById('send').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const body = new FormData(e.target);
-    if (e.submitter && e.submitter.name === 'broadcast') body.set('broadcast', '1');
-    const r = await fetch('publish.php', { method: 'POST', body });
-    const li = document.createElement('li');
-    li.textContent = 'publish answered: ' + await r.text();
-    log.prepend(li);
-  });
-</script>
+<script src="demo.js"></script>
+<script src="notify.js"></script>
 </body>
 </html>

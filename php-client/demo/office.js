@@ -8,6 +8,8 @@
  *   rpc('tasks.delete', {id})             {rev, id}
  *   on('task.added' | 'task.changed')     {rev, task, by}   pushed by PHP after each commit,
  *   on('task.deleted')                    {rev, id, by}     to every page, this one included
+ *   A task is {id, title, done, by, done_by, rev}: by added it, done_by completed it (null
+ *   while not done); the list shows both.
  *
  * A reply, the push of the same change and a list fetched meanwhile can arrive in any order,
  * so the page orders them by revision (each change takes the list's next one, and each task
@@ -25,7 +27,7 @@
 
     var cfg = Demo.cfg;
     var $ = Demo.$;
-    var tasks = new Map();      /* id -> {id, title, done, by, rev} */
+    var tasks = new Map();      /* id -> {id, title, done, by, done_by, rev} */
     var gone = new Set();       /* ids deleted */
     var listRev = -1;           /* revision of the last list applied */
 
@@ -84,6 +86,13 @@
         });
     }
 
+    /** "added by ann", and "· done by bob" once bob completed it. */
+    function who(t) {
+        var added = 'added by ' + t.by;
+        return t.done && typeof t.done_by === 'string' ? added + ' \u00b7 done by ' + t.done_by
+            : added;
+    }
+
     /** Redraw the list from `tasks`, oldest first. */
     function render() {
         var ul = $('tasks');
@@ -110,7 +119,7 @@
             title.textContent = t.title;
             var by = document.createElement('span');
             by.className = 'by';
-            by.textContent = t.by;
+            by.textContent = who(t);
             var del = document.createElement('button');
             del.type = 'button';
             del.className = 'quiet';

@@ -18,10 +18,7 @@ $config = ['user' => $user, 'channel' => DEMO_OFFICE_CHANNEL, 'wsUrl' => demo_ws
 <!doctype html>
 <html lang="en">
 <head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Mobile office (<?= demo_h($user) ?>)</title>
-<link rel="stylesheet" href="demo.css">
+<?= demo_head("Mobile office ($user)") ?>
 </head>
 <body>
 <?= demo_nav($user, 'office.php') ?>

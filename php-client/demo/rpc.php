@@ -11,8 +11,9 @@
  *   tasks.add     {title}                   {rev, task}
  *   tasks.toggle  {id, done?}               {rev, task}   done: set it; absent: flip it
  *   tasks.delete  {id}                      {rev, id}
- * A task is {id, title, done, by, rev}: by is the user who added it, rev the
- * revision of its last change. Every change takes the next revision of the
+ * A task is {id, title, done, by, done_by, rev}: by is the user who added it,
+ * done_by the one who marked it done (null while it is not), rev the revision
+ * of its last change. Every change takes the next revision of the
  * whole list and, once committed, is pushed to the channel office:tasks
  * (herald_publish_channel) as task.added / task.changed {rev, task, by} or
  * task.deleted {rev, id, by}, so every open page updates; a page compares
@@ -63,7 +64,9 @@ function office_db(): PDO
                    title TEXT NOT NULL,
                    done INTEGER NOT NULL DEFAULT 0,
                    created_by TEXT NOT NULL,
+                   completed_by TEXT,                      -- who marked it done; NULL if not done
                    rev INTEGER NOT NULL)');
+    office_migrate($db);
     $db->exec('CREATE TABLE IF NOT EXISTS revision (
                    id INTEGER PRIMARY KEY CHECK (id = 1),
                    rev INTEGER NOT NULL)');
@@ -71,12 +74,22 @@ function office_db(): PDO
     return $db;
 }
 
+/** Add completed_by to a tasks table made before it existed (a kept HERALD_DEMO_DB). */
+function office_migrate(PDO $db): void
+{
+    $columns = array_column($db->query('PRAGMA table_info(tasks)')->fetchAll(), 'name');
+    if (!in_array('completed_by', $columns, true)) {
+        $db->exec('ALTER TABLE tasks ADD COLUMN completed_by TEXT');
+    }
+}
+
 /** A task row as the browser sees it. */
 function office_task(array $row): array
 {
+    $doneBy = $row['done'] && $row['completed_by'] !== null ? (string) $row['completed_by'] : null;
     return ['id' => (int) $row['id'], 'title' => (string) $row['title'],
             'done' => (bool) $row['done'], 'by' => (string) $row['created_by'],
-            'rev' => (int) $row['rev']];
+            'done_by' => $doneBy, 'rev' => (int) $row['rev']];
 }
 
 /** The task $id, or OfficeError not_found. */
@@ -157,19 +170,21 @@ function tasks_add(PDO $db, mixed $data, string $user): array
     });
 }
 
-/** Set (data.done) or flip a task's done flag. */
-function tasks_toggle(PDO $db, mixed $data): array
+/** Set (data.done) or flip a task's done flag; $user is who completed it. */
+function tasks_toggle(PDO $db, mixed $data, string $user): array
 {
     $id = office_id($data);
     $done = is_array($data) && array_key_exists('done', $data) ? $data['done'] : null;
     if ($done !== null && !is_bool($done)) {
         throw new OfficeError('bad_input', 'done must be true or false');
     }
-    return office_write($db, function (PDO $db, int $rev) use ($id, $done): array {
+    return office_write($db, function (PDO $db, int $rev) use ($id, $done, $user): array {
         $row = office_find($db, $id);
         $done ??= !$row['done'];
-        $db->prepare('UPDATE tasks SET done = ?, rev = ? WHERE id = ?')
-            ->execute([(int) $done, $rev, $id]);
+        /* Done again keeps who completed it first; reopening forgets it. */
+        $doneBy = $done ? ($row['done'] ? ($row['completed_by'] ?? $user) : $user) : null;
+        $db->prepare('UPDATE tasks SET done = ?, completed_by = ?, rev = ? WHERE id = ?')
+            ->execute([(int) $done, $doneBy, $rev, $id]);
         $task = office_task(office_find($db, $id));
         return [['rev' => $rev, 'task' => $task], ['task.changed', ['rev' => $rev, 'task' => $task]]];
     });
@@ -192,7 +207,7 @@ function office_call(string $method, mixed $data, string $user): array
     $run = match ($method) {
         'tasks.list' => fn (PDO $db) => tasks_list($db),
         'tasks.add' => fn (PDO $db) => tasks_add($db, $data, $user),
-        'tasks.toggle' => fn (PDO $db) => tasks_toggle($db, $data),
+        'tasks.toggle' => fn (PDO $db) => tasks_toggle($db, $data, $user),
         'tasks.delete' => fn (PDO $db) => tasks_delete($db, $data),
         default => throw new OfficeError('no_such_method', "unknown method $method", 404),
     };

@@ -148,8 +148,9 @@ Publish from PHP (any script, any terminal):
     echo herald_publish("42", "order.shipped", ["id" => 7]), " tab(s)\n";'
 
 Connect a browser yourself:
-  token:  php -r 'require "$root/php-client/herald.php"; echo herald_token("42");'
-  JS:     new Herald("$HERALD_WS_URL", {token}).on("order.shipped", d => ...)
+  token:  HERALD_SECRET=$HERALD_SECRET php -r 'require "$root/php-client/herald.php"; echo herald_token("42"), "\n";'
+  JS:     (in the console of any demo page above: it loads herald.js; TOKEN is the token)
+          new Herald("$HERALD_WS_URL", {token: "TOKEN"}).on("order.shipped", (d) => console.log("order.shipped", d))
 
 Ctrl-C stops Herald, php-fpm and the demo.
 MSG

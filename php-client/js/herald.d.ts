@@ -90,6 +90,8 @@ export interface MessageMeta {
     channel: string | undefined;
     /** The verified user id of the client that published it, else undefined. */
     from: string | undefined;
+    /** The message's id in its stream ("<epoch>:<offset>"), else undefined (a broadcast). */
+    id: string | undefined;
 }
 
 /** A handler for on(event): fn(data, event, meta). */

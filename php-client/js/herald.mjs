@@ -82,7 +82,7 @@
  *             added for a channel publish and "from" (the sender's verified user id) for one
  *             made by a client, and "id" for every message of a user stream or channel (see
  *             Recovery; broadcasts have none). on(event, fn) calls fn(data, event, meta), meta
- *             being {channel, from} (undefined when the frame has none). Frames with an "op" are
+ *             being {channel, from, id} (undefined when the frame has none). Frames with an "op" are
  *             answers, presence and the stream frame, handled below and never passed to on().
  *             A frame that is not such JSON is ignored with a console.warn; an exception thrown
  *             by a handler is reported with console.error and does not stop the other handlers.
@@ -346,7 +346,7 @@ Herald.HeraldError = HeraldError;
 
 /**
  * Call fn(data, event, meta) for every message named `event`, or for all of them with '*';
- * meta is {channel, from}.
+ * meta is {channel, from, id}.
  */
 Herald.prototype.on = function (event, fn) {
     if (typeof fn !== 'function') {
@@ -988,7 +988,7 @@ Herald.prototype._dispatch = function (raw) {
         return;
     }
     var data = msg.data === undefined ? null : msg.data;
-    var meta = { channel: msg.channel, from: msg.from };
+    var meta = { channel: msg.channel, from: msg.from, id: msg.id };
     var list = (this._handlers[msg.event] || []).concat(this._handlers['*'] || []);
     for (var i = 0; i < list.length; i++) {
         safeCall(list[i], this, [data, msg.event, meta]);

@@ -5,178 +5,47 @@ embedded defaults (plus the demos' channel and RPC flags), a private php-fpm
 for the RPC script and the demo pages. Checked here, as a browser would use
 them:
 
+  - the banner's commands work as printed, in a terminal without the
+    demo's environment: the token command's token connects, and the
+    publish command's message reaches that connection, with its id;
   - notifications: a WebSocket client connects with a token from
     herald_token() and receives what herald_publish() sends: exactly the
-    targeted user's tabs, no one else's;
+    targeted user's tabs, no one else's; publish.php refuses bad input;
   - team chat: two users with tokens from the demo's token endpoint join a
     presence room, see each other come and go (a user's second tab is
     silent), and exchange messages stamped with the sender's verified id;
   - mobile office: tasks.add / toggle / delete / list over RPC to PHP
     (SQLite), every change pushed on office:tasks to the other users, bad
-    input refused with the script's own error codes;
+    input refused with the script's own error codes; a task completed by
+    another user carries who completed it (done_by);
   - Ctrl-C (SIGINT) stops Herald, php-fpm (master and children) and the
     page server, and removes the API socket and run.sh's temp dir.
 
-The script is run with its ports moved through the environment (the only
-difference from `make run`), and TMPDIR pointing into the test's own dir, so
-the test never collides with a developer's own `make run`.
+The script is run as tests/lib/demo.py says: its ports moved through the
+environment (the only difference from `make run`), and TMPDIR pointing into
+the test's own dir, so the test never collides with a developer's own
+`make run`. 91-demo-browser.py opens the same pages in Chromium.
 """
 import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
-import tempfile
+import sqlite3
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import websockets
 
 import fcgi
-from herald import REPO, expect_nothing, free_port, herald_bin, recv_json
+from demo import DEMO_DIR, Demo, alive
+from herald import expect_nothing, recv_json
 from procs import children, proc_stat
 from wscmd import Cmd, error_msg
 
-DEMO_DIR = REPO / "php-client" / "demo"
-RUN_SH = DEMO_DIR / "run.sh"
-HERALD_PHP = REPO / "php-client" / "herald.php"
 ROOM = "room:lobby"
 OFFICE = "office:tasks"
-
-
-def alive(pid):
-    """The process exists and is not a zombie."""
-    st = proc_stat(pid)
-    return st is not None and st.state != "Z"
-
-
-class Demo:
-    """run.sh in its own process group, its output in a file."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="herald-demo-")
-        self.ws_port = free_port()
-        self.http_port = free_port()
-        self.socket = os.path.join(self.dir, "api.sock")
-        self.out_path = os.path.join(self.dir, "out.log")
-        self.env = dict(os.environ, HERALD_LISTEN="127.0.0.1:%d" % self.ws_port,
-                        HERALD_SOCKET=self.socket, DEMO_PORT=str(self.http_port),
-                        TMPDIR=self.dir)
-        self.fpm_pids = []
-        self.out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(["sh", str(RUN_SH), str(herald_bin())], env=self.env,
-                                     stdout=self.out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def wait_ready(self):
-        """Wait for the banner and the page server; find php-fpm and the temp dir."""
-        deadline = time.monotonic() + 15
-        while "Ctrl-C stops" not in self.text():
-            assert self.proc.poll() is None, "run.sh exited: %s" % self.text()
-            assert time.monotonic() < deadline, "no banner: %s" % self.text()
-            time.sleep(0.05)
-        # php-fpm puts itself in a session of its own: a Ctrl-C in the terminal never
-        # reaches it, so run.sh must stop it, and cleanup() kills it by PID if it did not.
-        self.fpm_master = [p for p in children(self.proc.pid)
-                           if (proc_stat(p) or ("",))[0].startswith("php-fpm")]
-        assert len(self.fpm_master) == 1, "no php-fpm child of run.sh: %s" % self.text()
-        self.fpm_pids = self.fpm_master + self.fpm_children()
-        m = re.search(r"Temp dir +(\S+)", self.text())
-        assert m, self.text()
-        self.run_dir = m.group(1)
-        assert self.run_dir.startswith(self.dir + "/") and os.path.isdir(self.run_dir)
-        self.wait_http()
-
-    def fpm_children(self, want=2, timeout=5):
-        """php-fpm's pool children (pm static: at least `want`), waiting for them to fork."""
-        deadline = time.monotonic() + timeout
-        while True:
-            kids = children(self.fpm_master[0])
-            if len(kids) >= want or time.monotonic() > deadline:
-                return kids
-            time.sleep(0.05)
-
-    def text(self):
-        return Path(self.out_path).read_text(errors="replace")
-
-    def wait_http(self):
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                urllib.request.urlopen(self.url("/herald.js"), timeout=2).read()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "demo page never answered"
-                time.sleep(0.05)
-
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.http_port, path)
-
-    def get(self, path):
-        """GET a demo page: (status, body text)."""
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-
-    def token(self, user, channel=None):
-        """A token from the demo's token endpoint (a channel token with `channel`)."""
-        q = {"user": user}
-        if channel:
-            q["channel"] = channel
-        status, body = self.get("/token.php?" + urllib.parse.urlencode(q))
-        assert status == 200, body
-        return body
-
-    def php(self, code):
-        """Run PHP code with herald.php loaded and the demo's environment."""
-        env = dict(self.env, HERALD_SECRET="herald-dev-secret")
-        r = subprocess.run(["php", "-d", "error_log=" + os.path.join(self.dir, "php.log"),
-                            "-r", "require '%s'; %s" % (HERALD_PHP, code)],
-                           env=env, capture_output=True, timeout=20)
-        assert r.returncode == 0, r.stderr.decode()
-        return r.stdout.decode()
-
-    def stop(self):
-        """Ctrl-C as a terminal sends it: SIGINT to the whole group."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-                raise AssertionError("run.sh did not stop on SIGINT")
-        self.out.close()
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            for master in children(self.proc.pid):
-                if (proc_stat(master) or ("",))[0].startswith("php-fpm"):
-                    self.fpm_pids += [master] + children(master)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        for pid in self.fpm_pids:
-            st = proc_stat(pid)
-            if st and st.state != "Z" and st.comm.startswith("php-fpm"):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if not self.out.closed:
-            self.out.close()
-        subprocess.run(["rm", "-rf", self.dir])
+ID = re.compile(r"^[0-9a-f]+:[0-9]+$")
 
 
 @pytest.fixture
@@ -202,6 +71,23 @@ def test_banner_says_how_to_connect_and_publish(demo):
     assert "http://127.0.0.1:%d/?user=42" % demo.http_port in text
 
 
+def test_the_banners_commands_work_as_printed(demo):
+    """A newcomer copies the token command, connects, then runs the publish command."""
+    token = demo.sh(demo.banner_command("token")).strip()
+    assert re.match(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", token), token
+    js = demo.banner_command("js")
+    assert js.startswith('new Herald("ws://127.0.0.1:%d/ws", {token: "TOKEN"})' % demo.ws_port)
+
+    async def go():
+        async with connect(demo, token) as ws:
+            out = demo.sh(demo.banner_command("publish"))
+            assert out == "1 tab(s)\n"
+            msg = await recv_json(ws, keep_id=True)
+            assert ID.match(msg.pop("id", "")), msg
+            assert msg == {"event": "order.shipped", "data": {"id": 7}}
+    asyncio.run(go())
+
+
 def test_a_publish_reaches_exactly_the_targeted_users_tabs(demo):
     tok42 = demo.php("echo herald_token('42');")
     tok7 = demo.php("echo herald_token('7');")
@@ -222,19 +108,39 @@ def test_a_publish_reaches_exactly_the_targeted_users_tabs(demo):
 
 
 def test_the_demo_page_and_its_publish_form(demo):
-    page = urllib.request.urlopen(demo.url("/?user=7"), timeout=5).read().decode()
-    assert '<script src="herald.js"></script>' in page
-    token = re.search(r'token: "([A-Za-z0-9_.-]+)"', page).group(1)
-    assert "ws://127.0.0.1:%d/ws" % demo.ws_port in page
+    status, page = demo.get("/?user=7")
+    assert status == 200
+    assert '<script src="herald.js"></script>\n<script src="demo.js"></script>\n' \
+        '<script src="notify.js"></script>' in page
+    config = json.loads(re.search(r'<script type="application/json" id="demo-config">'
+                                  r'(.*?)</script>', page).group(1))
+    assert config == {"user": "7", "wsUrl": "ws://127.0.0.1:%d/ws" % demo.ws_port}
     js = urllib.request.urlopen(demo.url("/herald.js"), timeout=5).read().decode()
     assert "function Herald" in js or "class Herald" in js
 
     async def go():
-        async with connect(demo, token) as ws:
-            form = urllib.parse.urlencode({"to": "7", "text": "hi"}).encode()
-            answer = urllib.request.urlopen(demo.url("/publish.php"), form, timeout=5).read()
-            assert json.loads(answer) == {"delivered": 1}
-            assert await recv_json(ws) == {"event": "demo.message", "data": {"text": "hi"}}
+        async with connect(demo, demo.token("7")) as ws:
+            assert demo.post("/publish.php", {"to": "7", "text": "hi"}) == \
+                (200, '{"delivered":1}\n')
+            msg = await recv_json(ws, keep_id=True)
+            assert ID.match(msg.pop("id", "")), msg
+            assert msg == {"event": "demo.message", "data": {"text": "hi"}}
+            assert demo.post("/publish.php", {"broadcast": "1", "text": "all"}) == \
+                (200, '{"delivered":1}\n')
+            assert await recv_json(ws, keep_id=True) == \
+                {"event": "demo.broadcast", "data": {"text": "all"}}
+            # Bad input: a clear error, nothing sent.
+            for form in ({"to": "", "text": "x"}, {"to": "a b", "text": "x"},
+                         {"to": "x" * 33, "text": "x"}, {"text": "x"},
+                         {"to": "7", "text": "y" * 501}, {"to": "7", "text": b"\xff"},
+                         {"to[]": "7", "text": "x"}, {"to": "7", "text[]": "x"}):
+                status, body = demo.post("/publish.php", form)
+                assert status == 400 and "error" in json.loads(body), (form, status, body)
+            assert demo.get("/publish.php")[0] == 405
+            assert demo.post("/publish.php", {"to": "7", "text": "\u00e9" * 500})[0] == 200
+            msg = await recv_json(ws)
+            assert msg["data"] == {"text": "\u00e9" * 500}
+            await expect_nothing(ws, 0.3)
     asyncio.run(go())
 
 
@@ -242,14 +148,17 @@ def test_the_three_demos_are_linked_and_served_locally(demo):
     status, index = demo.get("/?user=ann")
     assert status == 200
     assert 'href="chat.php?user=ann"' in index and 'href="office.php?user=ann"' in index
-    for page, script in (("chat.php", "chat.js"), ("office.php", "office.js")):
-        status, html = demo.get("/%s?user=ann" % page)
+    for page, script in (("./", "notify.js"), ("chat.php", "chat.js"),
+                         ("office.php", "office.js")):
+        status, html = demo.get("/%s?user=ann" % page.lstrip("./"))
         assert status == 200, html
         # herald.js, then the shared demo.js, then the page's own script.
         assert '<script src="herald.js"></script>\n<script src="demo.js"></script>\n' \
             '<script src="%s"></script>' % script in html
         assert '<link rel="stylesheet" href="demo.css">' in html
-        assert 'href="./?user=ann"' in html, "no link back to the notification demo"
+        assert '<link rel="icon" href="favicon.svg" type="image/svg+xml">' in html
+        for other in ("./", "chat.php", "office.php"):
+            assert other == page or 'href="%s?user=ann"' % other in html, (page, other)
         # Nothing from another site (no CDN): every src and href is relative.
         for url in re.findall(r'(?:src|href)="([^"]*)"', html):
             assert not re.match(r"(?i)^(?:[a-z]+:)?//", url), url
@@ -257,7 +166,12 @@ def test_the_three_demos_are_linked_and_served_locally(demo):
                                       r'(.*?)</script>', html).group(1))
         assert config["user"] == "ann"
         assert config["wsUrl"] == "ws://127.0.0.1:%d/ws" % demo.ws_port
-    for path in ("/chat.js", "/office.js", "/demo.js", "/demo.css", "/herald.js"):
+    for path in ("/favicon.svg", "/favicon.ico"):
+        with urllib.request.urlopen(demo.url(path), timeout=5) as r:
+            assert r.headers["Content-Type"] == "image/svg+xml", path
+            assert r.read() == (DEMO_DIR / "favicon.svg").read_bytes()
+    for path in ("/notify.js", "/chat.js", "/office.js", "/demo.js", "/demo.css",
+                 "/herald.js"):
         status, body = demo.get(path)
         assert status == 200 and body, path
         # User text goes into the DOM as text only.
@@ -350,7 +264,8 @@ def test_mobile_office_tasks_over_rpc_and_pushes(demo):
             assert await reply(bob, "tasks.list", None) == {"rev": 0, "tasks": []}
 
             added = await reply(ann, "tasks.add", {"title": "  Call <Bob>  "})
-            task = {"id": 1, "title": "Call <Bob>", "done": False, "by": "ann", "rev": 1}
+            task = {"id": 1, "title": "Call <Bob>", "done": False, "by": "ann",
+                    "done_by": None, "rev": 1}
             assert added == {"rev": 1, "task": task}
             push = {"channel": OFFICE, "event": "task.added",
                     "data": {"rev": 1, "task": task, "by": "ann"}}
@@ -359,7 +274,7 @@ def test_mobile_office_tasks_over_rpc_and_pushes(demo):
             assert await reply(bob, "tasks.list", {}) == {"rev": 1, "tasks": [task]}
 
             # bob flips it, then sets it explicitly; ann sees each change.
-            done = dict(task, done=True, rev=2)
+            done = dict(task, done=True, done_by="bob", rev=2)
             assert await reply(bob, "tasks.toggle", {"id": 1}) == {"rev": 2, "task": done}
             assert await ann.next() == {"channel": OFFICE, "event": "task.changed",
                                         "data": {"rev": 2, "task": done, "by": "bob"}}
@@ -420,6 +335,51 @@ def test_mobile_office_tasks_over_rpc_and_pushes(demo):
             assert final["rev"] == 17 and len(final["tasks"]) == 13
     asyncio.run(asyncio.wait_for(go(), 45))
     assert os.path.getsize(os.path.join(demo.run_dir, "office.sqlite")) > 0
+
+
+def test_the_office_keeps_who_completed_a_task(demo):
+    """done_by: who set done, kept when it is set again, gone when reopened; an office.sqlite
+    from before done_by existed gains the column."""
+    db = os.path.join(demo.run_dir, "office.sqlite")
+    with sqlite3.connect(db) as old:
+        old.executescript("""
+            CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL,
+                                done INTEGER NOT NULL DEFAULT 0, created_by TEXT NOT NULL,
+                                rev INTEGER NOT NULL);
+            CREATE TABLE revision (id INTEGER PRIMARY KEY CHECK (id = 1), rev INTEGER NOT NULL);
+            INSERT INTO revision VALUES (1, 1);
+            INSERT INTO tasks (title, done, created_by, rev) VALUES ('Old and done', 1, 'cy', 1);
+        """)
+    old.close()
+
+    async def go():
+        async with connect(demo, demo.token("ann")) as wa, \
+                connect(demo, demo.token("bob")) as wb:
+            ann, bob = Cmd(wa, "ann"), Cmd(wb, "bob")
+            await ann.subscribe(OFFICE, token=demo.token("ann", OFFICE))
+            listed = await reply(bob, "tasks.list", None)
+            assert listed["tasks"] == [{"id": 1, "title": "Old and done", "done": True,
+                                        "by": "cy", "done_by": None, "rev": 1}]
+            task = (await reply(ann, "tasks.add", {"title": "Send the invoice"}))["task"]
+            assert task["done_by"] is None
+            await ann.next()
+            done = (await reply(bob, "tasks.toggle", {"id": task["id"], "done": True}))["task"]
+            assert done["done"] is True and done["done_by"] == "bob"
+            pushed = await ann.next()
+            assert pushed["event"] == "task.changed" and pushed["data"]["by"] == "bob"
+            assert pushed["data"]["task"] == done
+            again = (await reply(ann, "tasks.toggle", {"id": task["id"], "done": True}))["task"]
+            assert again["done_by"] == "bob" and again["rev"] > done["rev"]
+            await ann.next()
+            reopened = (await reply(ann, "tasks.toggle", {"id": task["id"]}))["task"]
+            assert reopened["done"] is False and reopened["done_by"] is None
+            await ann.next()
+            flipped = (await reply(ann, "tasks.toggle", {"id": task["id"]}))["task"]
+            assert flipped["done_by"] == "ann"
+            await ann.next()
+            final = await reply(bob, "tasks.list", None)
+            assert final["tasks"][1] == flipped
+    asyncio.run(asyncio.wait_for(go(), 30))
 
 
 def test_the_rpc_script_answers_only_herald(demo):

@@ -58,7 +58,7 @@ def test_typed_use_compiles_strict_and_the_output_runs(project):
     assert got["after"] == "closed"
     assert got["socket"] == ["ws://127.0.0.1:9/ws?since=", ["herald", "herald.token.jwt"],
                              ["subscribe", "unsubscribe", "publish", "rpc"]]
-    assert got["seen"] == ["order.shipped 7 orders:1 -", 'order.shipped {"order":7}',
+    assert got["seen"] == ["order.shipped 7 orders:1 - e1:3", 'order.shipped {"order":7}',
                            "close 1000 null"]
     assert got["errors"] == ["HeraldError disconnected room:1", "HeraldError disconnected team:2",
                              "HeraldError disconnected chat:1", "HeraldError disconnected -"]

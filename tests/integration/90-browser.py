@@ -32,12 +32,8 @@ release that runs on Debian 12's nodejs 18.19; 66-node-engines.py holds every pa
 
 import json
 import os
-import queue
 import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -45,19 +41,15 @@ import urllib.request
 
 import pytest
 
-from herald import Herald, _pdeathsig, herald_bin
+from browser import Browser, artifact_path, require_browser
+from herald import Herald
 from nginx import Nginx, read
 from phpfpm import PhpFpm
-from procs import children, proc_stat, stop_child
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WEB = os.path.join(ROOT, "tests", "integration", "web")
 HERALD_JS = os.path.join(ROOT, "php-client", "js", "herald.js")
 HERALD_MJS = os.path.join(ROOT, "php-client", "js", "herald.mjs")
-NODE = "/usr/bin/node"
-DRIVER = os.path.join(ROOT, "tests", "js", "browser-e2e.js")
-PLAYWRIGHT = os.path.join(ROOT, "tests", "js", "node_modules", "playwright-core", "package.json")
-CHROMIUM = "/usr/bin/chromium"
 # The site's server{}, inside the shared test nginx's http{} (tests/lib/nginx.py).
 SITE_SERVER = """\
     server {{
@@ -97,144 +89,6 @@ SITE_SERVER = """\
     }}"""
 
 
-def children_started(pid):
-    """[(pid, start time)] of the processes whose parent is `pid`."""
-    out = []
-    for child in children(pid):
-        st = proc_stat(child)
-        if st is not None:
-            out.append((child, st.start))
-    return out
-
-
-def kill_group(pid, started):
-    """
-    SIGKILL the process group led by `pid` (playwright starts Chromium as a group leader), if
-    `pid` is still the process that began at `started` (not a reused PID).
-    """
-    st = proc_stat(pid)
-    if st is None or st.start != started:
-        return
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-class Browser:
-    """tests/js/browser-e2e.js: one headless Chromium with one page, steered line by line."""
-
-    def __init__(self, tmp):
-        self.profile = os.path.join(tmp, "profile")
-        os.mkdir(self.profile)
-        self.stderr_path = os.path.join(tmp, "node.stderr")
-        self.replies = queue.Queue()
-        self.console = []               # the page's console messages and uncaught errors
-        self.page_errors = []
-        self.chromium = []              # [(pid, start time)] of the browser node started
-        # Everything Chromium and playwright write goes under `tmp`: temp files, and what
-        # Chromium keeps in the home directory even with a user data dir (its crash report
-        # database under ~/.config, dconf's cache under ~/.cache).
-        env = dict(os.environ, TMPDIR=tmp, HOME=tmp, XDG_CONFIG_HOME=os.path.join(tmp, "config"),
-                   XDG_CACHE_HOME=os.path.join(tmp, "cache"))
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([NODE, DRIVER, self.profile], cwd=ROOT, env=env,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, preexec_fn=_pdeathsig)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        ready = self._expect("ready", 30)
-        self.version = ready.get("version")
-        self.chromium = children_started(self.proc.pid)
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                msg = {"kind": "bad", "error": "not JSON: " + line}
-            if msg.get("kind") == "console":
-                self.console.append("%s: %s" % (msg["type"], msg["text"]))
-            elif msg.get("kind") == "pageerror":
-                self.page_errors.append(msg["message"])
-                self.console.append("pageerror: " + msg["message"])
-            else:
-                self.replies.put(msg)
-        self.replies.put(None)
-
-    def _expect(self, kind, timeout):
-        try:
-            msg = self.replies.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail("browser: no %r within %ss\n%s" % (kind, timeout, self.log()))
-        if msg is None:
-            pytest.fail("browser: node exited while waiting for %r\n%s" % (kind, self.log()))
-        if msg.get("kind") != kind:
-            pytest.fail("browser: expected %r, got %r\n%s" % (kind, msg, self.log()))
-        return msg
-
-    def command(self, cmd, kind, timeout=20):
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        self.proc.stdin.flush()
-        return self._expect(kind, timeout)
-
-    def open(self, url):
-        return self.command({"do": "open", "url": url}, "opened")
-
-    def dom(self):
-        return self.command({"do": "dom"}, "dom")
-
-    def wait_dom(self, predicate, timeout, what):
-        """Read the page until predicate(dom) holds; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            d = self.dom()
-            if predicate(d):
-                return d
-            if time.monotonic() > deadline:
-                pytest.fail("timed out waiting for %s; the page shows %r\n%s"
-                            % (what, d, self.log()))
-            time.sleep(0.05)
-
-    def screenshot(self, path):
-        return self.command({"do": "screenshot", "path": path}, "screenshot")
-
-    def log(self):
-        return "--- page console\n%s\n--- node stderr\n%s" % (
-            "\n".join(self.console[-40:]), read(self.stderr_path)[-3000:])
-
-    def close(self):
-        """Close the browser; escalate to SIGTERM, SIGKILL, then Chromium's own group."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(b'{"do":"exit"}\n')
-                self.proc.stdin.close()
-            except (BrokenPipeError, ValueError):
-                pass
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                stop_child(self.proc, signal.SIGTERM, 5)
-        self.reader.join(5)
-        self.proc.stdout.close()
-        for pid, started in self.chromium:
-            kill_group(pid, started)
-        self.chromium = []
-
-
-def artifact_path(name):
-    """Where test artifacts go: $HERALD_TEST_OUT (default build/test-results)/<build dir>/."""
-    out = os.path.abspath(os.environ.get("HERALD_TEST_OUT")
-                          or os.path.join(ROOT, "build", "test-results"))
-    d = os.path.join(out, os.path.basename(os.path.dirname(herald_bin())))
-    os.makedirs(d, exist_ok=True)
-    return os.path.join(d, name)
-
-
 def publish(base, user, text):
     """POST publish.php (nginx, php-fpm, herald_publish()); its "delivered"."""
     body = urllib.parse.urlencode({"user": user, "text": text}).encode()
@@ -246,9 +100,7 @@ def publish(base, user, text):
 
 
 def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(capsys):
-    assert os.access(CHROMIUM, os.X_OK), "no %s: `make deps` installs chromium" % CHROMIUM
-    assert os.path.exists(PLAYWRIGHT), \
-        "playwright-core is missing: run `npm ci --prefix tests/js` in the repository root"
+    require_browser()
     tmp = tempfile.mkdtemp(prefix="herald-browser-%d-" % os.getpid())
     ws_sock = os.path.join(tmp, "ws.sock")           # nginx's upstream: Herald, or a symlink
     history = os.path.join(tmp, "history")
@@ -345,9 +197,7 @@ def test_page_through_nginx_shows_a_publish_and_recovers_it_across_a_restart(cap
 
 
 def test_page_importing_the_es_module_connects_and_shows_a_publish():
-    assert os.access(CHROMIUM, os.X_OK), "no %s: `make deps` installs chromium" % CHROMIUM
-    assert os.path.exists(PLAYWRIGHT), \
-        "playwright-core is missing: run `npm ci --prefix tests/js` in the repository root"
+    require_browser()
     tmp = tempfile.mkdtemp(prefix="herald-browser-%d-" % os.getpid())
     ws_sock = os.path.join(tmp, "ws.sock")
     config = {"listen": "unix:" + ws_sock, "api_socket": os.path.join(tmp, "api.sock")}

@@ -407,19 +407,21 @@ test('HeraldError is an Error with name, code and message', () => {
     assert.equal(new Herald.HeraldError('timeout').message, 'timeout');
 });
 
-test('on() handlers get meta {channel, from}; frames with an op never reach on()', async () => {
+test('on() handlers get meta {channel, from, id}; frames with an op never reach on()', async () => {
     const [h, ws] = await openClient();
     const seen = [];
     h.on('*', (data, event, meta) => seen.push([event, data, meta]));
     ws.answer({ event: 'a', data: 1 });
     ws.answer({ channel: 'team:1', event: 'deploy', data: { v: 3 } });
     ws.answer({ channel: 'chat:1', event: 'chat', data: 'hi', from: '42' });
+    ws.answer({ id: 'e1:5', event: 'order.shipped', data: { id: 7 } });
     ws.answer({ op: 'ok', ref: 99 });
     ws.answer({ op: 'join', channel: 'room:1', user: '7', event: 'x' });
     assert.deepEqual(seen, [
-        ['a', 1, { channel: undefined, from: undefined }],
-        ['deploy', { v: 3 }, { channel: 'team:1', from: undefined }],
-        ['chat', 'hi', { channel: 'chat:1', from: '42' }],
+        ['a', 1, { channel: undefined, from: undefined, id: undefined }],
+        ['deploy', { v: 3 }, { channel: 'team:1', from: undefined, id: undefined }],
+        ['chat', 'hi', { channel: 'chat:1', from: '42', id: undefined }],
+        ['order.shipped', { id: 7 }, { channel: undefined, from: undefined, id: 'e1:5' }],
     ]);
     h.close();
 });

@@ -67,7 +67,8 @@ const seen: string[] = [];
 h.on('order.shipped', (data, event, meta: MessageMeta) => {
     const order: number = data.order;
     const name: 'order.shipped' = event;
-    seen.push(`${name} ${order} ${meta.channel ?? '-'} ${meta.from ?? '-'}`);
+    const id: string | undefined = meta.id;
+    seen.push(`${name} ${order} ${meta.channel ?? '-'} ${meta.from ?? '-'} ${id ?? '-'}`);
 });
 h.on('*', (data, event) => {
     const text: string = event === 'chat' ? 'chat' : event;
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
     const ws = await firstSocket();
     ws.onopen?.({});
     ws.onmessage?.({ data: JSON.stringify({ event: 'order.shipped', data: { order: 7 },
-        channel: 'orders:1' }) });
+        channel: 'orders:1', id: 'e1:3' }) });
     const sub: Promise<SubscribeResult> = h.subscribe('room:1', { token: 'channel-jwt' });
     const unsub: Promise<void> = h.unsubscribe('team:2');
     const pub: Promise<void> = h.publish('chat:1', { text: 'hi' }, { event: 'chat', echo: false });
