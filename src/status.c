@@ -316,6 +316,10 @@ static void status_send(struct status_site *s)
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        status_finish(s, xstrdup("the connection closed before the request was sent"));
+        return;
+    }
     if (n < 0) {
         status_finish(s, xasprintf("the request could not be sent: %s", strerror(errno)));
         return;
@@ -334,11 +338,11 @@ static void status_receive(struct status_site *s)
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n < 0) {
+    if (n < 0 && errno != ECONNRESET) {
         status_finish(s, xasprintf("reading the answer: %s", strerror(errno)));
         return;
     }
-    if (n == 0) {
+    if (n <= 0) {
         status_finish(s, xstrdup("the connection closed before the answer was complete"));
         return;
     }
@@ -407,17 +411,17 @@ static void status_site_free(struct status_site *s)
     free(s->error);
 }
 
-/* An uptime in seconds as "42s", "12m 5s", "4h 12m" or "3d 4h". */
+/* An uptime in seconds as "42s", "12m05s", "4h12m" or "3d04h": one word, for the table. */
 static void status_uptime(char *buf, size_t size, long long s)
 {
     if (s < 60)
         snprintf(buf, size, "%llds", s);
     else if (s < 3600)
-        snprintf(buf, size, "%lldm %llds", s / 60, s % 60);
+        snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
     else if (s < 86400)
-        snprintf(buf, size, "%lldh %lldm", s / 3600, s % 3600 / 60);
+        snprintf(buf, size, "%lldh%02lldm", s / 3600, s % 3600 / 60);
     else
-        snprintf(buf, size, "%lldd %lldh", s / 86400, s % 86400 / 3600);
+        snprintf(buf, size, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
 }
 
 /* o[key] as a count (an integer, 0 or more); 0, or -1 when it is not one. */
