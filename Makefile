@@ -66,8 +66,8 @@ $(PROC_OBJ): $(wildcard src/*.h)
 $(BUILD)/herald: $(PROC_OBJ) $(BUILD)/libherald.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# test_status.c includes src/status.c, to test its static functions.
-$(BUILD)/tests/test_status: src/status.c src/status.h
+# test_status.c includes src/status.c and src/status_table.c, to test their static functions.
+$(BUILD)/tests/test_status: $(wildcard src/status*.[ch])
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -39,6 +39,7 @@
 
 #include "cfg.h"
 #include "fcgi_client.h"
+#include "status_table.h"
 #include "xmalloc.h"
 
 #define STATUS_DEFAULT_FILE "/etc/herald/herald.ini"
@@ -47,6 +48,7 @@
 #define STATUS_MAX_ANSWER (256u << 10) /* stdout bytes taken from one site */
 #define STATUS_READ 16384              /* bytes read per call */
 #define STATUS_REQUEST_ID 1
+#define STATUS_MAX_MESSAGE 300 /* bytes of a site's error message, quotes included */
 
 struct status_opts {
     const char *file; /* borrowed (argv): -c, or NULL */
@@ -67,14 +69,6 @@ struct status_site {
     struct fcgic_parser parser; /* its out is owned */
     json_t *answer;             /* owned: the answer's JSON object, or NULL */
     char *error;                /* owned: why there is no answer, or NULL */
-};
-
-/* The figures of one /stats answer the table shows. */
-struct status_figures {
-    long long uptime, connections, users, channels, subscriptions;
-    long long published, delivered, errors;
-    long long minute_published, minute_delivered, minute_seconds; /* seconds 0: not given */
-    char *details; /* owned: the errors by kind, "" when there are none */
 };
 
 /* Print the usage to f. */
@@ -235,26 +229,33 @@ static void status_open(struct status_site *s)
     s->phase = STATUS_SENDING;
 }
 
-/* The "error" a refusal's JSON body gives, or its first line, for a message (malloc'd). */
+/* The "error" a refusal's JSON body gives, or else its first line (malloc'd). */
 static char *status_refusal_text(const char *body, size_t len)
 {
     json_t *o = json_loadb(body, len, 0, NULL);
     const char *e = json_string_value(json_object_get(o, "error"));
-    char *text;
+    /* not the JSON refusal herald sends: the first line (the parser's out is NUL-ended) */
+    size_t n = strcspn(body, "\r\n");
+    char *text = e != NULL ? xstrdup(e) : xstrndup(body, n < len ? n : len);
 
-    if (e != NULL) {
-        text = xstrdup(e);
-    } else {
-        /* not the JSON refusal herald sends: its first line, cut short (out is NUL-ended) */
-        size_t n = strcspn(body, "\r\n");
-
-        text = xstrndup(body, n < len ? (n < 200 ? n : 200) : (len < 200 ? len : 200));
-    }
     json_decref(o);
-    for (char *p = text; *p != '\0'; p++)
+    return text;
+}
+
+/* Make a message that may quote a peer's bytes printable: no control bytes, at most 300. */
+static char *status_printable(char *msg)
+{
+    size_t n = 0;
+
+    for (char *p = msg; *p != '\0'; p++, n++) {
+        if (n == STATUS_MAX_MESSAGE) {
+            memcpy(p - 3, "...", 4);
+            break;
+        }
         if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
             *p = '?';
-    return text;
+    }
+    return msg;
 }
 
 /*
@@ -303,7 +304,7 @@ static void status_finish(struct status_site *s, char *error)
     if (error == NULL)
         s->answer = status_check_answer(s->parser.out, s->parser.out_len, s->parser.protocol_status,
                                         &error);
-    s->error = error;
+    s->error = error != NULL ? status_printable(error) : NULL;
     s->phase = STATUS_FINISHED;
     close(s->fd);
     s->fd = -1;
@@ -411,257 +412,6 @@ static void status_site_free(struct status_site *s)
     free(s->error);
 }
 
-/* An uptime in seconds as "42s", "12m05s", "4h12m" or "3d04h": one word, for the table. */
-static void status_uptime(char *buf, size_t size, long long s)
-{
-    if (s < 60)
-        snprintf(buf, size, "%llds", s);
-    else if (s < 3600)
-        snprintf(buf, size, "%lldm%02llds", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(buf, size, "%lldh%02lldm", s / 3600, s % 3600 / 60);
-    else
-        snprintf(buf, size, "%lldd%02lldh", s / 86400, s % 86400 / 3600);
-}
-
-/* o[key] as a count (an integer, 0 or more); 0, or -1 when it is not one. */
-static int status_count(const json_t *o, const char *key, long long *out)
-{
-    json_t *v = json_object_get(o, key);
-
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return -1;
-    *out = json_integer_value(v);
-    return 0;
-}
-
-/*
- * Add o[key], an object of counts by kind ({"400": 3, ...}), to *sum, and
- * write its non-zero ones to f after label ("; api errors 400: 3, 413: 1").
- * Returns 0, or -1 when it is not such an object.
- */
-static int status_kinds(const json_t *o, const char *key, const char *label, FILE *f,
-                        long long *sum)
-{
-    json_t *kinds = json_object_get(o, key), *v;
-    const char *kind;
-    long long n = 0;
-
-    if (!json_is_object(kinds))
-        return -1;
-    json_object_foreach (kinds, kind, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return -1;
-        if (json_integer_value(v) == 0)
-            continue;
-        if (n == 0)
-            fprintf(f, "; %s %s: %lld", label, kind, (long long)json_integer_value(v));
-        else
-            fprintf(f, ", %s: %lld", kind, (long long)json_integer_value(v));
-        n += json_integer_value(v);
-    }
-    *sum += n;
-    return 0;
-}
-
-/* One count that is an error kind of its own ("; slow consumers 2"), when not 0. */
-static void status_one_kind(FILE *f, const char *label, long long n, long long *sum)
-{
-    if (n > 0)
-        fprintf(f, "; %s %lld", label, n);
-    *sum += n;
-}
-
-/* The errors of answer o: their sum in fig->errors, by kind in fig->details. 0, or -1. */
-static int status_errors(const json_t *o, struct status_figures *fig)
-{
-    json_t *rpc = json_object_get(o, "rpc");
-    long long slow, failed, dropped;
-    size_t size = 0;
-    char *text = NULL;
-    FILE *f = open_memstream(&text, &size);
-    int r = -1;
-
-    if (f == NULL)
-        return -1;
-    fig->errors = 0;
-    if (status_kinds(o, "api_errors", "api errors", f, &fig->errors) == 0 &&
-        status_kinds(o, "handshakes_refused", "handshakes refused", f, &fig->errors) == 0 &&
-        status_kinds(o, "protocol_errors", "protocol closes", f, &fig->errors) == 0 &&
-        status_count(o, "slow_consumers", &slow) == 0 &&
-        status_count(rpc, "failed", &failed) == 0 && status_count(rpc, "dropped", &dropped) == 0) {
-        status_one_kind(f, "slow consumers", slow, &fig->errors);
-        status_one_kind(f, "rpc failed", failed, &fig->errors);
-        status_one_kind(f, "rpc hooks dropped", dropped, &fig->errors);
-        r = 0;
-    }
-    if (fclose(f) != 0)
-        r = -1;
-    if (r == 0)
-        fig->details = xstrdup(size > 2 ? text + 2 : ""); /* without the first "; " */
-    free(text);
-    return r;
-}
-
-/*
- * Read the figures the table shows from a /stats answer. Returns 0, or -1
- * with *error set (malloc'd) naming the first field that is wrong.
- */
-static int status_figures(const json_t *o, struct status_figures *fig, char **error)
-{
-    static const char *const keys[] = {"uptime",        "connections", "users",    "channels",
-                                       "subscriptions", "published",   "delivered"};
-    long long *const vals[] = {&fig->uptime,   &fig->connections,   &fig->users,
-                               &fig->channels, &fig->subscriptions, &fig->published,
-                               &fig->delivered};
-    json_t *minute = json_object_get(o, "last_minute");
-
-    memset(fig, 0, sizeof *fig);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (status_count(o, keys[i], vals[i]) != 0) {
-            *error = xasprintf("malformed answer: \"%s\" is not a count", keys[i]);
-            return -1;
-        }
-    /* An older herald has no "last_minute": the table shows "-" for its rates. */
-    if (minute != NULL &&
-        (status_count(minute, "published", &fig->minute_published) != 0 ||
-         status_count(minute, "delivered", &fig->minute_delivered) != 0 ||
-         status_count(minute, "seconds", &fig->minute_seconds) != 0 || fig->minute_seconds == 0)) {
-        *error = xstrdup("malformed answer: \"last_minute\" is not three counts");
-        return -1;
-    }
-    if (status_errors(o, fig) != 0) {
-        *error = xstrdup("malformed answer: the error counts are not counts");
-        return -1;
-    }
-    return 0;
-}
-
-#define STATUS_NCOLS 11
-
-static const char *const status_heads[STATUS_NCOLS] = {
-    "SITE",      "UPTIME",    "CONNS",     "USERS",     "CHANNELS", "SUBS",
-    "PUBLISH/S", "PUBLISHED", "DELIVER/S", "DELIVERED", "ERRORS"};
-
-/* A per-second rate over the window, or "-" when the daemon gives none (malloc'd). */
-static char *status_rate(long long count, long long seconds)
-{
-    return seconds > 0 ? xasprintf("%.2f", (double)count / (double)seconds) : xstrdup("-");
-}
-
-/* The table's cells but the first (the site's name) for a site that answered (malloc'd). */
-static void status_cells(const struct status_figures *f, char **cell)
-{
-    char up[32];
-
-    status_uptime(up, sizeof up, f->uptime);
-    cell[1] = xstrdup(up);
-    cell[2] = xasprintf("%lld", f->connections);
-    cell[3] = xasprintf("%lld", f->users);
-    cell[4] = xasprintf("%lld", f->channels);
-    cell[5] = xasprintf("%lld", f->subscriptions);
-    cell[6] = status_rate(f->minute_published, f->minute_seconds);
-    cell[7] = xasprintf("%lld", f->published);
-    cell[8] = status_rate(f->minute_delivered, f->minute_seconds);
-    cell[9] = xasprintf("%lld", f->delivered);
-    cell[10] = xasprintf("%lld", f->errors);
-}
-
-/* Print one row: the first column left-aligned, the others right-aligned. */
-static void status_row(FILE *out, char *const *cell, const int *width)
-{
-    fprintf(out, "%-*s", width[0], cell[0]);
-    for (int c = 1; c < STATUS_NCOLS; c++)
-        fprintf(out, "  %*s", width[c], cell[c]);
-    fputc('\n', out);
-}
-
-/* The widths the columns need for the heads and every row's cells (NULL: none). */
-static void status_widths(char **cells, size_t nrows, int *width)
-{
-    for (int c = 0; c < STATUS_NCOLS; c++) {
-        width[c] = (int)strlen(status_heads[c]);
-        for (size_t r = 0; r < nrows; r++) {
-            char *v = cells[r * STATUS_NCOLS + c];
-
-            if (v != NULL && (int)strlen(v) > width[c])
-                width[c] = (int)strlen(v);
-        }
-    }
-}
-
-/*
- * Print the table: a row per site (or why it did not answer), a line
- * saying what the columns count, and each site's errors by kind. Returns
- * the exit status.
- */
-static int status_print_table(FILE *out, struct status_site *sites, size_t n)
-{
-    char **cells = xcalloc(n * STATUS_NCOLS, sizeof *cells);
-    char **details = xcalloc(n, sizeof *details);
-    int width[STATUS_NCOLS], r = STATUS_OK;
-    size_t answered = 0;
-    struct status_figures fig;
-
-    for (size_t i = 0; i < n; i++) {
-        cells[i * STATUS_NCOLS] = xstrdup(sites[i].cfg->site);
-        if (sites[i].error == NULL && status_figures(sites[i].answer, &fig, &sites[i].error) == 0) {
-            status_cells(&fig, &cells[i * STATUS_NCOLS]);
-            details[i] = fig.details;
-            answered++;
-        }
-    }
-    status_widths(cells, n, width);
-    status_row(out, (char *const *)status_heads, width);
-    for (size_t i = 0; i < n; i++) {
-        if (sites[i].error != NULL) {
-            fprintf(out, "%-*s  error: %s\n", width[0], sites[i].cfg->site, sites[i].error);
-            r = STATUS_UNREACHABLE;
-        } else {
-            status_row(out, &cells[i * STATUS_NCOLS], width);
-        }
-    }
-    if (answered > 0)
-        fprintf(out, "\nPUBLISH/S, DELIVER/S: messages published, frames delivered a second, over "
-                     "the last minute.\nPUBLISHED, DELIVERED: since start. ERRORS: API errors, "
-                     "refused handshakes, protocol\ncloses, slow consumers, RPC failures; by kind "
-                     "below.\n");
-    for (size_t i = 0; i < n; i++)
-        if (details[i] != NULL && details[i][0] != '\0')
-            fprintf(out, "%s errors: %s\n", sites[i].cfg->site, details[i]);
-    for (size_t i = 0; i < n * STATUS_NCOLS; i++)
-        free(cells[i]);
-    for (size_t i = 0; i < n; i++)
-        free(details[i]);
-    free(cells);
-    free(details);
-    return r;
-}
-
-/*
- * Print {"site": answer, ...}: each answer as it came, or for a site that
- * did not answer {"ok": false, "error": why}. Returns the exit status.
- */
-static int status_print_json(FILE *out, struct status_site *sites, size_t n)
-{
-    json_t *all = json_object();
-    int r = STATUS_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = sites[i].answer != NULL
-                        ? json_incref(sites[i].answer)
-                        : json_pack("{s:b, s:s}", "ok", 0, "error", sites[i].error);
-
-        if (sites[i].answer == NULL)
-            r = STATUS_UNREACHABLE;
-        json_object_set_new(all, sites[i].cfg->site, v);
-    }
-    json_dumpf(all, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', out);
-    json_decref(all);
-    return r;
-}
-
 /* The config file to read: -c, else the system one if it exists, else none (defaults). */
 static const char *status_config_file(const struct status_opts *o)
 {
@@ -700,9 +450,10 @@ int status_main(int argc, char **argv)
 {
     struct status_opts o;
     struct status_site *sites;
+    struct status_table_site *rows;
     struct cfg cfg;
     char *cause = NULL;
-    size_t n;
+    size_t n, failed;
     int r = status_parse_args(argc, argv, &o);
 
     if (r == 1) {
@@ -724,10 +475,19 @@ int status_main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         status_open(&sites[i]);
     status_exchange(sites, n, o.timeout);
-    r = o.json ? status_print_json(stdout, sites, n) : status_print_table(stdout, sites, n);
-    for (size_t i = 0; i < n; i++)
+    rows = xcalloc(n, sizeof *rows);
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = (struct status_table_site){sites[i].cfg->site, sites[i].answer, sites[i].error};
+        sites[i].error = NULL; /* the row's now */
+    }
+    failed =
+        o.json ? status_table_print_json(stdout, rows, n) : status_table_print(stdout, rows, n);
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].error);
         status_site_free(&sites[i]);
+    }
+    free(rows);
     free(sites);
     cfg_free(&cfg);
-    return r;
+    return failed > 0 ? STATUS_UNREACHABLE : STATUS_OK;
 }
