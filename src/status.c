@@ -154,8 +154,6 @@ static int status_parse_args(int argc, char **argv, struct status_opts *o)
         } else {
             return status_bad_usage(a[0] == '-' ? "unknown option" : "unexpected argument", a);
         }
-        if (missing)
-            return status_bad_usage("this option needs a value:", a);
     }
     if (o->file != NULL && o->file[0] == '\0')
         return status_bad_usage("-c needs a file name", NULL);
@@ -382,8 +380,10 @@ static void status_exchange(struct status_site *sites, size_t n, double timeout)
         if (k == 0)
             break;
         if (poll(fds, k, (int)(left * 1000) + 1) < 0 && errno != EINTR) {
+            const char *why = strerror(errno); /* before status_finish's close() */
+
             for (size_t j = 0; j < k; j++)
-                status_finish(&sites[which[j]], xasprintf("poll: %s", strerror(errno)));
+                status_finish(&sites[which[j]], xasprintf("poll: %s", why));
             break;
         }
         for (size_t j = 0; j < k; j++) {
