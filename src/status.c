@@ -76,12 +76,13 @@ static void status_usage(FILE *f)
 {
     fprintf(f, "usage: herald status [-c FILE] [--site NAME] [--json] [--timeout SECONDS]\n\n"
                "Ask a running Herald for each site's figures, through the sites' API sockets.\n\n"
-               "  -c, --config FILE    the daemon's config file (default " STATUS_DEFAULT_FILE "\n"
-               "                       if it exists, else the development defaults)\n"
-               "      --site NAME      only this site\n"
-               "      --json           print the answers as one JSON object, by site\n"
-               "      --timeout SECS   wait this long for every answer (default 5)\n"
-               "      --help           print this help\n\n"
+               "  -c, --config FILE        the daemon's config file (default\n"
+               "                           " STATUS_DEFAULT_FILE " if it exists,\n"
+               "                           else the development defaults)\n"
+               "      --site NAME          only this site\n"
+               "      --json               print the answers as one JSON object, by site\n"
+               "      --timeout SECONDS    wait this long for every answer (default 5)\n"
+               "      --help               print this help\n\n"
                "Exit status: 0 every site answered; 1 some site did not, or the config\n"
                "could not be read; 2 a usage error.\n");
 }
@@ -196,7 +197,7 @@ static void status_open(struct status_site *s)
     static const char *const names[] = {"REQUEST_METHOD", "SCRIPT_NAME", "REQUEST_URI",
                                         "QUERY_STRING", "SERVER_SOFTWARE"};
     static const char *const values[] = {"GET", "/stats", "/stats", "",
-                                         "herald-status/" HERALD_VERSION};
+                                         ("herald-status/" HERALD_VERSION)};
     struct fcgic_param params[sizeof names / sizeof names[0]];
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     const char *path = s->cfg->api_socket;
