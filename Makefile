@@ -63,8 +63,15 @@ $(BUILD)/libherald.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/herald: $(BUILD)/obj/src/main.o $(BUILD)/libherald.a
+# The process layer: main.c and the subcommand it hands over to (src/status.c).
+PROC_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/*.c))
+$(PROC_OBJ): $(wildcard src/*.h)
+
+$(BUILD)/herald: $(PROC_OBJ) $(BUILD)/libherald.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# test_status.c includes src/status.c and src/status_table.c, to test their static functions.
+$(BUILD)/tests/test_status: $(wildcard src/status*.[ch])
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libherald.a $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -12,7 +12,8 @@
  *             socket files are removed and the process exits 0. Once all
  *             is started, WebSockets get what the file limit leaves beside
  *             the descriptors then open and those kept for the API and RPC
- *             (set_fd_budget, again on each reload).
+ *             (set_fd_budget, again on each reload). `herald status` is
+ *             handed to status.c before any flag is read: it starts nothing.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +34,7 @@
 #include "net.h"
 #include "service.h"
 #include "site.h"
+#include "status.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -386,6 +388,8 @@ int main(int argc, char **argv)
     sigset_t set;
     long fdlimit;
 
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return status_main(argc - 1, argv + 1);
     memset(&h, 0, sizeof h);
     h.argc = argc;
     h.argv = argv;

@@ -28,6 +28,7 @@
 #include "http.h"
 #include "msg.h"
 #include "proto.h"
+#include "rate.h"
 #include "site.h"
 #include "tok.h"
 #include "ws.h"
@@ -321,6 +322,7 @@ static void routes_publish(struct api *a, int site, const char *body, size_t len
         goto done;
     }
     atomic_fetch_add(&a->sites[site].stats.published, n);
+    rate_add(&a->hub->sites[site].published, n, rate_now());
     counts = json_array();
     for (i = 0; i < n; i++)
         json_array_append_new(
@@ -498,6 +500,16 @@ static json_t *routes_history(const struct hist_stats *h)
                      "not_kept", (json_int_t)st.not_kept);
 }
 
+/* What the site published and delivered in the last RATE_WINDOW seconds (this one included). */
+static json_t *routes_last_minute(const struct site *hs)
+{
+    uint32_t now = rate_now();
+
+    return json_pack("{s:I, s:I, s:i}", "published", (json_int_t)rate_sum(&hs->published, now),
+                     "delivered", (json_int_t)rate_sum(&hs->delivered, now), "seconds",
+                     RATE_WINDOW);
+}
+
 /* GET /stats: the site's counters in every worker, added up. */
 static void routes_stats(struct api *a, int site, struct api_response *resp)
 {
@@ -533,6 +545,7 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     /* Daemon-wide: with several sites, handshakes no site could be told of (404, timeout). */
     json_object_set_new(o, "unrouted",
                         json_pack("{s:o}", "handshakes_refused", routes_refusals(un)));
+    json_object_set_new(o, "last_minute", routes_last_minute(hs));
     json_object_set_new(o, "channels", json_integer((json_int_t)ec->channels));
     json_object_set_new(o, "subscriptions", json_integer((json_int_t)st->subscriptions));
     json_object_set_new(o, "client_errors", routes_client_errors(st));

@@ -648,6 +648,7 @@ static struct cfg_site *build_site(const struct cfg_build *b, const struct cfg_s
 
     build_copy(b, &sb);
     sb.site = src->name;
+    sb.peek = b->peek;
     /* A secret shared through [herald] would let one site's tokens open another:
      * a site starts without one, so resolve_secret (cfg_resolve.c) asks for its own. */
     if (sb.s.secret != NULL)
@@ -700,7 +701,7 @@ static int check_sites(const struct cfg *c, const char *file, char **cause)
                                    "give them different host or ws_path values",
                                    file, a->site, b->site, a->ws_path,
                                    a->host ? "host " : "any host", a->host ? a->host : "");
-            else if (a->secret_len == b->secret_len &&
+            else if (a->secret != NULL && b->secret != NULL && a->secret_len == b->secret_len &&
                      memcmp(a->secret, b->secret, a->secret_len) == 0)
                 *cause = xasprintf("%s: [site %s] and [site %s] have the same secret: a token "
                                    "of one would open the other; give each its own",
@@ -755,7 +756,9 @@ static int load_defaults(struct cfg_build *b, char **cause)
     return 0;
 }
 
-int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause)
+/* cfg_load, or with peek cfg_load_peek's reading: no private file, no group membership. */
+static int load(int argc, char **argv, struct cfg *out, enum cfg_action *action, int peek,
+                char **cause)
 {
     struct cfg_build b = {0};
     struct cfg_pending *pend = xcalloc((size_t)argc + 1, sizeof *pend);
@@ -774,6 +777,7 @@ int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, ch
         return r > 0 ? 0 : -1;
     }
     b.file = file;
+    b.peek = peek;
     if (load_defaults(&b, cause) < 0 || (file != NULL && cfg_file_load(&b, cause) < 0) ||
         cfg_flags_apply(&b, pend, npend, 0, cause) < 0)
         goto fail;
@@ -790,6 +794,19 @@ fail:
     build_free(&b);
     free(pend);
     return -1;
+}
+
+int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause)
+{
+    return load(argc, argv, out, action, 0, cause);
+}
+
+int cfg_load_peek(const char *file, struct cfg *out, char **cause)
+{
+    char *argv[] = {"herald", "-c", (char *)file, NULL};
+    enum cfg_action action;
+
+    return load(file != NULL ? 3 : 1, argv, out, &action, 1, cause);
 }
 
 /*

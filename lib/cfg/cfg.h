@@ -35,6 +35,17 @@
 int cfg_load(int argc, char **argv, struct cfg *out, enum cfg_action *action, char **cause);
 
 /*
+ * The settings as cfg_load reads them from file (NULL: the development
+ * defaults), for a tool that only looks for a running daemon's sockets
+ * (herald status): no private file is read, so every site's secret and
+ * the Redis password stay NULL, and no api_socket_group membership is
+ * asked. Thus a user who may read the file but not every site's secret
+ * file still learns every site's api_socket. The snapshot must never run a
+ * daemon. Returns 0, or -1 with *cause set as cfg_load does.
+ */
+int cfg_load_peek(const char *file, struct cfg *out, char **cause);
+
+/*
  * For a reload: every setting of next that may not change while running
  * (no CFG_RELOAD) and differs from running gets running's value back, with
  * a warning logged for each, at the top level (the Redis password read from

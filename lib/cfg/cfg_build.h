@@ -152,6 +152,7 @@ struct cfg_build {
     struct cfg_site_src *sites; /* owned: the [site NAME] sections, in the file's order */
     size_t nsites;
     const char *site; /* borrowed: the site being built, for messages; NULL = top */
+    int peek;         /* cfg_load_peek: no private file is read, no group membership asked */
 };
 
 /* One setting. min and max are in the type's unit: count, bytes, milliseconds, mode bits. */

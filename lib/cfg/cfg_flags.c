@@ -60,7 +60,9 @@ static void print_usage(void)
 {
     char left[128];
 
-    printf("usage: herald [-c FILE] [options]\n\n");
+    printf("usage: herald [-c FILE] [options]\n"
+           "       herald status [-c FILE] [--site NAME] [--json] [--timeout SECONDS]\n"
+           "           each site's figures, from the running herald (herald status --help)\n\n");
     printf("  %-30s %s\n", "-c, --config FILE", "read settings from an INI file");
     printf("  %-30s %s\n", "", "(every key: docs/config.md, herald.ini.example)");
     for (size_t i = 0; i < CFG_NKEYS; i++) {

@@ -9,7 +9,8 @@
  *             databases, and fills the resolved fields of struct cfg.
  * Called by:  cfg.c: once for the top level (cfg_resolve_global), and once
  *             per site (cfg_resolve), or for the top level when the file
- *             has no [site] sections.
+ *             has no [site] sections. For cfg_load_peek (b->peek) no secret
+ *             or password file is read and no group membership is checked.
  * Invariants: main thread only, within cfg_load. A message names where
  *             the value came from (origin_of): the file and line, the flag,
  *             or the key for a default.
@@ -131,6 +132,14 @@ static int resolve_secret(struct cfg_build *b, char **cause)
     size_t from = b->secret_file != NULL ? isf : is;
     char *where;
 
+    if (b->peek) {
+        /* Only the sockets are wanted: no secret is kept, none is asked for. */
+        if (b->s.secret != NULL)
+            explicit_bzero(b->s.secret, strlen(b->s.secret));
+        free(b->s.secret);
+        b->s.secret = NULL;
+        return 0;
+    }
     if (b->src[is] == CFG_SRC_FLAG && b->s.secret != NULL && b->src[isf] != CFG_SRC_FLAG) {
         free(b->secret_file);
         b->secret_file = NULL;
@@ -262,7 +271,7 @@ static int resolve_group(struct cfg_build *b, char **cause)
     struct group *gr;
     char *where;
 
-    if (name == NULL)
+    if (name == NULL || b->peek)
         return 0;
     gr = getgrnam(name);
     if (gr != NULL && (geteuid() == 0 || in_group(gr->gr_gid)))
@@ -290,7 +299,7 @@ static int read_redis_password(struct cfg_build *b, char **cause)
     size_t len, size = CFG_REDIS_PASSWORD_MAX + 1;
     int r = -1;
 
-    if (path == NULL)
+    if (path == NULL || b->peek)
         return 0;
     where = origin_of(b, CFG_KEY_REDIS_PASSWORD_FILE);
     if (read_private(where, path, CFG_REDIS_PASSWORD_MAX, &data, &len, cause) < 0)

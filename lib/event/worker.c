@@ -31,6 +31,7 @@
 #include "log.h"
 #include "msg.h"
 #include "net.h"
+#include "rate.h"
 #include "rpc.h"
 #include "site.h"
 #include "ws.h"
@@ -411,6 +412,8 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
         total += n[i];
     }
     w->cx.sites[job->site].stats.delivered += total;
+    if (total > 0)
+        rate_add(&w->cx.hub->sites[job->site].delivered, total, rate_now());
     pthread_mutex_lock(&job->lock);
     for (size_t i = 0; i < job->nitems; i++)
         job->delivered[job->items[i].group] += n[i];

@@ -26,7 +26,8 @@ site's token is refused (401) on the other's host; shop's PHP can neither publis
 API socket (Permission denied, herald_publish false, blog's /stats unchanged) nor read blog's
 secret; a process that may open blog's socket but is not in publish_uids gets 403, and so does
 root; the sockets have the configured modes and groups; /stats per site as docs/deploy.md reads
-it (the PHP CLI as the site's user); a name that is no site's host gets 404; SIGHUP reloads as
+it (the PHP CLI as the site's user), and `herald status --site SITE` as the site's user (as
+root: each site's 403, exit 1); a name that is no site's host gets 404; SIGHUP reloads as
 the unprivileged user (a new secret applies, open connections stay); SIGTERM leaves no socket
 behind and keeps the history. And docs/deploy.md shows every deploy/ file verbatim.
 
@@ -732,6 +733,25 @@ def test_stats_of_each_site_as_the_guide_reads_them(host):
     for site in SITES:
         r = fcgi.request(host.p("/run/herald/%s.sock" % site), "GET", "/stats")
         assert r.status == 403 and json.loads(r.body)["ok"] is False, (site, r)
+
+
+def test_herald_status_of_each_site_as_the_guide_runs_it(host):
+    # docs/deploy.md, "herald status": runuser -u $site -- herald status --site $site
+    for site in SITES:
+        r = subprocess.run(["runuser", "-u", USERS[site][0], "--", herald_bin(), "status", "-c",
+                            host.ini_path, "--site", site], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=20, cwd=host.root)
+        assert (r.returncode, r.stderr) == (0, ""), r.stdout + r.stderr
+        head, row = r.stdout.splitlines()[:2]
+        assert head.split()[:3] == ["SITE", "UPTIME", "CONNS"], r.stdout
+        assert row.split()[0] == site and "error:" not in row, r.stdout
+    # root is in no site's publish_uids: each row says so, and the exit status is 1
+    r = subprocess.run([herald_bin(), "status", "-c", host.ini_path], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=20, cwd=host.root)
+    assert r.returncode == 1, r.stdout + r.stderr
+    for site in SITES:
+        assert ("%s  error: refused (403): uid 0 may not use this API socket (publish_uids of "
+                "site %s)" % (site, site)) in r.stdout, r.stdout
 
 
 def test_new_secret_by_reload_then_stop_as_systemd_does(host, run):
