@@ -388,7 +388,9 @@ final class Client implements ClientInterface
         $answer = json_decode($response['body'], true, 64);
         if ($response['status'] !== 200) {
             if (is_array($answer) && ($answer['ok'] ?? null) === true) {
-                throw new ProtocolException("unexpected answer from herald: status {$response['status']} with \"ok\": true");
+                throw new ProtocolException(
+                    "unexpected answer from herald: status {$response['status']} with \"ok\": true"
+                );
             }
             $error = is_array($answer) && is_string($answer['error'] ?? null)
                 ? $answer['error']

@@ -36,7 +36,8 @@ final class FastCgiServer
         }
         $this->socket = "{$this->dir}/api.sock";
         $null = ['file', '/dev/null', 'r'];
-        $cmd = [PHP_BINARY, '-n', __DIR__ . '/fastcgi-server.php', $this->socket, "{$this->dir}/log", json_encode($plays)];
+        $cmd = [PHP_BINARY, '-n', __DIR__ . '/fastcgi-server.php', $this->socket, "{$this->dir}/log",
+            json_encode($plays)];
         $this->process = proc_open($cmd, [0 => $null, 1 => $null, 2 => ['file', "{$this->dir}/stderr", 'a']], $pipes)
             ?: null;
         if ($this->process === null) {

@@ -62,7 +62,13 @@ $record = static function (int $type, string $content, int $id): string {
 };
 
 /* Answer request number $n on connection $c as its play says. */
-$answer = static function (int $c, int $n, int $id, bool $keep) use (&$conns, &$later, $plays, $record, $close): void {
+$answer = static function (int $c, int $n, int $id, bool $keep) use (
+    &$conns,
+    &$later,
+    $plays,
+    $record,
+    $close
+): void {
     $play = $plays[$n - 1] ?? ['do' => 'answer'];
     $do = $play['do'];
     $rid = $do === 'wrong_id' ? ($id % 0xffff) + 1 : $id;
