@@ -6,7 +6,8 @@
  * The message is the daemon's own "error" text (or the start of the body when
  * the answer was not Herald's JSON) and the code is the HTTP status: 400 for
  * a refused message, 404/405 for a wrong path or method, 413 for a body over
- * api_max_body.
+ * api_max_body, 503 when the engine (Redis) is unavailable. The message was
+ * not delivered. An error status with {"ok": true} is a ProtocolException.
  */
 
 declare(strict_types=1);

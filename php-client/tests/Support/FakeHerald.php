@@ -8,7 +8,7 @@
  * (then the write side is shut, so the client sees EOF after it), or stays
  * silent when no answer is queued. After the call, request() decodes what
  * the client sent. The record codec here is written independently of
- * Herald\FastCgi, so the two check each other.
+ * Herald\FastCgi and FastCgiTransport, so the two check each other.
  */
 
 declare(strict_types=1);
@@ -45,7 +45,7 @@ final class FakeHerald
     }
 
     /**
-     * The connector to give Herald\FastCgi or Herald\Client.
+     * The connector to give Herald\FastCgiTransport or Herald\Client.
      *
      * @return \Closure(string, float): resource
      */
