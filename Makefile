@@ -39,7 +39,7 @@ PKGS = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
        libinih-dev uthash-dev libhiredis-dev libcmocka-dev php-cli php-fpm php-sqlite3 \
        nginx-light redis-server \
        python3 python3-websockets python3-pytest phpunit clang clang-format \
-       libclang-rt-14-dev curl procps psmisc chromium openssl
+       libclang-rt-14-dev curl procps psmisc chromium openssl prometheus
 
 CORE_SRC = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))
 CORE_OBJ = $(CORE_SRC:%.c=$(BUILD)/obj/%.o)

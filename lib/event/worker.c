@@ -406,11 +406,18 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
     uint64_t local[16], *n = job->nitems <= 16 ? local : xcalloc(job->nitems, sizeof *n);
     uint64_t total = 0;
 
+    struct stats *st = &w->cx.sites[job->site].stats;
+
     for (size_t i = 0; i < job->nitems; i++) {
-        n[i] = worker_publish(w, job->site, &job->items[i]);
+        const struct eng_item *it = &job->items[i];
+
+        n[i] = worker_publish(w, job->site, it);
         total += n[i];
+        st->delivered_kind[it->channel != NULL ? STATS_KIND_CHANNEL
+                           : it->broadcast     ? STATS_KIND_BROADCAST
+                                               : STATS_KIND_USER] += n[i];
     }
-    w->cx.sites[job->site].stats.delivered += total;
+    st->delivered += total;
     pthread_mutex_lock(&job->lock);
     for (size_t i = 0; i < job->nitems; i++)
         job->delivered[job->items[i].group] += n[i];
