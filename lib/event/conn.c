@@ -172,17 +172,24 @@ int conn_send_own(struct conn *c, struct msg *m)
     return conn_queue(c, m, 1);
 }
 
-/* A publish's frame o was written whole at now: count its delivery lag. */
-static void conn_count_lag(struct conn *c, const struct conn_out *o, uint64_t now)
+/*
+ * A publish's frame o was written whole: count its delivery lag. The clock
+ * is read once per flush, at its first such frame (*now 0 until then), so
+ * a flush of answers and pongs reads none; now NULL: dropped, not written.
+ */
+static void conn_count_lag(struct conn *c, const struct conn_out *o, uint64_t *now)
 {
     uint64_t queued = atomic_load_explicit(&o->msg->queued, memory_order_relaxed);
 
-    if (queued != 0 && now != 0 && c->site >= 0)
-        histo_observe(&conn_stats(c)->delivery_lag, now > queued ? now - queued : 0);
+    if (queued == 0 || now == NULL || c->site < 0)
+        return;
+    if (*now == 0)
+        *now = histo_now_ns();
+    histo_observe(&conn_stats(c)->delivery_lag, *now > queued ? *now - queued : 0);
 }
 
-/* Drop written bytes from the front of the queue; now is when they were written (0: dropped). */
-static void conn_consume(struct conn *c, size_t n, uint64_t now)
+/* Drop written bytes from the front of the queue (now: conn_count_lag's; NULL: dropped). */
+static void conn_consume(struct conn *c, size_t n, uint64_t *now)
 {
     while (n > 0 && c->out_head != NULL) {
         struct conn_out *o = c->out_head;
@@ -222,8 +229,7 @@ static void conn_drained(struct conn *c)
 void conn_flush(struct conn *c)
 {
     struct iovec iov[CONN_IOV_MAX];
-    /* One clock read per flush, not per frame: a flush's frames leave in one or a few writes. */
-    uint64_t now = c->out_head != NULL ? histo_now_ns() : 0;
+    uint64_t now = 0; /* read at the first publish's frame written (conn_count_lag) */
 
     while (c->out_head != NULL) {
         struct conn_out *o = c->out_head;
@@ -249,7 +255,7 @@ void conn_flush(struct conn *c)
             conn_kill(c);
             return;
         }
-        conn_consume(c, (size_t)r, now);
+        conn_consume(c, (size_t)r, &now);
     }
     conn_drained(c);
 }
@@ -379,7 +385,7 @@ void conn_free(struct conn *c)
         return;
     ev_io_stop(c->x->loop, &c->io);
     conn_ctx_timer_remove(c->x, c);
-    conn_consume(c, SIZE_MAX, 0); /* dropped, not written: no lag */
+    conn_consume(c, SIZE_MAX, NULL); /* dropped, not written: no lag */
     close(c->fd);
     lim_fd_release(c->x->hub->lim);
     if (c->addr_counted)
