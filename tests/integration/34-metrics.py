@@ -29,6 +29,8 @@ Proves:
   POST 405 with Allow; a slowloris is closed after the head deadline while other scrapes and
   WebSocket clients carry on; a flood of connections beyond the cap is closed at once; each
   is counted in herald_metrics_refused_total by reason, and HEAD gets the head alone;
+- nginx/herald-metrics.conf, loaded verbatim into a real nginx but for the socket path, serves
+  site a's series (and only a's) at /herald/metrics, and promtool accepts them;
 - with engine = redis: the engine's series (up, errors, reconnects, round-trip histogram)
   are there, pass promtool, and the round trips move.
 """
@@ -49,6 +51,7 @@ import urllib.request
 import pytest
 
 import fcgi
+import nginx
 from herald import Bystander, Herald, free_port, recv_json
 from procs import stop_child
 from redis import RedisServer
@@ -375,3 +378,29 @@ def test_redis_engine_series():
             assert ("herald_engine_reconnects_total", (("engine", "redis"),)) in s
             # One site's socket has no engine series: they are the process's.
             assert "herald_engine_" not in scrape_site(h, None)[1]
+
+
+NGINX_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        include {tmp}/herald-metrics.conf;
+        location / {{ return 404; }}
+    }}"""
+
+
+def test_nginx_location_serves_one_site(herald):
+    n = nginx.Nginx(herald.listen, NGINX_SERVER)
+    try:
+        nginx.copy_snippet("herald-metrics.conf", "unix:/run/herald/api.sock",
+                           "unix:" + herald.site_api_socket("a"), n.tmp)
+        n.start()
+        with urllib.request.urlopen(n.url + "/herald/metrics", timeout=10) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"] == CONTENT_TYPE
+            text = r.read().decode()
+        promtool_ok(text)
+        assert 'herald_connections{site="a"}' in text and 'site="b"' not in text
+    finally:
+        n.stop()
+        n.cleanup()
