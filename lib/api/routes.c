@@ -28,8 +28,8 @@
 #include "engine.h"
 #include "http.h"
 #include "msg.h"
-#include "scrape.h"
 #include "proto.h"
+#include "scrape.h"
 #include "site.h"
 #include "tok.h"
 #include "ws.h"
@@ -330,13 +330,9 @@ static void routes_publish(struct api *a, int site, const char *body, size_t len
     }
     atomic_fetch_add(&a->sites[site].stats.published, n);
     for (i = 0; i < n; i++) {
-        const struct eng_item *it = &job->items[i];
+        enum stats_kind k = stats_kind_of(job->items[i].channel != NULL, job->items[i].broadcast);
 
-        atomic_fetch_add(
-            &a->sites[site].stats.published_kind[it->channel != NULL ? STATS_KIND_CHANNEL
-                                                 : it->broadcast     ? STATS_KIND_BROADCAST
-                                                                     : STATS_KIND_USER],
-            1);
+        atomic_fetch_add(&a->sites[site].stats.published_kind[k], 1);
     }
     counts = json_array();
     for (i = 0; i < n; i++)

@@ -286,8 +286,10 @@ static void conn_leave_open(struct conn *c)
     conn_stats(c)->connections--;
 }
 
-/* Queue a final message (the close frame with code, when open), then linger until the peer
- * closes. */
+/*
+ * Queue a final message (a close frame, counted by its code when c was
+ * open), then linger until the peer closes.
+ */
 static void conn_begin_closing(struct conn *c, struct msg *m, int code)
 {
     if (c->state == CONN_OPEN)

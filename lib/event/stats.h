@@ -28,6 +28,12 @@ extern const int stats_proto_codes[STATS_NPROTO]; /* 1002, 1007, 1009 */
 enum stats_kind { STATS_KIND_USER, STATS_KIND_CHANNEL, STATS_KIND_BROADCAST, STATS_NKIND };
 extern const char *const stats_kind_names[STATS_NKIND]; /* "user", "channel", "broadcast" */
 
+/* The kind of a message to a channel (has_channel), to everyone (broadcast) or to users. */
+static inline enum stats_kind stats_kind_of(int has_channel, int broadcast)
+{
+    return has_channel ? STATS_KIND_CHANNEL : broadcast ? STATS_KIND_BROADCAST : STATS_KIND_USER;
+}
+
 /* Close codes counted by code, in this order; any other is counted in the last slot. */
 #define STATS_NCLOSE 11
 extern const int stats_close_codes[STATS_NCLOSE - 1]; /* 1000 ... 1011 */

@@ -405,7 +405,6 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
 {
     uint64_t local[16], *n = job->nitems <= 16 ? local : xcalloc(job->nitems, sizeof *n);
     uint64_t total = 0;
-
     struct stats *st = &w->cx.sites[job->site].stats;
 
     for (size_t i = 0; i < job->nitems; i++) {
@@ -413,9 +412,7 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
 
         n[i] = worker_publish(w, job->site, it);
         total += n[i];
-        st->delivered_kind[it->channel != NULL ? STATS_KIND_CHANNEL
-                           : it->broadcast     ? STATS_KIND_BROADCAST
-                                               : STATS_KIND_USER] += n[i];
+        st->delivered_kind[stats_kind_of(it->channel != NULL, it->broadcast)] += n[i];
     }
     st->delivered += total;
     pthread_mutex_lock(&job->lock);
