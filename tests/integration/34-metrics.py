@@ -362,18 +362,23 @@ def test_redis_engine_series():
         port = free_port()
         with Herald(config={"engine": "redis", "redis_address": r.address,
                             "metrics_listen": "127.0.0.1:%d" % port}) as h:
-            h.publish(["nobody"], "e", 1)
+            # Ready comes before the links are up: wait for the engine, then publish.
             deadline = time.monotonic() + 10
             while True:
-                text = scrape_listener(port)[2]
-                s = parse(text)
+                s = parse(scrape_listener(port)[2])
                 if value(s, "herald_engine_up", engine="redis") == 1 or \
                         time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-            promtool_ok(text)
             assert value(s, "herald_engine_up", engine="redis") == 1
-            assert value(s, "herald_engine_rtt_seconds_count", engine="redis") > 0
+            before = value(s, "herald_engine_rtt_seconds_count", engine="redis")
+            h.publish(["nobody"], "e", 1)
+            text = scrape_listener(port)[2]
+            promtool_ok(text)
+            s = parse(text)
+            assert value(s, "herald_engine_up", engine="redis") == 1
+            # The publish was a round trip to Redis at least (its script).
+            assert value(s, "herald_engine_rtt_seconds_count", engine="redis") > before
             assert ("herald_engine_errors_total", (("engine", "redis"),)) in s
             assert ("herald_engine_reconnects_total", (("engine", "redis"),)) in s
             # One site's socket has no engine series: they are the process's.
