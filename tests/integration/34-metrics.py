@@ -31,6 +31,7 @@ Proves:
   is counted in herald_metrics_refused_total by reason, and HEAD gets the head alone;
 - nginx/herald-metrics.conf, loaded verbatim into a real nginx but for the socket path, serves
   site a's series (and only a's) at /herald/metrics, and promtool accepts them;
+- a metrics_listen address already taken stops the start with a line that names it;
 - with engine = redis: the engine's series (up, errors, reconnects, round-trip histogram)
   are there, pass promtool, and the round trips move.
 """
@@ -414,3 +415,14 @@ def test_nginx_location_serves_one_site(herald):
     finally:
         n.stop()
         n.cleanup()
+
+
+def test_metrics_listen_taken_fails_the_start():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        h = Herald(config={"metrics_listen": "127.0.0.1:%d" % port})
+        with pytest.raises(RuntimeError) as e:
+            h.start()
+        assert "127.0.0.1:%d" % port in str(e.value) and "in use" in str(e.value), e.value
