@@ -127,8 +127,10 @@ static const struct {
     {"herald_history_messages", "gauge", "Messages kept in history."},
     {"herald_history_bytes", "gauge", "Bytes of history kept."},
     {"herald_history_max_bytes", "gauge", "The history's memory budget in bytes."},
-    {"herald_history_evicted_total", "counter", "Messages evicted from history for its budget."},
-    {"herald_history_not_kept_total", "counter", "Messages not kept: bigger than the budget."},
+    {"herald_history_evicted_total", "counter",
+     "Messages dropped from history: by size, age or budget."},
+    {"herald_history_not_kept_total", "counter",
+     "Messages delivered but not kept: past the hard bound."},
 };
 
 /* Site s's value of field f. */
