@@ -42,7 +42,7 @@ RUN_PKGS  = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev 
             libinih-dev uthash-dev libhiredis-dev php-cli php-fpm php-sqlite3 procps
 TEST_PKGS = libcmocka-dev nginx-light redis-server \
             python3 python3-websockets python3-pytest phpunit clang clang-format \
-            libclang-rt-14-dev curl psmisc chromium openssl
+            libclang-rt-14-dev curl psmisc chromium openssl prometheus
 PKGS = $(RUN_PKGS) $(TEST_PKGS)
 
 CORE_SRC = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.c))

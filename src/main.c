@@ -31,6 +31,7 @@
 #include "hist.h"
 #include "lim.h"
 #include "log.h"
+#include "mlisten.h"
 #include "net.h"
 #include "service.h"
 #include "site.h"
@@ -51,12 +52,13 @@ struct herald {
     struct cmd_hub hub;
     struct site *sites; /* owned: one per configured site */
     int nsites;
-    struct hist hist;      /* message history, the memory engine's */
-    struct engine *engine; /* owned: publishing, history, presence, who is where */
-    struct lim lim;        /* connection limits */
-    struct api *api;       /* owned */
-    long fdlimit;          /* RLIMIT_NOFILE as raised at start, or -1 */
-    long fd_base;          /* descriptors open once started, WebSockets aside, or -1 */
+    struct hist hist;        /* message history, the memory engine's */
+    struct engine *engine;   /* owned: publishing, history, presence, who is where */
+    struct lim lim;          /* connection limits */
+    struct api *api;         /* owned */
+    struct mlisten *mlisten; /* owned: the metrics listener, or NULL (metrics_listen unset) */
+    long fdlimit;            /* RLIMIT_NOFILE as raised at start, or -1 */
+    long fd_base;            /* descriptors open once started, WebSockets aside, or -1 */
 };
 
 /* Each site's secret, which its part of the history file is signed with (borrowed from cfg). */
@@ -427,6 +429,9 @@ int main(int argc, char **argv)
     h.api = api_start(h.cfg, &h.hub, &cause);
     if (h.api == NULL)
         goto fail;
+    if (h.cfg->metrics_listen != NULL &&
+        (h.mlisten = mlisten_start(h.api, h.cfg->metrics_listen, &cause)) == NULL)
+        goto fail;
     if (svc_drop_privileges(h.cfg->user, h.cfg->group, &cause) != 0)
         goto fail;
     log_startup(&h, fdlimit);
@@ -437,6 +442,7 @@ int main(int argc, char **argv)
 
     wait_for_stop(&h, &set);
     svc_notify("STOPPING=1");
+    mlisten_stop(h.mlisten);
     api_stop(h.api);
     stop_workers(&h);
     eng_stop(h.engine);

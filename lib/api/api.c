@@ -108,21 +108,24 @@ static const char *api_reason(int status)
     }
 }
 
-/* Write the CGI response: Status line, headers, JSON body. */
+/* Write the CGI response: Status line, headers, body (JSON ends with a line feed). */
 static void api_write(struct relay_buf *out, const struct api_response *resp)
 {
     size_t len = strlen(resp->body);
+    int json = resp->type == NULL;
     char head[256];
     int n;
 
     n = snprintf(head, sizeof head,
-                 "Status: %d %s\r\nContent-Type: application/json\r\n%s%s%s"
+                 "Status: %d %s\r\nContent-Type: %s\r\n%s%s%s"
                  "Content-Length: %zu\r\n\r\n",
-                 resp->status, api_reason(resp->status), resp->allow ? "Allow: " : "",
-                 resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "", len + 1);
+                 resp->status, api_reason(resp->status), json ? "application/json" : resp->type,
+                 resp->allow ? "Allow: " : "", resp->allow ? resp->allow : "",
+                 resp->allow ? "\r\n" : "", len + json);
     relay_put(out, head, (size_t)n);
     relay_put(out, resp->body, len);
-    relay_put(out, "\n", 1);
+    if (json)
+        relay_put(out, "\n", 1);
 }
 
 /* The route: SCRIPT_NAME, or else REQUEST_URI without its query. */
@@ -233,7 +236,7 @@ static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
     else
         api_route(a, c->site, method ? method : "", path, api_query(req),
                   c->body.p != NULL ? (const char *)c->body.p : "", c->body.len, &resp);
-    stats_count_api_status(&a->sites[c->site].stats, resp.status);
+    stats_count_api(&a->sites[c->site].stats, stats_route_of(path), resp.status);
     if (c->refuse != 0)
         api_log(a, c->site, LOG_INFO, "a request of uid %ld refused: %d", c->uid, resp.status);
     else if (resp.status >= 400)

@@ -1,7 +1,7 @@
 /*
  * api.h -- the FastCGI API endpoint: one Unix socket per site, all served
- * by one small pool of threads, answering /publish, /presence, /health and
- * /stats for the site whose socket the request came in on.
+ * by one small pool of threads, answering /publish, /presence, /health,
+ * /stats and /metrics for the site whose socket the request came in on.
  *
  * Owns:       struct api: the listening sockets, the threads (each with its
  *             libfcgi relay), every open connection (apiconn.h), the
@@ -78,11 +78,12 @@ struct api {
     atomic_llong sweep_due_ms;  /* monotonic ms when deadlines are next looked at */
 };
 
-/* One answer: an HTTP status and a JSON body. */
+/* One answer: an HTTP status and a JSON body (or another type's). */
 struct api_response {
     int status;
     const char *allow; /* static: Allow header for 405, or NULL */
-    char *body;        /* owned: JSON text */
+    const char *type;  /* static: the body's Content-Type, or NULL for JSON */
+    char *body;        /* owned: JSON text, or text of type */
 };
 
 /*

@@ -1,6 +1,7 @@
 /*
  * routes.c -- the API's routes: POST /publish, GET /presence (a channel's
- * members, or a user's connections), GET /health, GET /stats.
+ * members, or a user's connections), GET /health, GET /stats, GET /metrics
+ * (scrape.c writes it).
  *
  * Owns:       request validation and the JSON answers.
  * Called by:  api.c, on an API thread, once per request.
@@ -29,6 +30,7 @@
 #include "msg.h"
 #include "proto.h"
 #include "rate.h"
+#include "scrape.h"
 #include "site.h"
 #include "tok.h"
 #include "ws.h"
@@ -260,8 +262,12 @@ static void routes_unavailable(struct api_response *resp)
     api_error(resp, 503, "engine_unavailable");
 }
 
-/* Hand job to the engine and wait for the workers; returns the engine's error. */
-static int routes_submit(struct api *a, struct cmd_job *job, char **texts)
+/*
+ * Hand job to the engine and wait for the workers; returns the engine's
+ * error. The publish latency, from t0 to the job in the workers' hands,
+ * is counted once the engine is done.
+ */
+static int routes_submit(struct api *a, struct cmd_job *job, char **texts, uint64_t t0)
 {
     struct routes_wait w = ROUTES_WAIT_INIT;
     struct eng_pub p = {job->site, job->items, job->nitems, texts, job, 0};
@@ -269,6 +275,7 @@ static int routes_submit(struct api *a, struct cmd_job *job, char **texts)
     eng_publish(a->hub->engine, &p, routes_done, &w);
     if (routes_wait(&w) != ENG_OK)
         return w.err;
+    histo_observe_shared(&a->sites[job->site].stats.publish_latency, histo_now_ns() - t0);
     cmd_job_wait(job);
     return ENG_OK;
 }
@@ -277,6 +284,7 @@ static int routes_submit(struct api *a, struct cmd_job *job, char **texts)
 static void routes_publish(struct api *a, int site, const char *body, size_t len,
                            struct api_response *resp)
 {
+    uint64_t t0 = histo_now_ns();
     json_error_t jerr;
     /* "\u0000" inside data is valid JSON; names are checked for it separately. */
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
@@ -317,12 +325,17 @@ static void routes_publish(struct api *a, int site, const char *body, size_t len
             goto done;
         }
     }
-    if (routes_submit(a, job, texts) != ENG_OK) {
+    if (routes_submit(a, job, texts, t0) != ENG_OK) {
         routes_unavailable(resp);
         goto done;
     }
     atomic_fetch_add(&a->sites[site].stats.published, n);
     rate_add(&a->hub->sites[site].published, n, rate_now());
+    for (i = 0; i < n; i++) {
+        enum stats_kind k = stats_kind_of(job->items[i].channel != NULL, job->items[i].broadcast);
+
+        atomic_fetch_add(&a->sites[site].stats.published_kind[k], 1);
+    }
     counts = json_array();
     for (i = 0; i < n; i++)
         json_array_append_new(
@@ -561,6 +574,18 @@ static void routes_stats(struct api *a, int site, struct api_response *resp)
     cmd_job_free(job);
 }
 
+/* GET /metrics: the site's series in Prometheus' text format. */
+static void routes_metrics(struct api *a, int site, struct api_response *resp)
+{
+    struct metrics_buf b;
+
+    metrics_buf_init(&b);
+    scrape_write(a, site, &b);
+    resp->status = 200;
+    resp->type = METRICS_CONTENT_TYPE;
+    resp->body = b.p;
+}
+
 void api_route(struct api *a, int site, const char *method, const char *path, const char *query,
                const char *body, size_t len, struct api_response *resp)
 {
@@ -572,7 +597,7 @@ void api_route(struct api *a, int site, const char *method, const char *path, co
         }
         routes_publish(a, site, body, len, resp);
     } else if (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0 ||
-               strcmp(path, "/presence") == 0) {
+               strcmp(path, "/presence") == 0 || strcmp(path, "/metrics") == 0) {
         if (strcmp(method, "GET") != 0) {
             resp->allow = "GET";
             api_error(resp, 405, "use GET for %s", path);
@@ -582,6 +607,8 @@ void api_route(struct api *a, int site, const char *method, const char *path, co
             routes_health(a, site, resp);
         else if (path[1] == 'p')
             routes_presence(a, site, query, resp);
+        else if (path[1] == 'm')
+            routes_metrics(a, site, resp);
         else
             routes_stats(a, site, resp);
     } else {

@@ -240,6 +240,10 @@ const struct cfg_def cfg_defs[CFG_NKEYS] = {
         .def = "", CFG_AT(c.redis_sentinel_master), .flag = "redis-sentinel-master",
         .metavar = "NAME", .check = cfg_check_node_name,
         .help = "the master's name the Sentinels watch (redis_sentinels)"},
+    [CFG_KEY_METRICS_LISTEN] = {.name = "metrics_listen", .type = CFG_STRING, .def = "",
+        CFG_AT(c.metrics_listen), .flag = "metrics-listen", .metavar = "HOST:PORT",
+        .check = cfg_check_tcp_listen,
+        .help = "serve Prometheus' GET /metrics here (every site); empty = off"},
 };
 /* clang-format on */
 

@@ -100,6 +100,7 @@ struct cfg {
     char **redis_sentinels; /* owned: "HOST:PORT" of each Sentinel, instead of redis_address */
     size_t nredis_sentinels;
     char *redis_sentinel_master; /* owned: the master's name the Sentinels watch, or NULL */
+    char *metrics_listen;        /* owned: "HOST:PORT" of the Prometheus listener, or NULL */
     char *file;                  /* owned: the config file's path, or NULL */
     struct cfg_site **sites;     /* owned: one per site, in the file's order; never empty */
     size_t nsites;

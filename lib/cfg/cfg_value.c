@@ -222,6 +222,17 @@ int cfg_check_listen(const char *v, char **why)
     return check_host(host, v6, v, why);
 }
 
+int cfg_check_tcp_listen(const char *v, char **why)
+{
+    if (v[0] == '\0')
+        return 0;
+    if (strncmp(v, "unix:", 5) == 0) {
+        *why = xasprintf("expected HOST:PORT (a TCP address), got '%s'", v);
+        return -1;
+    }
+    return cfg_check_listen(v, why);
+}
+
 int cfg_check_socket_path(const char *v, char **why)
 {
     struct sockaddr_un sun;

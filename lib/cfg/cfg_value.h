@@ -77,6 +77,9 @@ void cfg_free_list(char **list, size_t n);
  */
 int cfg_check_listen(const char *v, char **why);
 
+/* A TCP listen address, or "" (none): as cfg_check_listen, without unix:. 0, or -1 with *why. */
+int cfg_check_tcp_listen(const char *v, char **why);
+
 /* An absolute path short enough for sockaddr_un. Returns 0, or -1 with *why set. */
 int cfg_check_socket_path(const char *v, char **why);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "histo.h"
 #include "msg.h"
 #include "xmalloc.h"
 
@@ -81,11 +82,29 @@ void cmd_submit_to(const struct cmd_hub *hub, struct cmd_job *job, const struct 
     }
 }
 
+/* Stamp a publish job's frames with now: the delivery lag runs from here to the write. */
+static void cmd_stamp(struct cmd_job *job)
+{
+    uint64_t now = histo_now_ns();
+
+    for (size_t i = 0; i < job->nitems; i++) {
+        struct eng_item *it = &job->items[i];
+
+        if (it->msg != NULL)
+            atomic_store_explicit(&it->msg->queued, now, memory_order_relaxed);
+        for (size_t u = 0; it->frames != NULL && u < it->nusers; u++)
+            if (it->frames[u] != NULL)
+                atomic_store_explicit(&it->frames[u]->queued, now, memory_order_relaxed);
+    }
+}
+
 void cmd_deliver(void *hub, void *job, const struct dir_mask *mask, int detached)
 {
     struct cmd_job *j = job;
 
     j->detached = detached;
+    if (j->type == CMD_PUBLISH && !dir_mask_empty(mask))
+        cmd_stamp(j);
     if (detached && dir_mask_empty(mask)) {
         cmd_job_free(j);
         return;

@@ -44,6 +44,7 @@
 #include "cmd.h"
 #include "handshake.h"
 #include "engine.h"
+#include "histo.h"
 #include "http.h"
 #include "lim.h"
 #include "log.h"
@@ -171,8 +172,24 @@ int conn_send_own(struct conn *c, struct msg *m)
     return conn_queue(c, m, 1);
 }
 
-/* Drop written bytes from the front of the queue. */
-static void conn_consume(struct conn *c, size_t n)
+/*
+ * A publish's frame o was written whole: count its delivery lag. The clock
+ * is read once per flush, at its first such frame (*now 0 until then), so
+ * a flush of answers and pongs reads none; now NULL: dropped, not written.
+ */
+static void conn_count_lag(struct conn *c, const struct conn_out *o, uint64_t *now)
+{
+    uint64_t queued = atomic_load_explicit(&o->msg->queued, memory_order_relaxed);
+
+    if (queued == 0 || now == NULL || c->site < 0)
+        return;
+    if (*now == 0)
+        *now = histo_now_ns();
+    histo_observe(&conn_stats(c)->delivery_lag, *now > queued ? *now - queued : 0);
+}
+
+/* Drop written bytes from the front of the queue (now: conn_count_lag's; NULL: dropped). */
+static void conn_consume(struct conn *c, size_t n, uint64_t *now)
 {
     while (n > 0 && c->out_head != NULL) {
         struct conn_out *o = c->out_head;
@@ -187,6 +204,7 @@ static void conn_consume(struct conn *c, size_t n)
             return;
         }
         n -= left;
+        conn_count_lag(c, o, now);
         c->out_bytes -= left + o->extra;
         c->out_off = 0;
         c->out_head = o->next;
@@ -211,6 +229,7 @@ static void conn_drained(struct conn *c)
 void conn_flush(struct conn *c)
 {
     struct iovec iov[CONN_IOV_MAX];
+    uint64_t now = 0; /* read at the first publish's frame written (conn_count_lag) */
 
     while (c->out_head != NULL) {
         struct conn_out *o = c->out_head;
@@ -236,7 +255,7 @@ void conn_flush(struct conn *c)
             conn_kill(c);
             return;
         }
-        conn_consume(c, (size_t)r);
+        conn_consume(c, (size_t)r, &now);
     }
     conn_drained(c);
 }
@@ -267,9 +286,14 @@ static void conn_leave_open(struct conn *c)
     conn_stats(c)->connections--;
 }
 
-/* Queue a final message, then linger until the peer closes. */
-static void conn_begin_closing(struct conn *c, struct msg *m)
+/*
+ * Queue a final message (a close frame, counted by its code when c was
+ * open), then linger until the peer closes.
+ */
+static void conn_begin_closing(struct conn *c, struct msg *m, int code)
 {
+    if (c->state == CONN_OPEN)
+        stats_count_close(conn_stats(c), code);
     conn_leave_open(c);
     conn_ctx_timer_remove(c->x, c);
     c->state = CONN_CLOSING;
@@ -282,7 +306,7 @@ void conn_close(struct conn *c, int code)
 {
     if (c->state == CONN_OPEN) {
         log_msg(LOG_DEBUG, "conn", "conn=%llu closing with %d", (unsigned long long)c->id, code);
-        conn_begin_closing(c, msg_new_close(code));
+        conn_begin_closing(c, msg_new_close(code), code);
     } else if (c->state == CONN_HANDSHAKE) {
         conn_kill(c);
     }
@@ -348,6 +372,8 @@ void conn_kill(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    if (c->state == CONN_OPEN)
+        stats_count_close(conn_stats(c), WS_CLOSE_ABNORMAL);
     conn_leave_open(c);
     conn_ctx_timer_remove(c->x, c);
     c->state = CONN_DEAD;
@@ -361,7 +387,7 @@ void conn_free(struct conn *c)
         return;
     ev_io_stop(c->x->loop, &c->io);
     conn_ctx_timer_remove(c->x, c);
-    conn_consume(c, SIZE_MAX);
+    conn_consume(c, SIZE_MAX, NULL); /* dropped, not written: no lag */
     close(c->fd);
     lim_fd_release(c->x->hub->lim);
     if (c->addr_counted)
@@ -387,7 +413,7 @@ static void conn_refuse(struct conn *c, enum hs_reason r)
     free(c->head);
     c->head = NULL;
     c->head_len = c->head_cap = 0;
-    conn_begin_closing(c, msg_new_raw(buf, n));
+    conn_begin_closing(c, msg_new_raw(buf, n), 0);
 }
 
 void conn_expire(struct conn *c)
@@ -581,9 +607,9 @@ static void conn_close_received(struct conn *c)
         return;
     }
     if (code == WS_CLOSE_NO_STATUS)
-        conn_begin_closing(c, msg_new(WS_OP_CLOSE, NULL, 0));
+        conn_begin_closing(c, msg_new(WS_OP_CLOSE, NULL, 0), code);
     else
-        conn_begin_closing(c, msg_new_close(code));
+        conn_begin_closing(c, msg_new_close(code), code);
 }
 
 /*

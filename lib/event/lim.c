@@ -292,7 +292,7 @@ void lim_total_release(struct lim *l)
 
 long lim_fd_reserve(const struct cfg *cfg)
 {
-    long n = LIM_FD_SPARE;
+    long n = LIM_FD_SPARE + (cfg->metrics_listen != NULL ? LIM_FD_METRICS : 0);
 
     for (size_t i = 0; i < cfg->nsites; i++) {
         n += cfg->sites[i]->api_max_connections;

@@ -37,6 +37,8 @@
 #define LIM_ADDR_MAX 64    /* an IPv6 address as text, or "unix" */
 #define LIM_IDLE_MAX 65536 /* address entries kept without a connection (for their rate) */
 #define LIM_FD_SPARE 64    /* descriptors kept beside the API's and RPC's (lim_fd_reserve) */
+/* Connections metrics_listen holds at most (mlisten.c): kept from the WebSockets too. */
+#define LIM_FD_METRICS 64
 
 struct cfg;
 struct lim_addr;
@@ -104,7 +106,7 @@ void lim_total_release(struct lim *l);
 /*
  * Descriptors to keep for everything but WebSockets, beyond those open at
  * start: LIM_FD_SPARE, plus per site api_max_connections and, for a site
- * with RPC, rpc_max_inflight.
+ * with RPC, rpc_max_inflight, and LIM_FD_METRICS with metrics_listen.
  */
 long lim_fd_reserve(const struct cfg *cfg);
 

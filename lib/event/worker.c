@@ -406,12 +406,16 @@ static void worker_run_publish(struct worker *w, struct cmd_job *job)
 {
     uint64_t local[16], *n = job->nitems <= 16 ? local : xcalloc(job->nitems, sizeof *n);
     uint64_t total = 0;
+    struct stats *st = &w->cx.sites[job->site].stats;
 
     for (size_t i = 0; i < job->nitems; i++) {
-        n[i] = worker_publish(w, job->site, &job->items[i]);
+        const struct eng_item *it = &job->items[i];
+
+        n[i] = worker_publish(w, job->site, it);
         total += n[i];
+        st->delivered_kind[stats_kind_of(it->channel != NULL, it->broadcast)] += n[i];
     }
-    w->cx.sites[job->site].stats.delivered += total;
+    st->delivered += total;
     if (total > 0)
         rate_add(&w->cx.hub->sites[job->site].delivered, total, rate_now());
     pthread_mutex_lock(&job->lock);

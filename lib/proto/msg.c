@@ -23,6 +23,7 @@ struct msg *msg_new(int opcode, const void *payload, size_t len)
     struct msg *m = xmalloc(sizeof *m + hlen + len);
 
     atomic_init(&m->refs, 1);
+    atomic_init(&m->queued, 0);
     m->len = (uint32_t)(hlen + len);
     memcpy(m->data, head, hlen);
     if (len > 0 && payload != NULL)
@@ -35,6 +36,7 @@ struct msg *msg_new_raw(const void *data, size_t len)
     struct msg *m = xmalloc(sizeof *m + len);
 
     atomic_init(&m->refs, 1);
+    atomic_init(&m->queued, 0);
     m->len = (uint32_t)len;
     memcpy(m->data, data, len);
     return m;

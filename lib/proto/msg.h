@@ -10,8 +10,8 @@
  * Invariants: the bytes never change after msg_new*, but for one case: a
  *             pong a conn holds alone and has not started writing takes a
  *             later ping's payload in place (conn.c, conn_pong). Only refs
- *             is touched by more than one thread, atomically. The last
- *             msg_unref frees.
+ *             and queued are touched by more than one thread, atomically.
+ *             The last msg_unref frees.
  */
 #ifndef HERALD_MSG_H
 #define HERALD_MSG_H
@@ -22,7 +22,10 @@
 
 struct msg {
     atomic_uint refs;
-    uint32_t len;   /* bytes in data[]: the whole frame */
+    uint32_t len; /* bytes in data[]: the whole frame */
+    /* A publish's frame: when it was handed to the workers (histo_now_ns), for the
+     * delivery lag; 0 for every other frame (answers, replays, control frames). */
+    atomic_uint_fast64_t queued;
     uint8_t data[]; /* frame header followed by the payload */
 };
 

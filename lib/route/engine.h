@@ -48,6 +48,8 @@
 #include "hist.h"
 #include "msg.h"
 
+struct rlink_stats;
+
 #define ENG_ID_MAX HIST_ID_MAX /* a message id, "<epoch>:<offset>", with its NUL */
 #define ENG_EPOCH_MAX 10       /* an id's epoch (8 hex digits), with its NUL */
 
@@ -258,12 +260,13 @@ struct eng_ops {
 
 struct engine {
     const struct eng_ops *ops;
-    int history;             /* numbers and keeps messages (history_size > 0) */
-    eng_deliver_fn *deliver; /* borrowed: from main.c */
-    eng_event_fn *event;     /* borrowed: from main.c */
-    eng_post_fn *post;       /* borrowed: from main.c; used by network engines */
-    eng_hand_fn *hand;       /* borrowed: from main.c; used by network engines */
-    void *arg;               /* borrowed: for deliver, event, post and hand */
+    int history;               /* numbers and keeps messages (history_size > 0) */
+    eng_deliver_fn *deliver;   /* borrowed: from main.c */
+    eng_event_fn *event;       /* borrowed: from main.c */
+    eng_post_fn *post;         /* borrowed: from main.c; used by network engines */
+    eng_hand_fn *hand;         /* borrowed: from main.c; used by network engines */
+    void *arg;                 /* borrowed: for deliver, event, post and hand */
+    struct rlink_stats *links; /* the engine's own: its Redis links' counters, or NULL */
 };
 
 /* The calls, by the table. */

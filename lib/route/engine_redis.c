@@ -865,7 +865,7 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
     struct red_engine *r = xcalloc(1, sizeof *r);
     int err;
 
-    r->e = (struct engine){&red_ops, cfg->history_size > 0, deliver, event, post, hand, arg};
+    r->e = (struct engine){&red_ops, cfg->history_size > 0, deliver, event, post, hand, arg, NULL};
     r->nsites = nsites;
     r->nworkers = nworkers;
     r->sites = xcalloc((size_t)nsites, sizeof *r->sites);
@@ -913,6 +913,9 @@ struct engine *eng_redis_new(const struct eng_redis_cfg *cfg, int nsites, const 
         return NULL;
     }
     rlink_set_push(r->sub, red_on_push, r);
+    rlink_set_stats(r->cmd, &r->link_stats);
+    rlink_set_stats(r->sub, &r->link_stats);
+    r->e.links = &r->link_stats;
     r->link_cfg.sentinels = NULL;
     r->link_cfg.nsentinels = 0;
     r->link_cfg.master = NULL;

@@ -165,6 +165,7 @@ struct red_engine {
     ev_tstamp probe_sent; /* when Redis published the probe (its PUBLISH answered), or 0 */
     int cmd_was_up;       /* the command link has been up before: a reconnect sets counts again */
     int gen_pending; /* the generation is being raised for the server just reached: not available */
+    struct rlink_stats link_stats; /* both links' errors, reconnects, round trips (/metrics) */
 };
 
 /* -- engine_redis.c ------------------------------------------------------ */

@@ -83,6 +83,8 @@ struct rlink {
     struct rsentinel *asking;
     const struct rlink_script *loaded[RLINK_SCRIPTS_MAX]; /* on this connection */
     size_t nloaded;
+    struct rlink_stats *stats; /* borrowed, or NULL */
+    int was_up;                /* has been up before: coming up again is a reconnect */
 };
 
 static void rlink_connect(struct rlink *l);
@@ -174,9 +176,22 @@ static void rlink_fail_all(struct rlink *l, int err)
         if (c->answered)
             continue;
         c->answered = 1;
+        if (l->stats != NULL)
+            atomic_fetch_add_explicit(&l->stats->errors, 1, memory_order_relaxed);
         c->done(c->arg, err, NULL);
     }
     ev_timer_stop(l->loop, &l->deadline);
+}
+
+/* Count c's answer: its round trip (it was sent a timeout before its due), or an error. */
+static void rlink_count(struct rlink *l, const struct rlink_cmd *c, const redisReply *reply)
+{
+    double rtt = ev_now(l->loop) - (c->due - l->timeout);
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        atomic_fetch_add_explicit(&l->stats->errors, 1, memory_order_relaxed);
+    if (reply != NULL)
+        histo_observe_shared(&l->stats->rtt, rtt > 0 ? (uint64_t)(rtt * 1e9) : 0);
 }
 
 /* hiredis: a command's reply, or NULL when its context goes. */
@@ -205,6 +220,8 @@ static void rlink_on_reply(redisAsyncContext *ac, void *r, void *privdata)
         for (struct rlink_cmd *t = l->head; t != NULL; t = t->next)
             l->tail = t;
     }
+    if (!c->answered && l->stats != NULL)
+        rlink_count(l, c, reply);
     if (!c->answered) {
         if (reply == NULL)
             c->done(c->arg, RLINK_E_DOWN, NULL);
@@ -354,6 +371,9 @@ static void rlink_on_ready(void *arg, int err, const redisReply *reply)
     /* From now on every array is a push: the handshake's (ROLE's) are not. */
     l->budget.pushes = l->on_push != NULL;
     l->up = 1;
+    if (l->was_up && l->stats != NULL)
+        atomic_fetch_add_explicit(&l->stats->reconnects, 1, memory_order_relaxed);
+    l->was_up = 1;
     l->backoff = l->backoff_min;
     log_msg(LOG_INFO, "redis", "connected");
     if (l->on_state != NULL)
@@ -566,6 +586,11 @@ void rlink_reset(struct rlink *l)
     log_msg(LOG_WARN, "redis", "reconnecting a link that stopped answering");
     ev_timer_stop(l->loop, &l->retry);
     rlink_drop(l, RLINK_E_DOWN);
+}
+
+void rlink_set_stats(struct rlink *l, struct rlink_stats *st)
+{
+    l->stats = st;
 }
 
 int rlink_up(const struct rlink *l)

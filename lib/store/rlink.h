@@ -29,6 +29,8 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
+#include "histo.h"
+
 enum rlink_err {
     RLINK_OK = 0,
     RLINK_E_DOWN = -1,    /* not connected, or the connection went away before the reply */
@@ -51,6 +53,16 @@ struct rlink_cfg {
 };
 
 struct rlink;
+
+/*
+ * What links count for /metrics (rlink_set_stats): written on the links'
+ * loop thread, read by any thread, so atomic. Several links may share one.
+ */
+struct rlink_stats {
+    atomic_uint_fast64_t errors;     /* commands answered with an error: down, timeout, refused */
+    atomic_uint_fast64_t reconnects; /* the link came up again after having been up */
+    struct histo_shared rtt;         /* a command sent -> its reply read */
+};
 
 /*
  * A command's answer: err and, for RLINK_OK and RLINK_E_REPLY, the reply
@@ -98,6 +110,9 @@ int rlink_unsubscribe(struct rlink *l, const char *channel);
  * link has no command to time).
  */
 void rlink_reset(struct rlink *l);
+
+/* Count l's errors, reconnects and round trips in st (borrowed; it must outlive l). */
+void rlink_set_stats(struct rlink *l, struct rlink_stats *st);
 
 /* Is the link up now? */
 int rlink_up(const struct rlink *l);

@@ -124,7 +124,7 @@ static void test_cfg_every_key_has_its_table_entry(void **state)
     assert_string_equal(cfg_key_name(CFG_KEY_GROUP), "group");
     assert_string_equal(cfg_key_name(CFG_KEY_ENGINE), "engine");
     assert_string_equal(cfg_key_name(CFG_KEY_REDIS_PASSWORD_FILE), "redis_password_file");
-    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "redis_sentinel_master");
+    assert_string_equal(cfg_key_name(CFG_NKEYS - 1), "metrics_listen");
 }
 
 /* A per-site setting lives in struct cfg_site, any other in struct cfg: never both. */
@@ -1086,6 +1086,7 @@ static void test_cfg_example_file(void **state)
     assert_int_equal(ex.redis_db, def.redis_db);
     assert_string_equal(ex.redis_prefix, def.redis_prefix);
     assert_int_equal(ex.redis_timeout_ms, def.redis_timeout_ms);
+    assert_null(ex.metrics_listen);
     cfg_free(&ex);
     cfg_free(&def);
     free(path);

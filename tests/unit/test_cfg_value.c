@@ -55,7 +55,8 @@ static void test_cfg_file_values(void **state)
                          "redis_address = [fd00::5]:6379\n"
                          "redis_db = 1000\n"
                          "redis_prefix = ~app/v2:!\n"
-                         "redis_timeout = 10ms\n");
+                         "redis_timeout = 10ms\n"
+                         "metrics_listen = [::1]:9602\n");
     struct cfg c;
 
     load_ok(&c, "-c", path, NULL);
@@ -89,6 +90,7 @@ static void test_cfg_file_values(void **state)
     assert_int_equal(c.redis_db, 1000);
     assert_string_equal(c.redis_prefix, "~app/v2:!");
     assert_int_equal(c.redis_timeout_ms, 10);
+    assert_string_equal(c.metrics_listen, "[::1]:9602");
     assert_string_equal(c.file, path);
     cfg_free(&c);
     tmp_remove(path);
@@ -230,6 +232,12 @@ static void test_cfg_value_errors(void **state)
          "herald.ini:2: publish_uids: expected a user name or a numeric uid, got '-1'"},
         {"[herald]\npublish_uids = shop:www",
          "herald.ini:2: publish_uids: expected a user name or a numeric uid, got 'shop:www'"},
+        /* the metrics listener: TCP only */
+        {"[herald]\nmetrics_listen = unix:/run/herald/metrics.sock",
+         "herald.ini:2: metrics_listen: expected HOST:PORT (a TCP address), got "
+         "'unix:/run/herald/metrics.sock'"},
+        {"[herald]\nmetrics_listen = 127.0.0.1:0",
+         "herald.ini:2: metrics_listen: port must be from 1 to 65535, got '127.0.0.1:0'"},
         /* the Redis engine */
         {"[herald]\nengine = redis-cluster",
          "herald.ini:2: engine: expected memory or redis, got 'redis-cluster'"},

@@ -11,7 +11,8 @@
  * crashing in hiredis; rlink_reset; rlink_command_argv, binary-safe.
  * rlink_eval: EVALSHA with the script's digest, loaded once a connection,
  * binary-safe; after SCRIPT FLUSH the call is refused, the link reconnects
- * and loads it again.
+ * and loads it again. rlink_stats (for /metrics): round trips, errors and
+ * reconnects counted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,13 +99,24 @@ static int command(struct rlink *l, struct seen *s, const char *fmt, const char 
     return s->err;
 }
 
+/* The round trips an rlink_stats counted, added up. */
+static uint64_t round_trips(const struct rlink_stats *st)
+{
+    struct histo h = {0};
+
+    histo_add_shared(&h, &st->rtt);
+    return h.count;
+}
+
 static void test_rlink_runs_commands(void **state)
 {
     struct seen s = {0}, r = {0};
+    struct rlink_stats st = {0};
     struct rlink *l;
 
     redis_start(NULL);
     l = link_up(&s, NULL, 0);
+    rlink_set_stats(l, &st);
     assert_int_equal(command(l, &r, "SET herald:k %s", "v1"), RLINK_OK);
     assert_string_equal(r.text, "OK");
     assert_int_equal(command(l, &r, "GET %s", "herald:k"), RLINK_OK);
@@ -115,6 +127,10 @@ static void test_rlink_runs_commands(void **state)
     /* The link is still good after an error reply. */
     assert_int_equal(command(l, &r, "INCR %s", "herald:n"), RLINK_OK);
     assert_string_equal(r.text, "1");
+    /* /metrics: every reply is a round trip; the refusal is an error too. */
+    assert_int_equal(round_trips(&st), 4);
+    assert_int_equal(atomic_load(&st.errors), 1);
+    assert_int_equal(atomic_load(&st.reconnects), 0);
     rlink_free(l);
     assert_int_equal(s.downs, 0);
 }
@@ -181,10 +197,12 @@ static void test_rlink_waits_out_a_busy_server_that_still_answers(void **state)
 static void test_rlink_reconnects_after_a_restart(void **state)
 {
     struct seen s = {0}, r = {0};
+    struct rlink_stats st = {0};
     struct rlink *l;
 
     redis_start(NULL);
     l = link_up(&s, NULL, 0);
+    rlink_set_stats(l, &st);
     redis_kill();
     run_until(&s.downs, 1, 3);
     assert_int_equal(s.downs, 1);
@@ -196,6 +214,7 @@ static void test_rlink_reconnects_after_a_restart(void **state)
     assert_int_equal(s.ups, 2);
     assert_int_equal(command(l, &r, "PING%s", ""), RLINK_OK);
     assert_string_equal(r.text, "PONG");
+    assert_int_equal(atomic_load(&st.reconnects), 1);
     rlink_free(l);
 }
 
