@@ -280,8 +280,8 @@ static json_t *status_check_answer(const char *out, size_t len, int protocol_sta
     if (r.status != 200) {
         why = status_refusal_text(r.body, r.body_len);
         if (r.status == 403)
-            *error =
-                xasprintf("refused (403): %s: run as a user the site's publish_uids lists", why);
+            *error = xasprintf(
+                "refused (403): %s: run as root or as a user the site's publish_uids lists", why);
         else
             *error = xasprintf("herald answered %d: %s", r.status, why);
         free(why);

@@ -43,7 +43,8 @@
  * Where a site sets publish_uids, the caller's uid comes from SO_PEERCRED,
  * read once at accept (the kernel records it at connect; a caller cannot
  * forge it), and is checked as each request begins, before any of its
- * params or body is kept.
+ * params or body is kept. root outside the list is kept read-only: it may
+ * GET /health, /stats and /metrics (herald status), never publish.
  */
 #include "api.h"
 
@@ -214,6 +215,14 @@ static void api_refusal(struct api_response *resp, const struct apiconn *c,
     }
 }
 
+/* May a read-only caller (root outside publish_uids) make this request? */
+static int api_read_allowed(const char *method, const char *path)
+{
+    return method != NULL && strcmp(method, "GET") == 0 &&
+           (strcmp(path, "/health") == 0 || strcmp(path, "/stats") == 0 ||
+            strcmp(path, "/metrics") == 0);
+}
+
 /* What a relay handler needs: the API and the connection whose request it answers. */
 struct api_call {
     struct api *a;
@@ -233,6 +242,11 @@ static void api_answer(void *arg, FCGX_Request *req, struct relay_buf *out)
 
     if (c->refuse != 0)
         api_refusal(&resp, c, site);
+    else if (c->read_only && !api_read_allowed(method, path))
+        api_error(&resp, 403,
+                  "uid 0 may only read /health, /stats and /metrics on this API socket "
+                  "(publish_uids of site %s)",
+                  site->site);
     else
         api_route(a, c->site, method ? method : "", path, api_query(req),
                   c->body.p != NULL ? (const char *)c->body.p : "", c->body.len, &resp);

@@ -48,6 +48,8 @@ struct apiconn {
     struct gate gate;
     int refuse;              /* the request's answer is this error status: 400, 403,
                                 413 or 431; 0 = route it */
+    int read_only;           /* root outside the site's publish_uids: may read /health,
+                                /stats and /metrics, nothing else */
     int fail;                /* closed for this status (400 not FastCGI, 408 stalled,
                                 413 drained too much): counted by api.c; 0 = none */
     const char *fail_why;    /* static: why, for api.c's log line */

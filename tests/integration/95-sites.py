@@ -26,7 +26,7 @@ Proves:
   may open (mode 0666) is refused with 403 and a JSON body when nobody is not listed, counted
   in that site's api_errors["403"] only, and delivers nothing; root, listed, still publishes; a
   site without publish_uids serves nobody; a site listing only nobody's numeric uid refuses
-  root;
+  root's publish, yet lets root read /stats and /health (herald status), nothing else;
 - config errors (`--check-config`, and a start that exits 1): a global key in a [site]
   section (FILE:LINE: KEY is global), two sites with the same api_socket, the same host and
   ws_path, a site without a secret of its own, two sites with the same secret (which is not
@@ -711,7 +711,16 @@ def test_publish_uids_lets_only_the_listed_users_use_a_sites_api():
                                            site="c")
                 assert_forbidden(status, headers.get("Content-Type", ""), j)
                 raw_nothing(tabs["c"])
-                assert errors_403("c") == before["c"] + 1
+                # ... but root may read c's figures (herald status): /stats, /health and
+                # /metrics answer; any other request of root's is refused, counted.
+                status, _, j = h.api("GET", "/stats", site="c")
+                assert (status, j["site"]) == (200, "c"), j
+                status, _, j = h.api("GET", "/health", site="c")
+                assert (status, j["ok"]) == (200, True), j
+                status, headers, j = h.api("GET", "/presence?user=" + uc, site="c")
+                assert_forbidden(status, headers.get("Content-Type", ""), j)
+                assert "may only read /health, /stats and /metrics" in j["error"], j
+                assert errors_403("c") == before["c"] + 2
                 assert errors_403("a") == before["a"] + 2
                 assert errors_403("b") == before["b"]
                 for by in bystanders[:2]:

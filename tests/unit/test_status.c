@@ -183,7 +183,7 @@ static void test_status_check_answer(void **state)
         {"{\"ok\":true}", 0, "malformed answer: not a CGI answer (no headers, blank line, body)"},
         {"Status: 200 OK\r\n\r\n{\"ok\":true}", 2, "the request was not served (FastCGI status 2)"},
         {"Status: 403 Forbidden\r\n\r\n{\"ok\":false,\"error\":\"uid 0 may not\"}", 0,
-         "refused (403): uid 0 may not: run as a user the site's publish_uids lists"},
+         "refused (403): uid 0 may not: run as root or as a user the site's publish_uids lists"},
         {"Status: 503 Service Unavailable\r\n\r\noverloaded\r\nmore", 0,
          "herald answered 503: overloaded"},
         {"Status: 200 OK\r\n\r\n{nope", 0, "malformed answer: not JSON ("},
