@@ -22,10 +22,10 @@ The tests run in order, each on what the one before left (a failed step fails th
      (exit 0, its sockets removed).
   5. Installing the same package again keeps the secret and the user.
   6. `apt-get remove` keeps the configuration; `apt-get purge` then leaves nothing of
-     Herald's: every path in the root is as before the install (apt's and dpkg's own
-     state and logs aside, and the files of the libraries apt pulled in), and the user
-     databases differ only by the herald user and group, which purge keeps on purpose
-     (debian/postrm says why).
+     Herald's: every path in the root is as before the install, with its mode and owner
+     (apt's and dpkg's own state and logs, /run and the files of the libraries apt pulled
+     in aside), and the user databases differ only by the herald user and group, which
+     purge keeps on purpose (debian/postrm says why).
 
 Every step is bounded by a timeout; the root is deleted at the end (kept for nothing).
 """
@@ -51,12 +51,15 @@ from rawws import next_json, open_ws  # noqa: E402
 
 ROOT_PARENT = os.environ.get("HERALD_PKG_ROOT_DIR", "/var/tmp")
 
-# What apt and dpkg keep about themselves and log: not files of Herald's.
+# What apt and dpkg keep about themselves and log: not files of Herald's. And /run, a
+# tmpfs on a booted system (adduser leaves its lock there); /run/herald is checked apart.
 STATE_DIRS = ("var/lib/dpkg", "var/lib/apt", "var/cache/apt", "var/cache/debconf",
-              "var/cache/ldconfig", "var/log")
+              "var/cache/ldconfig", "var/log", "run")
 
-# The user databases: compared line by line instead (the herald user and group stay).
+# The user databases: compared line by line instead (the herald user and group stay), and
+# the backups ("/etc/shadow-") useradd and groupadd write when they add them.
 USER_DBS = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")
+USER_DB_BACKUPS = {db + "-" for db in USER_DBS}
 
 # Paths the package must install (dpkg-deb -c), beside the binary's libraries.
 PACKAGE_FILES = (
@@ -264,13 +267,13 @@ def as_unit_user(service, argv):
     return cmd + ["--"] + argv
 
 
-def php_publish(root, user, who):
+def php_publish(root, user, group, who):
     """Run PHP CLI in the root as `user`: herald_publish() through the include path."""
     code = ("require 'Herald/herald.php';"
             "herald_configure(['socket' => '/run/herald/api.sock']);"
             "echo json_encode(herald_publish(%s, 'pkg.installed', ['from' => %s])), \"\\n\";"
             % (json.dumps(who), json.dumps(user)))
-    return root.run(["setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--",
+    return root.run(["setpriv", "--reuid=" + user, "--regid=" + group, "--init-groups", "--",
                      "php", "-d", "log_errors=1", "-d", "error_log=/dev/stderr", "-r", code],
                     timeout=60)
 
@@ -312,7 +315,7 @@ def test_runs_as_the_unit_says_and_delivers_a_php_publish(stage, tmp_path):
             deadline = time.monotonic() + 10
             while delivered != 1:
                 assert time.monotonic() < deadline, "never delivered: %r" % delivered
-                out = php_publish(root, "www-data", "pkg-user").stdout.strip()
+                out = php_publish(root, "www-data", "www-data", "pkg-user").stdout.strip()
                 delivered = json.loads(out)
                 assert delivered in (0, 1), out
                 if delivered == 0:
@@ -325,7 +328,7 @@ def test_runs_as_the_unit_says_and_delivers_a_php_publish(stage, tmp_path):
             ws.close()
 
         # nobody is not in www-data: the socket's mode keeps it out, and herald.php says so.
-        p = php_publish(root, "nobody", "pkg-user")
+        p = php_publish(root, "nobody", "nogroup", "pkg-user")
         assert p.stdout.strip() == "false", p.stdout
         assert "herald: publish failed" in p.stderr, p.stderr
     finally:
@@ -374,10 +377,13 @@ def test_remove_keeps_config_and_purge_leaves_nothing(stage):
     for pkg in pulled:
         theirs |= set(root.run(["dpkg-query", "-L", pkg], timeout=60).stdout.splitlines())
     after = root.files(STATE_DIRS)
-    added = sorted(p for p in set(after) - set(stage.before) if p not in theirs)
+    added = sorted(p for p in set(after) - set(stage.before)
+                   if p not in theirs and p not in USER_DB_BACKUPS)
     gone = sorted(set(stage.before) - set(after))
     changed = sorted(p for p in set(after) & set(stage.before)
-                     if after[p] != stage.before[p] and p not in theirs)
+                     if after[p] != stage.before[p] and p not in theirs
+                     and p not in USER_DB_BACKUPS)
+    assert not os.path.exists(root.file("/run/herald"))
     assert not added, "left behind after purge: %s" % added
     assert not gone, "removed by install and purge: %s" % gone
     assert not changed, "mode or owner changed: %s" % changed
