@@ -17,6 +17,7 @@ and the mounts and every process a command leaves go with its namespace. The net
 namespace is the host's, so a daemon in the root answers on the host's loopback.
 """
 
+import ctypes
 import os
 import shutil
 import signal
@@ -102,6 +103,14 @@ def child_env():
     return env
 
 
+def _pdeathsig():
+    """In the child before exec: SIGKILL when the test dies, so unshare --kill-child ends
+    the namespace and everything in it."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.prctl(1, signal.SIGKILL) != 0:  # PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
 def mounted_under(path):
     """True when anything is mounted at or below `path` in this mount namespace."""
     path = os.path.realpath(path)
@@ -150,14 +159,17 @@ class DebRoot:
         os.makedirs(parent, exist_ok=True)
         root = cls(tempfile.mkdtemp(prefix="herald-pkg-root.", dir=parent))
         log = os.path.join(root.workdir, "mmdebstrap.log")
-        cmd = ["unshare", "--mount", "--propagation", "private", "--",
-               "mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory"]
+        # In namespaces of its own, so its mounts and, on a timeout, every process it
+        # started (--kill-child) go with it.
+        cmd = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+               "--kill-child", "--", "mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory"]
         cmd += ["--aptopt=" + opt for opt in host_apt_options()]
         cmd += ["bookworm", root.path] + host_source_files()
         try:
             with open(log, "w") as out:
                 p = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, timeout=timeout)
+                                   stdin=subprocess.DEVNULL, timeout=timeout,
+                                   preexec_fn=_pdeathsig)
             if p.returncode != 0:
                 with open(log) as f:
                     tail = f.read()[-3000:]
@@ -181,7 +193,7 @@ class DebRoot:
         try:
             p = subprocess.run(self._cmd(argv), capture_output=True, text=True, input=input,
                                stdin=None if input is not None else subprocess.DEVNULL,
-                               timeout=timeout)
+                               timeout=timeout, preexec_fn=_pdeathsig)
         except subprocess.TimeoutExpired as e:
             out = e.stdout or b""
             out = out.decode(errors="replace") if isinstance(out, bytes) else out
@@ -195,7 +207,7 @@ class DebRoot:
     def spawn(self, argv, stdout, stderr):
         """Start argv in the root in the background; stop it with the Spawned's stop()."""
         return Spawned(subprocess.Popen(self._cmd(argv, stay=True), stdin=subprocess.DEVNULL,
-                                        stdout=stdout, stderr=stderr))
+                                        stdout=stdout, stderr=stderr, preexec_fn=_pdeathsig))
 
     def file(self, rel):
         """The host path of the root's file `rel` (absolute inside the root)."""
