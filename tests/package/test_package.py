@@ -243,6 +243,8 @@ def test_man_page_names_every_option(stage):
     missing = sorted(o for o in options | subcommands
                      if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), man))
     assert not missing, "herald(8) does not name: %s" % missing
+    th = next(line for line in man.splitlines() if line.startswith(".TH "))
+    assert '"herald %s"' % herald_version() in th, "herald(8) is not of this version: " + th
     for section in ("OPTIONS", "SIGNALS", "FILES", "CONFIGURATION"):
         assert ".SH %s" % section in man
     assert "SIGHUP" in man and "SIGTERM" in man and "/etc/herald/herald.ini" in man
