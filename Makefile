@@ -10,7 +10,7 @@
 #                   the micro-benchmarks (docs/performance.md)
 #   make format     rewrite the C code as .clang-format says (make test checks it)
 #   make install    install under PREFIX (/usr/local) and DESTDIR
-#   make deb        build/herald_VERSION_ARCH.deb with debhelper (docs/deploy.md)
+#   make deb        build/herald_VERSION-REV_ARCH.deb with debhelper (docs/deploy.md)
 #   make SANITIZE=address,undefined   a sanitized build in build-san/
 
 CC      ?= cc
