@@ -9,6 +9,8 @@
 #   make bench      Herald beside Nchan and Node ws, the raw-write ceiling, and
 #                   the micro-benchmarks (docs/performance.md)
 #   make format     rewrite the C code as .clang-format says (make test checks it)
+#   make install    install under PREFIX (/usr/local) and DESTDIR
+#   make deb        build/herald_VERSION-REV_ARCH.deb with debhelper (docs/deploy.md)
 #   make SANITIZE=address,undefined   a sanitized build in build-san/
 
 CC      ?= cc
@@ -51,13 +53,13 @@ HEADERS  = $(foreach l,$(LAYERS),$(wildcard lib/$(l)/*.h))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-run run test test-plain unit fuzz fuzz-build bench bench-build clean format
+.PHONY: all deps deps-run run test test-plain unit fuzz fuzz-build bench bench-build clean format install deb
 
 all: $(BUILD)/herald
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libherald.a: $(CORE_OBJ)
 	@rm -f $@
@@ -99,12 +101,14 @@ deps:
 # every fuzz target for TEST_FUZZ_SECONDS on its committed corpus.
 TEST_FUZZ_SECONDS ?= 10
 test: deps
+	@./tests/lib/install-deps.sh $(DEB_PKGS)
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SANITIZE=address,undefined all unit
 	@$(MAKE) --no-print-directory fuzz-build
 	@HERALD_FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) ./tests/run.sh build build-san
 
 test-plain: deps
+	@./tests/lib/install-deps.sh $(DEB_PKGS)
 	@$(MAKE) --no-print-directory all unit
 	@./tests/run.sh build
 
@@ -173,3 +177,59 @@ FORMAT_SRC = src/*.c lib/*/*.[ch] tests/*/*.[ch] bench/*.[ch]
 
 format:
 	clang-format -i $(wildcard $(FORMAT_SRC))
+
+# `make install`: the daemon, its man page, the systemd units (pointed at
+# SBINDIR), the PHP client on PHP's include path (require 'Herald/herald.php'
+# finds its classes in Herald/src/ as in php-client/), herald.js and the nginx
+# snippets in share/herald, the docs and examples. debian/rules runs it with
+# PREFIX=/usr UNITDIR=/lib/systemd/system.
+PREFIX   ?= /usr/local
+SBINDIR  ?= $(PREFIX)/sbin
+SHAREDIR ?= $(PREFIX)/share
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+DOCDIR   ?= $(SHAREDIR)/doc/herald
+
+install: $(BUILD)/herald
+	install -D -m 0755 $(BUILD)/herald $(DESTDIR)$(SBINDIR)/herald
+	install -D -m 0644 man/herald.8 $(DESTDIR)$(SHAREDIR)/man/man8/herald.8
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SHAREDIR)/php/Herald/src \
+	    $(DESTDIR)$(SHAREDIR)/herald/js $(DESTDIR)$(SHAREDIR)/herald/nginx \
+	    $(DESTDIR)$(DOCDIR)/examples
+	for u in herald.service herald@.service; do \
+	    sed -e 's|/usr/local/bin/herald|$(SBINDIR)/herald|g' \
+	        -e 's|^Documentation=.*|Documentation=man:herald(8)|' \
+	        -e '/^#   \(install\|useradd\) /d' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	install -m 0644 php-client/herald.php $(DESTDIR)$(SHAREDIR)/php/Herald/
+	install -m 0644 php-client/src/*.php $(DESTDIR)$(SHAREDIR)/php/Herald/src/
+	find php-client/js -maxdepth 1 -type f ! -name '*.test.*' \
+	    -exec install -m 0644 {} $(DESTDIR)$(SHAREDIR)/herald/js/ \;
+	install -m 0644 nginx/*.conf $(DESTDIR)$(SHAREDIR)/herald/nginx/
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 php-client/README.md $(DESTDIR)$(DOCDIR)/php-client.md
+	install -m 0644 herald.ini.example $(DESTDIR)$(DOCDIR)/examples/
+	cd deploy && find . -type f -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/deploy/{} \;
+
+# `make deb`: build/herald_VERSION-REV_ARCH.deb (and its -dbgsym) with
+# debhelper, built from a copy of the tree in build/deb/src, since
+# dpkg-buildpackage writes into the tree it builds and beside it. The upstream
+# version must be HERALD_VERSION of lib/cfg/cfg.h. Installs debhelper and the
+# missing build dependencies first. DEB_BUILD_OPTIONS=nocheck skips the unit
+# tests the build runs. DEB_PKGS: what the package suite (tests/package) needs.
+DEB_PKGS = debhelper lintian mmdebstrap
+
+deb:
+	@./tests/lib/install-deps.sh debhelper
+	@v=$$(sed -n 's/^#define HERALD_VERSION "\(.*\)"/\1/p' lib/cfg/cfg.h); \
+	    d=$$(dpkg-parsechangelog -S Version); [ "$${d%-*}" = "$$v" ] || \
+	    { echo "debian/changelog is at $$d but lib/cfg/cfg.h says $$v:" \
+	        "add a changelog entry for $$v-1" >&2; exit 1; }
+	@m=$$(dpkg-checkbuilddeps 2>&1 | sed -n 's/.*Unmet build dependencies: //p' | \
+	    sed 's/([^)]*)//g'); [ -z "$$m" ] || ./tests/lib/install-deps.sh $$m
+	rm -rf build/deb build/herald_* build/herald-dbgsym_*
+	mkdir -p build/deb/src
+	tar -cf - --exclude=./build --exclude='./build-*' --exclude=./.git \
+	    --exclude=node_modules . | tar -xf - -C build/deb/src
+	cd build/deb/src && dpkg-buildpackage -b -us -uc
+	mv build/deb/herald_* build/deb/herald-dbgsym_* build/
+	@ls build/herald_*.deb

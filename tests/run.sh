@@ -6,16 +6,17 @@
 # For each BUILDDIR: every unit test binary BUILDDIR/tests/test_* (cmocka, JUnit
 # XML via CMOCKA_MESSAGE_OUTPUT=xml), then the integration suite with
 # HERALD_BIN=BUILDDIR/herald. Then, once, the tree's structure checks
-# (tests/structure) and the PHP unit suite, if php-client/phpunit.xml.dist
-# exists. tests/lib/summary.py reads the result
-# files and prints one line per suite, then "N passed, N failed"; the exit
+# (tests/structure), the Debian package (tests/package) and the PHP unit
+# suite, if php-client/phpunit.xml.dist exists. tests/lib/summary.py reads the
+# result files and prints one line per suite, then "N passed, N failed"; the exit
 # status is non-zero if anything failed, was skipped, crashed or timed out,
 # or if no test ran at all.
 #
 # Results go to $HERALD_TEST_OUT (default build/test-results). Every step runs
 # under timeout(1), so a hang fails its suite instead of stalling CI:
 # HERALD_UNIT_TIMEOUT (120 s per binary), HERALD_SUITE_TIMEOUT (1200 s for
-# the integration suite and for phpunit). With HERALD_FUZZ_SECONDS set, every
+# the integration suite and for phpunit), HERALD_PACKAGE_TIMEOUT (2400 s for the
+# package suite). With HERALD_FUZZ_SECONDS set, every
 # built fuzz target in build-fuzz/ also runs that long (`make test` sets it).
 set -u
 
@@ -29,6 +30,7 @@ PY=/usr/bin/python3
 OUT=${HERALD_TEST_OUT:-$ROOT/build/test-results}
 UNIT_TIMEOUT=${HERALD_UNIT_TIMEOUT:-120}
 SUITE_TIMEOUT=${HERALD_SUITE_TIMEOUT:-1200}
+PACKAGE_TIMEOUT=${HERALD_PACKAGE_TIMEOUT:-2400}
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -81,6 +83,13 @@ echo "== structure: tests/structure"
 (cd "$ROOT" && timeout -k 10 120 $PY -m pytest -p no:cacheprovider tests/structure \
     --junitxml="$OUT/structure.xml" -q)
 record "structure" "pytest" "$OUT/structure.xml" $?
+
+# The Debian package (`make deb`, lintian), installed, run and purged in a fresh
+# Debian 12 root, once (tests/package; needs root and the DEB_PKGS of the Makefile).
+echo "== package: tests/package"
+(cd "$ROOT" && timeout -k 20 "$PACKAGE_TIMEOUT" $PY -m pytest -p no:cacheprovider tests/package \
+    --junitxml="$OUT/package.xml" -q)
+record "package" "pytest" "$OUT/package.xml" $?
 
 # The PHP client's own unit tests, once.
 if [ -f "$ROOT/php-client/phpunit.xml.dist" ]; then
