@@ -182,14 +182,43 @@ static void test_apiconn_keeps_nothing_of_a_refused_caller(void **state)
     size_t n = request(req, 1, 0, "{\"a\":\"b\"}");
     unsigned id;
     int peer;
-    struct apiconn *c = pair_conn(&peer, 0);
+    struct apiconn *c = pair_conn(&peer, 1000);
 
     assert_int_equal(write(peer, req, n), (ssize_t)n);
     assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READY);
     assert_int_equal(c->refuse, 403);
+    assert_int_equal(c->read_only, 0);
     assert_int_equal(c->params.len + c->body.len, 0);
     assert_int_equal(apiconn_serve(c, &site, &relay, echo, c, 0, TIMEOUT), APICONN_CLOSE);
     assert_string_equal(read_answer(peer, &id), "Status: 403\r\n\r\n");
+    apiconn_free(c);
+    close(peer);
+}
+
+/* root outside publish_uids is not refused but kept read-only: api.c lets it read only. */
+static void test_apiconn_root_outside_the_list_is_read_only(void **state)
+{
+    uid_t only = 4242;
+    struct cfg_site site = site_cfg(1024, &only, 1);
+    uint8_t req[512];
+    size_t n = request(req, 1, 0, "{\"a\":\"b\"}");
+    int peer;
+    struct apiconn *c = pair_conn(&peer, 0);
+
+    assert_int_equal(write(peer, req, n), (ssize_t)n);
+    assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READY);
+    assert_int_equal(c->refuse, 0);
+    assert_int_equal(c->read_only, 1);
+    assert_true(c->params.len > 0);
+    apiconn_free(c);
+    close(peer);
+
+    /* Listed, root is an ordinary publisher. */
+    only = 0;
+    c = pair_conn(&peer, 0);
+    assert_int_equal(write(peer, req, n), (ssize_t)n);
+    assert_int_equal(apiconn_read(c, &site, rbuf, sizeof rbuf, 0, TIMEOUT), APICONN_READY);
+    assert_int_equal(c->refuse + c->read_only, 0);
     apiconn_free(c);
     close(peer);
 }
@@ -396,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_apiconn_whole_request_then_close),
         cmocka_unit_test(test_apiconn_a_byte_at_a_time),
         cmocka_unit_test(test_apiconn_keeps_nothing_of_a_refused_caller),
+        cmocka_unit_test(test_apiconn_root_outside_the_list_is_read_only),
         cmocka_unit_test(test_apiconn_params_and_body_over_their_limits),
         cmocka_unit_test(test_apiconn_a_body_of_exactly_the_limit_allocates_no_more),
         cmocka_unit_test(test_apiconn_closes_past_the_drain_cap),
