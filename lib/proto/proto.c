@@ -17,6 +17,7 @@
 
 #include "chan.h"
 #include "msg.h"
+#include "utf8.h"
 #include "ws.h"
 #include "xmalloc.h"
 
@@ -332,20 +333,98 @@ struct msg *proto_reply(const json_t *ref, const char *data, size_t len)
     return m;
 }
 
+/*
+ * Write s at p as a JSON string, escaped byte for byte as jansson escapes
+ * it (hist_file.c compares envelopes by their bytes); p has room for
+ * 6 * strlen(s) + 2. Returns the end, or NULL when s is not UTF-8.
+ */
+static char *proto_put_string(char *p, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(s);
+
+    if (!utf8_valid((const uint8_t *)s, len))
+        return NULL;
+    *p++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        const char *esc = *c == '"'    ? "\\\""
+                          : *c == '\\' ? "\\\\"
+                          : *c == '\b' ? "\\b"
+                          : *c == '\f' ? "\\f"
+                          : *c == '\n' ? "\\n"
+                          : *c == '\r' ? "\\r"
+                          : *c == '\t' ? "\\t"
+                                       : NULL;
+
+        if (esc != NULL) {
+            memcpy(p, esc, 2);
+            p += 2;
+        } else if (*c < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[*c >> 4];
+            p[5] = hex[*c & 15];
+            p += 6;
+        } else {
+            *p++ = (char)*c;
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+/* Append the member ,"name":"value" (name first, no comma). Returns the end, or NULL. */
+static char *proto_put_member(char *p, const char *name, const char *value, int first)
+{
+    size_t n = strlen(name);
+
+    if (!first)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    return proto_put_string(p, value);
+}
+
+/*
+ * Written straight, not built as a jansson object and dumped: this runs for
+ * every publish, and the object (a hash table, its keys, a sort for the
+ * order) cost more than dumping the data itself. Only data goes through
+ * jansson, with the flags the whole object was dumped with.
+ */
 char *proto_channel_text(const char *channel, const char *event, const json_t *data,
                          const char *from)
 {
-    json_t *o = json_object();
-    char *text;
+    char *d = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)
+                           : NULL;
+    size_t dlen = data != NULL ? (d != NULL ? strlen(d) : 0) : 4;
+    size_t room = 48 + dlen +
+                  6 * (strlen(event) + (channel ? strlen(channel) : 0) + (from ? strlen(from) : 0));
+    char *text, *p;
 
+    if (data != NULL && d == NULL)
+        return NULL;
+    p = text = xmalloc(room);
+    *p++ = '{';
     if (channel != NULL)
-        json_object_set_new(o, "channel", json_string(channel));
-    json_object_set_new(o, "event", json_string(event));
-    json_object_set(o, "data", data != NULL ? (json_t *)data : json_null());
-    if (from != NULL)
-        json_object_set_new(o, "from", json_string(from));
-    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
+        p = proto_put_member(p, "channel", channel, 1);
+    if (p != NULL)
+        p = proto_put_member(p, "event", event, channel == NULL);
+    if (p != NULL) {
+        memcpy(p, ",\"data\":", 8);
+        memcpy(p + 8, d != NULL ? d : "null", dlen);
+        p += 8 + dlen;
+    }
+    if (p != NULL && from != NULL)
+        p = proto_put_member(p, "from", from, 0);
+    free(d);
+    if (p == NULL) {
+        free(text);
+        return NULL;
+    }
+    *p++ = '}';
+    *p = '\0';
     return text;
 }
 
