@@ -320,6 +320,8 @@ static void fcgi_build(struct lg_pub *p, const char *body, size_t len)
     n += fcgi_pair(params + n, "CONTENT_TYPE", "application/json");
     n += fcgi_pair(params + n, "CONTENT_LENGTH", clen);
     n += fcgi_pair(params + n, "SERVER_PROTOCOL", "HTTP/1.1");
+    if (p->cfg->script[0] != '\0')
+        n += fcgi_pair(params + n, "SCRIPT_FILENAME", p->cfg->script);
     fcgi_header(p, FCGI_BEGIN_REQUEST, sizeof begin);
     req_put(p, begin, sizeof begin);
     fcgi_header(p, FCGI_PARAMS, n);
