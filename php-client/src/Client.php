@@ -4,12 +4,17 @@
  * Client.php -- Herald's FastCGI API (publish, presence) and the secret's
  * local uses (connection and channel tokens, checking RPC requests).
  *
- * Every call validates its input before anything is sent, opens one
- * connection to the API socket, sends one request and closes. Errors are
- * Herald\Exception (bad input), ApiException (Herald answered with an error
- * status, which is the exception's code) or ConnectionException (socket,
- * timeout, framing). Query strings are built with RFC 3986 percent-encoding
- * (rawurlencode), so user ids with "&", "=", "%", spaces or UTF-8 survive.
+ * Every call validates its input before anything is sent, then sends one
+ * request through its transport: by default a FastCgiTransport that opens
+ * one connection to the API socket per call, or keeps one per php-fpm
+ * worker with the persistent option. Errors are Herald\Exception (bad
+ * input), ApiException (Herald answered with an error status, which is the
+ * exception's code), ConnectionException (socket, timeout, connection
+ * closed early) or ProtocolException (an answer that makes no sense: bad
+ * FastCGI framing, a body that is not JSON or lacks the expected fields, a
+ * status and body that disagree). Query strings are built with RFC 3986
+ * percent-encoding (rawurlencode), so user ids with "&", "=", "%", spaces
+ * or UTF-8 survive.
  *
  *   $herald = new Herald\Client(['socket' => '/run/herald/api.sock']);
  *   $herald->publish([42, 'bob'], 'order.shipped', ['id' => 7]);
@@ -22,25 +27,31 @@ declare(strict_types=1);
 
 namespace Herald;
 
-final class Client
+final class Client implements ClientInterface
 {
-    private const OPTIONS = ['socket', 'secret', 'connect_timeout', 'timeout', 'connector'];
+    private const OPTIONS = ['socket', 'secret', 'connect_timeout', 'timeout', 'connector', 'persistent', 'transport'];
+    /** The options a given transport replaces. */
+    private const TRANSPORT_OPTIONS = ['socket', 'connect_timeout', 'timeout', 'connector', 'persistent'];
     private const MESSAGE_KEYS = ['users', 'broadcast', 'channel', 'event', 'data'];
     private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
     private const MAX_EVENT = 200;
 
-    private FastCgi $fastCgi;
+    private TransportInterface $transport;
     private ?string $secret;
 
     /**
      * @param array<string, mixed> $options socket (default env HERALD_SOCKET, else
      *        "/tmp/herald.sock"), secret (default env HERALD_SECRET, else none),
      *        connect_timeout (seconds, 1.0), timeout (seconds for the whole
-     *        exchange once connected, 3.0), connector (a callable
+     *        exchange once connected, 3.0), persistent (bool, false: keep one
+     *        connection per socket across calls and php-fpm pages, see
+     *        FastCgiTransport), connector (a callable
      *        fn(string $socket, float $connectTimeout): resource replacing the
-     *        Unix socket, for tests)
+     *        Unix socket, for tests), or instead of all these but secret,
+     *        transport (a TransportInterface the requests go through)
      *
-     * @throws Exception on an unknown option or a value of the wrong type
+     * @throws Exception on an unknown option, a value of the wrong type, or
+     *         transport given with an option it replaces
      */
     public function __construct(array $options = [])
     {
@@ -49,24 +60,33 @@ final class Client
                 throw new Exception("unknown option \"$name\"");
             }
         }
-        $socket = $options['socket'] ?? (getenv('HERALD_SOCKET') ?: '/tmp/herald.sock');
         $secret = $options['secret'] ?? (getenv('HERALD_SECRET') ?: null);
-        if (!is_string($socket) || $socket === '') {
-            throw new Exception('option "socket" must be a non-empty string');
-        }
         if ($secret !== null && (!is_string($secret) || $secret === '')) {
             throw new Exception('option "secret" must be a non-empty string');
+        }
+        $this->secret = $secret;
+        if (array_key_exists('transport', $options)) {
+            $this->transport = self::givenTransport($options);
+            return;
+        }
+        $socket = $options['socket'] ?? (getenv('HERALD_SOCKET') ?: '/tmp/herald.sock');
+        if (!is_string($socket) || $socket === '') {
+            throw new Exception('option "socket" must be a non-empty string');
         }
         $connector = $options['connector'] ?? null;
         if ($connector !== null && !is_callable($connector)) {
             throw new Exception('option "connector" must be callable');
         }
-        $this->secret = $secret;
-        $this->fastCgi = new FastCgi(
+        $persistent = $options['persistent'] ?? false;
+        if (!is_bool($persistent)) {
+            throw new Exception('option "persistent" must be true or false');
+        }
+        $this->transport = new FastCgiTransport(
             $socket,
             self::seconds($options, 'connect_timeout', 1.0),
             self::seconds($options, 'timeout', 3.0),
-            $connector
+            $connector,
+            $persistent
         );
     }
 
@@ -79,7 +99,7 @@ final class Client
      *
      * @return int the number of connections the event was queued to
      *
-     * @throws Exception on invalid input; ApiException or ConnectionException from the call
+     * @throws Exception on invalid input; ApiException, ConnectionException or ProtocolException from the call
      */
     public function publish(string|int|array $users, string $event, mixed $data = null): int
     {
@@ -95,7 +115,7 @@ final class Client
      *
      * @return int the number of connections the event was queued to
      *
-     * @throws Exception on invalid input; ApiException or ConnectionException from the call
+     * @throws Exception on invalid input; ApiException, ConnectionException or ProtocolException from the call
      */
     public function broadcast(string $event, mixed $data = null): int
     {
@@ -112,7 +132,7 @@ final class Client
      *
      * @return int the number of connections the event was queued to
      *
-     * @throws Exception on invalid input; ApiException or ConnectionException from the call
+     * @throws Exception on invalid input; ApiException, ConnectionException or ProtocolException from the call
      */
     public function publishChannel(string $channel, string $event, mixed $data = null): int
     {
@@ -129,7 +149,7 @@ final class Client
      *
      * @return list<int> connections reached, one count per message, in order
      *
-     * @throws Exception on invalid input; ApiException or ConnectionException from the call
+     * @throws Exception on invalid input; ApiException, ConnectionException or ProtocolException from the call
      */
     public function publishBatch(array $messages): array
     {
@@ -152,7 +172,7 @@ final class Client
         }
         $delivered = $this->post($batch)['delivered'] ?? null;
         if (!is_array($delivered) || count($delivered) !== count($batch)) {
-            throw new Exception('unexpected answer from herald: "delivered" is not one count per message');
+            throw new ProtocolException('unexpected answer from herald: "delivered" is not one count per message');
         }
         return array_map([self::class, 'delivered'], array_values($delivered));
     }
@@ -201,20 +221,20 @@ final class Client
      *         info is the token's "info" claim, or null when it had none
      *
      * @throws Exception on an invalid name; ApiException (400 for a channel that is not a
-     *         presence channel) or ConnectionException from the call
+     *         presence channel), ConnectionException or ProtocolException from the call
      */
     public function presence(string $channel): array
     {
         $answer = $this->call('GET', '/presence?' . self::query(['channel' => Token::channel($channel)]), '');
         $members = $answer['members'] ?? null;
         if (!is_array($members) || !array_is_list($members)) {
-            throw new Exception('unexpected answer from herald: "members" is not a list');
+            throw new ProtocolException('unexpected answer from herald: "members" is not a list');
         }
         $out = [];
         foreach ($members as $m) {
             if (!is_array($m) || !is_string($m['user'] ?? null)
                 || !is_int($m['connections'] ?? null) || $m['connections'] < 0) {
-                throw new Exception('unexpected answer from herald: a member is not {user, info, connections}');
+                throw new ProtocolException('unexpected answer from herald: a member is not {user, info, connections}');
             }
             $out[] = ['user' => $m['user'], 'info' => $m['info'] ?? null, 'connections' => $m['connections']];
         }
@@ -228,7 +248,7 @@ final class Client
      *
      * @return array{online: bool, connections: int}
      *
-     * @throws Exception on an invalid user id; ApiException or ConnectionException from the call
+     * @throws Exception on an invalid user id; ApiException, ConnectionException or ProtocolException from the call
      */
     public function online(string|int $userId): array
     {
@@ -236,7 +256,7 @@ final class Client
         $online = $answer['online'] ?? null;
         $connections = $answer['connections'] ?? null;
         if (!is_bool($online) || !is_int($connections) || $connections < 0) {
-            throw new Exception('unexpected answer from herald: no "online" flag and "connections" count');
+            throw new ProtocolException('unexpected answer from herald: no "online" flag and "connections" count');
         }
         return ['online' => $online, 'connections' => $connections];
     }
@@ -263,7 +283,7 @@ final class Client
      *
      * @return array<string, mixed> {"ok": true, "uptime": seconds, "workers": N}
      *
-     * @throws ApiException|ConnectionException when the call fails
+     * @throws ApiException|ConnectionException|ProtocolException when the call fails
      */
     public function health(): array
     {
@@ -275,7 +295,7 @@ final class Client
      *
      * @return array<string, mixed> connections, users, published, delivered, refusals...
      *
-     * @throws ApiException|ConnectionException when the call fails
+     * @throws ApiException|ConnectionException|ProtocolException when the call fails
      */
     public function stats(): array
     {
@@ -357,22 +377,26 @@ final class Client
     }
 
     /**
-     * One API call: a 200 answer with {"ok": true} is returned decoded, anything else throws.
+     * One API call: a 200 answer with {"ok": true} is returned decoded, an error
+     * status is an ApiException, anything else a ProtocolException.
      *
      * @return array<string, mixed>
      */
     private function call(string $method, string $path, string $body): array
     {
-        $response = $this->fastCgi->request($method, $path, $body);
+        $response = $this->transport->request($method, $path, $body);
         $answer = json_decode($response['body'], true, 64);
         if ($response['status'] !== 200) {
+            if (is_array($answer) && ($answer['ok'] ?? null) === true) {
+                throw new ProtocolException("unexpected answer from herald: status {$response['status']} with \"ok\": true");
+            }
             $error = is_array($answer) && is_string($answer['error'] ?? null)
                 ? $answer['error']
                 : (trim(substr($response['body'], 0, 200)) ?: 'no error text');
             throw new ApiException($error, $response['status']);
         }
         if (!is_array($answer) || ($answer['ok'] ?? null) !== true) {
-            throw new Exception('unexpected answer from herald: ' . substr($response['body'], 0, 200));
+            throw new ProtocolException('unexpected answer from herald: ' . substr($response['body'], 0, 200));
         }
         return $answer;
     }
@@ -400,9 +424,28 @@ final class Client
     private static function delivered(mixed $n): int
     {
         if (!is_int($n) || $n < 0) {
-            throw new Exception('unexpected answer from herald: "delivered" is not a count');
+            throw new ProtocolException('unexpected answer from herald: "delivered" is not a count');
         }
         return $n;
+    }
+
+    /**
+     * The transport option, alone among the options it replaces.
+     *
+     * @param array<string, mixed> $options
+     */
+    private static function givenTransport(array $options): TransportInterface
+    {
+        $transport = $options['transport'];
+        if (!$transport instanceof TransportInterface) {
+            throw new Exception('option "transport" must be a Herald\\TransportInterface, got '
+                . get_debug_type($transport));
+        }
+        $clash = array_intersect(self::TRANSPORT_OPTIONS, array_keys($options));
+        if ($clash !== []) {
+            throw new Exception('option "transport" replaces "' . implode('", "', $clash) . '": give one or the other');
+        }
+        return $transport;
     }
 
     /**

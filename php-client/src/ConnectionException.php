@@ -3,9 +3,12 @@
 /**
  * ConnectionException.php -- the conversation with Herald itself failed.
  *
- * Raised when the API socket cannot be opened, a read or write times out,
- * the daemon closes the connection early or sends something that is not a
- * FastCGI response. Nothing is known about whether a publish was delivered.
+ * Raised when the API socket cannot be opened, a write fails, the answer
+ * does not arrive within the timeout, the daemon closes the connection
+ * before the answer ends, or it refuses the request at the FastCGI level
+ * (END_REQUEST with a protocol status: overloaded, and the like). Nothing is
+ * known about whether a publish was delivered. An answer that arrives but
+ * makes no sense is a ProtocolException instead.
  */
 
 declare(strict_types=1);

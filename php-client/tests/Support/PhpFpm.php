@@ -20,6 +20,7 @@ declare(strict_types=1);
 namespace Herald\Tests\Support;
 
 use Herald\FastCgi;
+use Herald\FastCgiTransport;
 
 final class PhpFpm
 {
@@ -134,7 +135,7 @@ final class PhpFpm
             'CONTENT_LENGTH' => (string) strlen($body),
             'REMOTE_ADDR' => '127.0.0.1',
         ] + $params;
-        $stream = FastCgi::connectUnix("{$this->dir}/fpm.sock", 2.0);
+        $stream = FastCgiTransport::connectUnix("{$this->dir}/fpm.sock", 2.0);
         stream_set_timeout($stream, 5);
         fwrite($stream, FastCgi::encodeRequest($params, $body));
         $bytes = stream_get_contents($stream);

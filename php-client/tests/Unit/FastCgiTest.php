@@ -2,7 +2,8 @@
 
 /**
  * FastCgiTest.php -- the FastCGI record codec byte for byte, response
- * parsing, and the request cycle over a socket pair (no daemon).
+ * parsing, and FastCgiTransport's one-shot request cycle over a socket pair
+ * (no daemon). Kept connections: PersistentTest.
  */
 
 declare(strict_types=1);
@@ -12,6 +13,8 @@ namespace Herald\Tests\Unit;
 use Herald\ConnectionException;
 use Herald\Exception;
 use Herald\FastCgi;
+use Herald\FastCgiTransport;
+use Herald\ProtocolException;
 use Herald\Tests\Support\FakeHerald;
 use PHPUnit\Framework\TestCase;
 
@@ -151,7 +154,7 @@ final class FastCgiTest extends TestCase
      */
     public function testParseResponseMalformed(string $stdout): void
     {
-        $this->expectException(ConnectionException::class);
+        $this->expectException(ProtocolException::class);
         FastCgi::parseResponse($stdout);
     }
 
@@ -174,13 +177,12 @@ final class FastCgiTest extends TestCase
         $fake->queue(
             FakeHerald::record(6, "Status: 201 Cre")                 // the head split mid-line
             . FakeHerald::record(6, "ated\r\nContent-Type: application/json\r\n\r\n{\"ok\":")
-            . FakeHerald::record(6, 'not ours', 2)                   // another request id: skipped
             . FakeHerald::record(7, 'a warning')                     // stderr beside stdout
             . FakeHerald::record(6, 'true}', 1, 3)                   // odd padding is skipped, not trusted
             . FakeHerald::record(6, '')
             . FakeHerald::endRequest()
         );
-        $fcgi = new FastCgi('/run/herald.sock', 0.5, 2.0, $fake->connector());
+        $fcgi = new FastCgiTransport('/run/herald.sock', 0.5, 2.0, $fake->connector());
 
         $r = $fcgi->request('POST', '/publish', '{"event":"e"}');
 
@@ -199,16 +201,16 @@ final class FastCgiTest extends TestCase
         $fake = new FakeHerald();
         $fake->queue(FakeHerald::record(7, "api: out of memory\n") . FakeHerald::endRequest(0, 1));
 
-        $this->expectException(ConnectionException::class);
+        $this->expectException(ProtocolException::class);
         $this->expectExceptionMessage('herald reported: api: out of memory');
-        (new FastCgi('s', 1.0, 1.0, $fake->connector()))->request('GET', '/health');
+        (new FastCgiTransport('s', 1.0, 1.0, $fake->connector()))->request('GET', '/health');
     }
 
     public function testTimeoutWhenNothingAnswers(): void
     {
         $fake = new FakeHerald();
         $fake->queue('', false);
-        $fcgi = new FastCgi('s', 1.0, 0.2, $fake->connector());
+        $fcgi = new FastCgiTransport('s', 1.0, 0.2, $fake->connector());
         $start = microtime(true);
 
         try {
@@ -229,7 +231,7 @@ final class FastCgiTest extends TestCase
         $start = microtime(true);
 
         try {
-            (new FastCgi('s', 1.0, 0.2, $fake->connector()))->request('GET', '/health');
+            (new FastCgiTransport('s', 1.0, 0.2, $fake->connector()))->request('GET', '/health');
             self::fail('no timeout');
         } catch (ConnectionException $e) {
             self::assertStringContainsString('did not answer', $e->getMessage());
@@ -250,7 +252,7 @@ final class FastCgiTest extends TestCase
         fclose($theirs);
         $start = microtime(true);
         try {
-            (new FastCgi('s', 1.0, 0.3, fn () => $ours))->request('GET', '/health');
+            (new FastCgiTransport('s', 1.0, 0.3, fn () => $ours))->request('GET', '/health');
             self::fail('no timeout');
         } catch (ConnectionException $e) {
             self::assertStringContainsString('did not answer within 0.3 s', $e->getMessage());
@@ -270,7 +272,7 @@ final class FastCgiTest extends TestCase
 
         $this->expectException(ConnectionException::class);
         $this->expectExceptionMessage('closed the connection');
-        (new FastCgi('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
+        (new FastCgiTransport('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
     }
 
     public function testEndRequestWithProtocolError(): void
@@ -280,7 +282,7 @@ final class FastCgiTest extends TestCase
 
         $this->expectException(ConnectionException::class);
         $this->expectExceptionMessage('FastCGI status 2');
-        (new FastCgi('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
+        (new FastCgiTransport('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
     }
 
     public function testNotFastCgi(): void
@@ -288,9 +290,48 @@ final class FastCgiTest extends TestCase
         $fake = new FakeHerald();
         $fake->queue("HTTP/1.1 200 OK\r\n\r\n");
 
-        $this->expectException(ConnectionException::class);
+        $this->expectException(ProtocolException::class);
         $this->expectExceptionMessage('not FastCGI');
-        (new FastCgi('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
+        (new FastCgiTransport('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
+    }
+
+    public function testKeepConnFlagAndRequestId(): void
+    {
+        $records = FakeHerald::decodeRecords(FastCgi::encodeRequest(['A' => 'b'], 'x', 0x1234, true));
+
+        self::assertSame("\x00\x01\x01\x00\x00\x00\x00\x00", $records[0]['content']);
+        self::assertSame([0x1234], array_values(array_unique(array_column($records, 'id'))));
+        $this->expectException(Exception::class);
+        FastCgi::encodeRecord(FastCgi::STDIN, '', 0x10000);
+    }
+
+    /**
+     * @dataProvider strangeRecords
+     */
+    public function testStrangeRecordsAreProtocolErrors(string $bytes, string $message): void
+    {
+        $fake = new FakeHerald();
+        $fake->queue($bytes);
+
+        $this->expectException(ProtocolException::class);
+        $this->expectExceptionMessage($message);
+        (new FastCgiTransport('s', 1.0, 2.0, $fake->connector()))->request('GET', '/health');
+    }
+
+    /** @return array<string, array{string, string}> */
+    public function strangeRecords(): array
+    {
+        $answer = FakeHerald::record(6, "Status: 200\r\n\r\n{}") . FakeHerald::record(6, '');
+        return [
+            'another request id' => [FakeHerald::record(6, 'not ours', 2) . $answer . FakeHerald::endRequest(),
+                'a record for request 2, not 1'],
+            'a management record' => [FakeHerald::record(11, str_repeat("\0", 8), 0) . $answer
+                . FakeHerald::endRequest(), 'a record for request 0, not 1'],
+            'an unknown type' => [FakeHerald::record(9, 'x') . $answer . FakeHerald::endRequest(),
+                'a record of type 9'],
+            'end of request for another id' => [$answer . FakeHerald::record(3, str_repeat("\0", 8), 7),
+                'a record for request 7, not 1'],
+        ];
     }
 
     public function testConnectUnixFailure(): void
@@ -299,7 +340,7 @@ final class FastCgiTest extends TestCase
 
         $this->expectException(ConnectionException::class);
         $this->expectExceptionMessage("cannot connect to unix://$path");
-        (new FastCgi($path, 0.5, 0.5))->request('GET', '/health');
+        (new FastCgiTransport($path, 0.5, 0.5))->request('GET', '/health');
     }
 
     public function testConnectUnixToAListeningSocket(): void
@@ -309,10 +350,10 @@ final class FastCgiTest extends TestCase
         $server = stream_socket_server("unix://$path", $errno, $errstr);
         self::assertIsResource($server, $errstr);
         try {
-            $stream = FastCgi::connectUnix($path, 0.5);
+            $stream = FastCgiTransport::connectUnix($path, 0.5);
             self::assertIsResource($stream);
             fclose($stream);
-            $stream = FastCgi::connectUnix("unix://$path", 0.5);
+            $stream = FastCgiTransport::connectUnix("unix://$path", 0.5);
             self::assertIsResource($stream);
             fclose($stream);
         } finally {
