@@ -1126,6 +1126,13 @@ def notes(b, m):
         "Memory: server RSS while the connections are held minus before connecting, divided "
         "by the connections (nginx: master + workers summed; Pss in results.json).",
     ]
+    if any(r["workload"] == "php" for r in b.runs):
+        lines.append("php: a php-fpm pool (opcache, pm = static, %d children) runs "
+                     "bench/php/publish.php, driven by loadgen over FastCGI; each request "
+                     "publishes one event to a random user through php-client (Herald), or "
+                     "POSTs it to Nchan over a kept HTTP/1.1 connection per worker (the Nchan "
+                     "column of both php rows). CPU per publish is counted from the "
+                     "subscribers' READY to the result." % s["php_children"])
     if s["fan_repeat"] > 1:
         lines.append("Broadcast: a run that ends within %.0f s is run %d times; the table shows "
                      "the median by deliveries/s (every run is in results.json)."
