@@ -12,13 +12,12 @@ rows:
   herald, per-conn     php-client as it is by default: one FastCGI connection
                        to Herald per publish
   herald, persistent   php-client with 'persistent' => true: one kept
-                       connection per php-fpm worker
+                       connection per php-fpm worker (issue #14)
   nchan, kept          the same script POSTs to Nchan's publisher location
                        over one kept HTTP/1.1 connection per worker
                        (pfsockopen): the cheapest way PHP can publish to it
 
-Where the PHP client has no 'persistent' option yet, that row is skipped and
-says so. The pool runs beside the server under test and the load generator
+The pool runs beside the server under test and the load generator
 on the same cores: its CPU time is measured too (run.py's cpu_s), so the
 table can say what each publish cost PHP, the server and the driver.
 
@@ -30,37 +29,23 @@ PID, children included.
 
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 FPM_BIN = "/usr/sbin/php-fpm8.2"
-PHP_BIN = "/usr/bin/php"
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "php" / "publish.php"
-CLIENT = REPO / "php-client" / "herald.php"
 START_TIMEOUT = 15.0
 
-# (variant, server, persistent): the rows, in the order they run.
-CASES = (("per-conn", "herald", False), ("persistent", "herald", True), ("kept", "nchan", False))
+# (variant, server): the rows, in the order they run.
+CASES = (("per-conn", "herald"), ("persistent", "herald"), ("kept", "nchan"))
 
 
 def missing():
     """Why the workload cannot run here, or None."""
-    for path in (FPM_BIN, PHP_BIN):
-        if not os.access(path, os.X_OK):
-            return "no %s (apt-get install php8.2-fpm php8.2-cli)" % path
+    if not os.access(FPM_BIN, os.X_OK):
+        return "no %s (apt-get install php8.2-fpm)" % FPM_BIN
     return None
-
-
-def client_has_persistent():
-    """Does php-client take the 'persistent' option (issue #14, branch i14-php)?"""
-    code = ("require %r; try { new Herald\\Client(['socket' => '/nonexistent', "
-            "'persistent' => true]); echo 'yes'; } catch (Herald\\Exception $e) { echo 'no'; }"
-            % str(CLIENT))
-    r = subprocess.run([PHP_BIN, "-n", "-r", code], capture_output=True, timeout=30,
-                       stdin=subprocess.DEVNULL)
-    return r.stdout.strip() == b"yes"
 
 
 class Pool:
@@ -158,16 +143,11 @@ def workload(rt, b):
     """The three rows (CASES), each on a fresh server and pool."""
     s = rt.SCALE
     why = missing()
-    persistent = why is None and client_has_persistent()
     base = {"conns": s["tgt_conns"], "publishers": s["php_children"],
             "duration": s["tgt_duration"], "timeout": s["tgt_duration"] + 90, "rate": 0,
             "keep": True}
-    for variant, server, pers in CASES:
+    for variant, server in CASES:
         if server not in b.servers:
-            continue
-        if why is None and pers and not persistent:
-            b.skip("php", server, variant,
-                   "php-client has no 'persistent' option yet (issue #14, branch i14-php)")
             continue
         if why is not None:
             b.skip("php", server, variant, why)
