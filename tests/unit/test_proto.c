@@ -881,34 +881,6 @@ static void test_proto_channel_message(void **state)
     json_decref(data);
 }
 
-/* The envelope is jansson's dump of the object, byte for byte (hist_file.c relies on it). */
-static void test_proto_channel_text_bytes(void **state)
-{
-    static const char *const names[] = {
-        "e", "a/b \x01\x1f\x7f \"q\" \\ \b\f\n\r\t \xc3\xa9 \xe2\x80\xa8"};
-    json_t *data = js("{\"s\":1,\"p\":\"x\\u0000\\u001e/\"}");
-
-    for (size_t i = 0; i < 2; i++) {
-        json_t *o = json_object();
-        char *want, *got;
-
-        json_object_set_new(o, "channel", json_string("c:1"));
-        json_object_set_new(o, "event", json_string(names[i]));
-        json_object_set(o, "data", data);
-        json_object_set_new(o, "from", json_string(names[i]));
-        want = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        got = proto_channel_text("c:1", names[i], data, names[i]);
-        assert_string_equal(got, want);
-        free(got);
-        free(want);
-        json_decref(o);
-    }
-    /* not UTF-8: no envelope at all, rather than one without the member */
-    assert_null(proto_channel_text(NULL, "bad \xff", data, NULL));
-    assert_null(proto_channel_text(NULL, "e", data, "bad \xc3"));
-    json_decref(data);
-}
-
 /* What a client publishes comes out to the others the same, as JSON. */
 static void test_proto_publish_round_trip(void **state)
 {
@@ -982,7 +954,6 @@ int main(void)
         cmocka_unit_test(test_proto_reply),
         cmocka_unit_test(test_proto_reply_long),
         cmocka_unit_test(test_proto_channel_message),
-        cmocka_unit_test(test_proto_channel_text_bytes),
         cmocka_unit_test(test_proto_publish_round_trip),
         cmocka_unit_test(test_proto_presence),
     };
