@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -226,6 +227,28 @@ static int send_all(struct lg_pub *p)
     return 0;
 }
 
+/*
+ * Wait in poll(POLLIN) until the Unix socket has bytes. A task asleep in
+ * recv on a Unix stream socket is woken each time the server reads what it
+ * sent (unix_write_space wakes every waiter, whatever it waits for): one
+ * useless wakeup per request, which costs the server too (its read pays for
+ * the wakeup) and which PHP never pays (its streams poll for POLLIN before
+ * they read). poll's waiter ignores wakeups for writability. 0, or -1.
+ */
+static int wait_readable(struct lg_pub *p)
+{
+    struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+    int r;
+
+    while ((r = poll(&pfd, 1, p->cfg->timeout_ms)) < 0 && errno == EINTR)
+        ;
+    if (r < 0)
+        return fail(p, "poll: %s", strerror(errno));
+    if (r == 0)
+        return fail(p, "recv: timed out");
+    return 0;
+}
+
 /* Read more answer bytes. 0, or -1 on error, timeout or EOF. */
 static int fill(struct lg_pub *p)
 {
@@ -240,6 +263,8 @@ static int fill(struct lg_pub *p)
     }
     if (p->rlen == PUB_RBUF)
         return fail(p, "answer part larger than %d bytes", PUB_RBUF);
+    if (p->cfg->kind == LG_PUB_FCGI && wait_readable(p) != 0)
+        return -1;
     while ((n = recv(p->fd, p->rbuf + p->rlen, PUB_RBUF - p->rlen, 0)) < 0 && errno == EINTR)
         ;
     if (n < 0)
@@ -295,6 +320,8 @@ static void fcgi_build(struct lg_pub *p, const char *body, size_t len)
     n += fcgi_pair(params + n, "CONTENT_TYPE", "application/json");
     n += fcgi_pair(params + n, "CONTENT_LENGTH", clen);
     n += fcgi_pair(params + n, "SERVER_PROTOCOL", "HTTP/1.1");
+    if (p->cfg->script[0] != '\0')
+        n += fcgi_pair(params + n, "SCRIPT_FILENAME", p->cfg->script);
     fcgi_header(p, FCGI_BEGIN_REQUEST, sizeof begin);
     req_put(p, begin, sizeof begin);
     fcgi_header(p, FCGI_PARAMS, n);

@@ -19,6 +19,8 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#define LG_PUB_MAX_SCRIPT 128 /* a FastCGI value under 128 bytes has a 1-byte length */
+
 enum lg_pub_kind {
     LG_PUB_FCGI, /* fcgi:/path/api.sock */
     LG_PUB_HTTP, /* http://127.0.0.1:PORT/path/{channel} */
@@ -26,12 +28,13 @@ enum lg_pub_kind {
 
 struct lg_pub_cfg {
     enum lg_pub_kind kind;
-    int keep;              /* fcgi: FCGI_KEEP_CONN; http: always kept */
-    int timeout_ms;        /* send, receive and connect timeout */
-    struct sockaddr_un un; /* fcgi: the API socket */
-    struct sockaddr_in in; /* http: the server */
-    char host[64];         /* http: the Host header, "127.0.0.1:PORT" */
-    char path[512];        /* http: the path template, may hold {channel} */
+    int keep;                       /* fcgi: FCGI_KEEP_CONN; http: always kept */
+    int timeout_ms;                 /* send, receive and connect timeout */
+    struct sockaddr_un un;          /* fcgi: the API socket */
+    struct sockaddr_in in;          /* http: the server */
+    char host[64];                  /* http: the Host header, "127.0.0.1:PORT" */
+    char path[512];                 /* http: the path template, may hold {channel} */
+    char script[LG_PUB_MAX_SCRIPT]; /* fcgi: SCRIPT_FILENAME for php-fpm, or "" */
 };
 
 struct lg_pub;

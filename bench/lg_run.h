@@ -30,6 +30,7 @@ struct lg_opts {
     const char *sub;    /* borrowed from argv: --sub, or NULL */
     const char *pub;    /* borrowed from argv: --pub, or NULL */
     const char *secret; /* borrowed from argv: --secret, or NULL */
+    const char *script; /* borrowed from argv: --script (php-fpm's SCRIPT_FILENAME), or NULL */
     uint64_t conns, messages, size;
     uint64_t id_base; /* --id-base: users are u{id_base + id} */
     int src_ips, publishers, keep;

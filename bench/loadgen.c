@@ -38,6 +38,9 @@
  *             t_last_answer_ns, t_first_delivery_ns, t_last_delivery_ns
  *             (CLOCK_MONOTONIC, comparable between processes) and the whole
  *             histograms lat_hist and pub_lat_hist as [[us, count], ...].
+ *             --script FILE (with --pub fcgi:SOCKET) adds SCRIPT_FILENAME
+ *             to each FastCGI request: the publishes go to a php-fpm pool
+ *             whose script publishes them on (bench/php/publish.php).
  *             broadcast --publishers 0 only receives: it expects --messages
  *             seqs (0..M-1) that another process publishes, and its
  *             deliveries_per_s is over (last - first delivery).
@@ -92,7 +95,8 @@ static void usage(void)
     fputs("usage: loadgen idle|broadcast|targeted|api --sub URL_TEMPLATE [--pub PUB]\n"
           "       [--conns N] [--secret S] [--src-ips K] [--messages M] [--size S]\n"
           "       [--publishers P] [--rate R] [--duration SECS] [--keep] [--hold SECS]\n"
-          "       [--timeout SECS] [--id-base B] [--shard]   (see /work/spec/bench.md)\n",
+          "       [--timeout SECS] [--id-base B] [--shard] [--script PHP_FILE]\n"
+          "       (see /work/spec/bench.md)\n",
           stderr);
     exit(1);
 }
@@ -146,14 +150,23 @@ static void check_template(const char *what, const char *tmpl, int allow_conn_va
 static void parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"sub", required_argument, NULL, 's'},     {"pub", required_argument, NULL, 'p'},
-        {"conns", required_argument, NULL, 'n'},   {"secret", required_argument, NULL, 'k'},
-        {"src-ips", required_argument, NULL, 'i'}, {"messages", required_argument, NULL, 'm'},
-        {"size", required_argument, NULL, 'z'},    {"publishers", required_argument, NULL, 'P'},
-        {"rate", required_argument, NULL, 'r'},    {"duration", required_argument, NULL, 'd'},
-        {"keep", no_argument, NULL, 'K'},          {"hold", required_argument, NULL, 'h'},
-        {"timeout", required_argument, NULL, 't'}, {"id-base", required_argument, NULL, 'b'},
-        {"shard", no_argument, NULL, 'S'},         {NULL, 0, NULL, 0},
+        {"sub", required_argument, NULL, 's'},
+        {"pub", required_argument, NULL, 'p'},
+        {"conns", required_argument, NULL, 'n'},
+        {"secret", required_argument, NULL, 'k'},
+        {"src-ips", required_argument, NULL, 'i'},
+        {"messages", required_argument, NULL, 'm'},
+        {"size", required_argument, NULL, 'z'},
+        {"publishers", required_argument, NULL, 'P'},
+        {"rate", required_argument, NULL, 'r'},
+        {"duration", required_argument, NULL, 'd'},
+        {"keep", no_argument, NULL, 'K'},
+        {"hold", required_argument, NULL, 'h'},
+        {"timeout", required_argument, NULL, 't'},
+        {"id-base", required_argument, NULL, 'b'},
+        {"shard", no_argument, NULL, 'S'},
+        {"script", required_argument, NULL, 'F'},
+        {NULL, 0, NULL, 0},
     };
     int c, mode = -1;
 
@@ -181,6 +194,7 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
         case 't': o->timeout = arg_double("timeout", optarg, 0.001, 86400 * 7); break;
         case 'b': o->id_base = arg_u64("id-base", optarg, 0, 1000000000); break;
         case 'S': o->shard = 1; break;
+        case 'F': o->script = optarg; break;
         default: usage();
         }
     }
@@ -206,6 +220,10 @@ static void parse_args(int argc, char **argv, struct lg_opts *o)
         check_template("--sub", o->sub, 1);
     if (o->pub != NULL)
         check_template("--pub", o->pub, 0);
+    if (o->script != NULL && (o->pub == NULL || strncmp(o->pub, "fcgi:", 5) != 0))
+        die("--script is for --pub fcgi:SOCKET (a php-fpm pool)");
+    if (o->script != NULL && (o->script[0] != '/' || strlen(o->script) >= LG_PUB_MAX_SCRIPT))
+        die("--script %s: expected an absolute path under %d bytes", o->script, LG_PUB_MAX_SCRIPT);
     if (o->src_ips == 0) {
         o->src_ips = (int)((o->conns + 19999) / 20000 + 1);
         o->src_ips = o->src_ips < 4 ? 4 : o->src_ips > 254 ? 254 : o->src_ips;
@@ -574,6 +592,8 @@ int main(int argc, char **argv)
     if (o.pub != NULL &&
         lg_pub_parse(o.pub, o.keep, (int)(pub_timeout * 1000), &run.pubcfg, &cause) != 0)
         die("%s", cause ? cause : "bad --pub");
+    if (o.script != NULL)
+        strcpy(run.pubcfg.script, o.script);
     if (o.mode == LG_MODE_IDLE)
         run_idle(&o, deadline);
     else if (o.mode == LG_MODE_API)

@@ -22,6 +22,10 @@ Workloads (full run; BENCH_QUICK=1 scales every one down):
              endpoint alone.
   held       19,000 connections held while publishing to single users at
              5,000/s for 10 s, expecting no error at all.
+  php        targeted, 10,000 users, published by real php-fpm workers
+             (8, pm = static) running bench/php/publish.php: Herald through
+             php-client per connection and with 'persistent', Nchan over a
+             kept HTTP/1.1 connection per worker (bench/phpbench.py).
   compare    only with BENCH_BASELINE=PATH (another Herald binary, e.g. the
              last release built from its tag): this build and that one, run
              alternately (AB BA AB ...) BENCH_COMPARE_RUNS times (5) on the
@@ -30,6 +34,11 @@ Workloads (full run; BENCH_QUICK=1 scales every one down):
              and each side's spread ((max - min) / median) are printed, so a
              change can be told from the run's own noise.
 Then each build/bench/bench_* micro-benchmark, if built.
+
+CPU per publish: every run records the CPU time of the server, the load
+generator and (php) the php-fpm pool (cpu_s in results.json); the table shows
+it per publish for the publish-only, kept targeted and php rows, so a driver
+that costs more than the server it measures shows.
 
 Fairness between runs: every run gets a fresh server. The CPU time other
 processes used during a run (/proc/stat minus this script's and its children's
@@ -79,6 +88,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import phpbench
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "bench"
 LOADGEN = BUILD / "loadgen"
@@ -95,7 +106,7 @@ NODE_DIR = REPO / "bench" / "peers" / "node"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 W = os.cpu_count() or 1
 SERVERS = ("herald", "nchan", "node", "raw")
-WORKLOADS = ("memory", "broadcast", "targeted", "api", "held", "compare", "micro")
+WORKLOADS = ("memory", "broadcast", "targeted", "api", "held", "php", "compare", "micro")
 
 # Scale of each workload: the full run, and the BENCH_QUICK=1 smoke run.
 FULL = {
@@ -104,6 +115,7 @@ FULL = {
     "tgt_conns": 10000, "tgt_publishers": 8, "tgt_duration": 10, "tgt_rate": 10000,
     "api_publishes": 100000, "api_publishers": 8,
     "held_conns": 19000, "held_rate": 5000, "held_duration": 10,
+    "php_children": 8,
     "lg_timeout": 180, "deadline": 3600,
 }
 SMALL = {
@@ -112,6 +124,7 @@ SMALL = {
     "tgt_conns": 1000, "tgt_publishers": 8, "tgt_duration": 2, "tgt_rate": 2000,
     "api_publishes": 5000, "api_publishers": 8,
     "held_conns": 2000, "held_rate": 1000, "held_duration": 2,
+    "php_children": 8,
     "lg_timeout": 60, "deadline": 600,
 }
 SCALE = SMALL if QUICK else FULL
@@ -148,8 +161,8 @@ def _pdeathsig():
 
 def spawn(argv, desc, **kw):
     """Popen with PDEATHSIG, remembered in _live until reaped."""
-    p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                         preexec_fn=_pdeathsig, **kw)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.Popen([str(a) for a in argv], preexec_fn=_pdeathsig, **kw)
     _live[p.pid] = (p, desc)
     return p
 
@@ -223,6 +236,26 @@ def cpu_seconds():
         ru = resource.getrusage(who)
         ours += ru.ru_utime + ru.ru_stime
     return ((user + nice + system) / tick, ours)
+
+
+def proc_cpu_s(pids):
+    """CPU seconds (user + system) the given processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    """CPU seconds of this script's reaped children so far."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def memory_kib(pids):
@@ -496,6 +529,12 @@ class Bench:
             return good[(len(good) - 1) // 2]
         return found[0] if found else None
 
+    def skip(self, workload, server, variant, why):
+        """Record a run that cannot be made, and why."""
+        self.runs.append({"workload": workload, "server": server, "variant": variant,
+                          "result": None, "error": "skipped: " + why})
+        log("%s %s %s: skipped: %s" % (workload, server, variant, why))
+
     def run(self, workload, server, variant, mode, opts, idle_hold=None):
         """run_once, again (after a pause) while other processes took a share of the
         CPU above NOISY_SHARE, at most NOISY_RETRIES times; earlier tries are kept
@@ -526,21 +565,30 @@ class Bench:
             log("%s %s %s: skipped, deadline reached" % (workload, server, variant))
             return rec
         srv = SERVER_CLASSES[server]()
+        pool = None
         t = time.monotonic()
         cpu0 = cpu_seconds()
         try:
             srv.start()
+            argv = [LOADGEN, mode] + srv.loadgen_args()
+            if "php" in opts:
+                pool, pub = phpbench.start_pool(sys.modules[__name__], srv, opts["php"],
+                                                SCALE["php_children"])
+                at = argv.index("--pub")
+                argv[at:at + 2] = pub
             time.sleep(0.3)
             rec["mem_before"] = srv.memory()
-            argv = [LOADGEN, mode] + srv.loadgen_args()
             for k, v in opts.items():
                 if k == "keep":
                     argv += ["--keep"] if v else []
-                elif k != "timeout":
+                elif k not in ("timeout", "php"):
                     argv += ["--" + k, str(v)]
             argv += ["--timeout", str(timeout)]
             rec["argv"] = [str(a) for a in argv]
-            self.loadgen(rec, srv, argv, timeout, idle_hold)
+            probe = {"server": lambda: proc_cpu_s(srv.pids())}
+            if pool is not None:
+                probe["php"] = lambda: proc_cpu_s(pool.pids())
+            self.loadgen(rec, srv, argv, timeout, idle_hold, probe)
             got, want = rec["result"].get("connected"), opts.get("conns")
             if got is not None and want and got < want:
                 rec["error"] = "only %d of %d connections upgraded" % (got, want)
@@ -550,6 +598,8 @@ class Bench:
         except (RuntimeError, OSError, ValueError) as e:
             rec["error"] = str(e)
         finally:
+            if pool is not None:
+                pool.stop()
             srv.stop(keep_dir=rec["error"] is not None and not rec["error"].startswith("skip"))
         rec["wall_s"] = round(time.monotonic() - t, 2)
         cpu1 = cpu_seconds()
@@ -561,18 +611,35 @@ class Bench:
                                               rec["wall_s"]))
         return rec
 
-    def loadgen(self, rec, srv, argv, timeout, idle_hold):
-        """Runs loadgen; in idle mode samples the server's memory after READY."""
+    def loadgen(self, rec, srv, argv, timeout, idle_hold, probe):
+        """Runs loadgen; in idle mode samples the server's memory after READY.
+        rec["cpu_s"] gets the CPU seconds of loadgen and of each of probe's
+        processes (name -> function giving their CPU seconds so far): over
+        the whole run, or in a php run (--shard) from READY, once the
+        subscribers are connected, to the result line."""
         errpath = os.path.join(srv.dir, "loadgen.stderr")
+        window = argv[1] == "targeted" and "--script" in argv
+        # Nothing else of ours is reaped while it runs: the children's CPU is loadgen's.
+        cpu0, before = children_cpu_s(), {k: f() for k, f in probe.items()}
         with open(errpath, "wb") as err:
-            p = spawn(argv, "loadgen", stdout=subprocess.PIPE, stderr=err)
+            p = spawn(argv + (["--shard"] if window else []), "loadgen", stdout=subprocess.PIPE,
+                      stderr=err, stdin=subprocess.PIPE if window else subprocess.DEVNULL)
         try:
             out = b""
-            if idle_hold is not None:
+            if idle_hold is not None or window:
                 out, ready = self.wait_ready_line(p, timeout + 5)
-                if ready:
+                if ready and idle_hold is not None:
                     time.sleep(idle_hold)
                     rec["mem_held"] = srv.memory()
+            if window and not ready:
+                raise RuntimeError("loadgen did not connect its subscribers in time")
+            if window:
+                cpu0, before = proc_cpu_s([p.pid]), {k: f() for k, f in probe.items()}
+                p.stdin.write(b"GO\n")
+                p.stdin.flush()
+                out, _ = self.wait_ready_line(p, timeout + 5, out, rb"(?:^|\n)\{[^\n]*\n")
+                rec["cpu_s"] = {k: round(f() - before[k], 3) for k, f in probe.items()}
+                rec["cpu_s"]["loadgen"] = round(proc_cpu_s([p.pid]) - cpu0, 3)
             more, _ = p.communicate(timeout=timeout + 15)
             out += more
         except subprocess.TimeoutExpired:
@@ -582,6 +649,9 @@ class Bench:
             if p.poll() is None:
                 reap(p, timeout=2.0)
             _live.pop(p.pid, None)
+        if not window:
+            rec["cpu_s"] = {k: round(f() - before[k], 3) for k, f in probe.items()}
+            rec["cpu_s"]["loadgen"] = round(children_cpu_s() - cpu0, 3)
         with open(errpath, "rb") as f:
             rec["loadgen_stderr"] = f.read().decode("utf-8", "replace")[-1500:]
         lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()]
@@ -595,14 +665,15 @@ class Bench:
             raise RuntimeError("loadgen status %s: %s" % (p.returncode, last[-1] if last else "?"))
 
     @staticmethod
-    def wait_ready_line(p, timeout):
-        """Reads loadgen's stdout until its READY line; returns (what it read, seen?)."""
-        buf = b""
+    def wait_ready_line(p, timeout, buf=b"", until=rb"READY"):
+        """Reads loadgen's stdout until its READY line (or what until matches,
+        after buf); returns (everything read, seen?)."""
         sel = selectors.DefaultSelector()
         sel.register(p.stdout, selectors.EVENT_READ)
         end = time.monotonic() + timeout
+        start = len(buf)
         try:
-            while b"READY" not in buf:
+            while not re.search(until, buf[start:]):
                 left = end - time.monotonic()
                 if left <= 0 or not sel.select(left):
                     return buf, False
@@ -681,6 +752,10 @@ def wl_held(b):
               {"conns": s["held_conns"], "publishers": s["tgt_publishers"],
                "rate": s["held_rate"], "duration": s["held_duration"],
                "timeout": s["held_duration"] + 120})
+
+
+def wl_php(b):
+    phpbench.workload(sys.modules[__name__], b)
 
 
 # (label, loadgen mode, options, result field): what `compare` runs on both builds.
@@ -832,6 +907,26 @@ def lat(b, workload, server, variant, q):
     return res["lat_us"].get(q)
 
 
+def pub_lat(b, workload, server, variant, q):
+    """The publish round trip's quantile q (us), as the publisher saw it."""
+    r = b.find(workload, server, variant)
+    res = r and r["result"]
+    if not res or r["error"] or "pub_lat_us" not in res:
+        return None
+    return res["pub_lat_us"].get(q)
+
+
+def cpu_per_pub(b, workload, server, variant, who):
+    """'a / b / ...': CPU microseconds per answered publish of each of who."""
+    r = b.find(workload, server, variant)
+    if not r or r["error"] or not r["result"] or not r["result"].get("publishes"):
+        return None
+    cpu = r.get("cpu_s", {})
+    if any(w not in cpu for w in who):
+        return None
+    return " / ".join("%.1f" % (cpu[w] * 1e6 / r["result"]["publishes"]) for w in who)
+
+
 def field(b, workload, server, variant, key):
     r = b.find(workload, server, variant)
     if not r or r["error"] or not r["result"]:
@@ -903,6 +998,28 @@ def rows(b):
     add(tag + " [herald kept]: pub/s", "int", "higher",
         lambda srv, hv: field(b, "api", srv, hv or "kept", "publishes_per_s"),
         herald_variant="kept", servers=tgt)
+    add("  CPU per publish (us): server / loadgen", "text", None,
+        lambda srv, hv: cpu_per_pub(b, "api", srv, hv or "kept", ("server", "loadgen")),
+        herald_variant="kept", servers=tgt)
+
+    php = [x for x in ("herald", "nchan") if x in peers]
+    tag = "php-fpm x%d publishing, targeted %s users" % (s["php_children"],
+                                                         fmt_int(s["tgt_conns"]))
+    for variant, note in (("per-conn", " [herald per-conn]"), ("persistent",
+                                                              " [herald persistent]")):
+        add(tag + note + ": pub/s", "int", "higher",
+            lambda srv, hv: field(b, "php", srv, hv or "kept", "publishes_per_s"),
+            herald_variant=variant, servers=php)
+        add("  publish round trip p99 (ms)", "ms", "lower",
+            lambda srv, hv: pub_lat(b, "php", srv, hv or "kept", "p99"),
+            herald_variant=variant, servers=php)
+        add("  delivery latency p99 (ms)", "ms", "lower",
+            lambda srv, hv: lat(b, "php", srv, hv or "kept", "p99"),
+            herald_variant=variant, servers=php)
+        add("  CPU per publish (us): server / php-fpm / loadgen", "text", None,
+            lambda srv, hv: cpu_per_pub(b, "php", srv, hv or "kept",
+                                        ("server", "php", "loadgen")),
+            herald_variant=variant, servers=php)
 
     v = str(s["held_conns"])
     add("%s held + %s/s targeted, %d s: errors" % (fmt_int(s["held_conns"]),
@@ -1009,6 +1126,13 @@ def notes(b, m):
         "Memory: server RSS while the connections are held minus before connecting, divided "
         "by the connections (nginx: master + workers summed; Pss in results.json).",
     ]
+    if any(r["workload"] == "php" for r in b.runs):
+        lines.append("php: a php-fpm pool (opcache, pm = static, %d children) runs "
+                     "bench/php/publish.php, driven by loadgen over FastCGI; each request "
+                     "publishes one event to a random user through php-client (Herald), or "
+                     "POSTs it to Nchan over a kept HTTP/1.1 connection per worker (the Nchan "
+                     "column of both php rows). CPU per publish is counted from the "
+                     "subscribers' READY to the result." % s["php_children"])
     if s["fan_repeat"] > 1:
         lines.append("Broadcast: a run that ends within %.0f s is run %d times; the table shows "
                      "the median by deliveries/s (every run is in results.json)."

@@ -109,21 +109,50 @@ static const char *api_reason(int status)
     }
 }
 
-/* Write the CGI response: Status line, headers, body (JSON ends with a line feed). */
+/* Append a string to out. */
+static void api_put(struct relay_buf *out, const char *s)
+{
+    relay_put(out, s, strlen(s));
+}
+
+/* Append n in decimal to out. */
+static void api_put_num(struct relay_buf *out, size_t n)
+{
+    char digits[24];
+    size_t at = sizeof digits;
+
+    do {
+        digits[--at] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    relay_put(out, digits + at, sizeof digits - at);
+}
+
+/*
+ * Write the CGI response: Status line, headers, body (JSON ends with a
+ * line feed). Put together piece by piece: every answer comes here, and
+ * snprintf cost more than all the framing around it.
+ */
 static void api_write(struct relay_buf *out, const struct api_response *resp)
 {
     size_t len = strlen(resp->body);
     int json = resp->type == NULL;
-    char head[256];
-    int n;
 
-    n = snprintf(head, sizeof head,
-                 "Status: %d %s\r\nContent-Type: %s\r\n%s%s%s"
-                 "Content-Length: %zu\r\n\r\n",
-                 resp->status, api_reason(resp->status), json ? "application/json" : resp->type,
-                 resp->allow ? "Allow: " : "", resp->allow ? resp->allow : "",
-                 resp->allow ? "\r\n" : "", len + json);
-    relay_put(out, head, (size_t)n);
+    api_put(out, "Status: ");
+    api_put_num(out, (size_t)resp->status);
+    api_put(out, " ");
+    api_put(out, api_reason(resp->status));
+    api_put(out, "\r\nContent-Type: ");
+    api_put(out, json ? "application/json" : resp->type);
+    api_put(out, "\r\n");
+    if (resp->allow != NULL) {
+        api_put(out, "Allow: ");
+        api_put(out, resp->allow);
+        api_put(out, "\r\n");
+    }
+    api_put(out, "Content-Length: ");
+    api_put_num(out, len + (size_t)json);
+    api_put(out, "\r\n\r\n");
     relay_put(out, resp->body, len);
     if (json)
         relay_put(out, "\n", 1);

@@ -17,6 +17,7 @@
 
 #include "chan.h"
 #include "msg.h"
+#include "utf8.h"
 #include "ws.h"
 #include "xmalloc.h"
 
@@ -332,21 +333,206 @@ struct msg *proto_reply(const json_t *ref, const char *data, size_t len)
     return m;
 }
 
+/* An envelope being written. */
+struct proto_text {
+    char *p;
+    size_t len, cap;
+};
+
+/* Room for n more bytes at the end of t; returns where they go. */
+static char *proto_room(struct proto_text *t, size_t n)
+{
+    if (t->len + n > t->cap) {
+        size_t cap = t->cap != 0 ? t->cap * 2 : 512;
+
+        while (cap < t->len + n)
+            cap *= 2;
+        t->p = xrealloc(t->p, cap);
+        t->cap = cap;
+    }
+    return t->p + t->len;
+}
+
+/* Append s[0..n). */
+static void proto_add(struct proto_text *t, const char *s, size_t n)
+{
+    memcpy(proto_room(t, n), s, n);
+    t->len += n;
+}
+
+/*
+ * Append s[0..n) as a JSON string, escaped byte for byte as jansson
+ * escapes it (hist_file.c compares envelopes by their bytes). -1, as
+ * jansson fails, when s is not UTF-8.
+ */
+static int proto_add_string(struct proto_text *t, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *p, *start;
+
+    if (!utf8_valid((const uint8_t *)s, n))
+        return -1;
+    p = start = proto_room(t, 6 * n + 2);
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : NULL;
+
+        if (esc != NULL) {
+            memcpy(p, esc, 2);
+            p += 2;
+        } else if (c < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[c >> 4];
+            p[5] = hex[c & 15];
+            p += 6;
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p++ = '"';
+    t->len += (size_t)(p - start);
+    return 0;
+}
+
+/* Append v in decimal, as jansson's "%" JSON_INTEGER_FORMAT writes it. */
+static void proto_add_int(struct proto_text *t, json_int_t v)
+{
+    char digits[24];
+    size_t at = sizeof digits;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        digits[--at] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        digits[--at] = '-';
+    proto_add(t, digits + at, sizeof digits - at);
+}
+
+/* Append a real as jansson writes it: its own rules for the digits, so its own dump. */
+static int proto_add_real(struct proto_text *t, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+    if (s == NULL)
+        return -1;
+    proto_add(t, s, strlen(s));
+    free(s);
+    return 0;
+}
+
+static int proto_add_json(struct proto_text *t, const json_t *v);
+
+/* Append an object's members in their order, as jansson's compact dump does. */
+static int proto_add_object(struct proto_text *t, json_t *o)
+{
+    const char *key;
+    size_t klen;
+    json_t *v;
+    int first = 1;
+
+    proto_add(t, "{", 1);
+    json_object_keylen_foreach(o, key, klen, v)
+    {
+        if (!first)
+            proto_add(t, ",", 1);
+        first = 0;
+        if (proto_add_string(t, key, klen) != 0)
+            return -1;
+        proto_add(t, ":", 1);
+        if (proto_add_json(t, v) != 0)
+            return -1;
+    }
+    proto_add(t, "}", 1);
+    return 0;
+}
+
+/* Append an array's values. */
+static int proto_add_array(struct proto_text *t, json_t *a)
+{
+    size_t i;
+    json_t *v;
+
+    proto_add(t, "[", 1);
+    json_array_foreach (a, i, v) {
+        if (i > 0)
+            proto_add(t, ",", 1);
+        if (proto_add_json(t, v) != 0)
+            return -1;
+    }
+    proto_add(t, "]", 1);
+    return 0;
+}
+
+/*
+ * Append v as json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER |
+ * JSON_ENCODE_ANY) writes it, byte for byte; -1 where it would fail.
+ * Nesting is bounded by the parser's depth limit (jansson's 2048), which
+ * every value here passed.
+ */
+static int proto_add_json(struct proto_text *t, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return proto_add_object(t, (json_t *)v);
+    case JSON_ARRAY: return proto_add_array(t, (json_t *)v);
+    case JSON_STRING: return proto_add_string(t, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: proto_add_int(t, json_integer_value(v)); return 0;
+    case JSON_REAL: return proto_add_real(t, v);
+    case JSON_TRUE: proto_add(t, "true", 4); return 0;
+    case JSON_FALSE: proto_add(t, "false", 5); return 0;
+    default: proto_add(t, "null", 4); return 0;
+    }
+}
+
+/* Append ,"name":"value" (no comma when first). -1 when value is not UTF-8. */
+static int proto_add_member(struct proto_text *t, const char *name, const char *value, int first)
+{
+    if (!first)
+        proto_add(t, ",", 1);
+    proto_add(t, "\"", 1);
+    proto_add(t, name, strlen(name));
+    proto_add(t, "\":", 2);
+    return proto_add_string(t, value, strlen(value));
+}
+
+/*
+ * Written straight, not built as a jansson object and dumped: this runs for
+ * every publish, and jansson's object (a hash table, its keys) and its
+ * dumper (a call and a UTF-8 decode per character) cost more than all the
+ * rest of the envelope. The bytes are jansson's (test_proto compares them).
+ */
 char *proto_channel_text(const char *channel, const char *event, const json_t *data,
                          const char *from)
 {
-    json_t *o = json_object();
-    char *text;
+    struct proto_text t = {0};
+    int bad = 0;
 
+    proto_add(&t, "{", 1);
     if (channel != NULL)
-        json_object_set_new(o, "channel", json_string(channel));
-    json_object_set_new(o, "event", json_string(event));
-    json_object_set(o, "data", data != NULL ? (json_t *)data : json_null());
+        bad |= proto_add_member(&t, "channel", channel, 1);
+    bad |= proto_add_member(&t, "event", event, channel == NULL);
+    proto_add(&t, ",\"data\":", 8);
+    if (data != NULL)
+        bad |= proto_add_json(&t, data);
+    else
+        proto_add(&t, "null", 4);
     if (from != NULL)
-        json_object_set_new(o, "from", json_string(from));
-    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return text;
+        bad |= proto_add_member(&t, "from", from, 0);
+    proto_add(&t, "}", 2); /* and the NUL */
+    if (bad != 0) {
+        free(t.p);
+        return NULL;
+    }
+    return t.p;
 }
 
 struct msg *proto_text_frame(const char *text, const char *id)

@@ -122,9 +122,27 @@ void hist_unlock(struct hist *h, unsigned stripe)
     pthread_mutex_unlock(&h->lock[stripe]);
 }
 
+/* Copy n bytes of p to buf at `at`, as far as size leaves room (and one for the NUL). */
+static size_t hist_key_put(char *buf, size_t size, size_t at, const char *p, size_t n)
+{
+    if (n > size - 1 - at)
+        n = size - 1 - at;
+    memcpy(buf + at, p, n);
+    return at + n;
+}
+
+/* Copied piece by piece, as snprintf would cut it: every target of every publish makes one. */
 char *hist_key(char *buf, size_t size, const char *site, char kind, const char *name)
 {
-    snprintf(buf, size, "%s/%c:%s", site, kind, name);
+    const char mid[3] = {'/', kind, ':'};
+    size_t at = 0;
+
+    if (size == 0)
+        return buf;
+    at = hist_key_put(buf, size, at, site, strlen(site));
+    at = hist_key_put(buf, size, at, mid, sizeof mid);
+    at = hist_key_put(buf, size, at, name, strlen(name));
+    buf[at] = '\0';
     return buf;
 }
 

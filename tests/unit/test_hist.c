@@ -247,6 +247,13 @@ static void test_hist_ids_and_epochs(void **state)
     assert_false(hist_on(&h2));
     assert_string_equal(hist_key(key, sizeof key, "default", 'u', "42"), "default/u:42");
     assert_string_equal(hist_key(key, sizeof key, "shop", 'c', "room:1"), "shop/c:room:1");
+    /* cut as snprintf cuts, at every length */
+    for (size_t n = 1; n <= 15; n++) {
+        char want[16];
+
+        snprintf(want, n, "shop/c:room:1");
+        assert_string_equal(hist_key(key, n, "shop", 'c', "room:1"), want);
+    }
 
     o1 = publish(&h, 0, "s/u:42");
     assert_int_equal(o1, 1);
