@@ -33,6 +33,10 @@ final class FastCgi
     public const REQUEST_ID = 1;
     public const MAX_CONTENT = 65535;
 
+    /** How Herald's 200 answers begin; the Content-Length and a blank line follow. */
+    private const HEAD_200 = "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: ";
+    private const HEAD_200_LENGTH = 64;
+
     /** How many encoded parameter heads request() keeps. */
     private const HEAD_CACHE = 32;
 
@@ -230,6 +234,19 @@ final class FastCgi
      */
     public static function parseResponse(string $stdout): array
     {
+        /* Herald's usual head, taken apart without regular expressions: the same
+         * result as below, for a fraction of the cost of every publish. */
+        if (strncmp($stdout, self::HEAD_200, self::HEAD_200_LENGTH) === 0) {
+            $end = strpos($stdout, "\r\n\r\n", self::HEAD_200_LENGTH);
+            $digits = $end === false ? 0 : $end - self::HEAD_200_LENGTH;
+            if ($digits > 0 && $digits <= 10 && strspn($stdout, '0123456789', self::HEAD_200_LENGTH) === $digits) {
+                return ['status' => 200, 'headers' => [
+                    'status' => '200 OK',
+                    'content-type' => 'application/json',
+                    'content-length' => substr($stdout, self::HEAD_200_LENGTH, $digits),
+                ], 'body' => (string) substr($stdout, $end + 4)];
+            }
+        }
         if (!preg_match('/\r?\n\r?\n/', $stdout, $m, PREG_OFFSET_CAPTURE)) {
             throw new ProtocolException('malformed answer from herald: no end of headers');
         }

@@ -21,8 +21,11 @@
  * the next use closes it and connects afresh. A shutdown function closes a
  * connection still BUSY when the page ends, so Herald does not wait on it.
  * On reuse an IDLE connection must also have nothing to read (no byte, no
- * EOF: Herald restarted or closed it); request ids vary, and an answer for
- * another id is a ProtocolException that drops the connection.
+ * EOF: Herald restarted or closed it), which one select() tells; bytes read
+ * past END_REQUEST drop it at once. Request ids vary, and an answer for
+ * another id is a ProtocolException that drops the connection. Within a
+ * page the connection is kept in a static too, which spares the second
+ * liveness check (a recv) stream_socket_client() makes on a kept stream.
  *
  * A request is acted on only once its last byte reaches Herald. So when a
  * write to a reused connection fails (Herald closed it after the checks

@@ -95,6 +95,22 @@ final class PersistentTest extends TestCase
         self::assertSame([1, 2, 2], array_column(FastCgiServer::of($events, 'request'), 'conn'));
     }
 
+    public function testLeftoverBytesThatComeAfterTheAnswerAreFoundBeforeReuse(): void
+    {
+        // the stray bytes come 0.2 s after the answer: the client has long stopped reading,
+        // and finds them only when it checks the connection before its next request
+        $client = $this->serve([['do' => 'late_leftover', 'delay' => 0.2]]);
+
+        self::assertSame(1, $client->publish('u', 'e'));
+        $this->server->waitFor(fn ($e) => count(FastCgiServer::of($e, 'later')) === 1);
+        self::assertSame(2, $client->publish('u', 'e'));
+        self::assertSame(3, $client->publish('u', 'e'));
+
+        $events = $this->events(3);
+        self::assertCount(2, FastCgiServer::of($events, 'accept'));
+        self::assertSame([1, 2, 2], array_column(FastCgiServer::of($events, 'request'), 'conn'));
+    }
+
     public function testAnAnswerForAnotherRequestIsAProtocolErrorAndDropsTheConnection(): void
     {
         $client = $this->serve([['do' => 'answer'], ['do' => 'wrong_id']]);
