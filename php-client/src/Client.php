@@ -369,7 +369,11 @@ final class Client implements ClientInterface
         if (!is_array($users) || $users === []) {
             throw new Exception('users must be a user id or a non-empty list of them');
         }
-        return array_map([Token::class, 'userId'], array_values($users));
+        $out = [];
+        foreach ($users as $user) {
+            $out[] = Token::userId($user);
+        }
+        return $out;
     }
 
     /**

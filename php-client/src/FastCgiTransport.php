@@ -185,8 +185,9 @@ final class FastCgiTransport implements TransportInterface
             throw $e;
         }
         /* Bytes read past END_REQUEST: the answer stands, the connection does not. Bytes
-         * that come later are found by the check before the next reuse (take()). */
-        if ($leftover || stream_get_meta_data($stream)['unread_bytes'] > 0) {
+         * that come later are found by the check before the next reuse (take()). PHP's
+         * buffer is empty here: every read took all it held. */
+        if ($leftover) {
             $this->drop($stream);
         } else {
             stream_set_chunk_size($stream, self::STATE_IDLE);
@@ -261,9 +262,7 @@ final class FastCgiTransport implements TransportInterface
      */
     private static function pending($stream): bool
     {
-        if (stream_get_meta_data($stream)['unread_bytes'] > 0) {
-            return true;
-        }
+        /* stream_select() counts bytes in PHP's buffer as readable without a system call */
         $read = [$stream];
         $write = $except = null;
         return @stream_select($read, $write, $except, 0) !== 0;
@@ -306,28 +305,31 @@ final class FastCgiTransport implements TransportInterface
                 $at = 0;
                 continue;
             }
-            $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $buffer, $at);
-            if ($h['version'] !== FastCgi::VERSION) {
+            /* the header by ord(): unpack() would build an array for each record */
+            if (ord($buffer[$at]) !== FastCgi::VERSION) {
                 throw new ProtocolException('malformed answer from herald: not FastCGI');
             }
-            if ($h['id'] !== $id) {
-                throw new ProtocolException("malformed answer from herald: a record for request {$h['id']}, not $id");
+            $type = ord($buffer[$at + 1]);
+            $rid = ord($buffer[$at + 2]) << 8 | ord($buffer[$at + 3]);
+            $length = ord($buffer[$at + 4]) << 8 | ord($buffer[$at + 5]);
+            if ($rid !== $id) {
+                throw new ProtocolException("malformed answer from herald: a record for request $rid, not $id");
             }
-            if ($h['type'] !== FastCgi::END_REQUEST && $h['type'] !== FastCgi::STDOUT && $h['type'] !== FastCgi::STDERR) {
-                throw new ProtocolException("malformed answer from herald: a record of type {$h['type']}");
+            if ($type !== FastCgi::END_REQUEST && $type !== FastCgi::STDOUT && $type !== FastCgi::STDERR) {
+                throw new ProtocolException("malformed answer from herald: a record of type $type");
             }
-            $next = $at + 8 + $h['length'] + $h['padding'];
+            $next = $at + 8 + $length + ord($buffer[$at + 6]);
             if (strlen($buffer) < $next) {
                 $buffer = substr($buffer, $at) . $this->readSome($stream, $deadline);
                 $at = 0;
                 continue;
             }
-            $content = substr($buffer, $at + 8, $h['length']);
+            $content = substr($buffer, $at + 8, $length);
             $at = $next;
-            if ($h['type'] === FastCgi::END_REQUEST) {
+            if ($type === FastCgi::END_REQUEST) {
                 return [self::ended($content, $out[0], $out[1]), $at !== strlen($buffer)];
             }
-            $out[$h['type'] === FastCgi::STDOUT ? 0 : 1] .= $content;
+            $out[$type === FastCgi::STDOUT ? 0 : 1] .= $content;
             if (strlen($out[0]) + strlen($out[1]) > self::MAX_RESPONSE) {
                 throw new ProtocolException('answer from herald is too large');
             }
@@ -341,7 +343,7 @@ final class FastCgiTransport implements TransportInterface
      */
     private static function ended(string $end, string $stdout, string $stderr): array
     {
-        $status = unpack('NappStatus/CprotocolStatus', str_pad($end, 8, "\0"))['protocolStatus'];
+        $status = strlen($end) > 4 ? ord($end[4]) : 0; // after the 4 bytes of appStatus
         if ($status !== 0) {
             throw new ConnectionException("herald refused the request (FastCGI status $status)");
         }
