@@ -164,7 +164,9 @@ final class FastCgiTransport implements TransportInterface
      */
     private function requestKept(string $method, string $uri, string $body): array
     {
-        self::$lastId = self::$lastId === 0 ? random_int(1, 0xffff) : self::$lastId % 0xffff + 1;
+        /* A page's first id comes from the clock: random_int() would cost a getrandom()
+         * call a page, and the ids need only vary, not be secret. */
+        self::$lastId = self::$lastId === 0 ? hrtime(true) % 0xffff + 1 : self::$lastId % 0xffff + 1;
         $id = self::$lastId;
         $bytes = FastCgi::request($method, $uri, $body, $id, true);
         [$stream, $reused] = $this->take();

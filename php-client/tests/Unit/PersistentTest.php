@@ -69,6 +69,26 @@ final class PersistentTest extends TestCase
         self::assertCount(6, array_unique($ids), 'request ids vary: ' . implode(',', $ids));
     }
 
+    public function testEachPageStartsAtAnotherRequestId(): void
+    {
+        // a php-fpm page starts with no statics: its first id comes from the clock
+        $client = $this->serve();
+        $lastId = new \ReflectionProperty(FastCgiTransport::class, 'lastId');
+        $lastId->setAccessible(true);
+        for ($page = 0; $page < 3; $page++) {
+            $lastId->setValue(null, 0);
+            $client->publish('u', 'e');
+            usleep(1000);
+        }
+
+        $ids = array_column(FastCgiServer::of($this->events(3), 'request'), 'id');
+        self::assertCount(3, array_unique($ids), 'first ids of three pages: ' . implode(',', $ids));
+        foreach ($ids as $id) {
+            self::assertGreaterThanOrEqual(1, $id);
+            self::assertLessThanOrEqual(0xffff, $id);
+        }
+    }
+
     public function testWithoutPersistentEveryCallConnects(): void
     {
         $this->server = new FastCgiServer();
