@@ -89,6 +89,31 @@ final class PersistentTest extends TestCase
         }
     }
 
+    public function testEachSocketKeepsItsOwnConnection(): void
+    {
+        $client = $this->serve();
+        $second = new FastCgiServer();
+        try {
+            $other = new Client(['socket' => $second->socket, 'persistent' => true, 'timeout' => 1.0]);
+            $got = [];
+            for ($i = 0; $i < 3; $i++) {
+                $got[] = $client->publish('u', 'first');
+                $got[] = $other->publish('u', 'second');
+            }
+            self::assertSame([1, 1, 2, 2, 3, 3], $got);
+            foreach ([[$this->server, 'first'], [$second, 'second']] as [$server, $event]) {
+                $events = $server->waitFor(fn ($e) => count(FastCgiServer::of($e, 'request')) >= 3);
+                self::assertCount(1, FastCgiServer::of($events, 'accept'));
+                self::assertSame([$event, $event, $event], array_map(
+                    fn ($r) => json_decode($r['stdin'], true)['event'],
+                    FastCgiServer::of($events, 'request')
+                ));
+            }
+        } finally {
+            $second->stop();
+        }
+    }
+
     public function testWithoutPersistentEveryCallConnects(): void
     {
         $this->server = new FastCgiServer();
