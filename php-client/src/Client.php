@@ -35,6 +35,7 @@ final class Client implements ClientInterface
     private const MESSAGE_KEYS = ['users', 'broadcast', 'channel', 'event', 'data'];
     private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR;
     private const MAX_EVENT = 200;
+    private const BAD_EVENT = 'event must be a UTF-8 string of 1 to 200 bytes without control characters';
 
     private TransportInterface $transport;
     private ?string $secret;
@@ -103,7 +104,8 @@ final class Client implements ClientInterface
      */
     public function publish(string|int|array $users, string $event, mixed $data = null): int
     {
-        $message = self::message(['users' => $users, 'event' => $event, 'data' => $data]);
+        $event = self::event($event);
+        $message = ['users' => self::users($users), 'event' => $event, 'data' => $data];
         return self::delivered($this->post($message)['delivered'] ?? null);
     }
 
@@ -119,7 +121,7 @@ final class Client implements ClientInterface
      */
     public function broadcast(string $event, mixed $data = null): int
     {
-        $message = self::message(['broadcast' => true, 'event' => $event, 'data' => $data]);
+        $message = ['broadcast' => true, 'event' => self::event($event), 'data' => $data];
         return self::delivered($this->post($message)['delivered'] ?? null);
     }
 
@@ -136,7 +138,8 @@ final class Client implements ClientInterface
      */
     public function publishChannel(string $channel, string $event, mixed $data = null): int
     {
-        $message = self::message(['channel' => $channel, 'event' => $event, 'data' => $data]);
+        $event = self::event($event);
+        $message = ['channel' => Token::channel($channel), 'event' => $event, 'data' => $data];
         return self::delivered($this->post($message)['delivered'] ?? null);
     }
 
@@ -317,10 +320,10 @@ final class Client implements ClientInterface
             }
         }
         $event = $message['event'] ?? null;
-        if (!is_string($event) || $event === '' || strlen($event) > self::MAX_EVENT
-            || !preg_match('//u', $event) || preg_match('/[\x00-\x1f\x7f]/', $event)) {
-            throw new Exception('event must be a UTF-8 string of 1 to 200 bytes without control characters');
+        if (!is_string($event)) {
+            throw new Exception(self::BAD_EVENT);
         }
+        $event = self::event($event);
         $targets = array_intersect(['users', 'broadcast', 'channel'], array_keys($message));
         if (count($targets) > 1) {
             throw new Exception('give exactly one of "users", "broadcast" => true and "channel", not '
@@ -345,6 +348,16 @@ final class Client implements ClientInterface
         return $out;
     }
 
+    /** An event name, checked: 1 to 200 bytes of UTF-8 without control characters. */
+    private static function event(string $event): string
+    {
+        /* with /u, a string that is not UTF-8 does not match */
+        if ($event === '' || strlen($event) > self::MAX_EVENT || !preg_match('/^[^\x00-\x1f\x7f]+$/Du', $event)) {
+            throw new Exception(self::BAD_EVENT);
+        }
+        return $event;
+    }
+
     /**
      * @return list<string>
      */
@@ -356,7 +369,11 @@ final class Client implements ClientInterface
         if (!is_array($users) || $users === []) {
             throw new Exception('users must be a user id or a non-empty list of them');
         }
-        return array_map([Token::class, 'userId'], array_values($users));
+        $out = [];
+        foreach ($users as $user) {
+            $out[] = Token::userId($user);
+        }
+        return $out;
     }
 
     /**

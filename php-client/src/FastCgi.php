@@ -33,6 +33,16 @@ final class FastCgi
     public const REQUEST_ID = 1;
     public const MAX_CONTENT = 65535;
 
+    /** How Herald's 200 answers begin; the Content-Length and a blank line follow. */
+    private const HEAD_200 = "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: ";
+    private const HEAD_200_LENGTH = 64;
+
+    /** How many encoded parameter heads request() keeps. */
+    private const HEAD_CACHE = 32;
+
+    /** @var array<string, string> encoded parameters but CONTENT_LENGTH, by "METHOD URI" */
+    private static array $heads = [];
+
     /**
      * The CGI parameters Herald routes on.
      *
@@ -83,6 +93,76 @@ final class FastCgi
         return self::encodeRecord(self::BEGIN_REQUEST, $begin, $requestId)
             . self::encodeStream(self::PARAMS, $pairs, $requestId)
             . self::encodeStream(self::STDIN, $body, $requestId);
+    }
+
+    /**
+     * Encode a whole request for a method, URI and body: the bytes
+     * encodeRequest(params($method, $uri, $body), $body, $requestId, $keepConn)
+     * gives, built with one pack() per request. The parameters that do not
+     * depend on the body are encoded once per method and URI and cached (up to
+     * HEAD_CACHE of them: a URI with a query varies, so the cache is emptied
+     * when full).
+     *
+     * @param string $method    the request method
+     * @param string $uri       the path, with an optional "?query"
+     * @param string $body      the request body
+     * @param int    $requestId 1 to 65535
+     * @param bool   $keepConn  FCGI_KEEP_CONN
+     *
+     * @return string the bytes to write
+     */
+    public static function request(
+        string $method,
+        string $uri,
+        string $body,
+        int $requestId = self::REQUEST_ID,
+        bool $keepConn = false
+    ): string {
+        $key = $method . ' ' . $uri;
+        $head = self::$heads[$key] ?? null;
+        if ($head === null) {
+            if (count(self::$heads) >= self::HEAD_CACHE) {
+                self::$heads = [];
+            }
+            $head = '';
+            foreach (self::params($method, $uri, '') as $name => $value) {
+                if ($name !== 'CONTENT_LENGTH') {
+                    $head .= self::encodeNameValue($name, $value);
+                }
+            }
+            self::$heads[$key] = $head;
+        }
+        $length = strlen($body);
+        $pairs = $head . "\x0e" . chr(strlen((string) $length)) . 'CONTENT_LENGTH' . $length;
+        $pairsLength = strlen($pairs);
+        if ($length > self::MAX_CONTENT || $pairsLength > self::MAX_CONTENT || $requestId < 1 || $requestId > 0xffff) {
+            return self::encodeRequest(self::params($method, $uri, $body), $body, $requestId, $keepConn);
+        }
+        $pairsPad = (8 - $pairsLength % 8) % 8;
+        $bodyPad = (8 - $length % 8) % 8;
+        /* BEGIN_REQUEST (8 + 8 bytes), then the PARAMS record's header; the pairs and
+         * their padding; the empty PARAMS record and the STDIN record's header; the body
+         * and its padding; the empty STDIN record. */
+        $out = pack(
+            'CCnnxxnCx5CCnnCx',
+            self::VERSION,
+            self::BEGIN_REQUEST,
+            $requestId,
+            8,
+            self::RESPONDER,
+            $keepConn ? self::KEEP_CONN : 0,
+            self::VERSION,
+            self::PARAMS,
+            $requestId,
+            $pairsLength,
+            $pairsPad
+        ) . $pairs . str_repeat("\0", $pairsPad)
+            . pack('CCnx4', self::VERSION, self::PARAMS, $requestId);
+        if ($length > 0) {
+            $out .= pack('CCnnCx', self::VERSION, self::STDIN, $requestId, $length, $bodyPad)
+                . $body . str_repeat("\0", $bodyPad);
+        }
+        return $out . pack('CCnx4', self::VERSION, self::STDIN, $requestId);
     }
 
     /**
@@ -154,6 +234,19 @@ final class FastCgi
      */
     public static function parseResponse(string $stdout): array
     {
+        /* Herald's usual head, taken apart without regular expressions: the same
+         * result as below, for a fraction of the cost of every publish. */
+        if (strncmp($stdout, self::HEAD_200, self::HEAD_200_LENGTH) === 0) {
+            $end = strpos($stdout, "\r\n\r\n", self::HEAD_200_LENGTH);
+            $digits = $end === false ? 0 : $end - self::HEAD_200_LENGTH;
+            if ($digits > 0 && $digits <= 10 && strspn($stdout, '0123456789', self::HEAD_200_LENGTH) === $digits) {
+                return ['status' => 200, 'headers' => [
+                    'status' => '200 OK',
+                    'content-type' => 'application/json',
+                    'content-length' => substr($stdout, self::HEAD_200_LENGTH, $digits),
+                ], 'body' => (string) substr($stdout, $end + 4)];
+            }
+        }
         if (!preg_match('/\r?\n\r?\n/', $stdout, $m, PREG_OFFSET_CAPTURE)) {
             throw new ProtocolException('malformed answer from herald: no end of headers');
         }

@@ -21,8 +21,11 @@
  * the next use closes it and connects afresh. A shutdown function closes a
  * connection still BUSY when the page ends, so Herald does not wait on it.
  * On reuse an IDLE connection must also have nothing to read (no byte, no
- * EOF: Herald restarted or closed it); request ids vary, and an answer for
- * another id is a ProtocolException that drops the connection.
+ * EOF: Herald restarted or closed it), which one select() tells; bytes read
+ * past END_REQUEST drop it at once. Request ids vary, and an answer for
+ * another id is a ProtocolException that drops the connection. Within a
+ * page the connection is kept in a static too, which spares the second
+ * liveness check (a recv) stream_socket_client() makes on a kept stream.
  *
  * A request is acted on only once its last byte reaches Herald. So when a
  * write to a reused connection fails (Herald closed it after the checks
@@ -44,6 +47,9 @@ final class FastCgiTransport implements TransportInterface
     /** Answers larger than this are refused rather than buffered. */
     private const MAX_RESPONSE = 8 * 1024 * 1024;
 
+    /** The most one read asks for; PHP reads a socket a chunk (8 KiB) at a time anyway. */
+    private const READ_SIZE = 65536;
+
     /** A kept connection's state, as its chunk size; a fresh stream has PHP's 8192. */
     private const STATE_BUSY = 8191;
     private const STATE_IDLE = 8190;
@@ -53,6 +59,13 @@ final class FastCgiTransport implements TransportInterface
 
     /** Whether this request (page) has registered the shutdown function. */
     private static bool $hooked = false;
+
+    /**
+     * @var array<string, resource> the kept connection of each address this page used:
+     * reusing it skips stream_socket_client(), whose own liveness check (a recv)
+     * would come on top of pending()'s. Empty again on each php-fpm page.
+     */
+    private static array $kept = [];
 
     /** The last request id used on a kept connection; 0 before the first. */
     private static int $lastId = 0;
@@ -101,19 +114,18 @@ final class FastCgiTransport implements TransportInterface
      */
     public function request(string $method, string $uri, string $body = ''): array
     {
-        $params = FastCgi::params($method, $uri, $body);
         if ($this->persistent && !isset(self::$busy[$this->address])) {
-            return $this->requestKept($params, $body);
+            return $this->requestKept($method, $uri, $body);
         }
         /* One connection per request; also a call made while the kept connection is
          * mid-request (from an error handler or a destructor): it must not touch it. */
         $stream = $this->connect(false);
         try {
             $deadline = microtime(true) + $this->timeout;
-            if (!$this->write($stream, FastCgi::encodeRequest($params, $body), $deadline)) {
+            if (!$this->write($stream, FastCgi::request($method, $uri, $body), $deadline)) {
                 throw new ConnectionException('writing to herald failed');
             }
-            return $this->readAnswer($stream, FastCgi::REQUEST_ID, $deadline);
+            return $this->readAnswer($stream, FastCgi::REQUEST_ID, $deadline)[0];
         } finally {
             fclose($stream);
         }
@@ -148,15 +160,15 @@ final class FastCgiTransport implements TransportInterface
      * One request on the kept connection, retried once on a fresh one when a
      * reused connection fails before the request's last byte is written.
      *
-     * @param array<string, string> $params
-     *
      * @return array{status: int, headers: array<string, string>, body: string}
      */
-    private function requestKept(array $params, string $body): array
+    private function requestKept(string $method, string $uri, string $body): array
     {
-        self::$lastId = self::$lastId === 0 ? random_int(1, 0xffff) : self::$lastId % 0xffff + 1;
+        /* A page's first id comes from the clock: random_int() would cost a getrandom()
+         * call a page, and the ids need only vary, not be secret. */
+        self::$lastId = self::$lastId === 0 ? hrtime(true) % 0xffff + 1 : self::$lastId % 0xffff + 1;
         $id = self::$lastId;
-        $bytes = FastCgi::encodeRequest($params, $body, $id, true);
+        $bytes = FastCgi::request($method, $uri, $body, $id, true);
         [$stream, $reused] = $this->take();
         try {
             $deadline = microtime(true) + $this->timeout;
@@ -169,13 +181,16 @@ final class FastCgiTransport implements TransportInterface
             if (!$sent) {
                 throw new ConnectionException('writing to herald failed');
             }
-            $answer = $this->readAnswer($stream, $id, $deadline);
+            [$answer, $leftover] = $this->readAnswer($stream, $id, $deadline);
         } catch (\Throwable $e) {
             $this->drop($stream);
             throw $e;
         }
-        if (self::pending($stream)) {
-            $this->drop($stream); // bytes after END_REQUEST: the answer stands, the connection does not
+        /* Bytes read past END_REQUEST: the answer stands, the connection does not. Bytes
+         * that come later are found by the check before the next reuse (take()). PHP's
+         * buffer is empty here: every read took all it held. */
+        if ($leftover) {
+            $this->drop($stream);
         } else {
             stream_set_chunk_size($stream, self::STATE_IDLE);
             unset(self::$busy[$this->address]);
@@ -192,7 +207,11 @@ final class FastCgiTransport implements TransportInterface
     private function take(): array
     {
         for ($attempt = 0; $attempt < 2; $attempt++) {
-            $stream = $this->connect(true);
+            $stream = self::$kept[$this->address] ?? null;
+            if ($stream === null || !is_resource($stream)) {
+                $stream = $this->connect(true);
+                self::$kept[$this->address] = $stream;
+            }
             $state = stream_set_chunk_size($stream, self::STATE_BUSY);
             self::$busy[$this->address] = $stream;
             if (!self::$hooked) {
@@ -215,7 +234,8 @@ final class FastCgiTransport implements TransportInterface
     /** Close every kept connection still mid-request: the page ended before its answer. */
     private static function dropBusy(): void
     {
-        foreach (self::$busy as $stream) {
+        foreach (self::$busy as $address => $stream) {
+            unset(self::$kept[$address]);
             if (is_resource($stream)) {
                 fclose($stream);
             }
@@ -230,7 +250,7 @@ final class FastCgiTransport implements TransportInterface
      */
     private function drop($stream): void
     {
-        unset(self::$busy[$this->address]);
+        unset(self::$busy[$this->address], self::$kept[$this->address]);
         if (is_resource($stream)) {
             fclose($stream);
         }
@@ -244,9 +264,7 @@ final class FastCgiTransport implements TransportInterface
      */
     private static function pending($stream): bool
     {
-        if (stream_get_meta_data($stream)['unread_bytes'] > 0) {
-            return true;
-        }
+        /* stream_select() counts bytes in PHP's buffer as readable without a system call */
         $read = [$stream];
         $write = $except = null;
         return @stream_select($read, $write, $except, 0) !== 0;
@@ -271,31 +289,49 @@ final class FastCgiTransport implements TransportInterface
 
     /**
      * Read records until END_REQUEST for our request and parse the CGI answer.
+     * Reads take whatever has arrived (the whole answer, usually, in one read).
      *
      * @param resource $stream
      *
-     * @return array{status: int, headers: array<string, string>, body: string}
+     * @return array{0: array{status: int, headers: array<string, string>, body: string}, 1: bool}
+     *         the answer, and whether bytes came after END_REQUEST
      */
     private function readAnswer($stream, int $id, float $deadline): array
     {
         $out = ['', ''];
+        $buffer = '';
+        $at = 0;
         while (true) {
-            $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $this->readExactly($stream, 8, $deadline));
-            if ($h['version'] !== FastCgi::VERSION) {
+            if (strlen($buffer) - $at < 8) {
+                $buffer = substr($buffer, $at) . $this->readSome($stream, $deadline);
+                $at = 0;
+                continue;
+            }
+            /* the header by ord(): unpack() would build an array for each record */
+            if (ord($buffer[$at]) !== FastCgi::VERSION) {
                 throw new ProtocolException('malformed answer from herald: not FastCGI');
             }
-            if ($h['id'] !== $id) {
-                throw new ProtocolException("malformed answer from herald: a record for request {$h['id']}, not $id");
+            $type = ord($buffer[$at + 1]);
+            $rid = ord($buffer[$at + 2]) << 8 | ord($buffer[$at + 3]);
+            $length = ord($buffer[$at + 4]) << 8 | ord($buffer[$at + 5]);
+            if ($rid !== $id) {
+                throw new ProtocolException("malformed answer from herald: a record for request $rid, not $id");
             }
-            $content = $this->readExactly($stream, $h['length'] + $h['padding'], $deadline);
-            $content = substr($content, 0, $h['length']);
-            if ($h['type'] === FastCgi::END_REQUEST) {
-                return self::ended($content, $out[0], $out[1]);
+            if ($type !== FastCgi::END_REQUEST && $type !== FastCgi::STDOUT && $type !== FastCgi::STDERR) {
+                throw new ProtocolException("malformed answer from herald: a record of type $type");
             }
-            if ($h['type'] !== FastCgi::STDOUT && $h['type'] !== FastCgi::STDERR) {
-                throw new ProtocolException("malformed answer from herald: a record of type {$h['type']}");
+            $next = $at + 8 + $length + ord($buffer[$at + 6]);
+            if (strlen($buffer) < $next) {
+                $buffer = substr($buffer, $at) . $this->readSome($stream, $deadline);
+                $at = 0;
+                continue;
             }
-            $out[$h['type'] === FastCgi::STDOUT ? 0 : 1] .= $content;
+            $content = substr($buffer, $at + 8, $length);
+            $at = $next;
+            if ($type === FastCgi::END_REQUEST) {
+                return [self::ended($content, $out[0], $out[1]), $at !== strlen($buffer)];
+            }
+            $out[$type === FastCgi::STDOUT ? 0 : 1] .= $content;
             if (strlen($out[0]) + strlen($out[1]) > self::MAX_RESPONSE) {
                 throw new ProtocolException('answer from herald is too large');
             }
@@ -309,7 +345,7 @@ final class FastCgiTransport implements TransportInterface
      */
     private static function ended(string $end, string $stdout, string $stderr): array
     {
-        $status = unpack('NappStatus/CprotocolStatus', str_pad($end, 8, "\0"))['protocolStatus'];
+        $status = strlen($end) > 4 ? ord($end[4]) : 0; // after the 4 bytes of appStatus
         if ($status !== 0) {
             throw new ConnectionException("herald refused the request (FastCGI status $status)");
         }
@@ -320,24 +356,22 @@ final class FastCgiTransport implements TransportInterface
     }
 
     /**
+     * The bytes that have arrived, waiting for some until the deadline.
+     *
      * @param resource $stream
      */
-    private function readExactly($stream, int $length, float $deadline): string
+    private function readSome($stream, float $deadline): string
     {
-        $data = '';
-        while (strlen($data) < $length) {
-            $this->arm($stream, $deadline);
-            $chunk = @fread($stream, $length - strlen($data));
-            if ($chunk === false || $chunk === '') {
-                $this->checkTimeout($stream);
-                if (feof($stream)) {
-                    throw new ConnectionException('herald closed the connection before the answer ended');
-                }
-                throw new ConnectionException('reading from herald failed');
+        $this->arm($stream, $deadline);
+        $chunk = @fread($stream, self::READ_SIZE);
+        if ($chunk === false || $chunk === '') {
+            $this->checkTimeout($stream);
+            if (feof($stream)) {
+                throw new ConnectionException('herald closed the connection before the answer ended');
             }
-            $data .= $chunk;
+            throw new ConnectionException('reading from herald failed');
         }
-        return $data;
+        return $chunk;
     }
 
     /**

@@ -15,6 +15,7 @@
  *
  *   answer    as above
  *   leftover  the answer, then 8 bytes nobody asked for
+ *   late_leftover  the answer now, 8 bytes nobody asked for after "delay" seconds
  *   wrong_id  the answer with id + 1
  *   stall     the answer's first record now, the rest after "delay" seconds
  *   close     the answer, then close the connection
@@ -22,7 +23,8 @@
  *
  * Every event is one JSON line appended to LOG: {"ev":"accept","conn":c},
  * {"ev":"request","conn":c,"n":n,"id":id,"keep":bool,"stdin":s,"partial":
- * bytes of an unfinished request at close} and {"ev":"close","conn":c}.
+ * bytes of an unfinished request at close}, {"ev":"later","conn":c} once
+ * delayed bytes are written, and {"ev":"close","conn":c}.
  */
 
 declare(strict_types=1);
@@ -85,6 +87,9 @@ $answer = static function (int $c, int $n, int $id, bool $keep) use (
         stream_socket_shutdown($s, STREAM_SHUT_RD);
         $conns[$c]['shut'] = true;
     }
+    if ($do === 'late_leftover') {
+        $later[] = ['at' => microtime(true) + (float) $play['delay'], 'conn' => $c, 'bytes' => 'LEFTOVER', 'close' => false];
+    }
     fwrite($s, $head . $tail . ($do === 'leftover' ? 'LEFTOVER' : ''));
     if ($do === 'close' || !$keep) {
         $close($c);
@@ -134,6 +139,7 @@ while (true) {
             unset($later[$i]);
             if (isset($conns[$part['conn']])) {
                 @fwrite($conns[$part['conn']]['stream'], $part['bytes']);
+                $log(['ev' => 'later', 'conn' => $part['conn']]);
                 if ($part['close']) {
                     $close($part['conn']);
                 }

@@ -128,6 +128,73 @@ final class FastCgiTest extends TestCase
         self::assertSame('0', $get['CONTENT_LENGTH']);
     }
 
+    public function testRequestIsEncodeRequestOfParams(): void
+    {
+        $bodies = ['', '{}', str_repeat('b', 7), str_repeat('c', 65535), str_repeat('d', 65536), str_repeat('e', 140000)];
+        $uris = [['POST', '/publish'], ['GET', '/presence?channel=a%20b'], ['GET', '/health'], ['POST', '/' . str_repeat('p', 300)]];
+        foreach ($bodies as $body) {
+            foreach ($uris as [$method, $uri]) {
+                foreach ([[1, false], [2, true], [65535, true]] as [$id, $keep]) {
+                    self::assertSame(
+                        FastCgi::encodeRequest(FastCgi::params($method, $uri, $body), $body, $id, $keep),
+                        FastCgi::request($method, $uri, $body, $id, $keep),
+                        "$method $uri, " . strlen($body) . " bytes, id $id"
+                    );
+                }
+            }
+        }
+    }
+
+    public function testRequestHeadsStayRightWhenTheirCacheOverflows(): void
+    {
+        // more URIs than the cache keeps: it is emptied and filled again, never mixed up
+        for ($round = 0; $round < 2; $round++) {
+            for ($i = 0; $i < 100; $i++) {
+                $uri = "/presence?user=u$i";
+                self::assertSame(
+                    FastCgi::encodeRequest(FastCgi::params('GET', $uri, ''), '', 9, true),
+                    FastCgi::request('GET', $uri, '', 9, true)
+                );
+            }
+        }
+    }
+
+    public function testParseResponseOfHeraldsUsualHead(): void
+    {
+        $r = FastCgi::parseResponse(
+            "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"ok\":true,\"delivered\":3}\n"
+        );
+        self::assertSame([
+            'status' => 200,
+            'headers' => ['status' => '200 OK', 'content-type' => 'application/json', 'content-length' => '26'],
+            'body' => "{\"ok\":true,\"delivered\":3}\n",
+        ], $r);
+        self::assertSame('', FastCgi::parseResponse(
+            "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+        )['body']);
+    }
+
+    public function testParseResponseNearHeraldsUsualHead(): void
+    {
+        $head = "Status: 200 OK\r\nContent-Type: application/json\r\nContent-Length: ";
+        // more headers, a length that is not digits, none at all: parsed in full
+        $r = FastCgi::parseResponse($head . "5\r\nX-Extra: 1\r\n\r\nhello");
+        self::assertSame(['status' => '200 OK', 'content-type' => 'application/json', 'content-length' => '5',
+            'x-extra' => '1'], $r['headers']);
+        self::assertSame('hello', $r['body']);
+        self::assertSame('5 x', FastCgi::parseResponse($head . "5 x\r\n\r\n")['headers']['content-length']);
+        self::assertSame('', FastCgi::parseResponse($head . "\r\n\r\n{}")['headers']['content-length']);
+        self::assertSame('12345678901', FastCgi::parseResponse($head . "12345678901\r\n\r\n")['headers']['content-length']);
+        foreach ([$head . '26', $head . "26\r\n", $head . "26\r\nbad line\r\n\r\n"] as $stdout) {
+            try {
+                FastCgi::parseResponse($stdout);
+                self::fail('accepted ' . json_encode($stdout));
+            } catch (ProtocolException $e) {
+                self::assertStringContainsString('malformed answer from herald', $e->getMessage());
+            }
+        }
+    }
+
     public function testParseResponseWithStatus(): void
     {
         $stdout = "Status: 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"ok\":false}\r\n\r\nx";
@@ -263,6 +330,27 @@ final class FastCgiTest extends TestCase
         $elapsed = microtime(true) - $start;
         self::assertGreaterThanOrEqual(0.29, $elapsed);
         self::assertLessThan(1.0, $elapsed);
+    }
+
+    public function testAnAnswerThatArrivesInPiecesIsPutTogether(): void
+    {
+        // a child process writes the answer 3 bytes at a time: reads end mid-header and mid-content
+        [$ours, $theirs] = stream_socket_pair(STREAM_PF_UNIX, STREAM_SOCK_STREAM, STREAM_IPPROTO_IP);
+        $script = 'foreach (str_split(base64_decode($argv[1]), 3) as $b) { echo $b; usleep(2000); }';
+        $answer = FakeHerald::record(6, "Status: 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":")
+            . FakeHerald::record(6, 'true}', 1, 5) . FakeHerald::record(6, '') . FakeHerald::endRequest();
+        $null = ['file', '/dev/null', 'r+'];
+        $child = proc_open([PHP_BINARY, '-n', '-r', $script, base64_encode($answer)], [0 => $null, 1 => $theirs, 2 => $null], $pipes);
+        self::assertIsResource($child);
+        fclose($theirs);
+        try {
+            $r = (new FastCgiTransport('s', 1.0, 5.0, fn () => $ours))->request('GET', '/health');
+        } finally {
+            proc_terminate($child);
+            proc_close($child);
+        }
+        self::assertSame(['status' => 200, 'headers' => ['status' => '200 OK', 'content-type' => 'application/json'],
+            'body' => '{"ok":true}'], $r);
     }
 
     public function testConnectionClosedBeforeEndRequest(): void

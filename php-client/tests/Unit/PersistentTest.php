@@ -69,6 +69,51 @@ final class PersistentTest extends TestCase
         self::assertCount(6, array_unique($ids), 'request ids vary: ' . implode(',', $ids));
     }
 
+    public function testEachPageStartsAtAnotherRequestId(): void
+    {
+        // a php-fpm page starts with no statics: its first id comes from the clock
+        $client = $this->serve();
+        $lastId = new \ReflectionProperty(FastCgiTransport::class, 'lastId');
+        $lastId->setAccessible(true);
+        for ($page = 0; $page < 3; $page++) {
+            $lastId->setValue(null, 0);
+            $client->publish('u', 'e');
+            usleep(1000);
+        }
+
+        $ids = array_column(FastCgiServer::of($this->events(3), 'request'), 'id');
+        self::assertCount(3, array_unique($ids), 'first ids of three pages: ' . implode(',', $ids));
+        foreach ($ids as $id) {
+            self::assertGreaterThanOrEqual(1, $id);
+            self::assertLessThanOrEqual(0xffff, $id);
+        }
+    }
+
+    public function testEachSocketKeepsItsOwnConnection(): void
+    {
+        $client = $this->serve();
+        $second = new FastCgiServer();
+        try {
+            $other = new Client(['socket' => $second->socket, 'persistent' => true, 'timeout' => 1.0]);
+            $got = [];
+            for ($i = 0; $i < 3; $i++) {
+                $got[] = $client->publish('u', 'first');
+                $got[] = $other->publish('u', 'second');
+            }
+            self::assertSame([1, 1, 2, 2, 3, 3], $got);
+            foreach ([[$this->server, 'first'], [$second, 'second']] as [$server, $event]) {
+                $events = $server->waitFor(fn ($e) => count(FastCgiServer::of($e, 'request')) >= 3);
+                self::assertCount(1, FastCgiServer::of($events, 'accept'));
+                self::assertSame([$event, $event, $event], array_map(
+                    fn ($r) => json_decode($r['stdin'], true)['event'],
+                    FastCgiServer::of($events, 'request')
+                ));
+            }
+        } finally {
+            $second->stop();
+        }
+    }
+
     public function testWithoutPersistentEveryCallConnects(): void
     {
         $this->server = new FastCgiServer();
@@ -87,6 +132,22 @@ final class PersistentTest extends TestCase
         $client = $this->serve([['do' => 'leftover']]);
 
         self::assertSame(1, $client->publish('u', 'e'));
+        self::assertSame(2, $client->publish('u', 'e'));
+        self::assertSame(3, $client->publish('u', 'e'));
+
+        $events = $this->events(3);
+        self::assertCount(2, FastCgiServer::of($events, 'accept'));
+        self::assertSame([1, 2, 2], array_column(FastCgiServer::of($events, 'request'), 'conn'));
+    }
+
+    public function testLeftoverBytesThatComeAfterTheAnswerAreFoundBeforeReuse(): void
+    {
+        // the stray bytes come 0.2 s after the answer: the client has long stopped reading,
+        // and finds them only when it checks the connection before its next request
+        $client = $this->serve([['do' => 'late_leftover', 'delay' => 0.2]]);
+
+        self::assertSame(1, $client->publish('u', 'e'));
+        $this->server->waitFor(fn ($e) => count(FastCgiServer::of($e, 'later')) === 1);
         self::assertSame(2, $client->publish('u', 'e'));
         self::assertSame(3, $client->publish('u', 'e'));
 
