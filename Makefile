@@ -38,9 +38,10 @@ LIBS     = -lev -lfcgi -ljansson -linih -lssl -lcrypto -lhiredis
 
 # Debian packages, split so that `make run` installs only what running needs:
 # RUN_PKGS builds Herald and runs its demo (php-fpm and SQLite for the office
-# RPC script, procps for run.sh's pgrep); TEST_PKGS adds the test toolchain.
+# RPC script, procps for run.sh's pgrep; libc6-dev, which gcc only
+# recommends, for the C library's headers); TEST_PKGS adds the test toolchain.
 # `make deps-run` installs the first list, `make deps` both (and npm's).
-RUN_PKGS  = gcc make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
+RUN_PKGS  = gcc libc6-dev make pkg-config libev-dev libfcgi-dev libjansson-dev libssl-dev \
             libinih-dev uthash-dev libhiredis-dev php-cli php-fpm php-sqlite3 procps
 TEST_PKGS = libcmocka-dev nginx-light redis-server \
             python3 python3-websockets python3-pytest phpunit clang clang-format \

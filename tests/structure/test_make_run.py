@@ -18,7 +18,7 @@ TEST_TOOLS = {"clang", "clang-format", "libclang-rt-14-dev", "chromium", "phpuni
               "redis-server", "nginx", "nginx-light", "libnginx-mod-nchan"}
 # Building Herald (LIBS: -lev -lfcgi -ljansson -linih -lssl -lcrypto -lhiredis, and
 # uthash's headers) and running php-client/demo/run.sh (php -S, php-fpm, pdo_sqlite, pgrep).
-RUN_NEEDS = {"gcc", "make", "pkg-config", "libev-dev", "libfcgi-dev", "libjansson-dev",
+RUN_NEEDS = {"gcc", "libc6-dev", "make", "pkg-config", "libev-dev", "libfcgi-dev", "libjansson-dev",
              "libinih-dev", "libssl-dev", "uthash-dev", "libhiredis-dev", "php-cli", "php-fpm",
              "php-sqlite3", "procps"}
 
