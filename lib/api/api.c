@@ -65,6 +65,7 @@
 
 #include "apiconn.h"
 #include "cfg.h"
+#include "fmt.h"
 #include "log.h"
 #include "net.h"
 #include "xmalloc.h"
@@ -118,14 +119,9 @@ static void api_put(struct relay_buf *out, const char *s)
 /* Append n in decimal to out. */
 static void api_put_num(struct relay_buf *out, size_t n)
 {
-    char digits[24];
-    size_t at = sizeof digits;
+    char digits[FMT_U64_MAX];
 
-    do {
-        digits[--at] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n > 0);
-    relay_put(out, digits + at, sizeof digits - at);
+    relay_put(out, digits, fmt_u64(digits, n));
 }
 
 /*

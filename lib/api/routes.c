@@ -26,6 +26,7 @@
 #include "cfg.h"
 #include "chan.h"
 #include "engine.h"
+#include "fmt.h"
 #include "http.h"
 #include "msg.h"
 #include "proto.h"
@@ -288,8 +289,8 @@ static int routes_submit(struct api *a, struct cmd_job *job, char **texts, uint6
 static void routes_delivered(struct api_response *resp, const struct cmd_job *job, int batch)
 {
     static const char head[] = "{\"ok\":true,\"delivered\":";
-    /* 20 digits a count, and a comma or bracket around each. */
-    char *p = xmalloc(sizeof head + job->nitems * 21 + 3);
+    /* A count's digits and a comma or bracket around each. */
+    char *p = xmalloc(sizeof head + job->nitems * (FMT_U64_MAX + 1) + 3);
 
     resp->status = 200;
     resp->body = p;
@@ -297,9 +298,11 @@ static void routes_delivered(struct api_response *resp, const struct cmd_job *jo
     p += sizeof head - 1;
     if (batch)
         *p++ = '[';
-    for (size_t i = 0; i < job->nitems; i++)
-        p += sprintf(p, "%s%llu", i > 0 ? "," : "",
-                     (unsigned long long)(job->delivered[i] + job->items[i].reached));
+    for (size_t i = 0; i < job->nitems; i++) {
+        if (i > 0)
+            *p++ = ',';
+        p += fmt_u64(p, job->delivered[i] + job->items[i].reached);
+    }
     if (batch)
         *p++ = ']';
     *p++ = '}';

@@ -29,21 +29,13 @@ void histo_add(struct histo *dst, const struct histo *src)
     for (unsigned i = 0; i < HISTO_NBUCKETS; i++)
         dst->bucket[i] += src->bucket[i];
     dst->sum_ns += src->sum_ns;
-    dst->count += src->count;
 }
 
 void histo_add_shared(struct histo *dst, const struct histo_shared *src)
 {
-    uint64_t n = 0;
-
-    for (unsigned i = 0; i < HISTO_NBUCKETS; i++) {
-        uint64_t b = atomic_load_explicit(&src->bucket[i], memory_order_relaxed);
-
-        dst->bucket[i] += b;
-        n += b;
-    }
+    for (unsigned i = 0; i < HISTO_NBUCKETS; i++)
+        dst->bucket[i] += atomic_load_explicit(&src->bucket[i], memory_order_relaxed);
     dst->sum_ns += atomic_load_explicit(&src->sum_ns, memory_order_relaxed);
-    dst->count += n;
 }
 
 uint64_t histo_now_ns(void)

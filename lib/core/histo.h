@@ -23,13 +23,12 @@
 #define HISTO_NBUCKETS (HISTO_NBOUNDS + 1)
 extern const uint64_t histo_bounds_ns[HISTO_NBOUNDS];
 
+/* No count of its own in either: the buckets' total is it, so +Inf and _count agree. */
 struct histo {
     uint64_t bucket[HISTO_NBUCKETS];
     uint64_t sum_ns;
-    uint64_t count;
 };
 
-/* No count of its own: the buckets' total is it, so +Inf and _count always agree. */
 struct histo_shared {
     atomic_uint_fast64_t bucket[HISTO_NBUCKETS];
     atomic_uint_fast64_t sum_ns;
@@ -51,7 +50,16 @@ static inline void histo_observe(struct histo *h, uint64_t ns)
 {
     h->bucket[histo_index(ns)]++;
     h->sum_ns += ns;
-    h->count++;
+}
+
+/* How many observations h holds. */
+static inline uint64_t histo_count(const struct histo *h)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < HISTO_NBUCKETS; i++)
+        n += h->bucket[i];
+    return n;
 }
 
 /* Count one observation of ns nanoseconds, from any thread. */

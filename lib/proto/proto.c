@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "chan.h"
+#include "fmt.h"
 #include "msg.h"
 #include "utf8.h"
 #include "ws.h"
@@ -405,17 +406,11 @@ static int proto_add_string(struct proto_text *t, const char *s, size_t n)
 /* Append v in decimal, as jansson's "%" JSON_INTEGER_FORMAT writes it. */
 static void proto_add_int(struct proto_text *t, json_int_t v)
 {
-    char digits[24];
-    size_t at = sizeof digits;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    char *p = proto_room(t, FMT_U64_MAX + 1);
+    size_t sign = v < 0;
 
-    do {
-        digits[--at] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u > 0);
-    if (v < 0)
-        digits[--at] = '-';
-    proto_add(t, digits + at, sizeof digits - at);
+    *p = '-';
+    t->len += sign + fmt_u64(p + sign, v < 0 ? 0ull - (uint64_t)v : (uint64_t)v);
 }
 
 /* Append a real as jansson writes it: its own rules for the digits, so its own dump. */

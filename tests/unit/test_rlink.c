@@ -105,7 +105,7 @@ static uint64_t round_trips(const struct rlink_stats *st)
     struct histo h = {0};
 
     histo_add_shared(&h, &st->rtt);
-    return h.count;
+    return histo_count(&h);
 }
 
 static void test_rlink_runs_commands(void **state)
